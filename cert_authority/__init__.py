@@ -1,0 +1,1 @@
+"""The authority service: settings, database, PKI service, HTTP API and CLI (composition root)."""

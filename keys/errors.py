@@ -1,0 +1,46 @@
+"""The exceptions of `keys`. Foreign errors (asn1crypto, OpenSSL, OS) are translated at the
+boundary so callers handle one tree:
+
+    KeysError
+    ├── InvalidKeyError        malformed key, wrong algorithm or curve (e.g. P-256 where SM2 is required)
+    ├── WrongPassphraseError   an encrypted key that does not open with the given passphrase
+    ├── KeyNotFoundError       no key under that label in the key store
+    ├── KeyExistsError         a key with that label already exists (never overwritten)
+    ├── InvalidCertificateError  malformed certificate/CSR/CRL, or one that fails a check
+    ├── InvalidCodeError       a USCC with a wrong length, alphabet or check character
+    └── CAError                the CA cannot do what was asked (not initialised, unknown serial, ...)
+"""
+
+from __future__ import annotations
+
+
+class KeysError(Exception):
+    """Base class of every error raised by `keys`."""
+
+
+class InvalidKeyError(KeysError):
+    pass
+
+
+class WrongPassphraseError(KeysError):
+    pass
+
+
+class KeyNotFoundError(KeysError):
+    pass
+
+
+class KeyExistsError(KeysError):
+    pass
+
+
+class InvalidCertificateError(KeysError):
+    pass
+
+
+class InvalidCodeError(KeysError):
+    pass
+
+
+class CAError(KeysError):
+    pass

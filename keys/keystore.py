@@ -1,0 +1,113 @@
+"""Key stores: where private keys live. Callers ask for a `Signer` by label, never for key bytes.
+
+`SoftwareKeyStore` keeps each key as encrypted PKCS#8 (`keys.pkcs8`) in its own file, mode 0600,
+in a 0700 directory, under a passphrase (the key-encryption key, `ECAS_KEK`). A PKCS#11 store
+would implement the same `KeyStore` protocol with labels naming token objects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from keys.errors import KeyExistsError, KeyNotFoundError
+from keys.pkcs8 import DEFAULT_ITERATIONS, decrypt_private_key, encrypt_private_key
+from keys.signer import Signer, SoftwareSigner
+from keys.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
+
+LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+
+
+class KeyStore(Protocol):
+    def generate(self, label: str) -> SM2PublicKey:
+        """Create a new SM2 key under `label` (never overwrites) and return its public key."""
+        ...
+
+    def signer(self, label: str, signer_id: bytes = DEFAULT_ID) -> Signer: ...
+
+    def public_key(self, label: str) -> SM2PublicKey: ...
+
+    def exists(self, label: str) -> bool: ...
+
+    def delete(self, label: str) -> None: ...
+
+
+def _check_label(label: str) -> str:
+    if not LABEL_PATTERN.match(label):
+        raise ValueError(f"invalid key label {label!r}: use a-z, 0-9, '.', '_', '-'")
+    return label
+
+
+class SoftwareKeyStore:
+    """Encrypted-at-rest key files. Opened keys are cached for the life of the store object."""
+
+    def __init__(self, directory: Path, passphrase: bytes, *, iterations: int = DEFAULT_ITERATIONS):
+        if not passphrase:
+            raise ValueError("the key store needs a key-encryption passphrase (ECAS_KEK)")
+        self.directory = Path(directory)
+        self._passphrase = passphrase
+        self._iterations = iterations
+        self._cache: dict[str, SM2PrivateKey] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never show the passphrase
+        return f"SoftwareKeyStore({str(self.directory)!r})"
+
+    def _path(self, label: str) -> Path:
+        return self.directory / f"{_check_label(label)}.key.pem"
+
+    def exists(self, label: str) -> bool:
+        return self._path(label).exists()
+
+    def generate(self, label: str) -> SM2PublicKey:
+        path = self._path(label)
+        key = SM2PrivateKey.generate()
+        data = encrypt_private_key(key, self._passphrase, iterations=self._iterations)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        # O_EXCL + 0600 from creation: the file is never readable by others, not even briefly.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            # link() fails if the label was taken meanwhile: a key is never overwritten.
+            os.link(tmp, path)
+        except FileExistsError as exc:
+            raise KeyExistsError(f"a key labelled {label!r} already exists") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        with self._lock:
+            self._cache[label] = key
+        return key.public_key
+
+    def _open(self, label: str) -> SM2PrivateKey:
+        with self._lock:
+            cached = self._cache.get(label)
+        if cached is not None:
+            return cached
+        path = self._path(label)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise KeyNotFoundError(f"no key labelled {label!r} in {self.directory}") from exc
+        key = decrypt_private_key(data, self._passphrase)
+        with self._lock:
+            self._cache[label] = key
+        return key
+
+    def signer(self, label: str, signer_id: bytes = DEFAULT_ID) -> SoftwareSigner:
+        return SoftwareSigner(self._open(label), signer_id=signer_id)
+
+    def public_key(self, label: str) -> SM2PublicKey:
+        return self._open(label).public_key
+
+    def delete(self, label: str) -> None:
+        """Remove a key (used to roll back a key whose certificate was never issued)."""
+        with self._lock:
+            self._cache.pop(label, None)
+        self._path(label).unlink(missing_ok=True)

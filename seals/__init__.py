@@ -1,0 +1,1 @@
+"""seals: see ../shared/DESIGN.md (filled in by later issues)."""

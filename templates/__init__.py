@@ -1,0 +1,1 @@
+"""templates: see ../shared/DESIGN.md (filled in by later issues)."""

@@ -1,0 +1,1 @@
+"""verification: see ../shared/DESIGN.md (filled in by later issues)."""
