@@ -1,4 +1,5 @@
-"""Shared fixtures: independent checkers (OpenSSL CLI, pure-Python gmssl) and a real test PKI."""
+"""Shared fixtures: independent checkers (OpenSSL CLI, pure-Python gmssl), a real test PKI, and
+databases: every test that takes `database_url` runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,18 +7,27 @@ import datetime as dt
 import os
 import shutil
 import subprocess
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from asn1crypto import algos
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from cert_authority.db import create_db_engine, migrate
+from cert_authority.pki import PkiService
+from cert_authority.settings import Settings
 
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey, SM2PublicKey
 from keys.x509 import Certificate, build_certificate, make_name
 
 SM2_ID_OPT = "distid:1234567812345678"
-NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
+# A fixed instant per session, just before real time: OpenSSL checks validity against the clock.
+NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(minutes=5)
 DEPT_USCC = "91350100M000100Y43"
 
 
@@ -135,3 +145,59 @@ def tmp_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ECAS_DATA_DIR", str(data))
     monkeypatch.setenv("ECAS_KEK", "test-kek-" + os.urandom(8).hex())
     return data
+
+POSTGRES_ADMIN_URL = os.environ.get("ECAS_TEST_POSTGRES_URL", "postgresql+psycopg://127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc.orig}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}")
+    name = f"ecas_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ecas.db'}"
+        return
+    base = request.getfixturevalue("postgres_server")
+    # A schema per test keeps tests apart inside the session's database.
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(base)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{base}?options=-csearch_path%3D{schema}"
+    with engine.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "var",
+        database_url=database_url,
+        kek="test-passphrase",  # type: ignore[arg-type]
+        base_url="http://127.0.0.1:8000",
+    )
+
+
+@pytest.fixture
+def pki_service(settings: Settings) -> PkiService:
+    engine = create_db_engine(settings.effective_database_url)
+    migrate(engine)
+    return PkiService(settings, engine)

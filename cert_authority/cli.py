@@ -1,0 +1,267 @@
+"""The `ecas` command line. Every command honours ECAS_DATA_DIR (or --data-dir) and .env."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from cert_authority.db import create_db_engine, migrate
+from cert_authority.errors import ServiceError
+from cert_authority.pki import CaNames, PkiService
+from cert_authority.settings import Settings, load_settings
+from keys.crl import REASONS
+from keys.errors import KeysError
+
+app = typer.Typer(help="ECAS 电子证照与电子印章服务", no_args_is_help=True, add_completion=False)
+pki_app = typer.Typer(help="分中心CA：初始化、签发与吊销印章证书、CRL、导出", no_args_is_help=True)
+bench_app = typer.Typer(help="性能基准（打印测量值，不是测试）", no_args_is_help=True)
+app.add_typer(pki_app, name="pki")
+app.add_typer(bench_app, name="bench")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(command: F) -> F:
+    """Users get one clear line and exit code 1, never a stack trace."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ServiceError, KeysError, ValueError, OSError) as exc:
+            typer.secho(f"错误：{exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="数据目录（默认 ./var，或环境变量 ECAS_DATA_DIR）")
+    ] = None,
+) -> None:
+    overrides = {"data_dir": data_dir} if data_dir else {}
+    ctx.obj = overrides
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return load_settings(**(ctx.obj or {}))
+
+
+def _pki(settings: Settings) -> PkiService:
+    engine = create_db_engine(settings.effective_database_url)
+    migrate(engine)
+    return PkiService(settings, engine)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _serial(text: str) -> int:
+    try:
+        return int(text.removeprefix("0x").removeprefix("0X"), 16)
+    except ValueError:
+        raise ValueError(f"证书序列号应为十六进制数字，收到 {text!r}") from None
+
+
+# --- pki -----------------------------------------------------------------------------------
+@pki_app.command("init")
+@friendly_errors
+def pki_init(
+    ctx: typer.Context,
+    root_name: Annotated[str, typer.Option(help="根CA名称")] = CaNames.root,
+    branch_name: Annotated[str, typer.Option(help="分中心CA名称")] = CaNames.branch,
+) -> None:
+    """Create the provincial root CA and the municipal branch CA under it."""
+    pki = _pki(_settings(ctx))
+    root, branch = pki.init(_now(), CaNames(root=root_name, branch=branch_name))
+    typer.echo(f"根CA：    {root.subject_text}  序列号 {root.serial_hex}  至 {root.not_after:%Y-%m-%d}")
+    typer.echo(f"分中心CA：{branch.subject_text}  序列号 {branch.serial_hex}  至 {branch.not_after:%Y-%m-%d}")
+    typer.echo(f"证书目录：{pki.settings.pki_dir}")
+
+
+@pki_app.command("csr")
+@friendly_errors
+def pki_csr(
+    ctx: typer.Context,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="写入文件（默认打印）")] = None,
+    branch_name: Annotated[str, typer.Option(help="分中心CA名称")] = CaNames.branch,
+) -> None:
+    """Make the branch CA's certificate request for an existing provincial root."""
+    pki = _pki(_settings(ctx))
+    request = pki.make_branch_request(_now(), CaNames(branch=branch_name))
+    if output:
+        output.write_bytes(request.pem)
+        typer.echo(f"证书请求已写入 {output}；请提交省级CA签发，再运行 ecas pki install-branch")
+    else:
+        sys.stdout.write(request.pem.decode())
+
+
+@pki_app.command("install-branch")
+@friendly_errors
+def pki_install_branch(
+    ctx: typer.Context,
+    certificate: Annotated[Path, typer.Argument(help="省级CA签发的分中心证书（PEM/DER）")],
+    root: Annotated[Path, typer.Option(help="省级根CA证书（PEM/DER）")],
+) -> None:
+    """Install the branch certificate returned by the provincial root (checked against our CSR)."""
+    pki = _pki(_settings(ctx))
+    branch = pki.install_branch(certificate.read_bytes(), root.read_bytes(), _now())
+    typer.echo(f"已安装分中心证书：{branch.subject_text}  序列号 {branch.serial_hex}")
+
+
+@pki_app.command("issue")
+@friendly_errors
+def pki_issue(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="证书主体名称（部门名称）")],
+    uscc: Annotated[str, typer.Option(help="部门统一社会信用代码")],
+    years: Annotated[int | None, typer.Option(help="有效期（年）")] = None,
+) -> None:
+    """Issue a seal certificate for a department; prints its serial number."""
+    pki = _pki(_settings(ctx))
+    cert = pki.issue_seal_certificate(name=name, uscc=uscc, now=_now(), years=years)
+    typer.echo(cert.serial_hex)
+
+
+@pki_app.command("revoke")
+@friendly_errors
+def pki_revoke(
+    ctx: typer.Context,
+    serial: Annotated[str, typer.Argument(help="证书序列号（十六进制）")],
+    reason: Annotated[str, typer.Option(help="吊销原因：" + ", ".join(REASONS))] = "unspecified",
+) -> None:
+    """Revoke a seal certificate; the CRL is re-issued at once."""
+    pki = _pki(_settings(ctx))
+    record = pki.revoke(_serial(serial), reason, _now())
+    typer.echo(f"已吊销 {record.certificate.serial_hex}（{reason}），CRL 已更新")
+
+
+@pki_app.command("crl")
+@friendly_errors
+def pki_crl(
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option("-o", "--output", help="写入 DER 文件")] = Path("crl.der"),
+) -> None:
+    """Export the branch CA's current CRL (DER)."""
+    pki = _pki(_settings(ctx))
+    output.write_bytes(pki.current_crl(_now()))
+    typer.echo(f"CRL 已写入 {output}")
+
+
+@pki_app.command("export")
+@friendly_errors
+def pki_export(ctx: typer.Context, directory: Annotated[Path, typer.Argument(help="导出目录")]) -> None:
+    """Write root.pem, branch.pem, crl.der and seal-<serial>.pem for checking with other tools."""
+    pki = _pki(_settings(ctx))
+    for path in pki.export(directory, _now()):
+        typer.echo(str(path))
+
+
+@pki_app.command("list")
+@friendly_errors
+def pki_list(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="JSON 输出")] = False
+) -> None:
+    """List the seal certificates the branch issued, with their status."""
+    pki = _pki(_settings(ctx))
+    rows = [
+        {
+            "serial": r.certificate.serial_hex,
+            "subject": r.certificate.common_name,
+            "uscc": r.certificate.uscc,
+            "not_after": r.certificate.not_after.isoformat(),
+            "status": r.status().state,
+            "reason": r.reason,
+        }
+        for r in pki.registry.list_issued()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for row in rows:
+        typer.echo(f"{row['serial']}  {row['status']:8}  {row['uscc']}  {row['subject']}  至 {row['not_after'][:10]}")
+
+
+# --- bench ---------------------------------------------------------------------------------
+@bench_app.command("crypto")
+@friendly_errors
+def bench_crypto(
+    seconds: Annotated[float, typer.Option(help="每项测量秒数")] = 3.0,
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """SM2 sign/verify per second: ours beside `openssl speed sm2`, same run, one core."""
+    from cert_authority.bench import crypto_benchmark
+
+    result = crypto_benchmark(seconds)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"SM2 backend: {result['backend']}  ({result['message_bytes']}-byte messages, one core)")
+    typer.echo(f"{'':22}{'sign/s':>10}{'verify/s':>10}")
+    typer.echo(f"{'ecas (keys.sm2)':22}{result['sign_per_s']:>10}{result['verify_per_s']:>10}")
+    typer.echo(f"{'openssl speed sm2':22}{result['openssl_sign_per_s']:>10}{result['openssl_verify_per_s']:>10}")
+    typer.echo(f"{'ratio':22}{result['sign_ratio']:>10}{result['verify_ratio']:>10}")
+
+
+# --- serve ---------------------------------------------------------------------------------
+@app.command("serve")
+@friendly_errors
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="监听地址")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="端口")] = 8000,
+) -> None:
+    """Run the HTTP service (CRL, OCSP, certificates; API docs at /docs)."""
+    import uvicorn
+
+    from cert_authority.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(_settings(ctx)), host=host, port=port, log_level="info")
+
+
+@app.command("demo")
+@friendly_errors
+def demo(
+    ctx: typer.Context,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="建好后启动服务")] = True,
+    port: Annotated[int, typer.Option(help="端口")] = 8000,
+) -> None:
+    """Build a local demo authority (idempotent), then serve it on 127.0.0.1."""
+    from cert_authority.demo import build_demo, ensure_demo_kek
+
+    settings = _settings(ctx)
+    if ensure_demo_kek(settings):
+        typer.secho(
+            f"演示模式：未设置 ECAS_KEK，已生成演示用密钥加密口令 {settings.demo_kek_path}"
+            "（仅供演示；正式部署请设置 ECAS_KEK 并妥善保管）",
+            fg=typer.colors.YELLOW,
+        )
+    pki = _pki(settings)
+    for line in build_demo(pki, _now()) or ["演示数据已存在，未做改动"]:
+        typer.echo(f"· {line}")
+    for record in pki.registry.list_issued():
+        cert = record.certificate
+        typer.echo(f"  印章证书 {cert.serial_hex}  {record.status().state:8} {cert.uscc}  {cert.common_name}")
+    base = f"http://127.0.0.1:{port}"
+    typer.echo(f"数据目录：{settings.data_dir.resolve()}")
+    if not serve_after:
+        return
+    typer.echo(f"服务地址：{base}/docs （API 文档） · {base}/pki/crl · {base}/pki/ocsp · {base}/pki/root.pem")
+    ctx.invoke(serve, ctx=ctx, host="127.0.0.1", port=port)
+
+
+def main() -> None:
+    app()

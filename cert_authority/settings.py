@@ -1,0 +1,68 @@
+"""Settings from the environment and `.env` (prefix ECAS_). Built by `load_settings()`, never at
+import time, so tests and commands can each make their own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cert_authority.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ECAS_", env_file=".env", extra="forbid")
+
+    data_dir: Path = Path("var")
+    # Default: SQLite under the data directory. PostgreSQL: postgresql+psycopg://host/db
+    database_url: str | None = None
+    # Passphrase protecting every private key at rest (the key-encryption key).
+    kek: SecretStr | None = None
+    # Written into certificates (CRL distribution point, OCSP, CA issuers): where relying
+    # parties reach this service.
+    base_url: str = "http://127.0.0.1:8000"
+    crl_validity_hours: int = 24
+    seal_certificate_years: int = 3
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("ECAS_BASE_URL must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    @property
+    def key_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'ecas.db').resolve()}"
+
+    @property
+    def demo_kek_path(self) -> Path:
+        return self.data_dir / "demo-kek"
+
+    def require_kek(self) -> bytes:
+        if self.kek is None or not self.kek.get_secret_value():
+            # `ecas demo` writes this file when no ECAS_KEK was given: a demo is not a deployment.
+            if self.demo_kek_path.exists():
+                return self.demo_kek_path.read_bytes().strip()
+            raise ConfigError(
+                "未设置密钥加密口令 ECAS_KEK：私钥以口令加密保存，请先设置环境变量 ECAS_KEK"
+                "（或写入 .env），例如 export ECAS_KEK='a long random passphrase'"
+            )
+        return self.kek.get_secret_value().encode()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from ECAS_* variables and .env; keyword overrides win (used by CLI options)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"配置错误：{exc}") from exc

@@ -1,0 +1,266 @@
+"""The CA hierarchy: provincial root → municipal branch (分中心) → department seal certificates.
+
+Pure logic over values. Where issued certificates, revocations and CRLs are kept is behind the
+`CertificateRegistry` protocol (the service implements it on its database), so several workers
+can share one branch CA.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Protocol
+
+from asn1crypto import x509 as asn1_x509
+
+from keys.crl import RevokedEntry, build_crl
+from keys.errors import CAError, InvalidCertificateError
+from keys.ocsp import CertStatus, respond_ocsp
+from keys.signer import Signer
+from keys.sm2 import SM2PublicKey
+from keys.x509 import Certificate, CertificationRequest, build_certificate, make_name, utc
+
+ROOT_KEY_USAGE = frozenset({"key_cert_sign", "crl_sign"})
+# digital_signature: the branch signs its OCSP responses itself (RFC 6960 §4.2.2.2).
+BRANCH_KEY_USAGE = frozenset({"key_cert_sign", "crl_sign", "digital_signature"})
+SEAL_KEY_USAGE = frozenset({"digital_signature", "non_repudiation"})
+
+
+def new_serial() -> int:
+    """A random positive serial of 127 bits: unguessable (CA/B BR 7.1) and never negative."""
+    return secrets.randbits(126) | (1 << 126)
+
+
+def years_later(when: dt.datetime, years: int) -> dt.datetime:
+    try:
+        return when.replace(year=when.year + years)
+    except ValueError:  # 29 February
+        return when.replace(year=when.year + years, day=28)
+
+
+@dataclass(frozen=True)
+class PublicationUrls:
+    """Where relying parties fetch CRLs, OCSP and issuer certificates (written into certificates)."""
+
+    base_url: str
+
+    @property
+    def crl(self) -> str:
+        return f"{self.base_url.rstrip('/')}/pki/crl"
+
+    @property
+    def root_crl(self) -> str:
+        return f"{self.base_url.rstrip('/')}/pki/root.crl"
+
+    @property
+    def ocsp(self) -> str:
+        return f"{self.base_url.rstrip('/')}/pki/ocsp"
+
+    @property
+    def branch_certificate(self) -> str:
+        return f"{self.base_url.rstrip('/')}/pki/branch.cer"
+
+
+def create_root_certificate(
+    signer: Signer, *, name: str, organization: str, now: dt.datetime, years: int = 20
+) -> Certificate:
+    """A self-signed provincial root."""
+    return build_certificate(
+        subject=make_name(name, organization=organization),
+        public_key=signer.public_key,
+        serial=new_serial(),
+        not_before=now,
+        not_after=years_later(utc(now), years),
+        issuer_signer=signer,
+        issuer=None,
+        ca=True,
+        key_usage=ROOT_KEY_USAGE,
+    )
+
+
+def create_branch_certificate(
+    root_signer: Signer,
+    root: Certificate,
+    *,
+    subject: asn1_x509.Name,
+    public_key: SM2PublicKey,
+    urls: PublicationUrls,
+    now: dt.datetime,
+    years: int = 10,
+) -> Certificate:
+    """The municipal branch CA certificate, issued by the root (path length 0: no deeper CAs)."""
+    return build_certificate(
+        subject=subject,
+        public_key=public_key,
+        serial=new_serial(),
+        not_before=now,
+        not_after=min(years_later(utc(now), years), root.not_after),
+        issuer_signer=root_signer,
+        issuer=root,
+        ca=True,
+        path_length=0,
+        key_usage=BRANCH_KEY_USAGE,
+        crl_url=urls.root_crl,
+    )
+
+
+def check_branch_certificate(
+    branch: Certificate, request: CertificationRequest, root: Certificate, now: dt.datetime
+) -> None:
+    """Before installing a branch certificate returned by the provincial root: it must certify
+    the key we asked for, be a CA allowed to sign certificates and CRLs, and chain to the root."""
+    if branch.public_key != request.public_key:
+        raise InvalidCertificateError(
+            "the certificate is for another key than the one in our request (wrong certificate?)"
+        )
+    if not branch.is_ca:
+        raise InvalidCertificateError("the certificate is not a CA certificate (basicConstraints CA:FALSE)")
+    missing = {"key_cert_sign", "crl_sign"} - branch.key_usage
+    if missing:
+        raise InvalidCertificateError(f"the certificate's key usage lacks {', '.join(sorted(missing))}")
+    if root.issuer.dump() != root.subject.dump() or not root.signature_valid(root.public_key):
+        raise InvalidCertificateError("the root certificate is not a valid self-signed certificate")
+    branch.check_issued_by(root, now)
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    certificate: Certificate
+    key_label: str | None = None  # where the key store keeps the certificate's private key
+    revoked_at: dt.datetime | None = None
+    reason: str | None = None
+
+    def status(self) -> CertStatus:
+        if self.revoked_at is None:
+            return CertStatus("good")
+        return CertStatus("revoked", revoked_at=self.revoked_at, reason=self.reason)
+
+
+@dataclass(frozen=True)
+class StoredCrl:
+    number: int
+    this_update: dt.datetime
+    next_update: dt.datetime
+    der: bytes
+
+
+class CertificateRegistry(Protocol):
+    """Persistence of what the branch has issued. Implementations must be safe across processes."""
+
+    def record_issued(self, certificate: Certificate, key_label: str | None) -> None: ...
+
+    def find(self, serial: int) -> IssuedCertificate | None: ...
+
+    def list_issued(self) -> list[IssuedCertificate]: ...
+
+    def mark_revoked(self, serial: int, reason: str, when: dt.datetime) -> IssuedCertificate:
+        """Revoke once; raise CAError for an unknown or already revoked serial."""
+        ...
+
+    def revoked_entries(self) -> list[RevokedEntry]: ...
+
+    def next_crl_number(self) -> int:
+        """Atomically allocate the next CRL number (RFC 5280 §5.2.3: monotonically increasing)."""
+        ...
+
+    def latest_crl(self) -> StoredCrl | None: ...
+
+    def save_crl(self, crl: StoredCrl) -> None: ...
+
+
+class BranchCA:
+    """The municipal branch CA: issues and revokes seal certificates, publishes CRL and OCSP."""
+
+    def __init__(
+        self,
+        signer: Signer,
+        registry: CertificateRegistry,
+        urls: PublicationUrls,
+        *,
+        crl_validity: dt.timedelta = dt.timedelta(hours=24),
+    ) -> None:
+        chain = signer.certificate_chain
+        if len(chain) < 2:
+            raise CAError("the branch signer needs its certificate chain (branch, root)")
+        self.signer = signer
+        self.branch, self.root = chain[0], chain[-1]
+        self.registry = registry
+        self.urls = urls
+        self.crl_validity = crl_validity
+
+    def issue_seal_certificate(
+        self,
+        public_key: SM2PublicKey,
+        *,
+        name: str,
+        uscc: str,
+        now: dt.datetime,
+        years: int = 3,
+        organization: str | None = None,
+        key_label: str | None = None,
+    ) -> Certificate:
+        """A department's seal (signing) certificate; `uscc` goes in the subject and GM/T 0015."""
+        self.branch.check_valid_at(now)
+        serial = new_serial()
+        while self.registry.find(serial) is not None:  # 2^-126 odds, but never reuse a serial
+            serial = new_serial()
+        certificate = build_certificate(
+            subject=make_name(name, organization=organization, serial_number=uscc),
+            public_key=public_key,
+            serial=serial,
+            not_before=now,
+            # A certificate must not outlive the CA that vouches for it.
+            not_after=min(years_later(utc(now), years), self.branch.not_after),
+            issuer_signer=self.signer,
+            issuer=self.branch,
+            ca=False,
+            key_usage=SEAL_KEY_USAGE,
+            crl_url=self.urls.crl,
+            ocsp_url=self.urls.ocsp,
+            ca_issuers_url=self.urls.branch_certificate,
+            uscc=uscc,
+        )
+        self.registry.record_issued(certificate, key_label)
+        return certificate
+
+    def revoke(self, serial: int, reason: str, now: dt.datetime) -> IssuedCertificate:
+        record = self.registry.mark_revoked(serial, reason, utc(now))
+        self.publish_crl(now)  # relying parties see the revocation at once, not at next update
+        return record
+
+    def publish_crl(self, now: dt.datetime) -> StoredCrl:
+        now = utc(now)
+        next_update = now + self.crl_validity
+        der = build_crl(
+            issuer_signer=self.signer,
+            issuer=self.branch,
+            entries=self.registry.revoked_entries(),
+            crl_number=(number := self.registry.next_crl_number()),
+            this_update=now,
+            next_update=next_update,
+        )
+        stored = StoredCrl(number=number, this_update=now, next_update=next_update, der=der)
+        self.registry.save_crl(stored)
+        return stored
+
+    def current_crl(self, now: dt.datetime) -> StoredCrl:
+        """The latest CRL, re-issued once half its validity has passed."""
+        latest = self.registry.latest_crl()
+        if latest is None or utc(now) >= latest.this_update + self.crl_validity / 2:
+            return self.publish_crl(now)
+        return latest
+
+    def status_of(self, serial: int) -> CertStatus:
+        record = self.registry.find(serial)
+        # RFC 6960 §2.2: "unknown" for serials this CA never issued.
+        return record.status() if record else CertStatus("unknown")
+
+    def ocsp_response(self, request_der: bytes, now: dt.datetime) -> bytes:
+        return respond_ocsp(
+            request_der,
+            issuer=self.branch,
+            responder_signer=self.signer,
+            status_of=self.status_of,
+            now=utc(now),
+        )
