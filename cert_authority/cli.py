@@ -191,7 +191,9 @@ def pki_list(
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     for row in rows:
-        typer.echo(f"{row['serial']}  {row['status']:8}  {row['uscc']}  {row['subject']}  至 {row['not_after'][:10]}")
+        typer.echo(
+            f"{row['serial']}  {row['status']:8}  {row['uscc']}  {row['subject']}  至 {str(row['not_after'])[:10]}"
+        )
 
 
 # --- bench ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from sqlalchemy import Column, DateTime, LargeBinary
 from sqlmodel import Field, SQLModel
 
 
-def _utc_column(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+def _utc_column(nullable: bool = False) -> Column:
     return Column(DateTime(timezone=True), nullable=nullable)
 
 

@@ -224,7 +224,7 @@ class PkiService:
         if record.key_label is None:
             raise NotFoundError(f"证书 {serial:X} 的私钥不由本系统保管")
         signer = self.keystore.signer(record.key_label)
-        return signer.with_chain(  # type: ignore[attr-defined,no-any-return]
+        return signer.with_chain(  # type: ignore[attr-defined]
             (record.certificate, self.branch_certificate(), self.root_certificate())
         )
 

@@ -62,7 +62,7 @@ class SqlCertificateRegistry:
         key = format(serial, "X")
         with Session(self.engine) as session:
             # One conditional UPDATE: two concurrent revocations cannot both succeed.
-            result = session.exec(  # type: ignore[call-overload]
+            result = session.exec(
                 update(IssuedCertificateRow)
                 .where(col(IssuedCertificateRow.serial) == key)
                 .where(col(IssuedCertificateRow.revoked_at).is_(None))

@@ -23,7 +23,8 @@ CACHE_SHORT = "max-age=300, public"
 
 
 def _pki(request: Request) -> PkiService:
-    return request.app.state.pki  # type: ignore[no-any-return]
+    pki: PkiService = request.app.state.pki
+    return pki
 
 
 def _now() -> dt.datetime:

@@ -58,13 +58,14 @@ def _load() -> Any:
 
 lib: Any = _load()
 
-if lib.OpenSSL_version_num() < 0x30000000:
-    raise ImportError("OpenSSL 3.0 or newer is required for SM2, found " + version())
-
 
 def version() -> str:
     """The libcrypto version string, e.g. 'OpenSSL 3.0.19 27 Jan 2026'."""
-    return ffi.string(lib.OpenSSL_version(0)).decode()
+    return str(ffi.string(lib.OpenSSL_version(0)).decode())
+
+
+if lib.OpenSSL_version_num() < 0x30000000:
+    raise ImportError("OpenSSL 3.0 or newer is required for SM2, found " + version())
 
 
 def last_error() -> str:

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from conftest import DEPT_USCC, NOW, gmssl_verify, gmssl_verify_certificate, make_test_pki, openssl
+from pydantic import SecretStr
 
 from cert_authority.errors import AlreadyInitialisedError, ConfigError, NotFoundError, NotInitialisedError
 from cert_authority.pki import PkiService
@@ -109,7 +109,8 @@ def test_uninitialised_and_unconfigured(settings: Settings, pki_service: PkiServ
 
 def test_wrong_passphrase_is_reported(settings: Settings, pki_service: PkiService) -> None:
     pki_service.init(NOW)
-    wrong = PkiService(settings.model_copy(update={"kek": SecretStr("not-the-passphrase")}), pki_service.registry.engine)
+    wrong_kek = settings.model_copy(update={"kek": SecretStr("not-the-passphrase")})
+    wrong = PkiService(wrong_kek, pki_service.registry.engine)
     with pytest.raises(WrongPassphraseError):
         wrong.current_crl(NOW)
 
