@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -36,7 +37,7 @@ class KeyStore(Protocol):
 
 
 def _check_label(label: str) -> str:
-    if not LABEL_PATTERN.match(label):
+    if not LABEL_PATTERN.fullmatch(label):  # not match(): its "$" also matches before a final "\n"
         raise ValueError(f"invalid key label {label!r}: use a-z, 0-9, '.', '_', '-'")
     return label
 
@@ -67,7 +68,8 @@ class SoftwareKeyStore:
         key = SM2PrivateKey.generate()
         data = encrypt_private_key(key, self._passphrase, iterations=self._iterations)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        # Unique per call: threads of one process must not collide on the temporary name.
+        tmp = path.with_suffix(f".tmp{os.getpid()}-{secrets.token_hex(8)}")
         # O_EXCL + 0600 from creation: the file is never readable by others, not even briefly.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:

@@ -86,6 +86,8 @@ def decrypt_private_key(data: bytes, passphrase: bytes) -> SM2PrivateKey:
         raise InvalidKeyError(f"malformed encrypted private key: {exc}") from exc
     if not 1 <= iterations <= MAX_ITERATIONS:
         raise InvalidKeyError(f"refusing PBKDF2 iteration count {iterations}")
+    if not isinstance(salt, bytes) or not isinstance(iv, bytes):
+        raise InvalidKeyError("malformed encrypted private key: salt or IV is not an OCTET STRING")
     if len(iv) != 16 or not encrypted or len(encrypted) % 16:
         raise InvalidKeyError("malformed encrypted private key: bad IV or ciphertext length")
     decryptor = Cipher(algorithms.AES(_kdf(passphrase, salt, iterations)), modes.CBC(iv)).decryptor()

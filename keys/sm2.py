@@ -103,7 +103,7 @@ def _unarmor(data: bytes, expected: tuple[str, ...]) -> bytes:
 class SM2PublicKey:
     """An SM2 public key: a point on the SM2 curve, validated by OpenSSL when built."""
 
-    __slots__ = ("x", "y", "_evp", "_z_cache", "__dict__")
+    __slots__ = ("__dict__", "_evp", "_z_cache", "x", "y")
 
     def __init__(self, x: int, y: int) -> None:
         self.x, self.y = x, y
@@ -128,14 +128,19 @@ class SM2PublicKey:
             info = keys.PublicKeyInfo.load(der, strict=True)
             _check_sm2_algorithm(info["algorithm"])
             point = info["public_key"].native
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidKeyError(f"malformed SubjectPublicKeyInfo: {exc}") from exc
         if isinstance(point, tuple):  # asn1crypto may decode the point as (x, y)
             return cls(*point)
         if len(point) == 33 and point[0] in (2, 3):
-            # Compressed point: let OpenSSL decompress and validate it.
-            evp = _evp_from_der(der, private=False)
-            return cls.from_der(_spki_from_evp(evp))
+            # Compressed point (SEC 1 §2.3.4). OpenSSL re-encodes a key in the form it was read,
+            # so decompress here: p ≡ 3 (mod 4), y = rhs^((p+1)/4). The constructor validates.
+            x = int.from_bytes(point[1:], "big")
+            rhs = (pow(x, 3, P) + A * x + B) % P
+            y = pow(rhs, (P + 1) // 4, P)
+            if x >= P or y * y % P != rhs:
+                raise InvalidKeyError("compressed SM2 point is not on the curve")
+            return cls(x, y if y % 2 == point[0] % 2 else P - y)
         return cls.from_point(point)
 
     from_pem = from_der
@@ -157,7 +162,7 @@ class SM2PublicKey:
     @cached_property
     def key_identifier(self) -> bytes:
         """SHA-1 of the public key bit string (RFC 5280 §4.2.1.2 method 1): SKI/AKI and OCSP."""
-        return hashlib.sha1(self.to_point()).digest()
+        return hashlib.sha1(self.to_point(), usedforsecurity=False).digest()
 
     def z(self, signer_id: bytes = DEFAULT_ID) -> bytes:
         """Z = SM3(ENTL || ID || a || b || xG || yG || xA || yA), GB/T 32918.2 §5.5."""
@@ -242,12 +247,18 @@ class SM2PrivateKey:
             info = keys.PrivateKeyInfo.load(der, strict=True)
             _check_sm2_algorithm(info["private_key_algorithm"])
             ec_key = info["private_key"].parsed
+            ec_key.native  # noqa: B018  (parse every part now)
+            # asn1crypto keeps unknown elements as extra children instead of failing; one could
+            # hide the public key below (a garbled [1] tag) and so skip the consistency check.
+            if len(ec_key.children) > len(keys.ECPrivateKey._fields):
+                raise InvalidKeyError("malformed ECPrivateKey: unexpected element")
             d = ec_key["private_key"].native
-            stored_point = ec_key["public_key"].native if ec_key["public_key"].native else None
-        except (ValueError, TypeError, KeyError) as exc:
+            stored_point = ec_key["public_key"].native  # None only when absent (RFC 5915: optional)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise InvalidKeyError(f"malformed PKCS#8 private key: {exc}") from exc
         key = cls(d)
-        if isinstance(stored_point, bytes) and stored_point != key.public_key.to_point():
+        # Also when present but empty or malformed: the check must not be skippable.
+        if stored_point is not None and stored_point != key.public_key.to_point():
             raise InvalidKeyError("PKCS#8 public key does not match its private key")
         return key
 
@@ -292,5 +303,5 @@ class SM2PrivateKey:
     def __repr__(self) -> str:
         return f"SM2PrivateKey(public={self.public_key!r})"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str:
         raise TypeError("SM2 private keys are not picklable; pass a key store label instead")

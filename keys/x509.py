@@ -87,7 +87,8 @@ class Certificate:
             parsed = x509.Certificate.load(der, strict=True)
             # Touch every part now so malformed input fails here, not later.
             parsed.native  # noqa: B018
-        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        # AttributeError: asn1crypto has no .native for some universal types (ObjectDescriptor, Real)
+        except (ValueError, TypeError, KeyError, OverflowError, AttributeError, IndexError) as exc:
             raise InvalidCertificateError(f"malformed certificate: {exc}") from exc
         cert = cls(der=der, asn1=parsed)
         cert.public_key  # noqa: B018  (rejects non-SM2 keys with a clear message)
@@ -176,7 +177,10 @@ class Certificate:
         """The holder organisation's USCC, from the GM/T 0015 extension or the subject."""
         for ext in self.tbs["extensions"]:
             if ext["extn_id"].dotted == GMT0015_ORG_CODE:
-                return str(core.PrintableString.load(ext["extn_value"].native).native)
+                try:
+                    return str(core.PrintableString.load(ext["extn_value"].native).native)
+                except ValueError as exc:
+                    raise InvalidCertificateError(f"malformed GM/T 0015 identity extension: {exc}") from exc
         serial = self.subject.native.get("serial_number")
         return str(serial) if serial else None
 
@@ -366,7 +370,7 @@ class CertificationRequest:
         try:
             parsed = csr.CertificationRequest.load(der, strict=True)
             parsed.native  # noqa: B018
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, OverflowError, AttributeError, IndexError) as exc:
             raise InvalidCertificateError(f"malformed certificate request: {exc}") from exc
         request = cls(der=der, asn1=parsed)
         if not request.signature_valid():

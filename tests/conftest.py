@@ -20,7 +20,6 @@ from sqlalchemy.exc import OperationalError
 from cert_authority.db import create_db_engine, migrate
 from cert_authority.pki import PkiService
 from cert_authority.settings import Settings
-
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey, SM2PublicKey
 from keys.x509 import Certificate, build_certificate, make_name
