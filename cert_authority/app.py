@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from cert_authority import routes_pki
 from cert_authority.db import create_db_engine, migrate
 from cert_authority.error_map import classify
+from cert_authority.errors import ServiceError
 from cert_authority.pki import PkiService
 from cert_authority.settings import Settings, load_settings
 from keys.errors import KeysError
@@ -36,13 +37,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
+    @app.exception_handler(ServiceError)
     @app.exception_handler(KeysError)
     @app.exception_handler(ValueError)
-    async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def known_error(_request: Request, exc: Exception) -> JSONResponse:
         status, code = classify(exc) or (500, "internal_error")
+        message = str(exc)
         if status >= 500:
+            # The detail is for operators' logs; users get a message without internals.
             log.error("request failed: %s: %s", type(exc).__name__, exc)
-        return JSONResponse({"error": code, "message": str(exc)}, status_code=status)
+            message = "数据库暂不可用，请稍后重试" if status == 503 else "服务内部错误，请联系管理员"
+        return JSONResponse({"error": code, "message": message}, status_code=status)
 
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
@@ -50,17 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(
             {"error": "database_unavailable", "message": "数据库暂不可用，请稍后重试"}, status_code=503
         )
-
-    from cert_authority.errors import ServiceError
-
-    @app.exception_handler(ServiceError)
-    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        status, code = classify(exc) or (500, "internal_error")
-        if status >= 500:
-            log.error("request failed: %s: %s", type(exc).__name__, exc)
-            message = "服务配置错误，请联系管理员" if code == "misconfigured" else str(exc)
-        else:
-            message = str(exc)
-        return JSONResponse({"error": code, "message": message}, status_code=status)
 
     return app

@@ -187,7 +187,7 @@ class PkiService:
         if signer.public_key != chain[0].public_key:
             raise NotInitialisedError("分中心私钥与分中心证书不匹配（pki 目录与密钥目录不一致）")
         return BranchCA(
-            signer.with_chain(chain),  # type: ignore[attr-defined]
+            signer.with_chain(chain),
             self.registry,
             self.urls,
             crl_validity=dt.timedelta(hours=self.settings.crl_validity_hours),
@@ -224,7 +224,7 @@ class PkiService:
         if record.key_label is None:
             raise NotFoundError(f"证书 {serial:X} 的私钥不由本系统保管")
         signer = self.keystore.signer(record.key_label)
-        return signer.with_chain(  # type: ignore[attr-defined]
+        return signer.with_chain(
             (record.certificate, self.branch_certificate(), self.root_certificate())
         )
 

@@ -43,6 +43,10 @@ class Signer(Protocol):
         """DER SM2 signature of message (digest + sign_digest)."""
         ...
 
+    def with_chain(self, certificate_chain: tuple[Certificate, ...]) -> Signer:
+        """The same key, presented with these certificates (leaf first)."""
+        ...
+
 
 class SoftwareSigner:
     """A Signer over an in-memory private key opened from the software key store."""
