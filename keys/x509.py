@@ -61,7 +61,7 @@ def make_name(
     return x509.Name.build(attributes)
 
 
-def _load_der(data: bytes, labels: tuple[str, ...], what: str) -> bytes:
+def load_der(data: bytes, labels: tuple[str, ...], what: str) -> bytes:
     if not pem.detect(data):
         return data
     try:
@@ -73,6 +73,15 @@ def _load_der(data: bytes, labels: tuple[str, ...], what: str) -> bytes:
     return bytes(der)
 
 
+def octet_aligned(bits: core.BitString | core.OctetBitString) -> bool:
+    """True when a signature BIT STRING declares no unused bits.
+
+    asn1crypto's `.native` ignores the unused-bits octet, so without this check a BIT STRING
+    claiming 1..7 unused bits would carry the same signature bytes: a malleable encoding.
+    """
+    return bits.contents[:1] == b"\x00"
+
+
 @dataclass(frozen=True, eq=False)
 class Certificate:
     """A parsed SM2 certificate. Build with `Certificate.load(pem_or_der)`."""
@@ -82,7 +91,7 @@ class Certificate:
 
     @classmethod
     def load(cls, data: bytes) -> Certificate:
-        der = _load_der(data, ("CERTIFICATE",), "certificate")
+        der = load_der(data, ("CERTIFICATE",), "certificate")
         try:
             parsed = x509.Certificate.load(der, strict=True)
             # Touch every part now so malformed input fails here, not later.
@@ -199,6 +208,11 @@ class Certificate:
     def signature_valid(self, issuer_key: SM2PublicKey, signer_id: bytes = DEFAULT_ID) -> bool:
         """True when the certificate's SM2-with-SM3 signature verifies under `issuer_key`."""
         if self.asn1["signature_algorithm"]["algorithm"].dotted != SM2_WITH_SM3:
+            return False
+        # RFC 5280 §4.1.1.2: the outer algorithm must equal the signed one.
+        if self.tbs["signature"].dump() != self.asn1["signature_algorithm"].dump():
+            return False
+        if not octet_aligned(self.asn1["signature_value"]):
             return False
         return issuer_key.verify(self.asn1["signature_value"].native, self.tbs.dump(), signer_id)
 
@@ -366,7 +380,7 @@ class CertificationRequest:
 
     @classmethod
     def load(cls, data: bytes) -> CertificationRequest:
-        der = _load_der(data, ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"), "request")
+        der = load_der(data, ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"), "request")
         try:
             parsed = csr.CertificationRequest.load(der, strict=True)
             parsed.native  # noqa: B018
@@ -395,6 +409,8 @@ class CertificationRequest:
 
     def signature_valid(self) -> bool:
         if self.asn1["signature_algorithm"]["algorithm"].dotted != SM2_WITH_SM3:
+            return False
+        if not octet_aligned(self.asn1["signature"]):
             return False
         info = self.asn1["certification_request_info"].dump()
         return self.public_key.verify(self.asn1["signature"].native, info)

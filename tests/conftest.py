@@ -52,7 +52,10 @@ def gmssl_verify(public_key: SM2PublicKey, signature_der: bytes, message: bytes)
     sig = algos.DSASignature.load(signature_der)
     raw = sig["r"].native.to_bytes(32, "big") + sig["s"].native.to_bytes(32, "big")
     point = public_key.x.to_bytes(32, "big") + public_key.y.to_bytes(32, "big")
-    checker = CryptSM2(private_key=None, public_key=point.hex())
+    # gmssl 3.2.2 does public_key.lstrip("04"), which eats a leading "04" of x too (1 key in 256):
+    # set the attribute after construction instead.
+    checker = CryptSM2(private_key=None, public_key="")
+    checker.public_key = point.hex()
     return bool(checker.verify_with_sm3(raw.hex(), message))
 
 
