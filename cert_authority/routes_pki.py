@@ -13,8 +13,10 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.exc import OperationalError
 
 from cert_authority.pki import PkiService
+from keys.ocsp import ocsp_error_response
 
 router = APIRouter(prefix="/pki", tags=["pki"])
 
@@ -66,11 +68,12 @@ def root_crl(request: Request) -> Response:
 
 
 def _ocsp(request: Request, body: bytes) -> Response:
-    return Response(
-        _pki(request).ocsp_response(body, _now()),
-        media_type="application/ocsp-response",
-        headers={"Cache-Control": "no-cache"},
-    )
+    try:
+        answer = _pki(request).ocsp_response(body, _now())
+    except OperationalError:
+        # RFC 6960 §2.3: OCSP clients understand tryLater, not an HTTP error page.
+        answer = ocsp_error_response("try_later")
+    return Response(answer, media_type="application/ocsp-response", headers={"Cache-Control": "no-cache"})
 
 
 @router.post("/ocsp", response_class=Response)
