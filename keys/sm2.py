@@ -103,8 +103,6 @@ def _unarmor(data: bytes, expected: tuple[str, ...]) -> bytes:
 class SM2PublicKey:
     """An SM2 public key: a point on the SM2 curve, validated by OpenSSL when built."""
 
-    __slots__ = ("__dict__", "_evp", "_z_cache", "x", "y")
-
     def __init__(self, x: int, y: int) -> None:
         self.x, self.y = x, y
         self._z_cache: dict[bytes, bytes] = {}
