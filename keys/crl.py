@@ -18,7 +18,7 @@ from keys.errors import CAError, InvalidCertificateError
 from keys.oids import SM2_WITH_SM3, register_with_asn1crypto
 from keys.signer import Signer
 from keys.sm2 import DEFAULT_ID, SM2PublicKey
-from keys.x509 import SIGNATURE_ALGORITHM, Certificate, load_der, octet_aligned, utc, x509_time
+from keys.x509 import SIGNATURE_ALGORITHM, Certificate, load_der, octet_aligned, parse_strict, utc, x509_time
 
 register_with_asn1crypto()
 
@@ -152,15 +152,7 @@ class Crl:
     @classmethod
     def load(cls, data: bytes) -> Crl:
         der = load_der(data, ("X509 CRL",), "CRL")
-        try:
-            parsed = crl.CertificateList.load(der, strict=True)
-            # Touch every part now so malformed input fails here, not later.
-            parsed.native  # noqa: B018
-        # AttributeError: asn1crypto has no .native for some universal types (ObjectDescriptor, Real);
-        # IndexError: it reads the unused-bits octet of an empty BIT STRING without a check.
-        except (ValueError, TypeError, KeyError, OverflowError, AttributeError, IndexError) as exc:
-            raise InvalidCertificateError(f"malformed CRL: {exc}") from exc
-        loaded = cls(der=der, asn1=parsed)
+        loaded = cls(der=der, asn1=parse_strict(crl.CertificateList, der, "CRL"))
         try:
             loaded.entries  # noqa: B018  (reasons and serials are checked here)
         except ValueError as exc:

@@ -13,6 +13,11 @@ boundary so callers handle one tree:
 
 from __future__ import annotations
 
+# What asn1crypto raises on hostile input, beyond ValueError: TypeError/KeyError from bad choices,
+# OverflowError from huge lengths, AttributeError for universal types without .native
+# (ObjectDescriptor, Real), IndexError for an empty BIT STRING (it reads the unused-bits octet).
+ASN1_DECODE_ERRORS = (ValueError, TypeError, KeyError, OverflowError, AttributeError, IndexError)
+
 
 class KeysError(Exception):
     """Base class of every error raised by `keys`."""

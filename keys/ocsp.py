@@ -17,7 +17,7 @@ from typing import Literal
 from asn1crypto import core, ocsp
 
 from keys.crl import ASN1_REASONS
-from keys.errors import CAError, InvalidCertificateError
+from keys.errors import ASN1_DECODE_ERRORS, CAError, InvalidCertificateError
 from keys.oids import register_with_asn1crypto
 from keys.signer import Signer
 from keys.sm2 import sm3
@@ -282,6 +282,5 @@ def parse_ocsp_response(der: bytes) -> OcspResult:
             signature=basic["signature"].native,
             certificates=tuple(cert.dump() for cert in basic["certs"]),
         )
-    # See Crl.load for the AttributeError and IndexError that asn1crypto raises on bad input.
-    except (ValueError, TypeError, KeyError, OverflowError, AttributeError, IndexError) as exc:
+    except ASN1_DECODE_ERRORS as exc:
         raise InvalidCertificateError(f"malformed OCSP response: {exc}") from exc

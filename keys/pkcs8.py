@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from keys.errors import InvalidKeyError, WrongPassphraseError
+from keys.errors import ASN1_DECODE_ERRORS, InvalidKeyError, WrongPassphraseError
 from keys.sm2 import SM2PrivateKey
 
 # OWASP (2023) recommendation for PBKDF2-HMAC-SHA256.
@@ -82,7 +82,7 @@ def decrypt_private_key(data: bytes, passphrase: bytes) -> SM2PrivateKey:
         iterations = kdf["parameters"]["iteration_count"].native
         iv = scheme["parameters"].native
         encrypted = info["encrypted_data"].native
-    except (ValueError, TypeError, KeyError) as exc:
+    except ASN1_DECODE_ERRORS as exc:
         raise InvalidKeyError(f"malformed encrypted private key: {exc}") from exc
     if not 1 <= iterations <= MAX_ITERATIONS:
         raise InvalidKeyError(f"refusing PBKDF2 iteration count {iterations}")

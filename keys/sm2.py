@@ -16,7 +16,7 @@ from asn1crypto import algos, keys, pem
 from cryptography.hazmat.primitives import hashes
 
 from keys._openssl import ffi, last_error, lib
-from keys.errors import InvalidKeyError
+from keys.errors import ASN1_DECODE_ERRORS, InvalidKeyError
 from keys.oids import SM2_CURVE, SM2_CURVE_NAME, register_with_asn1crypto
 
 register_with_asn1crypto()
@@ -49,7 +49,7 @@ def der_to_raw(signature: bytes) -> bytes:
     try:
         parsed = algos.DSASignature.load(signature, strict=True)
         r, s = parsed["r"].native, parsed["s"].native
-    except (ValueError, TypeError) as exc:
+    except ASN1_DECODE_ERRORS as exc:
         raise ValueError(f"not a DER SM2 signature: {exc}") from exc
     if not (0 < r < N and 0 < s < N):
         raise ValueError("SM2 signature r or s out of range")
@@ -126,7 +126,7 @@ class SM2PublicKey:
             info = keys.PublicKeyInfo.load(der, strict=True)
             _check_sm2_algorithm(info["algorithm"])
             point = info["public_key"].native
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except ASN1_DECODE_ERRORS as exc:
             raise InvalidKeyError(f"malformed SubjectPublicKeyInfo: {exc}") from exc
         if isinstance(point, tuple):  # asn1crypto may decode the point as (x, y)
             return cls(*point)
@@ -252,7 +252,7 @@ class SM2PrivateKey:
                 raise InvalidKeyError("malformed ECPrivateKey: unexpected element")
             d = ec_key["private_key"].native
             stored_point = ec_key["public_key"].native  # None only when absent (RFC 5915: optional)
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        except ASN1_DECODE_ERRORS as exc:
             raise InvalidKeyError(f"malformed PKCS#8 private key: {exc}") from exc
         key = cls(d)
         # Also when present but empty or malformed: the check must not be skippable.

@@ -10,10 +10,11 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 from asn1crypto import core, csr, pem, x509
 
-from keys.errors import InvalidCertificateError, InvalidCodeError, InvalidKeyError
+from keys.errors import ASN1_DECODE_ERRORS, InvalidCertificateError, InvalidCodeError, InvalidKeyError
 from keys.oids import GMT0015_ORG_CODE, SM2_WITH_SM3, SM2_WITH_SM3_NAME, register_with_asn1crypto
 from keys.signer import Signer
 from keys.sm2 import DEFAULT_ID, SM2PublicKey, sm3
@@ -22,6 +23,7 @@ from keys.uscc import validate_uscc
 register_with_asn1crypto()
 
 SIGNATURE_ALGORITHM = {"algorithm": SM2_WITH_SM3_NAME}
+T = TypeVar("T", bound=core.Asn1Value)
 
 
 def utc(value: dt.datetime) -> dt.datetime:
@@ -73,6 +75,16 @@ def load_der(data: bytes, labels: tuple[str, ...], what: str) -> bytes:
     return bytes(der)
 
 
+def parse_strict(spec: type[T], der: bytes, what: str) -> T:
+    """DER → asn1crypto value, every part decoded now so malformed input fails here, not later."""
+    try:
+        parsed = spec.load(der, strict=True)
+        parsed.native  # noqa: B018
+    except ASN1_DECODE_ERRORS as exc:
+        raise InvalidCertificateError(f"malformed {what}: {exc}") from exc
+    return parsed
+
+
 def octet_aligned(bits: core.BitString | core.OctetBitString) -> bool:
     """True when a signature BIT STRING declares no unused bits.
 
@@ -92,14 +104,7 @@ class Certificate:
     @classmethod
     def load(cls, data: bytes) -> Certificate:
         der = load_der(data, ("CERTIFICATE",), "certificate")
-        try:
-            parsed = x509.Certificate.load(der, strict=True)
-            # Touch every part now so malformed input fails here, not later.
-            parsed.native  # noqa: B018
-        # AttributeError: asn1crypto has no .native for some universal types (ObjectDescriptor, Real)
-        except (ValueError, TypeError, KeyError, OverflowError, AttributeError, IndexError) as exc:
-            raise InvalidCertificateError(f"malformed certificate: {exc}") from exc
-        cert = cls(der=der, asn1=parsed)
+        cert = cls(der=der, asn1=parse_strict(x509.Certificate, der, "certificate"))
         cert.public_key  # noqa: B018  (rejects non-SM2 keys with a clear message)
         return cert
 
@@ -381,12 +386,7 @@ class CertificationRequest:
     @classmethod
     def load(cls, data: bytes) -> CertificationRequest:
         der = load_der(data, ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"), "request")
-        try:
-            parsed = csr.CertificationRequest.load(der, strict=True)
-            parsed.native  # noqa: B018
-        except (ValueError, TypeError, KeyError, OverflowError, AttributeError, IndexError) as exc:
-            raise InvalidCertificateError(f"malformed certificate request: {exc}") from exc
-        request = cls(der=der, asn1=parsed)
+        request = cls(der=der, asn1=parse_strict(csr.CertificationRequest, der, "certificate request"))
         if not request.signature_valid():
             raise InvalidCertificateError("certificate request signature does not verify")
         return request
