@@ -1,4 +1,4 @@
-"""One table from error kinds to HTTP status and public message (the CLI reuses the messages).
+"""One table from error kinds to HTTP status and machine-readable code.
 Internal detail stays in the logs; users get the message, never a stack trace."""
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def gmssl_verify_certificate(cert: Certificate, issuer_key: SM2PublicKey) -> boo
 
 
 @dataclass
-class TestPKI:
+class PkiHierarchy:
     root_signer: SoftwareSigner
     root: Certificate
     branch_signer: SoftwareSigner
@@ -81,7 +81,7 @@ class TestPKI:
         return paths
 
 
-def make_test_pki(now: dt.datetime = NOW) -> TestPKI:
+def make_test_pki(now: dt.datetime = NOW) -> PkiHierarchy:
     root_signer = SoftwareSigner(SM2PrivateKey.generate())
     root = build_certificate(
         subject=make_name("测试省电子政务根CA", organization="测试省电子认证中心"),
@@ -124,7 +124,7 @@ def make_test_pki(now: dt.datetime = NOW) -> TestPKI:
         ca_issuers_url="http://127.0.0.1:8000/pki/branch.cer",
         uscc=DEPT_USCC,
     )
-    return TestPKI(
+    return PkiHierarchy(
         root_signer.with_chain((root,)),
         root,
         branch_signer.with_chain((branch, root)),
@@ -135,7 +135,7 @@ def make_test_pki(now: dt.datetime = NOW) -> TestPKI:
 
 
 @pytest.fixture(scope="session")
-def pki() -> TestPKI:
+def pki() -> PkiHierarchy:
     """One real root → branch → seal hierarchy per test session."""
     return make_test_pki()
 

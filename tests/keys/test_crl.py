@@ -19,7 +19,7 @@ from keys.crl import REASONS, Crl, RevokedEntry, build_crl, parse_reason, reason
 from keys.errors import CAError, InvalidCertificateError
 
 if TYPE_CHECKING:
-    from conftest import TestPKI
+    from conftest import PkiHierarchy
 
 OTHER_SERIAL = 0x1234
 
@@ -30,7 +30,7 @@ def openssl_time(value: dt.datetime) -> str:
     return f"{value:%b} {value.day:2d} {value:%H:%M:%S %Y} GMT"
 
 
-def _crl(pki: TestPKI, entries: list[RevokedEntry], crl_number: int = 7) -> bytes:
+def _crl(pki: PkiHierarchy, entries: list[RevokedEntry], crl_number: int = 7) -> bytes:
     return build_crl(
         issuer_signer=pki.branch_signer,
         issuer=pki.branch,
@@ -42,7 +42,7 @@ def _crl(pki: TestPKI, entries: list[RevokedEntry], crl_number: int = 7) -> byte
 
 
 @pytest.fixture(scope="module")
-def two_revoked(pki: TestPKI) -> bytes:
+def two_revoked(pki: PkiHierarchy) -> bytes:
     return _crl(
         pki,
         [
@@ -52,7 +52,7 @@ def two_revoked(pki: TestPKI) -> bytes:
     )
 
 
-def test_openssl_prints_serials_reasons_number_and_next_update(pki: TestPKI, two_revoked: bytes) -> None:
+def test_openssl_prints_serials_reasons_number_and_next_update(pki: PkiHierarchy, two_revoked: bytes) -> None:
     text = openssl("crl", "-inform", "DER", "-text", "-noout", input=two_revoked).stdout.decode()
     assert "Version 2" in text
     assert "SM2-with-SM3" in text
@@ -67,7 +67,7 @@ def test_openssl_prints_serials_reasons_number_and_next_update(pki: TestPKI, two
     assert other_part.split("Serial Number:")[0].count("Superseded") == 1
 
 
-def test_signature_verifies_with_gmssl(pki: TestPKI, two_revoked: bytes) -> None:
+def test_signature_verifies_with_gmssl(pki: PkiHierarchy, two_revoked: bytes) -> None:
     crl = Crl.load(two_revoked)
     tbs = crl.asn1["tbs_cert_list"].dump()
     assert tbs in two_revoked  # the signed bytes are the ones on the wire
@@ -76,7 +76,7 @@ def test_signature_verifies_with_gmssl(pki: TestPKI, two_revoked: bytes) -> None
     assert not crl.signature_valid(pki.root.public_key)
 
 
-def test_load_round_trips(pki: TestPKI, two_revoked: bytes) -> None:
+def test_load_round_trips(pki: PkiHierarchy, two_revoked: bytes) -> None:
     crl = Crl.load(two_revoked)
     assert Crl.load(crl.pem).der == two_revoked
     assert crl.pem.startswith(b"-----BEGIN X509 CRL-----")
@@ -98,7 +98,7 @@ def test_pem_from_openssl_loads(two_revoked: bytes) -> None:
     assert Crl.load(pem).der == two_revoked
 
 
-def test_every_single_byte_flip_is_caught(pki: TestPKI, two_revoked: bytes) -> None:
+def test_every_single_byte_flip_is_caught(pki: PkiHierarchy, two_revoked: bytes) -> None:
     # Tamper anything (tbs, algorithm, signature, lengths) and it must not verify.
     for offset in range(len(two_revoked)):
         tampered = bytearray(two_revoked)
@@ -110,7 +110,7 @@ def test_every_single_byte_flip_is_caught(pki: TestPKI, two_revoked: bytes) -> N
         assert not crl.signature_valid(pki.branch.public_key), f"flip at byte {offset} went unnoticed"
 
 
-def test_unspecified_reason_is_written_as_no_reason_code(pki: TestPKI) -> None:
+def test_unspecified_reason_is_written_as_no_reason_code(pki: PkiHierarchy) -> None:
     # RFC 5280 §5.3.1: the reasonCode extension SHOULD be absent rather than unspecified.
     der = _crl(pki, [RevokedEntry(OTHER_SERIAL, NOW, "unspecified")])
     text = openssl("crl", "-inform", "DER", "-text", "-noout", input=der).stdout.decode()
@@ -120,7 +120,7 @@ def test_unspecified_reason_is_written_as_no_reason_code(pki: TestPKI) -> None:
     assert crl.entry(OTHER_SERIAL) == RevokedEntry(OTHER_SERIAL, NOW, "unspecified")
 
 
-def test_empty_crl_has_no_revoked_list(pki: TestPKI) -> None:
+def test_empty_crl_has_no_revoked_list(pki: PkiHierarchy) -> None:
     # RFC 5280 §5.1.2.6: the list is absent, not an empty SEQUENCE.
     der = _crl(pki, [], crl_number=0)
     text = openssl("crl", "-inform", "DER", "-text", "-noout", input=der).stdout.decode()
@@ -146,7 +146,7 @@ def test_malformed_input_is_rejected(data: bytes) -> None:
         Crl.load(data)
 
 
-def test_truncated_and_wrong_type_are_rejected(pki: TestPKI, two_revoked: bytes) -> None:
+def test_truncated_and_wrong_type_are_rejected(pki: PkiHierarchy, two_revoked: bytes) -> None:
     for cut in (1, 10, len(two_revoked) // 2, len(two_revoked) - 1):
         with pytest.raises(InvalidCertificateError):
             Crl.load(two_revoked[:cut])
@@ -171,7 +171,7 @@ def test_reason_names() -> None:
         RevokedEntry(1, NOW, "keyCompromise")  # asn1crypto names only
 
 
-def test_build_validates_arguments(pki: TestPKI) -> None:
+def test_build_validates_arguments(pki: PkiHierarchy) -> None:
     entry = RevokedEntry(OTHER_SERIAL, NOW, "superseded")
     common = {"entries": [entry], "crl_number": 1, "this_update": NOW}
     with pytest.raises(ValueError, match="next_update"):
@@ -208,7 +208,7 @@ def test_build_validates_arguments(pki: TestPKI) -> None:
     ),
     crl_number=st.integers(min_value=0, max_value=(1 << 159) - 1),
 )
-def test_round_trip_property(pki: TestPKI, entries: dict[int, tuple[int, str]], crl_number: int) -> None:
+def test_round_trip_property(pki: PkiHierarchy, entries: dict[int, tuple[int, str]], crl_number: int) -> None:
     built = [
         RevokedEntry(serial, NOW - dt.timedelta(seconds=age), parse_reason(reason))
         for serial, (age, reason) in entries.items()
@@ -221,7 +221,7 @@ def test_round_trip_property(pki: TestPKI, entries: dict[int, tuple[int, str]], 
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
-def test_any_mutation_fails_load_or_signature(pki: TestPKI, two_revoked: bytes, data: st.DataObject) -> None:
+def test_any_mutation_fails_load_or_signature(pki: PkiHierarchy, two_revoked: bytes, data: st.DataObject) -> None:
     # Replace, delete or insert bytes: only InvalidCertificateError or a failed check may come out.
     tampered = bytearray(two_revoked)
     for _ in range(data.draw(st.integers(1, 3))):
@@ -244,7 +244,7 @@ def test_any_mutation_fails_load_or_signature(pki: TestPKI, two_revoked: bytes, 
     assert not crl.signature_valid(pki.branch.public_key)
 
 
-def test_empty_bit_string_is_invalid_not_index_error(pki: TestPKI, two_revoked: bytes) -> None:
+def test_empty_bit_string_is_invalid_not_index_error(pki: PkiHierarchy, two_revoked: bytes) -> None:
     crl = Crl.load(two_revoked)
     signature = crl.asn1["signature"].contents
     header = b"\x03" + bytes([len(signature)])

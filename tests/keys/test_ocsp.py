@@ -25,7 +25,7 @@ from keys.ocsp import (
 )
 
 if TYPE_CHECKING:
-    from conftest import TestPKI
+    from conftest import PkiHierarchy
 
 REVOKED_SERIAL = 0x1234
 REVOKED_AT = NOW - dt.timedelta(days=2)
@@ -38,7 +38,7 @@ def openssl_time(value: dt.datetime) -> str:
 
 
 @pytest.fixture
-def files(pki: TestPKI, tmp_path: Path) -> dict[str, Path]:
+def files(pki: PkiHierarchy, tmp_path: Path) -> dict[str, Path]:
     return pki.write(tmp_path)
 
 
@@ -50,7 +50,7 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def status_table(pki: TestPKI) -> dict[int, CertStatus]:
+def status_table(pki: PkiHierarchy) -> dict[int, CertStatus]:
     return {
         pki.seal.serial: CertStatus("good"),
         REVOKED_SERIAL: CertStatus("revoked", REVOKED_AT, parse_reason("keyCompromise")),
@@ -95,7 +95,7 @@ def check_nonce(files: dict[str, Path], response: bytes) -> str:
     return result.stdout.decode() + result.stderr.decode()
 
 
-def respond(pki: TestPKI, request: bytes, now: dt.datetime = NOW, **kwargs: object) -> bytes:
+def respond(pki: PkiHierarchy, request: bytes, now: dt.datetime = NOW, **kwargs: object) -> bytes:
     table = status_table(pki)
     return respond_ocsp(
         request,
@@ -110,7 +110,7 @@ def respond(pki: TestPKI, request: bytes, now: dt.datetime = NOW, **kwargs: obje
 @pytest.mark.parametrize("digest", [(), ("-sha256",), ("-sm3",)], ids=["sha1", "sha256", "sm3"])
 @pytest.mark.parametrize("nonce", [False, True], ids=["no-nonce", "nonce"])
 def test_openssl_reads_good_and_revoked(
-    pki: TestPKI, files: dict[str, Path], now: dt.datetime, digest: tuple[str, ...], nonce: bool
+    pki: PkiHierarchy, files: dict[str, Path], now: dt.datetime, digest: tuple[str, ...], nonce: bool
 ) -> None:
     request = make_request(files, *digest, *(() if nonce else ("-no_nonce",)))
     response = respond(pki, request, now)
@@ -135,7 +135,7 @@ def test_openssl_reads_good_and_revoked(
     assert result.nonce == (sent_nonce.native if sent_nonce is not None else None)
 
 
-def test_response_fields_and_gmssl_signature(pki: TestPKI, files: dict[str, Path]) -> None:
+def test_response_fields_and_gmssl_signature(pki: PkiHierarchy, files: dict[str, Path]) -> None:
     response = respond(pki, make_request(files), validity=dt.timedelta(minutes=30))
     result = parse_ocsp_response(response)
     assert result.status == "successful"
@@ -153,7 +153,7 @@ def test_response_fields_and_gmssl_signature(pki: TestPKI, files: dict[str, Path
     assert not gmssl_verify(pki.root.public_key, result.signature, result.tbs_response_data)
 
 
-def test_tampered_response_fails_gmssl(pki: TestPKI, files: dict[str, Path]) -> None:
+def test_tampered_response_fails_gmssl(pki: PkiHierarchy, files: dict[str, Path]) -> None:
     result = parse_ocsp_response(respond(pki, make_request(files)))
     assert result.tbs_response_data is not None and result.signature is not None
     signature = bytearray(result.signature)
@@ -164,7 +164,7 @@ def test_tampered_response_fails_gmssl(pki: TestPKI, files: dict[str, Path]) -> 
     assert not gmssl_verify(pki.branch.public_key, result.signature, bytes(tbs))
 
 
-def test_unused_bits_in_signature_are_rejected(pki: TestPKI, files: dict[str, Path]) -> None:
+def test_unused_bits_in_signature_are_rejected(pki: PkiHierarchy, files: dict[str, Path]) -> None:
     response = respond(pki, make_request(files))
     signature = parse_ocsp_response(response).signature
     assert signature is not None
@@ -175,7 +175,7 @@ def test_unused_bits_in_signature_are_rejected(pki: TestPKI, files: dict[str, Pa
         parse_ocsp_response(tampered)
 
 
-def test_wrong_issuer_is_unknown(pki: TestPKI, files: dict[str, Path], now: dt.datetime) -> None:
+def test_wrong_issuer_is_unknown(pki: PkiHierarchy, files: dict[str, Path], now: dt.datetime) -> None:
     # OpenSSL hashes the root's name and key into the CertIDs: not our issuer.
     request = make_request(files, "-no_nonce", issuer="root")
     asked: list[int] = []
@@ -194,7 +194,7 @@ def test_wrong_issuer_is_unknown(pki: TestPKI, files: dict[str, Path], now: dt.d
     assert set(parse_ocsp_response(response).statuses.values()) == {CertStatus("unknown")}
 
 
-def test_one_flipped_issuer_hash_is_unknown(pki: TestPKI, files: dict[str, Path]) -> None:
+def test_one_flipped_issuer_hash_is_unknown(pki: PkiHierarchy, files: dict[str, Path]) -> None:
     request = ocsp.OCSPRequest.load(make_request(files, "-no_nonce"))
     cert_id = request["tbs_request"]["request_list"][0]["req_cert"]
     name_hash = bytearray(cert_id["issuer_name_hash"].native)
@@ -216,7 +216,7 @@ def test_one_flipped_issuer_hash_is_unknown(pki: TestPKI, files: dict[str, Path]
     ],
     ids=["empty", "garbage", "empty-sequence", "huge-length", "over-64KiB"],
 )
-def test_garbage_is_malformed_request(pki: TestPKI, files: dict[str, Path], request_der: bytes) -> None:
+def test_garbage_is_malformed_request(pki: PkiHierarchy, files: dict[str, Path], request_der: bytes) -> None:
     response = respond(pki, request_der)
     assert parse_ocsp_response(response).status == "malformed_request"
     (files["branch"].parent / "resp.der").write_bytes(response)
@@ -224,13 +224,13 @@ def test_garbage_is_malformed_request(pki: TestPKI, files: dict[str, Path], requ
     assert "malformedrequest" in (out.stdout + out.stderr).decode()
 
 
-def test_truncated_request_is_malformed(pki: TestPKI, files: dict[str, Path]) -> None:
+def test_truncated_request_is_malformed(pki: PkiHierarchy, files: dict[str, Path]) -> None:
     request = make_request(files)
     for cut in (1, 2, len(request) // 2, len(request) - 1):
         assert parse_ocsp_response(respond(pki, request[:cut])).status == "malformed_request"
 
 
-def test_cert_id_count_is_bounded(pki: TestPKI, files: dict[str, Path]) -> None:
+def test_cert_id_count_is_bounded(pki: PkiHierarchy, files: dict[str, Path]) -> None:
     def request_with(count: int) -> bytes:
         serials = [arg for n in range(1, count + 1) for arg in ("-serial", str(n))]
         out = files["branch"].parent / "many.der"
@@ -253,7 +253,7 @@ def test_error_responses(files: dict[str, Path]) -> None:
         ocsp_error_response("successful")
 
 
-def test_responder_must_be_the_ca_or_a_delegated_responder(pki: TestPKI, files: dict[str, Path]) -> None:
+def test_responder_must_be_the_ca_or_a_delegated_responder(pki: PkiHierarchy, files: dict[str, Path]) -> None:
     request = make_request(files)
     for signer in (pki.seal_signer, pki.root_signer):  # no id-kp-OCSPSigning / not issued by the CA
         with pytest.raises(CAError):
@@ -288,14 +288,14 @@ def test_cert_status_is_validated() -> None:
 
 
 @pytest.fixture(scope="module")
-def openssl_request(pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def openssl_request(pki: PkiHierarchy, tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return make_request(pki.write(tmp_path_factory.mktemp("ocsp")))
 
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_any_mutated_request_gets_a_parseable_response(
-    pki: TestPKI, openssl_request: bytes, data: st.DataObject
+    pki: PkiHierarchy, openssl_request: bytes, data: st.DataObject
 ) -> None:
     # Hostile bytes from the network: never an exception, always a response we can read back.
     tampered = bytearray(openssl_request)
@@ -312,7 +312,7 @@ def test_any_mutated_request_gets_a_parseable_response(
     assert result.status in ("successful", "malformed_request")
 
 
-def test_hostile_nonce_extension_is_malformed_request(pki: TestPKI, openssl_request: bytes) -> None:
+def test_hostile_nonce_extension_is_malformed_request(pki: PkiHierarchy, openssl_request: bytes) -> None:
     # Found by fuzzing: a nonce extnValue with a private-class tag made asn1crypto raise lazily.
     request = ocsp.OCSPRequest.load(openssl_request)
     nonce = request["tbs_request"]["request_extensions"][0]

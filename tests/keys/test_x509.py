@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from asn1crypto import pem
 from conftest import DEPT_USCC, NOW, SM2_ID_OPT, gmssl_verify_certificate, openssl
-from conftest import TestPKI as PKI  # aliased: pytest would try to collect "Test*"
+from conftest import PkiHierarchy as PKI  # aliased: pytest would try to collect "Test*"
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
