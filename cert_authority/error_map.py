@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from cert_authority.errors import (
     AlreadyInitialisedError,
+    AuthenticationError,
     ConfigError,
+    ConflictError,
     DatabaseUnavailableError,
+    InvalidRequestError,
     NotFoundError,
     NotInitialisedError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    StoredFileError,
+    UnsupportedMediaTypeError,
 )
 from keys.errors import (
     CAError,
@@ -19,21 +26,34 @@ from keys.errors import (
     KeyNotFoundError,
     WrongPassphraseError,
 )
+from templates.errors import FontError, ImageError, LayoutError, SpecError
 
 # (error class, HTTP status, machine-readable code); first match wins.
 ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
+    (AuthenticationError, 401, "unauthenticated"),
+    (PermissionDeniedError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
     (KeyNotFoundError, 404, "key_not_found"),
     (AlreadyInitialisedError, 409, "already_initialised"),
     (KeyExistsError, 409, "key_exists"),
     (NotInitialisedError, 409, "not_initialised"),
     (CAError, 409, "ca_refused"),
+    (ConflictError, 409, "conflict"),
+    (PayloadTooLargeError, 413, "payload_too_large"),
+    (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
+    (InvalidRequestError, 422, "invalid_request"),
+    (SpecError, 422, "invalid_spec"),
+    (LayoutError, 422, "layout_overflow"),
+    (ImageError, 422, "invalid_image"),
+    # Before ValueError: FontError is one, but a missing font is the operator's problem.
+    (FontError, 500, "font_missing"),
     (InvalidCodeError, 422, "invalid_code"),
     (InvalidCertificateError, 422, "invalid_certificate"),
     (InvalidKeyError, 422, "invalid_key"),
     (ValueError, 422, "invalid_value"),
     (WrongPassphraseError, 500, "key_store_locked"),
     (ConfigError, 500, "misconfigured"),
+    (StoredFileError, 500, "stored_file_damaged"),
     (DatabaseUnavailableError, 503, "database_unavailable"),
 ]
 

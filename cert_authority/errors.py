@@ -26,3 +26,31 @@ class NotFoundError(ServiceError):
 
 class DatabaseUnavailableError(ServiceError):
     pass
+
+
+class InvalidRequestError(ServiceError):
+    """The request is well-formed but cannot be done as asked (unknown issuer department...)."""
+
+
+class ConflictError(ServiceError):
+    """The thing already exists (a licence-type code, a department's USCC...)."""
+
+
+class AuthenticationError(ServiceError):
+    """No API key, or one that is unknown or revoked."""
+
+
+class PermissionDeniedError(ServiceError):
+    """The caller is known but its role or department may not do this."""
+
+
+class PayloadTooLargeError(ServiceError):
+    """A request body or uploaded file is over the limit."""
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    """The request body is in a format this endpoint does not take."""
+
+
+class StoredFileError(ServiceError):
+    """A file in the content-addressed store is missing or does not match its SM3 digest."""

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         return self.data_dir / "keys"
 
     @property
+    def files_dir(self) -> Path:
+        """The content-addressed file store (template backgrounds, licence files)."""
+        return self.data_dir / "files"
+
+    @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'ecas.db').resolve()}"
 

@@ -1,0 +1,68 @@
+"""PNG renderer: the layout drawn with Pillow (FreeType) at phone or print resolution."""
+
+from __future__ import annotations
+
+import functools
+import io
+
+from PIL import Image, ImageDraw, ImageFont
+
+from templates.fonts import FontSet
+from templates.layout import PageLayout
+from templates.layout_spec import Box
+
+PHONE_WIDTH_PX = 1242  # a phone screen's width, in landscape or portrait
+PRINT_DPI = 300
+
+
+def phone_dpi(width_mm: float) -> float:
+    return PHONE_WIDTH_PX / (width_mm / 25.4)
+
+
+def render_png(layout: PageLayout, fonts: FontSet, dpi: float = PRINT_DPI) -> bytes:
+    return png_bytes(render_image(layout, fonts, dpi))
+
+
+def render_image(layout: PageLayout, fonts: FontSet, dpi: float) -> Image.Image:
+    px = dpi / 25.4  # pixels per mm
+    size = (round(layout.width * px), round(layout.height * px))
+    if layout.background is not None:
+        with Image.open(io.BytesIO(layout.background.data)) as background:
+            page = background.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    else:
+        page = Image.new("RGB", size, (255, 255, 255))
+    for placed in layout.images:
+        with Image.open(io.BytesIO(placed.picture.data)) as picture:
+            left, top, right, bottom = _pixels(placed.box, px)
+            resized = picture.convert("RGB").resize((right - left + 1, bottom - top + 1), Image.Resampling.LANCZOS)
+            page.paste(resized, (left, top))
+    draw = ImageDraw.Draw(page)
+    for run in layout.runs:
+        font = _font(str(fonts.get(run.font).path), round(run.size_mm * px * 4) / 4)
+        # Each glyph at the x the layout chose, so PNG, PDF and OFD agree to the pixel.
+        x = run.x
+        for char, advance in zip(run.text, run.advances, strict=True):
+            if not char.isspace():
+                draw.text((x * px, run.baseline * px), char, font=font, fill=run.colour, anchor="ls")
+            x += advance
+    qr_box = _pixels(layout.qr.box, px)
+    draw.rectangle(qr_box, fill=(255, 255, 255))
+    for x, y, w, h in layout.qr.dark_rectangles():
+        draw.rectangle(_pixels(Box(x=x, y=y, w=w, h=h), px), fill=(0, 0, 0))
+    return page
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=False, compress_level=6)
+    return out.getvalue()
+
+
+def _pixels(box: Box, px: float) -> tuple[int, int, int, int]:
+    # Shared edges round the same way, so adjacent QR modules leave no hairline gaps.
+    return round(box.x * px), round(box.y * px), round(box.right * px) - 1, round(box.bottom * px) - 1
+
+
+@functools.lru_cache(maxsize=64)
+def _font(path: str, size_px: float) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size=size_px)
