@@ -100,7 +100,9 @@ def _border(draw: ImageDraw.ImageDraw, size: tuple[int, int], scale: float, colo
     outer, inner = 6 * scale, 8.5 * scale
     draw.rectangle((outer, outer, width - outer, height - outer), outline=colour, width=round(1.1 * scale))
     draw.rectangle((inner, inner, width - inner, height - inner), outline=colour, width=max(1, round(0.3 * scale)))
-    # Corner ornaments: quarter rings inside each corner.
-    for cx, cy in ((inner, inner), (width - inner, inner), (inner, height - inner), (width - inner, height - inner)):
-        for r in (4 * scale, 6 * scale):
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=pattern, width=max(1, round(0.25 * scale)))
+    # Corner ornaments: small rosettes just inside each corner of the inner frame.
+    gap = 7 * scale
+    corners = ((inner + gap, inner + gap), (width - inner - gap, inner + gap),
+               (inner + gap, height - inner - gap), (width - inner - gap, height - inner - gap))
+    for centre in corners:
+        _rosette(draw, centre, 5 * scale, scale, colour)

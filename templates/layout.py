@@ -145,7 +145,12 @@ def build_layout(
 
 def check_fits(licence_type: LicenceTypeSpec, template: TemplateSpec, fonts: FontSet) -> None:
     """Prove that the longest values the schema allows fit their boxes (raises LayoutError)."""
-    build_layout(licence_type, template, None, sample_face(licence_type, worst_case=True), fonts)
+    try:
+        build_layout(licence_type, template, None, sample_face(licence_type, worst_case=True), fonts)
+    except LayoutError as exc:
+        raise LayoutError(
+            f"按字段允许的最长内容检验版面未通过：{exc}。可为字段设置更小的 max_length，或加大框、减小 min_font_size"
+        ) from None
 
 
 def make_qr(text: str, box: Box) -> QrCode:

@@ -75,7 +75,7 @@ class FaceField(Strict):
             raise ValueError(f"{name}：min_length 大于 max_length")
         if self.type is FieldType.ENUM:
             if not self.values:
-                raise ValueError(f"{name}：enum 类型必须列出 values")
+                raise ValueError(f"{name}：enum 类型须列出 values")
             if len(set(self.values)) != len(self.values):
                 raise ValueError(f"{name}：values 有重复项")
         elif self.values is not None:

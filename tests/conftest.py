@@ -23,6 +23,7 @@ from cert_authority.settings import Settings
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey, SM2PublicKey
 from keys.x509 import Certificate, build_certificate, make_name
+from templates.fonts import FontSet
 
 SM2_ID_OPT = "distid:1234567812345678"
 # A fixed instant per session, just before real time: OpenSSL checks validity against the clock.
@@ -203,3 +204,9 @@ def pki_service(settings: Settings) -> PkiService:
     engine = create_db_engine(settings.effective_database_url)
     migrate(engine)
     return PkiService(settings, engine)
+
+
+@pytest.fixture(scope="session")
+def fonts() -> FontSet:
+    """The packaged CJK fonts, loaded once."""
+    return FontSet.default()
