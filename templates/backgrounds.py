@@ -39,7 +39,8 @@ def prepare_background(template: TemplateSpec, images: Mapping[str, bytes]) -> P
     ratio = picture.width / picture.height
     if abs(ratio - width / height) > 0.03 * (width / height):
         raise SpecError(
-            [f"底图 {name} 的宽高比 {ratio:.3f} 与页面 {width:g}×{height:g} mm（{width / height:.3f}）不符，会被拉伸变形"]
+            [f"底图 {name} 的宽高比 {ratio:.3f} 与页面 {width:g}×{height:g} mm（{width / height:.3f}）不符，"
+             "会被拉伸变形"]
         )
     if picture.width < size[0] // 2:
         raise SpecError([f"底图 {name} 分辨率太低：{picture.width} 像素宽，至少需要 {size[0] // 2} 像素"])

@@ -179,7 +179,8 @@ def sample_face(licence_type: LicenceTypeSpec, worst_case: bool = False) -> Lice
             values[item.key] = item.check_value(item.example)
         else:
             values[item.key] = _sample_value(item.type, item.label, item.longest, item.values, today, later)
-    identifier = f"1.2.156.3005.2.{licence_type.code}.{licence_type.issuers[0]}.{'W' * 32 if worst_case else 'SAMPLE0001'}.001.X"
+    serial = "W" * 32 if worst_case else "SAMPLE0001"
+    identifier = f"1.2.156.3005.2.{licence_type.code}.{licence_type.issuers[0]}.{serial}.001.X"
     if worst_case:
         meta = {
             "licence_number": "W" * 32,
@@ -282,7 +283,8 @@ def _fit(
         lines = _break_lines(text, font, size * PT_MM, spacing, box.w if wrap else None)
         block = _block_height(len(lines), size * PT_MM, line_spacing, font)
         widest = max((_line_width(line, font, size * PT_MM, spacing) for line in lines), default=0.0)
-        if block <= box.h + 1e-6 and (widest <= box.w + 1e-6 or (wrap and _only_hanging_overflow(lines, font, size, box))):
+        fits_across = widest <= box.w + 1e-6 or (wrap and _only_hanging_overflow(lines, font, size, box))
+        if block <= box.h + 1e-6 and fits_across:
             return _position(lines, box, style, font, size, spacing, line_spacing)
         if size - 0.5 < smallest - 1e-9:
             raise LayoutError(
@@ -316,9 +318,8 @@ def _break_lines(text: str, font: Font, size_mm: float, spacing: float, width: f
         current = ""
         for token in WORD.findall(paragraph):
             candidate = current + token
-            if _line_width(candidate, font, size_mm, spacing) <= width + 1e-6 or not current.strip():
-                current = candidate
-            elif token in HANGING:
+            fits = _line_width(candidate, font, size_mm, spacing) <= width + 1e-6
+            if fits or not current.strip() or token in HANGING:
                 current = candidate
             elif token.isspace():
                 lines.append(current.rstrip())
@@ -347,10 +348,8 @@ def _position(
     line_spacing: float,
 ) -> list[TextRun]:
     size_mm = size * PT_MM
-    if len(lines) == 1:  # one line: centred vertically; several: from the top
-        top = box.y + (box.h - _block_height(1, size_mm, line_spacing, font)) / 2
-    else:
-        top = box.y
+    # One line is centred vertically; several start from the top of the box.
+    top = box.y + (box.h - _block_height(1, size_mm, line_spacing, font)) / 2 if len(lines) == 1 else box.y
     colour = colour_rgb(style.colour)
     runs = []
     for index, line in enumerate(lines):

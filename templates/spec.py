@@ -239,7 +239,8 @@ class LicenceTypeSpec(Strict):
     def _consistent(self) -> LicenceTypeSpec:
         if self.code[:18] != self.defining_authority.uscc:
             raise ValueError(
-                f"证照类型代码前 18 位应为定义机关的统一社会信用代码 {self.defining_authority.uscc}，实为 {self.code[:18]}"
+                f"证照类型代码前 18 位应为定义机关的统一社会信用代码 {self.defining_authority.uscc}，"
+                f"实为 {self.code[:18]}"
             )
         keys = [f.key for f in self.fields]
         duplicates = sorted({k for k in keys if keys.count(k) > 1})
