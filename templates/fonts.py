@@ -65,7 +65,7 @@ class Font:
         return ord(char) in self._cmap
 
     def missing(self, text: str) -> list[str]:
-        return sorted({c for c in text if not c.isspace() and ord(c) not in self._cmap})
+        return sorted({c for c in text if c != "\n" and ord(c) not in self._cmap})
 
     def check(self, text: str, where: str) -> None:
         missing = self.missing(text)
@@ -81,7 +81,8 @@ class Font:
         return sum(self._advance.get(ord(c), 1.0) for c in text)
 
     def subset(self, chars: Iterable[str]) -> SubsetFont:
-        return self._subset(frozenset(c for c in chars if not c.isspace()) | {" "})
+        # Line breaks are not drawn; other spaces (U+3000 too) are glyphs with a width.
+        return self._subset(frozenset(c for c in chars if c != "\n") | {" "})
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - fonts live as long as the process
     def _subset(self, chars: frozenset[str]) -> SubsetFont:

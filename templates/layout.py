@@ -164,10 +164,10 @@ def make_qr(text: str, box: Box) -> QrCode:
     return qr
 
 
-def sample_face(licence_type: LicenceTypeSpec, worst_case: bool = False) -> LicenceFace:
+def sample_face(licence_type: LicenceTypeSpec, worst_case: bool = False, today: dt.date | None = None) -> LicenceFace:
     """Sample data for previews; with `worst_case`, the longest values the schema allows."""
-    today = dt.date.today()
-    later = today.replace(year=today.year + 5)
+    today = today or dt.date.today()
+    later = today + dt.timedelta(days=5 * 365)
     values: dict[str, str] = {}
     photo = None
     for item in licence_type.fields:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -108,13 +109,16 @@ class FaceField(Strict):
             raise ValueError(f"{name}是照片字段，应上传图片")
         if not isinstance(value, str | int | float | Decimal) or isinstance(value, bool):
             raise ValueError(f"{name}应为文本")
-        text = str(value).strip()
+        text = str(value).replace("\r\n", "\n").strip()
+        controls = sorted({c for c in text if unicodedata.category(c) == "Cc" and c != "\n"})
+        if controls:
+            raise ValueError(f"{name}含控制字符 {', '.join(f'U+{ord(c):04X}' for c in controls)}")
         if self.type in TEXT_TYPES:
             if self.min_length is not None and len(text) < self.min_length:
                 raise ValueError(f"{name}至少 {self.min_length} 个字符")
             if len(text) > self.longest:
                 raise ValueError(f"{name}最多 {self.longest} 个字符，收到 {len(text)} 个")
-            if self.type is FieldType.TEXT and ("\n" in text or "\r" in text):
+            if self.type is FieldType.TEXT and "\n" in text:
                 raise ValueError(f"{name}不能换行")
             if self.pattern is not None and not re.fullmatch(self.pattern, text):
                 raise ValueError(f"{name}格式不符合要求")

@@ -18,7 +18,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from cert_authority.db import create_db_engine, migrate
+from cert_authority.filestore import FileStore
 from cert_authority.pki import PkiService
+from cert_authority.registry import RegistryService
+from cert_authority.schemas import DepartmentCreate, DepartmentPublic
 from cert_authority.settings import Settings
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey, SM2PublicKey
@@ -210,3 +213,77 @@ def pki_service(settings: Settings) -> PkiService:
 def fonts() -> FontSet:
     """The packaged CJK fonts, loaded once."""
     return FontSet.default()
+
+
+# --- licence-type registry ---------------------------------------------------------------------
+# Valid USCCs (GB 32100 check characters) for departments in registry tests.
+ISSUER_USCC = "11350100MB00000100"
+OTHER_ISSUER_USCC = "11350100MB00000201"
+USER_USCC = "11350100MB00000302"
+AUTHORITY_USCC = "11100000MA0000001Q"
+TYPE_CODE = AUTHORITY_USCC + "001"
+
+
+def type_spec_data(code: str = TYPE_CODE, issuers: list[str] | None = None, **overrides: object) -> dict[str, object]:
+    """A minimal valid licence-type spec (as a department would write it) with its template."""
+    data: dict[str, object] = {
+        "code": code,
+        "name": "测试许可证",
+        "defining_authority": {"name": "测试省市场监督管理局", "uscc": code[:18]},
+        "issuers": issuers if issuers is not None else [ISSUER_USCC],
+        "issuer_level": "city",
+        "holder": {"category": "legal_person", "code_types": ["001"], "name_field": "name", "code_field": "code"},
+        "validity": {"kind": "fixed_term", "years": 5},
+        "fields": [
+            {"key": "name", "label": "名称", "type": "text", "max_length": 20, "example": "测试有限公司"},
+            {"key": "code", "label": "统一社会信用代码", "type": "text", "max_length": 18},
+        ],
+        "template": template_data(),
+    }
+    data.update(overrides)
+    return data
+
+
+def template_data(**overrides: object) -> dict[str, object]:
+    """A template for `type_spec_data`: A4 landscape, generated green background."""
+    data: dict[str, object] = {
+        "page": {"size": "A4-landscape"},
+        "background": {"design": "green"},
+        "texts": [{"text": "测试许可证", "box": {"x": 60, "y": 15, "w": 177, "h": 16}, "font_size": 28}],
+        "fields": [
+            {"field": "name", "box": {"x": 20, "y": 50, "w": 170, "h": 10}, "label_width": 45},
+            {"field": "code", "box": {"x": 20, "y": 65, "w": 170, "h": 10}, "label_width": 45},
+            {"meta": "issue_date", "box": {"x": 190, "y": 185, "w": 60, "h": 8}},
+        ],
+        "qr": {"box": {"x": 250, "y": 150, "w": 30, "h": 30}},
+        "seal": {"box": {"x": 200, "y": 140, "w": 40, "h": 40}},
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def registry(settings: Settings, fonts: FontSet) -> RegistryService:
+    """The licence-type registry on a fresh database (SQLite and PostgreSQL) and file store."""
+    engine = create_db_engine(settings.effective_database_url)
+    migrate(engine)
+    return RegistryService(engine, FileStore(settings.files_dir), fonts)
+
+
+def add_department(
+    registry: RegistryService, uscc: str, roles: tuple[str, ...] = ("issuer",), name: str = "测试市市场监督管理局"
+) -> DepartmentPublic:
+    data = DepartmentCreate(name=name, uscc=uscc, area_code="350100", level="city", roles=list(roles))
+    return registry.create_department(data)
+
+
+APT_PACKAGES = {"pdftotext": "poppler-utils", "pdftoppm": "poppler-utils", "pdffonts": "poppler-utils",
+                "zbarimg": "zbar-tools"}
+
+
+def require_tool_or_skip(name: str) -> str:
+    """Like require_tool in CI; elsewhere a missing cross-check tool skips the test."""
+    if shutil.which(name) is None and not os.environ.get("CI"):
+        package = APT_PACKAGES.get(name, name)
+        pytest.skip(f"{name} not installed (apt-get install {package}; CI requires it)")
+    return require_tool(name)

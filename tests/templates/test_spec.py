@@ -197,6 +197,7 @@ def test_values_accepted(definition: dict[str, Any], value: str, stored: str) ->
         ({"type": "text", "max_length": 2}, "张三丰", "最多 2 个字符"),
         ({"type": "text", "min_length": 2}, "张", "至少 2"),
         ({"type": "text"}, "两\n行", "不能换行"),
+        ({"type": "long_text"}, "制表\t符", r"控制字符 U\+0009"),
         ({"type": "text", "pattern": "[0-9]{3}"}, "12a", "格式不符合"),
         ({"type": "date"}, "2026-02-30", "日期无效"),
         ({"type": "date_range"}, "2026-01-01", "起始日期/截止日期"),
