@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from cert_authority import routes_pki
+from cert_authority import routes_pki, routes_registry
+from cert_authority.apikeys import ApiKeyService
+from cert_authority.body_limit import BodyLimit
 from cert_authority.db import create_db_engine, migrate
 from cert_authority.error_map import classify
 from cert_authority.errors import ServiceError
+from cert_authority.filestore import FileStore
+from cert_authority.http_uploads import definition_schemas
 from cert_authority.pki import PkiService
+from cert_authority.registry import RegistryService
 from cert_authority.settings import Settings, load_settings
 from keys.errors import KeysError
 
@@ -30,7 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.pki = PkiService(settings, engine)
+    app.state.api_keys = ApiKeyService(engine)
+    app.state.registry = RegistryService(engine, FileStore(settings.files_dir))
     app.include_router(routes_pki.router)
+    app.include_router(routes_registry.router)
+    app.add_middleware(BodyLimit)
+    _document_definitions(app)
 
     @app.get("/healthz", tags=["ops"])
     def health() -> dict[str, str]:
@@ -47,7 +60,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The detail is for operators' logs; users get a message without internals.
             log.error("request failed: %s: %s", type(exc).__name__, exc)
             message = "数据库暂不可用，请稍后重试" if status == 503 else "服务内部错误，请联系管理员"
-        return JSONResponse({"error": code, "message": message}, status_code=status)
+        # RFC 9110 §11.6.1: a 401 names the scheme the client should use.
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message = "请求数据有误：" + "；".join(_describe(error) for error in exc.errors())
+        return JSONResponse({"error": "invalid_request", "message": message}, status_code=422)
 
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
@@ -57,3 +77,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     return app
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One validation problem as `where：what` (pydantic puts our validators' text in ctx.error)."""
+    location: Sequence[Any] = error.get("loc", ())
+    where = ".".join(str(part) for part in location if part not in ("body", "query", "path")) or "请求体"
+    what = error.get("ctx", {}).get("error") if error.get("type") == "value_error" else None
+    return f"{where}：{what or error.get('msg', '无效')}"
+
+
+def _document_definitions(app: FastAPI) -> None:
+    """Add the LicenceTypeSpec and TemplateSpec schemas to the OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(definition_schemas())
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

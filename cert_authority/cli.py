@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
-from cert_authority.db import create_db_engine, migrate
-from cert_authority.errors import ServiceError
+from cert_authority.cli_registry import apikey_app, departments_app, types_app
+from cert_authority.cli_support import friendly_errors, migrated_engine, settings_from
+from cert_authority.cli_support import now as _now
 from cert_authority.pki import CaNames, PkiService
-from cert_authority.settings import Settings, load_settings
+from cert_authority.settings import Settings
 from keys.crl import REASONS
-from keys.errors import KeysError
 
 app = typer.Typer(help="ECAS 电子证照与电子印章服务", no_args_is_help=True, add_completion=False)
 pki_app = typer.Typer(help="分中心CA：初始化、签发与吊销印章证书、CRL、导出", no_args_is_help=True)
 bench_app = typer.Typer(help="性能基准（打印测量值，不是测试）", no_args_is_help=True)
 app.add_typer(pki_app, name="pki")
 app.add_typer(bench_app, name="bench")
+app.add_typer(departments_app, name="departments")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(types_app, name="types")
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(command: F) -> F:
-    """Users get one clear line and exit code 1, never a stack trace."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (ServiceError, KeysError, ValueError, OSError) as exc:
-            typer.secho(f"错误：{exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
+__all__ = ["app", "friendly_errors", "main"]
 
 
 @app.callback()
@@ -55,17 +41,11 @@ def main_options(
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    return load_settings(**(ctx.obj or {}))
+    return settings_from(ctx)
 
 
 def _pki(settings: Settings) -> PkiService:
-    engine = create_db_engine(settings.effective_database_url)
-    migrate(engine)
-    return PkiService(settings, engine)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return PkiService(settings, migrated_engine(settings))
 
 
 def _serial(text: str) -> int:

@@ -1,0 +1,59 @@
+"""Who is acting (an API key's role and department, or the operator at the CLI) and what each
+role may do in the registry. The rules live here, beside the service, so HTTP and CLI share them."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from cert_authority.errors import PermissionDeniedError
+
+ROLES = ("admin", "issuer", "user", "auditor")
+ROLE_NAMES = {"admin": "管理员", "issuer": "颁证部门", "user": "用证部门", "auditor": "审计"}
+
+
+@dataclass(frozen=True)
+class Actor:
+    label: str  # recorded as created_by: "apikey:<id>" or "cli"
+    role: str
+    department_uscc: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def describe(self) -> str:
+        role = ROLE_NAMES.get(self.role, self.role)
+        return f"{role}（{self.department_uscc}）" if self.department_uscc else role
+
+
+# The operator at the command line runs the authority: full rights.
+CLI_ACTOR = Actor(label="cli", role="admin")
+
+
+def ensure_role(actor: Actor, *roles: str) -> None:
+    if actor.role not in roles:
+        allowed = "、".join(ROLE_NAMES[r] for r in roles)
+        raise PermissionDeniedError(f"权限不足：此操作仅限{allowed}，当前为{actor.describe()}")
+
+
+def ensure_may_register(actor: Actor, issuers: Collection[str]) -> None:
+    """Admins register any type; an issuer only a type its own department will issue."""
+    if actor.is_admin:
+        return
+    ensure_role(actor, "admin", "issuer")
+    if actor.department_uscc not in issuers:
+        raise PermissionDeniedError(
+            f"权限不足：本部门（{actor.department_uscc}）不在该证照类型的颁发部门（issuers）之列，不能登记"
+        )
+
+
+def ensure_may_add_template(actor: Actor, code: str, issuers: Collection[str]) -> None:
+    """Admins, and issuers whose department may issue the type, add template versions."""
+    if actor.is_admin:
+        return
+    ensure_role(actor, "admin", "issuer")
+    if actor.department_uscc not in issuers:
+        raise PermissionDeniedError(
+            f"权限不足：本部门（{actor.department_uscc}）不是证照类型 {code} 的颁发部门，不能新增模板版本"
+        )

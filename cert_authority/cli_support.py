@@ -1,0 +1,47 @@
+"""What every `ecas` command shares: one clear error line instead of a stack trace, settings from
+the global options, and the services built on them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from sqlalchemy.engine import Engine
+
+from cert_authority.db import create_db_engine, migrate
+from cert_authority.errors import ServiceError
+from cert_authority.settings import Settings, load_settings
+from keys.errors import KeysError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(command: F) -> F:
+    """Users get one clear line and exit code 1, never a stack trace."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ServiceError, KeysError, ValueError, OSError) as exc:
+            typer.secho(f"错误：{exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings_from(ctx: typer.Context) -> Settings:
+    return load_settings(**(ctx.find_root().obj or {}))
+
+
+def migrated_engine(settings: Settings) -> Engine:
+    engine = create_db_engine(settings.effective_database_url)
+    migrate(engine)
+    return engine
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
