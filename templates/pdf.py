@@ -119,9 +119,26 @@ def _text(runs: Iterable[TextRun], page_height: float, subsets: dict[str, Subset
             colour = run.colour
             parts.append(b"%s %s %s rg" % tuple(_n(c / 255) for c in colour))
         x, y = run.x * PT_PER_MM, (page_height - run.baseline) * PT_PER_MM
-        parts.append(b"1 0 0 1 %s %s Tm [%s] TJ" % (_n(x), _n(y), _glyphs(run, subsets[run.font])))
+        show = b"1 0 0 1 %s %s Tm [%s] TJ" % (_n(x), _n(y), _glyphs(run, subsets[run.font]))
+        if _letter_spaced(run, subsets[run.font]):
+            # Text extraction would read the gaps as spaces ("食 品 经 营"); ActualText keeps the
+            # title searchable as one word (ISO 32000-1 §14.9.4).
+            show = b"/Span << /ActualText <%s> >> BDC %s EMC" % (_utf16_hex(run.text), show)
+        parts.append(show)
     parts.append(b"ET")
     return b"\n".join(parts)
+
+
+def _letter_spaced(run: TextRun, subset: SubsetFont) -> bool:
+    size = run.size_mm
+    return any(
+        advance - subset.widths.get(subset.cids.get(char, 0), 1000) / 1000 * size > 0.1 * size
+        for char, advance in zip(run.text[:-1], run.advances[:-1], strict=True)
+    )
+
+
+def _utf16_hex(text: str) -> bytes:
+    return ("\ufeff" + text).encode("utf-16-be").hex().upper().encode()
 
 
 def _glyphs(run: TextRun, subset: SubsetFont) -> bytes:
@@ -270,7 +287,7 @@ def _info(title: str | None, created: dt.datetime) -> bytes:
     date = _pdf_date(created)
     entries = b"/Producer (ECAS) /CreationDate (%s) /ModDate (%s)" % (date, date)
     if title:
-        entries = b"/Title <%s> " % ("\ufeff" + title).encode("utf-16-be").hex().upper().encode() + entries
+        entries = b"/Title <%s> " % _utf16_hex(title) + entries
     return b"<< %s >>" % entries
 
 
