@@ -17,10 +17,9 @@ from cert_authority.body_limit import BodyLimit
 from cert_authority.db import create_db_engine, migrate
 from cert_authority.error_map import classify
 from cert_authority.errors import ServiceError
-from cert_authority.filestore import FileStore
 from cert_authority.http_uploads import definition_schemas
 from cert_authority.pki import PkiService
-from cert_authority.registry import RegistryService
+from cert_authority.registry import registry_for
 from cert_authority.settings import Settings, load_settings
 from keys.errors import KeysError
 
@@ -39,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.pki = PkiService(settings, engine)
     app.state.api_keys = ApiKeyService(engine)
-    app.state.registry = RegistryService(engine, FileStore(settings.files_dir))
+    app.state.registry = registry_for(settings, engine)
     app.include_router(routes_pki.router)
     app.include_router(routes_registry.router)
     app.add_middleware(BodyLimit)

@@ -14,6 +14,7 @@ from cert_authority.cli_registry import apikey_app, departments_app, types_app
 from cert_authority.cli_support import friendly_errors, migrated_engine, settings_from
 from cert_authority.cli_support import now as _now
 from cert_authority.pki import CaNames, PkiService
+from cert_authority.registry import registry_for
 from cert_authority.settings import Settings
 from keys.crl import REASONS
 
@@ -231,12 +232,16 @@ def demo(
             "（仅供演示；正式部署请设置 ECAS_KEK 并妥善保管）",
             fg=typer.colors.YELLOW,
         )
-    pki = _pki(settings)
-    for line in build_demo(pki, _now()) or ["演示数据已存在，未做改动"]:
+    engine = migrated_engine(settings)
+    pki = PkiService(settings, engine)
+    registry = registry_for(settings, engine)
+    for line in build_demo(pki, registry, _now()) or ["演示数据已存在，未做改动"]:
         typer.echo(f"· {line}")
     for record in pki.registry.list_issued():
         cert = record.certificate
         typer.echo(f"  印章证书 {cert.serial_hex}  {record.status().state:8} {cert.uscc}  {cert.common_name}")
+    for licence_type in registry.list_types():
+        typer.echo(f"  证照类型 {licence_type.code}  {licence_type.name}（模板第 {licence_type.latest_version} 版）")
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
     if not serve_after:

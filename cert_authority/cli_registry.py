@@ -13,8 +13,7 @@ from pydantic import BaseModel
 from cert_authority.actors import CLI_ACTOR, ROLES
 from cert_authority.apikeys import ApiKeyService
 from cert_authority.cli_support import friendly_errors, migrated_engine, settings_from
-from cert_authority.filestore import FileStore
-from cert_authority.registry import RegistryService
+from cert_authority.registry import RegistryService, registry_for
 from cert_authority.schemas import DepartmentCreate
 from cert_authority.spec_input import MAX_DEFINITION_BYTES, load_definition, parse_template, parse_type_spec
 from templates.images import MAX_UPLOAD_BYTES
@@ -31,7 +30,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="JSON 输出")]
 
 def _registry(ctx: typer.Context) -> RegistryService:
     settings = settings_from(ctx)
-    return RegistryService(migrated_engine(settings), FileStore(settings.files_dir))
+    return registry_for(settings, migrated_engine(settings))
 
 
 def _api_keys(ctx: typer.Context) -> ApiKeyService:

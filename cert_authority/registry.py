@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
@@ -31,6 +32,7 @@ from cert_authority.schemas import (
     LicenceTypePublic,
     TemplateVersionPublic,
 )
+from cert_authority.settings import Settings
 from cert_authority.timeutil import aware, utc_now
 from templates.errors import SpecError
 from templates.images import Picture
@@ -117,11 +119,13 @@ class RegistryService:
         filestore: FileStore,
         fonts: FontSet | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
+        font_paths: tuple[Path | None, Path | None] = (None, None),
     ) -> None:
         self.engine = engine
         self.filestore = filestore
         self.clock = clock
         self._fonts = fonts
+        self._font_paths = font_paths
         self._fonts_lock = threading.Lock()
 
     @property
@@ -129,7 +133,7 @@ class RegistryService:
         """Resolved on first use, so a service that never renders never needs the fonts."""
         with self._fonts_lock:
             if self._fonts is None:
-                self._fonts = FontSet.default()
+                self._fonts = FontSet.from_paths(*self._font_paths)
             return self._fonts
 
     # --- departments ---------------------------------------------------------------------------
@@ -389,3 +393,8 @@ class RegistryService:
         if not_issuers:
             raise InvalidRequestError(f"issuers 中的部门没有颁证（issuer）角色：{'、'.join(not_issuers)}")
         return [department_id for uscc in issuers if (department_id := found[uscc].id) is not None]
+
+
+def registry_for(settings: Settings, engine: Engine) -> RegistryService:
+    """The registry as the app and the CLI use it: files and fonts from the settings."""
+    return RegistryService(engine, FileStore(settings.files_dir), font_paths=(settings.font_serif, settings.font_sans))

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     crl_validity_hours: int = 24
     seal_certificate_years: int = 3
+    # CJK fonts for licence files (CFF OpenType .otf). Default: Noto Serif SC / Noto Sans SC,
+    # installed with the project.
+    font_serif: Path | None = None
+    font_sans: Path | None = None
 
     @field_validator("base_url")
     @classmethod
