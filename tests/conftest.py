@@ -287,3 +287,42 @@ def require_tool_or_skip(name: str) -> str:
         package = APT_PACKAGES.get(name, name)
         pytest.skip(f"{name} not installed (apt-get install {package}; CI requires it)")
     return require_tool(name)
+
+
+# --- e-seals (seals/) ----------------------------------------------------------------------------
+SEAL_NAME = "测试市市场监督管理局电子证照专用章"
+
+
+@pytest.fixture(scope="session")
+def seal_picture() -> bytes:
+    """The round red seal picture of the test department, drawn once."""
+    from seals.picture import generate_round_seal
+
+    return generate_round_seal("测试市市场监督管理局", "电子证照专用章")
+
+
+@pytest.fixture(scope="session")
+def eseal(pki: PkiHierarchy, seal_picture: bytes) -> bytes:
+    """A DER SESeal (GB/T 38540 v4) made by the branch CA, listing the seal certificate."""
+    from seals.ses import make_seal
+
+    return make_seal(
+        pki.branch_signer,
+        es_id="3501000000000001",
+        name=SEAL_NAME,
+        seal_type=1,
+        signer_certificates=[pki.seal.der],
+        picture_png=seal_picture,
+        width_mm=42,
+        height_mm=42,
+        valid_start=NOW - dt.timedelta(days=1),
+        valid_end=NOW + dt.timedelta(days=365),
+        created=NOW - dt.timedelta(days=1),
+    )
+
+
+def gmssl_sm3(data: bytes) -> bytes:
+    """SM3 by the pure-Python gmssl package: a digest we did not compute."""
+    from gmssl import func, sm3
+
+    return bytes.fromhex(sm3.sm3_hash(func.bytes_to_list(data)))
