@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from cert_authority.errors import PermissionDeniedError
+from cert_authority.errors import InvalidRequestError, PermissionDeniedError
 
 ROLES = ("admin", "issuer", "user", "auditor")
 ROLE_NAMES = {"admin": "管理员", "issuer": "颁证部门", "user": "用证部门", "auditor": "审计"}
@@ -57,3 +57,54 @@ def ensure_may_add_template(actor: Actor, code: str, issuers: Collection[str]) -
         raise PermissionDeniedError(
             f"权限不足：本部门（{actor.department_uscc}）不是证照类型 {code} 的颁发部门，不能新增模板版本"
         )
+
+
+# --- licences and seals ------------------------------------------------------------------------
+def issuing_department(actor: Actor, requested: str | None) -> str:
+    """The department a write acts for: an issuer's own, or the one an admin names."""
+    if actor.is_admin:
+        if not requested:
+            raise InvalidRequestError("管理员代为办理须指明颁证部门（issuer_uscc / --issuer）")
+        return requested
+    ensure_role(actor, "admin", "issuer")
+    assert actor.department_uscc is not None
+    if requested and requested != actor.department_uscc:
+        raise PermissionDeniedError(
+            f"权限不足：颁证部门只能以本部门（{actor.department_uscc}）名义办理，不能代 {requested} 办理"
+        )
+    return actor.department_uscc
+
+
+def ensure_may_write_for(actor: Actor, department_uscc: str, what: str) -> None:
+    """Admins, and issuers of that department, change its licences and seals."""
+    if actor.is_admin:
+        return
+    ensure_role(actor, "admin", "issuer")
+    if actor.department_uscc != department_uscc:
+        raise PermissionDeniedError(
+            f"权限不足：{what}属于部门 {department_uscc}，本部门（{actor.department_uscc}）不能办理"
+        )
+
+
+def ensure_may_read_for(actor: Actor, department_uscc: str, what: str) -> None:
+    """Reads: admins and auditors see everything, an issuer its own department's.
+
+    Users (用证部门) get nothing here yet: sharing with using departments needs a use cause and the
+    holder's authorisation, which come with the sharing rules in a later issue."""
+    if actor.role in ("admin", "auditor"):
+        return
+    ensure_role(actor, "admin", "auditor", "issuer")
+    if actor.department_uscc != department_uscc:
+        raise PermissionDeniedError(
+            f"权限不足：{what}属于部门 {department_uscc}，本部门（{actor.department_uscc}）无权查看"
+        )
+
+
+def readable_department(actor: Actor, requested: str | None) -> str | None:
+    """For lists: None (everything) for admins and auditors unless they filter; an issuer's own."""
+    if actor.role in ("admin", "auditor"):
+        return requested
+    ensure_role(actor, "admin", "auditor", "issuer")
+    if requested and requested != actor.department_uscc:
+        raise PermissionDeniedError(f"权限不足：本部门（{actor.department_uscc}）不能查看部门 {requested} 的数据")
+    return actor.department_uscc

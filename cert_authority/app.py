@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from cert_authority import routes_pki, routes_registry
+from cert_authority import routes_licences, routes_pki, routes_registry, routes_seals
 from cert_authority.apikeys import ApiKeyService
 from cert_authority.body_limit import BodyLimit
 from cert_authority.db import create_db_engine, migrate
@@ -20,8 +20,10 @@ from cert_authority.errors import ServiceError
 from cert_authority.http_uploads import definition_schemas
 from cert_authority.pki import PkiService
 from cert_authority.registry import registry_for
+from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings, load_settings
 from keys.errors import KeysError
+from seals.errors import SealError
 
 log = logging.getLogger("ecas")
 
@@ -39,8 +41,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.pki = PkiService(settings, engine)
     app.state.api_keys = ApiKeyService(engine)
     app.state.registry = registry_for(settings, engine)
+    services = licence_services_for(app.state.pki, app.state.registry)
+    app.state.seals = services.seals
+    app.state.issuance = services.issuance
+    app.state.lifecycle = services.lifecycle
+    app.state.licences = services.queries
     app.include_router(routes_pki.router)
     app.include_router(routes_registry.router)
+    app.include_router(routes_seals.router)
+    app.include_router(routes_licences.router)
     app.add_middleware(BodyLimit)
     _document_definitions(app)
 
@@ -51,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ServiceError)
     @app.exception_handler(KeysError)
+    @app.exception_handler(SealError)
     @app.exception_handler(ValueError)
     async def known_error(_request: Request, exc: Exception) -> JSONResponse:
         status, code = classify(exc) or (500, "internal_error")

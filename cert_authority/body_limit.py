@@ -13,17 +13,27 @@ from cert_authority.errors import PayloadTooLargeError
 MB = 1024 * 1024
 UPLOAD_LIMIT = 10 * MB  # multipart/form-data: definition plus images
 BODY_LIMIT = 1 * MB  # everything else (JSON, YAML)
+# JSON bodies that carry a picture in base64 (a holder's photo of up to 2 MB, a seal picture).
+PICTURE_LIMITS = {"/api/v1/licences": 4 * MB, "/api/v1/seals": 4 * MB}
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
 
 class BodyLimit:
-    def __init__(self, app: Any, prefix: str = "/api/", upload_limit: int = UPLOAD_LIMIT, limit: int = BODY_LIMIT):
+    def __init__(
+        self,
+        app: Any,
+        prefix: str = "/api/",
+        upload_limit: int = UPLOAD_LIMIT,
+        limit: int = BODY_LIMIT,
+        path_limits: dict[str, int] | None = None,
+    ):
         self.app = app
         self.prefix = prefix
         self.upload_limit = upload_limit
         self.limit = limit
+        self.path_limits = PICTURE_LIMITS if path_limits is None else path_limits
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix) or scope["method"] in ("GET", "HEAD"):
@@ -31,7 +41,7 @@ class BodyLimit:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         multipart = headers.get("content-type", "").lower().startswith("multipart/form-data")
-        limit = self.upload_limit if multipart else self.limit
+        limit = self.upload_limit if multipart else self._json_limit(scope["path"])
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await self._too_large(send, limit)
@@ -61,6 +71,9 @@ class BodyLimit:
             return message
 
         await self.app(scope, replay, send)
+
+    def _json_limit(self, path: str) -> int:
+        return next((limit for prefix, limit in self.path_limits.items() if path.startswith(prefix)), self.limit)
 
     @staticmethod
     async def _too_large(send: Any, limit: int) -> None:

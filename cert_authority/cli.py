@@ -10,11 +10,15 @@ from typing import Annotated
 
 import typer
 
+from cert_authority.actors import CLI_ACTOR
+from cert_authority.cli_licences import issue, licence_app
 from cert_authority.cli_registry import apikey_app, departments_app, types_app
+from cert_authority.cli_seals import seals_app
 from cert_authority.cli_support import friendly_errors, migrated_engine, settings_from
 from cert_authority.cli_support import now as _now
 from cert_authority.pki import CaNames, PkiService
 from cert_authority.registry import registry_for
+from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings
 from keys.crl import REASONS
 
@@ -26,6 +30,9 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(departments_app, name="departments")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(types_app, name="types")
+app.add_typer(seals_app, name="seals")
+app.add_typer(licence_app, name="licence")
+app.command("issue")(issue)
 
 __all__ = ["app", "friendly_errors", "main"]
 
@@ -235,18 +242,26 @@ def demo(
     engine = migrated_engine(settings)
     pki = PkiService(settings, engine)
     registry = registry_for(settings, engine)
-    for line in build_demo(pki, registry, _now()) or ["演示数据已存在，未做改动"]:
+    services = licence_services_for(pki, registry)
+    for line in build_demo(pki, registry, _now(), services) or ["演示数据已存在，未做改动"]:
         typer.echo(f"· {line}")
     for record in pki.registry.list_issued():
         cert = record.certificate
         typer.echo(f"  印章证书 {cert.serial_hex}  {record.status().state:8} {cert.uscc}  {cert.common_name}")
+    for seal in services.seals.list(CLI_ACTOR):
+        typer.echo(f"  电子印章 {seal.id:>3}  {seal.status:8} {seal.es_id}  {seal.name}")
     for licence_type in registry.list_types():
-        typer.echo(f"  证照类型 {licence_type.code}  {licence_type.name}（模板第 {licence_type.latest_version} 版）")
+        count = services.queries.search(CLI_ACTOR, type_code=licence_type.code, page_size=1).total
+        typer.echo(
+            f"  证照类型 {licence_type.code}  {licence_type.name}（模板第 {licence_type.latest_version} 版，"
+            f"已颁发 {count} 份）"
+        )
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
     if not serve_after:
         return
     typer.echo(f"服务地址：{base}/docs （API 文档） · {base}/pki/crl · {base}/pki/ocsp · {base}/pki/root.pem")
+    typer.echo("证照：ecas licence list · ecas licence export 证照标识 --format pdf -o licence.pdf")
     ctx.invoke(serve, ctx=ctx, host="127.0.0.1", port=port)
 
 

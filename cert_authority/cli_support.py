@@ -13,8 +13,12 @@ from sqlalchemy.engine import Engine
 
 from cert_authority.db import create_db_engine, migrate
 from cert_authority.errors import ServiceError
+from cert_authority.pki import PkiService
+from cert_authority.registry import registry_for
+from cert_authority.services import LicenceServices, licence_services_for
 from cert_authority.settings import Settings, load_settings
 from keys.errors import KeysError
+from seals.errors import SealError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,7 +30,7 @@ def friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ServiceError, KeysError, ValueError, OSError) as exc:
+        except (ServiceError, KeysError, SealError, ValueError, OSError) as exc:
             typer.secho(f"错误：{exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
 
@@ -41,6 +45,12 @@ def migrated_engine(settings: Settings) -> Engine:
     engine = create_db_engine(settings.effective_database_url)
     migrate(engine)
     return engine
+
+
+def licence_services(settings: Settings) -> LicenceServices:
+    """Seals, issuance, lifecycle and queries on the settings' database and files."""
+    engine = migrated_engine(settings)
+    return licence_services_for(PkiService(settings, engine), registry_for(settings, engine))
 
 
 def now() -> dt.datetime:

@@ -9,7 +9,11 @@ from cert_authority.errors import (
     ConfigError,
     ConflictError,
     DatabaseUnavailableError,
+    IdempotencyConflictError,
+    IllegalTransitionError,
     InvalidRequestError,
+    LicenceDataError,
+    NoActiveSealError,
     NotFoundError,
     NotInitialisedError,
     PayloadTooLargeError,
@@ -26,6 +30,7 @@ from keys.errors import (
     KeyNotFoundError,
     WrongPassphraseError,
 )
+from seals.errors import PictureError, SealInputError, SealSigningError
 from templates.errors import FontError, ImageError, LayoutError, SpecError
 
 # (error class, HTTP status, machine-readable code); first match wins.
@@ -38,13 +43,21 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (KeyExistsError, 409, "key_exists"),
     (NotInitialisedError, 409, "not_initialised"),
     (CAError, 409, "ca_refused"),
+    (NoActiveSealError, 409, "no_active_seal"),
+    (IdempotencyConflictError, 409, "idempotency_conflict"),
+    (IllegalTransitionError, 409, "illegal_transition"),
     (ConflictError, 409, "conflict"),
     (PayloadTooLargeError, 413, "payload_too_large"),
     (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
+    (LicenceDataError, 422, "invalid_licence_data"),
     (InvalidRequestError, 422, "invalid_request"),
     (SpecError, 422, "invalid_spec"),
     (LayoutError, 422, "layout_overflow"),
     (ImageError, 422, "invalid_image"),
+    (PictureError, 422, "invalid_seal_picture"),
+    (SealInputError, 422, "invalid_seal_input"),
+    # A signing device that returned a wrong signature: nothing was sealed; operators must look.
+    (SealSigningError, 500, "seal_signing_failed"),
     # Before ValueError: FontError is one, but a missing font is the operator's problem.
     (FontError, 500, "font_missing"),
     (InvalidCodeError, 422, "invalid_code"),

@@ -54,3 +54,24 @@ class UnsupportedMediaTypeError(ServiceError):
 
 class StoredFileError(ServiceError):
     """A file in the content-addressed store is missing or does not match its SM3 digest."""
+
+
+class LicenceDataError(InvalidRequestError):
+    """The face data, holder code, photo or validity given for a licence is wrong. Every problem is
+    named (field key and label) in `problems`, so one answer lists all that needs fixing."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("证照数据有误：" + "；".join(problems))
+
+
+class NoActiveSealError(ConflictError):
+    """The issuing department has no valid registered e-seal, so nothing can be sealed."""
+
+
+class IdempotencyConflictError(ConflictError):
+    """An Idempotency-Key reused with a different request."""
+
+
+class IllegalTransitionError(ConflictError):
+    """A lifecycle step the licence's status does not allow (e.g. revoking a cancelled licence)."""

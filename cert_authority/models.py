@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, Date, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -124,3 +124,134 @@ class ApiKeyRow(SQLModel, table=True):
     )
     created_at: dt.datetime = Field(sa_column=_utc_column())
     revoked_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+# --- e-seals and licences --------------------------------------------------------------------------
+
+
+class SealRow(SQLModel, table=True):
+    """A registered e-seal (电子印章备案) of a department: the SES_Seal the branch CA made (制章者) and
+    the seal certificate it lists. Files (the DER SES_Seal, the PNG picture) are in the file store."""
+
+    __tablename__ = "seal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    department_id: int = Field(sa_column=Column(Integer, ForeignKey("department.id"), nullable=False, index=True))
+    es_id: str = Field(max_length=64, unique=True)  # GB/T 38540 esID
+    name: str = Field(max_length=200)
+    seal_type: int  # GB/T 38540: 1 organisation, 2 person
+    purpose: str | None = Field(default=None, max_length=50)
+    cert_serial: str = Field(
+        sa_column=Column(String(40), ForeignKey("issued_certificate.serial"), nullable=False, unique=True)
+    )
+    seal_sm3: str = Field(max_length=64)  # DER SESeal in the file store
+    picture_sm3: str = Field(max_length=64)  # PNG in the file store
+    width_mm: int
+    height_mm: int
+    valid_start: dt.datetime = Field(sa_column=_utc_column())
+    valid_end: dt.datetime = Field(sa_column=_utc_column())
+    status: str = Field(max_length=10)  # active, revoked
+    revoked_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    revocation_reason: str | None = Field(default=None, max_length=40)  # RFC 5280 reason name
+    revocation_note: str | None = Field(default=None, max_length=200)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    created_by: str = Field(max_length=40)
+
+
+class LicenceCounterRow(SQLModel, table=True):
+    """Licence serials and numbers: named counters incremented atomically in their own short
+    transaction (UPDATE ... RETURNING), so a value handed out is never handed out again."""
+
+    __tablename__ = "licence_counter"
+
+    name: str = Field(primary_key=True, max_length=80)
+    value: int = 0
+
+
+class LicenceRow(SQLModel, table=True):
+    """One version of an issued licence: the GB/T 36903 metadata (codes in comments), the face
+    data and the SM3 names of its sealed files. A change (变更) adds a row; rows are never deleted."""
+
+    __tablename__ = "licence"
+    __table_args__ = (
+        UniqueConstraint("type_code", "issuer_code", "serial", "version", name="uq_licence_serial_version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    identifier: str = Field(max_length=120, unique=True)  # ZZBS, GB/T 36904
+    type_code: str = Field(max_length=21, index=True)  # ZZLXDM
+    serial: str = Field(max_length=32)
+    version: int
+    name: str = Field(max_length=50)  # ZZMC
+    licence_number: str = Field(max_length=40, index=True)  # ZZBH
+    issuer_name: str = Field(max_length=100)  # ZZBFJG
+    issuer_code: str = Field(max_length=18, index=True)  # ZZBFJGDM
+    issuer_level: str = Field(max_length=10)  # ZZBFJGJB
+    department_id: int = Field(sa_column=Column(Integer, ForeignKey("department.id"), nullable=False))
+    issue_date: dt.date = Field(sa_column=Column(Date, nullable=False))  # ZZBFRQ
+    holder_name: str = Field(sa_column=Column(Text, nullable=False))  # CZZT
+    holder_code: str = Field(max_length=40, index=True)  # CZZTDM
+    holder_code_type: str = Field(max_length=3)  # CZZTDMLX: 111 ID number, 001 USCC
+    valid_from: dt.date = Field(sa_column=Column(Date, nullable=False))  # ZZYXQQSRQ
+    valid_until: dt.date | None = Field(default=None, sa_column=Column(Date, nullable=True))  # ZZYXQJZRQ
+    seal_id: int = Field(sa_column=Column(Integer, ForeignKey("seal.id"), nullable=False))
+    seal_name: str = Field(max_length=200)  # ZZQZMC
+    sealed_by: str = Field(max_length=200)  # ZZQZR: the seal certificate's subject
+    sealed_at: dt.datetime = Field(sa_column=_utc_column())  # ZZQZSJ
+    template_version: int
+    face_json: str = Field(sa_column=Column(Text, nullable=False))  # stored face values, by key
+    photo_sm3: str | None = Field(default=None, max_length=64)
+    pdf_sm3: str = Field(max_length=64)
+    ofd_sm3: str = Field(max_length=64)
+    png_sm3: str = Field(max_length=64)
+    status: str = Field(max_length=12, index=True)  # issued, superseded, revoked, cancelled
+    status_reason: str | None = Field(default=None, max_length=500)
+    status_changed_at: dt.datetime = Field(sa_column=_utc_column())
+    superseded_by: str | None = Field(default=None, max_length=120)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    created_by: str = Field(max_length=40)
+
+
+class LicenceEventRow(SQLModel, table=True):
+    """The status history of a licence version: every transition, who made it, when and why."""
+
+    __tablename__ = "licence_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    licence_id: int = Field(sa_column=Column(Integer, ForeignKey("licence.id"), nullable=False, index=True))
+    identifier: str = Field(max_length=120)
+    previous_status: str | None = Field(default=None, max_length=12)
+    status: str = Field(max_length=12)
+    action: str = Field(max_length=12)  # issue, change, revoke, cancel
+    reason: str | None = Field(default=None, max_length=500)
+    at: dt.datetime = Field(sa_column=_utc_column())
+    actor: str = Field(max_length=40)
+
+
+class AuditEventRow(SQLModel, table=True):
+    """Who did what to which licence or seal, and when. Holder codes only masked (personal data)."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(sa_column=_utc_column())
+    actor: str = Field(max_length=40)
+    actor_role: str = Field(max_length=10)
+    actor_department: str | None = Field(default=None, max_length=18)
+    action: str = Field(max_length=20, index=True)
+    target: str = Field(max_length=120, index=True)  # licence identifier or seal:<id>
+    holder_code_masked: str | None = Field(default=None, max_length=40)
+    detail_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """An Idempotency-Key already used to issue a licence, per issuing department. The primary key
+    settles concurrent duplicates: the second insert fails and its caller gets the first licence."""
+
+    __tablename__ = "idempotency_key"
+
+    scope: str = Field(primary_key=True, max_length=18)  # the issuing department's USCC
+    key: str = Field(primary_key=True, max_length=200)
+    request_sm3: str = Field(max_length=64)
+    licence_id: int = Field(sa_column=Column(Integer, ForeignKey("licence.id"), nullable=False))
+    created_at: dt.datetime = Field(sa_column=_utc_column())

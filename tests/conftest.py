@@ -11,17 +11,21 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asn1crypto import algos
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from cert_authority.db import create_db_engine, migrate
 from cert_authority.filestore import FileStore
+from cert_authority.issuance import IssueResult
 from cert_authority.pki import PkiService
 from cert_authority.registry import RegistryService
 from cert_authority.schemas import DepartmentCreate, DepartmentPublic
+from cert_authority.services import LicenceServices, licence_services_for
 from cert_authority.settings import Settings
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey, SM2PublicKey
@@ -326,3 +330,128 @@ def gmssl_sm3(data: bytes) -> bytes:
     from gmssl import func, sm3
 
     return bytes.fromhex(sm3.sm3_hash(func.bytes_to_list(data)))
+
+
+# --- seals and licences (cert_authority) ---------------------------------------------------------
+FOOD_TYPE = "11100000MA0000001Q001"
+VOCATIONAL_TYPE = "11100000MA0000002U001"
+DRAINAGE_TYPE = "11100000MA0000003Y001"
+EXAMPLE_ISSUERS = {FOOD_TYPE: ISSUER_USCC, VOCATIONAL_TYPE: OTHER_ISSUER_USCC, DRAINAGE_TYPE: USER_USCC}
+
+
+@dataclass
+class LicenceEnv:
+    """A running authority: CA, the demo departments (issuers of the example types), the three
+    example types, a seal per department, and the seal, issuance and lifecycle services."""
+
+    settings: Settings
+    pki: PkiService
+    registry: RegistryService
+    services: LicenceServices
+
+    @property
+    def engine(self) -> Engine:
+        return self.registry.engine
+
+
+def example_data(type_code: str) -> dict[str, str]:
+    """The face data of an example type, from the `example` values of its fields."""
+    import yaml
+
+    name = {FOOD_TYPE: "food-business-licence", VOCATIONAL_TYPE: "vocational-qualification",
+            DRAINAGE_TYPE: "drainage-permit"}[type_code]
+    path = Path(__file__).resolve().parent.parent / "examples" / "types" / f"{name}.yaml"
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {f["key"]: str(f["example"]) for f in spec["fields"] if f.get("type") != "photo"}
+
+
+def build_licence_env(settings: Settings, fonts: FontSet, seal_png: bytes) -> LicenceEnv:
+    """Everything but licences, fast: keys with few PBKDF2 rounds, the seal picture uploaded."""
+    from cert_authority.actors import CLI_ACTOR
+    from cert_authority.demo import DEPARTMENTS, register_departments, register_example_types
+    from cert_authority.licence_schemas import SealCreate
+    from keys.keystore import SoftwareKeyStore
+
+    engine = create_db_engine(settings.effective_database_url)
+    migrate(engine)
+    # The app and the CLI open these keys with the settings' passphrase (the iteration count is in
+    # each key file), so a test can start an app on the same data directory.
+    pki = PkiService(settings, engine, SoftwareKeyStore(settings.key_dir, settings.require_kek(), iterations=1000))
+    pki.init(NOW)
+    registry = RegistryService(engine, FileStore(settings.files_dir), fonts)
+    register_departments(registry)
+    register_example_types(registry)
+    services = licence_services_for(pki, registry)
+    for department in DEPARTMENTS:
+        request = SealCreate(department_uscc=department.uscc, name=f"{department.name}电子证照专用章")
+        services.seals.register(CLI_ACTOR, request, picture=seal_png, now=NOW)
+    return LicenceEnv(settings, pki, registry, services)
+
+
+@pytest.fixture
+def licence_env(settings: Settings, fonts: FontSet, seal_picture: bytes) -> LicenceEnv:
+    """A fresh authority ready to issue, on SQLite and on PostgreSQL."""
+    return build_licence_env(settings, fonts, seal_picture)
+
+
+def issue_example(env: LicenceEnv, type_code: str, data: dict[str, Any] | None = None, **options: Any) -> IssueResult:
+    """Issue a licence of an example type as the CLI operator (admin) for the type's issuer, with
+    the example face data, a photo where the type has one and dates where the type wants them."""
+    from cert_authority.actors import CLI_ACTOR
+    from cert_authority.demo import demo_photo
+
+    defaults: dict[str, object] = {"issuer_uscc": EXAMPLE_ISSUERS.get(type_code, ISSUER_USCC)}
+    if type_code == VOCATIONAL_TYPE:
+        defaults["photo"] = demo_photo(0)
+    if type_code == DRAINAGE_TYPE:
+        defaults.update(valid_from=dt.date(2026, 1, 1), valid_until=dt.date(2030, 12, 31))
+    actor = options.pop("actor", CLI_ACTOR)
+    return env.services.issuance.issue_licence(
+        actor, type_code, example_data(type_code) if data is None else data, **{**defaults, **options}
+    )
+
+
+COUNTED_TABLES = ("licence", "licence_event", "audit_event", "idempotency_key", "licence_counter", "seal",
+                  "issued_certificate")
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        # Fixed table names, not input.
+        return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in COUNTED_TABLES}  # noqa: S608
+
+
+def stored_files(settings: Settings) -> set[str]:
+    """Names in the content-addressed file store."""
+    root = settings.files_dir
+    return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_licence_env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fonts: FontSet, seal_picture: bytes
+) -> Iterator[LicenceEnv]:
+    """One authority per test module and database, for tests that only add licences and compare
+    counts before and after (building one costs a couple of seconds)."""
+    data = tmp_path_factory.mktemp("licences")
+    schema = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{data / 'ecas.db'}"
+    else:
+        base = request.getfixturevalue("postgres_server")
+        schema = f"m_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(base)
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        admin.dispose()
+        url = f"{base}?options=-csearch_path%3D{schema}"
+    settings = Settings(data_dir=data / "var", database_url=url, kek="test-passphrase",  # type: ignore[arg-type]
+                        base_url="http://127.0.0.1:8000")
+    env = build_licence_env(settings, fonts, seal_picture)
+    yield env
+    env.registry.engine.dispose()
+    if schema is not None:
+        admin = create_engine(request.getfixturevalue("postgres_server"))
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -1,0 +1,72 @@
+"""/api/v1/seals: seal registration (电子印章备案), listing and revocation.
+
+Admins act for any department; an issuer for its own. Revoking a seal revokes its certificate
+(the CRL is re-issued, OCSP answers revoked at once).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from cert_authority.actors import Actor
+from cert_authority.auth import current_actor
+from cert_authority.licence_schemas import SealCreate, SealPublic, SealRevoke, decode_base64
+from cert_authority.schemas import ErrorPublic
+from cert_authority.seals_service import SealService
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorPublic, "description": text}
+    for status, text in (
+        (401, "缺少、无效或已吊销的 API 密钥"),
+        (403, "角色或部门无权执行此操作"),
+        (404, "部门或印章不存在"),
+        (409, "印章已吊销"),
+        (413, "请求体过大"),
+        (422, "请求数据、印章图片或有效期有误"),
+    )
+}
+router = APIRouter(prefix="/api/v1", tags=["seals"], dependencies=[Depends(current_actor)], responses=ERRORS)
+
+Caller = Annotated[Actor, Depends(current_actor)]
+
+
+def _seals(request: Request) -> SealService:
+    seals: SealService = request.app.state.seals
+    return seals
+
+
+@router.post("/seals", status_code=201)
+def register_seal(body: SealCreate, request: Request, actor: Caller) -> SealPublic:
+    """Register a department's e-seal: the branch CA issues its certificate and signs the SES_Seal."""
+    return _seals(request).register(actor, body, decode_base64(body.picture, "picture"))
+
+
+@router.get("/seals")
+def list_seals(
+    request: Request,
+    actor: Caller,
+    department_uscc: Annotated[str | None, Query(description="只列出此部门的印章")] = None,
+) -> list[SealPublic]:
+    """List registered seals (an issuer sees its own department's)."""
+    return _seals(request).list(actor, department_uscc)
+
+
+@router.get("/seals/{seal_id}")
+def get_seal(seal_id: int, request: Request, actor: Caller) -> SealPublic:
+    """One registered seal."""
+    return _seals(request).get(actor, seal_id)
+
+
+@router.get("/seals/{seal_id}/picture", response_class=Response)
+def seal_picture(seal_id: int, request: Request, actor: Caller) -> Response:
+    """The seal picture (PNG with transparency)."""
+    return Response(_seals(request).picture(actor, seal_id), media_type="image/png")
+
+
+@router.post("/seals/{seal_id}/revoke")
+def revoke_seal(seal_id: int, body: SealRevoke, request: Request, actor: Caller) -> SealPublic:
+    """Revoke a seal and its certificate (CRL and OCSP show it at once)."""
+    return _seals(request).revoke(actor, seal_id, body.reason, body.note)

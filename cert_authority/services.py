@@ -1,0 +1,33 @@
+"""The seal and licence services built on one engine, file store, PKI and registry: the app and the
+CLI wire them the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cert_authority.issuance import IssuanceService
+from cert_authority.licence_queries import LicenceQueryService
+from cert_authority.lifecycle import LifecycleService
+from cert_authority.pki import PkiService
+from cert_authority.registry import RegistryService
+from cert_authority.seals_service import SealService
+
+
+@dataclass(frozen=True)
+class LicenceServices:
+    seals: SealService
+    issuance: IssuanceService
+    lifecycle: LifecycleService
+    queries: LicenceQueryService
+
+
+def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
+    """Seals, issuance, lifecycle and queries sharing the registry's engine, files and fonts."""
+    engine, files = registry.engine, registry.filestore
+    seals = SealService(engine, files, pki, lambda: registry.fonts)
+    return LicenceServices(
+        seals=seals,
+        issuance=IssuanceService(engine, files, registry, seals, pki.settings.base_url),
+        lifecycle=LifecycleService(engine),
+        queries=LicenceQueryService(engine, files),
+    )

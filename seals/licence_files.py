@@ -1,0 +1,635 @@
+"""Sealed licence files straight from a layout: the issuance hot path.
+
+`seals.pdf_seal` and `seals.ofd_seal` seal any department's document: they parse it, add the seal and
+write it again (pyHanko's incremental update, a re-zipped OFD). For the licences we render ourselves
+that is wasted work, so this module writes each file once, already carrying its seal:
+
+- PDF: the page as `templates.pdf.build_pdf` draws it, plus the seal picture (an image with its
+  alpha as /SMask) in the appearance of a signature widget at the template's seal box, /AcroForm
+  with /SigFlags 3 and the field ECAS_Seal_1, and the signature dictionary (/adbe.pkcs7.detached)
+  whose /Contents hole and /ByteRange are placed by offset. The CMS is the profile of
+  `seals.pdf_seal`: SignedData, SM3, SM2-with-SM3, the signer's chain, and the same signed
+  attributes (contentType, signingTime, CMSAlgorithmProtection, signingCertificateV2, messageDigest).
+- OFD: the parts `templates.ofd.ofd_parts` writes, OFD.xml naming the signature list, and the parts
+  `seals.ofd_seal` adds (Signatures.xml, Sign_0/Seal.esl, Sign_0/Signature.xml with an SM3
+  reference to every part and the StampAnnot, Sign_0/SignedValue.dat), zipped once.
+
+Staged like pyHanko's signing (../shared/DESIGN.md), so a batch signs many licences in one pass of
+the signer and an HSM fits later:
+
+    prepared = prepare_licence(layout, fonts, signer_chain=..., seal_der=..., seal_picture_png=..., now=...)
+    e_pdf, e_ofd = digests(prepared, signer)     # or messages(prepared) for a signer that hashes
+    sealed = finish_licence(prepared, signer.sign_digest(e_pdf), signer.sign_digest(e_ofd))
+
+What is the same for every licence of a template and seal is built once per process: the seal
+picture's image objects and appearance, the file prefix they form with the page background (and its
+SM3 state, so each PDF digest only reads the licence's own bytes), the encoded certificates and
+fixed CMS parts, the checked seal, Signatures.xml, and the SM3 state of the constant start of
+TBS_Sign (which carries the whole seal, picture included).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import uuid
+import warnings
+import xml.etree.ElementTree as ET
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from asn1crypto import cms, core, tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import hashes
+from PIL import Image, UnidentifiedImageError
+
+from keys.oids import SM2_WITH_SM3, SM2_WITH_SM3_NAME, SM3, SM3_NAME
+from keys.signer import Signer
+from keys.sm2 import SIGNATURE_MAX_DER
+from keys.x509 import Certificate
+from seals.box import SealBox
+from seals.errors import MalformedSealError, PictureError, SealInputError, SealSigningError
+from seals.ofd_seal import (
+    BEIJING,
+    NS,
+    PROVIDER_COMPANY,
+    PROVIDER_NAME,
+    PROVIDER_VERSION,
+    SEAL_FILE,
+    SIGNATURE_FILE,
+    SIGNATURES_FILE,
+    SIGNED_VALUE_FILE,
+)
+from seals.picture import MAX_SIDE_PX, MIN_SIDE_PX, PNG_SIGNATURE, png_size
+from seals.ses import Seal, parse_seal
+from templates.fonts import FontSet
+from templates.layout import PageLayout
+from templates.ofd import DOC_DIR, ofd_parts, write_package
+from templates.pdf import PT_PER_MM, PdfFile, build_pdf, pdf_date, utf16_hex
+
+FIELD_NAME = "ECAS_Seal_1"  # the first field name seals.pdf_seal gives (without importing pyHanko)
+SIGNS_DIR = f"{DOC_DIR}/Signs"
+SIGNATURES_PATH = f"{SIGNS_DIR}/{SIGNATURES_FILE}"
+SIGN_DIR = f"{SIGNS_DIR}/Sign_0"
+SIGNATURE_PATH = f"{SIGN_DIR}/{SIGNATURE_FILE}"
+SEAL_PATH = f"{SIGN_DIR}/{SEAL_FILE}"
+SIGNED_VALUE_PATH = f"{SIGN_DIR}/{SIGNED_VALUE_FILE}"
+SIGN_ID, ANNOT_ID = "s001", "s002"
+# /ByteRange [0 a b c], written over a placeholder of fixed width once the offsets are known.
+BYTE_RANGE_WIDTH = 40
+# Parts at least this large (pictures, the seal) keep their SM3 for the next licence.
+_SM3_CACHE_MIN = 32 * 1024
+_SES_VERSION = 4
+
+# Object numbers of the seal's fixed PDF objects (templates.pdf gives fixed objects 1, 2, …).
+_SEAL_IMAGE, _SEAL_MASK, _SEAL_APPEARANCE = 1, 2, 3
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedLicence:
+    """Both files of one licence with everything but the two signature values.
+
+    Sign `pdf_signed_attributes` (DER SET OF signed attributes, RFC 5652 §5.4) and `ofd_tbs`
+    (DER TBS_Sign, GB/T 38540) with the seal certificate's key, then `finish_licence`."""
+
+    pdf: bytes  # the whole PDF with /ByteRange filled in and a zero-filled /Contents hole
+    pdf_hole: tuple[int, int]  # [start, end) of the hex digits between < and >
+    pdf_byte_range: tuple[int, int, int, int]
+    pdf_digest: bytes  # SM3 of the /ByteRange: the messageDigest attribute
+    pdf_signed_attributes: bytes
+    ofd_parts: tuple[tuple[str, bytes], ...]  # every part but SignedValue.dat, in package order
+    ofd_data_hash: bytes  # SM3(Signature.xml)
+    ofd_tbs: bytes
+    certificate_chain: tuple[Certificate, ...]
+    seal_der: bytes
+    time: dt.datetime  # the signing time, whole seconds, UTC
+
+
+@dataclass(frozen=True)
+class SealedLicence:
+    pdf: bytes
+    ofd: bytes
+
+
+# --- staged API ----------------------------------------------------------------------------------
+
+
+def prepare_licence(
+    layout: PageLayout,
+    fonts: FontSet,
+    *,
+    signer_chain: Sequence[Certificate],
+    seal_der: bytes,
+    seal_picture_png: bytes,
+    now: dt.datetime,
+    title: str | None = None,
+    doc_id: str | None = None,
+) -> PreparedLicence:
+    """Write the licence's PDF and OFD with every sealing part in place but the signature values.
+
+    `signer_chain` is the seal certificate first, then its issuers (all go into the CMS);
+    `seal_der` the SES_Seal listing that certificate; the seal sits at `layout.seal` on the page.
+    `doc_id` is the OFD DocID (a fresh UUID when None)."""
+    chain = tuple(signer_chain)
+    if not chain or not all(isinstance(c, Certificate) for c in chain):
+        raise SealInputError("签章人证书链不能为空（签章证书在前）")
+    if not isinstance(now, dt.datetime) or now.tzinfo is None:
+        raise SealInputError("签章时间必须是带时区的时间")
+    now = now.astimezone(dt.timezone.utc).replace(microsecond=0)
+    seal = _checked_seal(seal_der, chain[0].der)
+    if not seal.valid_at(now):
+        raise SealInputError(
+            f"印章「{seal.name}」在签章时间 {now:%Y-%m-%d %H:%M:%S}Z 不在有效期内"
+            f"（{seal.valid_start:%Y-%m-%d} 至 {seal.valid_end:%Y-%m-%d}）"
+        )
+    common_name, not_before, not_after = _leaf_facts(chain[0].der)
+    if not not_before <= now <= not_after:
+        raise SealInputError(
+            f"签章证书「{common_name}」在签章时间 {now:%Y-%m-%d %H:%M:%S}Z 不在有效期内"
+            f"（{not_before:%Y-%m-%d} 至 {not_after:%Y-%m-%d}）"
+        )
+    box = SealBox.of(layout.seal)
+    box.check_inside(layout.width, layout.height)
+
+    pdf_file, hole, byte_range, pdf_digest = _write_pdf(layout, fonts, chain, seal_picture_png, box, now, title)
+    attributes = signed_attributes(pdf_digest, now, chain[0].der)
+    parts, data_hash, tbs = _ofd(layout, fonts, seal_der, box, now, title, doc_id)
+    return PreparedLicence(
+        pdf=pdf_file,
+        pdf_hole=hole,
+        pdf_byte_range=byte_range,
+        pdf_digest=pdf_digest,
+        pdf_signed_attributes=attributes,
+        ofd_parts=parts,
+        ofd_data_hash=data_hash,
+        ofd_tbs=tbs,
+        certificate_chain=chain,
+        seal_der=bytes(seal_der),
+        time=now,
+    )
+
+
+def messages(prepared: PreparedLicence) -> tuple[bytes, bytes]:
+    """What the seal certificate's key signs: (PDF signed attributes, OFD TBS_Sign), both DER."""
+    return prepared.pdf_signed_attributes, prepared.ofd_tbs
+
+
+def digests(prepared: PreparedLicence, signer: Signer) -> tuple[bytes, bytes]:
+    """e = SM3(Z || message) of both messages for `signer` (as `signer.digest` gives them); the
+    constant start of TBS_Sign (the whole seal) is hashed once per seal and key."""
+    z = signer.public_key.z(signer.signer_id)
+    return _digests(prepared, z)
+
+
+def finish_licence(
+    prepared: PreparedLicence, pdf_signature: bytes, ofd_signature: bytes, *, verify: bool = True
+) -> SealedLicence:
+    """The sealed files: `pdf_signature` and `ofd_signature` are the DER SM2 signatures (r, s) of
+    `messages(prepared)` by the seal certificate's key (default ID). With `verify` both are checked
+    first, so a faulty signing device never yields a sealed file (about 0.6 ms each)."""
+    leaf = prepared.certificate_chain[0]
+    for signature in (pdf_signature, ofd_signature):
+        if not isinstance(signature, bytes) or not 8 <= len(signature) <= SIGNATURE_MAX_DER:
+            raise SealSigningError("签章签名值不是 DER 编码的 SM2 签名")
+    if verify:
+        e_pdf, e_ofd = _digests(prepared, leaf.public_key.z())
+        if not (
+            leaf.public_key.verify_digest(pdf_signature, e_pdf) and leaf.public_key.verify_digest(ofd_signature, e_ofd)
+        ):
+            raise SealSigningError("签章签名验证失败：签名设备返回的签名值与签章人证书不符")
+
+    contents = signed_data(prepared.certificate_chain, prepared.pdf_signed_attributes, pdf_signature).hex().encode()
+    start, end = prepared.pdf_hole
+    if len(contents) > end - start:
+        raise SealSigningError("签名数据超出预留空间")
+    pdf = prepared.pdf[:start] + contents + prepared.pdf[start + len(contents) :]
+
+    ses_signature = _der(
+        0x30, prepared.ofd_tbs + _der(0x04, leaf.der) + _SM2_WITH_SM3_OID + _der(0x03, b"\x00" + ofd_signature)
+    )
+    ofd = write_package([*prepared.ofd_parts, (SIGNED_VALUE_PATH, ses_signature)], date_time=_zip_time(prepared.time))
+    return SealedLicence(pdf=pdf, ofd=ofd)
+
+
+def seal_licence(
+    layout: PageLayout,
+    fonts: FontSet,
+    signer: Signer,
+    seal_der: bytes,
+    seal_picture_png: bytes,
+    now: dt.datetime,
+    *,
+    title: str | None = None,
+    doc_id: str | None = None,
+    verify: bool = True,
+) -> SealedLicence:
+    """Both sealed files of one licence in one call; `signer` holds the seal certificate's key
+    and chain (seal certificate first)."""
+    if not signer.certificate_chain:
+        raise SealInputError("签章人的签名密钥没有证书")
+    prepared = prepare_licence(
+        layout,
+        fonts,
+        signer_chain=signer.certificate_chain,
+        seal_der=seal_der,
+        seal_picture_png=seal_picture_png,
+        now=now,
+        title=title,
+        doc_id=doc_id,
+    )
+    e_pdf, e_ofd = digests(prepared, signer)
+    return finish_licence(prepared, signer.sign_digest(e_pdf), signer.sign_digest(e_ofd), verify=verify)
+
+
+def _digests(prepared: PreparedLicence, z: bytes) -> tuple[bytes, bytes]:
+    pdf = hashes.Hash(hashes.SM3())
+    pdf.update(z)
+    pdf.update(prepared.pdf_signed_attributes)
+    prefix_length, state = _tbs_prefix_state(z, prepared.seal_der)
+    ofd = state.copy()
+    ofd.update(memoryview(prepared.ofd_tbs)[prefix_length:])
+    return pdf.finalize(), ofd.finalize()
+
+
+# --- the checked seal ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _checked_seal(seal_der: bytes, leaf_der: bytes) -> Seal:
+    """The seal decoded once per process, and checked to list the signer's certificate."""
+    try:
+        seal = parse_seal(seal_der)
+    except MalformedSealError as exc:
+        raise SealInputError(f"印章数据无效：{exc}") from None
+    if not seal.lists_certificate(leaf_der):
+        raise SealInputError(f"签章人证书不在印章「{seal.name}」的证书列表中")
+    return seal
+
+
+@lru_cache(maxsize=16)
+def _leaf_facts(leaf_der: bytes) -> tuple[str, dt.datetime, dt.datetime]:
+    """The seal certificate's name and validity, read once per certificate (asn1crypto decodes
+    them on every access)."""
+    leaf = Certificate.load(leaf_der)
+    return leaf.common_name, leaf.not_before, leaf.not_after
+
+
+# --- PDF -----------------------------------------------------------------------------------------
+
+
+def _write_pdf(
+    layout: PageLayout,
+    fonts: FontSet,
+    chain: tuple[Certificate, ...],
+    picture_png: bytes,
+    box: SealBox,
+    now: dt.datetime,
+    title: str | None,
+) -> tuple[bytes, tuple[int, int], tuple[int, int, int, int], bytes]:
+    page_height = layout.height * PT_PER_MM
+    x1, y1, x2, y2 = box.to_pdf_rect(page_height)
+    builder = build_pdf(layout, fonts, title=title, created=now, fixed=_seal_objects(picture_png, x2 - x1, y2 - y1))
+    widget = builder.reserve()
+    signature = builder.reserve()  # last: the second range is only the xref and trailer
+    builder.objects[widget] = (
+        b"<< /Type /Annot /Subtype /Widget /FT /Sig /T (%s) /F 132 /Rect [%s %s %s %s] /P %d 0 R"
+        b" /AP << /N %d 0 R >> /V %d 0 R >>"
+        % (FIELD_NAME.encode(), _n(x1), _n(y1), _n(x2), _n(y2), builder.page, _SEAL_APPEARANCE, signature)
+    )
+    # Everything up to /ByteRange, the placeholder, then the hole: offsets follow from the lengths.
+    head = b"<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /adbe.pkcs7.detached /Name <%s> /M (%s) /ByteRange " % (
+        utf16_hex(_leaf_facts(chain[0].der)[0]),
+        pdf_date(now),
+    )
+    reserved = 2 * _reserved_cms_length(tuple(c.der for c in chain))
+    between = b" /Contents <"
+    builder.objects[signature] = head + b" " * BYTE_RANGE_WIDTH + between + b"0" * reserved + b"> >>"
+    builder.page_entries.append(b"/Annots [%d 0 R]" % widget)
+    builder.catalog_entries.append(b"/AcroForm << /Fields [%d 0 R] /SigFlags 3 >>" % widget)
+    written: PdfFile = builder.write()
+
+    byte_range_at = written.object_start(signature) + len(head)
+    hole_start = byte_range_at + BYTE_RANGE_WIDTH + len(between) - 1  # the "<"
+    hole_end = hole_start + reserved + 2  # after the ">"
+    byte_range = (0, hole_start, hole_end, len(written.data) - hole_end)
+    data = bytearray(written.data)
+    data[byte_range_at : byte_range_at + BYTE_RANGE_WIDTH] = b"[%d %d %d %d]" % byte_range + b" " * (
+        BYTE_RANGE_WIDTH - len(b"[%d %d %d %d]" % byte_range)
+    )
+    view = memoryview(data)
+    digest = _prefix_state(written.prefix).copy()  # the seal objects and background: hashed once
+    digest.update(view[len(written.prefix) : hole_start])
+    digest.update(view[hole_end:])
+    return bytes(data), (hole_start + 1, hole_end - 1), byte_range, digest.finalize()
+
+
+@lru_cache(maxsize=32)
+def _prefix_state(prefix: bytes) -> Any:
+    """SM3 state after the file's constant prefix (header, seal objects, background)."""
+    state = hashes.Hash(hashes.SM3())
+    state.update(prefix)
+    return state
+
+
+@lru_cache(maxsize=16)
+def _seal_objects(picture_png: bytes, width_pt: float, height_pt: float) -> tuple[bytes, bytes, bytes]:
+    """The seal picture as an RGB image with its alpha as a soft mask (ISO 32000-1 §11.6.5.3), and
+    the appearance stream drawing it over the widget's whole box (stretched, as pdf_seal draws it)."""
+    image = _decode_picture(picture_png)
+    rgb = image.convert("RGB").tobytes()
+    alpha = image.getchannel("A").tobytes()
+    common = b"/Type /XObject /Subtype /Image /Width %d /Height %d /BitsPerComponent 8 /Filter /FlateDecode" % (
+        image.width,
+        image.height,
+    )
+    picture = _stream(common + b" /ColorSpace /DeviceRGB /SMask %d 0 R" % _SEAL_MASK, _deflate(rgb))
+    mask = _stream(common + b" /ColorSpace /DeviceGray", _deflate(alpha))
+    w, h = _n(width_pt), _n(height_pt)
+    appearance = _stream(
+        b"/Type /XObject /Subtype /Form /BBox [0 0 %s %s] /Resources << /XObject << /Seal %d 0 R >> >>"
+        % (w, h, _SEAL_IMAGE),
+        b"q %s 0 0 %s 0 0 cm /Seal Do Q" % (w, h),
+    )
+    return picture, mask, appearance
+
+
+def _decode_picture(png: bytes) -> Image.Image:
+    if not isinstance(png, bytes) or not png.startswith(PNG_SIGNATURE):
+        raise PictureError("印章图片须为 PNG")
+    width, height = png_size(png)
+    if not (MIN_SIDE_PX <= width <= MAX_SIDE_PX and MIN_SIDE_PX <= height <= MAX_SIDE_PX):
+        raise PictureError(f"印章图片尺寸 {width}×{height} 像素不合适")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(png), formats=["PNG"])
+            image.load()
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+    ):
+        raise PictureError("印章图片无法解码") from None
+    return image.convert("RGBA")
+
+
+def _deflate(data: bytes) -> bytes:
+    return zlib.compress(data, 9)  # once per seal picture: the smallest file wins
+
+
+def _stream(entries: bytes, data: bytes) -> bytes:
+    return b"<< %s /Length %d >>\nstream\n%s\nendstream" % (entries, len(data), data)
+
+
+def _n(value: float) -> bytes:
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return b"0" if text in ("-0", "") else text.encode()
+
+
+# --- CMS (RFC 5652) ------------------------------------------------------------------------------
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    """One DER TLV with a definite length (X.690 §8.1.3)."""
+    return _header(tag, len(content)) + content
+
+
+def _header(tag: int, size: int) -> bytes:
+    if size < 0x80:
+        return bytes((tag, size))
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(length))) + length
+
+
+def _oid(dotted: str) -> bytes:
+    return core.ObjectIdentifier(dotted).dump()
+
+
+_SM3_ALGORITHM = _der(0x30, _oid(SM3))  # no parameters, as pyHanko writes it
+_SM2_WITH_SM3_OID = _oid(SM2_WITH_SM3)
+_SM2_WITH_SM3_ALGORITHM = _der(0x30, _SM2_WITH_SM3_OID)
+_SIGNED_DATA_OID = _oid("1.2.840.113549.1.7.2")
+_DATA_OID = _oid("1.2.840.113549.1.7.1")
+_MESSAGE_DIGEST_OID = _oid("1.2.840.113549.1.9.4")
+_SIGNING_TIME_OID = _oid("1.2.840.113549.1.9.5")
+
+
+@dataclass(frozen=True)
+class _ChainParts:
+    signed_data_head: bytes  # version, digestAlgorithms, encapContentInfo, certificates
+    signer_info_head: bytes  # version, issuerAndSerialNumber, digestAlgorithm
+    fixed_attributes: tuple[bytes, ...]
+
+
+@lru_cache(maxsize=16)
+def _chain_parts(chain_der: tuple[bytes, ...]) -> _ChainParts:
+    leaf = asn1_x509.Certificate.load(chain_der[0])
+    tbs = leaf["tbs_certificate"]
+    head = (
+        _der(0x02, b"\x01")
+        + _der(0x31, _SM3_ALGORITHM)
+        + _der(0x30, _DATA_OID)
+        + _der(0xA0, b"".join(chain_der))  # certificates [0] IMPLICIT, leaf first
+    )
+    signer_id = _der(0x30, tbs["issuer"].dump() + tbs["serial_number"].dump())
+    values: list[tuple[str, Any]] = [
+        ("content_type", "data"),
+        # RFC 6211: binds the digest and signature algorithms into what is signed.
+        (
+            "cms_algorithm_protection",
+            cms.CMSAlgorithmProtection(
+                {"digest_algorithm": {"algorithm": SM3_NAME}, "signature_algorithm": {"algorithm": SM2_WITH_SM3_NAME}}
+            ),
+        ),
+        # RFC 5035: binds the signer's certificate (SHA-256 of it, issuer and serial).
+        ("signing_certificate_v2", _signing_certificate_v2(leaf)),
+    ]
+    fixed = tuple(cms.CMSAttribute({"type": kind, "values": [value]}).dump() for kind, value in values)
+    return _ChainParts(head, _der(0x02, b"\x01") + signer_id + _SM3_ALGORITHM, fixed)
+
+
+def _signing_certificate_v2(cert: asn1_x509.Certificate) -> tsp.SigningCertificateV2:
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(cert.dump())
+    return tsp.SigningCertificateV2(
+        {
+            "certs": [
+                {
+                    "hash_algorithm": {"algorithm": "sha256"},
+                    "cert_hash": digest.finalize(),
+                    "issuer_serial": {
+                        "issuer": [asn1_x509.GeneralName({"directory_name": cert.issuer})],
+                        "serial_number": cert["tbs_certificate"]["serial_number"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+def signed_attributes(document_digest: bytes, signing_time: dt.datetime, leaf_der: bytes) -> bytes:
+    """DER SET OF the signed attributes, byte for byte what `seals.pdf_seal.signed_attributes`
+    gives, from cached parts. DER sorts a SET OF by the encodings (X.690 §11.6)."""
+    fixed = _chain_parts((leaf_der,)).fixed_attributes
+    when = signing_time.astimezone(dt.timezone.utc)
+    # RFC 5652 §11.3: UTCTime for 1950–2049, GeneralizedTime otherwise.
+    time = (
+        _der(0x17, when.strftime("%y%m%d%H%M%SZ").encode())
+        if 1950 <= when.year < 2050
+        else _der(0x18, when.strftime("%Y%m%d%H%M%SZ").encode())
+    )
+    variable = (
+        _der(0x30, _MESSAGE_DIGEST_OID + _der(0x31, _der(0x04, document_digest))),
+        _der(0x30, _SIGNING_TIME_OID + _der(0x31, time)),
+    )
+    return _der(0x31, b"".join(sorted((*fixed, *variable))))
+
+
+def signed_data(chain: Sequence[Certificate], attributes: bytes, signature: bytes) -> bytes:
+    """DER ContentInfo holding the detached SignedData: one SignerInfo with `attributes` (the
+    DER SET OF that was signed; [0] IMPLICIT here) and the SM2 `signature`."""
+    return _signed_data(tuple(c.der for c in chain), attributes, signature)
+
+
+def _signed_data(chain_der: tuple[bytes, ...], attributes: bytes, signature: bytes) -> bytes:
+    parts = _chain_parts(chain_der)
+    signer_info = _der(
+        0x30,
+        parts.signer_info_head
+        + b"\xa0"
+        + attributes[1:]  # the SET OF's length and content, retagged [0] IMPLICIT
+        + _SM2_WITH_SM3_ALGORITHM
+        + _der(0x04, signature),
+    )
+    content = _der(0x30, parts.signed_data_head + _der(0x31, signer_info))
+    return _der(0x30, _SIGNED_DATA_OID + _der(0xA0, content))
+
+
+@lru_cache(maxsize=16)
+def _reserved_cms_length(chain_der: tuple[bytes, ...]) -> int:
+    """Bytes to reserve for the CMS: as long as it can get (the longest DER SM2 signature, a
+    GeneralizedTime signing time), plus a margin; the attributes' length does not depend on
+    their values otherwise (a 32-byte digest)."""
+    attributes = signed_attributes(bytes(32), dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc), chain_der[0])
+    return len(_signed_data(chain_der, attributes, bytes(SIGNATURE_MAX_DER))) + 16
+
+
+# --- OFD -----------------------------------------------------------------------------------------
+
+
+def _ofd(
+    layout: PageLayout,
+    fonts: FontSet,
+    seal_der: bytes,
+    box: SealBox,
+    now: dt.datetime,
+    title: str | None,
+    doc_id: str | None,
+) -> tuple[tuple[tuple[str, bytes], ...], bytes, bytes]:
+    """The package parts but SignedValue.dat, SM3(Signature.xml) and DER(TBS_Sign)."""
+    local = now.astimezone(BEIJING)
+    parts = ofd_parts(
+        layout,
+        fonts,
+        doc_id=doc_id or uuid.uuid4().hex,
+        created=local.date(),
+        title=title,
+        signatures="/" + SIGNATURES_PATH,
+    )
+    parts[SIGNATURES_PATH] = _signatures_xml()
+    parts[SEAL_PATH] = bytes(seal_der)
+    references = "".join(
+        f'<ofd:Reference FileRef="/{name}"><ofd:CheckValue>{base64.b64encode(_sm3_part(data)).decode()}'
+        "</ofd:CheckValue></ofd:Reference>"
+        for name, data in parts.items()
+    )
+    # As seals.ofd_seal writes it (ElementTree's serialisation, the schema's element order).
+    signature_xml = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ofd:Signature xmlns:ofd="{NS}"><ofd:SignedInfo>'
+        f'<ofd:Provider ProviderName="{PROVIDER_NAME}" Company="{PROVIDER_COMPANY}" Version="{PROVIDER_VERSION}" />'
+        f"<ofd:SignatureMethod>{SM2_WITH_SM3}</ofd:SignatureMethod>"
+        f"<ofd:SignatureDateTime>{local:%Y-%m-%d %H:%M:%S}</ofd:SignatureDateTime>"
+        f'<ofd:References CheckMethod="{SM3}">{references}</ofd:References>'
+        f'<ofd:StampAnnot ID="{ANNOT_ID}" PageRef="1" Boundary="{box.ofd_boundary()}" />'
+        f"<ofd:Seal><ofd:BaseLoc>/{SEAL_PATH}</ofd:BaseLoc></ofd:Seal></ofd:SignedInfo>"
+        f"<ofd:SignedValue>/{SIGNED_VALUE_PATH}</ofd:SignedValue></ofd:Signature>"
+    ).encode()
+    parts[SIGNATURE_PATH] = signature_xml
+    data_hash = _sm3(signature_xml)
+    return tuple(parts.items()), data_hash, _tbs(seal_der, data_hash, now)
+
+
+@lru_cache(maxsize=1)
+def _signatures_xml() -> bytes:
+    """Signatures.xml (GB/T 33190 §18.1 表 66) with our one seal, as seals.ofd_seal writes it."""
+    q = f"{{{NS}}}"
+    root = ET.Element(q + "Signatures")
+    ET.SubElement(root, q + "MaxSignId").text = ANNOT_ID
+    ET.SubElement(root, q + "Signature", {"ID": SIGN_ID, "Type": "Seal", "BaseLoc": "/" + SIGNATURE_PATH})
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+
+
+def _sm3(data: bytes) -> bytes:
+    digest = hashes.Hash(hashes.SM3())
+    digest.update(data)
+    return digest.finalize()
+
+
+def _sm3_part(data: bytes) -> bytes:
+    return _sm3_cached(data) if len(data) >= _SM3_CACHE_MIN else _sm3(data)
+
+
+@lru_cache(maxsize=32)
+def _sm3_cached(data: bytes) -> bytes:
+    return _sm3(data)
+
+
+def _tbs(seal_der: bytes, data_hash: bytes, when: dt.datetime) -> bytes:
+    """DER TBS_Sign (GB/T 38540-2020 §7.2), as `seals.ses.tbs_sign_bytes` encodes it."""
+    return _tbs_prefix(seal_der) + _tbs_rest(data_hash, when)
+
+
+def _tbs_rest(data_hash: bytes, when: dt.datetime) -> bytes:
+    """timeInfo (UTC), dataHash, propertyInfo: the same length for every licence."""
+    return (
+        _der(0x18, when.strftime("%Y%m%d%H%M%SZ").encode())
+        + _der(0x03, b"\x00" + data_hash)
+        + _der(0x16, ("/" + SIGNATURE_PATH).encode())
+    )
+
+
+_TBS_REST_LENGTH = len(_tbs_rest(bytes(32), dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)))
+
+
+@lru_cache(maxsize=16)
+def _tbs_prefix(seal_der: bytes) -> bytes:
+    """The SEQUENCE header, version and eseal: the same for every TBS_Sign with this seal, since
+    what follows has a fixed length."""
+    version = _der(0x02, bytes((_SES_VERSION,)))
+    return _header(0x30, len(version) + len(seal_der) + _TBS_REST_LENGTH) + version + bytes(seal_der)
+
+
+@lru_cache(maxsize=16)
+def _tbs_prefix_state(z: bytes, seal_der: bytes) -> tuple[int, Any]:
+    """SM3 state after Z and the TBS prefix (the seal, some 40 KB with its picture)."""
+    prefix = _tbs_prefix(seal_der)
+    state = hashes.Hash(hashes.SM3())
+    state.update(z)
+    state.update(prefix)
+    return len(prefix), state
+
+
+def _zip_time(when: dt.datetime) -> tuple[int, int, int, int, int, int]:
+    local = when.astimezone(BEIJING)
+    return (max(local.year, 1980), local.month, local.day, local.hour, local.minute, local.second // 2 * 2)
