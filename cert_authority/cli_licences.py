@@ -4,7 +4,6 @@ issuing department named with --issuer."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.cli_support import friendly_errors, licence_services, settings_from
+from cert_authority.cli_support import friendly_errors, licence_services, option_date, settings_from
 from cert_authority.face_data import PHOTO_MAX_BYTES
 from cert_authority.licence_schemas import FILE_FORMATS, LICENCE_STATUSES, STATUS_NAMES, LicencePublic
 from cert_authority.services import LicenceServices
@@ -57,13 +56,6 @@ def _photo(path: Path | None) -> bytes | None:
     return path.read_bytes()
 
 
-def _date(text: str | None, what: str) -> dt.date | None:
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{what} 应为 YYYY-MM-DD 格式的日期，收到 {text!r}") from None
 
 
 def _print_licence(licence: LicencePublic) -> None:
@@ -102,8 +94,8 @@ def issue(
         read_face_data(data),
         photo=_photo(photo),
         idempotency_key=idempotency_key,
-        valid_from=_date(valid_from, "--valid-from"),
-        valid_until=_date(valid_until, "--valid-until"),
+        valid_from=option_date(valid_from, "--valid-from"),
+        valid_until=option_date(valid_until, "--valid-until"),
         issuer_uscc=issuer,
     )
     licence = result.licence
@@ -197,8 +189,8 @@ def licence_change(
         identifier,
         read_face_data(data),
         photo=_photo(photo),
-        valid_from=_date(valid_from, "--valid-from"),
-        valid_until=_date(valid_until, "--valid-until"),
+        valid_from=option_date(valid_from, "--valid-from"),
+        valid_until=option_date(valid_until, "--valid-until"),
         reason=reason,
     )
     typer.echo(licence.identifier)

@@ -3,7 +3,6 @@ command line acts as administrator (recorded as `cli`)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.cli_support import friendly_errors, licence_services, settings_from
+from cert_authority.cli_support import friendly_errors, licence_services, option_date, settings_from
 from cert_authority.licence_schemas import SealCreate
 from keys.crl import REASONS
 from seals.picture import MAX_UPLOAD_BYTES
@@ -22,13 +21,6 @@ seals_app = typer.Typer(help="电子印章：备案、查看、吊销", no_args_
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON 输出")]
 
 
-def _date(text: str | None, what: str) -> dt.date | None:
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{what} 应为 YYYY-MM-DD 格式的日期，收到 {text!r}") from None
 
 
 @seals_app.command("register")
@@ -62,8 +54,8 @@ def seals_register(
             "seal_type": seal_type,
             "purpose": purpose,
             "diameter_mm": diameter,
-            "valid_start": _date(valid_start, "--valid-start"),
-            "valid_end": _date(valid_end, "--valid-end"),
+            "valid_start": option_date(valid_start, "--valid-start"),
+            "valid_end": option_date(valid_end, "--valid-end"),
         },
     )
     seal = licence_services(settings_from(ctx)).seals.register(CLI_ACTOR, request, data)

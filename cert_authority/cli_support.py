@@ -55,3 +55,13 @@ def licence_services(settings: Settings) -> LicenceServices:
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def option_date(text: str | None, what: str) -> dt.date | None:
+    """A --date option as a date; None when not given."""
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{what} 应为 YYYY-MM-DD 格式的日期，收到 {text!r}") from None
