@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 
 from cert_authority.actors import CLI_ACTOR
+from cert_authority.cli_batch import issue_batch
 from cert_authority.cli_licences import issue, licence_app
 from cert_authority.cli_registry import apikey_app, departments_app, types_app
 from cert_authority.cli_seals import seals_app
@@ -33,6 +35,7 @@ app.add_typer(types_app, name="types")
 app.add_typer(seals_app, name="seals")
 app.add_typer(licence_app, name="licence")
 app.command("issue")(issue)
+app.command("issue-batch")(issue_batch)
 
 __all__ = ["app", "friendly_errors", "main"]
 
@@ -203,6 +206,41 @@ def bench_crypto(
     typer.echo(f"{'ecas (keys.sm2)':22}{result['sign_per_s']:>10}{result['verify_per_s']:>10}")
     typer.echo(f"{'openssl speed sm2':22}{result['openssl_sign_per_s']:>10}{result['openssl_verify_per_s']:>10}")
     typer.echo(f"{'ratio':22}{result['sign_ratio']:>10}{result['verify_ratio']:>10}")
+
+
+@bench_app.command("issue")
+@friendly_errors
+def bench_issue(
+    count: Annotated[int, typer.Option(min=1, help="颁发份数")] = 3000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="工作进程数（默认每个 CPU 核一个）")] = os.cpu_count() or 1,
+    data_dir: Annotated[Path | None, typer.Option(help="数据目录（默认：新建临时目录，测完删除）")] = None,
+    database_url: Annotated[str | None, typer.Option(help="数据库 URL（默认：数据目录下的 SQLite）")] = None,
+    profile: Annotated[bool, typer.Option("--profile", help="改为单进程 cProfile 剖析，打印耗时最多的函数")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """Sealed licences per second end to end (render, seal PDF and OFD, store), beside `openssl speed sm2`."""
+    from cert_authority.bench_issue import issue_benchmark, profile_issue
+
+    if profile:
+        typer.echo(profile_issue(min(count, 500)))
+        return
+    with typer.progressbar(length=count, label="颁证", file=sys.stderr, show_pos=True) as bar:
+        result = issue_benchmark(count, workers, data_dir, database_url, progress=bar.update)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(
+        f"{result['licences']} licences in {result['seconds']} s with {result['workers']} workers "
+        f"on {result['database']}: {result['licences_per_s']} licences/s "
+        f"({result['ms_per_licence_per_worker']} ms per licence per worker; "
+        f"{result['signatures_per_licence']} SM2 signatures each)"
+    )
+    typer.echo(f"one licence through issue_licence (the API path), one process: {result['single_issue_ms']} ms")
+    typer.echo(f"openssl speed sm2, one core: {result['openssl_sign_per_s']} signs/s")
+    typer.echo(
+        f"ratio {result['ratio']} (target ≥ {result['target_ratio']}); "
+        f"target ≥ {result['target_licences_per_s']} licences/s on 2 cores"
+    )
 
 
 # --- serve ---------------------------------------------------------------------------------

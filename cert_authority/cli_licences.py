@@ -72,7 +72,8 @@ def _print_licence(licence: LicencePublic) -> None:
         typer.echo(f"已变更为 {licence.superseded_by}")
     typer.echo(f"PDF SM3 {licence.files.pdf}")
     typer.echo(f"OFD SM3 {licence.files.ofd}")
-    typer.echo(f"PNG SM3 {licence.files.png}")
+    if licence.files.png:
+        typer.echo(f"PNG SM3 {licence.files.png}")
 
 
 @friendly_errors
@@ -87,7 +88,7 @@ def issue(
     valid_until: Annotated[str | None, typer.Option(help="有效期截止 YYYY-MM-DD")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """颁发证照：校验、编号、生成 PDF/OFD/PNG 并加盖电子印章，打印证照标识与文件 SM3。"""
+    """颁发证照：校验、编号、生成 PDF/OFD 并加盖电子印章，打印证照标识与文件 SM3。"""
     result = _services(ctx).issuance.issue_licence(
         CLI_ACTOR,
         type_code,
@@ -108,7 +109,6 @@ def issue(
     typer.echo(f"证照编号 {licence.licence_number}")
     typer.echo(f"PDF SM3 {licence.files.pdf}")
     typer.echo(f"OFD SM3 {licence.files.ofd}")
-    typer.echo(f"PNG SM3 {licence.files.png}")
 
 
 @licence_app.command("show")

@@ -14,18 +14,22 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 _CREATE = text("INSERT INTO licence_counter (name, value) VALUES (:name, 0) ON CONFLICT (name) DO NOTHING")
-_NEXT = text("UPDATE licence_counter SET value = value + 1 WHERE name = :name RETURNING value")
+_TAKE = text("UPDATE licence_counter SET value = value + :count WHERE name = :name RETURNING value")
 
 
-def next_values(engine: Engine, names: Sequence[str]) -> list[int]:
-    """The next value of each named counter, taken together in one committed transaction. Callers
-    always name counters in the same order (serial before number), so two transactions never wait
-    for each other's locks in a cycle."""
+def next_values(engine: Engine, names: Sequence[str], count: int = 1) -> list[int]:
+    """The next value of each named counter, taken together in one committed transaction; with
+    `count` > 1 a block of that many values, of which the first is returned (a batch takes its
+    serials in one step). Callers always name counters in the same order (serial before number),
+    so two transactions never wait for each other's locks in a cycle."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
     values = []
     with engine.begin() as connection:
         for name in names:
             connection.execute(_CREATE, {"name": name})
-            values.append(int(connection.execute(_NEXT, {"name": name}).scalar_one()))
+            last = int(connection.execute(_TAKE, {"name": name, "count": count}).scalar_one())
+            values.append(last - count + 1)
     return values
 
 

@@ -1,12 +1,15 @@
-"""Issuing a licence (颁证) and changing one (变更): check, number, render, seal, store.
+"""Issuing licences (颁证), one or a batch, and changing one (变更): check, number, render, seal, store.
 
-    permission ─► face data, holder code, photo, validity (all problems at once, 422)
+    permission ─► per request: face data, holder code, photo, validity (all problems at once, 422),
+       every printed character in its font (so a value cannot fail the layout after numbering)
     ─► Idempotency-Key already used? the same licence again (or 409 for a different request)
-    ─► the department's active seal (409 without one) ─► a trial layout (a value that does not fit is
-       422 before any number is taken)
-    ─► serial and licence number from the counters, committed on their own
-    ─► layout ─► `make_licence_files`: PDF, OFD, PNG, the PDF and OFD sealed ─► files into the store
-    ─► ONE transaction: licence row, status event, audit event, idempotency record
+    ─► the department's active seal (409 without one)
+    ─► a block of serials and licence numbers from the counters, committed on its own
+    ─► per licence: layout ─► `make_licence_files`: the sealed PDF and OFD ─► files into the store
+    ─► ONE transaction: for every licence its row, status event, audit event, idempotency record
+
+A batch (`issue_many`) is the same pipeline with one counter step and one transaction for all its
+licences; a single issue is a batch of one.
 
 Atomic in the only order that can be: files are written before the record, because a file without
 a record is harmless (content-addressed, unreferenced) while a record without its files is a broken
@@ -20,16 +23,15 @@ import datetime as dt
 import json
 import logging
 import re
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor, ensure_may_write_for, issuing_department
 from cert_authority.audit import audit_row
@@ -40,11 +42,13 @@ from cert_authority.errors import (
     InvalidRequestError,
     LicenceDataError,
     PermissionDeniedError,
+    ServiceError,
 )
 from cert_authority.face_data import CheckedFace, check_face
 from cert_authority.filestore import FileStore
 from cert_authority.licence_dates import Validity, local_date, validity_for
-from cert_authority.licence_files import LicenceFiles, make_licence_files
+from cert_authority.licence_files import make_licence_files
+from cert_authority.licence_layouts import LayoutContext, LicenceLayouts
 from cert_authority.licence_records import find_licence, licence_public
 from cert_authority.licence_schemas import LicencePublic
 from cert_authority.lifecycle import check_transition, status_event
@@ -54,12 +58,12 @@ from cert_authority.schemas import DepartmentPublic
 from cert_authority.seals_service import SealMaterial, SealService
 from cert_authority.timeutil import utc_now
 from keys.sm2 import sm3
-from templates.errors import FontError, LayoutError
+from seals.licence_files import SealedLicence
+from templates.errors import FontError
 from templates.identifier import LicenceIdentifier, mask_holder_code
 from templates.images import Picture
-from templates.layout import LicenceFace, PageLayout, build_layout
-from templates.layout_spec import TemplateSpec
-from templates.spec import LicenceTypeSpec, chinese_date
+from templates.layout import PageLayout, check_glyphs
+from templates.spec import LicenceTypeSpec
 
 log = logging.getLogger("ecas.licences")
 
@@ -75,12 +79,43 @@ class IssueResult:
 
 
 @dataclass(frozen=True)
+class IssueRequest:
+    """One licence to issue: face data, the photo upload, dates where the type takes them."""
+
+    data: Mapping[str, Any]
+    photo: bytes | None = None
+    idempotency_key: str | None = None
+    valid_from: dt.date | None = None
+    valid_until: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class IssueOutcome:
+    """What became of one request of a batch: the licence, or the client error that stopped it."""
+
+    result: IssueResult | None = None
+    error: ServiceError | None = None
+
+
+@dataclass(frozen=True)
 class _Context:
-    spec: LicenceTypeSpec
+    layout: LayoutContext
     department: DepartmentPublic
-    template_version: int
-    template: TemplateSpec
-    background: Picture
+
+    @property
+    def spec(self) -> LicenceTypeSpec:
+        return self.layout.spec
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A request that passed every check, waiting for its number."""
+
+    index: int
+    key: str | None
+    face: CheckedFace
+    validity: Validity
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -89,7 +124,6 @@ class _StoredFiles:
 
     pdf: str
     ofd: str
-    png: str
     photo: str | None
 
 
@@ -111,17 +145,15 @@ class IssuanceService:
         filestore: FileStore,
         registry: RegistryService,
         seals: SealService,
-        base_url: str,
+        layouts: LicenceLayouts,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
         self.filestore = filestore
         self.registry = registry
         self.seals = seals
-        self.base_url = base_url.rstrip("/")
+        self.layouts = layouts
         self.clock = clock
-        self._backgrounds: dict[str, Picture] = {}
-        self._lock = threading.Lock()
 
     # --- issue ---------------------------------------------------------------------------------
     def issue_licence(
@@ -138,101 +170,241 @@ class IssuanceService:
     ) -> IssueResult:
         """Issue a sealed licence of `type_code` for the actor's department (or, for an admin, the
         department `issuer_uscc`). The same `idempotency_key` returns the same licence."""
+        request = IssueRequest(data, photo, idempotency_key, valid_from, valid_until)
+        (outcome,) = self.issue_many(actor, type_code, [request], issuer_uscc, now)
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.result is not None
+        return outcome.result
+
+    def issue_many(
+        self,
+        actor: Actor,
+        type_code: str,
+        requests: Sequence[IssueRequest],
+        issuer_uscc: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> list[IssueOutcome]:
+        """Issue one licence per request, in order, with one block of serials and one transaction
+        for all the records. A request with bad data (or a reused key with other content) gets its
+        error in its outcome and costs the others nothing; permission and seal problems concern
+        the whole batch and are raised."""
         started = time.perf_counter()
         now = (now or self.clock()).astimezone(dt.timezone.utc).replace(microsecond=0)
         today = local_date(now)
         issuer = issuing_department(actor, issuer_uscc)
-        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-            raise InvalidRequestError("Idempotency-Key 应为 1–200 个可打印 ASCII 字符（不含空格）")
         context = self._context(type_code, issuer)
-        face, validity = self._checked(context.spec, data, photo, today, valid_from, valid_until)
-        fingerprint = _fingerprint(type_code, issuer, face, photo, valid_from, valid_until)
-        if idempotency_key is not None:
-            replay = self._replay(issuer, idempotency_key, fingerprint, today)
-            if replay is not None:
-                return replay
-        seal = self.seals.active_seal(issuer, now)
-        # A trial layout with placeholders of the same length: a value that does not fit its box,
-        # or a character no font has, is refused before a serial is taken.
-        placeholder = LicenceIdentifier(type_code, issuer, identifier_serial(0), 1)
-        self._layout(context, face, validity, placeholder, licence_number(context.department, 0), today)
-
-        serial, number = next_values(self.engine, [serial_counter(type_code, issuer), number_counter(issuer)])
-        identifier = LicenceIdentifier(type_code, issuer, identifier_serial(serial), 1)
-        printed_number = licence_number(context.department, number)
-        layout = self._layout(context, face, validity, identifier, printed_number, today)
-        files = self._produce(context, layout, identifier, printed_number, seal, now)
-        stored = self._store_files(files, face.photo)
-        row = self._row(context, face, validity, identifier, printed_number, seal, stored, now, today, actor)
-        recorded = self._record_issue(row, actor, face, now, issuer, idempotency_key, fingerprint)
-        if isinstance(recorded, IssueResult):  # a concurrent request with the same key won
-            return recorded
+        outcomes: list[IssueOutcome | None] = [None] * len(requests)
+        checked: list[_Checked] = []
+        for index, request in enumerate(requests):
+            try:
+                checked.append(self._check(context, issuer, index, request, today))
+            except (InvalidRequestError, LicenceDataError) as exc:
+                outcomes[index] = IssueOutcome(error=exc)
+        fresh, repeats = self._split_replays(checked, issuer, today, outcomes)
+        if fresh:
+            seal = self.seals.active_seal(issuer, now)
+            for item, row in self._record_issues(
+                self._make(context, fresh, seal, now, today, actor), actor, now, issuer
+            ):
+                outcomes[item.index] = row
+        for item, first in repeats:  # a key used twice in this batch: the second is a replay
+            outcomes[item.index] = _repeat_of(outcomes[first.index], item, first)
         log.info(
-            "licence %s issued by %s (type %s, holder %s) in %.0f ms",
-            recorded.identifier,
-            issuer,
+            "%d of %d licences of type %s issued by %s in %.0f ms",
+            sum(1 for o in outcomes if o is not None and o.result is not None and not o.result.replayed),
+            len(requests),
             type_code,
-            mask_holder_code(face.holder_code),
+            issuer,
             (time.perf_counter() - started) * 1000,
         )
-        return IssueResult(licence_public(recorded, today), replayed=False)
+        return [o if o is not None else IssueOutcome(error=InvalidRequestError("未处理")) for o in outcomes]
 
-    def _record_issue(
+    def _check(self, context: _Context, issuer: str, index: int, request: IssueRequest, today: dt.date) -> _Checked:
+        key = request.idempotency_key
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+            raise InvalidRequestError("Idempotency-Key 应为 1–200 个可打印 ASCII 字符（不含空格）")
+        face, validity = self._checked(
+            context.spec, request.data, request.photo, today, request.valid_from, request.valid_until
+        )
+        try:
+            # The one way a checked value can still fail the layout (lengths were proved at
+            # registration): refused here, before a serial is taken.
+            check_glyphs(context.spec, context.layout.template, face.values, self.registry.fonts)
+        except FontError as exc:
+            raise LicenceDataError([str(exc)]) from None
+        fingerprint = _fingerprint(
+            context.spec.code, issuer, face, request.photo, request.valid_from, request.valid_until
+        )
+        return _Checked(index, key, face, validity, fingerprint)
+
+    def _split_replays(
+        self, checked: list[_Checked], issuer: str, today: dt.date, outcomes: list[IssueOutcome | None]
+    ) -> tuple[list[_Checked], list[tuple[_Checked, _Checked]]]:
+        """Requests whose key made a licence before get that licence (or a conflict) in `outcomes`;
+        returns the rest to issue, and the repeats of a key within this batch."""
+        fresh: list[_Checked] = []
+        repeats: list[tuple[_Checked, _Checked]] = []
+        first_with_key: dict[str, _Checked] = {}
+        known = self._known_keys(issuer, [c.key for c in checked if c.key is not None])
+        for item in checked:
+            if item.key is None:
+                fresh.append(item)
+            elif item.key in known:
+                outcomes[item.index] = _replayed(known[item.key], item, today)
+            elif item.key in first_with_key:
+                repeats.append((item, first_with_key[item.key]))
+            else:
+                first_with_key[item.key] = item
+                fresh.append(item)
+        return fresh, repeats
+
+    def _known_keys(self, issuer: str, keys: list[str]) -> dict[str, tuple[IdempotencyRow, LicenceRow]]:
+        found: dict[str, tuple[IdempotencyRow, LicenceRow]] = {}
+        with Session(self.engine) as session:
+            for start in range(0, len(keys), 500):  # bounded IN lists
+                rows = session.exec(
+                    select(IdempotencyRow, LicenceRow)
+                    .join(LicenceRow, col(LicenceRow.id) == col(IdempotencyRow.licence_id))
+                    .where(col(IdempotencyRow.scope) == issuer)
+                    .where(col(IdempotencyRow.key).in_(keys[start : start + 500]))
+                ).all()
+                found.update({record.key: (record, licence) for record, licence in rows})
+        return found
+
+    def _make(
         self,
-        row: LicenceRow,
+        context: _Context,
+        items: list[_Checked],
+        seal: SealMaterial,
+        now: dt.datetime,
+        today: dt.date,
         actor: Actor,
-        face: CheckedFace,
+    ) -> list[tuple[_Checked, LicenceRow | ServiceError]]:
+        """Number, lay out, seal and store each licence. Serials and numbers are taken as one block,
+        committed before use: a crash leaves a gap, never a number handed out twice."""
+        type_code, issuer = context.spec.code, context.department.uscc
+        serial, number = next_values(
+            self.engine, [serial_counter(type_code, issuer), number_counter(issuer)], count=len(items)
+        )
+        made: list[tuple[_Checked, LicenceRow | ServiceError]] = []
+        produced = []
+        for offset, item in enumerate(items):
+            identifier = LicenceIdentifier(type_code, issuer, identifier_serial(serial + offset), 1)
+            printed_number = licence_number(context.department, number + offset)
+            try:
+                layout = self._layout(context, item.face, item.validity, identifier, printed_number, today)
+            except LicenceDataError as exc:  # did not fit after all: this serial stays a gap
+                made.append((item, exc))
+                continue
+            files = self._produce(context, layout, identifier, printed_number, seal, now)
+            produced.append((item, identifier, printed_number, files))
+        stored = self._store_files([(files, item.face.photo) for item, _, _, files in produced])
+        for (item, identifier, printed_number, _), names in zip(produced, stored, strict=True):
+            row = self._row(
+                context, item.face, item.validity, identifier, printed_number, seal, names, now, today, actor
+            )
+            made.append((item, row))
+        return made
+
+    def _record_issues(
+        self,
+        made: list[tuple[_Checked, LicenceRow | ServiceError]],
+        actor: Actor,
         now: dt.datetime,
         issuer: str,
-        key: str | None,
-        fingerprint: str,
-    ) -> LicenceRow | IssueResult:
-        """The licence, its first status event, the audit event and the idempotency record: one
-        transaction. A concurrent request with the same key meets the primary key here."""
-        with Session(self.engine) as session:
-            session.add(row)
-            session.flush()
-            assert row.id is not None
-            session.add(status_event(row, None, "issue", None, now, actor))
-            session.add(
-                audit_row(
-                    actor,
-                    "issue",
-                    row.identifier,
-                    now,
-                    holder_code=face.holder_code,
-                    detail={"type_code": row.type_code, "licence_number": row.licence_number},
-                )
-            )
-            if key is not None:
-                session.add(
-                    IdempotencyRow(scope=issuer, key=key, request_sm3=fingerprint, licence_id=row.id, created_at=now)
-                )
+    ) -> list[tuple[_Checked, IssueOutcome]]:
+        """Record all the licences in one transaction; if a concurrent request took one of the keys
+        meanwhile, record them one by one so only that one becomes a replay."""
+        today = local_date(now)
+        outcomes = [(item, IssueOutcome(error=row)) for item, row in made if not isinstance(row, LicenceRow)]
+        rows = [(item, row) for item, row in made if isinstance(row, LicenceRow)]
+        unsaved = [row.model_dump() for _, row in rows]  # for a retry: rollback expires the rows
+        try:
+            # Not expired on commit: the rows are read back as written, without a query each.
+            with Session(self.engine, expire_on_commit=False) as session:
+                self._add_issues(session, rows, actor, now, issuer)
+                session.commit()
+            outcomes += [
+                (item, IssueOutcome(IssueResult(licence_public(row, today), replayed=False))) for item, row in rows
+            ]
+        except IntegrityError:
+            if all(item.key is None for item, _ in rows):
+                raise
+            outcomes += [
+                (item, self._record_issue(LicenceRow.model_validate(data), item, actor, now, issuer))
+                for (item, _), data in zip(rows, unsaved, strict=True)
+            ]
+        return outcomes
+
+    def _record_issue(
+        self, row: LicenceRow, item: _Checked, actor: Actor, now: dt.datetime, issuer: str
+    ) -> IssueOutcome:
+        """One licence in its own transaction; a concurrent request with the same key meets the
+        primary key here, and this request becomes a replay of that one (its serial a gap)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            self._add_issues(session, [(item, row)], actor, now, issuer)
             try:
                 session.commit()
             except IntegrityError:
                 session.rollback()
-                replay = self._replay(issuer, key, fingerprint, local_date(now)) if key is not None else None
+                replay = self._replay(issuer, item, local_date(now)) if item.key else None
                 if replay is None:
                     raise
                 log.info("licence %s not recorded: Idempotency-Key already used meanwhile", row.identifier)
                 return replay
-            session.refresh(row)
-            return row
+            return IssueOutcome(IssueResult(licence_public(row, local_date(now)), replayed=False))
 
-    def _replay(self, scope: str, key: str, fingerprint: str, today: dt.date) -> IssueResult | None:
+    @staticmethod
+    def _add_issues(
+        session: Session, rows: list[tuple[_Checked, LicenceRow]], actor: Actor, now: dt.datetime, issuer: str
+    ) -> None:
+        """For each licence its row, first status event, audit event and idempotency record. The
+        licence rows are flushed together first (one multi-row INSERT ... RETURNING their ids)."""
+        session.add_all([row for _, row in rows])
+        session.flush()
+        for item, row in rows:
+            IssuanceService._add_records(session, row, item, actor, now, issuer)
+
+    @staticmethod
+    def _add_records(
+        session: Session, row: LicenceRow, item: _Checked, actor: Actor, now: dt.datetime, issuer: str
+    ) -> None:
+        assert row.id is not None
+        session.add(status_event(row, None, "issue", None, now, actor))
+        session.add(
+            audit_row(
+                actor,
+                "issue",
+                row.identifier,
+                now,
+                holder_code=item.face.holder_code,
+                detail={"type_code": row.type_code, "licence_number": row.licence_number},
+            )
+        )
+        if item.key is not None:
+            session.add(
+                IdempotencyRow(
+                    scope=issuer, key=item.key, request_sm3=item.fingerprint, licence_id=row.id, created_at=now
+                )
+            )
+        log.info(
+            "licence %s issued by %s (type %s, holder %s)",
+            row.identifier,
+            issuer,
+            row.type_code,
+            mask_holder_code(item.face.holder_code),
+        )
+
+    def _replay(self, scope: str, item: _Checked, today: dt.date) -> IssueOutcome | None:
+        assert item.key is not None
         with Session(self.engine) as session:
-            record = session.get(IdempotencyRow, (scope, key))
+            record = session.get(IdempotencyRow, (scope, item.key))
             if record is None:
                 return None
             row = session.get(LicenceRow, record.licence_id)
             assert row is not None
-            if record.request_sm3 != fingerprint:
-                raise IdempotencyConflictError(
-                    f"Idempotency-Key {key!r} 已用于另一份内容不同的颁证请求（证照 {row.identifier}）："
-                    "同一个键只能重放完全相同的请求，新的请求请换一个键"
-                )
-            return IssueResult(licence_public(row, today), replayed=True)
+            return _replayed((record, row), item, today)
 
     # --- change --------------------------------------------------------------------------------
     def change_licence(
@@ -286,7 +458,7 @@ class IssuanceService:
         seal = self.seals.active_seal(old.issuer_code, now)
         layout = self._layout(context, face, validity, new_identifier, old.licence_number, today)
         files = self._produce(context, layout, new_identifier, old.licence_number, seal, now)
-        stored = self._store_files(files, face.photo)
+        (stored,) = self._store_files([(files, face.photo)])
         row = self._row(context, face, validity, new_identifier, old.licence_number, seal, stored, now, today, actor)
         before = json.loads(old.face_json)
         changed = sorted(k for k in set(before) | set(face.values) if before.get(k) != face.values.get(k))
@@ -351,12 +523,8 @@ class IssuanceService:
     def _context(self, type_code: str, issuer: str, permission_checked: bool = False) -> _Context:
         spec = self.registry.type_spec(type_code)
         if issuer not in spec.issuers and not permission_checked:
-            raise PermissionDeniedError(
-                f"权限不足：部门 {issuer} 不是证照类型 {type_code}（{spec.name}）的颁发部门"
-            )
-        department = self.registry.get_department_by_uscc(issuer)
-        stored = self.registry.get_template(type_code)
-        return _Context(spec, department, stored.version, stored.template, self._background(stored.background_sm3))
+            raise PermissionDeniedError(f"权限不足：部门 {issuer} 不是证照类型 {type_code}（{spec.name}）的颁发部门")
+        return _Context(self.layouts.context(type_code), self.registry.get_department_by_uscc(issuer))
 
     def _checked(
         self,
@@ -375,15 +543,6 @@ class IssuanceService:
         assert face is not None and validity is not None
         return face, validity
 
-    def _background(self, digest: str) -> Picture:
-        with self._lock:
-            cached = self._backgrounds.get(digest)
-        if cached is None:
-            cached = Picture.from_jpeg(self.filestore.get(digest))
-            with self._lock:
-                self._backgrounds[digest] = cached
-        return cached
-
     def _layout(
         self,
         context: _Context,
@@ -393,22 +552,9 @@ class IssuanceService:
         number: str,
         today: dt.date,
     ) -> PageLayout:
-        meta = {
-            "licence_number": number,
-            "identifier": str(identifier),
-            "issuer_name": context.department.name,
-            "issue_date": chinese_date(today),
-            **validity.printed(),
-        }
-        licence_face = LicenceFace(
-            values=face.values, meta=meta, qr_url=f"{self.base_url}/v/{identifier}", photo=face.photo
+        return self.layouts.layout(
+            context.layout, face.values, face.photo, validity, identifier, number, context.department.name, today
         )
-        try:
-            return build_layout(context.spec, context.template, context.background, licence_face, self.registry.fonts)
-        except (FontError, LayoutError) as exc:
-            # A value with a character no font has, or too long for its box even at the smallest
-            # size: the caller's data, so 422 (never clipped, never a blank box).
-            raise LicenceDataError([str(exc)]) from None
 
     def _produce(
         self,
@@ -418,19 +564,25 @@ class IssuanceService:
         number: str,
         seal: SealMaterial,
         now: dt.datetime,
-    ) -> LicenceFiles:
+    ) -> SealedLicence:
         title = f"{context.spec.name} {number}"
         doc_id = sm3(str(identifier).encode()).hex()[:32]
         return make_licence_files(layout, self.registry.fonts, seal, now, title=title, doc_id=doc_id)
 
-    def _store_files(self, files: LicenceFiles, photo: Picture | None) -> _StoredFiles:
-        # Files before the record (see the module docstring): an orphan file is harmless.
-        return _StoredFiles(
-            pdf=self.filestore.put(files.pdf),
-            ofd=self.filestore.put(files.ofd),
-            png=self.filestore.put(files.png),
-            photo=self.filestore.put(photo.data) if photo is not None else None,
-        )
+    def _store_files(self, licences: list[tuple[SealedLicence, Picture | None]]) -> list[_StoredFiles]:
+        """Each licence's files into the store, durable together before any record is written (see
+        the module docstring): an orphan file is harmless, a record without its file is not."""
+        blobs: list[tuple[bytes, bytes | None]] = []
+        for files, photo in licences:
+            blobs += [(files.pdf, files.pdf_sm3), (files.ofd, None)]
+            if photo is not None:
+                blobs.append((photo.data, None))
+        names = iter(self.filestore.put_many(blobs))
+        stored = []
+        for _, photo in licences:
+            pdf, ofd = next(names), next(names)
+            stored.append(_StoredFiles(pdf=pdf, ofd=ofd, photo=next(names) if photo is not None else None))
+        return stored
 
     @staticmethod
     def _row(
@@ -467,17 +619,42 @@ class IssuanceService:
             seal_name=seal.name,
             sealed_by=seal.signer_name,
             sealed_at=now,
-            template_version=context.template_version,
+            template_version=context.layout.template_version,
             face_json=json.dumps(face.values, ensure_ascii=False, sort_keys=True),
             photo_sm3=stored.photo,
             pdf_sm3=stored.pdf,
             ofd_sm3=stored.ofd,
-            png_sm3=stored.png,
             status="issued",
             status_changed_at=now,
             created_at=now,
             created_by=actor.label,
         )
+
+
+def _replayed(known: tuple[IdempotencyRow, LicenceRow], item: _Checked, today: dt.date) -> IssueOutcome:
+    record, row = known
+    if record.request_sm3 != item.fingerprint:
+        return IssueOutcome(
+            error=IdempotencyConflictError(
+                f"Idempotency-Key {item.key!r} 已用于另一份内容不同的颁证请求（证照 {row.identifier}）："
+                "同一个键只能重放完全相同的请求，新的请求请换一个键"
+            )
+        )
+    return IssueOutcome(IssueResult(licence_public(row, today), replayed=True))
+
+
+def _repeat_of(first: IssueOutcome | None, item: _Checked, first_item: _Checked) -> IssueOutcome:
+    """The outcome of a request whose key an earlier request of the same batch used."""
+    if first is None or first.result is None:
+        return first or IssueOutcome(error=InvalidRequestError("未处理"))
+    if item.fingerprint != first_item.fingerprint:
+        return IssueOutcome(
+            error=IdempotencyConflictError(
+                f"Idempotency-Key {item.key!r} 在同一批中已用于另一份内容不同的颁证请求"
+                f"（证照 {first.result.licence.identifier}）"
+            )
+        )
+    return IssueOutcome(IssueResult(first.result.licence, replayed=True))
 
 
 def _fingerprint(

@@ -20,6 +20,7 @@ from cert_authority.actors import Actor, ensure_may_read_for, readable_departmen
 from cert_authority.errors import InvalidRequestError
 from cert_authority.filestore import FileStore
 from cert_authority.licence_dates import BEIJING, local_date
+from cert_authority.licence_images import LicenceImages
 from cert_authority.licence_records import find_licence, licence_public, licence_summary
 from cert_authority.licence_schemas import (
     FILE_FORMATS,
@@ -35,9 +36,16 @@ MAX_PAGE_SIZE = 200
 
 
 class LicenceQueryService:
-    def __init__(self, engine: Engine, filestore: FileStore, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        filestore: FileStore,
+        images: LicenceImages,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
         self.engine = engine
         self.filestore = filestore
+        self.images = images
         self.clock = clock
 
     def get(self, actor: Actor, identifier: str) -> LicencePublic:
@@ -87,14 +95,15 @@ class LicenceQueryService:
         )
 
     def file(self, actor: Actor, identifier: str, fmt: str) -> bytes:
-        """The sealed PDF or OFD, or the PNG, checked against its recorded SM3."""
+        """The sealed PDF or OFD, or the PNG (rendered on first request), checked against its recorded SM3."""
         if fmt not in FILE_FORMATS:
             raise InvalidRequestError(f"不支持的格式 {fmt!r}，可选：{'、'.join(FILE_FORMATS)}")
         with Session(self.engine) as session:
             row = find_licence(session, identifier)
         ensure_may_read_for(actor, row.issuer_code, f"证照 {identifier} ")
-        digest: str = getattr(row, f"{fmt}_sm3")
-        return self.filestore.get(digest)
+        if fmt == "png":
+            return self.images.png(row)
+        return self.filestore.get(row.pdf_sm3 if fmt == "pdf" else row.ofd_sm3)
 
     def history(self, actor: Actor, identifier: str) -> list[LicenceEventPublic]:
         """Every status event of every version of this licence (same serial), oldest first, with

@@ -145,7 +145,7 @@ class SealingPublic(BaseModel):
 class LicenceFilesPublic(BaseModel):
     pdf: Annotated[str, Field(description="盖章 PDF 的 SM3 摘要")]
     ofd: Annotated[str, Field(description="盖章 OFD 的 SM3 摘要")]
-    png: Annotated[str, Field(description="手机展示用 PNG 的 SM3 摘要")]
+    png: Annotated[str | None, Field(description="手机展示用 PNG 的 SM3 摘要（首次下载时生成，之前为空）")] = None
 
 
 class LicencePublic(BaseModel):

@@ -203,7 +203,7 @@ class LicenceRow(SQLModel, table=True):
     photo_sm3: str | None = Field(default=None, max_length=64)
     pdf_sm3: str = Field(max_length=64)
     ofd_sm3: str = Field(max_length=64)
-    png_sm3: str = Field(max_length=64)
+    png_sm3: str | None = Field(default=None, max_length=64)  # rendered on first request
     status: str = Field(max_length=12, index=True)  # issued, superseded, revoked, cancelled
     status_reason: str | None = Field(default=None, max_length=500)
     status_changed_at: dt.datetime = Field(sa_column=_utc_column())

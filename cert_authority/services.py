@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cert_authority.issuance import IssuanceService
+from cert_authority.licence_images import LicenceImages
+from cert_authority.licence_layouts import LicenceLayouts
 from cert_authority.licence_queries import LicenceQueryService
 from cert_authority.lifecycle import LifecycleService
 from cert_authority.pki import PkiService
@@ -25,9 +27,10 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     """Seals, issuance, lifecycle and queries sharing the registry's engine, files and fonts."""
     engine, files = registry.engine, registry.filestore
     seals = SealService(engine, files, pki, lambda: registry.fonts)
+    layouts = LicenceLayouts(registry, files, pki.settings.base_url)
     return LicenceServices(
         seals=seals,
-        issuance=IssuanceService(engine, files, registry, seals, pki.settings.base_url),
+        issuance=IssuanceService(engine, files, registry, seals, layouts),
         lifecycle=LifecycleService(engine),
-        queries=LicenceQueryService(engine, files),
+        queries=LicenceQueryService(engine, files, LicenceImages(engine, files, layouts)),
     )

@@ -103,6 +103,7 @@ class PreparedLicence:
     pdf_hole: tuple[int, int]  # [start, end) of the hex digits between < and >
     pdf_byte_range: tuple[int, int, int, int]
     pdf_digest: bytes  # SM3 of the /ByteRange: the messageDigest attribute
+    pdf_prefix: tuple[int, Any]  # length of the constant start of the PDF, and its SM3 state
     pdf_signed_attributes: bytes
     ofd_parts: tuple[tuple[str, bytes], ...]  # every part but SignedValue.dat, in package order
     ofd_data_hash: bytes  # SM3(Signature.xml)
@@ -116,6 +117,7 @@ class PreparedLicence:
 class SealedLicence:
     pdf: bytes
     ofd: bytes
+    pdf_sm3: bytes  # SM3 of the whole PDF, from the cached state of its constant start
 
 
 # --- staged API ----------------------------------------------------------------------------------
@@ -158,7 +160,9 @@ def prepare_licence(
     box = SealBox.of(layout.seal)
     box.check_inside(layout.width, layout.height)
 
-    pdf_file, hole, byte_range, pdf_digest = _write_pdf(layout, fonts, chain, seal_picture_png, box, now, title)
+    pdf_file, hole, byte_range, pdf_digest, pdf_prefix = _write_pdf(
+        layout, fonts, chain, seal_picture_png, box, now, title
+    )
     attributes = signed_attributes(pdf_digest, now, chain[0].der)
     parts, data_hash, tbs = _ofd(layout, fonts, seal_der, box, now, title, doc_id)
     return PreparedLicence(
@@ -166,6 +170,7 @@ def prepare_licence(
         pdf_hole=hole,
         pdf_byte_range=byte_range,
         pdf_digest=pdf_digest,
+        pdf_prefix=pdf_prefix,
         pdf_signed_attributes=attributes,
         ofd_parts=parts,
         ofd_data_hash=data_hash,
@@ -215,7 +220,10 @@ def finish_licence(
         0x30, prepared.ofd_tbs + _der(0x04, leaf.der) + _SM2_WITH_SM3_OID + _der(0x03, b"\x00" + ofd_signature)
     )
     ofd = write_package([*prepared.ofd_parts, (SIGNED_VALUE_PATH, ses_signature)], date_time=_zip_time(prepared.time))
-    return SealedLicence(pdf=pdf, ofd=ofd)
+    prefix_length, prefix_state = prepared.pdf_prefix
+    whole = prefix_state.copy()
+    whole.update(memoryview(pdf)[prefix_length:])
+    return SealedLicence(pdf=pdf, ofd=ofd, pdf_sm3=whole.finalize())
 
 
 def seal_licence(
@@ -292,7 +300,7 @@ def _write_pdf(
     box: SealBox,
     now: dt.datetime,
     title: str | None,
-) -> tuple[bytes, tuple[int, int], tuple[int, int, int, int], bytes]:
+) -> tuple[bytes, tuple[int, int], tuple[int, int, int, int], bytes, tuple[int, Any]]:
     page_height = layout.height * PT_PER_MM
     x1, y1, x2, y2 = box.to_pdf_rect(page_height)
     builder = build_pdf(layout, fonts, title=title, created=now, fixed=_seal_objects(picture_png, x2 - x1, y2 - y1))
@@ -324,10 +332,12 @@ def _write_pdf(
         BYTE_RANGE_WIDTH - len(b"[%d %d %d %d]" % byte_range)
     )
     view = memoryview(data)
-    digest = _prefix_state(written.prefix).copy()  # the seal objects and background: hashed once
+    prefix_state = _prefix_state(written.prefix)  # the seal objects and background: hashed once
+    digest = prefix_state.copy()
     digest.update(view[len(written.prefix) : hole_start])
     digest.update(view[hole_end:])
-    return bytes(data), (hole_start + 1, hole_end - 1), byte_range, digest.finalize()
+    prefix = (len(written.prefix), prefix_state)
+    return bytes(data), (hole_start + 1, hole_end - 1), byte_range, digest.finalize(), prefix
 
 
 @lru_cache(maxsize=32)

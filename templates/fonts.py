@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from itertools import repeat
 from pathlib import Path
 
 from fontTools.ttLib import TTFont, TTLibError
@@ -66,7 +67,7 @@ class Font:
         return self._advance.get(ord(char), 1.0)
 
     def width(self, text: str) -> float:
-        return sum(self._advance.get(ord(c), 1.0) for c in text)
+        return sum(map(self._advance.get, map(ord, text), repeat(1.0)))  # 1 em for an unknown character
 
     def subset(self, chars: Iterable[str]) -> SubsetFont:
         # Line breaks are not drawn; other spaces (U+3000 too) are glyphs with a width.

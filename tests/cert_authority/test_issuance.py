@@ -208,9 +208,12 @@ def test_issued_licence_files_check_out(env: LicenceEnv, type_code: str, tmp_pat
     identifier = LicenceIdentifier.parse(licence.identifier)
     assert (identifier.type_code, identifier.version) == (type_code, 1)
     assert identifier.issuer_code == licence.issuer.code
+    assert licence.files.png is None  # the phone image is rendered on first request
     files = {fmt: env.services.queries.file(CLI_ACTOR, licence.identifier, fmt) for fmt in ("pdf", "ofd", "png")}
+    assert env.services.queries.file(CLI_ACTOR, licence.identifier, "png") == files["png"]  # kept, not redrawn
+    recorded = env.services.queries.get(CLI_ACTOR, licence.identifier).files
     for fmt, content in files.items():
-        digest = getattr(licence.files, fmt)
+        digest = getattr(recorded, fmt)
         assert sm3(content).hex() == digest
         assert (env.settings.files_dir / digest[:2] / digest).read_bytes() == content
 
@@ -409,7 +412,6 @@ def test_a_failure_leaves_no_licence_and_no_reused_serial(
     shared_licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import cert_authority.issuance as issuance
-    import cert_authority.licence_files as licence_files
 
     before = table_counts(shared_licence_env.engine)
     start = current_value(shared_licence_env.registry.engine, serial_counter(FOOD_TYPE, ISSUER_USCC))
@@ -418,7 +420,7 @@ def test_a_failure_leaves_no_licence_and_no_reused_serial(
         raise RuntimeError("sealing device unplugged")
 
     with monkeypatch.context() as patch:  # after rendering, before any file is stored
-        patch.setattr(licence_files, "seal_licence_files", broken_sealing)
+        patch.setattr(issuance, "make_licence_files", broken_sealing)
         with pytest.raises(RuntimeError, match="unplugged"):
             issue_example(shared_licence_env, FOOD_TYPE, idempotency_key="k-1")
     files_before_store = stored_files(shared_licence_env.settings)
@@ -431,7 +433,7 @@ def test_a_failure_leaves_no_licence_and_no_reused_serial(
         with pytest.raises(RuntimeError, match="disk full"):
             issue_example(shared_licence_env, FOOD_TYPE, idempotency_key="k-1")
     orphans = stored_files(shared_licence_env.settings) - files_before_store
-    assert len(orphans) == 3  # PDF, OFD, PNG: content-addressed, unreferenced, harmless
+    assert len(orphans) == 2  # PDF and OFD: content-addressed, unreferenced, harmless
 
     after = table_counts(shared_licence_env.engine)
     for table in ("licence", "licence_event", "audit_event", "idempotency_key"):

@@ -74,9 +74,9 @@ def test_seals_issue_and_licence_commands(cli_env: Path, tmp_path: Path) -> None
     assert (seal["status"], seal["department_uscc"], seal["purpose"]) == ("active", ISSUER_USCC, "电子证照专用章")
 
     out = ok(*issue, "--idempotency-key", "cli-1")
-    identifier, number, pdf, ofd, png = out.strip().splitlines()
+    identifier, number, pdf, ofd = out.strip().splitlines()
     assert identifier.startswith(f"1.2.156.3005.2.{FOOD_TYPE}.{ISSUER_USCC}.")
-    assert number.startswith("证照编号 ") and pdf.startswith("PDF SM3 ") and png.startswith("PNG SM3 ")
+    assert number.startswith("证照编号 ") and pdf.startswith("PDF SM3 ") and ofd.startswith("OFD SM3 ")
     result = runner.invoke(app, [*issue, "--idempotency-key", "cli-1"])
     assert result.exit_code == 0 and result.stdout.splitlines()[0] == identifier  # the same licence
     assert "幂等键已使用过" in result.output
@@ -86,10 +86,12 @@ def test_seals_issue_and_licence_commands(cli_env: Path, tmp_path: Path) -> None
     assert shown["holder"]["code"] == "91350100M000100Y43"  # in full: the operator reads one licence
     assert "演示市鼓楼区好味道餐饮有限公司" in ok("licence", "show", identifier)
 
-    for fmt, line in (("pdf", pdf), ("ofd", ofd), ("png", png)):
+    for fmt, line in (("pdf", pdf), ("ofd", ofd)):
         target = tmp_path / f"licence.{fmt}"
         ok("licence", "export", identifier, "--format", fmt, "-o", str(target))
         assert sm3(target.read_bytes()) == line.split()[-1]
+    ok("licence", "export", identifier, "--format", "png", "-o", str(tmp_path / "licence.png"))
+    assert f"PNG SM3 {sm3(tmp_path.joinpath('licence.png').read_bytes())}" in ok("licence", "show", identifier)
     text = subprocess_text(tmp_path / "licence.pdf")
     assert "演示市鼓楼区好味道餐饮有限公司" in text
 

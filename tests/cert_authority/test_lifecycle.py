@@ -146,7 +146,9 @@ def test_expiry_is_derived_from_the_validity_dates(shared_licence_env: LicenceEn
     env = shared_licence_env
     licence = issue_example(env, DRAINAGE_TYPE).licence  # valid until 2030-12-31
     later = dt.datetime(2031, 1, 1, 1, 0, tzinfo=dt.timezone.utc)  # 2031-01-01 09:00 in Beijing
-    queries = LicenceQueryService(env.registry.engine, env.registry.filestore, clock=lambda: later)
+    queries = LicenceQueryService(
+        env.registry.engine, env.registry.filestore, env.services.queries.images, clock=lambda: later
+    )
     assert env.services.queries.get(CLI_ACTOR, licence.identifier).status == "issued"
     assert queries.get(CLI_ACTOR, licence.identifier).status == "expired"
     expired = queries.search(CLI_ACTOR, type_code=DRAINAGE_TYPE, status="expired").items
