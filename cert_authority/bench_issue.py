@@ -11,8 +11,8 @@ mean much. Each licence makes two SM2 signatures (PDF and OFD).
 
 from __future__ import annotations
 
-import csv
 import cProfile
+import csv
 import io
 import os
 import pstats

@@ -212,9 +212,10 @@ def bench_crypto(
 @friendly_errors
 def bench_issue(
     count: Annotated[int, typer.Option(min=1, help="颁发份数")] = 3000,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="工作进程数（默认每个 CPU 核一个）")] = os.cpu_count() or 1,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="工作进程数（默认每核一个）")] = os.cpu_count() or 1,
     data_dir: Annotated[Path | None, typer.Option(help="数据目录（默认：新建临时目录，测完删除）")] = None,
     database_url: Annotated[str | None, typer.Option(help="数据库 URL（默认：数据目录下的 SQLite）")] = None,
+    openssl_seconds: Annotated[float, typer.Option(min=1, help="openssl speed sm2 的测量秒数")] = 3.0,
     profile: Annotated[bool, typer.Option("--profile", help="改为单进程 cProfile 剖析，打印耗时最多的函数")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
 ) -> None:
@@ -225,7 +226,7 @@ def bench_issue(
         typer.echo(profile_issue(min(count, 500)))
         return
     with typer.progressbar(length=count, label="颁证", file=sys.stderr, show_pos=True) as bar:
-        result = issue_benchmark(count, workers, data_dir, database_url, progress=bar.update)
+        result = issue_benchmark(count, workers, data_dir, database_url, openssl_seconds, progress=bar.update)
     if as_json:
         typer.echo(json.dumps(result))
         return

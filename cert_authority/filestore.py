@@ -14,7 +14,7 @@ import ctypes.util
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cert_authority.errors import StoredFileError
@@ -113,7 +113,7 @@ class FileStore:
             os.close(fd)
 
 
-def _load_syncfs() -> ctypes._CFuncPtr | None:
+def _load_syncfs() -> Callable[[int], int] | None:
     """syncfs(2) from the C library (Linux); None elsewhere, where files are fsynced one by one."""
     name = ctypes.util.find_library("c")
     try:
