@@ -35,7 +35,6 @@ import posixpath
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -46,6 +45,13 @@ from keys.sm2 import sm3
 from keys.x509 import Certificate
 from seals.box import SealBox
 from seals.errors import DocumentError, MalformedSealError, SealInputError, SealSigningError
+from seals.ofd_package import Entry as _Entry
+from seals.ofd_package import child as _child
+from seals.ofd_package import child_text as _text
+from seals.ofd_package import children as _children
+from seals.ofd_package import parse_xml as _parse
+from seals.ofd_package import read_package as _read_package
+from seals.ofd_package import resolve as _resolve
 from seals.ses import assemble_signature, parse_seal, parse_signature, tbs_sign_bytes
 
 NS = "http://www.ofdspec.org/2016"
@@ -57,25 +63,8 @@ SIGNATURES_FILE = "Signatures.xml"
 SIGNATURE_FILE = "Signature.xml"
 SEAL_FILE = "Seal.esl"
 SIGNED_VALUE_FILE = "SignedValue.dat"
-# Limits on packages we are given: an OFD licence is a few hundred kilobytes.
-MAX_PACKAGE_BYTES = 200 * 1024 * 1024
-MAX_ENTRIES = 10_000
-MAX_UNPACKED_BYTES = 500 * 1024 * 1024
-
 ET.register_namespace("ofd", NS)
 _SIGN_ID = re.compile(r"^s?(\d{1,9})$")
-
-
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    data: bytes
-    date_time: tuple[int, int, int, int, int, int]
-    compress_type: int
-
-    @property
-    def is_dir(self) -> bool:
-        return self.name.endswith("/")
 
 
 @dataclass(frozen=True)
@@ -98,47 +87,6 @@ class PreparedOfd:
 # --- the package ---------------------------------------------------------------------------------
 
 
-def _read_package(ofd_bytes: bytes) -> list[_Entry]:
-    if not isinstance(ofd_bytes, bytes | bytearray) or not ofd_bytes:
-        raise DocumentError("OFD 文件为空")
-    if len(ofd_bytes) > MAX_PACKAGE_BYTES:
-        raise DocumentError(f"OFD 文件过大（{len(ofd_bytes) / 1048576:.0f} MB）")
-    try:
-        package = zipfile.ZipFile(io.BytesIO(bytes(ofd_bytes)))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError):
-        raise DocumentError("不是 OFD 文件：不是有效的 ZIP 包") from None
-    infos = package.infolist()
-    if len(infos) > MAX_ENTRIES:
-        raise DocumentError(f"OFD 包内文件过多（{len(infos)} 个）")
-    # The central directory's sizes bound what reading may produce: zipfile stops at file_size
-    # and checks the CRC, so a lying entry fails instead of filling memory.
-    if sum(info.file_size for info in infos) > MAX_UNPACKED_BYTES:
-        raise DocumentError("OFD 包解压后过大")
-    entries: list[_Entry] = []
-    seen: set[str] = set()
-    for info in infos:
-        name = info.filename
-        _check_name(name)
-        if name in seen:
-            raise DocumentError(f"OFD 包内文件重名：{name}")
-        seen.add(name)
-        if info.flag_bits & 0x1:
-            raise DocumentError(f"OFD 包内文件已加密，无法签章：{name}")
-        try:
-            data = b"" if info.is_dir() else package.read(info)
-        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
-            raise DocumentError(f"OFD 包内文件 {name} 已损坏（{exc}）") from None
-        entries.append(_Entry(name, data, info.date_time, info.compress_type))
-    return entries
-
-
-def _check_name(name: str) -> None:
-    body = name[:-1] if name.endswith("/") else name
-    parts = body.split("/")
-    if not body or name.startswith("/") or "\\" in name or "\x00" in name or any(p in ("", ".", "..") for p in parts):
-        raise DocumentError(f"OFD 包内文件名不合法：{name!r}")
-
-
 def _write_package(entries: Iterable[_Entry]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as package:
@@ -151,47 +99,7 @@ def _write_package(entries: Iterable[_Entry]) -> bytes:
     return out.getvalue()
 
 
-def _resolve(base_dir: str, loc: str) -> str:
-    """An ST_Loc (GB/T 33190 表 2: absolute from the package root when it starts with "/",
-    otherwise relative to the referring file's folder) as a package path without the leading "/"."""
-    loc = loc.strip()
-    if not loc:
-        raise DocumentError("OFD 中有空的文件路径")
-    path = posixpath.normpath(loc if loc.startswith("/") else posixpath.join("/", base_dir, loc))
-    if path.startswith("//"):
-        path = path[1:]
-    return path.lstrip("/")
-
-
 # --- XML -----------------------------------------------------------------------------------------
-
-
-def _parse(data: bytes, what: str) -> ET.Element:
-    # OFD parts never carry a DTD; refusing one rules out entity expansion attacks.
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise DocumentError(f"{what} 含 DTD，不是合规的 OFD 文件")
-    try:
-        # Without a DTD there are no entities to expand (and expat ≥ 2.4 limits amplification).
-        return ET.fromstring(data)  # noqa: S314
-    except ET.ParseError as exc:
-        raise DocumentError(f"{what} 不是格式正确的 XML（{exc}）") from None
-
-
-def _local(element: ET.Element) -> str:
-    return element.tag.rsplit("}", 1)[-1]
-
-
-def _child(parent: ET.Element, name: str) -> ET.Element | None:
-    return next((c for c in parent if _local(c) == name), None)
-
-
-def _children(parent: ET.Element, name: str) -> list[ET.Element]:
-    return [c for c in parent if _local(c) == name]
-
-
-def _text(parent: ET.Element, name: str) -> str | None:
-    child = _child(parent, name)
-    return child.text.strip() if child is not None and child.text else None
 
 
 def _el(tag: str, text: str | None = None, **attrs: str) -> ET.Element:
