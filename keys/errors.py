@@ -8,6 +8,7 @@ boundary so callers handle one tree:
     ├── KeyExistsError         a key with that label already exists (never overwritten)
     ├── InvalidCertificateError  malformed certificate/CSR/CRL, or one that fails a check
     ├── InvalidCodeError       a USCC with a wrong length, alphabet or check character
+    │   └── CheckCharacterError    … only the check character is wrong
     └── CAError                the CA cannot do what was asked (not initialised, unknown serial, ...)
 """
 
@@ -45,6 +46,10 @@ class InvalidCertificateError(KeysError):
 
 class InvalidCodeError(KeysError):
     pass
+
+
+class CheckCharacterError(InvalidCodeError):
+    """A well-formed code whose check character does not match the rest."""
 
 
 class CAError(KeysError):

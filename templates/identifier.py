@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from keys.errors import InvalidCodeError
+from keys.errors import CheckCharacterError, InvalidCodeError
 from keys.uscc import validate_uscc
 from templates.spec import validate_type_code
 
@@ -69,7 +69,7 @@ class LicenceIdentifier:
         identifier = cls(type_code, issuer, serial, int(version))
         if check != identifier.check:
             # One vendor ships a different variant; only GB/T 17710 MOD 37,36 is accepted.
-            raise InvalidCodeError(
+            raise CheckCharacterError(
                 f"证照标识校验位错误：按 GB/T 17710（ISO/IEC 7064 MOD 37,36）应为 {identifier.check}，实为 {check!r}"
             )
         return identifier

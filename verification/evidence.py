@@ -1,0 +1,29 @@
+"""What a sealed file proves by itself, before any trust decision: for each signature found, whether
+the signed bytes are intact, whether the SM2 signature verifies with the certificate it names, and
+(OFD) whether the e-seal is sound. Trust in that certificate is `trust`'s question."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from keys.x509 import Certificate
+from seals.ses import Seal
+from verification.report import Check
+
+
+@dataclass(frozen=True)
+class SignatureEvidence:
+    checks: tuple[Check, ...]  # integrity, signature and, with an e-seal, seal
+    signer: Certificate | None
+    certificates: tuple[Certificate, ...] = ()  # every certificate the signature carries
+    signing_time: dt.datetime | None = None
+    seal: Seal | None = None
+
+
+@dataclass(frozen=True)
+class FileInspection:
+    format: str  # "pdf" or "ofd"
+    checks: tuple[Check, ...]  # about the file as a whole: readable, signed, all of it covered
+    signatures: tuple[SignatureEvidence, ...] = ()
+    texts: tuple[str, ...] = field(default=())  # OFD: every TextCode, in page order

@@ -1,0 +1,71 @@
+"""Trust in a signer certificate: a chain to the configured anchors (seal certificate → branch CA
+→ root) valid at signing time, and its revocation status from the branch CA's CRL. A revoked seal
+certificate is never VALID: revoked before signing is INVALID; revoked after signing is
+INDETERMINATE (without a trusted timestamp the signing time is only the signer's claim)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from keys.crl import Crl, reason_text
+from keys.errors import KeysError
+from keys.x509 import Certificate
+from verification.report import Check
+
+
+@dataclass(frozen=True)
+class TrustAnchors:
+    roots: tuple[Certificate, ...]
+    intermediates: tuple[Certificate, ...]  # branch CAs, each checked against a root
+    crls: tuple[Crl, ...] = ()  # current CRLs of the intermediates
+
+
+def issuer_of(certificate: Certificate, anchors: TrustAnchors) -> Certificate | None:
+    """The anchor named as the certificate's issuer, with the key it names (another authority
+    may well use the same names)."""
+    wanted = certificate.authority_key_identifier
+    for candidate in (*anchors.intermediates, *anchors.roots):
+        if candidate.subject.dump() != certificate.issuer.dump():
+            continue
+        if wanted is None or candidate.key_identifier is None or wanted == candidate.key_identifier:
+            return candidate
+    return None
+
+
+def check_chain(signer: Certificate, anchors: TrustAnchors, when: dt.datetime) -> Check:
+    """signer → intermediate → root, each signature and validity period at `when`."""
+    issuer = issuer_of(signer, anchors)
+    if issuer is None or issuer in anchors.roots:  # seal certificates come from a branch CA
+        return Check.invalid(
+            "chain", "untrusted_signer", f"签章人证书（{signer.common_name}）不是本机构信任的分中心CA签发的"
+        )
+    root = issuer_of(issuer, anchors)
+    if root is None or root not in anchors.roots:
+        return Check.invalid("chain", "untrusted_signer", f"分中心CA（{issuer.common_name}）不在信任的根CA之下")
+    try:
+        signer.check_issued_by(issuer, when)
+        issuer.check_issued_by(root, when)
+    except KeysError as exc:
+        expired = signer.not_after < when or signer.not_before > when
+        reason = "certificate_expired" if expired else "bad_chain"
+        return Check.invalid("chain", reason, f"证书链校验失败：{exc}")
+    return Check.ok("chain", f"证书链有效：{signer.common_name} → {issuer.common_name} → {root.common_name}")
+
+
+def check_revocation(signer: Certificate, anchors: TrustAnchors, signing_time: dt.datetime, now: dt.datetime) -> Check:
+    issuer = issuer_of(signer, anchors)
+    crl = next((c for c in anchors.crls if issuer is not None and c.issuer.dump() == issuer.subject.dump()), None)
+    if issuer is None or crl is None:
+        return Check.unknown("revocation", "revocation_unknown", "没有签章人证书签发者的CRL，无法确认证书未被吊销")
+    if not crl.signature_valid(issuer.public_key):
+        return Check.unknown("revocation", "crl_invalid", "CRL 的签名无效，无法确认吊销状态")
+    if crl.next_update is not None and crl.next_update < now:
+        return Check.unknown("revocation", "crl_expired", "CRL 已过期，无法确认吊销状态")
+    entry = crl.entry(signer.serial)
+    if entry is None:
+        return Check.ok("revocation", f"签章人证书未被吊销（CRL {crl.this_update:%Y-%m-%d %H:%M}Z）")
+    when = f"{entry.revoked_at:%Y-%m-%d %H:%M:%S}Z（{reason_text(entry.reason)}）"
+    if entry.revoked_at <= signing_time:
+        return Check.invalid("revocation", "certificate_revoked", f"签章人证书在签章前已被吊销：{when}")
+    return Check.unknown("revocation", "revoked_after_signing", f"签章人证书在签章后被吊销：{when}")
