@@ -13,8 +13,9 @@ from cert_authority.errors import PayloadTooLargeError
 MB = 1024 * 1024
 UPLOAD_LIMIT = 10 * MB  # multipart/form-data: definition plus images
 BODY_LIMIT = 1 * MB  # everything else (JSON, YAML)
-# JSON bodies that carry a picture in base64 (a holder's photo of up to 2 MB, a seal picture).
-PICTURE_LIMITS = {"/api/v1/licences": 4 * MB, "/api/v1/seals": 4 * MB}
+# JSON bodies that carry a picture in base64 (a holder's photo of up to 2 MB, a seal picture), and
+# sealed files sent to be verified.
+PICTURE_LIMITS = {"/api/v1/licences": 4 * MB, "/api/v1/seals": 4 * MB, "/api/v1/verify": 20 * MB}
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

@@ -18,6 +18,7 @@ from cert_authority.cli_registry import apikey_app, departments_app, types_app
 from cert_authority.cli_seals import seals_app
 from cert_authority.cli_support import friendly_errors, migrated_engine, settings_from
 from cert_authority.cli_support import now as _now
+from cert_authority.cli_verify import verify
 from cert_authority.pki import CaNames, PkiService
 from cert_authority.registry import registry_for
 from cert_authority.services import licence_services_for
@@ -36,6 +37,7 @@ app.add_typer(seals_app, name="seals")
 app.add_typer(licence_app, name="licence")
 app.command("issue")(issue)
 app.command("issue-batch")(issue_batch)
+app.command("verify")(verify)
 
 __all__ = ["app", "friendly_errors", "main"]
 

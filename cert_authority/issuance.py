@@ -524,7 +524,7 @@ class IssuanceService:
         spec = self.registry.type_spec(type_code)
         if issuer not in spec.issuers and not permission_checked:
             raise PermissionDeniedError(f"权限不足：部门 {issuer} 不是证照类型 {type_code}（{spec.name}）的颁发部门")
-        return _Context(self.layouts.context(type_code), self.registry.get_department_by_uscc(issuer))
+        return _Context(self.layouts.context(type_code, spec=spec), self.registry.get_department_by_uscc(issuer))
 
     def _checked(
         self,

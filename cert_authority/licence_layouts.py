@@ -41,11 +41,14 @@ class LicenceLayouts:
         self._backgrounds: dict[str, Picture] = {}
         self._lock = threading.Lock()
 
-    def context(self, type_code: str, template_version: int | None = None) -> LayoutContext:
-        """Type `type_code` with template `template_version` (the latest when None)."""
+    def context(
+        self, type_code: str, template_version: int | None = None, spec: LicenceTypeSpec | None = None
+    ) -> LayoutContext:
+        """Type `type_code` (whose `spec` the caller may have read already) with template
+        `template_version` (the latest when None)."""
         stored = self.registry.get_template(type_code, template_version)
         return LayoutContext(
-            spec=self.registry.type_spec(type_code),
+            spec=spec or self.registry.type_spec(type_code),
             template_version=stored.version,
             template=stored.template,
             background=self._background(stored.background_sm3),

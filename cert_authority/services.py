@@ -13,6 +13,7 @@ from cert_authority.lifecycle import LifecycleService
 from cert_authority.pki import PkiService
 from cert_authority.registry import RegistryService
 from cert_authority.seals_service import SealService
+from cert_authority.verifying import VerificationService
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class LicenceServices:
     issuance: IssuanceService
     lifecycle: LifecycleService
     queries: LicenceQueryService
+    verification: VerificationService
 
 
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
@@ -33,4 +35,5 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         issuance=IssuanceService(engine, files, registry, seals, layouts),
         lifecycle=LifecycleService(engine),
         queries=LicenceQueryService(engine, files, LicenceImages(engine, files, layouts)),
+        verification=VerificationService(engine, files, pki, layouts),
     )
