@@ -31,7 +31,7 @@ from keys.errors import (
     WrongPassphraseError,
 )
 from seals.errors import PictureError, SealInputError, SealSigningError
-from templates.errors import FontError, ImageError, LayoutError, SpecError
+from templates.errors import FontError, ImageError, LayoutError, MissingGlyphError, SpecError
 
 # (error class, HTTP status, machine-readable code); first match wins.
 ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
@@ -58,7 +58,9 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (SealInputError, 422, "invalid_seal_input"),
     # A signing device that returned a wrong signature: nothing was sealed; operators must look.
     (SealSigningError, 500, "seal_signing_failed"),
-    # Before ValueError: FontError is one, but a missing font is the operator's problem.
+    # Before ValueError: FontError is one, but a missing font is the operator's problem, while a
+    # character no font has is in the caller's text.
+    (MissingGlyphError, 422, "unsupported_character"),
     (FontError, 500, "font_missing"),
     (InvalidCodeError, 422, "invalid_code"),
     (InvalidCertificateError, 422, "invalid_certificate"),

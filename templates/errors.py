@@ -28,5 +28,10 @@ class FontError(TemplateError):
     pass
 
 
+class MissingGlyphError(FontError):
+    """Text (a field value, a template's fixed text) has a character the fonts cannot show: the
+    author's input, not the operator's installation."""
+
+
 class LayoutError(TemplateError):
     pass

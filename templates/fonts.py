@@ -15,7 +15,7 @@ from pathlib import Path
 from fontTools.ttLib import TTFont, TTLibError
 
 from templates.cff_subset import CffSubsetter, SubsetFont
-from templates.errors import FontError
+from templates.errors import FontError, MissingGlyphError
 
 ROLES = ("serif", "sans")
 # Characters every licence font must have; a font without them is not a Chinese font.
@@ -60,7 +60,7 @@ class Font:
         missing = self.missing(text)
         if missing:
             shown = "、".join(f"「{c}」(U+{ord(c):04X})" for c in missing[:5])
-            raise FontError(f"{where}含字体无法显示的字符 {shown}")
+            raise MissingGlyphError(f"{where}含字体无法显示的字符 {shown}")
 
     def advance(self, char: str) -> float:
         """Advance width in em."""

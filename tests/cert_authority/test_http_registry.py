@@ -166,6 +166,10 @@ def test_register_list_show_and_duplicates(api: Api) -> None:
         ({"issuers": [USER_USCC]}, 422, "invalid_request", "没有颁证（issuer）角色"),
         ({"code": "11100000MA0000001R001"}, 422, "invalid_spec", "校验位错误"),
         ({"template": template_data(background={"image": "bg.png"})}, 422, "invalid_spec", "bg.png 没有随模板上传"),
+        (
+            {"template": template_data(texts=[{"text": "许可证😀", "box": {"x": 60, "y": 15, "w": 177, "h": 16}}])},
+            422, "unsupported_character", "U+1F600",
+        ),
     ],
 )
 def test_bad_registrations_are_422_and_store_nothing(
