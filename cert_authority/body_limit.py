@@ -16,6 +16,7 @@ BODY_LIMIT = 1 * MB  # everything else (JSON, YAML)
 # JSON bodies that carry a picture in base64 (a holder's photo of up to 2 MB, a seal picture), and
 # sealed files sent to be verified.
 PICTURE_LIMITS = {"/api/v1/licences": 4 * MB, "/api/v1/seals": 4 * MB, "/api/v1/verify": 20 * MB}
+DOCUMENT_LIMIT = 20 * MB  # a department's own document sent to be sealed (/api/v1/seals/{id}/sign)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -74,6 +75,8 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     def _json_limit(self, path: str) -> int:
+        if path.startswith("/api/v1/seals/") and path.endswith("/sign"):
+            return DOCUMENT_LIMIT
         return next((limit for prefix, limit in self.path_limits.items() if path.startswith(prefix)), self.limit)
 
     @staticmethod

@@ -1,5 +1,6 @@
-"""`ecas seals`: register (电子印章备案), list and revoke departments' e-seals. The operator at the
-command line acts as administrator (recorded as `cli`)."""
+"""`ecas seals`: register (电子印章备案), list and revoke departments' e-seals, and seal a
+department's own PDF or OFD documents. The operator at the command line acts as administrator
+(recorded as `cli`)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from typing import Annotated
 import typer
 
 from cert_authority.actors import CLI_ACTOR
+from cert_authority.body_limit import DOCUMENT_LIMIT
 from cert_authority.cli_support import friendly_errors, licence_services, option_date, settings_from
 from cert_authority.licence_schemas import SealCreate
 from keys.crl import REASONS
 from seals.picture import MAX_UPLOAD_BYTES
 from templates.spec import parse_model
 
-seals_app = typer.Typer(help="电子印章：备案、查看、吊销", no_args_is_help=True)
+seals_app = typer.Typer(help="电子印章：备案、查看、吊销、为本部门文件盖章", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON 输出")]
 
@@ -94,3 +96,24 @@ def seals_revoke(
     """吊销印章及其印章证书（CRL 立即更新，OCSP 立即显示吊销）。"""
     seal = licence_services(settings_from(ctx)).seals.revoke(CLI_ACTOR, seal_id, reason, note)
     typer.echo(f"已吊销印章 {seal.id}（{seal.name}）及其证书 {seal.cert_serial}（{reason}）")
+
+
+@seals_app.command("sign")
+@friendly_errors
+def seals_sign(
+    ctx: typer.Context,
+    seal_id: Annotated[int, typer.Argument(help="印章编号（见 ecas seals list）")],
+    document: Annotated[Path, typer.Argument(help="要盖章的 PDF 或 OFD 文件")],
+    x: Annotated[float, typer.Option(help="印章左上角距页面左边缘（mm）")],
+    y: Annotated[float, typer.Option(help="印章左上角距页面上边缘（mm）")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="输出文件")],
+    page: Annotated[int, typer.Option(min=0, help="页码，从 0 起")] = 0,
+    size: Annotated[float | None, typer.Option(help="印章宽度（mm），默认为印章本身尺寸")] = None,
+) -> None:
+    """用部门的电子印章为本部门的 PDF/OFD 文件盖章（签章记入审计）。"""
+    if document.stat().st_size > DOCUMENT_LIMIT:
+        raise ValueError(f"文件 {document} 过大（上限 {DOCUMENT_LIMIT // 1048576} MB）")
+    seals = licence_services(settings_from(ctx)).seals
+    sealed = seals.seal_document(CLI_ACTOR, seal_id, document.read_bytes(), page, x, y, size)
+    output.write_bytes(sealed)
+    typer.echo(f"已盖章：{output}（{len(sealed)} 字节）")

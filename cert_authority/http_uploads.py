@@ -98,3 +98,9 @@ async def _parts(form: FormData) -> tuple[bytes | None, dict[str, bytes]]:
         else:
             raise InvalidRequestError(f"未知的表单字段 {name}：只接受 spec 和图片文件")
     return spec, images
+
+
+def binary_body(*media_types: str) -> dict[str, Any]:
+    """OpenAPI for an endpoint whose request body is a file itself (a PDF or OFD to seal or verify)."""
+    content = {media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in media_types}
+    return {"requestBody": {"required": True, "content": content}}

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from cert_authority.actors import Actor
 from cert_authority.auth import current_actor
+from cert_authority.http_uploads import binary_body
 from cert_authority.licence_schemas import SealCreate, SealPublic, SealRevoke, decode_base64
 from cert_authority.schemas import ErrorPublic
 from cert_authority.seals_service import SealService
@@ -70,3 +71,24 @@ def seal_picture(seal_id: int, request: Request, actor: Caller) -> Response:
 def revoke_seal(seal_id: int, body: SealRevoke, request: Request, actor: Caller) -> SealPublic:
     """Revoke a seal and its certificate (CRL and OCSP show it at once)."""
     return _seals(request).revoke(actor, seal_id, body.reason, body.note)
+
+
+@router.post(
+    "/seals/{seal_id}/sign",
+    response_class=Response,
+    openapi_extra=binary_body("application/pdf", "application/ofd"),
+    responses={200: {"content": {"application/pdf": {}, "application/ofd": {}}, "description": "盖章后的文件"}},
+)
+async def sign_document(
+    seal_id: int,
+    request: Request,
+    actor: Caller,
+    x: Annotated[float, Query(description="印章左上角距页面左边缘（mm）")],
+    y: Annotated[float, Query(description="印章左上角距页面上边缘（mm）")],
+    page: Annotated[int, Query(ge=0, description="页码，从 0 起")] = 0,
+    size: Annotated[float | None, Query(gt=0, le=100, description="印章宽度（mm），默认为印章本身尺寸")] = None,
+) -> Response:
+    """Seal a department's own PDF or OFD (the file is the request body) with one of its seals."""
+    sealed = _seals(request).seal_document(actor, seal_id, await request.body(), page, x, y, size)
+    media_type = "application/pdf" if sealed[:5] == b"%PDF-" else "application/ofd"
+    return Response(sealed, media_type=media_type)

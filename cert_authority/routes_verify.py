@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from cert_authority.actors import Actor
 from cert_authority.auth import current_actor
+from cert_authority.http_uploads import binary_body
 from cert_authority.schemas import ErrorPublic
 from cert_authority.verifying import VerificationService
 
@@ -53,14 +54,7 @@ def _service(request: Request) -> VerificationService:
 @router.post(
     "",
     response_model=VerificationPublic,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                t: {"schema": {"type": "string", "format": "binary"}} for t in ("application/pdf", "application/ofd")
-            },
-        }
-    },
+    openapi_extra=binary_body("application/pdf", "application/ofd"),
 )
 async def verify_file(request: Request, _caller: Caller) -> dict[str, Any]:
     """Verify a sealed PDF or OFD sent as the request body."""

@@ -36,6 +36,10 @@ from keys.ca import years_later
 from keys.crl import parse_reason
 from keys.errors import CAError
 from keys.signer import Signer
+from keys.sm2 import sm3
+from seals.box import SealBox
+from seals.ofd_seal import seal_ofd
+from seals.pdf_seal import seal_pdf
 from seals.picture import generate_round_seal, load_seal_picture
 from seals.ses import make_seal
 from templates.fonts import FontSet
@@ -289,6 +293,46 @@ class SealService:
         return self.get(actor, seal_id)
 
     # --- sealing -------------------------------------------------------------------------------
+    def seal_document(
+        self,
+        actor: Actor,
+        seal_id: int,
+        document: bytes,
+        page: int,
+        x_mm: float,
+        y_mm: float,
+        size_mm: float | None = None,
+        now: dt.datetime | None = None,
+    ) -> bytes:
+        """Seal a department's own PDF or OFD with one of its seals, the picture's top-left corner
+        at (x_mm, y_mm) from the page's top-left, `size_mm` wide (the seal's own size by default);
+        audited with the SM3 of what came in and what went out."""
+        now = _utc(now or self.clock()).replace(microsecond=0)
+        with Session(self.engine) as session:
+            seal, department = self._row(session, seal_id)
+        ensure_may_write_for(actor, department.uscc, f"印章 {seal_id} ")
+        if seal.status != "active" or not aware(seal.valid_start) <= now <= aware(seal.valid_end):
+            raise ConflictError(f"印章 {seal_id}（{seal.name}）已吊销或不在有效期内，不能用于签章")
+        if self.pki.certificate(int(seal.cert_serial, 16)).revoked_at is not None:
+            raise ConflictError(f"印章 {seal_id}（{seal.name}）的印章证书已吊销，不能用于签章")
+        material = self.material(seal)
+        side = size_mm or seal.width_mm
+        box = SealBox(x=x_mm, y=y_mm, w=side, h=side * seal.height_mm / seal.width_mm)
+        if document[:5] == b"%PDF-":
+            fmt = "pdf"
+            sealed = seal_pdf(document, material.signer, material.picture_png, page, box, reason="电子签章", now=now)
+        elif document[:4] == b"PK\x03\x04":
+            fmt = "ofd"
+            sealed = seal_ofd(document, material.signer, material.seal_der, page, box, now)
+        else:
+            raise InvalidRequestError("只能对 PDF 或 OFD 文件签章")
+        detail = {"format": fmt, "page": page, "input_sm3": sm3(document).hex(), "output_sm3": sm3(sealed).hex()}
+        with Session(self.engine) as session:
+            session.add(audit_row(actor, "seal_document", f"seal:{seal_id}", now, detail=detail))
+            session.commit()
+        log.info("seal %s applied to a %s document for %s", seal.es_id, fmt, department.uscc)
+        return sealed
+
     def active_seal(self, department_uscc: str, now: dt.datetime) -> SealMaterial:
         """The newest seal of the department usable at `now`, or NoActiveSealError (409)."""
         with Session(self.engine) as session:
