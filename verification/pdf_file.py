@@ -63,7 +63,7 @@ def _signature(data: bytes, sig_object: object) -> tuple[SignatureEvidence, bool
         return _broken("malformed_signature", "签章的 ByteRange 超出文件"), False
     covered = data[:first] + data[second_start:end]
     try:
-        content = cms.ContentInfo.load(contents.rstrip(b"\x00"))
+        content = cms.ContentInfo.load(contents)  # not strict: the zero padding of the hole follows
         signed = content["content"]
         if content["content_type"].native != "signed_data" or not isinstance(signed, cms.SignedData):
             raise ValueError("not SignedData")
