@@ -4,6 +4,7 @@ issued certificates in the database. `ecas pki ...` and the HTTP routes both go 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -212,6 +213,44 @@ class PkiService:
                 uscc=uscc,
                 now=now,
                 years=years or self.settings.seal_certificate_years,
+                key_label=label,
+            )
+        except BaseException:
+            self.keystore.delete(label)
+            raise
+
+    @property
+    def service_path(self) -> Path:
+        return self.settings.pki_dir / "service.pem"
+
+    def service_signer(self, now: dt.datetime) -> Signer:
+        """The authority's own signing key and certificate (from the branch CA), for what it signs
+        as a service rather than as a CA: trust bundles and show tokens. Made on first use; a file
+        lock keeps several workers from making two."""
+        if not self.service_path.exists():
+            self.settings.pki_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.settings.pki_dir / ".service.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not self.service_path.exists():
+                    certificate = self._issue_service_certificate(now)
+                    write_atomically(self.service_path, certificate.pem)
+        certificate = Certificate.load(self.service_path.read_bytes())
+        record = self.certificate(certificate.serial)
+        assert record.key_label is not None
+        return self.keystore.signer(record.key_label).with_chain(
+            (certificate, self.branch_certificate(), self.root_certificate())
+        )
+
+    def _issue_service_certificate(self, now: dt.datetime) -> Certificate:
+        label = f"service-{os.urandom(6).hex()}"
+        public_key = self.keystore.generate(label)
+        try:
+            return self.branch_ca.issue_seal_certificate(
+                public_key,
+                name=self.settings.authority_name,
+                uscc=validate_uscc(self.settings.authority_uscc),
+                now=now,
+                years=self.settings.seal_certificate_years,
                 key_label=label,
             )
         except BaseException:

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import OperationalError
 
 from cert_authority.pki import PkiService
+from cert_authority.trust_bundle import trust_bundle
 from keys.ocsp import ocsp_error_response
 
 router = APIRouter(prefix="/pki", tags=["pki"])
@@ -58,6 +59,14 @@ def branch_crl(request: Request) -> Response:
         _pki(request).current_crl(_now()),
         media_type="application/pkix-crl",
         headers={"Cache-Control": CACHE_SHORT},
+    )
+
+
+@router.get("/trust-bundle.json", response_class=Response)
+def branch_trust_bundle(request: Request) -> Response:
+    """The signed trust bundle for offline verifiers: root, branch and service certificates, current CRL."""
+    return Response(
+        trust_bundle(_pki(request), _now()), media_type="application/json", headers={"Cache-Control": CACHE_SHORT}
     )
 
 

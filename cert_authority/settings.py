@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     # parties reach this service.
     base_url: str = "http://127.0.0.1:8000"
     crl_validity_hours: int = 24
+    # The authority's own code, in its service signing certificate (trust bundles, show tokens).
+    authority_uscc: str = "11350100MB0000000Y"
+    authority_name: str = "电子证照共享服务"
     seal_certificate_years: int = 3
     # CJK fonts for licence files (CFF OpenType .otf). Default: Noto Serif SC / Noto Sans SC,
     # installed with the project.

@@ -1,0 +1,77 @@
+"""The signed trust bundle: served at /pki/trust-bundle.json without a key; an offline verifier that
+pins the root loads it and verifies a licence with no registry; the bundle's signature verifies with
+gmssl and the service certificate's chain with the OpenSSL CLI; any change to it is refused."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms
+from conftest import FOOD_TYPE, SM2_ID_OPT, LicenceEnv, gmssl_verify, issue_example, openssl
+from fastapi.testclient import TestClient
+
+from cert_authority.actors import CLI_ACTOR
+from cert_authority.app import create_app
+from keys.x509 import Certificate
+from verification.report import Status
+from verification.sealed_file import verify_sealed_file
+from verification.trust_bundle import TrustBundleError, canonical, load_trust_bundle
+
+
+def test_offline_verification_with_the_bundle(licence_env: LicenceEnv, tmp_path: Path) -> None:
+    env = licence_env
+    identifier = issue_example(env, FOOD_TYPE).licence.identifier
+    pdf = env.services.queries.file(CLI_ACTOR, identifier, "pdf")
+    with TestClient(create_app(env.settings)) as client:
+        response = client.get("/pki/trust-bundle.json")  # public: no API key
+        root_pem = client.get("/pki/root.pem").content
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    now = dt.datetime.now(dt.timezone.utc)
+    bundle = load_trust_bundle(response.content, Certificate.load(root_pem), now)
+    report, _ = verify_sealed_file(pdf, bundle.anchors, now)
+    assert report.result is Status.VALID, report.to_dict()
+
+    # Independent checks: gmssl over the CMS signed attributes, OpenSSL on the service chain.
+    body = json.loads(response.content)
+    signer_info = cms.ContentInfo.load(base64.b64decode(body["signature"]))["content"]["signer_infos"][0]
+    attributes = b"\x31" + signer_info["signed_attrs"].dump()[1:]
+    assert gmssl_verify(bundle.service.public_key, bytes(signer_info["signature"].native), attributes)
+    for name in ("root", "branch", "service"):
+        (tmp_path / f"{name}.pem").write_text(body[name])
+    # Link by link: OpenSSL 3.0 applies the SM2 ID to the target only (see tests/keys/test_x509.py).
+    openssl("verify", "-vfyopt", SM2_ID_OPT, "-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "branch.pem"))
+    openssl(
+        "verify",
+        "-vfyopt",
+        SM2_ID_OPT,
+        "-partial_chain",
+        "-CAfile",
+        str(tmp_path / "branch.pem"),
+        str(tmp_path / "service.pem"),
+    )
+
+    # Every signed field matters; another root is refused.
+    for field, value in (
+        ("base_url", "https://evil.example"),
+        ("issued_at", "2020-01-01T00:00:00+00:00"),
+        ("crl_next_update", None),
+    ):
+        changed = {**body, field: value}
+        assert canonical(changed) != canonical(body)
+        with pytest.raises(TrustBundleError):
+            load_trust_bundle(json.dumps(changed).encode(), Certificate.load(root_pem), now)
+    with pytest.raises(TrustBundleError, match="根证书"):
+        load_trust_bundle(response.content, bundle.service, now)
+    with pytest.raises(TrustBundleError, match="格式"):
+        load_trust_bundle(b"{}", Certificate.load(root_pem), now)
+
+
+def test_one_service_certificate_per_authority(licence_env: LicenceEnv) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    first = licence_env.pki.service_signer(now).certificate_chain[0]
+    assert licence_env.pki.service_signer(now).certificate_chain[0].der == first.der
+    assert first.uscc == licence_env.settings.authority_uscc
