@@ -13,6 +13,7 @@ import typer
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.cli_batch import issue_batch
+from cert_authority.cli_holders import holders_app
 from cert_authority.cli_licences import issue, licence_app
 from cert_authority.cli_registry import apikey_app, departments_app, types_app
 from cert_authority.cli_seals import seals_app
@@ -35,6 +36,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(types_app, name="types")
 app.add_typer(seals_app, name="seals")
 app.add_typer(licence_app, name="licence")
+app.add_typer(holders_app, name="holders")
 app.command("issue")(issue)
 app.command("issue-batch")(issue_batch)
 app.command("verify")(verify)

@@ -255,3 +255,38 @@ class IdempotencyRow(SQLModel, table=True):
     request_sm3: str = Field(max_length=64)
     licence_id: int = Field(sa_column=Column(Integer, ForeignKey("licence.id"), nullable=False))
     created_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class HolderAccountRow(SQLModel, table=True):
+    """A holder's built-in login (citizen or company), bound to the holder code on their licences."""
+
+    __tablename__ = "holder_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    holder_code: str = Field(max_length=18, unique=True)  # ID number or USCC
+    name: str = Field(max_length=200)
+    password_hash: str = Field(max_length=200)  # argon2id, with its own salt and parameters
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    disabled: bool = False
+
+
+class HolderSessionRow(SQLModel, table=True):
+    """A logged-in holder: the SHA-256 of the session token (the token itself is never stored)."""
+
+    __tablename__ = "holder_session"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    holder_id: int = Field(sa_column=Column(Integer, ForeignKey("holder_account.id"), nullable=False))
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class ShowTokenUseRow(SQLModel, table=True):
+    """A show token accepted by a verifier: the primary key makes "once per verifier" hold across
+    workers (the second insert fails). Rows past the token's expiry may be deleted."""
+
+    __tablename__ = "show_token_use"
+
+    nonce: str = Field(primary_key=True, max_length=32)
+    verifier: str = Field(primary_key=True, max_length=40)  # department USCC, or the API key's role
+    identifier: str = Field(max_length=120)
+    expires_at: dt.datetime = Field(sa_column=_utc_column())

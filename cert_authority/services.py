@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cert_authority.holders import HolderService, LocalAccounts
 from cert_authority.issuance import IssuanceService
 from cert_authority.licence_images import LicenceImages
 from cert_authority.licence_layouts import LicenceLayouts
@@ -13,6 +14,7 @@ from cert_authority.lifecycle import LifecycleService
 from cert_authority.pki import PkiService
 from cert_authority.registry import RegistryService
 from cert_authority.seals_service import SealService
+from cert_authority.show_verify import ShowTokenVerifier
 from cert_authority.verifying import VerificationService
 
 
@@ -23,6 +25,9 @@ class LicenceServices:
     lifecycle: LifecycleService
     queries: LicenceQueryService
     verification: VerificationService
+    accounts: LocalAccounts
+    holders: HolderService
+    show_tokens: ShowTokenVerifier
 
 
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
@@ -30,10 +35,14 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     engine, files = registry.engine, registry.filestore
     seals = SealService(engine, files, pki, lambda: registry.fonts)
     layouts = LicenceLayouts(registry, files, pki.settings.base_url)
+    accounts = LocalAccounts(engine)
     return LicenceServices(
         seals=seals,
         issuance=IssuanceService(engine, files, registry, seals, layouts),
         lifecycle=LifecycleService(engine),
         queries=LicenceQueryService(engine, files, LicenceImages(engine, files, layouts)),
         verification=VerificationService(engine, files, pki, layouts),
+        accounts=accounts,
+        holders=HolderService(engine, accounts, pki, registry),
+        show_tokens=ShowTokenVerifier(engine, pki),
     )

@@ -125,7 +125,7 @@ class VerificationService:
 
     # --- what the registry adds ---------------------------------------------------------------
     def _with_record(self, report: Report, row: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
-        checks = [self._status(row, now), self._record(row)]
+        checks = [licence_status_check(row, now), self._record(row)]
         subject = {
             "identifier": row.identifier,
             "name": row.name,
@@ -142,16 +142,6 @@ class VerificationService:
         log.info("verified %s: %s (%s)", row.identifier, verified.result.value, verified.reason)
         return verified
 
-    @staticmethod
-    def _status(row: LicenceRow, now: dt.datetime) -> Check:
-        status = effective_status(row, local_date(now))
-        if status == "issued":
-            return Check.ok("status", "证照在有效期内，状态正常")
-        message = _STATUS_MESSAGES[status].format(
-            superseded_by=row.superseded_by, reason=row.status_reason or "未说明原因", valid_until=row.valid_until
-        )
-        return Check.invalid("status", status, message)
-
     def _record(self, row: LicenceRow) -> Check:
         """The texts of the record's layout, in order, must be the texts of the sealed OFD."""
         try:
@@ -164,6 +154,17 @@ class VerificationService:
         if sealed.texts != expected:
             return Check.invalid("record", "record_mismatch", "登记的照面信息与盖章文件不一致：登记记录可能被篡改")
         return Check.ok("record", "登记的照面信息与盖章文件一致")
+
+
+def licence_status_check(row: LicenceRow, now: dt.datetime) -> Check:
+    """The licence's status in the registry on the issuer's calendar day."""
+    status = effective_status(row, local_date(now))
+    if status == "issued":
+        return Check.ok("status", "证照在有效期内，状态正常")
+    message = _STATUS_MESSAGES[status].format(
+        superseded_by=row.superseded_by, reason=row.status_reason or "未说明原因", valid_until=row.valid_until
+    )
+    return Check.invalid("status", status, message)
 
 
 def _may_see_face(actor: Actor, row: LicenceRow) -> bool:

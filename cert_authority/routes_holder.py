@@ -1,0 +1,123 @@
+"""Holders on their phones (/api/v1/holder: log in, my licences, a show token with its QR code) and
+counters checking a shown token (/api/v1/show-tokens/verify, with a department's API key)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Annotated, Any
+
+import qrcode
+import qrcode.constants
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from cert_authority.actors import Actor
+from cert_authority.auth import current_actor
+from cert_authority.errors import AuthenticationError
+from cert_authority.holders import MAX_SHOW_SECONDS, Holder, HolderService
+from cert_authority.licence_schemas import LicenceSummary
+from cert_authority.routes_verify import VerificationPublic
+from cert_authority.schemas import ErrorPublic
+from cert_authority.show_verify import ShowTokenVerifier
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorPublic, "description": "未登录、登录已失效或密码错误"},
+    404: {"model": ErrorPublic, "description": "持证人名下没有此证照"},
+    409: {"model": ErrorPublic, "description": "证照已变更、吊销、注销或过期，不能亮证"},
+    422: {"model": ErrorPublic, "description": "字段或有效期不合规"},
+}
+holder_router = APIRouter(prefix="/api/v1/holder", tags=["holders"], responses=ERRORS)
+verify_router = APIRouter(
+    prefix="/api/v1/show-tokens", tags=["verification"], dependencies=[Depends(current_actor)], responses=ERRORS
+)
+_bearer = HTTPBearer(auto_error=False, description="持证人登录后得到的会话令牌（hs_…）")
+
+
+class HolderLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    holder_code: Annotated[str, Field(max_length=18, description="公民身份号码或统一社会信用代码")]
+    password: Annotated[str, Field(max_length=200)]
+
+
+class HolderSessionPublic(BaseModel):
+    session_token: str
+    expires_at: str
+    name: str
+
+
+class ShowTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fields: Annotated[list[str] | None, Field(description="要出示的字段 key；默认全部（持证人名称总会出示）")] = None
+    seconds: Annotated[int | None, Field(ge=10, le=MAX_SHOW_SECONDS, description="有效期（秒），默认 60")] = None
+
+
+class ShowTokenPublic(BaseModel):
+    token: str
+    expires_at: str
+    fields: dict[str, str]
+    qr_png: Annotated[str, Field(description="亮证二维码 PNG（base64）")]
+
+
+class ShowTokenCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: Annotated[str, Field(max_length=2000)]
+
+
+def _holders(request: Request) -> HolderService:
+    service: HolderService = request.app.state.holders
+    return service
+
+
+def current_holder(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Holder:
+    if credentials is None:
+        raise AuthenticationError("请先登录（Authorization: Bearer 会话令牌）")
+    return _holders(request).holder_for_session(credentials.credentials)
+
+
+HolderCaller = Annotated[Holder, Depends(current_holder)]
+
+
+@holder_router.post("/login")
+def login(body: HolderLogin, request: Request) -> HolderSessionPublic:
+    """Log in with the holder code and password; the session token is shown once."""
+    token, expires, holder = _holders(request).login(body.holder_code, body.password)
+    return HolderSessionPublic(session_token=token, expires_at=expires.isoformat(), name=holder.name)
+
+
+@holder_router.get("/licences")
+def my_licences(request: Request, holder: HolderCaller) -> list[LicenceSummary]:
+    """The logged-in holder's licences (every version), newest first."""
+    return _holders(request).licences(holder)
+
+
+@holder_router.post("/licences/{identifier}/show-token")
+def show_token(identifier: str, body: ShowTokenRequest, request: Request, holder: HolderCaller) -> ShowTokenPublic:
+    """A short-lived signed show token for one of the holder's valid licences, with its QR code."""
+    text, token = _holders(request).show_token(holder, identifier, body.fields, body.seconds)
+    return ShowTokenPublic(
+        token=text, expires_at=token.expires_at.isoformat(), fields=token.fields, qr_png=_qr_png(text)
+    )
+
+
+@verify_router.post("/verify", response_model=VerificationPublic)
+def verify_show_token(
+    body: ShowTokenCheck, request: Request, actor: Annotated[Actor, Depends(current_actor)]
+) -> dict[str, Any]:
+    """Check a shown token: signature, expiry, live licence status, and first use by this department."""
+    verifier: ShowTokenVerifier = request.app.state.show_tokens
+    return verifier.verify(actor, body.token).to_dict()
+
+
+def _qr_png(text: str) -> str:
+    """The token as a QR code for the phone screen (the `qrcode` package's image output fits here:
+    one image per minute per holder, not the issuance hot path)."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=6, border=4)
+    code.add_data(text)
+    code.make(fit=True)
+    out = io.BytesIO()
+    code.make_image().save(out)
+    return base64.b64encode(out.getvalue()).decode()
