@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.app import create_app
+from cert_authority.trust_bundle import trust_bundle
 from keys.x509 import Certificate
 from verification.report import Status
 from verification.sealed_file import verify_sealed_file
@@ -75,3 +76,46 @@ def test_one_service_certificate_per_authority(licence_env: LicenceEnv) -> None:
     first = licence_env.pki.service_signer(now).certificate_chain[0]
     assert licence_env.pki.service_signer(now).certificate_chain[0].der == first.der
     assert first.uscc == licence_env.settings.authority_uscc
+
+
+def test_the_offline_example_verifier(licence_env: LicenceEnv, tmp_path: Path) -> None:
+    """examples/offline_verifier.py, run as a counter would run it, with no service in reach."""
+    import subprocess
+    import sys
+
+    from verification.show_token import make_token
+
+    env = licence_env
+    now = dt.datetime.now(dt.timezone.utc)
+    licence = issue_example(env, FOOD_TYPE).licence
+    (tmp_path / "root.pem").write_bytes(env.pki.root_certificate().pem)
+    (tmp_path / "bundle.json").write_bytes(trust_bundle(env.pki, now))
+    (tmp_path / "licence.ofd").write_bytes(env.services.queries.file(CLI_ACTOR, licence.identifier, "ofd"))
+    token, _ = make_token(
+        env.pki.service_signer(now), licence.identifier, {"operator_name": "好味道"}, now, dt.timedelta(seconds=60)
+    )
+    script = Path(__file__).resolve().parents[2] / "examples" / "offline_verifier.py"
+
+    def run(target: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                "--root",
+                str(tmp_path / "root.pem"),
+                "--bundle",
+                str(tmp_path / "bundle.json"),
+                target,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+
+    shown = run(token)
+    assert shown.returncode == 0 and "VALID（ok）" in shown.stdout and "好味道" in shown.stdout, shown.stderr
+    sealed = run(str(tmp_path / "licence.ofd"))
+    assert sealed.returncode == 0 and sealed.stdout.startswith("VALID"), sealed.stdout + sealed.stderr
+    tampered = run(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"))
+    assert tampered.returncode == 1

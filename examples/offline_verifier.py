@@ -1,0 +1,58 @@
+"""An offline verifier for counters without a network link (离线核验示例).
+
+    python examples/offline_verifier.py --root root.pem --bundle trust-bundle.json TOKEN_OR_FILE
+
+`root.pem` is the provincial root, installed once from a trusted source (`GET /pki/root.pem` on a
+known-good link, or the installation medium). `trust-bundle.json` is fetched whenever there is a
+link (`GET /pki/trust-bundle.json`) and is checked against that root before use. Then a shown token
+(亮证码, the QR code's text) or a sealed PDF/OFD is checked with no network at all.
+
+Offline, what only the registry knows is out of reach: whether the licence was revoked after the
+bundle's CRL, and whether the token was already used elsewhere. The verdict says so; check online
+when the link is back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from keys.x509 import Certificate
+from verification.report import Status
+from verification.sealed_file import verify_sealed_file
+from verification.show_token import PREFIX, read_token
+from verification.trust_bundle import TrustBundleError, load_trust_bundle
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="离线核验亮证码或盖章文件")
+    parser.add_argument("--root", type=Path, required=True, help="预置的根证书（PEM）")
+    parser.add_argument("--bundle", type=Path, required=True, help="信任包 trust-bundle.json")
+    parser.add_argument("target", help="亮证码文本，或盖章的 PDF/OFD 文件路径")
+    args = parser.parse_args()
+    now = dt.datetime.now(dt.timezone.utc)
+    try:
+        bundle = load_trust_bundle(args.bundle.read_bytes(), Certificate.load(args.root.read_bytes()), now)
+    except TrustBundleError as exc:
+        print(f"信任包不可用：{exc}")
+        return 2
+    if not args.target.startswith(PREFIX + "."):  # a file
+        report, _ = verify_sealed_file(Path(args.target).read_bytes(), bundle.anchors, now)
+        print(f"{report.result.value}（{report.reason}）：{report.message}")
+        for check in report.checks:
+            print(f"  {check.status.value:13} {check.name:10} {check.message}")
+        return {Status.VALID: 0, Status.INVALID: 1}.get(report.result, 2)
+    token, check = read_token(args.target, [bundle.service], now)
+    print(f"{check.status.value}（{check.reason}）：{check.message}")
+    if token is not None and check.status is Status.VALID:
+        print(f"  证照 {token.identifier}")
+        for key, value in token.fields.items():
+            print(f"  {key}: {value}")
+        print(f"  离线核验：未能确认信任包（{bundle.issued_at:%Y-%m-%d %H:%M}Z）之后的吊销与重复使用，联网后请在线复核")
+    return 0 if check.status is Status.VALID else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
