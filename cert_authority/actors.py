@@ -89,8 +89,8 @@ def ensure_may_write_for(actor: Actor, department_uscc: str, what: str) -> None:
 def ensure_may_read_for(actor: Actor, department_uscc: str, what: str) -> None:
     """Reads: admins and auditors see everything, an issuer its own department's.
 
-    Users (用证部门) get nothing here yet: sharing with using departments needs a use cause and the
-    holder's authorisation, which come with the sharing rules in a later issue."""
+    Users (用证部门) get nothing here: they read a licence through `sharing`, with a use cause and
+    the holder's use code or a duty rule."""
     if actor.role in ("admin", "auditor"):
         return
     ensure_role(actor, "admin", "auditor", "issuer")

@@ -11,7 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from cert_authority import routes_holder, routes_licences, routes_pki, routes_registry, routes_seals, routes_verify
+from cert_authority import (
+    routes_holder,
+    routes_licences,
+    routes_pki,
+    routes_registry,
+    routes_seals,
+    routes_sharing,
+    routes_verify,
+)
 from cert_authority.apikeys import ApiKeyService
 from cert_authority.body_limit import BodyLimit
 from cert_authority.db import create_db_engine, migrate
@@ -49,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verification = services.verification
     app.state.holders = services.holders
     app.state.show_tokens = services.show_tokens
+    app.state.sharing = services.sharing
     app.include_router(routes_pki.router)
     app.include_router(routes_registry.router)
     app.include_router(routes_seals.router)
@@ -56,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_verify.router)
     app.include_router(routes_holder.holder_router)
     app.include_router(routes_holder.verify_router)
+    app.include_router(routes_sharing.router)
     app.add_middleware(BodyLimit)
     _document_definitions(app)
 

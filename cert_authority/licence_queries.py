@@ -3,7 +3,7 @@ sealed files, and the status history of all versions of a licence.
 
 Who reads what: admins and auditors everything, an issuer its own department's licences. Using
 departments (role user) read nothing here yet: sharing needs a use cause and the holder's
-authorisation, rules that come in a later issue (see `actors.ensure_may_read_for`).
+authorisation, through `sharing` (see `actors.ensure_may_read_for`).
 """
 
 from __future__ import annotations

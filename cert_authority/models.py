@@ -290,3 +290,44 @@ class ShowTokenUseRow(SQLModel, table=True):
     verifier: str = Field(primary_key=True, max_length=40)  # department USCC, or the API key's role
     identifier: str = Field(max_length=120)
     expires_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class UseCodeRow(SQLModel, table=True):
+    """用证码: the holder's authorisation for one department to read one licence for one purpose,
+    a limited number of times before it expires; the code itself is stored only as its SHA-256."""
+
+    __tablename__ = "use_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_sha256: str = Field(max_length=64, unique=True)
+    holder_id: int = Field(sa_column=Column(Integer, ForeignKey("holder_account.id"), nullable=False))
+    identifier: str = Field(max_length=120, index=True)
+    department_uscc: str = Field(max_length=18)
+    purpose: str = Field(max_length=200)
+    max_uses: int
+    uses: int = 0
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
+    withdrawn_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class DutyRuleRow(SQLModel, table=True):
+    """依职能: a department may read licences of a type without the holder's code, for its duties."""
+
+    __tablename__ = "duty_rule"
+
+    department_uscc: str = Field(primary_key=True, max_length=18)
+    type_code: str = Field(primary_key=True, max_length=40)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    created_by: str = Field(max_length=40)
+
+
+class SharedFileRow(SQLModel, table=True):
+    """A temporary link to an annotated copy (加注件): the link's token stored as its SHA-256."""
+
+    __tablename__ = "shared_file"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    file_sm3: str = Field(max_length=64)
+    identifier: str = Field(max_length=120)
+    expires_at: dt.datetime = Field(sa_column=_utc_column())

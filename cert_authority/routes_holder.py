@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import qrcode
@@ -20,6 +21,7 @@ from cert_authority.holders import MAX_SHOW_SECONDS, Holder, HolderService
 from cert_authority.licence_schemas import LicenceSummary
 from cert_authority.routes_verify import VerificationPublic
 from cert_authority.schemas import ErrorPublic
+from cert_authority.sharing import SharingService, UseCode
 from cert_authority.show_verify import ShowTokenVerifier
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -121,3 +123,73 @@ def _qr_png(text: str) -> str:
     out = io.BytesIO()
     code.make_image().save(out)
     return base64.b64encode(out.getvalue()).decode()
+
+
+class UseCodeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    identifier: str
+    department_uscc: Annotated[str, Field(description="被授权使用的部门")]
+    purpose: Annotated[str, Field(max_length=200, description="用证事项（办理的服务事项）")]
+    max_uses: Annotated[int, Field(ge=1, le=100)] = 1
+    days: Annotated[int, Field(ge=1, le=30, description="有效天数")] = 7
+
+
+class UseCodePublic(BaseModel):
+    id: int
+    identifier: str
+    department_uscc: str
+    purpose: str
+    max_uses: int
+    uses: int
+    expires_at: str
+    withdrawn: bool
+    code: Annotated[str | None, Field(description="用证码：只在创建时返回一次")] = None
+
+
+class UseRecordPublic(BaseModel):
+    identifier: str
+    at: str
+    action: Annotated[str, Field(description="use（部门用证）或 show_verify（亮证核验）")]
+    department: str | None
+    cause: str | None
+
+
+def _sharing(request: Request) -> SharingService:
+    service: SharingService = request.app.state.sharing
+    return service
+
+
+def _code_public(code: UseCode, text: str | None = None) -> UseCodePublic:
+    return UseCodePublic(**{**asdict(code), "expires_at": code.expires_at.isoformat()}, code=text)
+
+
+@holder_router.post("/use-codes", status_code=201)
+def create_use_code(body: UseCodeCreate, request: Request, holder: HolderCaller) -> UseCodePublic:
+    """Authorise one department to use one of my licences for a purpose; the code is shown once."""
+    text, code = _sharing(request).create_use_code(
+        holder, body.identifier, body.department_uscc, body.purpose, body.max_uses, body.days
+    )
+    return _code_public(code, text)
+
+
+@holder_router.get("/use-codes")
+def list_use_codes(request: Request, holder: HolderCaller) -> list[UseCodePublic]:
+    """My use codes (without the codes themselves)."""
+    return [_code_public(c) for c in _sharing(request).use_codes(holder)]
+
+
+@holder_router.post("/use-codes/{code_id}/withdraw")
+def withdraw_use_code(code_id: int, request: Request, holder: HolderCaller) -> UseCodePublic:
+    """Withdraw a use code: it can no longer be used."""
+    return _code_public(_sharing(request).withdraw_use_code(holder, code_id))
+
+
+@holder_router.get("/uses")
+def my_uses(request: Request, holder: HolderCaller) -> list[UseRecordPublic]:
+    """Who used my licences, when and why (uses and show-token checks), newest first."""
+    return [
+        UseRecordPublic(
+            identifier=u.identifier, at=u.at.isoformat(), action=u.action, department=u.department, cause=u.cause
+        )
+        for u in _sharing(request).uses(holder)
+    ]

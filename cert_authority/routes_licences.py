@@ -1,6 +1,6 @@
 """/api/v1/licences: issue (with Idempotency-Key), read, list, download, change, revoke, cancel,
 history. Writes: admins, and issuers for their own department's licences. Reads: admins,
-auditors, and issuers for their own department's (users get sharing rules in a later issue).
+auditors, and issuers for their own department's (using departments go through /licences/{id}/use).
 """
 
 from __future__ import annotations

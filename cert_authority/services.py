@@ -14,6 +14,7 @@ from cert_authority.lifecycle import LifecycleService
 from cert_authority.pki import PkiService
 from cert_authority.registry import RegistryService
 from cert_authority.seals_service import SealService
+from cert_authority.sharing import SharingService
 from cert_authority.show_verify import ShowTokenVerifier
 from cert_authority.verifying import VerificationService
 
@@ -28,6 +29,7 @@ class LicenceServices:
     accounts: LocalAccounts
     holders: HolderService
     show_tokens: ShowTokenVerifier
+    sharing: SharingService
 
 
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
@@ -45,4 +47,5 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         accounts=accounts,
         holders=HolderService(engine, accounts, pki, registry),
         show_tokens=ShowTokenVerifier(engine, pki),
+        sharing=SharingService(engine, files, pki, registry, layouts),
     )

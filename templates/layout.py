@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import zxingcpp
 
@@ -401,6 +401,18 @@ def _fit_picture(box: Box, picture: Picture) -> Box:
     else:
         w, h = box.w, box.w / ratio
     return Box(x=box.x + (box.w - w) / 2, y=box.y + (box.h - h) / 2, w=w, h=h)
+
+
+def annotate(layout: PageLayout, text: str, fonts: FontSet, colour: str = "#C00000") -> PageLayout:
+    """`layout` with `text` across the top margin (加注: who may use this copy, for what, until
+    when), shrunk to fit one line of the page width less 10 mm each side."""
+    font = fonts.get("sans")
+    width = layout.width - 20
+    size = max(6.0, min(10.0, width / max(font.width(text) * PT_MM, 1e-6) - 0.1))
+    box = Box(x=10, y=2, w=width, h=size * PT_MM * 1.6)
+    style = StaticText(text=text, box=box, font_size=size, font="sans", align="center", colour=colour)
+    runs = _fit(text, box, style, fonts, wrap=False, where="加注文字")
+    return replace(layout, runs=(*layout.runs, *runs))
 
 
 def _watermark(text: str, width: float, height: float, fonts: FontSet) -> list[TextRun]:
