@@ -273,7 +273,7 @@ def demo(
     port: Annotated[int, typer.Option(help="端口")] = 8000,
 ) -> None:
     """Build a local demo authority (idempotent), then serve it on 127.0.0.1."""
-    from cert_authority.demo import build_demo, ensure_demo_kek
+    from cert_authority.demo import DEMO_HOLDER_PASSWORD, build_demo, demo_holders, ensure_demo_kek
 
     settings = _settings(ctx)
     if ensure_demo_kek(settings):
@@ -299,6 +299,8 @@ def demo(
             f"  证照类型 {licence_type.code}  {licence_type.name}（模板第 {licence_type.latest_version} 版，"
             f"已颁发 {count} 份）"
         )
+    for code, name in demo_holders():
+        typer.echo(f"  持证人演示账号 {code}（{name}） 密码 {DEMO_HOLDER_PASSWORD}")
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
     if not serve_after:

@@ -73,6 +73,7 @@ def build_demo(
     done += register_example_types(registry)
     done += register_seals(services, now)
     done += issue_demo_licences(services, now)
+    done += register_demo_holders(services)
     return done
 
 
@@ -284,6 +285,23 @@ def demo_licences() -> list[DemoLicence]:
             )
         )
     return licences
+
+
+DEMO_HOLDER_PASSWORD = "ecas-demo-2026"  # noqa: S105 - a demo login, printed on the console
+
+
+def demo_holders() -> list[tuple[str, str]]:
+    """(holder code, name) of the first company and the first person of the demo."""
+    return [(COMPANIES[0].uscc(0), COMPANIES[0].name), (PERSONS[0].id_number(0), PERSONS[0].name)]
+
+
+def register_demo_holders(services: LicenceServices) -> list[str]:
+    done = []
+    for code, name in demo_holders():
+        if not services.accounts.exists(code):
+            services.accounts.create(code, name, DEMO_HOLDER_PASSWORD)
+            done.append(f"建立持证人演示账号 {name}")
+    return done
 
 
 def issue_demo_licences(services: LicenceServices, now: dt.datetime) -> list[str]:

@@ -2,8 +2,8 @@
 sealed files, and the status history of all versions of a licence.
 
 Who reads what: admins and auditors everything, an issuer its own department's licences. Using
-departments (role user) read nothing here yet: sharing needs a use cause and the holder's
-authorisation, through `sharing` (see `actors.ensure_may_read_for`).
+departments (role user) read nothing here: they go through `sharing`, with a use cause and the holder's
+authorisation (see `actors.ensure_may_read_for`).
 """
 
 from __future__ import annotations

@@ -164,3 +164,30 @@ def test_cli_adds_holder_accounts(licence_env: LicenceEnv, monkeypatch: pytest.M
     again = CliRunner().invoke(cli_app, args, input=PASSWORD + "\n")
     assert again.exit_code == 1 and again.output.startswith("错误：") and "已有账号" in again.output
     licence_env.services.holders.login(HOLDER, PASSWORD)
+
+
+def test_the_longest_token_still_scans(shared_licence_env: LicenceEnv, tmp_path: Path) -> None:
+    """Every field of the wordiest example licence (the drainage permit) disclosed: one QR code that
+    zbarimg reads back exactly."""
+    from conftest import DRAINAGE_TYPE
+
+    from cert_authority.routes_holder import _qr_png
+
+    env = shared_licence_env
+    licence = issue_example(env, DRAINAGE_TYPE).licence
+    now = dt.datetime.now(dt.timezone.utc)
+    face = env.services.queries.get(CLI_ACTOR, licence.identifier).data
+    text, _ = make_token(env.pki.service_signer(now), licence.identifier, face, now, dt.timedelta(seconds=60))
+    assert len(text) < 1200
+    (tmp_path / "qr.png").write_bytes(base64.b64decode(_qr_png(text)))
+    scanned = (
+        subprocess.run(
+            [require_tool_or_skip("zbarimg"), "--raw", "-q", str(tmp_path / "qr.png")],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    assert scanned == text
