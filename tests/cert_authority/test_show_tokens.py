@@ -26,6 +26,13 @@ PASSWORD = "correct horse battery"
 COUNTER = Actor(label="apikey:counter", role="user", department_uscc=USER_USCC)
 
 
+def scan(qr_png_base64: str, folder: Path) -> str:
+    """What zbarimg (an independent decoder) reads from the QR code PNG."""
+    (folder / "qr.png").write_bytes(base64.b64decode(qr_png_base64))
+    command = [require_tool_or_skip("zbarimg"), "--raw", "-q", str(folder / "qr.png")]
+    return subprocess.run(command, capture_output=True, timeout=60, check=True).stdout.decode().strip()
+
+
 def test_token_format_and_its_failures(shared_licence_env: LicenceEnv) -> None:
     now = dt.datetime.now(dt.timezone.utc)
     signer = shared_licence_env.pki.service_signer(now)
@@ -81,17 +88,7 @@ def test_show_and_verify(shared_licence_env: LicenceEnv, tmp_path: Path) -> None
         assert set(body["fields"]) == {"operator_name", "premises"}  # the holder's name always shows
 
         # The QR code on the phone reads back to the same token with an independent decoder.
-        (tmp_path / "qr.png").write_bytes(base64.b64decode(body["qr_png"]))
-        scanned = (
-            subprocess.run(
-                [require_tool_or_skip("zbarimg"), "--raw", "-q", str(tmp_path / "qr.png")],
-                capture_output=True,
-                timeout=60,
-                check=True,
-            )
-            .stdout.decode()
-            .strip()
-        )
+        scanned = scan(body["qr_png"], tmp_path)
         assert scanned == body["token"]
 
         def check(token: str, key: str = user_key) -> dict[str, object]:
@@ -179,15 +176,4 @@ def test_the_longest_token_still_scans(shared_licence_env: LicenceEnv, tmp_path:
     face = env.services.queries.get(CLI_ACTOR, licence.identifier).data
     text, _ = make_token(env.pki.service_signer(now), licence.identifier, face, now, dt.timedelta(seconds=60))
     assert len(text) < 1200
-    (tmp_path / "qr.png").write_bytes(base64.b64decode(_qr_png(text)))
-    scanned = (
-        subprocess.run(
-            [require_tool_or_skip("zbarimg"), "--raw", "-q", str(tmp_path / "qr.png")],
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
-        .stdout.decode()
-        .strip()
-    )
-    assert scanned == text
+    assert scan(_qr_png(text), tmp_path) == text
