@@ -219,7 +219,12 @@ class SharingService:
             raise IllegalTransitionError(f"证照状态为 {status}，不能用证")
         basis = self._spend_code(actor, row, use_code, now) if use_code else self._duty(actor, row)
         face: dict[str, str] = json.loads(row.face_json)
-        token, expires = self._annotated_copy(actor, row, cause, now)
+        try:
+            token, expires = self._annotated_copy(actor, row, cause, now)
+        except BaseException:
+            if use_code:  # nothing was handed over: the holder keeps that use
+                self._refund_code(use_code)
+            raise
         with Session(self.engine) as session:
             detail = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": True}
             session.add(audit_row(actor, "use", identifier, now, holder_code=row.holder_code, detail=detail))
@@ -252,7 +257,7 @@ class SharingService:
         with Session(self.engine) as session:
             spent = session.exec(
                 update(UseCodeRow)
-                .where(col(UseCodeRow.code_sha256) == _sha256(code.strip().upper().replace("-", "")))
+                .where(col(UseCodeRow.code_sha256) == _sha256(_normalised(code)))
                 .where(col(UseCodeRow.identifier) == row.identifier)
                 .where(col(UseCodeRow.department_uscc) == actor.department_uscc)
                 .where(col(UseCodeRow.withdrawn_at).is_(None))
@@ -264,6 +269,16 @@ class SharingService:
         if spent.rowcount != 1:
             raise PermissionDeniedError("用证码无效：不存在、不是给本部门和此证照的、已撤回、已过期或次数已用完")
         return "use_code"
+
+    def _refund_code(self, code: str) -> None:
+        with Session(self.engine) as session:
+            session.exec(
+                update(UseCodeRow)
+                .where(col(UseCodeRow.code_sha256) == _sha256(_normalised(code)))
+                .where(col(UseCodeRow.uses) > 0)
+                .values(uses=col(UseCodeRow.uses) - 1)
+            )
+            session.commit()
 
     def _duty(self, actor: Actor, row: LicenceRow) -> str:
         with Session(self.engine) as session:
@@ -315,6 +330,11 @@ def _use_code(row: UseCodeRow) -> UseCode:
         aware(row.expires_at),
         row.withdrawn_at is not None,
     )
+
+
+def _normalised(code: str) -> str:
+    """As people type it: any case, with or without the dash some write in the middle."""
+    return code.strip().upper().replace("-", "")
 
 
 def _sha256(text: str) -> str:

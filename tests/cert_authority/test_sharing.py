@@ -9,6 +9,7 @@ import datetime as dt
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import (
     FOOD_TYPE,
     OTHER_ISSUER_USCC,
@@ -20,7 +21,7 @@ from conftest import (
 )
 from fastapi.testclient import TestClient
 
-from cert_authority.actors import CLI_ACTOR
+from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.app import create_app
 from verification.report import Status
 
@@ -122,3 +123,24 @@ def test_use_codes_duty_rules_and_annotated_copies(shared_licence_env: LicenceEn
             sharing.clock = original
         env.services.lifecycle.revoke(CLI_ACTOR, identifier, "违法经营")
         assert client.post(use_url, headers=as_("other"), json={"cause": "检查"}).status_code == 409
+
+
+def test_a_failed_copy_does_not_spend_the_code(shared_licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = shared_licence_env
+    if not env.services.accounts.exists(HOLDER):
+        env.services.accounts.create(HOLDER, "好味道餐饮", PASSWORD)
+    holder = env.services.accounts.authenticate(HOLDER, PASSWORD)
+    identifier = issue_example(env, FOOD_TYPE).licence.identifier
+    sharing = env.services.sharing
+    code, _ = sharing.create_use_code(holder, identifier, USER_USCC, "年度核查")
+    counter = Actor(label="apikey:counter", role="user", department_uscc=USER_USCC)
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sharing, "_annotated_copy", broken)
+    with pytest.raises(RuntimeError):
+        sharing.use_licence(counter, identifier, "年度核查", code)
+    monkeypatch.undo()
+    used = sharing.use_licence(counter, identifier, "年度核查", code.lower()[:4] + "-" + code.lower()[4:])
+    assert used.basis == "use_code"  # the one use was still there, typed in lower case with a dash
