@@ -160,6 +160,8 @@ def row_request(row: BatchRow, key: str, photo_key: str | None, folder: Path) ->
 
 def _photo(folder: Path, name: str) -> bytes:
     path = (folder / name.strip()).resolve()
+    if not path.is_relative_to(folder.resolve()):  # a batch file names photos beside it, nothing else
+        raise ValueError(f"照片路径 {name} 应在批量文件所在目录之内")
     if not path.is_file():
         raise ValueError(f"照片文件 {name} 不存在（路径相对于批量文件所在目录）")
     if path.stat().st_size > PHOTO_MAX_BYTES:

@@ -138,6 +138,7 @@ def test_jsonl_batch_with_photos(batch_env: LicenceEnv, tmp_path: Path) -> None:
         (tmp_path / "photos" / f"{i}.png").write_bytes(demo_photo(i))
         lines.append(json.dumps({**base, "holder_name": f"持证人{i}", "photo": f"photos/{i}.png"}, ensure_ascii=False))
     lines.append(json.dumps({**base, "photo": "photos/missing.png"}, ensure_ascii=False))
+    lines.append(json.dumps({**base, "photo": "../outside.png"}, ensure_ascii=False))
     lines.append("{not json")
     lines.append("")
     batch = tmp_path / "people.jsonl"
@@ -145,11 +146,12 @@ def test_jsonl_batch_with_photos(batch_env: LicenceEnv, tmp_path: Path) -> None:
 
     code, out = ecas("issue-batch", "--type", VOCATIONAL_TYPE, str(batch), "--workers", "1", "--json")
     summary = json.loads(out.strip().splitlines()[-1])
-    assert code == 1 and (summary["issued"], summary["rejected"]) == (3, 2), out
+    assert code == 1 and (summary["issued"], summary["rejected"]) == (3, 3), out
     rejects = [json.loads(line) for line in (tmp_path / "people.rejects.jsonl").read_text("utf-8").splitlines()]
     rejects.sort(key=lambda r: r["_line"])
-    assert [r["_line"] for r in rejects] == [4, 5]
-    assert "照片文件 photos/missing.png 不存在" in rejects[0]["_reason"] and rejects[1]["_raw"] == "{not json"
+    assert [r["_line"] for r in rejects] == [4, 5, 6]
+    assert "照片文件 photos/missing.png 不存在" in rejects[0]["_reason"] and "目录之内" in rejects[1]["_reason"]
+    assert rejects[2]["_raw"] == "{not json"
     with Session(batch_env.registry.engine) as session:
         issued = session.exec(select(LicenceRow).where(col(LicenceRow.type_code) == VOCATIONAL_TYPE)).all()
     assert len(issued) == 3 and all(r.photo_sm3 for r in issued)
