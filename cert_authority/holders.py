@@ -19,6 +19,7 @@ from typing import Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -139,6 +140,11 @@ class HolderService:
         token = SESSION_PREFIX + secrets.token_urlsafe(32)
         expires = self.clock() + dt.timedelta(hours=SESSION_HOURS)
         with Session(self.engine) as session:
+            session.exec(  # the holder's expired sessions go as a new one comes
+                delete(HolderSessionRow)
+                .where(col(HolderSessionRow.holder_id) == holder.id)
+                .where(col(HolderSessionRow.expires_at) < self.clock())
+            )
             session.add(HolderSessionRow(token_sha256=_sha256(token), holder_id=holder.id, expires_at=expires))
             session.commit()
         return token, expires, holder
