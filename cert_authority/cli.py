@@ -255,14 +255,22 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="监听地址")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="端口")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="工作进程数（多进程时建议使用 PostgreSQL）")] = 1,
 ) -> None:
-    """Run the HTTP service (CRL, OCSP, certificates; API docs at /docs)."""
+    """Run the HTTP service (API docs at /docs); several worker processes share one database."""
     import uvicorn
 
     from cert_authority.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(_settings(ctx)), host=host, port=port, log_level="info")
+    settings = _settings(ctx)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    # Each worker process builds its own app from the environment: pass on what the options set.
+    os.environ["ECAS_DATA_DIR"] = str(settings.data_dir.resolve())
+    uvicorn.run("cert_authority.app:create_app", factory=True, workers=workers, host=host, port=port,
+                log_level="info")
 
 
 @app.command("demo")
