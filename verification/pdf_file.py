@@ -61,6 +61,11 @@ def _signature(data: bytes, sig_object: object) -> tuple[SignatureEvidence, bool
     end = second_start + second_length
     if not first <= second_start <= len(data) or end > len(data):
         return _broken("malformed_signature", "签章的 ByteRange 超出文件"), False
+    # Only this signature's own /Contents string ("<" hex ">") may be left out (ISO 32000-1 §12.8.1):
+    # a range that leaves out anything else lets signed bytes copied from another file sit behind
+    # new, unsigned content.
+    if not _gap_is_contents(data, first, second_start, contents):
+        return _broken("byte_range_mismatch", "签章未覆盖签名值之外的内容：ByteRange 与签名值位置不符"), False
     covered = data[:first] + data[second_start:end]
     try:
         content = cms.ContentInfo.load(contents)  # not strict: the zero padding of the hole follows
@@ -99,6 +104,16 @@ def _signature(data: bytes, sig_object: object) -> tuple[SignatureEvidence, bool
     else:
         checks.append(Check.invalid("signature", "bad_signature", "SM2 签名无效：签名值与签章人证书不符"))
     return SignatureEvidence(tuple(checks), signer, certificates, when), covers_all
+
+
+def _gap_is_contents(data: bytes, first: int, second_start: int, contents: bytes) -> bool:
+    if first == 0 or data[first : first + 1] != b"<" or data[second_start - 1 : second_start] != b">":
+        return False
+    try:
+        written = bytes.fromhex(data[first + 1 : second_start - 1].decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return written == contents
 
 
 def _broken(reason: str, message: str) -> SignatureEvidence:

@@ -20,6 +20,7 @@ from conftest import (
     issue_example,
 )
 from fastapi.testclient import TestClient
+from forged_pdf import forge
 from sqlalchemy import update
 from sqlmodel import Session, col
 from typer.testing import CliRunner
@@ -93,6 +94,9 @@ def test_tamper_matrix_pdf(issued: tuple[LicenceEnv, str]) -> None:
         data[at] ^= 0x01
         result, reason = verdict(env, bytes(data))
         assert result is Status.INVALID, (where, reason)
+    forged = forge(pdf)  # the signed bytes of this licence behind new content
+    assert b"FORGED CONTENT" in forged
+    assert verdict(env, forged)[0] is Status.INVALID
     appended = pdf + b"\n% appended after signing\n"
     assert verdict(env, appended) == (Status.INVALID, "modified_after_signing")
     assert verdict(env, pdf[: len(pdf) // 2])[0] is Status.INVALID
