@@ -166,7 +166,10 @@ def _photo(folder: Path, name: str) -> bytes:
         raise ValueError(f"照片文件 {name} 不存在（路径相对于批量文件所在目录）")
     if path.stat().st_size > PHOTO_MAX_BYTES:
         raise ValueError(f"照片文件 {name} 过大，上限 {PHOTO_MAX_BYTES // 1048576} MB")
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as exc:  # unreadable: this row is rejected, the batch goes on
+        raise ValueError(f"照片文件 {name} 无法读取：{exc.strerror}") from None
 
 
 # --- issuing ------------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ def issue_batch(
     check_batch(services, type_code, issuer)
     total = sum(1 for _ in read_rows(file))
     rejects_path = rejects or file.with_name(f"{file.stem}.rejects{file.suffix.lower()}")
+    if rejects_path.resolve() == file.resolve():
+        raise ValueError("--rejects 不能是批量文件本身")
     rejects_path.unlink(missing_ok=True)  # a stale file from an earlier run would mislead
     rejected = RejectsFile(file, rejects_path)
     summary = BatchSummary()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from cert_authority.actors import Actor
@@ -89,6 +90,7 @@ async def sign_document(
     size: Annotated[float | None, Query(gt=0, le=100, description="印章宽度（mm），默认为印章本身尺寸")] = None,
 ) -> Response:
     """Seal a department's own PDF or OFD (the file is the request body) with one of its seals."""
-    sealed = _seals(request).seal_document(actor, seal_id, await request.body(), page, x, y, size)
+    document = await request.body()
+    sealed = await run_in_threadpool(_seals(request).seal_document, actor, seal_id, document, page, x, y, size)
     media_type = "application/pdf" if sealed[:5] == b"%PDF-" else "application/ofd"
     return Response(sealed, media_type=media_type)

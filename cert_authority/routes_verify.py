@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from cert_authority.actors import Actor
@@ -59,7 +60,9 @@ def _service(request: Request) -> VerificationService:
 async def verify_file(request: Request, _caller: Caller) -> dict[str, Any]:
     """Verify a sealed PDF or OFD sent as the request body."""
     data = await request.body()
-    return _service(request).verify_file(data).to_dict()
+    # Parsing and checking a file is CPU work: off the event loop, so one upload blocks no one else.
+    report = await run_in_threadpool(_service(request).verify_file, data)
+    return report.to_dict()
 
 
 @router.get("/{identifier}", response_model=VerificationPublic)

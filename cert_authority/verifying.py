@@ -129,14 +129,17 @@ class VerificationService:
         subject = {
             "identifier": row.identifier,
             "name": row.name,
-            "licence_number": row.licence_number,
-            "holder_name": row.holder_name,
-            "holder_code": mask_holder_code(row.holder_code),
             "issuer_name": row.issuer_name,
             "issue_date": row.issue_date.isoformat(),
             "valid_until": row.valid_until.isoformat() if row.valid_until else None,
             "status": effective_status(row, local_date(now)),
         }
+        if show_face:  # who holds it is personal data too: not for anyone who can guess an identifier
+            subject |= {
+                "licence_number": row.licence_number,
+                "holder_name": row.holder_name,
+                "holder_code": mask_holder_code(row.holder_code),
+            }
         face = json.loads(row.face_json) if show_face else None
         verified = report.with_checks(checks, subject=subject, face_data=face)
         log.info("verified %s: %s (%s)", row.identifier, verified.result.value, verified.reason)

@@ -30,7 +30,7 @@ class Entry:
         return self.name.endswith("/")
 
 
-def read_package(ofd_bytes: bytes) -> list[Entry]:
+def read_package(ofd_bytes: bytes, max_unpacked: int = MAX_UNPACKED_BYTES) -> list[Entry]:
     if not isinstance(ofd_bytes, bytes | bytearray) or not ofd_bytes:
         raise DocumentError("OFD 文件为空")
     if len(ofd_bytes) > MAX_PACKAGE_BYTES:
@@ -44,7 +44,7 @@ def read_package(ofd_bytes: bytes) -> list[Entry]:
         raise DocumentError(f"OFD 包内文件过多（{len(infos)} 个）")
     # The central directory's sizes bound what reading may produce: zipfile stops at file_size
     # and checks the CRC, so a lying entry fails instead of filling memory.
-    if sum(info.file_size for info in infos) > MAX_UNPACKED_BYTES:
+    if sum(info.file_size for info in infos) > max_unpacked:
         raise DocumentError("OFD 包解压后过大")
     entries: list[Entry] = []
     seen: set[str] = set()

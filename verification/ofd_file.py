@@ -22,12 +22,15 @@ from verification.evidence import FileInspection, SignatureEvidence
 from verification.report import Check
 
 _SM3_NAMES = {SM3, "SM3", "sm3"}
+# What a package may unpack to when we only check it (sealing accepts larger documents): a licence
+# is a few hundred kilobytes, and 50 MB bounds the memory a hostile upload can take.
+MAX_UNPACKED_BYTES = 50 * 1024 * 1024
 _SIGNATURE_ALGORITHMS = {SM2_WITH_SM3, SM2_SIGN}
 
 
 def inspect_ofd(data: bytes) -> FileInspection:
     try:
-        files = {e.name: e.data for e in read_package(data) if not e.is_dir}
+        files = {e.name: e.data for e in read_package(data, MAX_UNPACKED_BYTES) if not e.is_dir}
         signatures_path = _signatures_path(files)
         texts = _texts(files)
     except SealError as exc:

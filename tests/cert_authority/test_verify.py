@@ -114,6 +114,13 @@ def test_tamper_matrix_ofd(issued: tuple[LicenceEnv, str]) -> None:
             result, reason = verdict(env, repacked(ofd, name, change))
             assert result is Status.INVALID, (name, change, reason)
     assert verdict(env, ofd[:-30])[0] is Status.INVALID
+    # A package that would unpack to more than 50 MB is refused before it is read.
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("OFD.xml", b"<ofd:OFD xmlns:ofd='http://www.ofdspec.org/2016'/>")
+        package.writestr("Doc_0/padding.bin", bytes(60 * 1024 * 1024))
+    assert len(bomb.getvalue()) < 200_000
+    assert verdict(env, bomb.getvalue()) == (Status.INVALID, "malformed_file")
 
 
 def test_identifiers(issued: tuple[LicenceEnv, str]) -> None:
@@ -124,6 +131,7 @@ def test_identifiers(issued: tuple[LicenceEnv, str]) -> None:
     # A using department learns the verdict, not the face data (that needs the holder's consent).
     as_user = verification.verify_identifier(USER, identifier)
     assert as_user.result is Status.VALID and as_user.to_dict()["face_data"] is None
+    assert "holder_name" not in as_user.subject and "holder_name" in report.subject  # who holds it: not for all
 
     wrong_check = identifier[:-1] + ("A" if identifier[-1] != "A" else "B")
     assert verification.verify_identifier(CLI_ACTOR, wrong_check).reason == "bad_check_character"
