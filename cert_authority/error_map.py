@@ -19,6 +19,7 @@ from cert_authority.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     StoredFileError,
+    TooManyAttemptsError,
     UnsupportedMediaTypeError,
 )
 from keys.errors import (
@@ -48,6 +49,7 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (IllegalTransitionError, 409, "illegal_transition"),
     (ConflictError, 409, "conflict"),
     (PayloadTooLargeError, 413, "payload_too_large"),
+    (TooManyAttemptsError, 429, "too_many_attempts"),
     (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
     (LicenceDataError, 422, "invalid_licence_data"),
     (InvalidRequestError, 422, "invalid_request"),

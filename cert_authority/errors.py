@@ -44,6 +44,10 @@ class PermissionDeniedError(ServiceError):
     """The caller is known but its role or department may not do this."""
 
 
+class TooManyAttemptsError(ServiceError):
+    """Too many failed attempts in a short time (e.g. holder logins): try again later."""
+
+
 class PayloadTooLargeError(ServiceError):
     """A request body or uploaded file is over the limit."""
 

@@ -177,3 +177,19 @@ def test_the_longest_token_still_scans(shared_licence_env: LicenceEnv, tmp_path:
     text, _ = make_token(env.pki.service_signer(now), licence.identifier, face, now, dt.timedelta(seconds=60))
     assert len(text) < 1200
     assert scan(_qr_png(text), tmp_path) == text
+
+
+def test_guessing_passwords_locks_the_login(shared_licence_env: LicenceEnv) -> None:
+    from cert_authority.errors import TooManyAttemptsError
+
+    services = shared_licence_env.services
+    code, password = "110105197001010011", "the-right-password"
+    services.accounts.create(code, "李四", password)
+    for _ in range(5):
+        with pytest.raises(AuthenticationError):
+            services.holders.login(code, "a wrong guess")
+    with pytest.raises(TooManyAttemptsError):
+        services.holders.login(code, password)  # locked for a while, even with the right password
+    with Session(shared_licence_env.registry.engine) as session:
+        failed = session.exec(select(AuditEventRow).where(AuditEventRow.action == "login_failed")).all()
+    assert len(failed) >= 5 and all(code not in (e.target + (e.holder_code_masked or "")) for e in failed)
