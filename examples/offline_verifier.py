@@ -1,11 +1,12 @@
 """An offline verifier for counters without a network link (离线核验示例).
 
-    python examples/offline_verifier.py --root root.pem --bundle trust-bundle.json TOKEN_OR_FILE
+    python examples/offline_verifier.py --root root.pem --authority USCC --bundle trust-bundle.json TOKEN_OR_FILE
 
-`root.pem` is the provincial root, installed once from a trusted source (`GET /pki/root.pem` on a
-known-good link, or the installation medium). `trust-bundle.json` is fetched whenever there is a
-link (`GET /pki/trust-bundle.json`) and is checked against that root before use. Then a shown token
-(亮证码, the QR code's text) or a sealed PDF/OFD is checked with no network at all.
+`root.pem` is the provincial root and USCC the authority's code (ECAS_AUTHORITY_USCC), both
+installed once from a trusted source (the installation medium, or a known-good link).
+`trust-bundle.json` is fetched whenever there is a link (`GET /pki/trust-bundle.json`) and checked
+against those two before use. Then a shown token (亮证码, the QR code's text) or a sealed PDF/OFD is
+checked with no network at all.
 
 Offline, what only the registry knows is out of reach: whether the licence was revoked after the
 bundle's CRL, and whether the token was already used elsewhere. The verdict says so; check online
@@ -29,12 +30,14 @@ from verification.trust_bundle import TrustBundleError, load_trust_bundle
 def main() -> int:
     parser = argparse.ArgumentParser(description="离线核验亮证码或盖章文件")
     parser.add_argument("--root", type=Path, required=True, help="预置的根证书（PEM）")
+    parser.add_argument("--authority", required=True, help="预置的证照服务机构统一社会信用代码")
     parser.add_argument("--bundle", type=Path, required=True, help="信任包 trust-bundle.json")
     parser.add_argument("target", help="亮证码文本，或盖章的 PDF/OFD 文件路径")
     args = parser.parse_args()
     now = dt.datetime.now(dt.timezone.utc)
     try:
-        bundle = load_trust_bundle(args.bundle.read_bytes(), Certificate.load(args.root.read_bytes()), now)
+        root = Certificate.load(args.root.read_bytes())
+        bundle = load_trust_bundle(args.bundle.read_bytes(), root, args.authority, now)
     except TrustBundleError as exc:
         print(f"信任包不可用：{exc}")
         return 2

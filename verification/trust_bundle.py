@@ -1,7 +1,9 @@
-"""Reading a trust bundle offline: everything in it is checked against the root the verifier pinned
-out of band (the branch certificate against the root, the service certificate and the CRL against
-the branch, the bundle's CMS signature against the service certificate), then it yields the
-TrustAnchors for `verify_sealed_file` and the service certificate that signs show tokens."""
+"""Reading a trust bundle offline: everything in it is checked against what the verifier pinned out
+of band, the root certificate and the authority's code (USCC): the branch certificate against the
+root, the service certificate and the CRL against the branch, the service certificate's code against
+the pinned one (a department's seal certificate comes from the same branch and must not pass as the
+service that signs show tokens), and the bundle's CMS signature against the service certificate.
+It yields the TrustAnchors for `verify_sealed_file` and the service certificate for show tokens."""
 
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def canonical(body: dict[str, Any]) -> bytes:
     ).encode()
 
 
-def load_trust_bundle(data: bytes, pinned_root: Certificate, now: dt.datetime) -> TrustBundle:
+def load_trust_bundle(data: bytes, pinned_root: Certificate, authority_uscc: str, now: dt.datetime) -> TrustBundle:
     try:
         body = json.loads(data)
         if not isinstance(body, dict) or body.get("format") != BUNDLE_FORMAT:
@@ -66,6 +68,8 @@ def load_trust_bundle(data: bytes, pinned_root: Certificate, now: dt.datetime) -
         service.check_issued_by(branch, now)
     except KeysError as exc:
         raise TrustBundleError(f"信任包中的证书链无效：{exc}") from None
+    if service.uscc != authority_uscc:
+        raise TrustBundleError(f"信任包的签名证书不属于预置的机构（{authority_uscc}）")
     if not crl.signature_valid(branch.public_key):
         raise TrustBundleError("信任包中的 CRL 签名无效")
     _check_signature(signature, canonical(body), service)

@@ -32,7 +32,8 @@ def test_offline_verification_with_the_bundle(licence_env: LicenceEnv, tmp_path:
         root_pem = client.get("/pki/root.pem").content
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
     now = dt.datetime.now(dt.timezone.utc)
-    bundle = load_trust_bundle(response.content, Certificate.load(root_pem), now)
+    authority = env.settings.authority_uscc
+    bundle = load_trust_bundle(response.content, Certificate.load(root_pem), authority, now)
     report, _ = verify_sealed_file(pdf, bundle.anchors, now)
     assert report.result is Status.VALID, report.to_dict()
 
@@ -64,11 +65,13 @@ def test_offline_verification_with_the_bundle(licence_env: LicenceEnv, tmp_path:
         changed = {**body, field: value}
         assert canonical(changed) != canonical(body)
         with pytest.raises(TrustBundleError):
-            load_trust_bundle(json.dumps(changed).encode(), Certificate.load(root_pem), now)
+            load_trust_bundle(json.dumps(changed).encode(), Certificate.load(root_pem), authority, now)
     with pytest.raises(TrustBundleError, match="根证书"):
-        load_trust_bundle(response.content, bundle.service, now)
+        load_trust_bundle(response.content, bundle.service, authority, now)
     with pytest.raises(TrustBundleError, match="格式"):
-        load_trust_bundle(b"{}", Certificate.load(root_pem), now)
+        load_trust_bundle(b"{}", Certificate.load(root_pem), authority, now)
+    with pytest.raises(TrustBundleError, match="不属于预置的机构"):
+        load_trust_bundle(response.content, Certificate.load(root_pem), "91350100MA00070007", now)
 
 
 def test_one_service_certificate_per_authority(licence_env: LicenceEnv) -> None:
@@ -103,6 +106,8 @@ def test_the_offline_example_verifier(licence_env: LicenceEnv, tmp_path: Path) -
                 str(script),
                 "--root",
                 str(tmp_path / "root.pem"),
+                "--authority",
+                env.settings.authority_uscc,
                 "--bundle",
                 str(tmp_path / "bundle.json"),
                 target,
