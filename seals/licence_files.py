@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import io
 import uuid
-import warnings
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Sequence
@@ -45,7 +43,7 @@ from typing import Any
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from keys.oids import SM2_WITH_SM3, SM2_WITH_SM3_NAME, SM3, SM3_NAME
 from keys.signer import Signer
@@ -64,7 +62,7 @@ from seals.ofd_seal import (
     SIGNATURES_FILE,
     SIGNED_VALUE_FILE,
 )
-from seals.picture import MAX_SIDE_PX, MIN_SIDE_PX, PNG_SIGNATURE, png_size
+from seals.picture import decode_seal_picture
 from seals.ses import Seal, parse_seal
 from templates.fonts import FontSet
 from templates.layout import PageLayout
@@ -371,27 +369,9 @@ def _seal_objects(picture_png: bytes, width_pt: float, height_pt: float) -> tupl
 
 
 def _decode_picture(png: bytes) -> Image.Image:
-    if not isinstance(png, bytes) or not png.startswith(PNG_SIGNATURE):
+    if not isinstance(png, bytes):
         raise PictureError("印章图片须为 PNG")
-    width, height = png_size(png)
-    if not (MIN_SIDE_PX <= width <= MAX_SIDE_PX and MIN_SIDE_PX <= height <= MAX_SIDE_PX):
-        raise PictureError(f"印章图片尺寸 {width}×{height} 像素不合适")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(png), formats=["PNG"])
-            image.load()
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-    ):
-        raise PictureError("印章图片无法解码") from None
-    return image.convert("RGBA")
+    return decode_seal_picture(png)
 
 
 def _deflate(data: bytes) -> bytes:

@@ -23,7 +23,6 @@ import concurrent.futures
 import datetime as dt
 import io
 import re
-import warnings
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,7 +30,7 @@ from typing import Any, TypeVar
 
 from asn1crypto import algos, cms, core
 from asn1crypto import x509 as asn1_x509
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pyhanko.pdf_utils import generic, layout
 from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -49,7 +48,7 @@ from keys.sm2 import SIGNATURE_MAX_DER
 from keys.x509 import Certificate
 from seals.box import MM_PER_PT, SealBox
 from seals.errors import DocumentError, PictureError, SealInputError, SealSigningError
-from seals.picture import MAX_SIDE_PX, MIN_SIDE_PX, PNG_SIGNATURE, png_size
+from seals.picture import PNG_SIGNATURE, decode_seal_picture
 
 register_with_asn1crypto()
 
@@ -126,25 +125,7 @@ def _run(coro: Awaitable[_T]) -> _T:
 @lru_cache(maxsize=8)
 def _picture(png: bytes) -> Image.Image:
     """The seal picture decoded once per process (a batch seals with the same picture)."""
-    width, height = png_size(png)
-    if not (MIN_SIDE_PX <= width <= MAX_SIDE_PX and MIN_SIDE_PX <= height <= MAX_SIDE_PX):
-        raise PictureError(f"印章图片尺寸 {width}×{height} 像素不合适")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(png), formats=["PNG"])
-            image.load()
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-    ):
-        raise PictureError("印章图片无法解码") from None
-    return image.convert("RGBA")
+    return decode_seal_picture(png)
 
 
 def _inherited(page: generic.DictionaryObject, key: str) -> Any:

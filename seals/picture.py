@@ -258,6 +258,30 @@ def load_seal_picture(data: bytes) -> tuple[bytes, int, int]:
     return out.getvalue(), rgba.width, rgba.height
 
 
+def decode_seal_picture(png: bytes) -> Image.Image:
+    """A registered seal picture (as `load_seal_picture` stored it) decoded to RGBA for drawing; its
+    size is checked from the header first, so a hostile file is refused before any pixel is read."""
+    width, height = png_size(png)
+    if not (MIN_SIDE_PX <= width <= MAX_SIDE_PX and MIN_SIDE_PX <= height <= MAX_SIDE_PX):
+        raise PictureError(f"印章图片尺寸 {width}×{height} 像素不合适")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(png), formats=["PNG"])
+            image.load()
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+    ):
+        raise PictureError("印章图片无法解码") from None
+    return image.convert("RGBA")
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     """Width and height from a PNG's IHDR, without decoding it."""
     if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
