@@ -23,9 +23,10 @@ Signing is staged like pyHanko's: `tbs_sign_bytes` → the caller's `signer.dige
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from asn1crypto import core
 
@@ -36,6 +37,8 @@ from keys.sm2 import sm3
 from keys.x509 import Certificate
 from seals.errors import MalformedSealError, SealInputError, SealSigningError
 from seals.picture import PNG_SIGNATURE
+
+T = TypeVar("T")
 
 SES_ID = "ES"
 SES_VERSION = 4
@@ -286,6 +289,26 @@ def _extensions(value: core.Asn1Value | None) -> tuple[Extension, ...]:
     )
 
 
+def _malformed_as(what: str) -> Callable[[Callable[[bytes], T]], Callable[[bytes], T]]:
+    """asn1crypto parses Any fields lazily, when first read: a malformed one can raise from any
+    line of a parser. Those errors become MalformedSealError too."""
+
+    def wrap(parse: Callable[[bytes], T]) -> Callable[[bytes], T]:
+        @functools.wraps(parse)
+        def checked(der: bytes) -> T:
+            try:
+                return parse(der)
+            except MalformedSealError:
+                raise
+            except ASN1_DECODE_ERRORS as exc:
+                raise MalformedSealError(f"{what}结构无法解析（{exc}）") from None
+
+        return checked
+
+    return wrap
+
+
+@_malformed_as("电子印章（SESeal）")
 def parse_seal(der: bytes) -> Seal:
     """Decode a DER SESeal (GB/T 38540-2020 v4). Raises MalformedSealError."""
     if not isinstance(der, bytes | bytearray) or not der:
@@ -341,6 +364,7 @@ def parse_seal(der: bytes) -> Seal:
     )
 
 
+@_malformed_as("电子签章数据（SES_Signature）")
 def parse_signature(der: bytes) -> SealSignature:
     """Decode a DER SES_Signature (GB/T 38540-2020 v4), e.g. an OFD's SignedValue.dat."""
     if not isinstance(der, bytes | bytearray) or not der:

@@ -364,3 +364,13 @@ def test_sign_timing(pki: PkiHierarchy, eseal: bytes) -> None:
         sign_tbs(pki.seal_signer, eseal, DATA_HASH, PROPERTY, NOW)
     elapsed = (time.perf_counter() - started) / count
     print(f"sign_tbs (SES_Signature, {len(eseal)}-byte seal): {elapsed * 1000:.1f} ms each")
+
+
+def test_a_malformed_lazily_parsed_field_is_malformed_too(signature: bytes) -> None:
+    """Found by the fuzz test above: TBS_Sign's tag turned into universal constructed tag 14. asn1crypto
+    reads that field only when it is first used, and its ValueError must not escape."""
+    mutated = bytearray(signature)
+    assert mutated[4] == 0x30  # TBS_Sign, the first element of SES_Signature
+    mutated[4] = 0x2E
+    with pytest.raises(MalformedSealError):
+        parse_signature(bytes(mutated))
