@@ -59,6 +59,7 @@ class PkiService:
         self.settings = settings
         self.registry = SqlCertificateRegistry(engine)
         self._keystore = keystore
+        self._service: Signer | None = None
         self.urls = PublicationUrls(settings.base_url)
 
     # --- files -----------------------------------------------------------------------------
@@ -226,7 +227,10 @@ class PkiService:
     def service_signer(self, now: dt.datetime) -> Signer:
         """The authority's own signing key and certificate (from the branch CA), for what it signs
         as a service rather than as a CA: trust bundles and show tokens. Made on first use; a file
-        lock keeps several workers from making two."""
+        lock keeps several workers from making two. Kept once opened: every show token and token
+        check needs it, and opening the key (PBKDF2) costs milliseconds."""
+        if self._service is not None:
+            return self._service
         if not self.service_path.exists():
             self.settings.pki_dir.mkdir(parents=True, exist_ok=True)
             with open(self.settings.pki_dir / ".service.lock", "w") as lock:
@@ -237,9 +241,10 @@ class PkiService:
         certificate = Certificate.load(self.service_path.read_bytes())
         record = self.certificate(certificate.serial)
         assert record.key_label is not None
-        return self.keystore.signer(record.key_label).with_chain(
+        self._service = self.keystore.signer(record.key_label).with_chain(
             (certificate, self.branch_certificate(), self.root_certificate())
         )
+        return self._service
 
     def _issue_service_certificate(self, now: dt.datetime) -> Certificate:
         label = f"service-{os.urandom(6).hex()}"
