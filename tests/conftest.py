@@ -4,13 +4,16 @@ databases: every test that takes `database_url` runs on SQLite and on PostgreSQL
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -51,6 +54,18 @@ def openssl(*args: str, input: bytes | None = None, check: bool = True) -> subpr
     if check and result.returncode != 0:
         raise AssertionError(f"openssl {' '.join(args)} failed:\n{result.stderr.decode(errors='replace')}")
     return result
+
+
+def ses_asn1() -> ModuleType:
+    """tests/seals/ses_asn1.py: a pyasn1 spec of GB/T 38540 written apart from our encoder."""
+    if "ses_asn1" not in sys.modules:
+        path = Path(__file__).resolve().parent / "seals" / "ses_asn1.py"
+        spec = importlib.util.spec_from_file_location("ses_asn1", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["ses_asn1"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["ses_asn1"]
 
 
 def gmssl_verify(public_key: SM2PublicKey, signature_der: bytes, message: bytes) -> bool:

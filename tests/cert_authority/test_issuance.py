@@ -8,17 +8,14 @@ PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import io
 import json
 import re
 import subprocess
-import sys
 import threading
 import time
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from conftest import (
@@ -34,6 +31,7 @@ from conftest import (
     gmssl_verify,
     issue_example,
     require_tool_or_skip,
+    ses_asn1,
     stored_files,
     table_counts,
     template_data,
@@ -63,18 +61,6 @@ from templates.spec import LicenceTypeSpec, parse_model
 MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 IDENT_TYPE = AUTHORITY_USCC + "009"  # a test type whose template prints the identifier
 OFD_NS = "{http://www.ofdspec.org/2016}"
-
-
-def _ses_asn1() -> ModuleType:
-    """tests/seals/ses_asn1.py: a pyasn1 spec of GB/T 38540 written apart from our encoder."""
-    if "ses_asn1" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "seals" / "ses_asn1.py"
-        spec = importlib.util.spec_from_file_location("ses_asn1", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ses_asn1"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["ses_asn1"]
 
 
 def sm3(data: bytes) -> bytes:
@@ -116,7 +102,7 @@ def check_pdf(data: bytes, seal_certificate: Certificate, path: Path) -> None:
 def check_ofd(data: bytes, seal_certificate: Certificate, maker: Certificate) -> None:
     """A valid ZIP of well-formed XML whose SignedValue.dat decodes with the independent spec,
     is signed (gmssl) by the seal certificate over SM3 of Signature.xml, with a seal the maker signed."""
-    asn1 = _ses_asn1()
+    asn1 = ses_asn1()
     with zipfile.ZipFile(io.BytesIO(data)) as package:
         assert package.testzip() is None
         parts = {n: package.read(n) for n in package.namelist() if not n.endswith("/")}

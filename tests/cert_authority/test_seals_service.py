@@ -6,11 +6,8 @@ OCSP answer) and stops issuance until a new seal is registered."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import io
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from conftest import (
@@ -21,6 +18,7 @@ from conftest import (
     gmssl_verify,
     issue_example,
     openssl,
+    ses_asn1,
     stored_files,
     table_counts,
 )
@@ -38,18 +36,6 @@ from keys.x509 import Certificate
 
 ISSUER = Actor("apikey:1", "issuer", ISSUER_USCC)
 OTHER_ISSUER = Actor("apikey:2", "issuer", OTHER_ISSUER_USCC)
-
-
-def _ses_asn1() -> ModuleType:
-    """tests/seals/ses_asn1.py: a pyasn1 spec of GB/T 38540 written apart from our encoder."""
-    if "ses_asn1" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "seals" / "ses_asn1.py"
-        spec = importlib.util.spec_from_file_location("ses_asn1", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ses_asn1"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["ses_asn1"]
 
 
 def sm3(data: bytes) -> str:
@@ -81,7 +67,7 @@ def test_registered_seal_is_made_and_signed_by_the_branch(shared_licence_env: Li
     # The validity defaults to the certificate's.
     assert (seal.valid_start, seal.valid_end) == (certificate.not_before, certificate.not_after)
 
-    asn1 = _ses_asn1()
+    asn1 = ses_asn1()
     seal_der = (env.settings.files_dir / seal.seal_sm3[:2] / seal.seal_sm3).read_bytes()
     assert sm3(seal_der) == seal.seal_sm3
     decoded = asn1.decode(seal_der, asn1.SESeal())
