@@ -9,8 +9,6 @@ so it shows what the sealed files show, with the seal picture in the seal box.
 
 from __future__ import annotations
 
-import io
-
 from PIL import Image
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -19,6 +17,7 @@ from sqlmodel import Session, col
 from cert_authority.filestore import FileStore
 from cert_authority.licence_layouts import LicenceLayouts
 from cert_authority.models import LicenceRow, SealRow
+from seals.picture import decode_seal_picture
 from templates.fonts import FontSet
 from templates.layout import PageLayout
 from templates.png import png_bytes, render_image
@@ -64,8 +63,7 @@ def licence_png(layout: PageLayout, fonts: FontSet, seal_picture_png: bytes) -> 
 def _draw_seal(page: Image.Image, layout: PageLayout, picture_png: bytes, dpi: float) -> None:
     px = dpi / 25.4
     box = layout.seal
-    with Image.open(io.BytesIO(picture_png)) as picture:
-        seal = picture.convert("RGBA")
+    seal = decode_seal_picture(picture_png)
     # Keep the picture's proportions, centred in the (square) seal box, as the PDF appearance does.
     scale = min(box.w * px / seal.width, box.h * px / seal.height)
     size = (max(1, round(seal.width * scale)), max(1, round(seal.height * scale)))
