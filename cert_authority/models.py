@@ -331,3 +331,31 @@ class SharedFileRow(SQLModel, table=True):
     file_sm3: str = Field(max_length=64)
     identifier: str = Field(max_length=120)
     expires_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class StaffAccountRow(SQLModel, table=True):
+    """A department's staff member who signs in to the web console or the counter page; acts with
+    the role and department of the account, as an API key does."""
+
+    __tablename__ = "staff_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=40, unique=True)
+    name: str = Field(max_length=100)
+    role: str = Field(max_length=10)  # admin, issuer, user, auditor
+    department_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("department.id"), nullable=True)
+    )
+    password_hash: str = Field(max_length=200)  # argon2id
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    disabled: bool = False
+
+
+class StaffSessionRow(SQLModel, table=True):
+    """A signed-in staff member: the SHA-256 of the session cookie's token."""
+
+    __tablename__ = "staff_session"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    staff_id: int = Field(sa_column=Column(Integer, ForeignKey("staff_account.id"), nullable=False))
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
