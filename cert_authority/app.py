@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 
 from cert_authority import (
@@ -21,7 +21,7 @@ from cert_authority import (
     routes_verify,
 )
 from cert_authority.apikeys import ApiKeyService
-from cert_authority.body_limit import BodyLimit
+from cert_authority.body_limit import MB, BodyLimit
 from cert_authority.db import create_db_engine, migrate
 from cert_authority.error_map import classify
 from cert_authority.errors import ServiceError
@@ -30,6 +30,9 @@ from cert_authority.pki import PkiService
 from cert_authority.registry import registry_for
 from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings, load_settings
+from cert_authority.staff import StaffAccounts
+from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error
+from cert_authority.web.pages import include_pages
 from keys.errors import KeysError
 from seals.errors import SealError
 
@@ -48,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.pki = PkiService(settings, engine)
     app.state.api_keys = ApiKeyService(engine)
+    app.state.staff = StaffAccounts(engine)
     app.state.registry = registry_for(settings, engine)
     services = licence_services_for(app.state.pki, app.state.registry)
     app.state.seals = services.seals
@@ -66,7 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_holder.holder_router)
     app.include_router(routes_holder.verify_router)
     app.include_router(routes_sharing.router)
+    include_pages(app)
     app.add_middleware(BodyLimit)
+    # Pages: a sealed file of up to 20 MB to check at the counter, in a multipart form.
+    app.add_middleware(BodyLimit, prefix=PAGE_PREFIXES, upload_limit=21 * MB, path_limits={})
     _document_definitions(app)
 
     @app.get("/healthz", tags=["ops"])
@@ -78,25 +85,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(KeysError)
     @app.exception_handler(SealError)
     @app.exception_handler(ValueError)
-    async def known_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def known_error(request: Request, exc: Exception) -> Response:
         status, code = classify(exc) or (500, "internal_error")
         message = str(exc)
         if status >= 500:
             # The detail is for operators' logs; users get a message without internals.
             log.error("request failed: %s: %s", type(exc).__name__, exc)
             message = "数据库暂不可用，请稍后重试" if status == 503 else "服务内部错误，请联系管理员"
+        if is_page(request):
+            return page_error(request, status, message)
         # RFC 9110 §11.6.1: a 401 names the scheme the client should use.
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         message = "请求数据有误：" + "；".join(_describe(error) for error in exc.errors())
+        if is_page(request):
+            return page_error(request, 422, message)
         return JSONResponse({"error": "invalid_request", "message": message}, status_code=422)
 
     @app.exception_handler(OperationalError)
-    async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+    async def database_down(request: Request, exc: OperationalError) -> Response:
         log.error("database unavailable: %s", exc.orig)
+        if is_page(request):
+            return page_error(request, 503, "数据库暂不可用，请稍后重试")
         return JSONResponse(
             {"error": "database_unavailable", "message": "数据库暂不可用，请稍后重试"}, status_code=503
         )

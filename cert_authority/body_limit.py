@@ -26,7 +26,7 @@ class BodyLimit:
     def __init__(
         self,
         app: Any,
-        prefix: str = "/api/",
+        prefix: str | tuple[str, ...] = "/api/",
         upload_limit: int = UPLOAD_LIMIT,
         limit: int = BODY_LIMIT,
         path_limits: dict[str, int] | None = None,

@@ -17,6 +17,7 @@ from cert_authority.cli_holders import holders_app
 from cert_authority.cli_licences import issue, licence_app
 from cert_authority.cli_registry import apikey_app, departments_app, types_app
 from cert_authority.cli_seals import seals_app
+from cert_authority.cli_staff import staff_app
 from cert_authority.cli_support import friendly_errors, migrated_engine, settings_from
 from cert_authority.cli_support import now as _now
 from cert_authority.cli_verify import verify
@@ -37,6 +38,7 @@ app.add_typer(types_app, name="types")
 app.add_typer(seals_app, name="seals")
 app.add_typer(licence_app, name="licence")
 app.add_typer(holders_app, name="holders")
+app.add_typer(staff_app, name="staff")
 app.command("issue")(issue)
 app.command("issue-batch")(issue_batch)
 app.command("verify")(verify)
@@ -281,7 +283,7 @@ def demo(
     port: Annotated[int, typer.Option(help="端口")] = 8000,
 ) -> None:
     """Build a local demo authority (idempotent), then serve it on 127.0.0.1."""
-    from cert_authority.demo import DEMO_HOLDER_PASSWORD, build_demo, demo_holders, ensure_demo_kek
+    from cert_authority.demo import DEMO_PASSWORD, DEMO_STAFF, build_demo, demo_holders, ensure_demo_kek
 
     settings = _settings(ctx)
     if ensure_demo_kek(settings):
@@ -307,14 +309,20 @@ def demo(
             f"  证照类型 {licence_type.code}  {licence_type.name}（模板第 {licence_type.latest_version} 版，"
             f"已颁发 {count} 份）"
         )
+    typer.echo(f"演示账号（密码均为 {DEMO_PASSWORD}）：")
     for code, name in demo_holders():
-        typer.echo(f"  持证人演示账号 {code}（{name}） 密码 {DEMO_HOLDER_PASSWORD}")
+        typer.echo(f"  持证人  {code}  {name}")
+    for member in DEMO_STAFF:
+        typer.echo(f"  工作人员 {member.username:8} {member.name}（{member.duty}）")
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
     if not serve_after:
         return
-    typer.echo(f"服务地址：{base}/docs （API 文档） · {base}/pki/crl · {base}/pki/ocsp · {base}/pki/root.pem")
-    typer.echo("证照：ecas licence list · ecas licence export 证照标识 --format pdf -o licence.pdf")
+    typer.echo("打开以下地址：")
+    typer.echo(f"  我的证照（手机亮证）  {base}/wallet")
+    typer.echo(f"  窗口核验              {base}/counter")
+    typer.echo(f"  颁证管理              {base}/console")
+    typer.echo(f"  接口文档              {base}/docs   · CRL {base}/pki/crl · 根证书 {base}/pki/root.pem")
     ctx.invoke(serve, ctx=ctx, host="127.0.0.1", port=port)
 
 

@@ -24,6 +24,7 @@ from cert_authority.schemas import DepartmentCreate
 from cert_authority.services import LicenceServices, licence_services_for
 from cert_authority.settings import Settings
 from cert_authority.spec_input import load_definition, parse_type_spec
+from cert_authority.staff import StaffAccounts
 from keys.uscc import uscc_check_character
 from templates.identifier import ID_CHECK, ID_WEIGHTS
 
@@ -74,6 +75,7 @@ def build_demo(
     done += register_seals(services, now)
     done += issue_demo_licences(services, now)
     done += register_demo_holders(services)
+    done += register_demo_staff(StaffAccounts(registry.engine))
     return done
 
 
@@ -287,25 +289,59 @@ def demo_licences() -> list[DemoLicence]:
     return licences
 
 
-DEMO_HOLDER_PASSWORD = "ecas-demo-2026"  # noqa: S105 - a demo login, printed on the console
+DEMO_PASSWORD = "ecas-demo-2026"  # noqa: S105 - the demo's logins, printed on the console
+DEMO_HOLDERS = 3  # of the companies, and of the persons
 
 
 def demo_holders() -> list[tuple[str, str]]:
-    """(holder code, name) of the first company and the first person of the demo."""
-    return [(COMPANIES[0].uscc(0), COMPANIES[0].name), (PERSONS[0].id_number(0), PERSONS[0].name)]
+    """(holder code, name) of the demo's holder accounts: the first companies and persons."""
+    companies = [(c.uscc(i), c.name) for i, c in enumerate(COMPANIES[:DEMO_HOLDERS])]
+    return companies + [(p.id_number(i), p.name) for i, p in enumerate(PERSONS[:DEMO_HOLDERS])]
 
 
 def register_demo_holders(services: LicenceServices) -> list[str]:
     done = []
     for code, name in demo_holders():
         if not services.accounts.exists(code):
-            services.accounts.create(code, name, DEMO_HOLDER_PASSWORD)
+            services.accounts.create(code, name, DEMO_PASSWORD)
             done.append(f"建立持证人演示账号 {name}")
     return done
 
 
+@dataclass(frozen=True)
+class DemoStaff:
+    username: str
+    name: str
+    role: str
+    department: DemoDepartment | None
+    duty: str
+
+
+DEMO_STAFF = (
+    DemoStaff("market", "张敏", "issuer", DEPARTMENTS[0], "市场监管局颁证窗口"),
+    DemoStaff("hrss", "周文", "issuer", DEPARTMENTS[1], "人社局颁证窗口"),
+    DemoStaff("counter", "李娜", "user", DEPARTMENTS[2], "城管局办事窗口：核验亮证码与证照文件"),
+    DemoStaff("admin", "王海", "admin", None, "系统管理员"),
+)
+
+
+def register_demo_staff(staff: StaffAccounts) -> list[str]:
+    done = []
+    for member in DEMO_STAFF:
+        if not staff.exists(member.username):
+            uscc = member.department.uscc if member.department else None
+            staff.create(member.username, member.name, member.role, uscc, DEMO_PASSWORD)
+            done.append(f"建立工作人员演示账号 {member.username}（{member.duty}）")
+    return done
+
+
+REVOKED_KEY = f"demo:{DRAINAGE_TYPE}:2"
+REVOKED_REASON = "排水户擅自改变排水口位置，依法吊销（演示）"
+
+
 def issue_demo_licences(services: LicenceServices, now: dt.datetime) -> list[str]:
     issued: dict[str, int] = {}
+    revoked = ""
     for licence in demo_licences():
         result = services.issuance.issue_licence(
             CLI_ACTOR,
@@ -320,4 +356,8 @@ def issue_demo_licences(services: LicenceServices, now: dt.datetime) -> list[str
         )
         if not result.replayed:
             issued[result.licence.name] = issued.get(result.licence.name, 0) + 1
-    return [f"颁发{name} {count} 份" for name, count in issued.items()]
+        if licence.key == REVOKED_KEY and result.licence.status == "issued":
+            # One revoked licence, so the wallet and the counter can show what "not valid" looks like.
+            services.lifecycle.revoke(CLI_ACTOR, result.licence.identifier, REVOKED_REASON, now=now)
+            revoked = f"吊销{result.licence.name}（{result.licence.holder.name}，演示不可亮证的状态）"
+    return [f"颁发{name} {count} 份" for name, count in issued.items()] + ([revoked] if revoked else [])

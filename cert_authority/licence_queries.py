@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor, ensure_may_read_for, readable_department
-from cert_authority.errors import InvalidRequestError
+from cert_authority.errors import InvalidRequestError, NotFoundError
 from cert_authority.filestore import FileStore
 from cert_authority.licence_dates import BEIJING, local_date
 from cert_authority.licence_images import LicenceImages
@@ -104,6 +104,25 @@ class LicenceQueryService:
         if fmt == "png":
             return self.images.png(row)
         return self.filestore.get(row.pdf_sm3 if fmt == "pdf" else row.ofd_sm3)
+
+    def holder_licence(self, holder_code: str, identifier: str) -> LicencePublic:
+        """One of the holder's own licences (NotFoundError for anyone else's: no hint that it exists)."""
+        return licence_public(self._holders_row(holder_code, identifier), self._today())
+
+    def holder_file(self, holder_code: str, identifier: str, fmt: str) -> bytes:
+        row = self._holders_row(holder_code, identifier)
+        if fmt == "png":
+            return self.images.png(row)
+        if fmt not in FILE_FORMATS:
+            raise InvalidRequestError(f"不支持的格式 {fmt!r}，可选：{'、'.join(FILE_FORMATS)}")
+        return self.filestore.get(row.pdf_sm3 if fmt == "pdf" else row.ofd_sm3)
+
+    def _holders_row(self, holder_code: str, identifier: str) -> LicenceRow:
+        with Session(self.engine) as session:
+            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+        if row is None or row.holder_code != holder_code:
+            raise NotFoundError(f"您名下没有证照 {identifier}")
+        return row
 
     def history(self, actor: Actor, identifier: str) -> list[LicenceEventPublic]:
         """Every status event of every version of this licence (same serial), oldest first, with

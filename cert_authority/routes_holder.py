@@ -3,13 +3,9 @@ counters checking a shown token (/api/v1/show-tokens/verify, with a department's
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import asdict
 from typing import Annotated, Any
 
-import qrcode
-import qrcode.constants
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +15,7 @@ from cert_authority.auth import current_actor
 from cert_authority.errors import AuthenticationError
 from cert_authority.holders import MAX_SHOW_SECONDS, Holder, HolderService
 from cert_authority.licence_schemas import LicenceSummary
+from cert_authority.qr_images import qr_png_base64
 from cert_authority.routes_verify import VerificationPublic
 from cert_authority.schemas import ErrorPublic
 from cert_authority.sharing import SharingService, UseCode
@@ -101,7 +98,7 @@ def show_token(identifier: str, body: ShowTokenRequest, request: Request, holder
     """A short-lived signed show token for one of the holder's valid licences, with its QR code."""
     text, token = _holders(request).show_token(holder, identifier, body.fields, body.seconds)
     return ShowTokenPublic(
-        token=text, expires_at=token.expires_at.isoformat(), fields=token.fields, qr_png=_qr_png(text)
+        token=text, expires_at=token.expires_at.isoformat(), fields=token.fields, qr_png=qr_png_base64(text)
     )
 
 
@@ -112,17 +109,6 @@ def verify_show_token(
     """Check a shown token: signature, expiry, live licence status, and first use by this department."""
     verifier: ShowTokenVerifier = request.app.state.show_tokens
     return verifier.verify(actor, body.token).to_dict()
-
-
-def _qr_png(text: str) -> str:
-    """The token as a QR code for the phone screen (the `qrcode` package's image output fits here:
-    one image per minute per holder, not the issuance hot path)."""
-    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=6, border=4)
-    code.add_data(text)
-    code.make(fit=True)
-    out = io.BytesIO()
-    code.make_image().save(out)
-    return base64.b64encode(out.getvalue()).decode()
 
 
 class UseCodeCreate(BaseModel):

@@ -168,7 +168,7 @@ def test_the_longest_token_still_scans(shared_licence_env: LicenceEnv, tmp_path:
     zbarimg reads back exactly."""
     from conftest import DRAINAGE_TYPE
 
-    from cert_authority.routes_holder import _qr_png
+    from cert_authority.qr_images import qr_png_base64
 
     env = shared_licence_env
     licence = issue_example(env, DRAINAGE_TYPE).licence
@@ -176,7 +176,7 @@ def test_the_longest_token_still_scans(shared_licence_env: LicenceEnv, tmp_path:
     face = env.services.queries.get(CLI_ACTOR, licence.identifier).data
     text, _ = make_token(env.pki.service_signer(now), licence.identifier, face, now, dt.timedelta(seconds=60))
     assert len(text) < 1200
-    assert scan(_qr_png(text), tmp_path) == text
+    assert scan(qr_png_base64(text), tmp_path) == text
 
 
 def test_guessing_passwords_locks_the_login(shared_licence_env: LicenceEnv) -> None:

@@ -1,0 +1,85 @@
+"""What every page shares: templates and their filters, session cookies, the same-origin guard on
+form posts, and turning service errors into pages (a 401 becomes the right login page)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from cert_authority.errors import PermissionDeniedError
+from cert_authority.licence_dates import BEIJING
+from cert_authority.licence_schemas import STATUS_NAMES
+
+WEB_DIR = Path(__file__).resolve().parent
+STATIC_DIR = WEB_DIR / "static"
+HOLDER_COOKIE = "ecas_wallet"
+STAFF_COOKIE = "ecas_staff"
+PAGE_PREFIXES = ("/wallet", "/counter", "/console", "/staff", "/v/")
+
+templates = Jinja2Templates(directory=WEB_DIR / "templates")
+
+
+def local_time(value: dt.datetime | str | None) -> str:
+    """A time as people at the counter read it: Beijing time to the second."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def status_tone(status: str) -> str:
+    return {"issued": "ok", "expired": "warn", "superseded": "warn"}.get(status, "bad")
+
+
+templates.env.filters["local_time"] = local_time
+templates.env.filters["status_name"] = lambda status: STATUS_NAMES.get(status, status)
+templates.env.filters["status_tone"] = status_tone
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)  # after a POST: the browser follows with GET
+
+
+def set_session(response: Response, request: Request, name: str, token: str, expires: dt.datetime, path: str) -> None:
+    # HttpOnly: no script reads it; SameSite=Strict: other sites' forms cannot post with it.
+    secure = request.app.state.settings.base_url.startswith("https://")
+    response.set_cookie(name, token, expires=expires, path=path, httponly=True, samesite="strict", secure=secure)
+
+
+def same_origin(request: Request) -> None:
+    """A dependency for form posts: refuse what a browser marks as sent from another site."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise PermissionDeniedError("拒绝来自其他网站的表单提交")
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only a path on this site (no //host, no scheme): a login must not redirect elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def is_page(request: Request) -> bool:
+    path = request.url.path
+    return path == "/" or path.startswith(PAGE_PREFIXES)
+
+
+def page_error(request: Request, status: int, message: str) -> Response:
+    """A failed page request: to the login page when not (or no longer) logged in, else an error page."""
+    if status == 401:
+        path = request.url.path
+        login = "/wallet/login" if path.startswith("/wallet") else "/staff/login"
+        back = path if request.method == "GET" else ""
+        return redirect(f"{login}?next={quote(back)}" if back else login)
+    return render(request, "error.html", status_code=status, status=status, message=message)

@@ -1,0 +1,239 @@
+"""The issuer console (/console, for issuing departments' staff): find licences, issue one through a
+form built from the type's face fields, change, revoke and cancel. Every action goes through the
+same services and rules as the API (the staff member acts with the account's role and department)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from starlette.datastructures import FormData, UploadFile
+
+from cert_authority.actors import ensure_role
+from cert_authority.error_map import classify
+from cert_authority.errors import InvalidRequestError, ServiceError
+from cert_authority.issuance import IssuanceService
+from cert_authority.licence_queries import LicenceQueryService
+from cert_authority.licence_schemas import LICENCE_STATUSES, LicencePublic
+from cert_authority.lifecycle import LifecycleService
+from cert_authority.registry import RegistryService
+from cert_authority.staff import StaffMember
+from cert_authority.web.common import redirect, render, same_origin
+from cert_authority.web.staff_pages import Staff
+from templates.render import MEDIA_TYPES
+from templates.spec import FieldType, LicenceTypeSpec
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+Posted = Depends(same_origin)
+PAGE_SIZE = 20
+MAX_PHOTO_BYTES = 4 * 1024 * 1024
+
+
+def _state(request: Request) -> tuple[RegistryService, LicenceQueryService, IssuanceService, LifecycleService]:
+    state = request.app.state
+    return state.registry, state.licences, state.issuance, state.lifecycle
+
+
+def _reader(staff: StaffMember) -> StaffMember:
+    ensure_role(staff.actor(), "admin", "issuer", "auditor")
+    return staff
+
+
+# --- finding licences -------------------------------------------------------------------------------
+@router.get("")
+def console_home(
+    request: Request,
+    staff: Staff,
+    type_code: str = "",
+    status: str = "",
+    holder_code: str = "",
+    page: int = 1,
+) -> Response:
+    registry, queries, _, _ = _state(request)
+    _reader(staff)
+    results = queries.search(
+        staff.actor(),
+        type_code=type_code or None,
+        status=status if status in LICENCE_STATUSES else None,
+        holder_code=holder_code or None,
+        page=max(page, 1),
+        page_size=PAGE_SIZE,
+    )
+    types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
+    return render(
+        request, "console/home.html", staff=staff, results=results, types=types, statuses=LICENCE_STATUSES,
+        query={"type_code": type_code, "status": status, "holder_code": holder_code},
+        pages=(results.total + PAGE_SIZE - 1) // PAGE_SIZE,
+    )
+
+
+@router.get("/licences/{identifier}")
+def licence_page(identifier: str, request: Request, staff: Staff) -> Response:
+    return _licence_view(request, staff, identifier)
+
+
+def _licence_view(
+    request: Request, staff: StaffMember, identifier: str, error: str = "", status: int = 200
+) -> Response:
+    registry, queries, _, _ = _state(request)
+    licence = queries.get(staff.actor(), identifier)
+    return render(
+        request, "console/licence.html", status, staff=staff, licence=licence, error=error,
+        fields=_labelled(registry.type_spec(licence.type_code), licence.data),
+        history=queries.history(staff.actor(), identifier),
+    )
+
+
+@router.get("/licences/{identifier}/file.{fmt}")
+def licence_file(identifier: str, fmt: str, request: Request, staff: Staff) -> Response:
+    _, queries, _, _ = _state(request)
+    data = queries.file(staff.actor(), identifier, fmt)
+    disposition = "inline" if fmt == "png" else f'attachment; filename="{identifier}.{fmt}"'
+    return Response(data, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": disposition})
+
+
+# --- revoking and cancelling ------------------------------------------------------------------------
+@router.post("/licences/{identifier}/{action}", dependencies=[Posted])
+def change_status(
+    identifier: str, action: str, request: Request, staff: Staff, reason: Annotated[str, Form(max_length=200)]
+) -> Response:
+    _, _, _, lifecycle = _state(request)
+    if action not in ("revoke", "cancel"):
+        return render(request, "error.html", 404, status=404, message="没有这个操作")
+    try:
+        if action == "revoke":
+            lifecycle.revoke(staff.actor(), identifier, reason)
+        else:
+            lifecycle.cancel(staff.actor(), identifier, reason)
+    except ServiceError as exc:
+        status = (classify(exc) or (400, ""))[0]
+        if status in (401, 403, 404):
+            raise
+        return _licence_view(request, staff, identifier, error=str(exc), status=status)
+    return redirect(f"/console/licences/{identifier}")
+
+
+# --- issuing and changing ---------------------------------------------------------------------------
+@router.get("/issue/{type_code}")
+def issue_page(type_code: str, request: Request, staff: Staff) -> Response:
+    registry = _state(request)[0]
+    spec = registry.type_spec(type_code)
+    return _form(request, staff, spec, values={}, action=f"/console/issue/{type_code}")
+
+
+@router.post("/issue/{type_code}", dependencies=[Posted])
+async def issue(type_code: str, request: Request, staff: Staff) -> Response:
+    registry, _, issuance, _ = _state(request)
+    spec = registry.type_spec(type_code)
+    form = await request.form()
+    values: dict[str, Any] = {}
+    try:
+        values, photo, dates = await _read_form(spec, form)
+        result = await run_in_threadpool(
+            issuance.issue_licence,
+            staff.actor(),
+            type_code,
+            values,
+            photo=photo,
+            # From the form as rendered: a double click or a resent form issues once.
+            idempotency_key=str(form.get("idempotency_key") or "") or None,
+            valid_from=dates[0],
+            valid_until=dates[1],
+            issuer_uscc=str(form.get("issuer_uscc") or "") or None,
+        )
+    except ServiceError as exc:
+        return _form(request, staff, spec, values, f"/console/issue/{type_code}", form=form, error=str(exc))
+    return redirect(f"/console/licences/{result.licence.identifier}")
+
+
+@router.get("/licences/{identifier}/change")
+def change_page(identifier: str, request: Request, staff: Staff) -> Response:
+    registry, queries, _, _ = _state(request)
+    licence = queries.get(staff.actor(), identifier)
+    return _form(
+        request, staff, registry.type_spec(licence.type_code), licence.data,
+        f"/console/licences/{identifier}/change", licence=licence,
+    )
+
+
+@router.post("/licences/{identifier}/change", dependencies=[Posted])
+async def change(identifier: str, request: Request, staff: Staff) -> Response:
+    registry, queries, issuance, _ = _state(request)
+    licence = queries.get(staff.actor(), identifier)
+    spec = registry.type_spec(licence.type_code)
+    form = await request.form()
+    values: dict[str, Any] = {}
+    try:
+        values, photo, dates = await _read_form(spec, form)
+        # Fields emptied on the form are removed (None); the service says if a required one is missing.
+        changes = {f.key: values.get(f.key) for f in spec.fields if f.type is not FieldType.PHOTO}
+        changed = await run_in_threadpool(
+            issuance.change_licence,
+            staff.actor(),
+            identifier,
+            changes,
+            photo=photo,
+            valid_from=dates[0],
+            valid_until=dates[1],
+            reason=str(form.get("reason") or "") or None,
+        )
+    except ServiceError as exc:
+        action = f"/console/licences/{identifier}/change"
+        return _form(request, staff, spec, values, action, form=form, licence=licence, error=str(exc))
+    return redirect(f"/console/licences/{changed.identifier}")
+
+
+def _form(
+    request: Request,
+    staff: StaffMember,
+    spec: LicenceTypeSpec,
+    values: dict[str, Any],
+    action: str,
+    form: FormData | None = None,
+    licence: LicencePublic | None = None,
+    error: str = "",
+) -> Response:
+    return render(
+        request, "console/issue.html", 422 if error else 200, staff=staff, spec=spec, values=values,
+        action=action, licence=licence, error=error,
+        idempotency_key=str(form.get("idempotency_key")) if form else f"web:{uuid.uuid4()}",
+        valid_from=str(form.get("valid_from") or "") if form else "",
+        valid_until=str(form.get("valid_until") or "") if form else "",
+    )
+
+
+async def _read_form(
+    spec: LicenceTypeSpec, form: FormData
+) -> tuple[dict[str, Any], bytes | None, tuple[dt.date | None, dt.date | None]]:
+    """Face values (empty inputs left out, a date range from its two inputs), the photo, the dates."""
+    values: dict[str, Any] = {}
+    photo = None
+    for field in spec.fields:
+        if field.type is FieldType.PHOTO:
+            upload = form.get(f"f_{field.key}")
+            if isinstance(upload, UploadFile) and upload.filename:
+                photo = await upload.read(MAX_PHOTO_BYTES + 1)
+            continue
+        if field.type is FieldType.DATE_RANGE:
+            start, end = str(form.get(f"f_{field.key}__from") or ""), str(form.get(f"f_{field.key}__to") or "")
+            value = f"{start}/{end}" if start or end else ""
+        else:
+            value = str(form.get(f"f_{field.key}") or "").strip()
+        if value:
+            values[field.key] = value
+    return values, photo, (_date(form.get("valid_from")), _date(form.get("valid_until")))
+
+
+def _date(value: object) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        raise InvalidRequestError(f"日期 {value} 无效，应为 YYYY-MM-DD") from None
+
+
+def _labelled(spec: LicenceTypeSpec, data: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(f.label, str(data[f.key])) for f in spec.fields if f.key in data]

@@ -1,0 +1,104 @@
+"""The counter's check page (/counter, for department staff): a scan field that a scanner gun types
+into (Enter submits), the camera where the browser can read barcodes, an uploaded photo of a code,
+and a sealed PDF/OFD file check. Also /v/{identifier}: the public page the QR code printed on every
+licence points to (status only, no personal data)."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Annotated
+
+import zxingcpp
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import Response
+from PIL import Image, UnidentifiedImageError
+
+from cert_authority.actors import Actor
+from cert_authority.registry import RegistryService
+from cert_authority.show_verify import ShowTokenVerifier
+from cert_authority.staff import StaffMember
+from cert_authority.verifying import MAX_UPLOAD_BYTES, VerificationService
+from cert_authority.web.common import render, same_origin
+from cert_authority.web.staff_pages import Staff
+from cert_authority.web.verdicts import verdict
+from templates.identifier import ROOT
+from verification.report import Report
+from verification.show_token import PREFIX as TOKEN_PREFIX
+
+router = APIRouter(include_in_schema=False)
+Posted = Depends(same_origin)
+PUBLIC = Actor(label="public", role="public")
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+MAX_PHOTO_PIXELS = 40_000_000
+LICENCE_URL = re.compile(r"/v/(" + re.escape(ROOT) + r"\.[0-9A-Z.]+)$")
+
+
+def _verification(request: Request) -> VerificationService:
+    service: VerificationService = request.app.state.verification
+    return service
+
+
+def _registry(request: Request) -> RegistryService:
+    registry: RegistryService = request.app.state.registry
+    return registry
+
+
+@router.get("/counter")
+def counter_page(request: Request, staff: Staff) -> Response:
+    return render(request, "counter/scan.html", staff=staff)
+
+
+@router.post("/counter/check", dependencies=[Posted])
+def check_code(request: Request, staff: Staff, code: Annotated[str, Form(max_length=4000)]) -> Response:
+    """What a scanner gun or a person typed: a show token, a licence's QR address, or an identifier."""
+    return _result(request, staff, _check_text(request, staff.actor(), code))
+
+
+@router.post("/counter/image", dependencies=[Posted])
+def check_image(request: Request, staff: Staff, image: Annotated[UploadFile, File()]) -> Response:
+    """A photo or screenshot of a code (for counters without a scanner)."""
+    data = image.file.read(MAX_PHOTO_BYTES + 1)
+    if len(data) > MAX_PHOTO_BYTES:
+        return _scan_error(request, staff, f"图片过大（上限 {MAX_PHOTO_BYTES // 1048576} MB）", 413)
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            if picture.width * picture.height > MAX_PHOTO_PIXELS:
+                return _scan_error(request, staff, "图片像素过多，请裁剪后重试", 413)
+            found = zxingcpp.read_barcodes(picture.convert("L"))
+    except (UnidentifiedImageError, OSError, ValueError):
+        return _scan_error(request, staff, "无法读取图片：请上传 PNG 或 JPEG 格式的照片或截图", 422)
+    if not found:
+        return _scan_error(request, staff, "图片中没有找到二维码：请对准二维码重新拍摄，或直接扫码", 422)
+    return _result(request, staff, _check_text(request, staff.actor(), found[0].text))
+
+
+@router.post("/counter/file", dependencies=[Posted])
+def check_file(request: Request, staff: Staff, file: Annotated[UploadFile, File()]) -> Response:
+    """A sealed licence file (PDF or OFD) someone brought or sent."""
+    data = file.file.read(MAX_UPLOAD_BYTES + 1)
+    return _result(request, staff, _verification(request).verify_file(data))
+
+
+@router.get("/v/{identifier}")
+def public_check(identifier: str, request: Request) -> Response:
+    """Where the QR code on a printed licence leads: is this licence genuine and valid now?"""
+    report = _verification(request).verify_identifier(PUBLIC, identifier)
+    return render(request, "counter/public.html", verdict=verdict(report, _registry(request)))
+
+
+def _check_text(request: Request, actor: Actor, text: str) -> Report:
+    text = text.strip()
+    if text.startswith(TOKEN_PREFIX + "."):
+        verifier: ShowTokenVerifier = request.app.state.show_tokens
+        return verifier.verify(actor, text)
+    address = LICENCE_URL.search(text)
+    return _verification(request).verify_identifier(actor, address.group(1) if address else text)
+
+
+def _result(request: Request, staff: StaffMember, report: Report) -> Response:
+    return render(request, "counter/scan.html", staff=staff, verdict=verdict(report, _registry(request)))
+
+
+def _scan_error(request: Request, staff: StaffMember, message: str, status: int) -> Response:
+    return render(request, "counter/scan.html", status, staff=staff, error=message)

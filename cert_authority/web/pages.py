@@ -1,0 +1,20 @@
+"""Mounting the pages on the app: static files, the routers and the front page."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from cert_authority.web import console, counter, staff_pages, wallet
+from cert_authority.web.common import STATIC_DIR, render
+
+
+def include_pages(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module in (staff_pages, wallet, counter, console):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    def index(request: Request) -> Response:
+        return render(request, "index.html")

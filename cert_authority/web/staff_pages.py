@@ -1,0 +1,63 @@
+"""Staff sign-in for the counter page and the console: username and password, then an HttpOnly
+session cookie for the whole site (both pages use it)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+
+from cert_authority.errors import AuthenticationError, TooManyAttemptsError
+from cert_authority.staff import StaffAccounts, StaffMember
+from cert_authority.web.common import STAFF_COOKIE, redirect, render, safe_next, same_origin, set_session
+
+router = APIRouter(include_in_schema=False)
+
+
+def _accounts(request: Request) -> StaffAccounts:
+    accounts: StaffAccounts = request.app.state.staff
+    return accounts
+
+
+def current_staff(request: Request) -> StaffMember:
+    token = request.cookies.get(STAFF_COOKIE)
+    if not token:
+        raise AuthenticationError("请先登录")
+    return _accounts(request).member_for_session(token)
+
+
+Staff = Annotated[StaffMember, Depends(current_staff)]
+
+
+@router.get("/staff/login")
+def login_page(request: Request, next: str = "") -> Response:
+    return render(request, "staff_login.html", next=safe_next(next, "/counter"))
+
+
+@router.post("/staff/login", dependencies=[Depends(same_origin)])
+def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=40)],
+    password: Annotated[str, Form(max_length=200)],
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    target = safe_next(next, "/counter")
+    try:
+        token, expires, _member = _accounts(request).login(username, password)
+    except (AuthenticationError, TooManyAttemptsError) as exc:
+        status = 429 if isinstance(exc, TooManyAttemptsError) else 401
+        return render(request, "staff_login.html", status, error=str(exc), username=username, next=target)
+    response = redirect(target)
+    set_session(response, request, STAFF_COOKIE, token, expires, "/")
+    return response
+
+
+@router.post("/staff/logout", dependencies=[Depends(same_origin)])
+def logout(request: Request) -> Response:
+    token = request.cookies.get(STAFF_COOKIE)
+    if token:
+        _accounts(request).logout(token)
+    response = redirect("/staff/login")
+    response.delete_cookie(STAFF_COOKIE, path="/")
+    return response

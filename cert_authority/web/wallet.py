@@ -1,0 +1,202 @@
+"""The holder's wallet on the phone (/wallet): log in, my licences, one licence with its files,
+the show screen (亮证) with a self-refreshing QR code, and who used my licences (用证记录) with
+the use codes (用证码) I gave out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from cert_authority.errors import AuthenticationError, ServiceError, TooManyAttemptsError
+from cert_authority.holders import DEFAULT_SHOW_SECONDS, MAX_SHOW_SECONDS, Holder, HolderService
+from cert_authority.licence_queries import LicenceQueryService
+from cert_authority.licence_schemas import LicencePublic
+from cert_authority.qr_images import qr_svg
+from cert_authority.registry import RegistryService
+from cert_authority.sharing import SharingService
+from cert_authority.web.common import HOLDER_COOKIE, redirect, render, safe_next, same_origin, set_session
+from templates.render import MEDIA_TYPES
+
+router = APIRouter(prefix="/wallet", include_in_schema=False)
+Posted = Depends(same_origin)
+
+
+def _holders(request: Request) -> HolderService:
+    service: HolderService = request.app.state.holders
+    return service
+
+
+def _queries(request: Request) -> LicenceQueryService:
+    service: LicenceQueryService = request.app.state.licences
+    return service
+
+
+def _sharing(request: Request) -> SharingService:
+    service: SharingService = request.app.state.sharing
+    return service
+
+
+def _registry(request: Request) -> RegistryService:
+    service: RegistryService = request.app.state.registry
+    return service
+
+
+def current_holder(request: Request) -> Holder:
+    token = request.cookies.get(HOLDER_COOKIE)
+    if not token:
+        raise AuthenticationError("请先登录")
+    return _holders(request).holder_for_session(token)
+
+
+Me = Annotated[Holder, Depends(current_holder)]
+
+
+# --- logging in ---------------------------------------------------------------------------------
+@router.get("/login")
+def login_page(request: Request, next: str = "") -> Response:
+    return render(request, "wallet/login.html", next=safe_next(next, "/wallet"))
+
+
+@router.post("/login", dependencies=[Posted])
+def login(
+    request: Request,
+    holder_code: Annotated[str, Form(max_length=18)],
+    password: Annotated[str, Form(max_length=200)],
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    target = safe_next(next, "/wallet")
+    try:
+        token, expires, _holder = _holders(request).login(holder_code, password)
+    except (AuthenticationError, TooManyAttemptsError) as exc:
+        status = 429 if isinstance(exc, TooManyAttemptsError) else 401
+        return render(request, "wallet/login.html", status, error=str(exc), holder_code=holder_code, next=target)
+    response = redirect(target)
+    set_session(response, request, HOLDER_COOKIE, token, expires, "/wallet")
+    return response
+
+
+@router.post("/logout", dependencies=[Posted])
+def logout(request: Request) -> Response:
+    token = request.cookies.get(HOLDER_COOKIE)
+    if token:
+        _holders(request).logout(token)
+    response = redirect("/wallet/login")
+    response.delete_cookie(HOLDER_COOKIE, path="/wallet")
+    return response
+
+
+# --- my licences ----------------------------------------------------------------------------------
+@router.get("")
+def wallet(request: Request, me: Me) -> Response:
+    licences = _holders(request).licences(me)
+    current = [lic for lic in licences if lic.status != "superseded"]  # old versions stay on the licence page
+    return render(request, "wallet/home.html", me=me, licences=current, tab="licences")
+
+
+@router.get("/licences/{identifier}")
+def licence_page(identifier: str, request: Request, me: Me) -> Response:
+    licence = _queries(request).holder_licence(me.holder_code, identifier)
+    departments = [d for d in _registry(request).list_departments() if "user" in d.roles]
+    return render(
+        request, "wallet/licence.html", me=me, licence=licence, fields=_labelled(request, licence),
+        departments=departments, tab="licences",
+    )
+
+
+@router.get("/licences/{identifier}/file.{fmt}")
+def licence_file(identifier: str, fmt: str, request: Request, me: Me) -> Response:
+    data = _queries(request).holder_file(me.holder_code, identifier, fmt)
+    disposition = "inline" if fmt == "png" else f'attachment; filename="{identifier}.{fmt}"'
+    headers = {"Content-Disposition": disposition, "Cache-Control": "private, max-age=300"}
+    return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+# --- showing (亮证) ---------------------------------------------------------------------------------
+@router.get("/licences/{identifier}/show")
+def show_page(
+    identifier: str,
+    request: Request,
+    me: Me,
+    fields: Annotated[list[str] | None, Query()] = None,
+    seconds: Annotated[int, Query(ge=10, le=MAX_SHOW_SECONDS)] = DEFAULT_SHOW_SECONDS,
+) -> Response:
+    """The show screen. A licence that is not valid gets a red screen and no code; otherwise the
+    first code is in the page, and the script fetches the next one before it runs out."""
+    licence = _queries(request).holder_licence(me.holder_code, identifier)
+    labelled = _labelled(request, licence)
+    choices = [(key, label) for key, label, _value, _disclosable in labelled]
+    # Least disclosure by default: the fields the type marks as fit to show alone, if it marks any.
+    chosen = [f for f in fields or [] if f in licence.data] or [key for key, *_, alone in labelled if alone] or None
+    token = None
+    if licence.status == "issued":
+        text, shown = _holders(request).show_token(me, identifier, chosen, seconds)
+        token = {"qr_svg": qr_svg(text), "expires_at": shown.expires_at.isoformat(), "fields": shown.fields}
+    return render(
+        request, "wallet/show.html", me=me, licence=licence, token=token, choices=choices,
+        chosen=chosen or [], seconds=seconds,
+    )
+
+
+class ShowTokenAsk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fields: Annotated[list[str] | None, Field(max_length=60)] = None
+    seconds: Annotated[int, Field(ge=10, le=MAX_SHOW_SECONDS)] = DEFAULT_SHOW_SECONDS
+
+
+@router.post("/licences/{identifier}/show-token", dependencies=[Posted])
+def next_show_token(identifier: str, body: ShowTokenAsk, request: Request, me: Me) -> dict[str, object]:
+    """The show screen's next code (JSON for its script)."""
+    text, shown = _holders(request).show_token(me, identifier, body.fields, body.seconds)
+    seconds = int((shown.expires_at - shown.issued_at).total_seconds())
+    return {"qr_svg": qr_svg(text), "expires_at": shown.expires_at.isoformat(), "seconds": seconds}
+
+
+# --- uses and use codes -----------------------------------------------------------------------------
+@router.get("/uses")
+def uses_page(request: Request, me: Me) -> Response:
+    return _uses_page(request, me)
+
+
+@router.post("/use-codes", dependencies=[Posted])
+def create_use_code(
+    request: Request,
+    me: Me,
+    identifier: Annotated[str, Form(max_length=120)],
+    department_uscc: Annotated[str, Form(max_length=18)],
+    purpose: Annotated[str, Form(max_length=200)],
+    max_uses: Annotated[int, Form(ge=1, le=100)] = 1,
+    days: Annotated[int, Form(ge=1, le=30)] = 7,
+) -> Response:
+    try:
+        text, code = _sharing(request).create_use_code(me, identifier, department_uscc, purpose, max_uses, days)
+    except ServiceError as exc:
+        return _uses_page(request, me, error=str(exc), status=400)
+    return _uses_page(request, me, new_code=text, new_code_id=code.id, status=201)
+
+
+@router.post("/use-codes/{code_id}/withdraw", dependencies=[Posted])
+def withdraw_use_code(code_id: int, request: Request, me: Me) -> Response:
+    _sharing(request).withdraw_use_code(me, code_id)
+    return redirect("/wallet/uses")
+
+
+def _uses_page(request: Request, me: Holder, status: int = 200, **extra: object) -> Response:
+    sharing = _sharing(request)
+    names = {d.uscc: d.name for d in _registry(request).list_departments()}
+    licences = {lic.identifier: lic.name for lic in _holders(request).licences(me)}
+    return render(
+        request, "wallet/uses.html", status, me=me, uses=sharing.uses(me), codes=sharing.use_codes(me),
+        departments=names, licences=licences, now=dt.datetime.now(dt.UTC), tab="uses", **extra,
+    )
+
+
+def _labelled(request: Request, licence: LicencePublic) -> list[tuple[str, str, str, bool]]:
+    """(key, label, value, disclosable) of each face field, in the type's order."""
+    spec = _registry(request).type_spec(licence.type_code)
+    return [
+        (f.key, f.label, str(licence.data[f.key]), f.disclosable) for f in spec.fields if f.key in licence.data
+    ]
