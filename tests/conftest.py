@@ -297,7 +297,7 @@ def add_department(
 
 
 APT_PACKAGES = {"pdftotext": "poppler-utils", "pdftoppm": "poppler-utils", "pdffonts": "poppler-utils",
-                "zbarimg": "zbar-tools"}
+                "zbarimg": "zbar-tools", "chromium": "chromium"}
 
 
 def require_tool_or_skip(name: str) -> str:
