@@ -21,6 +21,7 @@ from cert_authority import (
     routes_verify,
 )
 from cert_authority.apikeys import ApiKeyService
+from cert_authority.batch_jobs import BatchJobs
 from cert_authority.body_limit import MB, BodyLimit
 from cert_authority.db import create_db_engine, migrate
 from cert_authority.error_map import classify
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holders = services.holders
     app.state.show_tokens = services.show_tokens
     app.state.sharing = services.sharing
+    app.state.batch_jobs = BatchJobs(engine, app.state.registry.filestore, services)
     app.include_router(routes_pki.router)
     app.include_router(routes_registry.router)
     app.include_router(routes_seals.router)

@@ -23,7 +23,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TextIO
 
-from cert_authority.actors import CLI_ACTOR
+from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.errors import PermissionDeniedError
 from cert_authority.face_data import PHOTO_MAX_BYTES, photo_field
 from cert_authority.issuance import IssueRequest
@@ -176,9 +176,14 @@ def _photo(folder: Path, name: str) -> bytes:
 
 
 def issue_rows(
-    services: LicenceServices, type_code: str, issuer: str, rows: list[BatchRow], folder: Path
+    services: LicenceServices,
+    type_code: str,
+    issuer: str,
+    rows: list[BatchRow],
+    folder: Path,
+    actor: Actor = CLI_ACTOR,
 ) -> list[RowResult]:
-    """Issue one chunk of rows as the CLI operator; every row gets its result."""
+    """Issue one chunk of rows (as the CLI operator unless `actor` says who); every row gets its result."""
     photo_key = photo_field(services.issuance.registry.type_spec(type_code))
     results: dict[int, RowResult] = {}
     requests, lines = [], []
@@ -188,7 +193,7 @@ def issue_rows(
             lines.append(row.line)
         except ValueError as exc:
             results[row.line] = RowResult(row.line, reason=str(exc), values=row.values)
-    outcomes = services.issuance.issue_many(CLI_ACTOR, type_code, requests, issuer_uscc=issuer) if requests else []
+    outcomes = services.issuance.issue_many(actor, type_code, requests, issuer_uscc=issuer) if requests else []
     by_line = {row.line: row for row in rows}
     for line, outcome in zip(lines, outcomes, strict=True):
         if outcome.result is not None:
@@ -249,14 +254,14 @@ class BatchPool:
     def run(self, path: Path, on_result: Callable[[RowResult], None], chunk_rows: int = CHUNK_ROWS) -> None:
         """Issue every row of `path`, calling `on_result` for each row as its chunk completes."""
         pending: set[Future[list[RowResult]]] = set()
-        for chunk in _chunks(read_rows(path), chunk_rows, on_result):
+        for chunk in chunks(read_rows(path), chunk_rows, on_result):
             if len(pending) >= 2 * self.workers:  # bounded read-ahead: huge files stream
                 pending = _drain(pending, on_result, FIRST_COMPLETED)
             pending.add(self._pool.submit(_work, chunk))
         _drain(pending, on_result, None)
 
 
-def _chunks(
+def chunks(
     rows: Iterator[BatchRow | RowResult], size: int, on_result: Callable[[RowResult], None]
 ) -> Iterator[list[BatchRow]]:
     chunk: list[BatchRow] = []

@@ -359,3 +359,26 @@ class StaffSessionRow(SQLModel, table=True):
     token_sha256: str = Field(primary_key=True, max_length=64)
     staff_id: int = Field(sa_column=Column(Integer, ForeignKey("staff_account.id"), nullable=False))
     expires_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class BatchJobRow(SQLModel, table=True):
+    """A batch file uploaded in the console, issued in the background; its counts are updated
+    after every chunk, so any worker can show the progress."""
+
+    __tablename__ = "batch_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    type_code: str = Field(max_length=40)
+    issuer_uscc: str = Field(max_length=18, index=True)
+    filename: str = Field(max_length=200)
+    file_sm3: str = Field(max_length=64)  # the uploaded file, in the file store
+    created_by: str = Field(max_length=40)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    updated_at: dt.datetime = Field(sa_column=_utc_column())
+    state: str = Field(max_length=10)  # queued, running, done, failed
+    total: int
+    issued: int = 0
+    skipped: int = 0  # issued by an earlier run of the same rows
+    rejected: int = 0
+    rejects_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # [[line, reason], ...]
+    message: str | None = Field(default=None, max_length=500)

@@ -8,12 +8,14 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as FormFile
 
 from cert_authority.actors import ensure_role
+from cert_authority.batch_jobs import BatchJobs
 from cert_authority.error_map import classify
 from cert_authority.errors import InvalidRequestError, ServiceError
 from cert_authority.issuance import IssuanceService
@@ -187,6 +189,54 @@ async def change(identifier: str, request: Request, staff: Staff) -> Response:
     return redirect(f"/console/licences/{changed.identifier}")
 
 
+# --- batch files ------------------------------------------------------------------------------------
+@router.get("/batch")
+def batch_page(request: Request, staff: Staff) -> Response:
+    return _batch_view(request, staff)
+
+
+def _batch_view(request: Request, staff: StaffMember, error: str = "", status: int = 200) -> Response:
+    jobs: BatchJobs = request.app.state.batch_jobs
+    registry = _state(request)[0]
+    _reader(staff)
+    types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
+    return render(
+        request, "console/batch.html", status, staff=staff, types=types, jobs=jobs.recent(staff.actor()),
+        error=error, tab="batch", names={t.code: t.name for t in registry.list_types()},
+    )
+
+
+@router.post("/batch", dependencies=[Posted])
+def submit_batch(
+    request: Request,
+    staff: Staff,
+    type_code: Annotated[str, Form(max_length=40)],
+    file: Annotated[UploadFile, File()],
+    issuer_uscc: Annotated[str, Form(max_length=18)] = "",
+) -> Response:
+    jobs: BatchJobs = request.app.state.batch_jobs
+    try:
+        job_id = jobs.submit(staff.actor(), type_code, file.filename or "", file.file.read(), issuer_uscc or None)
+    except ServiceError as exc:
+        status = (classify(exc) or (400, ""))[0]
+        return _batch_view(request, staff, error=str(exc), status=status)
+    return redirect(f"/console/batch/{job_id}")
+
+
+@router.get("/batch/{job_id}")
+def batch_job_page(job_id: int, request: Request, staff: Staff) -> Response:
+    jobs: BatchJobs = request.app.state.batch_jobs
+    job = jobs.get(staff.actor(), job_id)
+    name = _state(request)[0].get_type(job.type_code).name
+    return render(request, "console/batch_job.html", staff=staff, job=job, type_name=name, tab="batch")
+
+
+@router.post("/batch/{job_id}/rerun", dependencies=[Posted])
+def rerun_batch(job_id: int, request: Request, staff: Staff) -> Response:
+    jobs: BatchJobs = request.app.state.batch_jobs
+    return redirect(f"/console/batch/{jobs.rerun(staff.actor(), job_id)}")
+
+
 def _form(
     request: Request,
     staff: StaffMember,
@@ -215,7 +265,7 @@ async def _read_form(
     for field in spec.fields:
         if field.type is FieldType.PHOTO:
             upload = form.get(f"f_{field.key}")
-            if isinstance(upload, UploadFile) and upload.filename:
+            if isinstance(upload, FormFile) and upload.filename:
                 photo = await upload.read(MAX_PHOTO_BYTES + 1)
             continue
         if field.type is FieldType.DATE_RANGE:

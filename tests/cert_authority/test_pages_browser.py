@@ -182,3 +182,16 @@ def test_issuer_issues_from_the_console(licence_env: LicenceEnv, server: str, br
     page.goto(f"{server}/console")
     page.screenshot(path=artifacts / "console-home.png", full_page=True)
     assert dt.date.today().isoformat()[:4] in page.inner_text("table")
+
+    # A batch file: upload it, watch the progress page refresh itself until done.
+    data = example_data(FOOD_TYPE)
+    rows = [",".join(data)] + [",".join(f'"{v}"' for v in {**data, "operator_name": f"批量{i}号"}.values())
+                               for i in range(3)]
+    batch = artifacts.parent / "batch.csv"
+    batch.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    page.goto(f"{server}/console/batch")
+    page.set_input_files("#file", str(batch))
+    page.click("main button[type=submit]")
+    page.wait_for_selector("#job-state[data-state=done]", timeout=60_000)
+    page.screenshot(path=artifacts / "console-batch-done.png", full_page=True)
+    assert page.inner_text("#issued") == "3"

@@ -4,8 +4,10 @@ or not at all, and verdicts that match the API's."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,7 +32,8 @@ from web_pages import PASSWORD, holder_client, staff_client, verdict_of
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.app import create_app
 from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError
-from cert_authority.models import AuditEventRow
+from cert_authority.models import AuditEventRow, BatchJobRow
+from keys.uscc import uscc_check_character
 from templates.identifier import mask_holder_code
 from verification.show_token import read_token
 
@@ -280,3 +283,73 @@ def _token_text(site: Site, holder: TestClient) -> str:
     text, token = services.holders.show_token(me, site.food)
     assert read_token(text, [site.env.pki.service_signer(token.issued_at).certificate_chain[0]], token.issued_at)
     return text
+
+
+# --- batch files in the console ---------------------------------------------------------------------
+def _batch_csv(codes: list[str]) -> bytes:
+    data = example_data(FOOD_TYPE)
+    header = list(data)
+    lines = [",".join(header)]
+    for code in codes:
+        lines.append(",".join(f'"{code if key == "operator_code" else data[key]}"' for key in header))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _wait_for(client: TestClient, job_url: str) -> str:
+    for _ in range(300):
+        page = client.get(job_url).text
+        state = re.search(r'data-state="(\w+)"', page).group(1)  # type: ignore[union-attr]
+        if state in ("done", "failed", "interrupted"):
+            return page
+        time.sleep(0.1)
+    raise AssertionError("batch job did not finish")
+
+
+def test_batch_upload_issues_each_row_once_and_shows_progress(site: Site) -> None:
+    market = staff_client(site.app, "market")
+    assert "上传并开始颁发" in market.get("/console/batch").text
+    good = ["91350100MA0000101A", "91350100MA0000102Y"]
+    good = [code[:17] + uscc_check_character(code[:17]) for code in good]
+    body = _batch_csv([*good, "91350100MA0000103X"])  # the last one's check character is wrong
+    before = table_counts(site.env.engine)["licence"]
+    sent = market.post("/console/batch", data={"type_code": FOOD_TYPE},
+                       files={"file": ("stock.csv", body, "text/csv")}, follow_redirects=False)
+    assert sent.status_code == 303, sent.text
+    page = _wait_for(market, sent.headers["location"])
+    assert 'data-state="done"' in page and re.search(r'id="issued">2<', page) and re.search(r'id="rejected">1<', page)
+    assert "统一社会信用代码" in page or "校验" in page  # the reject's reason, per line
+    assert table_counts(site.env.engine)["licence"] == before + 2
+    # Run again (after an interruption, or with the rejects fixed): nothing issued twice.
+    rerun = market.post(sent.headers["location"] + "/rerun", follow_redirects=False)
+    again = _wait_for(market, rerun.headers["location"])
+    assert re.search(r'id="issued">0<', again) and "已跳过" in again
+    assert table_counts(site.env.engine)["licence"] == before + 2
+    # Another department sees neither the job nor may it upload for this type.
+    hrss = staff_client(site.app, "hrss")
+    assert hrss.get(sent.headers["location"]).status_code == 403
+    refused = hrss.post("/console/batch", data={"type_code": FOOD_TYPE}, files={"file": ("x.csv", body)})
+    assert refused.status_code == 403 and "alert bad" in refused.text
+
+
+def test_batch_upload_refuses_bad_files_whole(site: Site) -> None:
+    market = staff_client(site.app, "market")
+    before = table_counts(site.env.engine)
+    for name, body in (("stock.xlsx", b"PK\x03\x04"), ("empty.csv", b""), ("header.csv", b"operator_name\n"),
+                       ("dup.csv", b"a,a\n1,2\n")):
+        answer = market.post("/console/batch", data={"type_code": FOOD_TYPE}, files={"file": (name, body)})
+        assert answer.status_code == 422 and "alert bad" in answer.text, (name, answer.text[:300])
+    assert table_counts(site.env.engine) == before
+
+
+def test_an_abandoned_batch_shows_interrupted(site: Site) -> None:
+    jobs = site.app.state.batch_jobs
+    with Session(site.env.engine) as session:
+        old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+        row = BatchJobRow(type_code=FOOD_TYPE, issuer_uscc=ISSUER_USCC, filename="killed.csv", file_sm3="0" * 64,
+                          created_by="staff:1", created_at=old, updated_at=old, state="running", total=10, issued=4)
+        session.add(row)
+        session.commit()
+        session.refresh(row)
+    assert jobs.get(CLI_ACTOR, row.id).state == "interrupted"
+    page = staff_client(site.app, "market").get(f"/console/batch/{row.id}")
+    assert "再次运行此文件" in page.text and "已中断" in page.text
