@@ -183,6 +183,16 @@ def test_issuer_issues_from_the_console(licence_env: LicenceEnv, server: str, br
     page.screenshot(path=artifacts / "console-home.png", full_page=True)
     assert dt.date.today().isoformat()[:4] in page.inner_text("table")
 
+    # Registering a type: the preview follows the definition as it is typed.
+    page.goto(f"{server}/console/types/new")
+    page.wait_for_selector("#preview:not([hidden])")
+    page.fill("#spec", page.input_value("#spec").replace("name: 食品经营许可证", "name: 食品小作坊登记证"))
+    page.wait_for_function("document.getElementById('preview').src.startsWith('blob:')")
+    page.screenshot(path=artifacts / "console-new-type.png", full_page=True)
+    page.fill("#spec", "code: [broken")
+    page.wait_for_selector("#preview-error:not([hidden])")
+    assert page.inner_text("#preview-error").strip() and page.inner_text("#preview-state") == "（定义有误）"
+
     # A batch file: upload it, watch the progress page refresh itself until done.
     data = example_data(FOOD_TYPE)
     rows = [",".join(data)] + [",".join(f'"{v}"' for v in {**data, "operator_name": f"批量{i}号"}.values())

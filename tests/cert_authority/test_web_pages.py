@@ -31,7 +31,8 @@ from web_pages import PASSWORD, holder_client, staff_client, verdict_of
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.app import create_app
-from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError
+from cert_authority.demo import EXAMPLE_TYPES
+from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
 from cert_authority.models import AuditEventRow, BatchJobRow
 from keys.uscc import uscc_check_character
 from templates.identifier import mask_holder_code
@@ -353,3 +354,31 @@ def test_an_abandoned_batch_shows_interrupted(site: Site) -> None:
     assert jobs.get(CLI_ACTOR, row.id).state == "interrupted"
     page = staff_client(site.app, "market").get(f"/console/batch/{row.id}")
     assert "再次运行此文件" in page.text and "已中断" in page.text
+
+
+# --- registering a licence type ---------------------------------------------------------------------
+def test_type_registration_with_live_preview(site: Site) -> None:
+    market = staff_client(site.app, "market")
+    page = market.get("/console/types/new", params={"example": "food-business-licence"})
+    assert page.status_code == 200 and "食品经营许可证" in page.text
+    example = (EXAMPLE_TYPES / "food-business-licence.yaml").read_text(encoding="utf-8")
+    new = example.replace(FOOD_TYPE, FOOD_TYPE[:-3] + "009").replace("name: 食品经营许可证", "name: 食品小作坊登记证")
+    shown = market.post("/console/types/preview", data={"spec": new})
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+    assert shown.content.startswith(b"\x89PNG")
+    broken = market.post("/console/types/preview", data={"spec": new.replace("fields:", "fieldz:")})
+    assert broken.status_code == 422 and "fieldz" in broken.json()["message"]
+    before = table_counts(site.env.engine)
+    done = market.post("/console/types/new", data={"spec": new, "action": "register"}, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    assert site.env.registry.get_type(FOOD_TYPE[:-3] + "009").name == "食品小作坊登记证"
+    twice = market.post("/console/types/new", data={"spec": new, "action": "register"})
+    assert twice.status_code == 409 and "alert bad" in twice.text
+    # Another department's type: refused, nothing stored; a using department may not register at all.
+    hrss = staff_client(site.app, "hrss")
+    other = new.replace(FOOD_TYPE[:-3] + "009", FOOD_TYPE[:-3] + "010")
+    assert hrss.post("/console/types/new", data={"spec": other, "action": "register"}).status_code == 403
+    assert staff_client(site.app, "counter").get("/console/types/new").status_code == 403
+    with pytest.raises(NotFoundError):
+        site.env.registry.get_type(FOOD_TYPE[:-3] + "010")
+    assert table_counts(site.env.engine) == before

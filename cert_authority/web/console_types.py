@@ -1,0 +1,94 @@
+"""Registering a licence type in the console: the definition (YAML, as in examples/types) in a text
+box, its background image if it has one, and a preview of the licence face that follows the typing
+(rendered by the same registry code as the API's /templates/preview; nothing is stored until 登记)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from cert_authority.actors import ensure_role
+from cert_authority.demo import EXAMPLE_TYPES
+from cert_authority.error_map import classify
+from cert_authority.errors import ServiceError
+from cert_authority.registry import RegistryService
+from cert_authority.spec_input import load_definition, parse_type_spec
+from cert_authority.staff import StaffMember
+from cert_authority.web.common import redirect, render, same_origin
+from cert_authority.web.staff_pages import Staff
+from templates.errors import TemplateError
+
+router = APIRouter(prefix="/console/types", include_in_schema=False)
+MAX_SPEC_CHARS = 200_000
+Spec = Annotated[str, Form(max_length=MAX_SPEC_CHARS)]
+Images = Annotated[list[UploadFile] | None, File()]
+DefinitionErrors = (ServiceError, TemplateError, ValueError)
+
+
+def _registry(request: Request) -> RegistryService:
+    registry: RegistryService = request.app.state.registry
+    return registry
+
+
+def _writer(staff: StaffMember) -> StaffMember:
+    ensure_role(staff.actor(), "admin", "issuer")
+    return staff
+
+
+@router.get("/new")
+def new_type_page(request: Request, staff: Staff, example: str = "") -> Response:
+    _writer(staff)
+    examples = sorted(path.stem for path in EXAMPLE_TYPES.glob("*.yaml"))
+    chosen = example if example in examples else (examples[0] if examples else "")
+    text = (EXAMPLE_TYPES / f"{chosen}.yaml").read_text(encoding="utf-8") if chosen else ""
+    return _page(request, staff, text, examples=examples, example=chosen)
+
+
+@router.post("/new", dependencies=[Depends(same_origin)])
+async def register_or_preview(
+    request: Request, staff: Staff, spec: Spec, images: Images = None, action: Annotated[str, Form()] = "preview"
+) -> Response:
+    """Without the page's script: 预览 renders the page with the preview; 登记 registers the type."""
+    _writer(staff)
+    registry = _registry(request)
+    uploaded = await _images(images)
+    try:
+        definition = parse_type_spec(load_definition(spec.encode(), "定义"))
+        if action == "register":
+            await run_in_threadpool(registry.register_type, definition, uploaded, staff.actor())
+            return redirect(f"/console?type_code={definition.code}")
+        png = await run_in_threadpool(registry.preview_unsaved, definition, uploaded, "png")
+    except DefinitionErrors as exc:
+        return _page(request, staff, spec, error=str(exc), status=_status(exc))
+    return _page(request, staff, spec, preview=base64.b64encode(png).decode())
+
+
+@router.post("/preview", dependencies=[Depends(same_origin)])
+async def live_preview(request: Request, staff: Staff, spec: Spec, images: Images = None) -> Response:
+    """The page's script asks for this as the text changes: the face as PNG, or what is wrong."""
+    _writer(staff)
+    uploaded = await _images(images)
+    try:
+        definition = parse_type_spec(load_definition(spec.encode(), "定义"))
+        png = await run_in_threadpool(_registry(request).preview_unsaved, definition, uploaded, "png")
+    except DefinitionErrors as exc:
+        return JSONResponse({"message": str(exc)}, status_code=_status(exc))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+async def _images(images: list[UploadFile] | None) -> dict[str, bytes]:
+    """Uploaded background images by file name (the name background.image refers to)."""
+    return {Path(i.filename).name: await i.read() for i in images or [] if i.filename}
+
+
+def _status(exc: Exception) -> int:
+    return (classify(exc) or (422, ""))[0]
+
+
+def _page(request: Request, staff: StaffMember, spec: str, status: int = 200, **extra: object) -> Response:
+    return render(request, "console/new_type.html", status, staff=staff, spec=spec, **extra)
