@@ -382,3 +382,18 @@ def test_type_registration_with_live_preview(site: Site) -> None:
     with pytest.raises(NotFoundError):
         site.env.registry.get_type(FOOD_TYPE[:-3] + "010")
     assert table_counts(site.env.engine) == before
+
+
+def test_console_changes_a_licence_into_a_new_version(site: Site) -> None:
+    target = issue_example(site.env, FOOD_TYPE).licence.identifier
+    market = staff_client(site.app, "market")
+    form = market.get(f"/console/licences/{target}/change")
+    assert form.status_code == 200 and "变更原因" in form.text
+    data = {f"f_{k}": v for k, v in example_data(FOOD_TYPE).items()} | {"f_premises": "演示市鼓楼区五四路102号"}
+    changed = market.post(f"/console/licences/{target}/change", data={**data, "reason": "经营场所变更"},
+                          follow_redirects=False)
+    assert changed.status_code == 303, changed.text
+    new_identifier = changed.headers["location"].rsplit("/", 1)[1]
+    assert ".002." in new_identifier
+    assert site.env.services.queries.get(CLI_ACTOR, new_identifier).data["premises"] == "演示市鼓楼区五四路102号"
+    assert site.env.services.queries.get(CLI_ACTOR, target).status == "superseded"
