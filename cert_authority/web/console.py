@@ -99,13 +99,18 @@ def licence_file(identifier: str, fmt: str, request: Request, staff: Staff) -> R
 
 
 # --- revoking and cancelling ------------------------------------------------------------------------
-@router.post("/licences/{identifier}/{action}", dependencies=[Posted])
-def change_status(
-    identifier: str, action: str, request: Request, staff: Staff, reason: Annotated[str, Form(max_length=200)]
-) -> Response:
-    _, _, _, lifecycle = _state(request)
-    if action not in ("revoke", "cancel"):
-        return render(request, "error.html", 404, status=404, message="没有这个操作")
+@router.post("/licences/{identifier}/revoke", dependencies=[Posted])
+def revoke(identifier: str, request: Request, staff: Staff, reason: Annotated[str, Form(max_length=200)]) -> Response:
+    return _change_status(request, staff, identifier, "revoke", reason)
+
+
+@router.post("/licences/{identifier}/cancel", dependencies=[Posted])
+def cancel(identifier: str, request: Request, staff: Staff, reason: Annotated[str, Form(max_length=200)]) -> Response:
+    return _change_status(request, staff, identifier, "cancel", reason)
+
+
+def _change_status(request: Request, staff: StaffMember, identifier: str, action: str, reason: str) -> Response:
+    lifecycle = _state(request)[3]
     try:
         if action == "revoke":
             lifecycle.revoke(staff.actor(), identifier, reason)
