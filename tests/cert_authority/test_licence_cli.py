@@ -16,10 +16,14 @@ from conftest import (
     table_counts,
 )
 from cryptography.hazmat.primitives import hashes
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from cert_authority.cli import app
 from cert_authority.db import create_db_engine
+from cert_authority.models import HolderAccountRow, StaffAccountRow
 from cert_authority.settings import Settings
 
 runner = CliRunner()
@@ -160,9 +164,22 @@ def test_demo_twice_adds_nothing_the_second_time(tmp_path: Path, monkeypatch: py
     engine = create_db_engine(settings.effective_database_url)
     counts, files = table_counts(engine), stored_files(settings)
     assert counts["licence"] == 30 and counts["seal"] == 3 and counts["issued_certificate"] == 3
+    assert "吊销城镇污水排入排水管网许可证" in first and "工作人员 counter" in first
+    assert "持证人  350102199005170121" in first
+    accounts = _account_counts(engine)
+    assert accounts == {"staff_account": 4, "holder_account": 6}
     second = ok("--data-dir", str(data), "demo", "--no-serve")
-    assert "未做改动" in second and "已颁发 10 份" in second
+    assert "未做改动" in second and "已颁发 10 份" in second and "工作人员 counter" in second
     assert table_counts(engine) == counts and stored_files(settings) == files
+    assert _account_counts(engine) == accounts
     listed = json.loads(ok("--data-dir", str(data), "licence", "list", "--json", "--page-size", "100"))
     assert listed["total"] == 30 and len({i["holder_code"] for i in listed["items"]}) == 20
     engine.dispose()
+
+
+def _account_counts(engine: Engine) -> dict[str, int]:
+    with Session(engine) as session:
+        return {
+            "staff_account": session.exec(select(func.count()).select_from(StaffAccountRow)).one(),
+            "holder_account": session.exec(select(func.count()).select_from(HolderAccountRow)).one(),
+        }
