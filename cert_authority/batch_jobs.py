@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from cert_authority.actors import Actor, ensure_may_read_for, issuing_department
+from cert_authority.actors import Actor, ensure_may_read_for, issuing_department, readable_department
 from cert_authority.audit import audit_row
 from cert_authority.batch import (
     CHUNK_ROWS,
@@ -32,7 +32,7 @@ from cert_authority.batch import (
     issue_rows,
     read_rows,
 )
-from cert_authority.errors import InvalidRequestError, NotFoundError
+from cert_authority.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceError
 from cert_authority.filestore import FileStore
 from cert_authority.models import BatchJobRow
 from cert_authority.services import LicenceServices
@@ -127,6 +127,8 @@ class BatchJobs:
     def rerun(self, actor: Actor, job_id: int) -> int:
         """The same file again: rows already issued are skipped, the rest are issued once."""
         job = self.get(actor, job_id)
+        if not job.finished:
+            raise ConflictError(f"批量任务 {job_id} 还在进行中，结束后才能再次运行")
         with Session(self.engine) as session:
             row = session.get(BatchJobRow, job_id)
             assert row is not None
@@ -144,16 +146,19 @@ class BatchJobs:
             with tempfile.TemporaryDirectory(prefix="ecas-batch-") as folder:
                 path = Path(folder) / f"batch{suffix}"
                 path.write_bytes(data)
-                unreadable: list[RowResult] = []
+                unreadable: list[RowResult] = []  # rows read while a chunk filled up: recorded with it
                 for chunk in chunks(read_rows(path), CHUNK_ROWS, unreadable.append):
                     issued = issue_rows(self.services, type_code, issuer, chunk, Path(folder), actor)
-                    self._record(job_id, unreadable + issued)
-                    unreadable = []
+                    self._record(job_id, [*unreadable, *issued])
+                    unreadable.clear()
                 self._record(job_id, unreadable)
             self._update(job_id, state="done")
-        except Exception as exc:  # the job must end in a state, whatever went wrong; the log has it
-            log.exception("batch job %s failed", job_id)
+        except ServiceError as exc:  # it concerns every row (the seal revoked meanwhile, say): say so
             self._update(job_id, state="failed", message=f"批量颁发中断：{exc}"[:500])
+        except Exception:  # the job must end in a state whatever went wrong; the details are for the log
+            log.exception("batch job %s failed", job_id)
+            message = "批量颁发因内部错误中断，请联系管理员；再次运行会跳过已颁发的行"
+            self._update(job_id, state="failed", message=message)
 
     def get(self, actor: Actor, job_id: int) -> BatchJob:
         with Session(self.engine) as session:
@@ -165,8 +170,9 @@ class BatchJobs:
 
     def recent(self, actor: Actor, limit: int = 20) -> list[BatchJob]:
         query = select(BatchJobRow).order_by(col(BatchJobRow.id).desc()).limit(limit)
-        if not actor.is_admin:
-            query = query.where(col(BatchJobRow.issuer_uscc) == actor.department_uscc)
+        scope = readable_department(actor, None)
+        if scope is not None:
+            query = query.where(col(BatchJobRow.issuer_uscc) == scope)
         with Session(self.engine) as session:
             return [self._public(row) for row in session.exec(query).all()]
 

@@ -106,7 +106,9 @@ class LocalAccounts:
         with Session(self.engine) as session:
             row = session.exec(select(HolderAccountRow).where(col(HolderAccountRow.holder_code) == code)).first()
         stored = row.password_hash if row is not None and not row.disabled else None
-        if row is None or not self.passwords.check(ANONYMOUS, code, stored, password, holder_code=code):
+        # Checked (and audited) whether or not the account exists: the answer takes as long either way.
+        matched = self.passwords.check(ANONYMOUS, code, stored, password, holder_code=code)
+        if row is None or not matched:
             raise AuthenticationError("持证主体代码或密码错误")
         assert row.id is not None
         return Holder(row.id, row.holder_code, row.name)

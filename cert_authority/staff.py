@@ -85,7 +85,9 @@ class StaffAccounts:
             row = session.exec(select(StaffAccountRow).where(col(StaffAccountRow.username) == name)).first()
             department = session.get(DepartmentRow, row.department_id) if row and row.department_id else None
         stored = row.password_hash if row is not None and not row.disabled else None
-        if row is None or not self.passwords.check(ANONYMOUS, "staff:" + name, stored, password):
+        # Checked (and audited) whether or not the account exists: the answer takes as long either way.
+        matched = self.passwords.check(ANONYMOUS, "staff:" + name, stored, password)
+        if row is None or not matched:
             raise AuthenticationError("用户名或密码错误")
         assert row.id is not None
         token = SESSION_PREFIX + secrets.token_urlsafe(32)

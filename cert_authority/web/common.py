@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from cert_authority.errors import PermissionDeniedError
@@ -76,7 +76,10 @@ def is_page(request: Request) -> bool:
 
 
 def page_error(request: Request, status: int, message: str) -> Response:
-    """A failed page request: to the login page when not (or no longer) logged in, else an error page."""
+    """A failed page request: to the login page when not (or no longer) logged in, else an error page.
+    The pages' scripts (which do not ask for HTML) get the status and message as JSON instead."""
+    if "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse({"error": "page_error", "message": message}, status_code=status)
     if status == 401:
         path = request.url.path
         login = "/wallet/login" if path.startswith("/wallet") else "/staff/login"

@@ -40,6 +40,11 @@ def _state(request: Request) -> tuple[RegistryService, LicenceQueryService, Issu
     return state.registry, state.licences, state.issuance, state.lifecycle
 
 
+def _writer(staff: StaffMember) -> StaffMember:
+    ensure_role(staff.actor(), "admin", "issuer")
+    return staff
+
+
 def _reader(staff: StaffMember) -> StaffMember:
     ensure_role(staff.actor(), "admin", "issuer", "auditor")
     return staff
@@ -117,16 +122,15 @@ def _change_status(request: Request, staff: StaffMember, identifier: str, action
         else:
             lifecycle.cancel(staff.actor(), identifier, reason)
     except ServiceError as exc:
-        status = (classify(exc) or (400, ""))[0]
-        if status in (401, 403, 404):
-            raise
-        return _licence_view(request, staff, identifier, error=str(exc), status=status)
+        _raise_if_not_the_forms_fault(exc)
+        return _licence_view(request, staff, identifier, error=str(exc), status=_status(exc))
     return redirect(f"/console/licences/{identifier}")
 
 
 # --- issuing and changing ---------------------------------------------------------------------------
 @router.get("/issue/{type_code}")
 def issue_page(type_code: str, request: Request, staff: Staff) -> Response:
+    _writer(staff)
     registry = _state(request)[0]
     spec = registry.type_spec(type_code)
     return _form(request, staff, spec, values={}, action=f"/console/issue/{type_code}")
@@ -153,12 +157,14 @@ async def issue(type_code: str, request: Request, staff: Staff) -> Response:
             issuer_uscc=str(form.get("issuer_uscc") or "") or None,
         )
     except ServiceError as exc:
+        _raise_if_not_the_forms_fault(exc)
         return _form(request, staff, spec, values, f"/console/issue/{type_code}", form=form, error=str(exc))
     return redirect(f"/console/licences/{result.licence.identifier}")
 
 
 @router.get("/licences/{identifier}/change")
 def change_page(identifier: str, request: Request, staff: Staff) -> Response:
+    _writer(staff)
     registry, queries, _, _ = _state(request)
     licence = queries.get(staff.actor(), identifier)
     return _form(
@@ -189,6 +195,7 @@ async def change(identifier: str, request: Request, staff: Staff) -> Response:
             reason=str(form.get("reason") or "") or None,
         )
     except ServiceError as exc:
+        _raise_if_not_the_forms_fault(exc)
         action = f"/console/licences/{identifier}/change"
         return _form(request, staff, spec, values, action, form=form, licence=licence, error=str(exc))
     return redirect(f"/console/licences/{changed.identifier}")
@@ -223,8 +230,7 @@ def submit_batch(
     try:
         job_id = jobs.submit(staff.actor(), type_code, file.filename or "", file.file.read(), issuer_uscc or None)
     except ServiceError as exc:
-        status = (classify(exc) or (400, ""))[0]
-        return _batch_view(request, staff, error=str(exc), status=status)
+        return _batch_view(request, staff, error=str(exc), status=_status(exc))
     return redirect(f"/console/batch/{job_id}")
 
 
@@ -240,6 +246,16 @@ def batch_job_page(job_id: int, request: Request, staff: Staff) -> Response:
 def rerun_batch(job_id: int, request: Request, staff: Staff) -> Response:
     jobs: BatchJobs = request.app.state.batch_jobs
     return redirect(f"/console/batch/{jobs.rerun(staff.actor(), job_id)}")
+
+
+def _status(exc: Exception) -> int:
+    return (classify(exc) or (400, ""))[0]
+
+
+def _raise_if_not_the_forms_fault(exc: ServiceError) -> None:
+    """Not logged in, not allowed, not there: the error page (or the login), not the form again."""
+    if _status(exc) in (401, 403, 404):
+        raise exc
 
 
 def _form(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -26,12 +27,14 @@ from conftest import (
 )
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlmodel import Session, select
-from web_pages import PASSWORD, holder_client, staff_client, verdict_of
+from web_pages import PASSWORD, browser, holder_client, staff_client, verdict_of
 
+from cert_authority.access_log import WithoutQuery
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.app import create_app
-from cert_authority.demo import EXAMPLE_TYPES
+from cert_authority.demo import EXAMPLE_TYPES, demo_uscc
 from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
 from cert_authority.models import AuditEventRow, BatchJobRow
 from keys.uscc import uscc_check_character
@@ -71,7 +74,7 @@ def site(shared_licence_env: LicenceEnv) -> Iterator[Site]:
 
 # --- holders ----------------------------------------------------------------------------------------
 def test_holder_login_sets_a_strict_cookie_and_pages_need_it(site: Site) -> None:
-    client = TestClient(site.app)
+    client = browser(site.app)
     assert client.get("/wallet", follow_redirects=False).headers["location"] == "/wallet/login?next=/wallet"
     wrong = client.post("/wallet/login", data={"holder_code": HOLDER, "password": "not the one"})
     assert wrong.status_code == 401 and "持证主体代码或密码错误" in wrong.text and "set-cookie" not in wrong.headers
@@ -154,7 +157,7 @@ def test_use_codes_from_the_wallet(site: Site) -> None:
 
 # --- the counter ------------------------------------------------------------------------------------
 def test_counter_needs_staff_and_checks_tokens_identifiers_and_files(site: Site) -> None:
-    anonymous = TestClient(site.app)
+    anonymous = browser(site.app)
     assert anonymous.get("/counter", follow_redirects=False).headers["location"] == "/staff/login?next=/counter"
     holder = holder_client(site.app, HOLDER)
     assert holder.get("/counter", follow_redirects=False).status_code == 303  # a holder is not staff
@@ -189,17 +192,21 @@ def test_counter_reads_a_photo_of_the_code(site: Site) -> None:
     answer = counter.post("/counter/image", files={"image": ("code.png", picture.getvalue(), "image/png")})
     assert verdict_of(answer.text) == "VALID"
     not_image = counter.post("/counter/image", files={"image": ("code.png", b"%PDF-1.7 not a picture")})
-    assert not_image.status_code == 422 and "无法读取图片" in not_image.text
+    assert not_image.status_code == 422 and "请上传 PNG 或 JPEG" in not_image.text
+    # PostScript would go to Ghostscript, a huge canvas would take gigabytes: neither is decoded.
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    assert counter.post("/counter/image", files={"image": ("code.eps", eps)}).status_code == 422
+    bomb = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(bomb, "PNG")
+    assert counter.post("/counter/image", files={"image": ("bomb.png", bomb.getvalue())}).status_code == 422
     blank = io.BytesIO()
-    from PIL import Image
-
     Image.new("RGB", (200, 200), "white").save(blank, "PNG")
     empty = counter.post("/counter/image", files={"image": ("blank.png", blank.getvalue(), "image/png")})
     assert empty.status_code == 422 and "没有找到二维码" in empty.text
 
 
 def test_public_check_shows_status_without_personal_data(site: Site) -> None:
-    client = TestClient(site.app)
+    client = browser(site.app)
     page = client.get(f"/v/{site.food}")
     assert page.status_code == 200 and verdict_of(page.text) == "VALID"
     assert "演示市鼓楼区好味道餐饮有限公司" not in page.text and HOLDER not in page.text
@@ -397,3 +404,47 @@ def test_console_changes_a_licence_into_a_new_version(site: Site) -> None:
     assert ".002." in new_identifier
     assert site.env.services.queries.get(CLI_ACTOR, new_identifier).data["premises"] == "演示市鼓楼区五四路102号"
     assert site.env.services.queries.get(CLI_ACTOR, target).status == "superseded"
+
+
+# --- what a review found ----------------------------------------------------------------------------
+def test_scripts_get_json_errors_and_unknown_pages_an_error_page(site: Site) -> None:
+    fetch = TestClient(site.app)  # a script's fetch does not ask for text/html
+    answer = fetch.post(f"/wallet/licences/{site.food}/show-token", json={}, follow_redirects=False)
+    assert answer.status_code == 401 and answer.json()["message"]
+    page = browser(site.app).get("/wallet/no-such-page")
+    assert page.status_code == 404 and "<html" in page.text and "页面不存在" in page.text
+    assert TestClient(site.app).get("/api/v1/no-such-thing").json() == {"detail": "Not Found"}
+
+
+def test_unknown_logins_cost_the_same_and_are_audited(site: Site) -> None:
+    def failures() -> int:
+        with Session(site.env.engine) as session:
+            return len(session.exec(select(AuditEventRow).where(AuditEventRow.action == "login_failed")).all())
+
+    before = failures()
+    started = time.perf_counter()
+    with pytest.raises(AuthenticationError):
+        site.env.services.accounts.authenticate("11010519491231002X", "whatever-it-is")
+    with pytest.raises(AuthenticationError):
+        site.app.state.staff.login("nobody", "whatever-it-is")
+    assert time.perf_counter() - started > 0.01  # argon2 ran (about 50 ms each), not a quick "no such account"
+    assert failures() == before + 2
+
+
+def test_unreadable_rows_after_the_first_chunk_are_reported(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cert_authority.batch_jobs.CHUNK_ROWS", 2)
+    codes = [demo_uscc("350105", 900 + n) for n in range(3)]
+    body = _batch_csv(codes) + b'"too","few"\n'
+    market = staff_client(site.app, "market")
+    sent = market.post("/console/batch", data={"type_code": FOOD_TYPE}, files={"file": ("s.csv", body)},
+                       follow_redirects=False)
+    page = _wait_for(market, sent.headers["location"])
+    assert re.search(r'id="issued">3<', page) and re.search(r'id="rejected">1<', page), page
+    assert "该行有 2 列" in page
+
+
+def test_access_log_leaves_out_query_strings() -> None:
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/console?holder_code=11010519491231002X", "1.1", 200), None)
+    WithoutQuery().filter(record)
+    assert "11010519491231002X" not in record.getMessage() and "/console" in record.getMessage()

@@ -7,10 +7,16 @@ import re
 from fastapi.testclient import TestClient
 
 PASSWORD = "ecas-page-test-1"
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what a browser sends for pages and forms
+
+
+def browser(app: object) -> TestClient:
+    """A client that asks for pages as a browser does (scripts' fetches ask without text/html)."""
+    return TestClient(app, headers=HTML)  # type: ignore[arg-type]
 
 
 def holder_client(app: object, holder_code: str, password: str = PASSWORD) -> TestClient:
-    client = TestClient(app)  # type: ignore[arg-type]
+    client = browser(app)
     answer = client.post("/wallet/login", data={"holder_code": holder_code, "password": password},
                          follow_redirects=False)
     assert answer.status_code == 303, answer.text
@@ -18,7 +24,7 @@ def holder_client(app: object, holder_code: str, password: str = PASSWORD) -> Te
 
 
 def staff_client(app: object, username: str, password: str = PASSWORD) -> TestClient:
-    client = TestClient(app)  # type: ignore[arg-type]
+    client = browser(app)
     answer = client.post("/staff/login", data={"username": username, "password": password}, follow_redirects=False)
     assert answer.status_code == 303, answer.text
     return client
