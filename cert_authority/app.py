@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cert_authority import (
     routes_holder,
@@ -79,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _document_definitions(app)
 
     @app.get("/healthz", tags=["ops"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
@@ -99,6 +101,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # RFC 9110 §11.6.1: a 401 names the scheme the client should use.
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_page(request):  # an unknown page, say: an error page, not JSON
+            return page_error(request, exc.status_code, "页面不存在" if exc.status_code == 404 else str(exc.detail))
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
