@@ -10,8 +10,9 @@ import logging
 from collections.abc import Callable
 
 from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor
@@ -24,6 +25,7 @@ from verification.report import Check, Report, Status
 from verification.show_token import read_token
 
 log = logging.getLogger("ecas.show")
+CLEANUP_EVERY = dt.timedelta(minutes=1)
 
 
 class ShowTokenVerifier:
@@ -31,6 +33,7 @@ class ShowTokenVerifier:
         self.engine = engine
         self.pki = pki
         self.clock = clock
+        self._next_cleanup = clock()
 
     def verify(self, actor: Actor, text: str) -> Report:
         now = self.clock()
@@ -42,36 +45,52 @@ class ShowTokenVerifier:
             subject |= {"identifier": token.identifier, "expires_at": token.expires_at.isoformat()}
         if token is None or check.status is not Status.VALID:
             return Report(tuple(checks), subject, checked_at=now)
-        with Session(self.engine) as session:
+        # One transaction for the lookup, the replay record and the audit: one commit per check.
+        with Session(self.engine, expire_on_commit=False) as session:
             row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == token.identifier)).first()
-        if row is None:
-            checks.append(Check.invalid("status", "not_found", f"本机构没有证照 {token.identifier}"))
-            return Report(tuple(checks), subject, checked_at=now)
-        checks.append(licence_status_check(row, now))
-        if checks[-1].status is Status.VALID:
-            checks.append(self._first_use(actor, token.nonce, token.identifier, token.expires_at, now))
-        report = Report(
-            tuple(checks),
-            subject | {"name": row.name, "holder_name": row.holder_name},
-            face_data=token.fields,
-            checked_at=now,
-        )
-        with Session(self.engine) as session:
+            if row is None:
+                checks.append(Check.invalid("status", "not_found", f"本机构没有证照 {token.identifier}"))
+                return Report(tuple(checks), subject, checked_at=now)
+            checks.append(licence_status_check(row, now))
+            if checks[-1].status is Status.VALID:
+                checks.append(self._first_use(session, actor, token.nonce, token.identifier, token.expires_at))
+            report = Report(
+                tuple(checks),
+                subject | {"name": row.name, "holder_name": row.holder_name},
+                face_data=token.fields,
+                checked_at=now,
+            )
             detail = {"result": report.result.value, "reason": report.reason, "fields": sorted(token.fields)}
             session.add(
                 audit_row(actor, "show_verify", row.identifier, now, holder_code=row.holder_code, detail=detail)
             )
             session.commit()
+        self._forget_expired(now)
         log.info("show token for %s checked by %s: %s", row.identifier, actor.label, report.reason)
         return report
 
-    def _first_use(self, actor: Actor, nonce: str, identifier: str, expires: dt.datetime, now: dt.datetime) -> Check:
-        verifier = actor.department_uscc or actor.label
-        with Session(self.engine) as session:
-            session.exec(delete(ShowTokenUseRow).where(col(ShowTokenUseRow.expires_at) < now))  # keep it small
-            session.add(ShowTokenUseRow(nonce=nonce, verifier=verifier, identifier=identifier, expires_at=expires))
-            try:
-                session.commit()
-            except IntegrityError:
-                return Check.invalid("replay", "replayed", "此亮证码已被本单位核验过，请持证人刷新后重新出示")
+    def _first_use(self, session: Session, actor: Actor, nonce: str, identifier: str, expires: dt.datetime) -> Check:
+        """Record the token as accepted by this verifier; a row already there means a replay. One
+        INSERT … ON CONFLICT DO NOTHING RETURNING (psycopg reports no rowcount for it): no exception,
+        so the audit goes on in the same transaction."""
+        values = {
+            "nonce": nonce,
+            "verifier": actor.department_uscc or actor.label,
+            "identifier": identifier,
+            "expires_at": expires,
+        }
+        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
+        table = ShowTokenUseRow.__table__  # type: ignore[attr-defined]
+        statement = insert(table).values(**values).on_conflict_do_nothing().returning(table.c.nonce)
+        if session.connection().execute(statement).first() is None:  # nothing inserted: it was there
+            return Check.invalid("replay", "replayed", "此亮证码已被本单位核验过，请持证人刷新后重新出示")
         return Check.ok("replay", "本单位首次核验此亮证码")
+
+    def _forget_expired(self, now: dt.datetime) -> None:
+        """Drop accepted tokens past their expiry (they can no longer be replayed), once a minute per worker."""
+        if now < self._next_cleanup:
+            return
+        self._next_cleanup = now + CLEANUP_EVERY
+        with Session(self.engine) as session:
+            session.exec(delete(ShowTokenUseRow).where(col(ShowTokenUseRow.expires_at) < now))
+            session.commit()
