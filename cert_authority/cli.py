@@ -214,6 +214,41 @@ def bench_crypto(
     typer.echo(f"{'ratio':22}{result['sign_ratio']:>10}{result['verify_ratio']:>10}")
 
 
+@bench_app.command("serve")
+@friendly_errors
+def bench_serve(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="服务工作进程数")] = os.cpu_count() or 1,
+    seconds: Annotated[float, typer.Option(min=1, max=600, help="每个场景的压测秒数")] = 10.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="并发连接数")] = 16,
+    scenario: Annotated[list[str] | None, typer.Option(help="只测这些场景（可重复）")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="数据目录（默认：新建临时目录，测完删除）")] = None,
+    database_url: Annotated[str, typer.Option(help="数据库（默认本机 PostgreSQL，在其中新建 schema，测完删除）")] = (
+        "postgresql+psycopg://127.0.0.1:5432/test"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON：按场景给出 rps、p50_ms、p99_ms、errors")] = False,
+) -> None:
+    """The service under load: `ecas serve --workers N` on PostgreSQL, driven from another process."""
+    from cert_authority.bench_serve import BASELINE, SCENARIOS, TARGETS, serve_benchmark
+
+    chosen = tuple(scenario or SCENARIOS)
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        raise typer.BadParameter(f"未知场景 {unknown}，可选：{'、'.join(SCENARIOS)}")
+    if not as_json:
+        typer.echo(f"准备演示数据，启动 {workers} 个工作进程；每个场景 {seconds:g} 秒，并发 {concurrency}…", err=True)
+    result = serve_benchmark(workers, seconds, concurrency, chosen, data_dir, database_url)
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    typer.echo(f"{'场景':18} {'请求数':>8} {'次/秒':>8} {'p50 ms':>8} {'p99 ms':>8} {'错误':>6}  目标")
+    for name in (BASELINE, *chosen):
+        r = result[name]
+        figures = f"{r['requests']:>8} {r['rps']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>6}"
+        typer.echo(f"{name:20} {figures}  {TARGETS.get(name, '（基线：空请求）' if name == BASELINE else '')}")
+        if r["first_error"]:
+            typer.echo(f"  首个错误：{r['first_error']}")
+
+
 @bench_app.command("issue")
 @friendly_errors
 def bench_issue(
@@ -258,21 +293,24 @@ def serve(
     host: Annotated[str, typer.Option(help="监听地址")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="端口")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="工作进程数（多进程时建议使用 PostgreSQL）")] = 1,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="逐条记录请求")] = True,
 ) -> None:
     """Run the HTTP service (API docs at /docs); several worker processes share one database."""
     import uvicorn
 
+    from cert_authority.access_log import log_config
     from cert_authority.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(ctx)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log,
+                    log_config=log_config())
         return
     # Each worker process builds its own app from the environment: pass on what the options set.
     os.environ["ECAS_DATA_DIR"] = str(settings.data_dir.resolve())
     uvicorn.run("cert_authority.app:create_app", factory=True, workers=workers, host=host, port=port,
-                log_level="info")
+                log_level="info", access_log=access_log, log_config=log_config())
 
 
 @app.command("demo")
@@ -323,7 +361,7 @@ def demo(
     typer.echo(f"  窗口核验              {base}/counter")
     typer.echo(f"  颁证管理              {base}/console")
     typer.echo(f"  接口文档              {base}/docs   · CRL {base}/pki/crl · 根证书 {base}/pki/root.pem")
-    ctx.invoke(serve, ctx=ctx, host="127.0.0.1", port=port)
+    ctx.invoke(serve, ctx=ctx, host="127.0.0.1", port=port, workers=1, access_log=True)
 
 
 def main() -> None:
