@@ -44,7 +44,9 @@ def create_db_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # 20 kept per worker: uvicorn's threadpool runs many requests at once, and a connection made
+    # afresh for each (overflow connections are closed after use) cost more than the request.
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=10)
 
 
 def migrate(engine: Engine) -> None:
