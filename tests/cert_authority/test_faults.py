@@ -1,0 +1,72 @@
+"""When things break: the database goes away mid-session (a clear 503 for the API and the pages,
+nothing half written) and the service recovers by itself when it returns."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from conftest import FOOD_TYPE, ISSUER_USCC, LicenceEnv, build_licence_env, example_data, table_counts
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from tcp_proxy import CuttableProxy
+
+from cert_authority.app import create_app
+from cert_authority.settings import Settings
+from templates.fonts import FontSet
+
+
+@pytest.fixture
+def proxied_env(
+    postgres_server: str, tmp_path_factory: pytest.TempPathFactory, fonts: FontSet, seal_picture: bytes
+) -> Iterator[tuple[LicenceEnv, CuttableProxy]]:
+    """An authority on PostgreSQL reached through a proxy the test can cut."""
+    url = make_url(postgres_server)
+    proxy = CuttableProxy((url.host or "127.0.0.1", url.port or 5432))
+    schema = f"f_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_server)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    through = url.set(port=proxy.port).render_as_string(hide_password=False)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("faults") / "var",
+        database_url=f"{through}?options=-csearch_path%3D{schema}",
+        kek="test-passphrase",  # type: ignore[arg-type]
+    )
+    yield build_licence_env(settings, fonts, seal_picture), proxy
+    proxy.restore()
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def test_database_away_gives_503_and_recovers(proxied_env: tuple[LicenceEnv, CuttableProxy]) -> None:
+    env, proxy = proxied_env
+    app = create_app(env.settings)
+    key = app.state.api_keys.create("issuer", ISSUER_USCC).key
+    issuer = {"Authorization": f"Bearer {key}"}
+    body = {"type_code": FOOD_TYPE, "data": example_data(FOOD_TYPE)}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        first = client.post("/api/v1/licences", json=body, headers={**issuer, "Idempotency-Key": "f-1"})
+        assert first.status_code == 201, first.text
+        identifier = first.json()["identifier"]
+        before = table_counts(env.engine)
+
+        proxy.cut()
+        down = client.post("/api/v1/licences", json=body, headers={**issuer, "Idempotency-Key": "f-2"})
+        assert down.status_code == 503 and down.json()["error"] == "database_unavailable", down.text
+        assert "Traceback" not in down.text and "psycopg" not in down.text
+        page = client.get("/wallet/login", headers={"Accept": "text/html"})
+        assert page.status_code == 200  # a page that needs no database still serves
+        lookup = client.get(f"/api/v1/licences/{identifier}", headers=issuer)
+        assert lookup.status_code == 503
+
+        proxy.restore()
+        again = client.get(f"/api/v1/licences/{identifier}", headers=issuer)
+        assert again.status_code == 200, again.text
+        assert table_counts(env.engine) == before  # the failed issue left no record behind
+        retried = client.post("/api/v1/licences", json=body, headers={**issuer, "Idempotency-Key": "f-2"})
+        assert retried.status_code == 201, retried.text
+        assert table_counts(env.engine)["licence"] == before["licence"] + 1
