@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cert_authority import (
@@ -111,6 +111,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         message = "请求数据有误：" + "；".join(_describe(error) for error in exc.errors())
+        if is_page(request):
+            return page_error(request, 422, message)
+        return JSONResponse({"error": "invalid_request", "message": message}, status_code=422)
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> Response:
+        # The database refused a value the checks let through (a NUL character, a number out of
+        # its range): the request's fault, and nothing was stored.
+        log.warning("value refused by the database: %s", type(exc.orig).__name__)
+        message = "请求数据有误：含有不能保存的字符或数值（例如 NUL 字符）"
         if is_page(request):
             return page_error(request, 422, message)
         return JSONResponse({"error": "invalid_request", "message": message}, status_code=422)

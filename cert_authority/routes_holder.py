@@ -17,7 +17,7 @@ from cert_authority.holders import MAX_SHOW_SECONDS, Holder, HolderService
 from cert_authority.licence_schemas import LicenceSummary
 from cert_authority.qr_images import qr_png_base64
 from cert_authority.routes_verify import VerificationPublic
-from cert_authority.schemas import ErrorPublic
+from cert_authority.schemas import ErrorPublic, RowId
 from cert_authority.sharing import SharingService, UseCode
 from cert_authority.show_verify import ShowTokenVerifier
 
@@ -26,6 +26,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorPublic, "description": "持证人名下没有此证照"},
     409: {"model": ErrorPublic, "description": "证照已变更、吊销、注销或过期，不能亮证"},
     422: {"model": ErrorPublic, "description": "字段或有效期不合规"},
+    429: {"model": ErrorPublic, "description": "登录失败次数过多，15 分钟内不能再试"},
 }
 holder_router = APIRouter(prefix="/api/v1/holder", tags=["holders"], responses=ERRORS)
 verify_router = APIRouter(
@@ -36,7 +37,9 @@ _bearer = HTTPBearer(auto_error=False, description="持证人登录后得到的�
 
 class HolderLogin(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    holder_code: Annotated[str, Field(max_length=18, description="公民身份号码或统一社会信用代码")]
+    holder_code: Annotated[
+        str, Field(max_length=18, pattern=r"^[0-9A-Za-z]*$", description="公民身份号码或统一社会信用代码")
+    ]
     password: Annotated[str, Field(max_length=200)]
 
 
@@ -165,7 +168,7 @@ def list_use_codes(request: Request, holder: HolderCaller) -> list[UseCodePublic
 
 
 @holder_router.post("/use-codes/{code_id}/withdraw")
-def withdraw_use_code(code_id: int, request: Request, holder: HolderCaller) -> UseCodePublic:
+def withdraw_use_code(code_id: RowId, request: Request, holder: HolderCaller) -> UseCodePublic:
     """Withdraw a use code: it can no longer be used."""
     return _code_public(_sharing(request).withdraw_use_code(holder, code_id))
 

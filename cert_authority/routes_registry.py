@@ -22,6 +22,7 @@ from cert_authority.schemas import (
     ErrorPublic,
     LicenceTypeDetail,
     LicenceTypePublic,
+    RowId,
     TemplateVersionPublic,
 )
 from cert_authority.spec_input import parse_template, parse_type_spec
@@ -115,14 +116,14 @@ async def add_template(code: str, request: Request, actor: Caller) -> TemplateVe
 
 
 @router.get("/licence-types/{code}/templates/{version}")
-def get_template(code: str, version: int, request: Request) -> TemplateVersionPublic:
+def get_template(code: str, version: RowId, request: Request) -> TemplateVersionPublic:
     """One template version."""
     return _registry(request).get_template(code, version).public
 
 
 @router.get("/licence-types/{code}/templates/{version}/preview", response_class=Response)
 def preview_template(
-    code: str, version: int, request: Request, fmt: Format = "png", worst_case: WorstCase = False
+    code: str, version: RowId, request: Request, fmt: Format = "png", worst_case: WorstCase = False
 ) -> Response:
     """A stored template version rendered with sample data, as PNG, PDF or OFD."""
     return _file(_registry(request).preview(code, version, fmt, worst_case=worst_case), fmt, f"{code}-v{version}")

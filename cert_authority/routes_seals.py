@@ -16,7 +16,7 @@ from cert_authority.actors import Actor
 from cert_authority.auth import current_actor
 from cert_authority.http_uploads import binary_body
 from cert_authority.licence_schemas import SealCreate, SealPublic, SealRevoke, decode_base64
-from cert_authority.schemas import ErrorPublic
+from cert_authority.schemas import ErrorPublic, RowId
 from cert_authority.seals_service import SealService
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -57,19 +57,19 @@ def list_seals(
 
 
 @router.get("/seals/{seal_id}")
-def get_seal(seal_id: int, request: Request, actor: Caller) -> SealPublic:
+def get_seal(seal_id: RowId, request: Request, actor: Caller) -> SealPublic:
     """One registered seal."""
     return _seals(request).get(actor, seal_id)
 
 
 @router.get("/seals/{seal_id}/picture", response_class=Response)
-def seal_picture(seal_id: int, request: Request, actor: Caller) -> Response:
+def seal_picture(seal_id: RowId, request: Request, actor: Caller) -> Response:
     """The seal picture (PNG with transparency)."""
     return Response(_seals(request).picture(actor, seal_id), media_type="image/png")
 
 
 @router.post("/seals/{seal_id}/revoke")
-def revoke_seal(seal_id: int, body: SealRevoke, request: Request, actor: Caller) -> SealPublic:
+def revoke_seal(seal_id: RowId, body: SealRevoke, request: Request, actor: Caller) -> SealPublic:
     """Revoke a seal and its certificate (CRL and OCSP show it at once)."""
     return _seals(request).revoke(actor, seal_id, body.reason, body.note)
 
@@ -81,7 +81,7 @@ def revoke_seal(seal_id: int, body: SealRevoke, request: Request, actor: Caller)
     responses={200: {"content": {"application/pdf": {}, "application/ofd": {}}, "description": "盖章后的文件"}},
 )
 async def sign_document(
-    seal_id: int,
+    seal_id: RowId,
     request: Request,
     actor: Caller,
     x: Annotated[float, Query(description="印章左上角距页面左边缘（mm）")],

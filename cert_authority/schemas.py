@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from keys.errors import InvalidCodeError
@@ -103,3 +104,8 @@ class ApiKeyPublic(BaseModel):
 
 class ApiKeyCreated(ApiKeyPublic):
     key: Annotated[str, Field(description="完整密钥：只在创建时给出一次")]
+
+
+# A database row id in a path: bounded, so that a huge number is a 422, not an overflow in the
+# database driver (SQLite's and PostgreSQL's INTEGER).
+RowId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="编号")]

@@ -23,6 +23,7 @@ from cert_authority.licence_queries import LicenceQueryService
 from cert_authority.licence_schemas import LICENCE_STATUSES, LicencePublic
 from cert_authority.lifecycle import LifecycleService
 from cert_authority.registry import RegistryService
+from cert_authority.schemas import RowId
 from cert_authority.staff import StaffMember
 from cert_authority.web.common import redirect, render, same_origin
 from cert_authority.web.staff_pages import Staff
@@ -235,7 +236,7 @@ def submit_batch(
 
 
 @router.get("/batch/{job_id}")
-def batch_job_page(job_id: int, request: Request, staff: Staff) -> Response:
+def batch_job_page(job_id: RowId, request: Request, staff: Staff) -> Response:
     jobs: BatchJobs = request.app.state.batch_jobs
     job = jobs.get(staff.actor(), job_id)
     name = _state(request)[0].get_type(job.type_code).name
@@ -243,7 +244,7 @@ def batch_job_page(job_id: int, request: Request, staff: Staff) -> Response:
 
 
 @router.post("/batch/{job_id}/rerun", dependencies=[Posted])
-def rerun_batch(job_id: int, request: Request, staff: Staff) -> Response:
+def rerun_batch(job_id: RowId, request: Request, staff: Staff) -> Response:
     jobs: BatchJobs = request.app.state.batch_jobs
     return redirect(f"/console/batch/{jobs.rerun(staff.actor(), job_id)}")
 

@@ -17,6 +17,7 @@ from cert_authority.licence_queries import LicenceQueryService
 from cert_authority.licence_schemas import LicencePublic
 from cert_authority.qr_images import qr_svg
 from cert_authority.registry import RegistryService
+from cert_authority.schemas import RowId
 from cert_authority.sharing import SharingService
 from cert_authority.web.common import HOLDER_COOKIE, redirect, render, safe_next, same_origin, set_session
 from templates.render import MEDIA_TYPES
@@ -179,7 +180,7 @@ def create_use_code(
 
 
 @router.post("/use-codes/{code_id}/withdraw", dependencies=[Posted])
-def withdraw_use_code(code_id: int, request: Request, me: Me) -> Response:
+def withdraw_use_code(code_id: RowId, request: Request, me: Me) -> Response:
     _sharing(request).withdraw_use_code(me, code_id)
     return redirect("/wallet/uses")
 
