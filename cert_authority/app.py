@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -26,6 +27,7 @@ from cert_authority.apikeys import ApiKeyService
 from cert_authority.batch_jobs import BatchJobs
 from cert_authority.body_limit import MB, BodyLimit
 from cert_authority.db import create_db_engine, migrate
+from cert_authority.denials import record_denial
 from cert_authority.error_map import classify
 from cert_authority.errors import ServiceError
 from cert_authority.http_uploads import definition_schemas
@@ -96,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The detail is for operators' logs; users get a message without internals.
             log.error("request failed: %s: %s", type(exc).__name__, exc)
             message = "数据库暂不可用，请稍后重试" if status == 503 else "服务内部错误，请联系管理员"
+        if status in (401, 403) and request.url.path.startswith("/api/"):
+            actor = getattr(request.state, "actor", None)
+            await run_in_threadpool(record_denial, engine, actor, request.method, request.url.path, status, code)
         if is_page(request):
             return page_error(request, status, message)
         # RFC 9110 §11.6.1: a 401 names the scheme the client should use.

@@ -30,7 +30,9 @@ def current_actor(
     if not key:
         raise AuthenticationError("缺少 API 密钥：请在请求头中给出 Authorization: Bearer <密钥>")
     keys: ApiKeyService = request.app.state.api_keys
-    return keys.authenticate(key.strip())
+    actor = keys.authenticate(key.strip())
+    request.state.actor = actor  # for the audit record if the call is then refused
+    return actor
 
 
 def require(*roles: str) -> Callable[[Actor], Actor]:
