@@ -42,6 +42,11 @@ from keys.errors import KeysError
 from seals.errors import SealError
 
 log = logging.getLogger("ecas")
+# What callers hear of a server-side failure (the details go to the log).
+OPERATOR_MESSAGES = {
+    "database_unavailable": "数据库暂不可用，请稍后重试",
+    "storage_unavailable": "文件存储暂不可写（磁盘已满或只读），本次未保存任何内容，请联系管理员",
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -97,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if status >= 500:
             # The detail is for operators' logs; users get a message without internals.
             log.error("request failed: %s: %s", type(exc).__name__, exc)
-            message = "数据库暂不可用，请稍后重试" if status == 503 else "服务内部错误，请联系管理员"
+            message = OPERATOR_MESSAGES.get(code, "服务内部错误，请联系管理员")
         if status in (401, 403) and request.url.path.startswith("/api/"):
             actor = getattr(request.state, "actor", None)
             await run_in_threadpool(record_denial, engine, actor, request.method, request.url.path, status, code)

@@ -18,6 +18,7 @@ from cert_authority.errors import (
     NotInitialisedError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    StorageUnavailableError,
     StoredFileError,
     TooManyAttemptsError,
     UnsupportedMediaTypeError,
@@ -71,6 +72,7 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (WrongPassphraseError, 500, "key_store_locked"),
     (ConfigError, 500, "misconfigured"),
     (StoredFileError, 500, "stored_file_damaged"),
+    (StorageUnavailableError, 503, "storage_unavailable"),
     (DatabaseUnavailableError, 503, "database_unavailable"),
 ]
 

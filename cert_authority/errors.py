@@ -60,6 +60,10 @@ class StoredFileError(ServiceError):
     """A file in the content-addressed store is missing or does not match its SM3 digest."""
 
 
+class StorageUnavailableError(ServiceError):
+    """The file store cannot be written (disk full, read-only, no permission): nothing was stored."""
+
+
 class LicenceDataError(InvalidRequestError):
     """The face data, holder code, photo or validity given for a licence is wrong. Every problem is
     named (field key and label) in `problems`, so one answer lists all that needs fixing."""

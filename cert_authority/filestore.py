@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cert_authority.errors import StoredFileError
+from cert_authority.errors import StorageUnavailableError, StoredFileError
 from keys.sm2 import sm3
+
+log = logging.getLogger("ecas.files")
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -62,24 +65,30 @@ class FileStore:
             try:
                 if _syncfs(fd) != 0:
                     error = ctypes.get_errno()
-                    raise OSError(error, f"syncfs: {os.strerror(error)}", str(self.root))
+                    raise _unavailable(OSError(error, f"syncfs: {os.strerror(error)}", str(self.root)))
             finally:
                 os.close(fd)
         return digests
 
     @staticmethod
     def _write(path: Path, digest: str, data: bytes, sync: bool) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest[:8]}.", suffix=".tmp")
+        """Write to a temporary file beside `path`, then rename: the name only ever holds a whole
+        file. A full or read-only disk is StorageUnavailableError, and leaves nothing behind."""
+        tmp = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest[:8]}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:  # mkstemp creates the file 0600
                 handle.write(data)
                 if sync:
                     handle.flush()
                     os.fsync(handle.fileno())
             os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+        except BaseException as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _unavailable(exc) from exc
             raise
 
     def get(self, digest: str) -> bytes:
@@ -127,3 +136,10 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 
 _syncfs = _load_syncfs()
+
+
+def _unavailable(exc: OSError) -> StorageUnavailableError:
+    """What operators and callers should hear about a write that failed (no paths: they are
+    internals; the log has the full error)."""
+    log.error("file store write failed: %s", exc)
+    return StorageUnavailableError(f"文件存储暂不可写（{exc.strerror or exc}），本次未保存任何内容，请联系管理员")
