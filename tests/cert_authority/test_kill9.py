@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 from conftest import FOOD_TYPE, ISSUER_USCC, LicenceEnv, table_counts
+from serving import free_port, wait_until_serving
 from sqlmodel import Session, select
-from test_serve_workers import free_port
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.apikeys import ApiKeyService
@@ -46,15 +46,7 @@ def serving(env: LicenceEnv, port: int) -> Iterator[subprocess.Popen[bytes]]:
         env=_environment(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.2)
+        wait_until_serving(f"http://127.0.0.1:{port}", server)
         yield server
     finally:
         if server.poll() is None:

@@ -4,23 +4,16 @@ them: a show token is accepted once per department even when both workers are as
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 from conftest import FOOD_TYPE, USER_USCC, LicenceEnv, example_data, issue_example
+from serving import free_port, wait_until_serving
 
 HOLDER = example_data(FOOD_TYPE)["operator_code"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_replay_protection_holds_across_workers(licence_env: LicenceEnv) -> None:
@@ -46,15 +39,7 @@ def test_replay_protection_holds_across_workers(licence_env: LicenceEnv) -> None
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.3)
+        wait_until_serving(base, server)
         session = httpx.post(
             f"{base}/api/v1/holder/login", json={"holder_code": HOLDER, "password": "workers-test-password"}
         ).json()["session_token"]
