@@ -119,8 +119,8 @@ class ApiKeyService:
         """The actor behind `key`, or AuthenticationError (the key itself never appears in messages).
 
         A valid key is remembered for CACHE_SECONDS by this process (keyed by its hash): a busy counter
-        then costs no database round trip per request. Revoking a key forgets it here at once; other
-        workers stop accepting it within CACHE_SECONDS."""
+        then costs no database round trip per request. A revoked key (`ecas apikey revoke`, another
+        process) is refused by every worker within CACHE_SECONDS."""
         if not KEY_FORMAT.fullmatch(key):
             raise AuthenticationError("API 密钥无效")
         digest = hash_key(key)

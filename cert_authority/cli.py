@@ -218,7 +218,7 @@ def bench_crypto(
 @friendly_errors
 def bench_serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="服务工作进程数")] = os.cpu_count() or 1,
-    seconds: Annotated[float, typer.Option(min=1, max=600, help="每个场景的压测秒数")] = 10.0,
+    seconds: Annotated[float, typer.Option(min=1, max=60, help="每个场景的压测秒数")] = 10.0,
     concurrency: Annotated[int, typer.Option(min=1, max=512, help="并发连接数")] = 16,
     scenario: Annotated[list[str] | None, typer.Option(help="只测这些场景（可重复）")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="数据目录（默认：新建临时目录，测完删除）")] = None,

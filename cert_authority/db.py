@@ -44,9 +44,13 @@ def create_db_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # 20 kept per worker: uvicorn's threadpool runs many requests at once, and a connection made
-    # afresh for each (overflow connections are closed after use) cost more than the request.
-    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=10)
+    # 15 kept per worker (up to 20): uvicorn's threadpool runs many requests at once, and a
+    # connection made afresh for each (overflow ones are closed after use) cost more than the
+    # request. PostgreSQL's max_connections must cover workers × 20 (docs/deployment.md). A server
+    # that does not answer is a 503 after 5 s, not a request hanging on the TCP connect.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=15, max_overflow=5, connect_args={"connect_timeout": 5}
+    )
 
 
 def migrate(engine: Engine) -> None:

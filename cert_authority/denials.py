@@ -18,16 +18,11 @@ UNKNOWN_CALLER = Actor(label="anonymous", role="none")
 
 
 def record_denial(engine: Engine, actor: Actor | None, method: str, path: str, status: int, error: str) -> None:
-    row = audit_row(
-        actor or UNKNOWN_CALLER,
-        "denied",
-        f"{method} {path}"[:120],
-        utc_now(),
-        detail={"status": status, "error": error},
-    )
+    target = f"{method} {path}"[:120]  # the path is the caller's: kept short
+    row = audit_row(actor or UNKNOWN_CALLER, "denied", target, utc_now(), detail={"status": status, "error": error})
     try:
         with Session(engine) as session:
             session.add(row)
             session.commit()
     except SQLAlchemyError as exc:
-        log.error("could not record a refused call to %s %s: %s", method, path, type(exc).__name__)
+        log.error("could not record a refused call to %r: %s", target, type(exc).__name__)

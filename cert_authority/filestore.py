@@ -9,9 +9,9 @@ without its file.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
-import logging
 import os
 import re
 import tempfile
@@ -20,8 +20,6 @@ from pathlib import Path
 
 from cert_authority.errors import StorageUnavailableError, StoredFileError
 from keys.sm2 import sm3
-
-log = logging.getLogger("ecas.files")
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -42,7 +40,10 @@ class FileStore:
         if path.exists() and self._intact(path, digest):
             return digest
         self._write(path, digest, data, sync=True)
-        self._sync_directory(path.parent)
+        try:
+            self._sync_directory(path.parent)
+        except OSError as exc:
+            raise _unavailable(exc) from exc
         return digest
 
     def put_many(self, items: Sequence[tuple[bytes, bytes | None]]) -> list[str]:
@@ -61,7 +62,10 @@ class FileStore:
                 self._write(path, digest, data, sync=False)
             digests.append(digest)
         if digests:
-            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                fd = os.open(self.root, os.O_RDONLY)
+            except OSError as exc:
+                raise _unavailable(exc) from exc
             try:
                 if _syncfs(fd) != 0:
                     error = ctypes.get_errno()
@@ -86,7 +90,8 @@ class FileStore:
             os.replace(tmp, path)
         except BaseException as exc:
             if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only disk cannot take the unlink either
+                    Path(tmp).unlink(missing_ok=True)
             if isinstance(exc, OSError):
                 raise _unavailable(exc) from exc
             raise
@@ -139,7 +144,6 @@ _syncfs = _load_syncfs()
 
 
 def _unavailable(exc: OSError) -> StorageUnavailableError:
-    """What operators and callers should hear about a write that failed (no paths: they are
-    internals; the log has the full error)."""
-    log.error("file store write failed: %s", exc)
+    """A write that failed, as callers should hear of it (no paths: the chained OSError, in the
+    log, has them)."""
     return StorageUnavailableError(f"文件存储暂不可写（{exc.strerror or exc}），本次未保存任何内容，请联系管理员")

@@ -94,7 +94,7 @@ def list_licences(
     ] = None,
     holder_code: Annotated[str | None, Query(description="持证主体代码（完整代码；结果中脱敏显示）")] = None,
     issuer: Annotated[str | None, Query(description="颁证部门统一社会信用代码")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> LicencePage:
     """List licence versions, newest first, with filters and pages; holder codes masked."""

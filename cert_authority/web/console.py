@@ -68,7 +68,7 @@ def console_home(
         type_code=type_code or None,
         status=status if status in LICENCE_STATUSES else None,
         holder_code=holder_code or None,
-        page=max(page, 1),
+        page=min(max(page, 1), 1_000_000),
         page_size=PAGE_SIZE,
     )
     types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
