@@ -40,9 +40,9 @@ def _environment(env: LicenceEnv) -> dict[str, str]:
 
 
 @contextmanager
-def serving(env: LicenceEnv, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def serving(env: LicenceEnv, port: int, workers: int = 1) -> Iterator[subprocess.Popen[bytes]]:
     server = subprocess.Popen(
-        [ECAS, "serve", "--port", str(port), "--no-access-log"],
+        [ECAS, "serve", "--port", str(port), "--workers", str(workers), "--no-access-log"],
         env=_environment(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
@@ -103,6 +103,50 @@ def test_kill_during_single_issuance(licence_env: LicenceEnv) -> None:
     assert set(statuses) <= {200, 201}, statuses
     rows = assert_whole(env)
     assert len(rows) == len(requests)  # each request issued exactly once, whatever the kill cut
+
+
+def test_one_worker_killed_the_others_serve_and_it_comes_back(licence_env: LicenceEnv) -> None:
+    """With several workers, SIGKILL to one while it issues: the others go on answering, the
+    supervisor starts a new worker, and what was issued is whole."""
+    env = licence_env
+    key = ApiKeyService(env.engine).create("issuer", ISSUER_USCC).key
+    food = next(d for d in demo_licences() if d.type_code == FOOD_TYPE).data
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    def issue(n: int) -> int:
+        try:
+            return httpx.post(
+                f"{base}/api/v1/licences",
+                json={"type_code": FOOD_TYPE, "data": {**food, "operator_code": demo_uscc("350103", 700 + n)}},
+                headers={"Authorization": f"Bearer {key}", "Idempotency-Key": f"worker-{n}"},
+                timeout=60,
+            ).status_code
+        except httpx.HTTPError:
+            return 0
+
+    with serving(env, port, workers=2) as server, ThreadPoolExecutor(6) as pool:
+        workers = _children(server.pid)
+        assert len(workers) >= 2, workers
+        pending = [pool.submit(issue, n) for n in range(24)]
+        while table_counts(env.engine)["licence"] < 2:
+            time.sleep(0.02)
+        os.kill(workers[0], signal.SIGKILL)
+        statuses = [future.result() for future in pending]
+        assert statuses.count(201) >= 12  # the other worker went on issuing
+        deadline = time.monotonic() + 60
+        while len(_children(server.pid)) < len(workers):  # the supervisor replaced the dead worker
+            assert time.monotonic() < deadline, "no new worker"
+            time.sleep(0.2)
+        again = list(pool.map(issue, range(24)))  # the same keys: what was cut short is issued now
+    assert set(again) <= {200, 201}, again
+    assert len(assert_whole(env)) == 24
+
+
+def _children(pid: int) -> list[int]:
+    """The uvicorn worker processes under the supervisor (not multiprocessing's resource tracker)."""
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "spawn_main"], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
 
 
 def test_kill_during_batch_and_resume(licence_env: LicenceEnv, tmp_path: Path) -> None:
