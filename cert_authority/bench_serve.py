@@ -72,7 +72,7 @@ class Plan:
 
     base_url: str
     seconds: float
-    concurrency: dict[str, int]
+    concurrency: int  # connections kept busy at once
     user_key: str
     issuer_key: str
     identifiers: list[str]
@@ -138,11 +138,8 @@ def prepare(settings: Settings, seconds: float, tokens: int, issues: int) -> tup
     identifiers = [item.identifier for item in page.items]
     signer = pki.service_signer(now)
     faces = {i: services.queries.get(CLI_ACTOR, i).data for i in identifiers}
-    minted = [
-        make_token(signer, i, dict(list(faces[i].items())[:2]), now, TOKEN_LIFETIME)[0]
-        for n in range(tokens)
-        for i in [identifiers[n % len(identifiers)]]
-    ]
+    chosen = [identifiers[n % len(identifiers)] for n in range(tokens)]
+    minted = [make_token(signer, i, dict(list(faces[i].items())[:2]), now, TOKEN_LIFETIME)[0] for i in chosen]
     food = next(licence for licence in demo_licences() if licence.type_code == FOOD_TYPE)
     issue_data = [
         {"type_code": FOOD_TYPE, "data": {**food.data, "operator_code": demo_uscc("350102", 100_000 + n)}}
@@ -151,7 +148,7 @@ def prepare(settings: Settings, seconds: float, tokens: int, issues: int) -> tup
     plan = Plan(
         base_url="",
         seconds=seconds,
-        concurrency={},
+        concurrency=0,
         user_key=keys.create("user", city.uscc).key,
         issuer_key=keys.create("issuer", market.uscc).key,
         identifiers=identifiers,
@@ -231,7 +228,7 @@ async def _drive(plan: Plan, scenario: str) -> Result:
     latencies: list[float] = []
     errors: list[str] = []
     counter = iter(range(10**9))
-    connector = aiohttp.TCPConnector(limit=plan.concurrency[scenario])
+    connector = aiohttp.TCPConnector(limit=plan.concurrency)
     async with aiohttp.ClientSession(plan.base_url, connector=connector, timeout=aiohttp.ClientTimeout(30)) as client:
         # A second of warm-up first (connections, pools, caches), not counted.
         warm_until = time.perf_counter() + WARM_UP_SECONDS
@@ -253,7 +250,7 @@ async def _drive(plan: Plan, scenario: str) -> Result:
                 if problem:
                     errors.append(problem)
 
-        await asyncio.gather(*(one_client() for _ in range(plan.concurrency[scenario])))
+        await asyncio.gather(*(one_client() for _ in range(plan.concurrency)))
         elapsed = time.perf_counter() - started
     return Result(len(latencies), len(errors), elapsed, latencies, errors[0] if errors else None)
 
@@ -308,7 +305,7 @@ def serve_benchmark(
                 tokens=min(MAX_TOKENS, int(800 * (seconds + WARM_UP_SECONDS))),
                 issues=int(300 * (seconds + WARM_UP_SECONDS)),
             )
-            plan.concurrency = {s: concurrency for s in (BASELINE, *SCENARIOS)}
+            plan.concurrency = concurrency
             results: dict[str, Any] = {}
             with running_service(environment, workers) as base:
                 plan.base_url = base

@@ -164,13 +164,11 @@ def test_issuer_issues_from_the_console(licence_env: LicenceEnv, server: str, br
     page.wait_for_url(f"{server}/console")
     page.click(f"a[href='/console/issue/{FOOD_TYPE}']")
     for key, value in example_data(FOOD_TYPE).items():
-        selector = f"[name=f_{key}]"
-        if page.get_attribute(selector, "type") == "date" or page.evaluate(
-            f"document.querySelector('{selector}').tagName"
-        ) != "SELECT":
-            page.fill(selector, value)
+        field = page.locator(f"[name=f_{key}]")
+        if field.evaluate("element => element.tagName") == "SELECT":
+            field.select_option(value)
         else:
-            page.select_option(selector, value)
+            field.fill(value)
     page.screenshot(path=artifacts / "console-issue-form.png", full_page=True)
     page.click("main button[type=submit]")
     page.wait_for_url(f"{server}/console/licences/**")
