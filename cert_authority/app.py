@@ -32,7 +32,9 @@ from cert_authority.error_map import classify
 from cert_authority.errors import ServiceError
 from cert_authority.http_uploads import definition_schemas
 from cert_authority.pki import PkiService
+from cert_authority.rate_limit import Limits, RateLimit, RequestCounter, counter_engine
 from cert_authority.registry import registry_for
+from cert_authority.schemas import ErrorPublic
 from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings, load_settings
 from cert_authority.staff import StaffAccounts
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="ECAS 电子证照与电子印章服务",
         version="0.1.0",
         description="E-licence and e-seal authority: SM2 PKI, sealed licences, verification.",
+        responses={429: {"model": ErrorPublic, "description": "请求过于频繁（每分钟限次），见 Retry-After"}},
     )
     app.state.settings = settings
     app.state.pki = PkiService(settings, engine)
@@ -85,6 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit)
     # Pages: a sealed file of up to 20 MB to check at the counter, in a multipart form.
     app.add_middleware(BodyLimit, prefix=PAGE_PREFIXES, upload_limit=21 * MB, path_limits={})
+    # Outermost: a client over its limit is refused before its body is read.
+    limits = Limits(settings.rate_limit_per_credential, settings.rate_limit_per_address)
+    app.state.request_counter = RequestCounter(counter_engine(engine))
+    app.add_middleware(RateLimit, counter=app.state.request_counter, limits=limits)
     _document_definitions(app)
 
     @app.get("/healthz", tags=["ops"])

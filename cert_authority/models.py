@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, Date, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -382,3 +393,14 @@ class BatchJobRow(SQLModel, table=True):
     rejected: int = 0
     rejects_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # [[line, reason], ...]
     message: str | None = Field(default=None, max_length=500)
+
+
+class RateWindowRow(SQLModel, table=True):
+    """Requests one client made in one minute (`cert_authority.rate_limit`), counted in the database
+    so that every worker sees the same number."""
+
+    __tablename__ = "rate_window"
+
+    client: str = Field(primary_key=True, max_length=80)
+    window_start: int = Field(sa_column=Column(BigInteger, primary_key=True))  # Unix seconds
+    hits: int

@@ -33,7 +33,7 @@ def test_migration_matches_models_and_round_trips(database_url: str) -> None:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, SQLModel.metadata) == []
-        assert context.get_current_revision() == "0007_web_console"
+        assert context.get_current_revision() == "0008_rate_limits"
     with engine.begin() as connection:
         _alembic(connection, "downgrade", "0001_pki")
     tables = set(inspect(engine).get_table_names())

@@ -1,12 +1,17 @@
 """`ecas serve --workers 2`: two processes on one database, and the rules that must hold across
-them: a show token is accepted once per department even when both workers are asked at once."""
+them: a show token is accepted once per department even when both workers are asked at once, and a
+client's rate limit is one limit, not one per worker."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -23,23 +28,7 @@ def test_replay_protection_holds_across_workers(licence_env: LicenceEnv) -> None
     from cert_authority.apikeys import ApiKeyService
 
     key = ApiKeyService(env.registry.engine).create("user", USER_USCC).key
-    port = free_port()
-    environment = {
-        **os.environ,
-        "ECAS_DATA_DIR": str(env.settings.data_dir),
-        "ECAS_DATABASE_URL": env.settings.effective_database_url,
-        "ECAS_KEK": "test-passphrase",
-    }
-    ecas = str(Path(sys.executable).with_name("ecas"))
-    server = subprocess.Popen(
-        [ecas, "serve", "--workers", "2", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base, server)
+    with two_workers(env) as base:
         session = httpx.post(
             f"{base}/api/v1/holder/login", json={"holder_code": HOLDER, "password": "workers-test-password"}
         ).json()["session_token"]
@@ -62,6 +51,41 @@ def test_replay_protection_holds_across_workers(licence_env: LicenceEnv) -> None
         with ThreadPoolExecutor(8) as pool:
             reasons = list(pool.map(check, range(8)))
         assert sorted(reasons) == ["ok"] + ["replayed"] * 7, reasons
+
+
+def test_rate_limit_is_one_limit_across_workers(licence_env: LicenceEnv) -> None:
+    with two_workers(licence_env, ECAS_RATE_LIMIT_PER_ADDRESS="10") as base:
+        if time.time() % 60 > 50:  # all requests in one counting window (a minute)
+            time.sleep(61 - time.time() % 60)
+        with ThreadPoolExecutor(8) as pool:  # a connection each: both workers take some
+            statuses = Counter(
+                pool.map(lambda _: httpx.get(f"{base}/api/v1/verify/x", timeout=30).status_code, range(24))
+            )
+    assert statuses == {401: 10, 429: 14}
+
+
+@contextmanager
+def two_workers(env: LicenceEnv, **settings: str) -> Iterator[str]:
+    """`ecas serve --workers 2` on the environment's database and data directory."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "ECAS_DATA_DIR": str(env.settings.data_dir),
+        "ECAS_DATABASE_URL": env.settings.effective_database_url,
+        "ECAS_KEK": "test-passphrase",
+        **settings,
+    }
+    ecas = str(Path(sys.executable).with_name("ecas"))
+    server = subprocess.Popen(
+        [ecas, "serve", "--workers", "2", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base, server)
+        yield base
     finally:
         server.terminate()
         server.wait(timeout=30)
