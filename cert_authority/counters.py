@@ -2,8 +2,9 @@
 
 Each value is taken in its own short transaction, committed before the caller does anything with
 it: a crash afterwards leaves a gap (a value nobody uses), never a value handed out twice. Safe
-with several workers: UPDATE ... RETURNING is atomic on PostgreSQL and on SQLite (>= 3.35), and the
-row lock (PostgreSQL) or the single writer (SQLite) queues concurrent callers.
+with several workers: one INSERT ... ON CONFLICT DO UPDATE ... RETURNING is atomic on PostgreSQL and
+on SQLite (>= 3.35), and the row locks (PostgreSQL) or the single writer (SQLite) queue concurrent
+callers.
 """
 
 from __future__ import annotations
@@ -11,26 +12,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
-_CREATE = text("INSERT INTO licence_counter (name, value) VALUES (:name, 0) ON CONFLICT (name) DO NOTHING")
-_TAKE = text("UPDATE licence_counter SET value = value + :count WHERE name = :name RETURNING value")
+from cert_authority.models import LicenceCounterRow
 
 
 def next_values(engine: Engine, names: Sequence[str], count: int = 1) -> list[int]:
-    """The next value of each named counter, taken together in one committed transaction; with
+    """The next value of each named counter, taken together in one statement (committed at once); with
     `count` > 1 a block of that many values, of which the first is returned (a batch takes its
-    serials in one step). Callers always name counters in the same order (serial before number),
-    so two transactions never wait for each other's locks in a cycle."""
+    serials in one step). Rows are locked in the order named and callers always name counters in the
+    same order (serial before number), so two callers never wait for each other's locks in a cycle."""
     if count < 1:
         raise ValueError("count must be at least 1")
-    values = []
-    with engine.begin() as connection:
-        for name in names:
-            connection.execute(_CREATE, {"name": name})
-            last = int(connection.execute(_TAKE, {"name": name, "count": count}).scalar_one())
-            values.append(last - count + 1)
-    return values
+    if not names:
+        return []
+    table = LicenceCounterRow.__table__  # type: ignore[attr-defined]
+    insert = sqlite_insert if engine.dialect.name == "sqlite" else postgresql_insert
+    statement = insert(table).values([{"name": name, "value": count} for name in names])
+    take = statement.on_conflict_do_update(
+        index_elements=[table.c.name], set_={"value": table.c.value + statement.excluded.value}
+    ).returning(table.c.name, table.c.value)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        last = {name: value for name, value in connection.execute(take)}
+    return [int(last[name]) - count + 1 for name in names]
 
 
 def current_value(engine: Engine, name: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Protocol
 
 from sqlmodel import Session, col, select
 
@@ -22,7 +23,20 @@ from cert_authority.timeutil import aware
 from templates.identifier import LicenceIdentifier, mask_holder_code
 
 
-def effective_status(row: LicenceRow, today: dt.date) -> str:
+class StatusFields(Protocol):
+    """What a licence's status is read from: a LicenceRow, or just these columns of it."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def valid_until(self) -> dt.date | None: ...
+    @property
+    def superseded_by(self) -> str | None: ...
+    @property
+    def status_reason(self) -> str | None: ...
+
+
+def effective_status(row: StatusFields, today: dt.date) -> str:
     """The stored status, except that a valid licence past its end date reads as expired."""
     if row.status == "issued" and row.valid_until is not None and today > row.valid_until:
         return "expired"

@@ -19,14 +19,11 @@ from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import create_engine, delete, event
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 
-from cert_authority.models import RateWindowRow
 from cert_authority.web.common import HOLDER_COOKIE, STAFF_COOKIE, is_page, page_error
 
 log = logging.getLogger("ecas.rate_limit")
@@ -62,30 +59,27 @@ def _no_flush_wait(dbapi_connection: Any, _record: object) -> None:
 class RequestCounter:
     """Hits per client in the current window, counted in the database."""
 
+    # One prepared statement, one round trip in autocommit (it is on every request's path).
+    _COUNT = text(
+        "INSERT INTO rate_window (client, window_start, hits) VALUES (:client, :start, 1) "
+        "ON CONFLICT (client, window_start) DO UPDATE SET hits = rate_window.hits + 1 RETURNING hits"
+    )
+    _SWEEP = text("DELETE FROM rate_window WHERE window_start < :before")
+
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
-        self.engine = engine
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.clock = clock
-        self._insert = sqlite_insert if engine.dialect.name == "sqlite" else postgresql_insert
         self._next_sweep = 0.0
 
     def hit(self, client: str) -> tuple[int, float]:
         """Count one request; give the client's hits so far in this window and seconds to its end."""
         now = self.clock()
         start = int(now // WINDOW_SECONDS * WINDOW_SECONDS)
-        table = RateWindowRow.__table__  # type: ignore[attr-defined]
-        statement = (
-            self._insert(table)
-            .values(client=client, window_start=start, hits=1)
-            .on_conflict_do_update(
-                index_elements=[table.c.client, table.c.window_start], set_={"hits": table.c.hits + 1}
-            )
-            .returning(table.c.hits)
-        )
-        with self.engine.begin() as connection:
-            hits = connection.execute(statement).scalar_one()
+        with self.engine.connect() as connection:
+            hits = int(connection.execute(self._COUNT, {"client": client, "start": start}).scalar_one())
             if now >= self._next_sweep:  # once a window per worker: forget finished windows
                 self._next_sweep = now + WINDOW_SECONDS
-                connection.execute(delete(table).where(table.c.window_start < start - WINDOW_SECONDS))
+                connection.execute(self._SWEEP, {"before": start - WINDOW_SECONDS})
         return hits, start + WINDOW_SECONDS - now
 
 

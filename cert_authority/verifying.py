@@ -30,7 +30,7 @@ from cert_authority.errors import StoredFileError
 from cert_authority.filestore import FileStore
 from cert_authority.licence_dates import local_date
 from cert_authority.licence_layouts import LicenceLayouts
-from cert_authority.licence_records import effective_status
+from cert_authority.licence_records import StatusFields, effective_status
 from cert_authority.models import LicenceRow
 from cert_authority.pki import PkiService
 from cert_authority.timeutil import utc_now
@@ -159,7 +159,7 @@ class VerificationService:
         return Check.ok("record", "登记的照面信息与盖章文件一致")
 
 
-def licence_status_check(row: LicenceRow, now: dt.datetime) -> Check:
+def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:
     """The licence's status in the registry on the issuer's calendar day."""
     status = effective_status(row, local_date(now))
     if status == "issued":

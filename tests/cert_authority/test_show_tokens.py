@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import subprocess
 from pathlib import Path
 
@@ -131,8 +132,13 @@ def test_show_and_verify(shared_licence_env: LicenceEnv, tmp_path: Path) -> None
         verifier.clock = original
 
     with Session(env.registry.engine) as session:
-        actions = [e.action for e in session.exec(select(AuditEventRow).where(AuditEventRow.target == identifier))]
-    assert actions.count("show_token") >= 2 and actions.count("show_verify") >= 3
+        events = list(session.exec(select(AuditEventRow).where(AuditEventRow.target == identifier)))
+    assert [e.action for e in events].count("show_token") >= 2
+    # Every online check audited with its outcome (the replay too), the holder's code masked.
+    checks = sorted((e for e in events if e.action == "show_verify"), key=lambda e: e.id or 0)
+    assert [json.loads(e.detail_json or "{}")["reason"] for e in checks] == ["ok", "replayed", "ok", "revoked"]
+    assert {e.actor_department for e in checks[:2]} == {USER_USCC}
+    assert all(e.holder_code_masked and "*" in e.holder_code_masked for e in checks)
 
 
 def test_holder_service_refusals(shared_licence_env: LicenceEnv) -> None:
