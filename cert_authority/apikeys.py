@@ -123,15 +123,20 @@ class ApiKeyService:
         process) is refused by every worker within CACHE_SECONDS."""
         if not KEY_FORMAT.fullmatch(key):
             raise AuthenticationError("API 密钥无效")
+        cached = self.remembered(key)
+        if cached is not None:
+            return cached
         digest = hash_key(key)
-        cached = self._cache.get(digest)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
         actor = self._lookup(digest)
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
         self._cache[digest] = (actor, time.monotonic() + CACHE_SECONDS)
         return actor
+
+    def remembered(self, key: str) -> Actor | None:
+        """The actor behind `key` if this process checked it within CACHE_SECONDS (no database)."""
+        cached = self._cache.get(hash_key(key))
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
 
     def _lookup(self, digest: str) -> Actor:
         with Session(self.engine) as session:

@@ -7,10 +7,11 @@ never logged or echoed in messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from cert_authority.actors import Actor, ensure_role
@@ -21,7 +22,7 @@ bearer = HTTPBearer(auto_error=False, description="API 密钥（ecas_...），�
 header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="也可在 X-API-Key 请求头中给出密钥")
 
 
-def current_actor(
+async def current_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     api_key: Annotated[str | None, Depends(header_key)],
@@ -30,15 +31,18 @@ def current_actor(
     if not key:
         raise AuthenticationError("缺少 API 密钥：请在请求头中给出 Authorization: Bearer <密钥>")
     keys: ApiKeyService = request.app.state.api_keys
-    actor = keys.authenticate(key.strip())
+    # Async, and to a thread only when the database must be asked: a busy client's key is remembered.
+    actor = keys.remembered(key.strip())
+    if actor is None:
+        actor = await run_in_threadpool(keys.authenticate, key.strip())
     request.state.actor = actor  # for the audit record if the call is then refused
     return actor
 
 
-def require(*roles: str) -> Callable[[Actor], Actor]:
+def require(*roles: str) -> Callable[[Actor], Awaitable[Actor]]:
     """A dependency giving the caller if its role is one of `roles`, else 403."""
 
-    def dependency(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    async def dependency(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
         ensure_role(actor, *roles)
         return actor
 
