@@ -41,6 +41,7 @@ from cert_authority.errors import (
     IllegalTransitionError,
     InvalidRequestError,
     LicenceDataError,
+    NotFoundError,
     PermissionDeniedError,
     ServiceError,
 )
@@ -521,10 +522,12 @@ class IssuanceService:
 
     # --- the shared pipeline -------------------------------------------------------------------
     def _context(self, type_code: str, issuer: str, permission_checked: bool = False) -> _Context:
-        spec = self.registry.type_spec(type_code)
+        spec, template, department = self.registry.issuing_context(type_code, issuer)
         if issuer not in spec.issuers and not permission_checked:
             raise PermissionDeniedError(f"权限不足：部门 {issuer} 不是证照类型 {type_code}（{spec.name}）的颁发部门")
-        return _Context(self.layouts.context(type_code, spec=spec), self.registry.get_department_by_uscc(issuer))
+        if department is None:
+            raise NotFoundError(f"统一社会信用代码为 {issuer} 的部门尚未登记")
+        return _Context(self.layouts.context(type_code, spec=spec, stored=template), department)
 
     def _checked(
         self,

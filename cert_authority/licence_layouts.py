@@ -14,7 +14,7 @@ from cert_authority.errors import LicenceDataError
 from cert_authority.filestore import FileStore
 from cert_authority.licence_dates import Validity
 from cert_authority.models import LicenceRow
-from cert_authority.registry import RegistryService
+from cert_authority.registry import RegistryService, StoredTemplate
 from templates.errors import FontError, LayoutError
 from templates.identifier import LicenceIdentifier
 from templates.images import Picture
@@ -42,11 +42,15 @@ class LicenceLayouts:
         self._lock = threading.Lock()
 
     def context(
-        self, type_code: str, template_version: int | None = None, spec: LicenceTypeSpec | None = None
+        self,
+        type_code: str,
+        template_version: int | None = None,
+        spec: LicenceTypeSpec | None = None,
+        stored: StoredTemplate | None = None,
     ) -> LayoutContext:
-        """Type `type_code` (whose `spec` the caller may have read already) with template
-        `template_version` (the latest when None)."""
-        stored = self.registry.get_template(type_code, template_version)
+        """Type `type_code` (whose `spec` and template the caller may have read already) with
+        template `template_version` (the latest when None)."""
+        stored = stored or self.registry.get_template(type_code, template_version)
         return LayoutContext(
             spec=spec or self.registry.type_spec(type_code),
             template_version=stored.version,

@@ -41,6 +41,7 @@ from templates.render import FORMATS, FontSet, build_layout, check_fits, prepare
 from templates.spec import LicenceTypeSpec, check_template
 
 VERSION_ATTEMPTS = 5  # concurrent add_template_version calls retry on the (type, version) constraint
+PARSED_CACHE_SIZE = 256  # parsed definitions kept per process
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,10 @@ class RegistryService:
         self._fonts = fonts
         self._font_paths = font_paths
         self._fonts_lock = threading.Lock()
+        # Parsed definitions, by what they were parsed from: a template version never changes once
+        # stored, and a type's definition is looked up by its current JSON text.
+        self._parsed_templates: dict[tuple[int, int], StoredTemplate] = {}
+        self._parsed_specs: dict[str, LicenceTypeSpec] = {}
 
     @property
     def fonts(self) -> FontSet:
@@ -235,7 +240,26 @@ class RegistryService:
         """The stored definition of type `code` (without a template)."""
         with Session(self.engine) as session:
             row = self._type_row(session, code)
-        return LicenceTypeSpec.model_validate_json(row.spec_json)
+        return self._spec(row)
+
+    def issuing_context(
+        self, code: str, issuer_uscc: str
+    ) -> tuple[LicenceTypeSpec, StoredTemplate, DepartmentPublic | None]:
+        """What issuing a licence of type `code` by department `issuer_uscc` needs, read fresh on every
+        call in one session: the definition, the latest template and the department (None if unknown)."""
+        with Session(self.engine) as session:
+            row = self._type_row(session, code)
+            template = self._stored(code, self._latest_version_row(session, row, None))
+            department = session.exec(select(DepartmentRow).where(col(DepartmentRow.uscc) == issuer_uscc)).first()
+        return self._spec(row), template, _department(department) if department else None
+
+    def _spec(self, row: LicenceTypeRow) -> LicenceTypeSpec:
+        spec = self._parsed_specs.get(row.spec_json)
+        if spec is None:
+            if len(self._parsed_specs) >= PARSED_CACHE_SIZE:
+                self._parsed_specs.clear()
+            spec = self._parsed_specs[row.spec_json] = LicenceTypeSpec.model_validate_json(row.spec_json)
+        return spec
 
     # --- template versions ---------------------------------------------------------------------
     def add_template_version(
@@ -278,22 +302,35 @@ class RegistryService:
     def get_template(self, code: str, version: int | None = None) -> StoredTemplate:
         """Template `version` of type `code` (the latest when None)."""
         with Session(self.engine) as session:
-            row = self._type_row(session, code)
-            query = select(TemplateVersionRow).where(col(TemplateVersionRow.type_id) == row.id)
-            if version is None:
-                query = query.order_by(col(TemplateVersionRow.version).desc()).limit(1)
-            else:
-                query = query.where(col(TemplateVersionRow.version) == version)
-            found = session.exec(query).first()
+            return self._stored(code, self._latest_version_row(session, self._type_row(session, code), version))
+
+    @staticmethod
+    def _latest_version_row(session: Session, row: LicenceTypeRow, version: int | None) -> TemplateVersionRow:
+        """Template `version` of the type in `row` (the latest when None)."""
+        query = select(TemplateVersionRow).where(col(TemplateVersionRow.type_id) == row.id)
+        if version is None:
+            query = query.order_by(col(TemplateVersionRow.version).desc()).limit(1)
+        else:
+            query = query.where(col(TemplateVersionRow.version) == version)
+        found = session.exec(query).first()
         if found is None:
-            raise NotFoundError(f"证照类型 {code} 没有第 {version} 版模板")
-        return StoredTemplate(
-            code=code,
-            version=found.version,
-            template=TemplateSpec.model_validate_json(found.template_json),
-            background_sm3=found.background_sm3,
-            public=_version(found),
-        )
+            raise NotFoundError(f"证照类型 {row.code} 没有第 {version} 版模板")
+        return found
+
+    def _stored(self, code: str, found: TemplateVersionRow) -> StoredTemplate:
+        key = (found.type_id, found.version)
+        stored = self._parsed_templates.get(key)
+        if stored is None:
+            if len(self._parsed_templates) >= PARSED_CACHE_SIZE:
+                self._parsed_templates.clear()
+            stored = self._parsed_templates[key] = StoredTemplate(
+                code=code,
+                version=found.version,
+                template=TemplateSpec.model_validate_json(found.template_json),
+                background_sm3=found.background_sm3,
+                public=_version(found),
+            )
+        return stored
 
     # --- previews ------------------------------------------------------------------------------
     def preview(self, code: str, version: int | None, fmt: str, *, worst_case: bool = False) -> bytes:

@@ -240,6 +240,15 @@ def test_metadata_and_validity_follow_the_type(env: LicenceEnv) -> None:
     assert food.licence_number.startswith("350100") and len(food.licence_number) == 17
 
 
+def test_a_new_template_version_is_used_at_once(licence_env: LicenceEnv) -> None:
+    """Parsed definitions are kept per process, but what is current is read on every issue."""
+    env = licence_env
+    assert issue_example(env, DRAINAGE_TYPE).licence.template_version == 1
+    template = env.registry.get_template(DRAINAGE_TYPE).template
+    assert env.registry.add_template_version(DRAINAGE_TYPE, template, {}, CLI_ACTOR) == 2
+    assert issue_example(env, DRAINAGE_TYPE).licence.template_version == 2
+
+
 # --- bad input: a precise 4xx, and nothing stored -----------------------------------------------------
 
 FOOD = example_data(FOOD_TYPE)
