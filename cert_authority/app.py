@@ -32,7 +32,7 @@ from cert_authority.error_map import classify
 from cert_authority.errors import ServiceError
 from cert_authority.http_uploads import definition_schemas
 from cert_authority.pki import PkiService
-from cert_authority.rate_limit import Limits, RateLimit, RequestCounter, counter_engine
+from cert_authority.rate_limit import Limits, RateLimit, request_counter
 from cert_authority.registry import registry_for
 from cert_authority.schemas import ErrorPublic
 from cert_authority.services import licence_services_for
@@ -89,9 +89,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Pages: a sealed file of up to 20 MB to check at the counter, in a multipart form.
     app.add_middleware(BodyLimit, prefix=PAGE_PREFIXES, upload_limit=21 * MB, path_limits={})
     # Outermost: a client over its limit is refused before its body is read.
-    limits = Limits(settings.rate_limit_per_credential, settings.rate_limit_per_address)
-    app.state.request_counter = RequestCounter(counter_engine(engine))
-    app.add_middleware(RateLimit, counter=app.state.request_counter, limits=limits)
+    limits = Limits(settings.rate_limit_per_key, settings.rate_limit_per_address)
+    app.state.request_counter = request_counter(engine)
+    app.add_middleware(
+        RateLimit,
+        counter=app.state.request_counter,
+        limits=limits,
+        known_key=lambda key: app.state.api_keys.remembered(key) is not None,
+    )
     _document_definitions(app)
 
     @app.get("/healthz", tags=["ops"])

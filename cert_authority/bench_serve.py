@@ -160,7 +160,7 @@ def prepare(settings: Settings, seconds: float, tokens: int, issues: int) -> tup
     # The load comes from one address with two keys: limits far above it, still counted (and timed).
     environment = {
         "ECAS_DATA_DIR": str(settings.data_dir.resolve()),
-        "ECAS_RATE_LIMIT_PER_CREDENTIAL": "100000000",
+        "ECAS_RATE_LIMIT_PER_KEY": "100000000",
         "ECAS_RATE_LIMIT_PER_ADDRESS": "100000000",
     }
     if settings.database_url:

@@ -1,8 +1,11 @@
-"""Per-client rate limits, one limit however many workers: every request counts against its client
-for the current minute in the database (`rate_window`, one upsert), so N workers enforce the limit
-once, not N times. The client is the credential the request carries (an API key, a holder's or a
-staff member's session), else its address (behind the reverse proxy: X-Forwarded-For, which uvicorn
-trusts from 127.0.0.1). Over the limit: 429 with Retry-After, before the body is read.
+"""Per-client rate limits. Every request counts against its client for the current minute: its API
+key if this worker has seen the key succeed within the last seconds (a made-up key never has), else
+its address (behind the reverse proxy: X-Forwarded-For, which uvicorn trusts from
+FORWARDED_ALLOW_IPS). Over the limit: 429 with Retry-After, before the body is read.
+
+On PostgreSQL the counts live in the database (`rate_window`, one upsert per request), so N workers
+enforce one limit, not N. On SQLite (the single-host default) they are kept in memory per process:
+a write on every request would queue every reader behind SQLite's one writer.
 
 Counting fails open: if the database cannot count, the request goes on (it needs the database
 itself, and answers 503 if it is really away); a limiter must not turn a hiccup into an outage."""
@@ -11,42 +14,59 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from cert_authority.web.common import HOLDER_COOKIE, STAFF_COOKIE, is_page, page_error
+from cert_authority.web.common import is_page, page_error
 
 log = logging.getLogger("ecas.rate_limit")
 WINDOW_SECONDS = 60
+PAUSE_AFTER_FAILURE = 5.0  # seconds without counting after the database failed to count
 UNLIMITED_PATHS = ("/healthz", "/static/")  # load balancers' probes; the pages' own scripts and styles
-SESSION_COOKIES = (HOLDER_COOKIE, STAFF_COOKIE)
 Scope = dict[str, Any]
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
 class Limits:
     """Requests per minute (0: no limit)."""
 
-    per_credential: int
+    per_key: int
     per_address: int
 
 
+class RequestCounter(Protocol):
+    clock: Clock
+
+    async def count(self, client: str) -> tuple[int, float] | None:
+        """Count one request: the client's hits in this window and seconds to its end; None if it
+        could not be counted."""
+
+
+def request_counter(engine: Engine) -> RequestCounter:
+    if engine.dialect.name == "postgresql":
+        return DatabaseCounter(counter_engine(engine))
+    return MemoryCounter()
+
+
 def counter_engine(engine: Engine) -> Engine:
-    """The engine to count on. PostgreSQL: a small pool of its own whose commits do not wait for the
-    WAL flush (a crash forgets a minute of counts at most) and which gives up connecting after 2 s."""
-    if engine.dialect.name != "postgresql":
-        return engine
-    counting = create_engine(engine.url, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 2})
+    """A small pool of its own for counting on PostgreSQL: its commits do not wait for the WAL flush
+    (a crash forgets a minute of counts at most), and it gives up quickly (connect 2 s, a free
+    connection 0.5 s) so that a slow database delays no request for long."""
+    counting = create_engine(
+        engine.url, pool_size=5, max_overflow=5, pool_timeout=0.5, connect_args={"connect_timeout": 2}
+    )
     event.listen(counting, "connect", _no_flush_wait)
     return counting
 
@@ -56,8 +76,12 @@ def _no_flush_wait(dbapi_connection: Any, _record: object) -> None:
     dbapi_connection.commit()
 
 
-class RequestCounter:
-    """Hits per client in the current window, counted in the database."""
+def _window(now: float) -> int:
+    return int(now // WINDOW_SECONDS * WINDOW_SECONDS)
+
+
+class DatabaseCounter:
+    """Hits per client and window in the database, shared by every worker."""
 
     # One prepared statement, one round trip in autocommit (it is on every request's path).
     _COUNT = text(
@@ -66,15 +90,26 @@ class RequestCounter:
     )
     _SWEEP = text("DELETE FROM rate_window WHERE window_start < :before")
 
-    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: Engine, clock: Clock = time.time) -> None:
         self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.clock = clock
         self._next_sweep = 0.0
+        self._paused_until = 0.0
+
+    async def count(self, client: str) -> tuple[int, float] | None:
+        if time.monotonic() < self._paused_until:
+            return None
+        try:
+            return await run_in_threadpool(self.hit, client)
+        except SQLAlchemyError as exc:
+            # Not one slow attempt and one warning per request while the database is away.
+            self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+            log.warning("rate limits not counted for %.0f s (%s)", PAUSE_AFTER_FAILURE, type(exc).__name__)
+            return None
 
     def hit(self, client: str) -> tuple[int, float]:
-        """Count one request; give the client's hits so far in this window and seconds to its end."""
         now = self.clock()
-        start = int(now // WINDOW_SECONDS * WINDOW_SECONDS)
+        start = _window(now)
         with self.engine.connect() as connection:
             hits = int(connection.execute(self._COUNT, {"client": client, "start": start}).scalar_one())
             if now >= self._next_sweep:  # once a window per worker: forget finished windows
@@ -83,28 +118,45 @@ class RequestCounter:
         return hits, start + WINDOW_SECONDS - now
 
 
-class RateLimit:
-    """ASGI middleware applying `Limits` to every request but `UNLIMITED_PATHS`."""
+class MemoryCounter:
+    """Hits per client in the current window, in this process only."""
 
-    def __init__(self, app: Any, counter: RequestCounter, limits: Limits) -> None:
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
+        self._window = 0
+        self._hits: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    async def count(self, client: str) -> tuple[int, float] | None:
+        now = self.clock()
+        start = _window(now)
+        with self._lock:
+            if start != self._window:
+                self._window, self._hits = start, {}
+            hits = self._hits[client] = self._hits.get(client, 0) + 1
+        return hits, start + WINDOW_SECONDS - now
+
+
+class RateLimit:
+    """ASGI middleware applying `Limits` to every request but `UNLIMITED_PATHS`. `known_key` tells
+    whether an API key was recently accepted by this worker (without asking the database)."""
+
+    def __init__(self, app: Any, counter: RequestCounter, limits: Limits, known_key: Callable[[str], bool]) -> None:
         self.app = app
         self.counter = counter
         self.limits = limits
+        self.known_key = known_key
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PATHS):
             await self.app(scope, receive, send)
             return
         client, limit = self._client(scope)
-        if limit <= 0:
+        counted = await self.counter.count(client) if limit > 0 else None
+        if counted is None:
             await self.app(scope, receive, send)
             return
-        try:
-            hits, reset = await run_in_threadpool(self.counter.hit, client)
-        except SQLAlchemyError as exc:
-            log.warning("rate limit not counted (%s): request let through", type(exc).__name__)
-            await self.app(scope, receive, send)
-            return
+        hits, reset = counted
         retry_after = str(max(1, int(reset + 0.999)))
         headers = {
             "RateLimit-Limit": str(limit),
@@ -130,11 +182,11 @@ class RateLimit:
         await self.app(scope, receive, send_with_headers)
 
     def _client(self, scope: Scope) -> tuple[str, int]:
-        """Who the request counts against, and that client's limit. A credential is never stored or
-        logged: only a prefix of its SHA-256."""
-        credential = _credential(scope)
-        if credential:
-            return "cred:" + hashlib.sha256(credential.encode()).hexdigest()[:32], self.limits.per_credential
+        """Who the request counts against, and that client's limit. A key is never stored or logged:
+        only a prefix of its SHA-256."""
+        key = _api_key(Headers(scope=scope))
+        if key and self.known_key(key):
+            return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32], self.limits.per_key
         address = (scope.get("client") or ("unknown", 0))[0]
         return f"addr:{address}"[:80], self.limits.per_address
 
@@ -147,16 +199,9 @@ class RateLimit:
         return JSONResponse({"error": "rate_limited", "message": message}, status_code=429)
 
 
-def _credential(scope: Scope) -> str | None:
-    """The API key or session token the request carries, if any."""
-    headers = {name.lower(): value.decode("latin-1") for name, value in scope["headers"]}
-    authorization = headers.get(b"authorization", "")
-    if authorization[:7].lower() == "bearer " and authorization[7:].strip():
-        return authorization[7:].strip()
-    if headers.get(b"x-api-key", "").strip():
-        return headers[b"x-api-key"].strip()
-    try:
-        cookies = SimpleCookie(headers.get(b"cookie", ""))
-    except CookieError:
-        return None
-    return next((cookies[name].value for name in SESSION_COOKIES if name in cookies), None)
+def _api_key(headers: Headers) -> str | None:
+    """The key as authentication reads it: the first Authorization: Bearer header, else X-API-Key."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return headers.get("x-api-key", "").strip() or None

@@ -27,10 +27,10 @@ class Settings(BaseSettings):
     authority_uscc: str = "11350100MB0000000Y"
     authority_name: str = "电子证照共享服务"
     seal_certificate_years: int = 3
-    # Requests a minute per client (0: no limit), counted across all workers: per credential (an API
-    # key, a holder's or a staff member's session), else per client address.
-    rate_limit_per_credential: int = Field(default=6000, ge=0)
-    rate_limit_per_address: int = Field(default=600, ge=0)
+    # Requests a minute per client (0: no limit): per API key, else per client address. Counted
+    # across all workers on PostgreSQL, per worker on SQLite.
+    rate_limit_per_key: int = Field(default=6000, ge=0)
+    rate_limit_per_address: int = Field(default=1200, ge=0)
     # CJK fonts for licence files (CFF OpenType .otf). Default: Noto Serif SC / Noto Sans SC,
     # installed with the project.
     font_serif: Path | None = None

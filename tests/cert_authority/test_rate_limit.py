@@ -1,9 +1,10 @@
-"""Rate limits per client: counted in the database so that workers share one count, per credential
-(API key, session) or else per address, with a clear 429 and Retry-After; counting that fails lets
-the request through rather than refusing everyone."""
+"""Rate limits per client: per API key once the key has been accepted, else per address (so made-up
+keys buy nothing), with a clear 429 and Retry-After. On PostgreSQL the workers share one count in
+the database; on SQLite each process counts in memory. Counting that fails lets requests through."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,11 @@ from sqlalchemy import text
 
 from cert_authority.app import create_app
 from cert_authority.db import create_db_engine
-from cert_authority.rate_limit import Limits, RateLimit, RequestCounter, counter_engine
+from cert_authority.rate_limit import DatabaseCounter, Limits, RateLimit, counter_engine
 from cert_authority.settings import Settings
 
 MINUTE_START = 1_800_000_000.0  # a window boundary (a multiple of 60)
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 def _app(settings: Settings, **limits: int) -> FastAPI:
@@ -25,20 +27,36 @@ def _app(settings: Settings, **limits: int) -> FastAPI:
     return app
 
 
-def test_over_the_limit_is_429_with_retry_after_and_the_other_clients_go_on(settings: Settings) -> None:
-    client = TestClient(_app(settings, per_credential=3, per_address=2))
-    keyed = {"Authorization": "Bearer ecas_not_a_real_key"}
-    answers = [client.get("/api/v1/verify/x", headers=keyed) for _ in range(4)]
-    assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
+def test_a_key_over_its_limit_gets_429_with_retry_after(settings: Settings) -> None:
+    app = _app(settings, per_key=3, per_address=100)
+    key = app.state.api_keys.create("admin", None).key
+    app.state.api_keys.authenticate(key)  # accepted once: from now on it is a client of its own
+    client = TestClient(app)
+    answers = [client.get("/api/v1/verify/x", headers={"Authorization": f"Bearer {key}"}) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
     assert [answer.headers["RateLimit-Remaining"] for answer in answers] == ["2", "1", "0", "0"]
     refused = answers[-1]
     assert refused.headers["Retry-After"] == "45" and refused.headers["RateLimit-Limit"] == "3"
     assert refused.json() == {"error": "rate_limited", "message": "请求过于频繁：每分钟最多 3 次，请 45 秒后重试"}
-    # Another key, and requests without one (counted by address), have counts of their own.
-    assert client.get("/api/v1/verify/x", headers={"X-API-Key": "ecas_other"}).status_code == 401
-    assert [client.get("/api/v1/verify/x").status_code for _ in range(3)] == [401, 401, 429]
+    # The key counts whichever header carries it, and a second Authorization header changes nothing
+    # (authentication reads the first).
+    assert client.get("/api/v1/verify/x", headers={"X-API-Key": key}).status_code == 429
+    twice = [("Authorization", f"Bearer {key}"), ("Authorization", "Bearer ecas_made_up")]
+    assert client.get("/api/v1/verify/x", headers=twice).status_code == 429
+    # Requests without a key count against the address, apart from the key.
+    assert client.get("/api/v1/verify/x").status_code == 401
     # Health probes and the pages' static files are never limited.
     assert client.get("/healthz").status_code == 200 and client.get("/static/app.css").status_code == 200
+
+
+def test_made_up_keys_and_session_cookies_count_against_the_address(settings: Settings) -> None:
+    client = TestClient(_app(settings, per_address=3))
+    for _ in range(2):
+        made_up = {"Authorization": f"Bearer ecas_{uuid.uuid4().hex}"}
+        assert client.get("/api/v1/verify/x", headers=made_up).status_code == 401
+    client.cookies.set("ecas_staff", uuid.uuid4().hex)
+    assert client.get("/staff/login").status_code == 200
+    assert client.get("/api/v1/verify/x", headers={"X-API-Key": f"ecas_{uuid.uuid4().hex}"}).status_code == 429
 
 
 def test_a_page_over_the_limit_is_an_error_page(settings: Settings) -> None:
@@ -48,15 +66,8 @@ def test_a_page_over_the_limit_is_an_error_page(settings: Settings) -> None:
     assert refused.status_code == 429 and "请求过于频繁" in refused.text and "<html" in refused.text
 
 
-def test_a_session_cookie_is_its_own_client(settings: Settings) -> None:
-    client = TestClient(_app(settings, per_address=1, per_credential=5))
-    assert client.get("/staff/login").status_code == 200
-    assert client.get("/staff/login").status_code == 429
-    client.cookies.set("ecas_staff", "some-session")
-    assert client.get("/staff/login").status_code == 200
-
-
-def test_workers_share_one_count_and_a_new_minute_starts_afresh(settings: Settings) -> None:
+@ON_POSTGRESQL
+def test_on_postgresql_workers_share_one_count_and_a_new_minute_starts_afresh(settings: Settings) -> None:
     first, second = (TestClient(_app(settings, per_address=4)) for _ in range(2))  # two workers, one database
     statuses = [(first if n % 2 else second).get("/api/v1/verify/x").status_code for n in range(6)]
     assert statuses == [401] * 4 + [429] * 2
@@ -64,10 +75,20 @@ def test_workers_share_one_count_and_a_new_minute_starts_afresh(settings: Settin
     assert first.get("/api/v1/verify/x").status_code == 401
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_sqlite_each_process_counts_in_memory(settings: Settings) -> None:
+    first, second = (TestClient(_app(settings, per_address=2)) for _ in range(2))
+    assert [first.get("/api/v1/verify/x").status_code for _ in range(3)] == [401, 401, 429]
+    assert second.get("/api/v1/verify/x").status_code == 401
+    with create_db_engine(settings.effective_database_url).connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM rate_window")).scalar_one() == 0
+
+
+@ON_POSTGRESQL
 def test_finished_windows_are_swept(settings: Settings) -> None:
     engine = create_db_engine(settings.effective_database_url)
     create_app(settings)  # the schema
-    counter = RequestCounter(counter_engine(engine), clock=lambda: MINUTE_START)
+    counter = DatabaseCounter(counter_engine(engine), clock=lambda: MINUTE_START)
     assert counter.hit("addr:a") == (1, 60) and counter.hit("addr:a") == (2, 60)
     counter.clock = lambda: MINUTE_START + 59.5
     assert counter.hit("addr:b") == (1, 0.5)
@@ -77,13 +98,14 @@ def test_finished_windows_are_swept(settings: Settings) -> None:
         assert connection.execute(text("SELECT client, hits FROM rate_window")).all() == [("addr:a", 1)]
 
 
-def test_when_counting_fails_the_request_goes_through(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_when_counting_fails_requests_go_through(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def ok(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
         await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
         await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
 
     nowhere = create_db_engine("postgresql+psycopg://127.0.0.1:9/none")  # nothing listens on port 9
-    app = RateLimit(ok, RequestCounter(counter_engine(nowhere)), Limits(per_credential=1, per_address=1))
-    client = TestClient(app)  # type: ignore[arg-type]
-    assert [client.get("/api/v1/verify/x").text for _ in range(2)] == ["ok", "ok"]
-    assert "rate limit not counted (OperationalError)" in caplog.text
+    limits = Limits(per_key=1, per_address=1)
+    client = TestClient(RateLimit(ok, DatabaseCounter(counter_engine(nowhere)), limits, lambda key: False))
+    assert [client.get("/api/v1/verify/x").text for _ in range(3)] == ["ok"] * 3
+    # One attempt and one warning, then a pause: no slow connect on every request while it is away.
+    assert caplog.text.count("rate limits not counted for 5 s (OperationalError)") == 1

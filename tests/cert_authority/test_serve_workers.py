@@ -4,6 +4,7 @@ client's rate limit is one limit, not one per worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,8 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import FOOD_TYPE, USER_USCC, LicenceEnv, example_data, issue_example
 from serving import free_port, wait_until_serving
+from sqlmodel import Session, select
+
+from cert_authority.models import AuditEventRow
 
 HOLDER = example_data(FOOD_TYPE)["operator_code"]
 
@@ -51,8 +56,12 @@ def test_replay_protection_holds_across_workers(licence_env: LicenceEnv) -> None
         with ThreadPoolExecutor(8) as pool:
             reasons = list(pool.map(check, range(8)))
         assert sorted(reasons) == ["ok"] + ["replayed"] * 7, reasons
+    with Session(env.registry.engine) as db:
+        audited = db.exec(select(AuditEventRow.detail_json).where(AuditEventRow.action == "show_verify")).all()
+    assert sorted(json.loads(detail or "{}")["reason"] for detail in audited) == sorted(reasons)  # each check once
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # on SQLite, limits are per worker
 def test_rate_limit_is_one_limit_across_workers(licence_env: LicenceEnv) -> None:
     with two_workers(licence_env, ECAS_RATE_LIMIT_PER_ADDRESS="10") as base:
         if time.time() % 60 > 50:  # all requests in one counting window (a minute)
