@@ -249,7 +249,7 @@ class RegistryService:
         call in one session: the definition, the latest template and the department (None if unknown)."""
         with Session(self.engine) as session:
             row = self._type_row(session, code)
-            template = self._stored(code, self._latest_version_row(session, row, None))
+            template = self._stored(code, self._template_row(session, row, None))
             department = session.exec(select(DepartmentRow).where(col(DepartmentRow.uscc) == issuer_uscc)).first()
         return self._spec(row), template, _department(department) if department else None
 
@@ -302,10 +302,10 @@ class RegistryService:
     def get_template(self, code: str, version: int | None = None) -> StoredTemplate:
         """Template `version` of type `code` (the latest when None)."""
         with Session(self.engine) as session:
-            return self._stored(code, self._latest_version_row(session, self._type_row(session, code), version))
+            return self._stored(code, self._template_row(session, self._type_row(session, code), version))
 
     @staticmethod
-    def _latest_version_row(session: Session, row: LicenceTypeRow, version: int | None) -> TemplateVersionRow:
+    def _template_row(session: Session, row: LicenceTypeRow, version: int | None) -> TemplateVersionRow:
         """Template `version` of the type in `row` (the latest when None)."""
         query = select(TemplateVersionRow).where(col(TemplateVersionRow.type_id) == row.id)
         if version is None:

@@ -33,11 +33,17 @@ _LICENCE = LicenceRow.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditEventRow.__table__  # type: ignore[attr-defined]
 _USES = ShowTokenUseRow.__table__  # type: ignore[attr-defined]
 # Only the columns a check reads, without the ORM: this is the busiest path of all.
-_LOOKUP = select(
-    *(_LICENCE.c[name] for name in ("identifier", "name", "holder_name", "holder_code", "status", "valid_until")),
-    _LICENCE.c.superseded_by,
-    _LICENCE.c.status_reason,
-).where(_LICENCE.c.identifier == bindparam("identifier"))
+_COLUMNS = (
+    "identifier",
+    "name",
+    "holder_name",
+    "holder_code",
+    "status",
+    "valid_until",
+    "superseded_by",
+    "status_reason",
+)
+_LOOKUP = select(*(_LICENCE.c[name] for name in _COLUMNS)).where(_LICENCE.c.identifier == bindparam("identifier"))
 # PostgreSQL: the replay record and the audit row in one statement (a data-modifying CTE), so both or
 # neither are written without a transaction block, in one round trip; the audit row says which it was.
 _USE_AND_AUDIT = text(
