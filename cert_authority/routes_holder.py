@@ -32,7 +32,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 holder_router = APIRouter(prefix="/api/v1/holder", tags=["holders"], responses=ERRORS)
 verify_router = APIRouter(
-    prefix="/api/v1/show-tokens", tags=["verification"], dependencies=[Depends(current_actor)], responses=ERRORS
+    prefix="/api/v1/show-tokens",
+    tags=["verification"],
+    dependencies=[Depends(current_actor)],
+    responses={  # any verdict is a 200 report; a 429 here is the per-key rate limit (app-wide)
+        401: {"model": ErrorPublic, "description": "缺少、无效或已吊销的 API 密钥"},
+        422: {"model": ErrorPublic, "description": "请求体不合规"},
+    },
 )
 _bearer = HTTPBearer(auto_error=False, description="持证人登录后得到的会话令牌（hs_…）")
 
