@@ -397,7 +397,7 @@ class BatchJobRow(SQLModel, table=True):
 
 class RateWindowRow(SQLModel, table=True):
     """Requests one client made in one minute (`cert_authority.rate_limit`), counted in the database
-    so that every worker sees the same number."""
+    so that every worker sees the same number (on PostgreSQL; on SQLite each process counts in memory)."""
 
     __tablename__ = "rate_window"
 

@@ -5,7 +5,6 @@ the database; on SQLite each process counts in memory. Counting that fails lets 
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -98,7 +97,7 @@ def test_finished_windows_are_swept(settings: Settings) -> None:
         assert connection.execute(text("SELECT client, hits FROM rate_window")).all() == [("addr:a", 1)]
 
 
-def test_when_counting_fails_requests_go_through(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_when_counting_fails_requests_go_through(caplog: pytest.LogCaptureFixture) -> None:
     async def ok(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
         await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
         await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
