@@ -14,28 +14,33 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from cert_authority.models import LicenceCounterRow
 
 
-def next_values(engine: Engine, names: Sequence[str], count: int = 1) -> list[int]:
+def next_values(bind: Engine | Connection, names: Sequence[str], count: int = 1) -> list[int]:
     """The next value of each named counter, taken together in one statement (committed at once); with
     `count` > 1 a block of that many values, of which the first is returned (a batch takes its
     serials in one step). Rows are locked in the order named and callers always name counters in the
-    same order (serial before number), so two callers never wait for each other's locks in a cycle."""
+    same order (serial before number), so two callers never wait for each other's locks in a cycle.
+    A caller's connection must be in autocommit, so the values are committed when this returns."""
+    if isinstance(bind, Engine):
+        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            return next_values(connection, names, count)
+    if bind.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        raise ValueError("next_values needs an autocommit connection: values must be committed before use")
     if count < 1:
         raise ValueError("count must be at least 1")
     if not names:
         return []
     table = LicenceCounterRow.__table__  # type: ignore[attr-defined]
-    insert = sqlite_insert if engine.dialect.name == "sqlite" else postgresql_insert
+    insert = sqlite_insert if bind.dialect.name == "sqlite" else postgresql_insert
     statement = insert(table).values([{"name": name, "value": count} for name in names])
     take = statement.on_conflict_do_update(
         index_elements=[table.c.name], set_={"value": table.c.value + statement.excluded.value}
     ).returning(table.c.name, table.c.value)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        last = {name: value for name, value in connection.execute(take)}
+    last = {name: value for name, value in bind.execute(take)}
     return [int(last[name]) - count + 1 for name in names]
 
 

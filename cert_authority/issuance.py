@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import insert, or_, sql, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -53,7 +53,7 @@ from cert_authority.licence_layouts import LayoutContext, LicenceLayouts
 from cert_authority.licence_records import find_licence, licence_public
 from cert_authority.licence_schemas import LicencePublic
 from cert_authority.lifecycle import check_transition, status_event
-from cert_authority.models import IdempotencyRow, LicenceRow
+from cert_authority.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow
 from cert_authority.registry import RegistryService
 from cert_authority.schemas import DepartmentPublic
 from cert_authority.seals_service import SealMaterial, SealService
@@ -68,6 +68,15 @@ from templates.spec import LicenceTypeSpec
 
 log = logging.getLogger("ecas.licences")
 
+_LICENCES = LicenceRow.__table__  # type: ignore[attr-defined]
+_EVENTS = LicenceEventRow.__table__  # type: ignore[attr-defined]
+_AUDIT = AuditEventRow.__table__  # type: ignore[attr-defined]
+_IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
+# One multi-row INSERT ... RETURNING for a batch, the ids in the order of the rows given.
+_INSERT_LICENCES = insert(_LICENCES).returning(_LICENCES.c.id, sort_by_parameter_order=True)
+_USED_KEYS = sql.select(_IDEMPOTENCY.c.key).where(
+    _IDEMPOTENCY.c.scope == sql.bindparam("scope"), _IDEMPOTENCY.c.key.in_(sql.bindparam("keys", expanding=True))
+)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, as HTTP headers carry it
 SERIAL_DIGITS = 10  # identifier serial: the per-(type, issuer) counter, zero-padded
 NUMBER_DIGITS = 8  # licence number: area code + department + the per-issuer counter
@@ -155,6 +164,7 @@ class IssuanceService:
         self.seals = seals
         self.layouts = layouts
         self.clock = clock
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # --- issue ---------------------------------------------------------------------------------
     def issue_licence(
@@ -194,21 +204,26 @@ class IssuanceService:
         now = (now or self.clock()).astimezone(dt.timezone.utc).replace(microsecond=0)
         today = local_date(now)
         issuer = issuing_department(actor, issuer_uscc)
-        context = self._context(type_code, issuer)
         outcomes: list[IssueOutcome | None] = [None] * len(requests)
         checked: list[_Checked] = []
-        for index, request in enumerate(requests):
-            try:
-                checked.append(self._check(context, issuer, index, request, today))
-            except (InvalidRequestError, LicenceDataError) as exc:
-                outcomes[index] = IssueOutcome(error=exc)
-        fresh, repeats = self._split_replays(checked, issuer, today, outcomes)
+        # Every read and the block of numbers on one connection, each statement committed on its own.
+        with self._autocommit.connect() as connection:
+            context = self._context(connection, type_code, issuer)
+            for index, request in enumerate(requests):
+                try:
+                    checked.append(self._check(context, issuer, index, request, today))
+                except (InvalidRequestError, LicenceDataError) as exc:
+                    outcomes[index] = IssueOutcome(error=exc)
+            fresh, repeats = self._split_replays(connection, checked, issuer, today, outcomes)
+            if fresh:
+                seal = self.seals.active_seal(issuer, now, connection)
+                serial, number = next_values(
+                    connection, [serial_counter(type_code, issuer), number_counter(issuer)], count=len(fresh)
+                )
         if fresh:
-            seal = self.seals.active_seal(issuer, now)
-            for item, row in self._record_issues(
-                self._make(context, fresh, seal, now, today, actor), actor, now, issuer
-            ):
-                outcomes[item.index] = row
+            made = self._make(context, fresh, serial, number, seal, now, today, actor)
+            for item, outcome in self._record_issues(made, actor, now, issuer):
+                outcomes[item.index] = outcome
         for item, first in repeats:  # a key used twice in this batch: the second is a replay
             outcomes[item.index] = _repeat_of(outcomes[first.index], item, first)
         log.info(
@@ -240,14 +255,19 @@ class IssuanceService:
         return _Checked(index, key, face, validity, fingerprint)
 
     def _split_replays(
-        self, checked: list[_Checked], issuer: str, today: dt.date, outcomes: list[IssueOutcome | None]
+        self,
+        connection: Connection,
+        checked: list[_Checked],
+        issuer: str,
+        today: dt.date,
+        outcomes: list[IssueOutcome | None],
     ) -> tuple[list[_Checked], list[tuple[_Checked, _Checked]]]:
         """Requests whose key made a licence before get that licence (or a conflict) in `outcomes`;
         returns the rest to issue, and the repeats of a key within this batch."""
         fresh: list[_Checked] = []
         repeats: list[tuple[_Checked, _Checked]] = []
         first_with_key: dict[str, _Checked] = {}
-        known = self._known_keys(issuer, [c.key for c in checked if c.key is not None])
+        known = self._known_keys(connection, issuer, [c.key for c in checked if c.key is not None])
         for item in checked:
             if item.key is None:
                 fresh.append(item)
@@ -260,34 +280,41 @@ class IssuanceService:
                 fresh.append(item)
         return fresh, repeats
 
-    def _known_keys(self, issuer: str, keys: list[str]) -> dict[str, tuple[IdempotencyRow, LicenceRow]]:
+    @staticmethod
+    def _known_keys(
+        connection: Connection, issuer: str, keys: list[str]
+    ) -> dict[str, tuple[IdempotencyRow, LicenceRow]]:
+        """The keys among `keys` that made a licence before, with that licence: usually none, found
+        with one light query; the rows are loaded only for keys that are there."""
         found: dict[str, tuple[IdempotencyRow, LicenceRow]] = {}
-        with Session(self.engine) as session:
-            for start in range(0, len(keys), 500):  # bounded IN lists
+        for start in range(0, len(keys), 500):  # bounded IN lists
+            used = connection.execute(_USED_KEYS, {"scope": issuer, "keys": keys[start : start + 500]}).scalars().all()
+            if not used:
+                continue
+            with Session(bind=connection) as session:
                 rows = session.exec(
                     select(IdempotencyRow, LicenceRow)
                     .join(LicenceRow, col(LicenceRow.id) == col(IdempotencyRow.licence_id))
                     .where(col(IdempotencyRow.scope) == issuer)
-                    .where(col(IdempotencyRow.key).in_(keys[start : start + 500]))
+                    .where(col(IdempotencyRow.key).in_(used))
                 ).all()
-                found.update({record.key: (record, licence) for record, licence in rows})
+            found.update({record.key: (record, licence) for record, licence in rows})
         return found
 
     def _make(
         self,
         context: _Context,
         items: list[_Checked],
+        serial: int,
+        number: int,
         seal: SealMaterial,
         now: dt.datetime,
         today: dt.date,
         actor: Actor,
     ) -> list[tuple[_Checked, LicenceRow | ServiceError]]:
-        """Number, lay out, seal and store each licence. Serials and numbers are taken as one block,
-        committed before use: a crash leaves a gap, never a number handed out twice."""
+        """Lay out, seal and store each licence, numbered from `serial` and `number` on: a block the
+        counters committed before use, so a crash leaves a gap, never a number handed out twice."""
         type_code, issuer = context.spec.code, context.department.uscc
-        serial, number = next_values(
-            self.engine, [serial_counter(type_code, issuer), number_counter(issuer)], count=len(items)
-        )
         made: list[tuple[_Checked, LicenceRow | ServiceError]] = []
         produced = []
         for offset, item in enumerate(items):
@@ -320,22 +347,16 @@ class IssuanceService:
         today = local_date(now)
         outcomes = [(item, IssueOutcome(error=row)) for item, row in made if not isinstance(row, LicenceRow)]
         rows = [(item, row) for item, row in made if isinstance(row, LicenceRow)]
-        unsaved = [row.model_dump() for _, row in rows]  # for a retry: rollback expires the rows
         try:
-            # Not expired on commit: the rows are read back as written, without a query each.
-            with Session(self.engine, expire_on_commit=False) as session:
-                self._add_issues(session, rows, actor, now, issuer)
-                session.commit()
+            with self.engine.begin() as connection:
+                _insert_issues(connection, rows, actor, now, issuer)
             outcomes += [
                 (item, IssueOutcome(IssueResult(licence_public(row, today), replayed=False))) for item, row in rows
             ]
         except IntegrityError:
             if all(item.key is None for item, _ in rows):
                 raise
-            outcomes += [
-                (item, self._record_issue(LicenceRow.model_validate(data), item, actor, now, issuer))
-                for (item, _), data in zip(rows, unsaved, strict=True)
-            ]
+            outcomes += [(item, self._record_issue(row, item, actor, now, issuer)) for item, row in rows]
         return outcomes
 
     def _record_issue(
@@ -343,59 +364,16 @@ class IssuanceService:
     ) -> IssueOutcome:
         """One licence in its own transaction; a concurrent request with the same key meets the
         primary key here, and this request becomes a replay of that one (its serial a gap)."""
-        with Session(self.engine, expire_on_commit=False) as session:
-            self._add_issues(session, [(item, row)], actor, now, issuer)
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                replay = self._replay(issuer, item, local_date(now)) if item.key else None
-                if replay is None:
-                    raise
-                log.info("licence %s not recorded: Idempotency-Key already used meanwhile", row.identifier)
-                return replay
-            return IssueOutcome(IssueResult(licence_public(row, local_date(now)), replayed=False))
-
-    @staticmethod
-    def _add_issues(
-        session: Session, rows: list[tuple[_Checked, LicenceRow]], actor: Actor, now: dt.datetime, issuer: str
-    ) -> None:
-        """For each licence its row, first status event, audit event and idempotency record. The
-        licence rows are flushed together first (one multi-row INSERT ... RETURNING their ids)."""
-        session.add_all([row for _, row in rows])
-        session.flush()
-        for item, row in rows:
-            IssuanceService._add_records(session, row, item, actor, now, issuer)
-
-    @staticmethod
-    def _add_records(
-        session: Session, row: LicenceRow, item: _Checked, actor: Actor, now: dt.datetime, issuer: str
-    ) -> None:
-        assert row.id is not None
-        session.add(status_event(row, None, "issue", None, now, actor))
-        session.add(
-            audit_row(
-                actor,
-                "issue",
-                row.identifier,
-                now,
-                holder_code=item.face.holder_code,
-                detail={"type_code": row.type_code, "licence_number": row.licence_number},
-            )
-        )
-        if item.key is not None:
-            session.add(
-                IdempotencyRow(
-                    scope=issuer, key=item.key, request_sm3=item.fingerprint, licence_id=row.id, created_at=now
-                )
-            )
-        log.info(
-            "licence %s issued by %s (type %s, holder %s)",
-            row.identifier,
-            issuer,
-            row.type_code,
-            mask_holder_code(item.face.holder_code),
-        )
+        try:
+            with self.engine.begin() as connection:
+                _insert_issues(connection, [(item, row)], actor, now, issuer)
+        except IntegrityError:
+            replay = self._replay(issuer, item, local_date(now)) if item.key else None
+            if replay is None:
+                raise
+            log.info("licence %s not recorded: Idempotency-Key already used meanwhile", row.identifier)
+            return replay
+        return IssueOutcome(IssueResult(licence_public(row, local_date(now)), replayed=False))
 
     def _replay(self, scope: str, item: _Checked, today: dt.date) -> IssueOutcome | None:
         assert item.key is not None
@@ -429,7 +407,8 @@ class IssuanceService:
         check_transition(old, "change", today)
         if not isinstance(data, Mapping):
             raise LicenceDataError(["data：变更内容应为 JSON 对象（字段 key → 新值）"])
-        context = self._context(old.type_code, old.issuer_code, permission_checked=True)
+        with self._autocommit.connect() as connection:
+            context = self._context(connection, old.type_code, old.issuer_code, permission_checked=True)
         merged = json.loads(old.face_json)
         for key, value in data.items():
             if value is None:
@@ -521,8 +500,10 @@ class IssuanceService:
             return row
 
     # --- the shared pipeline -------------------------------------------------------------------
-    def _context(self, type_code: str, issuer: str, permission_checked: bool = False) -> _Context:
-        spec, template, department = self.registry.issuing_context(type_code, issuer)
+    def _context(
+        self, connection: Connection, type_code: str, issuer: str, permission_checked: bool = False
+    ) -> _Context:
+        spec, template, department = self.registry.issuing_context(connection, type_code, issuer)
         if issuer not in spec.issuers and not permission_checked:
             raise PermissionDeniedError(f"权限不足：部门 {issuer} 不是证照类型 {type_code}（{spec.name}）的颁发部门")
         if department is None:
@@ -658,6 +639,46 @@ def _repeat_of(first: IssueOutcome | None, item: _Checked, first_item: _Checked)
             )
         )
     return IssueOutcome(IssueResult(first.result.licence, replayed=True))
+
+
+def _insert_issues(
+    connection: Connection, rows: list[tuple[_Checked, LicenceRow]], actor: Actor, now: dt.datetime, issuer: str
+) -> None:
+    """For each licence its row, first status event, audit event and idempotency record: one INSERT
+    per table, without the ORM's unit of work (the rows are complete as built)."""
+    values = [row.model_dump(exclude={"id"}) for _, row in rows]
+    ids = connection.execute(_INSERT_LICENCES, values).scalars().all()
+    for (_, row), licence_id in zip(rows, ids, strict=True):
+        row.id = licence_id
+    events = [status_event(row, None, "issue", None, now, actor).model_dump(exclude={"id"}) for _, row in rows]
+    connection.execute(insert(_EVENTS), events)
+    audits = [
+        audit_row(
+            actor,
+            "issue",
+            row.identifier,
+            now,
+            holder_code=item.face.holder_code,
+            detail={"type_code": row.type_code, "licence_number": row.licence_number},
+        ).model_dump(exclude={"id"})
+        for item, row in rows
+    ]
+    connection.execute(insert(_AUDIT), audits)
+    keys = [
+        {"scope": issuer, "key": item.key, "request_sm3": item.fingerprint, "licence_id": row.id, "created_at": now}
+        for item, row in rows
+        if item.key is not None
+    ]
+    if keys:
+        connection.execute(insert(_IDEMPOTENCY), keys)
+    for item, row in rows:
+        log.info(
+            "licence %s issued by %s (type %s, holder %s)",
+            row.identifier,
+            issuer,
+            row.type_code,
+            mask_holder_code(item.face.holder_code),
+        )
 
 
 def _fingerprint(

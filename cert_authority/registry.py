@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, sql
+from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -40,6 +40,23 @@ from templates.layout_spec import TemplateSpec
 from templates.render import FORMATS, FontSet, build_layout, check_fits, prepare_background, render, sample_face
 from templates.spec import LicenceTypeSpec, check_template
 
+_TYPES = LicenceTypeRow.__table__  # type: ignore[attr-defined]
+_VERSIONS = TemplateVersionRow.__table__  # type: ignore[attr-defined]
+_DEPARTMENTS = DepartmentRow.__table__  # type: ignore[attr-defined]
+# One round trip for issuing: the type's definition, its latest template version, the department.
+_ISSUING_CONTEXT = (
+    sql.select(
+        _TYPES.c.id,
+        _TYPES.c.spec_json,
+        sql.select(func.max(_VERSIONS.c.version))
+        .where(_VERSIONS.c.type_id == _TYPES.c.id)
+        .scalar_subquery()
+        .label("version"),
+        *(column.label(f"department_{column.name}") for column in _DEPARTMENTS.c),
+    )
+    .select_from(_TYPES.outerjoin(_DEPARTMENTS, _DEPARTMENTS.c.uscc == sql.bindparam("issuer")))
+    .where(_TYPES.c.code == sql.bindparam("code"))
+)
 VERSION_ATTEMPTS = 5  # concurrent add_template_version calls retry on the (type, version) constraint
 PARSED_CACHE_SIZE = 256  # parsed definitions kept per process
 
@@ -67,6 +84,12 @@ def _department(row: DepartmentRow) -> DepartmentPublic:
         contact=row.contact,
         created_at=aware(row.created_at),
     )
+
+
+def _joined_department(found: RowMapping) -> DepartmentPublic | None:
+    """The department_* columns of a joined row (all None when no department matched)."""
+    values = {key.removeprefix("department_"): value for key, value in found.items() if key.startswith("department_")}
+    return _department(DepartmentRow(**values)) if values["id"] is not None else None
 
 
 def _version(row: TemplateVersionRow) -> TemplateVersionPublic:
@@ -240,25 +263,30 @@ class RegistryService:
         """The stored definition of type `code` (without a template)."""
         with Session(self.engine) as session:
             row = self._type_row(session, code)
-        return self._spec(row)
+        return self._spec(row.spec_json)
 
     def issuing_context(
-        self, code: str, issuer_uscc: str
+        self, connection: Connection, code: str, issuer_uscc: str
     ) -> tuple[LicenceTypeSpec, StoredTemplate, DepartmentPublic | None]:
         """What issuing a licence of type `code` by department `issuer_uscc` needs, read fresh on every
-        call in one session: the definition, the latest template and the department (None if unknown)."""
-        with Session(self.engine) as session:
-            row = self._type_row(session, code)
-            template = self._stored(code, self._template_row(session, row, None))
-            department = session.exec(select(DepartmentRow).where(col(DepartmentRow.uscc) == issuer_uscc)).first()
-        return self._spec(row), template, _department(department) if department else None
+        call in one query on the caller's `connection`: the definition, the latest template and the
+        department (None if unknown). Parsing is memoised by what was parsed (see _spec, _stored)."""
+        found = connection.execute(_ISSUING_CONTEXT, {"code": code, "issuer": issuer_uscc}).first()
+        if found is None:
+            raise NotFoundError(f"证照类型 {code} 尚未登记")
+        template = self._parsed_templates.get((found.id, found.version))
+        if template is None:  # a version this process has not parsed yet (or none at all: 404)
+            with Session(bind=connection) as session:
+                type_row = session.get_one(LicenceTypeRow, found.id)
+                template = self._stored(code, self._template_row(session, type_row, None))
+        return self._spec(found.spec_json), template, _joined_department(found._mapping)
 
-    def _spec(self, row: LicenceTypeRow) -> LicenceTypeSpec:
-        spec = self._parsed_specs.get(row.spec_json)
+    def _spec(self, spec_json: str) -> LicenceTypeSpec:
+        spec = self._parsed_specs.get(spec_json)
         if spec is None:
             if len(self._parsed_specs) >= PARSED_CACHE_SIZE:
                 self._parsed_specs.clear()
-            spec = self._parsed_specs[row.spec_json] = LicenceTypeSpec.model_validate_json(row.spec_json)
+            spec = self._parsed_specs[spec_json] = LicenceTypeSpec.model_validate_json(spec_json)
         return spec
 
     # --- template versions ---------------------------------------------------------------------

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import update
-from sqlalchemy.engine import Engine
+from sqlalchemy import sql, update
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor, ensure_may_read_for, ensure_may_write_for, readable_department
@@ -45,6 +45,24 @@ from seals.ses import make_seal
 from templates.fonts import FontSet
 
 log = logging.getLogger("ecas.seals")
+
+_SEALS = SealRow.__table__  # type: ignore[attr-defined]
+_DEPARTMENTS = DepartmentRow.__table__  # type: ignore[attr-defined]
+_CERTIFICATES = IssuedCertificateRow.__table__  # type: ignore[attr-defined]
+_NOW: sql.elements.BindParameter[dt.datetime] = sql.bindparam("now")
+# The seal a department issues with: its newest that is active and in date, with a live certificate.
+_ACTIVE_SEAL = (
+    sql.select(_SEALS.c.id)
+    .join(_DEPARTMENTS, _SEALS.c.department_id == _DEPARTMENTS.c.id)
+    .join(_CERTIFICATES, _SEALS.c.cert_serial == _CERTIFICATES.c.serial)
+    .where(_DEPARTMENTS.c.uscc == sql.bindparam("uscc"))
+    .where(_SEALS.c.status == "active")
+    .where(_SEALS.c.valid_start <= _NOW, _SEALS.c.valid_end >= _NOW)
+    .where(_CERTIFICATES.c.revoked_at.is_(None))
+    .where(_CERTIFICATES.c.not_before <= _NOW, _CERTIFICATES.c.not_after >= _NOW)
+    .order_by(_SEALS.c.created_at.desc(), _SEALS.c.id.desc())
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -333,31 +351,27 @@ class SealService:
         log.info("seal %s applied to a %s document for %s", seal.es_id, fmt, department.uscc)
         return sealed
 
-    def active_seal(self, department_uscc: str, now: dt.datetime) -> SealMaterial:
-        """The newest seal of the department usable at `now`, or NoActiveSealError (409)."""
-        with Session(self.engine) as session:
-            found = session.exec(
-                select(SealRow)
-                .join(DepartmentRow, col(SealRow.department_id) == col(DepartmentRow.id))
-                .join(IssuedCertificateRow, col(SealRow.cert_serial) == col(IssuedCertificateRow.serial))
-                .where(col(DepartmentRow.uscc) == department_uscc)
-                .where(col(SealRow.status) == "active")
-                .where(col(SealRow.valid_start) <= now)
-                .where(col(SealRow.valid_end) >= now)
-                .where(col(IssuedCertificateRow.revoked_at).is_(None))
-                .where(col(IssuedCertificateRow.not_before) <= now)
-                .where(col(IssuedCertificateRow.not_after) >= now)
-                .order_by(col(SealRow.created_at).desc(), col(SealRow.id).desc())
-                .limit(1)
-            ).first()
-        if found is None:
+    def active_seal(self, department_uscc: str, now: dt.datetime, connection: Connection | None = None) -> SealMaterial:
+        """The newest seal of the department usable at `now`, or NoActiveSealError (409); read on the
+        caller's `connection` when given (issuing reads everything on one)."""
+        if connection is None:
+            with self.engine.connect() as own:
+                return self.active_seal(department_uscc, now, own)
+        seal_id = connection.execute(_ACTIVE_SEAL, {"uscc": department_uscc, "now": now}).scalar()
+        if seal_id is None:
             raise NoActiveSealError(
                 f"部门 {department_uscc} 没有有效的电子印章，不能颁证：请先备案印章"
                 "（ecas seals register 或 POST /api/v1/seals）"
             )
-        return self.material(found)
+        with self._lock:
+            cached = self._material.get(seal_id)
+        if cached is not None:
+            return cached
+        with Session(bind=connection) as session:
+            return self.material(session.get_one(SealRow, seal_id))
 
     def material(self, row: SealRow) -> SealMaterial:
+        """What sealing with `row` needs, kept per process: a seal's key, certificate and SES_Seal never change."""
         assert row.id is not None
         with self._lock:
             cached = self._material.get(row.id)
