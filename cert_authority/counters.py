@@ -9,9 +9,10 @@ callers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-from sqlalchemy import text
+from sqlalchemy import Insert, bindparam, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -34,14 +35,23 @@ def next_values(bind: Engine | Connection, names: Sequence[str], count: int = 1)
         raise ValueError("count must be at least 1")
     if not names:
         return []
+    values = {f"name{n}": name for n, name in enumerate(names)} | {"count": count}
+    last = {name: value for name, value in bind.execute(_take(bind.dialect.name, len(names)), values)}
+    return [int(last[name]) - count + 1 for name in names]
+
+
+@functools.lru_cache(maxsize=16)
+def _take(dialect: str, names: int) -> Insert:
+    """INSERT ... ON CONFLICT DO UPDATE ... RETURNING for `names` counters, built once (bound
+    name0, name1, ... and count): building and compiling it per call cost more than running it."""
     table = LicenceCounterRow.__table__  # type: ignore[attr-defined]
-    insert = sqlite_insert if bind.dialect.name == "sqlite" else postgresql_insert
-    statement = insert(table).values([{"name": name, "value": count} for name in names])
-    take = statement.on_conflict_do_update(
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = insert(table).values(
+        [{"name": bindparam(f"name{n}"), "value": bindparam("count")} for n in range(names)]
+    )
+    return statement.on_conflict_do_update(
         index_elements=[table.c.name], set_={"value": table.c.value + statement.excluded.value}
     ).returning(table.c.name, table.c.value)
-    last = {name: value for name, value in bind.execute(take)}
-    return [int(last[name]) - count + 1 for name in names]
 
 
 def current_value(engine: Engine, name: str) -> int:
