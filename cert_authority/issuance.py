@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, or_, sql, update
+from sqlalchemy import or_, sql, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -47,13 +47,14 @@ from cert_authority.errors import (
 )
 from cert_authority.face_data import CheckedFace, check_face
 from cert_authority.filestore import FileStore
+from cert_authority.issue_records import NewIssue, insert_issue_at_once, insert_issues
 from cert_authority.licence_dates import Validity, local_date, validity_for
 from cert_authority.licence_files import make_licence_files
 from cert_authority.licence_layouts import LayoutContext, LicenceLayouts
 from cert_authority.licence_records import find_licence, licence_public
 from cert_authority.licence_schemas import LicencePublic
 from cert_authority.lifecycle import check_transition, status_event
-from cert_authority.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow
+from cert_authority.models import IdempotencyRow, LicenceRow
 from cert_authority.registry import RegistryService
 from cert_authority.schemas import DepartmentPublic
 from cert_authority.seals_service import SealMaterial, SealService
@@ -68,12 +69,7 @@ from templates.spec import LicenceTypeSpec
 
 log = logging.getLogger("ecas.licences")
 
-_LICENCES = LicenceRow.__table__  # type: ignore[attr-defined]
-_EVENTS = LicenceEventRow.__table__  # type: ignore[attr-defined]
-_AUDIT = AuditEventRow.__table__  # type: ignore[attr-defined]
 _IDEMPOTENCY = IdempotencyRow.__table__  # type: ignore[attr-defined]
-# One multi-row INSERT ... RETURNING for a batch, the ids in the order of the rows given.
-_INSERT_LICENCES = insert(_LICENCES).returning(_LICENCES.c.id, sort_by_parameter_order=True)
 _USED_KEYS = sql.select(_IDEMPOTENCY.c.key).where(
     _IDEMPOTENCY.c.scope == sql.bindparam("scope"), _IDEMPOTENCY.c.key.in_(sql.bindparam("keys", expanding=True))
 )
@@ -165,6 +161,7 @@ class IssuanceService:
         self.layouts = layouts
         self.clock = clock
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._postgresql = engine.dialect.name == "postgresql"
 
     # --- issue ---------------------------------------------------------------------------------
     def issue_licence(
@@ -348,8 +345,7 @@ class IssuanceService:
         outcomes = [(item, IssueOutcome(error=row)) for item, row in made if not isinstance(row, LicenceRow)]
         rows = [(item, row) for item, row in made if isinstance(row, LicenceRow)]
         try:
-            with self.engine.begin() as connection:
-                _insert_issues(connection, rows, actor, now, issuer)
+            self._insert(rows, actor, now, issuer)
             outcomes += [
                 (item, IssueOutcome(IssueResult(licence_public(row, today), replayed=False))) for item, row in rows
             ]
@@ -365,8 +361,7 @@ class IssuanceService:
         """One licence in its own transaction; a concurrent request with the same key meets the
         primary key here, and this request becomes a replay of that one (its serial a gap)."""
         try:
-            with self.engine.begin() as connection:
-                _insert_issues(connection, [(item, row)], actor, now, issuer)
+            self._insert([(item, row)], actor, now, issuer)
         except IntegrityError:
             replay = self._replay(issuer, item, local_date(now)) if item.key else None
             if replay is None:
@@ -374,6 +369,24 @@ class IssuanceService:
             log.info("licence %s not recorded: Idempotency-Key already used meanwhile", row.identifier)
             return replay
         return IssueOutcome(IssueResult(licence_public(row, local_date(now)), replayed=False))
+
+    def _insert(self, rows: list[tuple[_Checked, LicenceRow]], actor: Actor, now: dt.datetime, issuer: str) -> None:
+        """The licences' records, all or none: one statement for a single licence on PostgreSQL."""
+        issues = [NewIssue(row, item.face.holder_code, item.key, item.fingerprint) for item, row in rows]
+        if self._postgresql and len(issues) == 1:
+            with self._autocommit.connect() as connection:
+                insert_issue_at_once(connection, issues[0], actor, now)
+        else:
+            with self.engine.begin() as connection:
+                insert_issues(connection, issues, actor, now)
+        for item, row in rows:
+            log.info(
+                "licence %s issued by %s (type %s, holder %s)",
+                row.identifier,
+                issuer,
+                row.type_code,
+                mask_holder_code(item.face.holder_code),
+            )
 
     def _replay(self, scope: str, item: _Checked, today: dt.date) -> IssueOutcome | None:
         assert item.key is not None
@@ -639,46 +652,6 @@ def _repeat_of(first: IssueOutcome | None, item: _Checked, first_item: _Checked)
             )
         )
     return IssueOutcome(IssueResult(first.result.licence, replayed=True))
-
-
-def _insert_issues(
-    connection: Connection, rows: list[tuple[_Checked, LicenceRow]], actor: Actor, now: dt.datetime, issuer: str
-) -> None:
-    """For each licence its row, first status event, audit event and idempotency record: one INSERT
-    per table, without the ORM's unit of work (the rows are complete as built)."""
-    values = [row.model_dump(exclude={"id"}) for _, row in rows]
-    ids = connection.execute(_INSERT_LICENCES, values).scalars().all()
-    for (_, row), licence_id in zip(rows, ids, strict=True):
-        row.id = licence_id
-    events = [status_event(row, None, "issue", None, now, actor).model_dump(exclude={"id"}) for _, row in rows]
-    connection.execute(insert(_EVENTS), events)
-    audits = [
-        audit_row(
-            actor,
-            "issue",
-            row.identifier,
-            now,
-            holder_code=item.face.holder_code,
-            detail={"type_code": row.type_code, "licence_number": row.licence_number},
-        ).model_dump(exclude={"id"})
-        for item, row in rows
-    ]
-    connection.execute(insert(_AUDIT), audits)
-    keys = [
-        {"scope": issuer, "key": item.key, "request_sm3": item.fingerprint, "licence_id": row.id, "created_at": now}
-        for item, row in rows
-        if item.key is not None
-    ]
-    if keys:
-        connection.execute(insert(_IDEMPOTENCY), keys)
-    for item, row in rows:
-        log.info(
-            "licence %s issued by %s (type %s, holder %s)",
-            row.identifier,
-            issuer,
-            row.type_code,
-            mask_holder_code(item.face.holder_code),
-        )
 
 
 def _fingerprint(

@@ -16,6 +16,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
@@ -44,14 +45,17 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.type import univ
 from pyasn1_modules import rfc5652
 from pyhanko.pdf_utils.reader import PdfFileReader
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.counters import current_value, serial_counter
 from cert_authority.error_map import classify
 from cert_authority.errors import IdempotencyConflictError, LicenceDataError
+from cert_authority.issuance import IssueRequest
 from cert_authority.licence_schemas import LicencePublic
-from cert_authority.models import AuditEventRow, LicenceRow
+from cert_authority.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow
 from cert_authority.settings import Settings
 from keys.x509 import Certificate
 from templates.fonts import FontSet
@@ -407,6 +411,7 @@ def test_a_failure_leaves_no_licence_and_no_reused_serial(
     shared_licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import cert_authority.issuance as issuance
+    import cert_authority.issue_records as issue_records
 
     before = table_counts(shared_licence_env.engine)
     start = current_value(shared_licence_env.registry.engine, serial_counter(FOOD_TYPE, ISSUER_USCC))
@@ -420,12 +425,16 @@ def test_a_failure_leaves_no_licence_and_no_reused_serial(
             issue_example(shared_licence_env, FOOD_TYPE, idempotency_key="k-1")
     files_before_store = stored_files(shared_licence_env.settings)
 
-    def broken_audit(*_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("disk full")
+    real_audit = issue_records._audit
 
-    with monkeypatch.context() as patch:  # after the files are stored, inside the transaction
-        patch.setattr(issuance, "audit_row", broken_audit)
-        with pytest.raises(RuntimeError, match="disk full"):
+    def audit_without_action(*args: Any) -> dict[str, Any]:
+        return {**real_audit(*args), "action": None}  # NOT NULL: the database refuses the audit row
+
+    # After the files are stored: the database refuses the audit row after the licence row went in
+    # (one statement on PostgreSQL, one transaction on SQLite), and takes back the licence row too.
+    with monkeypatch.context() as patch:
+        patch.setattr(issue_records, "_audit", audit_without_action)
+        with pytest.raises(IntegrityError):
             issue_example(shared_licence_env, FOOD_TYPE, idempotency_key="k-1")
     orphans = stored_files(shared_licence_env.settings) - files_before_store
     assert len(orphans) == 2  # PDF and OFD: content-addressed, unreferenced, harmless
@@ -441,6 +450,38 @@ def test_a_failure_leaves_no_licence_and_no_reused_serial(
     with Session(shared_licence_env.registry.engine) as session:
         referenced = {d for row in session.exec(select(LicenceRow)) for d in (row.pdf_sm3, row.ofd_sm3, row.png_sm3)}
     assert not orphans & referenced
+
+
+def _records(engine: Engine, identifier: str) -> dict[str, list[dict[str, Any]]]:
+    """A licence's status events, audit events and key records, without what differs per licence."""
+    with Session(engine) as session:
+        licence = session.exec(select(LicenceRow).where(LicenceRow.identifier == identifier)).one()
+        events = session.exec(select(LicenceEventRow).where(LicenceEventRow.licence_id == licence.id)).all()
+        audits = session.exec(select(AuditEventRow).where(AuditEventRow.target == identifier)).all()
+        keys = session.exec(select(IdempotencyRow).where(IdempotencyRow.licence_id == licence.id)).all()
+    assert all(event.identifier == identifier for event in events)
+    return {
+        "events": [event.model_dump(exclude={"id", "licence_id", "identifier"}) for event in events],
+        "audits": [
+            audit.model_dump(exclude={"id", "target", "detail_json"})
+            | {"detail": {**json.loads(audit.detail_json or "{}"), "licence_number": "n"}}
+            for audit in audits
+        ],
+        "keys": [key.model_dump(exclude={"key", "request_sm3", "licence_id"}) for key in keys],
+    }
+
+
+def test_one_licence_and_a_batch_write_the_same_records(shared_licence_env: LicenceEnv) -> None:
+    # On PostgreSQL one licence goes in with one statement, a batch with one INSERT per table.
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    single = issue_example(shared_licence_env, FOOD_TYPE, idempotency_key="same-records-1", now=now).licence
+    requests = [IssueRequest(FOOD, idempotency_key="same-records-2"), IssueRequest(FOOD)]
+    batch = shared_licence_env.services.issuance.issue_many(CLI_ACTOR, FOOD_TYPE, requests, ISSUER_USCC, now)
+    first, second = (outcome.result.licence.identifier for outcome in batch if outcome.result)
+    expected = _records(shared_licence_env.engine, single.identifier)
+    assert [event["action"] for event in expected["events"]] == ["issue"] and len(expected["keys"]) == 1
+    assert _records(shared_licence_env.engine, first) == expected
+    assert _records(shared_licence_env.engine, second) == {**expected, "keys": []}
 
 
 def test_audit_and_logs_mask_holder_codes(shared_licence_env: LicenceEnv, caplog: pytest.LogCaptureFixture) -> None:
