@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -298,6 +298,7 @@ def serve(
     """Run the HTTP service (API docs at /docs); several worker processes share one database."""
     import uvicorn
 
+    from cert_authority import serve_workers
     from cert_authority.access_log import log_config
     from cert_authority.app import create_app
 
@@ -309,8 +310,11 @@ def serve(
         return
     # Each worker process builds its own app from the environment: pass on what the options set.
     os.environ["ECAS_DATA_DIR"] = str(settings.data_dir.resolve())
-    uvicorn.run("cert_authority.app:create_app", factory=True, workers=workers, host=host, port=port,
-                log_level="info", access_log=access_log, log_config=log_config())
+    options: dict[str, Any] = {"log_level": "info", "access_log": access_log, "log_config": log_config()}
+    if serve_workers.available():  # a socket per worker: connections spread evenly (see there)
+        serve_workers.serve(workers, host, port, options)
+        return
+    uvicorn.run(serve_workers.APP, factory=True, workers=workers, host=host, port=port, **options)
 
 
 @app.command("demo")

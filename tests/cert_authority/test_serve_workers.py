@@ -1,11 +1,15 @@
 """`ecas serve --workers 2`: two processes on one database, and the rules that must hold across
 them: a show token is accepted once per department even when both workers are asked at once, and a
-client's rate limit is one limit, not one per worker."""
+client's rate limit is one limit, not one per worker. Each worker listens on a socket of its own, so
+connections made at once spread over both (`ss` from iproute2 shows who holds which); a worker that
+cannot start stops the service with a clear message."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -71,6 +75,51 @@ def test_rate_limit_is_one_limit_across_workers(licence_env: LicenceEnv) -> None
                 pool.map(lambda _: httpx.get(f"{base}/api/v1/verify/x", timeout=30).status_code, range(24))
             )
     assert statuses == {401: 10, 429: 14}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # about serving, not the database
+def test_each_worker_listens_on_its_own_socket_and_connections_spread(licence_env: LicenceEnv) -> None:
+    with two_workers(licence_env) as base:
+        port = int(base.rsplit(":", 1)[1])
+        owners = [_pids(line) for line in _ss(port, "-tlnp")]
+        assert len(owners) == 2, owners  # two listening sockets on the one port
+        supervisor = set.intersection(*owners)  # keeps both, so a restarting worker's queue waits
+        workers = [pids - supervisor for pids in owners]
+        assert all(len(pids) == 1 for pids in workers) and workers[0] != workers[1], owners
+        # Keep-alive connections made at once, as a proxy's pool makes them: the kernel spreads
+        # them over the sockets (all 16 on one has a chance of 2 in 65,536).
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(16)]
+        for connection in connections:
+            connection.request("GET", "/healthz")
+            assert connection.getresponse().read()
+        holders = set().union(*(_pids(line) for line in _ss(port, "-tnp", "state", "established")))
+        for connection in connections:
+            connection.close()
+    assert holders == workers[0] | workers[1]
+
+
+def test_a_worker_that_cannot_start_stops_the_service(tmp_path: Path) -> None:
+    environment = {**os.environ, "ECAS_DATA_DIR": str(tmp_path), "ECAS_DATABASE_URL": "postgresql://127.0.0.1:1/none"}
+    ecas = str(Path(sys.executable).with_name("ecas"))
+    run = subprocess.run(
+        [ecas, "serve", "--workers", "2", "--port", str(free_port())],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert "错误：工作进程启动失败（退出码 1），服务已停止" in run.stderr
+
+
+def _ss(port: int, *options: str) -> list[str]:
+    """`ss` lines for the sockets on local port `port`, with their owning processes."""
+    found = subprocess.run(["ss", "-H", *options, f"( sport = :{port} )"], capture_output=True, text=True, check=True)
+    return found.stdout.splitlines()
+
+
+def _pids(line: str) -> set[int]:
+    return {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
 
 
 @contextmanager
