@@ -53,6 +53,7 @@ class SoftwareKeyStore:
         self._iterations = iterations
         self._cache: dict[str, SM2PrivateKey] = {}
         self._lock = threading.Lock()
+        self._opening = threading.Lock()  # held while a key is read and decrypted
 
     def __repr__(self) -> str:  # never show the passphrase
         return f"SoftwareKeyStore({str(self.directory)!r})"
@@ -92,15 +93,22 @@ class SoftwareKeyStore:
             cached = self._cache.get(label)
         if cached is not None:
             return cached
-        path = self._path(label)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise KeyNotFoundError(f"no key labelled {label!r} in {self.directory}") from exc
-        key = decrypt_private_key(data, self._passphrase)
-        with self._lock:
-            self._cache[label] = key
-        return key
+        # One thread decrypts (PBKDF2, a fraction of a second) while the others wait for its result:
+        # a burst of first requests on a new worker would otherwise each pay for it, all at once.
+        with self._opening:
+            with self._lock:
+                cached = self._cache.get(label)
+            if cached is not None:
+                return cached
+            path = self._path(label)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError as exc:
+                raise KeyNotFoundError(f"no key labelled {label!r} in {self.directory}") from exc
+            key = decrypt_private_key(data, self._passphrase)
+            with self._lock:
+                self._cache[label] = key
+            return key
 
     def signer(self, label: str, signer_id: bytes = DEFAULT_ID) -> SoftwareSigner:
         return SoftwareSigner(self._open(label), signer_id=signer_id)

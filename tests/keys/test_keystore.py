@@ -10,6 +10,7 @@ import pytest
 from conftest import gmssl_verify
 
 from keys.errors import KeyExistsError, KeyNotFoundError, WrongPassphraseError
+from keys import keystore
 from keys.keystore import SoftwareKeyStore
 from keys.signer import Signer
 from keys.sm2 import SM2PublicKey
@@ -108,6 +109,34 @@ def test_concurrent_generate_same_label(directory: Path) -> None:
         thread.join()
     assert sorted(outcomes) == ["exists"] * 5 + ["ok"]
     assert sorted(p.name for p in directory.iterdir()) == ["race.key.pem"]
+
+
+def test_a_burst_of_first_uses_decrypts_the_key_once(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new worker's first requests arrive together: one decrypts (PBKDF2), the others wait for it."""
+    _store(directory).generate("service")
+    store = _store(directory)
+    decrypted: list[str] = []
+    real_decrypt = keystore.decrypt_private_key
+
+    def counting_decrypt(data: bytes, passphrase: bytes) -> object:
+        decrypted.append("once")
+        return real_decrypt(data, passphrase)
+
+    monkeypatch.setattr(keystore, "decrypt_private_key", counting_decrypt)
+    barrier = threading.Barrier(8)
+    public_keys: list[SM2PublicKey] = []
+
+    def first_use() -> None:
+        barrier.wait()
+        public_keys.append(store.signer("service").public_key)
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(public_keys) == 8 and len(set(public_keys)) == 1
+    assert decrypted == ["once"]
 
 
 @pytest.mark.parametrize(
