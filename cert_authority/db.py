@@ -3,18 +3,24 @@ PostgreSQL by URL (ECAS_DATABASE_URL)."""
 
 from __future__ import annotations
 
+import select
+import time
+from functools import partial
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
+from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import create_engine
 
 from cert_authority.errors import DatabaseUnavailableError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PING_AFTER_IDLE_SECONDS = 2.0
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -48,9 +54,32 @@ def create_db_engine(url: str) -> Engine:
     # connection made afresh for each (overflow ones are closed after use) cost more than the
     # request. PostgreSQL's max_connections must cover workers × 20 (docs/deployment.md). A server
     # that does not answer is a 503 after 5 s, not a request hanging on the TCP connect.
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=15, max_overflow=5, connect_args={"connect_timeout": 5}
-    )
+    engine = create_engine(url, pool_size=15, max_overflow=5, connect_args={"connect_timeout": 5})
+    event.listen(engine.pool, "checkin", _note_idle)
+    event.listen(engine.pool, "checkout", partial(_ping_if_maybe_lost, engine.dialect))
+    return engine
+
+
+# A pooled connection is pinged before use only when it may have been lost: the server closed or
+# wrote to it while it sat in the pool (its socket is readable: a restart, a terminated backend),
+# or it sat idle long enough for a silent loss. Pinging every checkout (pool_pre_ping) cost a round
+# trip per use, and a show-token check makes two (verify_token 255-278 -> 290-298 requests/s, alternating runs).
+def _note_idle(_dbapi_connection: object, record: ConnectionPoolEntry) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_maybe_lost(
+    dialect: Dialect, dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object
+) -> None:
+    idle_since = record.info.get("idle_since")
+    if idle_since is None:
+        return  # new: just connected
+    try:
+        readable = bool(select.select([dbapi_connection.fileno()], [], [], 0)[0])
+        if readable or time.monotonic() - idle_since >= PING_AFTER_IDLE_SECONDS:
+            dialect.do_ping(dbapi_connection)  # what pool_pre_ping runs (outside any transaction)
+    except Exception as exc:  # the pool discards this connection and checks out another
+        raise DisconnectionError(f"a pooled connection failed its ping: {type(exc).__name__}") from exc
 
 
 def migrate(engine: Engine) -> None:
