@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from asn1crypto import crl, pem, x509
 
@@ -151,13 +151,7 @@ class Crl:
 
     @classmethod
     def load(cls, data: bytes) -> Crl:
-        der = load_der(data, ("X509 CRL",), "CRL")
-        loaded = cls(der=der, asn1=parse_strict(crl.CertificateList, der, "CRL"))
-        try:
-            loaded.entries  # noqa: B018  (reasons and serials are checked here)
-        except ValueError as exc:
-            raise InvalidCertificateError(f"malformed CRL entry: {exc}") from exc
-        return loaded
+        return _parsed_crl(load_der(data, ("X509 CRL",), "CRL"))
 
     @property
     def pem(self) -> bytes:
@@ -223,3 +217,14 @@ class Crl:
             return False
         return issuer_key.verify(self.asn1["signature"].native, self.tbs.dump(), signer_id)
 
+
+@lru_cache(maxsize=32)
+def _parsed_crl(der: bytes) -> Crl:
+    """Parsed once per process while current (every check reads the branch's CRL); only successes
+    are kept."""
+    loaded = Crl(der=der, asn1=parse_strict(crl.CertificateList, der, "CRL"))
+    try:
+        loaded.entries  # noqa: B018  (reasons and serials are checked here)
+    except ValueError as exc:
+        raise InvalidCertificateError(f"malformed CRL entry: {exc}") from exc
+    return loaded

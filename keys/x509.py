@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TypeVar
 
 from asn1crypto import core, csr, pem, x509
@@ -103,10 +103,7 @@ class Certificate:
 
     @classmethod
     def load(cls, data: bytes) -> Certificate:
-        der = load_der(data, ("CERTIFICATE",), "certificate")
-        cert = cls(der=der, asn1=parse_strict(x509.Certificate, der, "certificate"))
-        cert.public_key  # noqa: B018  (rejects non-SM2 keys with a clear message)
-        return cert
+        return _parsed_certificate(load_der(data, ("CERTIFICATE",), "certificate"))
 
     @classmethod
     def load_all(cls, data: bytes) -> list[Certificate]:
@@ -414,3 +411,13 @@ class CertificationRequest:
             return False
         info = self.asn1["certification_request_info"].dump()
         return self.public_key.verify(self.asn1["signature"].native, info)
+
+
+@lru_cache(maxsize=256)
+def _parsed_certificate(der: bytes) -> Certificate:
+    """Parsed once per process: the same few certificates (the CAs', each department's seal) come
+    with every file checked, and a strict parse cost a quarter of a verification's CPU. Only
+    successes are kept (a malformed certificate raises each time); a Certificate is not changed."""
+    cert = Certificate(der=der, asn1=parse_strict(x509.Certificate, der, "certificate"))
+    cert.public_key  # noqa: B018  (rejects non-SM2 keys with a clear message)
+    return cert
