@@ -46,6 +46,7 @@ from verification.trust import TrustAnchors
 log = logging.getLogger("ecas.verification")
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+RECORD_CHECKS_KEPT = 10_000
 _STATUS_MESSAGES = {
     "superseded": "证照已变更，此版本已被 {superseded_by} 取代",
     "revoked": "证照已被吊销：{reason}",
@@ -68,6 +69,7 @@ class VerificationService:
         self.pki = pki
         self.layouts = layouts
         self.clock = clock
+        self._record_checks: dict[str, Check] = {}  # the record as JSON -> outcome of _compare_record
 
     def anchors(self, now: dt.datetime) -> TrustAnchors:
         branch = self.pki.branch_certificate()
@@ -146,9 +148,28 @@ class VerificationService:
         return verified
 
     def _record(self, row: LicenceRow) -> Check:
-        """The texts of the record's layout, in order, must be the texts of the sealed OFD."""
+        """The texts of the record's layout, in order, must be the texts of the sealed OFD.
+
+        The stored OFD is read and checked against its digest every time; the comparison itself
+        (the OFD inspected, the page laid out again: most of a verification's CPU) depends only on
+        those bytes and the record, so its outcome is remembered for the record exactly as it is:
+        any change to the record, a tampered one included, is a new key and is compared afresh."""
         try:
-            sealed = inspect_ofd(self.filestore.get(row.ofd_sm3))
+            ofd = self.filestore.get(row.ofd_sm3)
+        except StoredFileError as exc:
+            return Check.invalid("record", "stored_file_damaged", str(exc))
+        key = json.dumps(row.model_dump(mode="json"), sort_keys=True)
+        check = self._record_checks.get(key)
+        if check is None:
+            check = self._compare_record(row, ofd)
+            if len(self._record_checks) >= RECORD_CHECKS_KEPT:
+                self._record_checks.clear()  # simply start again: a bound, not an eviction policy
+            self._record_checks[key] = check
+        return check
+
+    def _compare_record(self, row: LicenceRow, ofd: bytes) -> Check:
+        try:
+            sealed = inspect_ofd(ofd)
             expected = tuple(run.text for run in self.layouts.of_record(row).runs)
         except StoredFileError as exc:
             return Check.invalid("record", "stored_file_damaged", str(exc))

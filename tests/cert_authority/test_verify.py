@@ -160,6 +160,7 @@ def test_status_and_record_come_from_the_registry(issued: tuple[LicenceEnv, str]
 
     # A record edited in the database no longer matches its sealed file.
     tampered = issue_example(env, FOOD_TYPE).licence.identifier
+    assert verification.verify_identifier(CLI_ACTOR, tampered).result is Status.VALID  # the match remembered
     with Session(env.registry.engine) as session:
         row = session.exec(LicenceRow.__table__.select().where(LicenceRow.identifier == tampered)).one()
         face = json.loads(row.face_json)
@@ -196,6 +197,20 @@ def test_damaged_stored_file(licence_env: LicenceEnv) -> None:
     data[100] ^= 1
     path.write_bytes(bytes(data))
     report = licence_env.services.verification.verify_identifier(CLI_ACTOR, identifier)
+    assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
+
+
+def test_stored_ofd_damaged_after_a_check_is_caught(licence_env: LicenceEnv) -> None:
+    identifier = issue_example(licence_env, FOOD_TYPE).licence.identifier
+    verification = licence_env.services.verification
+    assert verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
+    with Session(licence_env.registry.engine) as session:
+        row = session.exec(LicenceRow.__table__.select().where(LicenceRow.identifier == identifier)).one()
+    path = licence_env.settings.files_dir / row.ofd_sm3[:2] / row.ofd_sm3
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    report = verification.verify_identifier(CLI_ACTOR, identifier)
     assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
 
 
