@@ -15,10 +15,12 @@ from keys.errors import KeysError
 from keys.oids import SM2_SIGN, SM2_WITH_SM3, SM3
 from keys.sm2 import sm3
 from keys.x509 import Certificate
+from verification import pdf_hex
 from verification.evidence import FileInspection, SignatureEvidence
 from verification.report import Check
 
 log = logging.getLogger("ecas.verification")
+pdf_hex.install()
 
 MAX_PDF_BYTES = 50 * 1024 * 1024
 _SIGNATURE_ALGORITHMS = {SM2_WITH_SM3, SM2_SIGN}

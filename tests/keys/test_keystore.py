@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import gmssl_verify
 
-from keys.errors import KeyExistsError, KeyNotFoundError, WrongPassphraseError
 from keys import keystore
+from keys.errors import KeyExistsError, KeyNotFoundError, WrongPassphraseError
 from keys.keystore import SoftwareKeyStore
 from keys.signer import Signer
 from keys.sm2 import SM2PublicKey
