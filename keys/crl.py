@@ -218,10 +218,10 @@ class Crl:
         return issuer_key.verify(self.asn1["signature"].native, self.tbs.dump(), signer_id)
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=8)
 def _parsed_crl(der: bytes) -> Crl:
     """Parsed once per process while current (every check reads the branch's CRL); only successes
-    are kept."""
+    are kept, and only the last few CRLs."""
     loaded = Crl(der=der, asn1=parse_strict(crl.CertificateList, der, "CRL"))
     try:
         loaded.entries  # noqa: B018  (reasons and serials are checked here)

@@ -75,6 +75,9 @@ def load_der(data: bytes, labels: tuple[str, ...], what: str) -> bytes:
     return bytes(der)
 
 
+CACHED_DER_MAX = 8192  # bytes; ours are under 1 KB
+
+
 def parse_strict(spec: type[T], der: bytes, what: str) -> T:
     """DER → asn1crypto value, every part decoded now so malformed input fails here, not later."""
     try:
@@ -103,7 +106,8 @@ class Certificate:
 
     @classmethod
     def load(cls, data: bytes) -> Certificate:
-        return _parsed_certificate(load_der(data, ("CERTIFICATE",), "certificate"))
+        der = load_der(data, ("CERTIFICATE",), "certificate")
+        return _parsed_certificate(der) if len(der) <= CACHED_DER_MAX else _parse_certificate(der)
 
     @classmethod
     def load_all(cls, data: bytes) -> list[Certificate]:
@@ -413,11 +417,14 @@ class CertificationRequest:
         return self.public_key.verify(self.asn1["signature"].native, info)
 
 
-@lru_cache(maxsize=256)
-def _parsed_certificate(der: bytes) -> Certificate:
-    """Parsed once per process: the same few certificates (the CAs', each department's seal) come
-    with every file checked, and a strict parse cost a quarter of a verification's CPU. Only
-    successes are kept (a malformed certificate raises each time); a Certificate is not changed."""
+def _parse_certificate(der: bytes) -> Certificate:
     cert = Certificate(der=der, asn1=parse_strict(x509.Certificate, der, "certificate"))
     cert.public_key  # noqa: B018  (rejects non-SM2 keys with a clear message)
     return cert
+
+
+# Parsed once per process: the same few certificates (the CAs', each department's seal) come with
+# every file checked, and a strict parse cost a quarter of a verification's CPU. Only successes are
+# kept (a malformed certificate raises each time), only certificates of ordinary size (memory stays
+# bounded whatever a hostile file carries), and a Certificate is never changed after loading.
+_parsed_certificate = lru_cache(maxsize=256)(_parse_certificate)

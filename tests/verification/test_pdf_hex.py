@@ -48,6 +48,8 @@ def test_same_as_pyhanko_on_generated_input(body: bytes) -> None:
         b"<" + b"00" * 20000 + b">",  # longer than one chunk
         b"<41 % a comment > inside\n42>",
         b"<41",  # no end
+        b"<" + b"00" * 20000,  # no end, over several chunks
+        b"<" + b"00" * 20000 + b"x>",  # a stray byte after the first chunk
         b"<4G>",
     ],
 )
