@@ -188,14 +188,20 @@ def test_expired_licence(shared_licence_env: LicenceEnv) -> None:
     assert "status" in [c.name for c in report.checks if c.status is Status.INVALID]
 
 
-def test_damaged_stored_file(licence_env: LicenceEnv) -> None:
-    identifier = issue_example(licence_env, FOOD_TYPE).licence.identifier
-    with Session(licence_env.registry.engine) as session:
+def _damage_stored_file(env: LicenceEnv, identifier: str, kind: str) -> None:
+    """Flip one bit of the stored PDF or OFD of a licence."""
+    with Session(env.registry.engine) as session:
         row = session.exec(LicenceRow.__table__.select().where(LicenceRow.identifier == identifier)).one()
-    path = licence_env.settings.files_dir / row.pdf_sm3[:2] / row.pdf_sm3
+    digest = row.pdf_sm3 if kind == "pdf" else row.ofd_sm3
+    path = env.settings.files_dir / digest[:2] / digest
     data = bytearray(path.read_bytes())
     data[100] ^= 1
     path.write_bytes(bytes(data))
+
+
+def test_damaged_stored_file(licence_env: LicenceEnv) -> None:
+    identifier = issue_example(licence_env, FOOD_TYPE).licence.identifier
+    _damage_stored_file(licence_env, identifier, "pdf")
     report = licence_env.services.verification.verify_identifier(CLI_ACTOR, identifier)
     assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
 
@@ -204,12 +210,7 @@ def test_stored_ofd_damaged_after_a_check_is_caught(licence_env: LicenceEnv) -> 
     identifier = issue_example(licence_env, FOOD_TYPE).licence.identifier
     verification = licence_env.services.verification
     assert verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
-    with Session(licence_env.registry.engine) as session:
-        row = session.exec(LicenceRow.__table__.select().where(LicenceRow.identifier == identifier)).one()
-    path = licence_env.settings.files_dir / row.ofd_sm3[:2] / row.ofd_sm3
-    data = bytearray(path.read_bytes())
-    data[100] ^= 1
-    path.write_bytes(bytes(data))
+    _damage_stored_file(licence_env, identifier, "ofd")
     report = verification.verify_identifier(CLI_ACTOR, identifier)
     assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
 
