@@ -3,9 +3,15 @@ key if this worker has seen the key succeed within the last seconds (a made-up k
 its address (behind the reverse proxy: X-Forwarded-For, which uvicorn trusts from
 FORWARDED_ALLOW_IPS). Over the limit: 429 with Retry-After, before the body is read.
 
-On PostgreSQL the counts live in the database (`rate_window`, one upsert per request), so N workers
-enforce one limit, not N. On SQLite (the single-host default) they are kept in memory per process:
-a write on every request would queue every reader behind SQLite's one writer.
+On PostgreSQL the counts live in the database (`rate_window`), so N workers enforce one limit, not N.
+A worker reserves hits for a client in the database and admits requests against its reservation
+(a lease) without asking again: one at a time for an occasional client, so low limits are exact,
+and up to LEASE_MAX at once for a client it hears from many times a second (under load, one round
+trip per several requests instead of one per request). A request is admitted only if its place in
+the reserved hits is within the limit, so all workers together never admit more than the limit;
+hits reserved and left unused when the window ends can only refuse a client slightly early.
+On SQLite (the single-host default) counts are kept in memory per process: a write on every request
+would queue every reader behind SQLite's one writer.
 
 Counting fails open: if the database cannot count, the request goes on (it needs the database
 itself, and answers 503 if it is really away); a limiter must not turn a hiccup into an outage."""
@@ -33,6 +39,9 @@ from cert_authority.web.common import is_page, page_error
 log = logging.getLogger("ecas.rate_limit")
 WINDOW_SECONDS = 60
 PAUSE_AFTER_FAILURE = 5.0  # seconds without counting after the database failed to count
+LEASE_MAX = 32  # hits a worker reserves at once for its busiest clients
+LEASE_GROWS_WITHIN = 1.0  # a lease used up this soon after it was reserved: the next one doubles
+LEASE_SHARE = 16  # a lease is at most this fraction of what is left of the limit, so it stays exact near it
 UNLIMITED_PATHS = ("/healthz", "/static/")  # load balancers' probes; the pages' own scripts and styles
 Scope = dict[str, Any]
 Clock = Callable[[], float]
@@ -49,7 +58,7 @@ class Limits:
 class RequestCounter(Protocol):
     clock: Clock
 
-    async def count(self, client: str) -> tuple[int, float] | None:
+    async def count(self, client: str, limit: int) -> tuple[int, float] | None:
         """Count one request: the client's hits in this window and seconds to its end; None if it
         could not be counted."""
 
@@ -80,13 +89,23 @@ def _window(now: float) -> int:
     return int(now // WINDOW_SECONDS * WINDOW_SECONDS)
 
 
-class DatabaseCounter:
-    """Hits per client and window in the database, shared by every worker."""
+@dataclass
+class _Lease:
+    """A worker's share of one client's count in the current window."""
 
-    # One prepared statement, one round trip in autocommit (it is on every request's path).
-    _COUNT = text(
-        "INSERT INTO rate_window (client, window_start, hits) VALUES (:client, :start, 1) "
-        "ON CONFLICT (client, window_start) DO UPDATE SET hits = rate_window.hits + 1 RETURNING hits"
+    base: int = 0  # the window's count before this worker's latest reservation
+    reserved: int = 0  # hits of that reservation
+    used: int = 0  # of which counted here
+    reserved_at: float = 0.0
+
+
+class DatabaseCounter:
+    """Hits per client and window in the database, shared by every worker, reserved in leases."""
+
+    # One prepared statement, one round trip in autocommit.
+    _RESERVE = text(
+        "INSERT INTO rate_window (client, window_start, hits) VALUES (:client, :start, :n) "
+        "ON CONFLICT (client, window_start) DO UPDATE SET hits = rate_window.hits + :n RETURNING hits"
     )
     _SWEEP = text("DELETE FROM rate_window WHERE window_start < :before")
 
@@ -95,23 +114,48 @@ class DatabaseCounter:
         self.clock = clock
         self._next_sweep = 0.0
         self._paused_until = 0.0
+        self._leases: dict[str, _Lease] = {}  # only touched on the event loop's thread
+        self._window = 0
 
-    async def count(self, client: str) -> tuple[int, float] | None:
+    async def count(self, client: str, limit: int) -> tuple[int, float] | None:
+        now = self.clock()
+        start = _window(now)
+        if start != self._window:  # a new minute: every client starts afresh
+            self._window, self._leases = start, {}
+        lease = self._leases.setdefault(client, _Lease())
+        reset = start + WINDOW_SECONDS - now
+        if lease.used < lease.reserved or lease.base + lease.used >= limit:
+            # Within the lease; or over the limit already (counts only grow within a window).
+            lease.used += 1
+            return lease.base + lease.used, reset
         if time.monotonic() < self._paused_until:
             return None
+        size = self._next_size(lease, limit, now)
         try:
-            return await run_in_threadpool(self.hit, client)
+            total, reset = await run_in_threadpool(self.hit, client, size)
         except SQLAlchemyError as exc:
             # Not one slow attempt and one warning per request while the database is away.
             self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
             log.warning("rate limits not counted for %.0f s (%s)", PAUSE_AFTER_FAILURE, type(exc).__name__)
             return None
+        if start != self._window:
+            return total, reset  # the window ended while the database answered
+        lease = self._leases.setdefault(client, lease)
+        lease.base, lease.reserved, lease.used, lease.reserved_at = total - size, size, 1, now
+        return lease.base + 1, reset
 
-    def hit(self, client: str) -> tuple[int, float]:
+    @staticmethod
+    def _next_size(lease: _Lease, limit: int, now: float) -> int:
+        busy = now - lease.reserved_at < LEASE_GROWS_WITHIN
+        size = min(LEASE_MAX, lease.reserved * 2) if busy else 1
+        return max(1, min(size, (limit - lease.base - lease.used) // LEASE_SHARE))
+
+    def hit(self, client: str, n: int = 1) -> tuple[int, float]:
+        """Add n hits to the client's count in this window: the new count and seconds to the window's end."""
         now = self.clock()
         start = _window(now)
         with self.engine.connect() as connection:
-            hits = int(connection.execute(self._COUNT, {"client": client, "start": start}).scalar_one())
+            hits = int(connection.execute(self._RESERVE, {"client": client, "start": start, "n": n}).scalar_one())
             if now >= self._next_sweep:  # once a window per worker: forget finished windows
                 self._next_sweep = now + WINDOW_SECONDS
                 connection.execute(self._SWEEP, {"before": start - WINDOW_SECONDS})
@@ -127,7 +171,7 @@ class MemoryCounter:
         self._hits: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    async def count(self, client: str) -> tuple[int, float] | None:
+    async def count(self, client: str, limit: int) -> tuple[int, float] | None:
         now = self.clock()
         start = _window(now)
         with self._lock:
@@ -152,7 +196,7 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         client, limit = self._client(scope)
-        counted = await self.counter.count(client) if limit > 0 else None
+        counted = await self.counter.count(client, limit) if limit > 0 else None
         if counted is None:
             await self.app(scope, receive, send)
             return

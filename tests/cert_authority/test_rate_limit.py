@@ -4,16 +4,18 @@ the database; on SQLite each process counts in memory. Counting that fails lets 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from cert_authority.app import create_app
 from cert_authority.db import create_db_engine
-from cert_authority.rate_limit import DatabaseCounter, Limits, RateLimit, counter_engine
+from cert_authority.rate_limit import LEASE_MAX, DatabaseCounter, Limits, RateLimit, counter_engine
 from cert_authority.settings import Settings
 
 MINUTE_START = 1_800_000_000.0  # a window boundary (a multiple of 60)
@@ -108,3 +110,64 @@ def test_when_counting_fails_requests_go_through(caplog: pytest.LogCaptureFixtur
     assert [client.get("/api/v1/verify/x").text for _ in range(3)] == ["ok"] * 3
     # One attempt and one warning, then a pause: no slow connect on every request while it is away.
     assert caplog.text.count("rate limits not counted for 5 s (OperationalError)") == 1
+
+
+def _counts(counter: DatabaseCounter, requests: list[tuple[str, float]], limit: int) -> list[int]:
+    """The hits each (client, clock) request is counted as."""
+
+    async def run() -> list[int]:
+        hits = []
+        for client, now in requests:
+            counter.clock = lambda now=now: now  # type: ignore[misc]
+            counted = await counter.count(client, limit)
+            assert counted is not None
+            hits.append(counted[0])
+        return hits
+
+    return asyncio.run(run())
+
+
+def _stored_hits(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {client: hits for client, hits in connection.execute(text("SELECT client, hits FROM rate_window"))}
+
+
+@ON_POSTGRESQL
+def test_a_busy_client_is_counted_in_leases_and_an_occasional_one_hit_by_hit(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_db_engine(settings.effective_database_url)
+    create_app(settings)  # the schema
+    counter = DatabaseCounter(counter_engine(engine))
+    trips: list[int] = []
+    original = counter.hit
+
+    def hit(client: str, n: int = 1) -> tuple[int, float]:
+        trips.append(n)
+        return original(client, n)
+
+    monkeypatch.setattr(counter, "hit", hit)
+    busy = [("addr:busy", MINUTE_START + 1)] * 200  # all in the same second
+    assert _counts(counter, busy, limit=10**6) == list(range(1, 201))
+    assert len(trips) < 20 and max(trips) == LEASE_MAX  # not a round trip per request
+    assert 200 <= _stored_hits(engine)["addr:busy"] < 200 + LEASE_MAX
+    trips.clear()
+    occasional = [("addr:slow", MINUTE_START + 2 * n) for n in range(10)]
+    assert _counts(counter, occasional, limit=10**6) == list(range(1, 11))
+    assert trips == [1] * 10 and _stored_hits(engine)["addr:slow"] == 10
+
+
+@ON_POSTGRESQL
+def test_workers_with_leases_together_never_admit_more_than_the_limit(settings: Settings) -> None:
+    engine = create_db_engine(settings.effective_database_url)
+    create_app(settings)
+    workers = [DatabaseCounter(counter_engine(engine)) for _ in range(3)]
+    limit, admitted = 1000, 0
+    for n in range(3000):  # bursts to each worker in turn, all within one second
+        worker = workers[n // 7 % 3]
+        admitted += _counts(worker, [("key:k", MINUTE_START + 5)], limit)[0] <= limit
+    assert limit - 3 * LEASE_MAX <= admitted <= limit
+    # Below the limit's last sixteenth leases shrink to one: a low limit is exact.
+    tight = [DatabaseCounter(counter_engine(engine)) for _ in range(2)]
+    verdicts = [_counts(tight[n % 2], [("key:t", MINUTE_START + 5)], 10)[0] <= 10 for n in range(30)]
+    assert verdicts == [True] * 10 + [False] * 20
