@@ -37,6 +37,7 @@ from cert_authority.registry import registry_for
 from cert_authority.schemas import ErrorPublic
 from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings, load_settings
+from cert_authority.show_token_lane import ShowTokenLane
 from cert_authority.staff import StaffAccounts
 from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error
 from cert_authority.web.pages import include_pages
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit)
     # Pages: a sealed file of up to 20 MB to check at the counter, in a multipart form.
     app.add_middleware(BodyLimit, prefix=PAGE_PREFIXES, upload_limit=21 * MB, path_limits={})
+    app.add_middleware(ShowTokenLane, service=app)
     # Outermost: a client over its limit is refused before its body is read.
     limits = Limits(settings.rate_limit_per_key, settings.rate_limit_per_address)
     app.state.request_counter = request_counter(engine)

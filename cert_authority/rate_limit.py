@@ -228,7 +228,7 @@ class RateLimit:
     def _client(self, scope: Scope) -> tuple[str, int]:
         """Who the request counts against, and that client's limit. A key is never stored or logged:
         only a prefix of its SHA-256."""
-        key = _api_key(Headers(scope=scope))
+        key = api_key_of(Headers(scope=scope))
         if key and self.known_key(key):
             return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32], self.limits.per_key
         address = (scope.get("client") or ("unknown", 0))[0]
@@ -243,7 +243,7 @@ class RateLimit:
         return JSONResponse({"error": "rate_limited", "message": message}, status_code=429)
 
 
-def _api_key(headers: Headers) -> str | None:
+def api_key_of(headers: Headers) -> str | None:
     """The key as authentication reads it: the first Authorization: Bearer header, else X-API-Key."""
     scheme, _, value = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
