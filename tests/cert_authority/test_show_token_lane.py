@@ -19,19 +19,20 @@ from verification.show_token import make_token
 URL = "/api/v1/show-tokens/verify"
 
 
-def _token(env: LicenceEnv, identifier: str) -> str:
-    now = dt.datetime.now(dt.timezone.utc)
+def _token(env: LicenceEnv, identifier: str, now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
     text, _ = make_token(
         env.pki.service_signer(now), identifier, {"operator_name": "好味道"}, now, dt.timedelta(minutes=2)
     )
     return text
 
 
-def _answers(env: LicenceEnv, identifier: str) -> list[tuple[int, Any]]:
-    """Status and JSON (without the time of the check) of a series of checks from one new key."""
+def _answers(env: LicenceEnv, identifier: str, now: dt.datetime) -> list[tuple[int, Any]]:
+    """Status and JSON (without the time of the check) of a series of checks from one new key, of a
+    token made at `now` (so that two series' answers name the same expiry)."""
     app = create_app(env.settings)
     key = {"Authorization": f"Bearer {app.state.api_keys.create('user', USER_USCC).key}"}
-    token = _token(env, identifier)
+    token = _token(env, identifier, now)
     head, payload, signature = token.split(".")
     tampered = f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
     requests: list[dict[str, Any]] = [
@@ -67,12 +68,13 @@ def test_the_lane_answers_as_the_route_does(shared_licence_env: LicenceEnv, monk
         await handle(route, scope, receive, send)
 
     monkeypatch.setattr(APIRoute, "handle", counting_handle)
-    through_lane = _answers(shared_licence_env, identifier)
+    now = dt.datetime.now(dt.timezone.utc)
+    through_lane = _answers(shared_licence_env, identifier, now)
     # The first check (the key not yet accepted by this worker) and the seven faulty ones took the route.
     assert len(routed) == 8
     monkeypatch.setattr(show_token_lane, "PATH", "/nowhere")
     routed.clear()
-    through_route = _answers(shared_licence_env, identifier)
+    through_route = _answers(shared_licence_env, identifier, now)
     assert len(routed) == 10
     assert through_lane == through_route
     statuses = [status for status, _ in through_lane]
