@@ -68,18 +68,23 @@ def ses_asn1() -> ModuleType:
     return sys.modules["ses_asn1"]
 
 
-def gmssl_verify(public_key: SM2PublicKey, signature_der: bytes, message: bytes) -> bool:
-    """Verify with the pure-Python gmssl package: an SM2/SM3 implementation we did not write."""
+def gmssl_sm2(public_key: SM2PublicKey, private: int | None = None) -> Any:
+    """The pure-Python gmssl package's SM2 (an implementation we did not write) for this key."""
     from gmssl.sm2 import CryptSM2
 
-    sig = algos.DSASignature.load(signature_der)
-    raw = sig["r"].native.to_bytes(32, "big") + sig["s"].native.to_bytes(32, "big")
     point = public_key.x.to_bytes(32, "big") + public_key.y.to_bytes(32, "big")
     # gmssl 3.2.2 does public_key.lstrip("04"), which eats a leading "04" of x too (1 key in 256):
     # set the attribute after construction instead.
-    checker = CryptSM2(private_key=None, public_key="")
-    checker.public_key = point.hex()
-    return bool(checker.verify_with_sm3(raw.hex(), message))
+    crypt = CryptSM2(private_key=None if private is None else f"{private:064x}", public_key="")
+    crypt.public_key = point.hex()
+    return crypt
+
+
+def gmssl_verify(public_key: SM2PublicKey, signature_der: bytes, message: bytes) -> bool:
+    """Verify with gmssl."""
+    sig = algos.DSASignature.load(signature_der)
+    raw = sig["r"].native.to_bytes(32, "big") + sig["s"].native.to_bytes(32, "big")
+    return bool(gmssl_sm2(public_key).verify_with_sm3(raw.hex(), message))
 
 
 def gmssl_verify_certificate(cert: Certificate, issuer_key: SM2PublicKey) -> bool:

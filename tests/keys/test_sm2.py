@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asn1crypto import algos
-from conftest import SM2_ID_OPT, gmssl_verify, openssl
-from gmssl.sm2 import CryptSM2
+from conftest import SM2_ID_OPT, gmssl_sm2, gmssl_verify, openssl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,11 +26,6 @@ KAT_MSG = b"message digest"
 KAT_SIG = raw_to_der(KAT_R.to_bytes(32, "big") + KAT_S.to_bytes(32, "big"))
 
 MESSAGE = "电子证照 e-licence ".encode() * 20
-
-
-def _gmssl(private: int | None, public: SM2PublicKey) -> CryptSM2:
-    point = public.x.to_bytes(32, "big") + public.y.to_bytes(32, "big")
-    return CryptSM2(private_key=None if private is None else f"{private:064x}", public_key=point.hex())
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +75,7 @@ def test_kat_signature_fails_for_other_message_or_id() -> None:
 def test_kat_gmssl_with_fixed_k_reproduces_r_s() -> None:
     """An independent implementation computes the same Z and e, so the same (r, s) for fixed k."""
     public = SM2PublicKey(KAT_XA, KAT_YA)
-    raw = _gmssl(KAT_D, public).sign_with_sm3(KAT_MSG, random_hex_str=KAT_K.lower())
+    raw = gmssl_sm2(public, KAT_D).sign_with_sm3(KAT_MSG, random_hex_str=KAT_K.lower())
     assert raw == f"{KAT_R:064x}{KAT_S:064x}"
     assert gmssl_verify(public, KAT_SIG, KAT_MSG)
 
@@ -136,11 +131,22 @@ def test_openssl_signature_verifies_with_ours(openssl_key: Path, work: Path) -> 
     assert not public.verify(sig, MESSAGE, signer_id=b"another-id")
 
 
-def test_gmssl_signature_verifies_with_ours(key: SM2PrivateKey) -> None:
-    raw_hex = _gmssl(key._d, key.public_key).sign_with_sm3(MESSAGE)
+def _key_whose_x_starts_with_04() -> SM2PrivateKey:
+    """A key gmssl's constructor would mangle (it strips leading "0" and "4" characters): 1 in 256."""
+    while True:
+        key = SM2PrivateKey.generate()
+        if key.public_key.x >> 248 == 0x04:
+            return key
+
+
+@pytest.mark.parametrize("make_key", [SM2PrivateKey.generate, _key_whose_x_starts_with_04])
+def test_gmssl_signature_verifies_with_ours(make_key: Any) -> None:
+    key = make_key()
+    raw_hex = gmssl_sm2(key.public_key, key._d).sign_with_sm3(MESSAGE)
     sig = raw_to_der(bytes.fromhex(raw_hex))
     assert key.public_key.verify(sig, MESSAGE)
     assert not key.public_key.verify(sig, MESSAGE + b"!")
+    assert gmssl_verify(key.public_key, sig, MESSAGE)
 
 
 def test_custom_signer_id(key: SM2PrivateKey, work: Path) -> None:
