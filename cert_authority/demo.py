@@ -15,16 +15,16 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from cert_authority.access.staff import StaffAccounts
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.errors import NoActiveSealError, NotFoundError
-from cert_authority.licence_schemas import SealCreate
-from cert_authority.pki import PkiService
-from cert_authority.registry import RegistryService
-from cert_authority.schemas import DepartmentCreate
+from cert_authority.eseals.schemas import SealCreate
+from cert_authority.pki.service import PkiService
+from cert_authority.registry.schemas import DepartmentCreate
+from cert_authority.registry.service import RegistryService
+from cert_authority.registry.spec_input import load_definition, parse_type_spec
 from cert_authority.services import LicenceServices, licence_services_for
 from cert_authority.settings import Settings
-from cert_authority.spec_input import load_definition, parse_type_spec
-from cert_authority.staff import StaffAccounts
 from keys.uscc import uscc_check_character
 from templates.identifier import ID_CHECK, ID_WEIGHTS
 

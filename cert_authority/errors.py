@@ -1,5 +1,5 @@
 """Service-level errors and their public meaning. Domain code raises these (or `keys` errors);
-the HTTP layer and the CLI translate them in one place (`cert_authority.error_map`)."""
+the HTTP layer and the CLI translate them in one place (`cert_authority.boundary`)."""
 
 from __future__ import annotations
 

@@ -1,22 +1,26 @@
-"""The seal and licence services built on one engine, file store, PKI and registry: the app and the
-CLI wire them the same way."""
+"""The seal and licence services built on one engine, file store, PKI and registry: the app, the
+CLI, the benches and batch worker processes wire them the same way."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cert_authority.holders import HolderService, LocalAccounts
-from cert_authority.issuance import IssuanceService
-from cert_authority.licence_images import LicenceImages
-from cert_authority.licence_layouts import LicenceLayouts
-from cert_authority.licence_queries import LicenceQueryService
-from cert_authority.lifecycle import LifecycleService
-from cert_authority.pki import PkiService
-from cert_authority.registry import RegistryService
-from cert_authority.seals_service import SealService
-from cert_authority.sharing import SharingService
-from cert_authority.show_verify import ShowTokenVerifier
-from cert_authority.verifying import VerificationService
+from sqlalchemy.engine import Engine
+
+from cert_authority.checking.licences import VerificationService
+from cert_authority.checking.show_tokens import ShowTokenVerifier
+from cert_authority.eseals.service import SealService
+from cert_authority.holders.service import HolderService, LocalAccounts
+from cert_authority.issuing.images import LicenceImages
+from cert_authority.issuing.issuance import IssuanceService
+from cert_authority.issuing.layouts import LicenceLayouts
+from cert_authority.issuing.lifecycle import LifecycleService
+from cert_authority.issuing.queries import LicenceQueryService
+from cert_authority.pki.service import PkiService
+from cert_authority.registry.service import RegistryService, registry_for
+from cert_authority.settings import Settings
+from cert_authority.sharing.service import SharingService
+from cert_authority.store.db import create_db_engine, migrate
 
 
 @dataclass(frozen=True)
@@ -49,3 +53,20 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         show_tokens=ShowTokenVerifier(engine, pki),
         sharing=SharingService(engine, files, pki, registry, layouts),
     )
+
+
+def migrated_engine(settings: Settings) -> Engine:
+    engine = create_db_engine(settings.effective_database_url)
+    migrate(engine)
+    return engine
+
+
+def licence_services(settings: Settings) -> LicenceServices:
+    """Seals, issuance, lifecycle and queries on the settings' database and files."""
+    engine = migrated_engine(settings)
+    return licence_services_for(PkiService(settings, engine), registry_for(settings, engine))
+
+
+def issuance_service(settings: Settings) -> IssuanceService:
+    """What a batch worker process needs (see `issuing.batch.BatchPool`)."""
+    return licence_services(settings).issuance

@@ -22,14 +22,14 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from cert_authority.db import create_db_engine, migrate
-from cert_authority.filestore import FileStore
-from cert_authority.issuance import IssueResult
-from cert_authority.pki import PkiService
-from cert_authority.registry import RegistryService
-from cert_authority.schemas import DepartmentCreate, DepartmentPublic
+from cert_authority.issuing.issuance import IssueResult
+from cert_authority.pki.service import PkiService
+from cert_authority.registry.schemas import DepartmentCreate, DepartmentPublic
+from cert_authority.registry.service import RegistryService
 from cert_authority.services import LicenceServices, licence_services_for
 from cert_authority.settings import Settings
+from cert_authority.store.db import create_db_engine, migrate
+from cert_authority.store.filestore import FileStore
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey, SM2PublicKey
 from keys.x509 import Certificate, build_certificate, make_name
@@ -389,7 +389,7 @@ def build_licence_env(settings: Settings, fonts: FontSet, seal_png: bytes) -> Li
     """Everything but licences, fast: keys with few PBKDF2 rounds, the seal picture uploaded."""
     from cert_authority.actors import CLI_ACTOR
     from cert_authority.demo import DEPARTMENTS, register_departments, register_example_types
-    from cert_authority.licence_schemas import SealCreate
+    from cert_authority.issuing.schemas import SealCreate
     from keys.keystore import SoftwareKeyStore
 
     engine = create_db_engine(settings.effective_database_url)

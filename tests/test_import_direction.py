@@ -1,7 +1,10 @@
 """The import rules of ../shared/DESIGN.md, checked by an AST scan of every .py file.
 
 Imports flow one way: cert_authority → verification → seals → templates, keys. The four inner
-packages are plain libraries: no web or database frameworks. Every import counts, wherever it is
+packages are plain libraries: no web or database frameworks. Inside cert_authority, the rooms
+(sub-packages) have a direction too (`ROOMS`): the domain rooms build on one another from `store`
+up, the wiring (`services`, `demo`) uses them, and the outer rooms (`web`, `http`, `cli`, `bench`)
+use all of that, never the other way. Every import counts, wherever it is
 (module level, inside functions, under `if TYPE_CHECKING:`), relative ones included, and so do
 `importlib.import_module("...")` / `__import__("...")` calls with a literal name.
 """
@@ -24,6 +27,37 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cert_authority": frozenset(PACKAGES),
 }
 INNER = ("keys", "templates", "seals", "verification")
+
+# cert_authority's top-level modules that every room may use: values and helpers with no room of their own.
+CORE = frozenset({"cert_authority", "actors", "errors", "settings", "timeutil"})
+_DOMAIN = frozenset({"store", "access", "pki", "registry", "eseals", "issuing", "checking", "holders", "sharing"})
+# Rooms of cert_authority (a sub-package or a top-level module) and the other rooms each may import.
+ROOMS: dict[str, frozenset[str]] = {
+    "store": frozenset(),
+    "access": frozenset({"store"}),
+    "pki": frozenset({"store"}),
+    "registry": frozenset({"store"}),
+    "eseals": frozenset({"store", "pki"}),
+    "issuing": frozenset({"store", "registry", "pki", "eseals"}),
+    "checking": frozenset({"store", "pki", "registry", "issuing"}),
+    "holders": frozenset({"store", "access", "pki", "registry", "issuing"}),
+    "sharing": frozenset({"store", "pki", "registry", "issuing", "holders"}),
+    "services": _DOMAIN,
+    "demo": _DOMAIN | {"services"},
+    "boundary": frozenset(),
+    "web": _DOMAIN | {"services", "demo", "boundary"},
+    "http": _DOMAIN | {"services", "demo", "boundary", "web"},
+    "bench": _DOMAIN | {"services", "demo"},
+    "cli": _DOMAIN | {"services", "demo", "boundary", "web", "http", "bench"},
+}
+
+
+def room_of(module: str) -> str | None:
+    """The room of a cert_authority module (None for CORE and for other packages)."""
+    parts = module.split(".")
+    if parts[0] != "cert_authority" or len(parts) == 1 or parts[1] in CORE:
+        return None
+    return parts[1]
 FRAMEWORKS = frozenset(
     {
         "fastapi",
@@ -115,7 +149,24 @@ def check_source(source: str, module: str, *, is_package: bool = False, path: st
         elif importer in INNER and top in FRAMEWORKS:
             rule = f"{importer} is a plain library: no web or DB frameworks"
             violations.append(Violation(path, line, importer, imported, rule))
+        elif importer == "cert_authority" and (rule := _room_rule(module, imported)):
+            violations.append(Violation(path, line, module, imported, rule))
     return violations
+
+
+def _room_rule(module: str, imported: str) -> str | None:
+    """Why `module` may not import `imported` (both in cert_authority), or None if it may."""
+    mine, theirs = room_of(module), room_of(imported)
+    if theirs is None or mine == theirs:
+        return None
+    if mine is None:
+        return f"cert_authority's core modules ({', '.join(sorted(CORE - {'cert_authority'}))}) import no room"
+    if mine not in ROOMS:
+        return f"{mine} is not a room of cert_authority: add it to ROOMS in tests/test_import_direction.py"
+    if theirs not in ROOMS[mine]:
+        allowed = ", ".join(sorted(ROOMS[mine])) or "no other room"
+        return f"room {mine} may import only {allowed} (domain rooms from store up, then wiring, then web/http/cli/bench)"
+    return None
 
 
 def project_files() -> list[Path]:
@@ -155,20 +206,20 @@ def test_checker_catches_upward_imports() -> None:
         "import os\n"
         "from keys.sm2 import sm3\n"
         "from verification import checks\n"
-        "import cert_authority.app as app\n"
+        "import cert_authority.http.app as app\n"
         "def later():\n"
         "    from seals.pdf import seal_pdf\n"
     )
     assert _found(source, "templates.render") == [
         (3, "verification"),
-        (4, "cert_authority.app"),
+        (4, "cert_authority.http.app"),
         (6, "seals.pdf"),
     ]
     violations = check_source(source, "templates.render", path="templates/render.py")
     message = str(violations[0])
     assert message.startswith("templates/render.py:3: templates imports verification")
     assert "templates may import only keys" in message
-    assert _found(source, "cert_authority.app") == []
+    assert _found(source, "cert_authority.http.app") == []
 
 
 def test_checker_catches_keys_importing_anything_of_the_project() -> None:
@@ -196,7 +247,7 @@ def test_checker_catches_frameworks_in_inner_packages() -> None:
     source = "import sqlalchemy as sa\nfrom fastapi import APIRouter\nimport starlette.responses\nimport jinja2\n"
     for package in INNER:
         assert [line for line, _ in _found(source, f"{package}.mod")] == [1, 2, 3, 4]
-    assert _found(source, "cert_authority.app") == []
+    assert _found(source, "cert_authority.http.app") == []
     assert _found("import sqlalchemyx\nimport typing\n", "seals.x") == []
 
 
@@ -205,18 +256,43 @@ def test_checker_catches_dynamic_and_type_checking_imports() -> None:
         "import importlib\n"
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n"
-        "    from cert_authority.models import Licence\n"
+        "    from cert_authority.store.models import Licence\n"
         "mod = importlib.import_module('verification.status')\n"
         "other = __import__('redis')\n"
     )
     assert _found(source, "seals.batch") == [
-        (4, "cert_authority.models"),
+        (4, "cert_authority.store.models"),
         (5, "verification.status"),
         (6, "redis"),
     ]
 
 
+def test_checker_catches_rooms_importing_the_wrong_way() -> None:
+    assert _found("from cert_authority.http.app import create_app\n", "cert_authority.issuing.batch") == [
+        (1, "cert_authority.http.app")
+    ]
+    assert _found("from cert_authority.services import x\n", "cert_authority.issuing.batch") == [
+        (1, "cert_authority.services")
+    ]
+    assert _found("from cert_authority.cli.support import x\n", "cert_authority.bench.serve") == [
+        (1, "cert_authority.cli.support")
+    ]
+    assert _found("from cert_authority.issuing import x\n", "cert_authority.store.audit") == [
+        (1, "cert_authority.issuing")
+    ]
+    assert _found("from cert_authority.store.models import x\n", "cert_authority.timeutil") == [
+        (1, "cert_authority.store.models")
+    ]
+    assert _found("from ..http import app\n", "cert_authority.web.wallet") == [(1, "cert_authority.http")]
+    assert _found("from cert_authority.x import y\n", "cert_authority.newroom.a") == [(1, "cert_authority.x")]
+    # Downward and sideways within a room pass.
+    assert _found("from cert_authority.issuing.issuance import x\n", "cert_authority.http.routes.licences") == []
+    assert _found("from cert_authority.store.models import x\n", "cert_authority.issuing.records") == []
+    assert _found("from cert_authority.errors import x\n", "cert_authority.store.db") == []
+    assert _found("from . import dates\n", "cert_authority.issuing", is_package=True) == []
+
+
 def test_allowed_directions_pass() -> None:
     assert _found("from seals import x\nfrom templates import y\nfrom keys import z\n", "verification.a") == []
     assert _found("from templates import y\nfrom keys import z\n", "seals.a") == []
-    assert _found("from verification import v\nimport fastapi\n", "cert_authority.app") == []
+    assert _found("from verification import v\nimport fastapi\n", "cert_authority.http.app") == []

@@ -13,8 +13,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from cert_authority.errors import PermissionDeniedError
-from cert_authority.licence_dates import BEIJING
-from cert_authority.licence_schemas import STATUS_NAMES
+from cert_authority.issuing.schemas import STATUS_NAMES
+from cert_authority.timeutil import BEIJING
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"

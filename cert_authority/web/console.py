@@ -14,17 +14,16 @@ from fastapi.responses import Response
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as FormFile
 
+from cert_authority.access.staff import StaffMember
 from cert_authority.actors import ensure_role
-from cert_authority.batch_jobs import BatchJobs
-from cert_authority.error_map import classify
+from cert_authority.boundary import RowId, classify
 from cert_authority.errors import InvalidRequestError, ServiceError
-from cert_authority.issuance import IssuanceService
-from cert_authority.licence_queries import LicenceQueryService
-from cert_authority.licence_schemas import LICENCE_STATUSES, LicencePublic
-from cert_authority.lifecycle import LifecycleService
-from cert_authority.registry import RegistryService
-from cert_authority.schemas import RowId
-from cert_authority.staff import StaffMember
+from cert_authority.issuing.batch_jobs import BatchJobs
+from cert_authority.issuing.issuance import IssuanceService
+from cert_authority.issuing.lifecycle import LifecycleService
+from cert_authority.issuing.queries import LicenceQueryService
+from cert_authority.issuing.schemas import LICENCE_STATUSES, LicencePublic
+from cert_authority.registry.service import RegistryService
 from cert_authority.web.common import redirect, render, same_origin
 from cert_authority.web.staff_pages import Staff
 from templates.render import MEDIA_TYPES

@@ -12,13 +12,13 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from cert_authority.access.staff import StaffMember
 from cert_authority.actors import ensure_role
+from cert_authority.boundary import classify
 from cert_authority.demo import EXAMPLE_TYPES
-from cert_authority.error_map import classify
 from cert_authority.errors import ServiceError
-from cert_authority.registry import RegistryService
-from cert_authority.spec_input import load_definition, parse_type_spec
-from cert_authority.staff import StaffMember
+from cert_authority.registry.service import RegistryService
+from cert_authority.registry.spec_input import load_definition, parse_type_spec
 from cert_authority.web.common import redirect, render, same_origin
 from cert_authority.web.staff_pages import Staff
 from templates.errors import TemplateError

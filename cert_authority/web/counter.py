@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from PIL import Image
 
+from cert_authority.access.staff import StaffMember
 from cert_authority.actors import Actor
-from cert_authority.registry import RegistryService
-from cert_authority.show_verify import ShowTokenVerifier
-from cert_authority.staff import StaffMember
-from cert_authority.verifying import MAX_UPLOAD_BYTES as MAX_FILE_BYTES
-from cert_authority.verifying import VerificationService
+from cert_authority.checking.licences import MAX_UPLOAD_BYTES as MAX_FILE_BYTES
+from cert_authority.checking.licences import VerificationService
+from cert_authority.checking.show_tokens import ShowTokenVerifier
+from cert_authority.registry.service import RegistryService
 from cert_authority.web.common import render, same_origin
 from cert_authority.web.staff_pages import Staff
 from cert_authority.web.verdicts import verdict

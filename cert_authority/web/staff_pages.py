@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
+from cert_authority.access.staff import StaffAccounts, StaffMember
 from cert_authority.errors import AuthenticationError, TooManyAttemptsError
-from cert_authority.staff import StaffAccounts, StaffMember
 from cert_authority.web.common import STAFF_COOKIE, redirect, render, safe_next, same_origin, set_session
 
 router = APIRouter(include_in_schema=False)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cert_authority.errors import ServiceError
-from cert_authority.licence_schemas import STATUS_NAMES
-from cert_authority.registry import RegistryService
+from cert_authority.issuing.schemas import STATUS_NAMES
+from cert_authority.registry.service import RegistryService
 from cert_authority.web.common import local_time
 from keys.errors import InvalidCodeError
 from templates.identifier import LicenceIdentifier

@@ -11,15 +11,15 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from cert_authority.boundary import RowId
 from cert_authority.errors import AuthenticationError, ServiceError, TooManyAttemptsError
-from cert_authority.holders import DEFAULT_SHOW_SECONDS, MAX_SHOW_SECONDS, Holder, HolderService
-from cert_authority.licence_queries import LicenceQueryService
-from cert_authority.licence_schemas import LicencePublic
-from cert_authority.qr_images import qr_svg
-from cert_authority.registry import RegistryService
-from cert_authority.schemas import RowId
-from cert_authority.sharing import SharingService
+from cert_authority.holders.service import DEFAULT_SHOW_SECONDS, MAX_SHOW_SECONDS, Holder, HolderService
+from cert_authority.issuing.queries import LicenceQueryService
+from cert_authority.issuing.schemas import LicencePublic
+from cert_authority.registry.service import RegistryService
+from cert_authority.sharing.service import SharingService
 from cert_authority.web.common import HOLDER_COOKIE, redirect, render, safe_next, same_origin, set_session
+from templates.qr import qr_svg
 from templates.render import MEDIA_TYPES
 
 router = APIRouter(prefix="/wallet", include_in_schema=False)

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.app import create_app
-from cert_authority.models import AuditEventRow
+from cert_authority.http.app import create_app
+from cert_authority.store.models import AuditEventRow
 from keys.uscc import uscc_check_character
 
 ANY = frozenset({"admin", "issuer", "other_issuer", "user", "auditor"})

@@ -25,10 +25,10 @@ from test_issuance import _seal_certificate, check_ofd, check_pdf
 from typer.testing import CliRunner
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.batch import BatchRow, RowResult, read_rows, row_key
-from cert_authority.cli import app
+from cert_authority.cli.main import app
 from cert_authority.demo import demo_photo, demo_uscc
-from cert_authority.models import LicenceRow
+from cert_authority.issuing.batch import BatchRow, RowResult, read_rows, row_key
+from cert_authority.store.models import LicenceRow
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import DEPT_USCC, openssl
 from typer.testing import CliRunner
 
-from cert_authority.cli import app
+from cert_authority.cli.main import app
 
 runner = CliRunner()
 

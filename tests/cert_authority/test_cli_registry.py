@@ -13,7 +13,7 @@ from conftest import ISSUER_USCC, TYPE_CODE, USER_USCC, template_data, type_spec
 from PIL import Image
 from typer.testing import CliRunner
 
-from cert_authority.cli import app
+from cert_authority.cli.main import app
 
 runner = CliRunner()
 

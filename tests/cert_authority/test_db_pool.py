@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, event, text
 
-from cert_authority import db
+from cert_authority.store import db
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 

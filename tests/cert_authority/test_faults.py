@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from tcp_proxy import CuttableProxy
 
-from cert_authority.app import create_app
+from cert_authority.http.app import create_app
 from cert_authority.settings import Settings
 from templates.fonts import FontSet
 

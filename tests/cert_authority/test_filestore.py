@@ -9,7 +9,7 @@ import pytest
 from gmssl import sm3 as gmssl_sm3
 
 from cert_authority.errors import StoredFileError
-from cert_authority.filestore import FileStore
+from cert_authority.store.filestore import FileStore
 
 
 def test_put_names_files_by_sm3_and_get_returns_them(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from cert_authority.app import create_app
+from cert_authority.http.app import create_app
 
 
 @schemathesis.serializer("application/pdf", "application/ofd")

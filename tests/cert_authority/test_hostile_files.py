@@ -13,7 +13,7 @@ import pytest
 from conftest import FOOD_TYPE, LicenceEnv, issue_example
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.verifying import MAX_UPLOAD_BYTES
+from cert_authority.checking.licences import MAX_UPLOAD_BYTES
 from verification.report import Status
 
 LAUGHS = (

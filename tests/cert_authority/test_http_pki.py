@@ -17,8 +17,8 @@ import uvicorn
 from asn1crypto import ocsp
 from conftest import DEPT_USCC, NOW, gmssl_verify, openssl
 
-from cert_authority.app import create_app
-from cert_authority.pki import PkiService
+from cert_authority.http.app import create_app
+from cert_authority.pki.service import PkiService
 from cert_authority.settings import Settings
 from keys.crl import Crl
 

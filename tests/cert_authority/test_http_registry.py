@@ -25,9 +25,9 @@ from conftest import (
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cert_authority.apikeys import ApiKeyService
-from cert_authority.app import create_app
-from cert_authority.registry import RegistryService
+from cert_authority.access.apikeys import ApiKeyService
+from cert_authority.http.app import create_app
+from cert_authority.registry.service import RegistryService
 from cert_authority.settings import Settings
 
 SECOND_CODE = AUTHORITY_USCC + "002"

@@ -1,4 +1,4 @@
-"""Issuing sealed licences (cert_authority.issuance), checked with tools we did not write: qpdf checks
+"""Issuing sealed licences (cert_authority.issuing.issuance), checked with tools we did not write: qpdf checks
 the PDF, pyHanko's reader finds the signature, pyasn1 (RFC 5652) reads the CMS, SM3 comes from
 `cryptography`, SM2 signatures are verified with the pure-Python gmssl, poppler extracts the text,
 the OFD's SES_Signature is decoded with the independent pyasn1 spec of tests/seals/ses_asn1.py,
@@ -50,13 +50,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from cert_authority.actors import CLI_ACTOR, Actor
-from cert_authority.counters import current_value, serial_counter
-from cert_authority.error_map import classify
+from cert_authority.boundary import classify
 from cert_authority.errors import IdempotencyConflictError, LicenceDataError
-from cert_authority.issuance import IssueRequest
-from cert_authority.licence_schemas import LicencePublic
-from cert_authority.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow
+from cert_authority.issuing.issuance import IssueRequest
+from cert_authority.issuing.schemas import LicencePublic
 from cert_authority.settings import Settings
+from cert_authority.store.counters import current_value, serial_counter
+from cert_authority.store.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow
 from keys.x509 import Certificate
 from templates.fonts import FontSet
 from templates.identifier import ID_CHECK, ID_WEIGHTS, LicenceIdentifier
@@ -410,8 +410,8 @@ def test_concurrent_duplicates_of_one_key_make_one_licence(shared_licence_env: L
 def test_a_failure_leaves_no_licence_and_no_reused_serial(
     shared_licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cert_authority.issuance as issuance
-    import cert_authority.issue_records as issue_records
+    import cert_authority.issuing.issuance as issuance
+    import cert_authority.issuing.record_writes as issue_records
 
     before = table_counts(shared_licence_env.engine)
     start = current_value(shared_licence_env.registry.engine, serial_counter(FOOD_TYPE, ISSUER_USCC))

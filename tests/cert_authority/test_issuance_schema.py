@@ -15,9 +15,9 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
-from cert_authority.counters import current_value, next_values
-from cert_authority.db import MIGRATIONS, create_db_engine, migrate
-from cert_authority.models import IdempotencyRow
+from cert_authority.store.counters import current_value, next_values
+from cert_authority.store.db import MIGRATIONS, create_db_engine, migrate
+from cert_authority.store.models import IdempotencyRow
 
 LICENCE_TABLES = {"seal", "licence", "licence_counter", "licence_event", "audit_event", "idempotency_key"}
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

@@ -21,11 +21,11 @@ from conftest import FOOD_TYPE, ISSUER_USCC, LicenceEnv, table_counts
 from serving import free_port, wait_until_serving
 from sqlmodel import Session, select
 
+from cert_authority.access.apikeys import ApiKeyService
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.apikeys import ApiKeyService
-from cert_authority.bench_issue import write_rows
+from cert_authority.bench.issue import write_rows
 from cert_authority.demo import demo_licences, demo_uscc
-from cert_authority.models import LicenceRow
+from cert_authority.store.models import LicenceRow
 
 ECAS = str(Path(sys.executable).with_name("ecas"))
 

@@ -21,10 +21,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from cert_authority.cli import app
-from cert_authority.db import create_db_engine
-from cert_authority.models import HolderAccountRow, StaffAccountRow
+from cert_authority.cli.main import app
 from cert_authority.settings import Settings
+from cert_authority.store.db import create_db_engine
+from cert_authority.store.models import HolderAccountRow, StaffAccountRow
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "types" / "food-business-licence.yaml"

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives import hashes
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cert_authority.apikeys import ApiKeyService
-from cert_authority.app import create_app
+from cert_authority.access.apikeys import ApiKeyService
 from cert_authority.demo import demo_photo
+from cert_authority.http.app import create_app
 
 FOOD = example_data(FOOD_TYPE)
 VOCATIONAL = example_data(VOCATIONAL_TYPE)

@@ -1,4 +1,4 @@
-"""The licence lifecycle (cert_authority.lifecycle and IssuanceService.change_licence): change makes
+"""The licence lifecycle (cert_authority.issuing.lifecycle and IssuanceService.change_licence): change makes
 version .002 and supersedes .001, revoke and cancel need a reason, expiry is derived from the
 validity dates, every step is in the history and the audit trail, and illegal steps are 409 with a
 clear message, on SQLite and PostgreSQL."""
@@ -33,9 +33,9 @@ from cert_authority.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from cert_authority.licence_queries import LicenceQueryService
-from cert_authority.lifecycle import LifecycleService
-from cert_authority.models import AuditEventRow
+from cert_authority.issuing.lifecycle import LifecycleService
+from cert_authority.issuing.queries import LicenceQueryService
+from cert_authority.store.models import AuditEventRow
 from keys.errors import InvalidCodeError
 from templates.identifier import LicenceIdentifier
 

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.routing import APIRoute
 from openapi_spec_validator import validate
 
-from cert_authority.app import create_app
+from cert_authority.http.app import create_app
 from cert_authority.settings import Settings
 
 

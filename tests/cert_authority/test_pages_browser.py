@@ -29,7 +29,7 @@ from conftest import (
 from web_pages import PASSWORD
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.app import create_app
+from cert_authority.http.app import create_app
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 HOLDER = example_data(FOOD_TYPE)["operator_code"]

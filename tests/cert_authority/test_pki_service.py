@@ -11,7 +11,7 @@ from conftest import DEPT_USCC, NOW, gmssl_verify, gmssl_verify_certificate, mak
 from pydantic import SecretStr
 
 from cert_authority.errors import AlreadyInitialisedError, ConfigError, NotFoundError, NotInitialisedError
-from cert_authority.pki import PkiService
+from cert_authority.pki.service import PkiService
 from cert_authority.settings import Settings
 from keys.ca import PublicationUrls, create_branch_certificate
 from keys.crl import Crl

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from cert_authority.app import create_app
-from cert_authority.db import create_db_engine
-from cert_authority.rate_limit import LEASE_MAX, DatabaseCounter, Limits, RateLimit, counter_engine
+from cert_authority.http.app import create_app
+from cert_authority.http.middleware.rate_limit import LEASE_MAX, DatabaseCounter, Limits, RateLimit, counter_engine
 from cert_authority.settings import Settings
+from cert_authority.store.db import create_db_engine
 
 MINUTE_START = 1_800_000_000.0  # a window boundary (a multiple of 60)
 ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

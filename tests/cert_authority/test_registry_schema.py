@@ -13,8 +13,8 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
-from cert_authority.db import MIGRATIONS, create_db_engine, migrate
-from cert_authority.models import DepartmentRow, LicenceTypeRow, TemplateVersionRow
+from cert_authority.store.db import MIGRATIONS, create_db_engine, migrate
+from cert_authority.store.models import DepartmentRow, LicenceTypeRow, TemplateVersionRow
 
 REGISTRY_TABLES = {"department", "licence_type", "licence_type_issuer", "template_version", "api_key"}
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

@@ -32,10 +32,10 @@ from cert_authority.errors import (
     PermissionDeniedError,
     StoredFileError,
 )
-from cert_authority.models import DepartmentRow, LicenceTypeIssuerRow, LicenceTypeRow, TemplateVersionRow
-from cert_authority.registry import RegistryService
-from cert_authority.schemas import DepartmentCreate
-from cert_authority.spec_input import parse_template, parse_type_spec
+from cert_authority.registry.schemas import DepartmentCreate
+from cert_authority.registry.service import RegistryService
+from cert_authority.registry.spec_input import parse_template, parse_type_spec
+from cert_authority.store.models import DepartmentRow, LicenceTypeIssuerRow, LicenceTypeRow, TemplateVersionRow
 from keys.sm2 import sm3
 from templates.errors import LayoutError, SpecError
 from templates.spec import parse_model

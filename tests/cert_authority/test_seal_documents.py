@@ -16,10 +16,10 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from cert_authority.actors import CLI_ACTOR, Actor
-from cert_authority.app import create_app
-from cert_authority.cli import app as cli_app
+from cert_authority.cli.main import app as cli_app
 from cert_authority.errors import ConflictError, InvalidRequestError, PermissionDeniedError
-from cert_authority.models import AuditEventRow
+from cert_authority.http.app import create_app
+from cert_authority.store.models import AuditEventRow
 from verification.report import Status
 
 

@@ -1,4 +1,4 @@
-"""Seal registration (电子印章备案, cert_authority.seals_service): the branch CA issues the seal
+"""Seal registration (电子印章备案, cert_authority.eseals.service): the branch CA issues the seal
 certificate and signs the GB/T 38540 SES_Seal, checked with the independent pyasn1 spec and gmssl;
 bad requests store nothing; revoking a seal revokes its certificate (OpenSSL reads the CRL and the
 OCSP answer) and stops issuance until a new seal is registered."""
@@ -27,10 +27,10 @@ from PIL import Image
 from sqlmodel import Session, select
 
 from cert_authority.actors import CLI_ACTOR, Actor
-from cert_authority.error_map import classify
+from cert_authority.boundary import classify
 from cert_authority.errors import ConflictError, NoActiveSealError, PermissionDeniedError
-from cert_authority.licence_schemas import SealCreate
-from cert_authority.models import AuditEventRow, SealRow
+from cert_authority.issuing.schemas import SealCreate
+from cert_authority.store.models import AuditEventRow, SealRow
 from keys.uscc import uscc_check_character
 from keys.x509 import Certificate
 
@@ -143,7 +143,7 @@ def test_bad_requests_store_nothing(shared_licence_env: LicenceEnv) -> None:
 def test_a_failure_after_the_certificate_withdraws_it(
     shared_licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cert_authority.seals_service as seals_service
+    import cert_authority.eseals.service as seals_service
 
     env = shared_licence_env
     before = {r.certificate.serial for r in env.pki.registry.list_issued()}

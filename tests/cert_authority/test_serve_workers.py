@@ -25,7 +25,7 @@ from conftest import FOOD_TYPE, USER_USCC, LicenceEnv, example_data, issue_examp
 from serving import free_port, wait_until_serving
 from sqlmodel import Session, select
 
-from cert_authority.models import AuditEventRow
+from cert_authority.store.models import AuditEventRow
 
 HOLDER = example_data(FOOD_TYPE)["operator_code"]
 
@@ -34,7 +34,7 @@ def test_replay_protection_holds_across_workers(licence_env: LicenceEnv) -> None
     env = licence_env
     env.services.accounts.create(HOLDER, "好味道餐饮", "workers-test-password")
     identifier = issue_example(env, FOOD_TYPE).licence.identifier
-    from cert_authority.apikeys import ApiKeyService
+    from cert_authority.access.apikeys import ApiKeyService
 
     key = ApiKeyService(env.registry.engine).create("user", USER_USCC).key
     with two_workers(env) as base:

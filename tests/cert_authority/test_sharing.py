@@ -22,7 +22,7 @@ from conftest import (
 from fastapi.testclient import TestClient
 
 from cert_authority.actors import CLI_ACTOR, Actor
-from cert_authority.app import create_app
+from cert_authority.http.app import create_app
 from verification.report import Status
 
 HOLDER = example_data(FOOD_TYPE)["operator_code"]

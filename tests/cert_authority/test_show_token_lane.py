@@ -12,8 +12,8 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
-from cert_authority import show_token_lane
-from cert_authority.app import create_app
+from cert_authority.http.app import create_app
+from cert_authority.http.middleware import show_token_lane
 from verification.show_token import make_token
 
 URL = "/api/v1/show-tokens/verify"

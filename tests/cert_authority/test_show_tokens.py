@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from cert_authority.actors import CLI_ACTOR, Actor
-from cert_authority.app import create_app
 from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
-from cert_authority.models import AuditEventRow, HolderAccountRow
+from cert_authority.http.app import create_app
+from cert_authority.store.models import AuditEventRow, HolderAccountRow
 from verification.report import Status
 from verification.show_token import make_token, read_token
 
@@ -155,7 +155,7 @@ def test_holder_service_refusals(shared_licence_env: LicenceEnv) -> None:
 def test_cli_adds_holder_accounts(licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from cert_authority.cli import app as cli_app
+    from cert_authority.cli.main import app as cli_app
 
     settings = licence_env.settings
     monkeypatch.setenv("ECAS_DATA_DIR", str(settings.data_dir))
@@ -174,7 +174,7 @@ def test_the_longest_token_still_scans(shared_licence_env: LicenceEnv, tmp_path:
     zbarimg reads back exactly."""
     from conftest import DRAINAGE_TYPE
 
-    from cert_authority.qr_images import qr_png_base64
+    from templates.qr import qr_png
 
     env = shared_licence_env
     licence = issue_example(env, DRAINAGE_TYPE).licence
@@ -182,7 +182,7 @@ def test_the_longest_token_still_scans(shared_licence_env: LicenceEnv, tmp_path:
     face = env.services.queries.get(CLI_ACTOR, licence.identifier).data
     text, _ = make_token(env.pki.service_signer(now), licence.identifier, face, now, dt.timedelta(seconds=60))
     assert len(text) < 1200
-    assert scan(qr_png_base64(text), tmp_path) == text
+    assert scan(base64.b64encode(qr_png(text)).decode(), tmp_path) == text
 
 
 def test_guessing_passwords_locks_the_login(shared_licence_env: LicenceEnv) -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import type_spec_data
 
-from cert_authority.spec_input import MAX_DEFINITION_BYTES, load_definition, parse_type_spec
+from cert_authority.registry.spec_input import MAX_DEFINITION_BYTES, load_definition, parse_type_spec
 from templates.errors import SpecError
 
 

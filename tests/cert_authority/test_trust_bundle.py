@@ -15,8 +15,8 @@ from conftest import FOOD_TYPE, SM2_ID_OPT, LicenceEnv, gmssl_verify, issue_exam
 from fastapi.testclient import TestClient
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.app import create_app
-from cert_authority.trust_bundle import trust_bundle
+from cert_authority.http.app import create_app
+from cert_authority.pki.trust_bundle import trust_bundle
 from keys.x509 import Certificate
 from verification.report import Status
 from verification.sealed_file import verify_sealed_file

@@ -1,4 +1,4 @@
-"""Verifying licences (cert_authority.verifying over verification/): sealed PDF and OFD files with a
+"""Verifying licences (cert_authority.checking.licences over verification/): sealed PDF and OFD files with a
 tamper matrix, identifiers, the registry's status and record, revoked seal certificates, foreign
 seals; `ecas verify` exit codes; /api/v1/verify; on SQLite and PostgreSQL."""
 
@@ -26,10 +26,10 @@ from sqlmodel import Session, col
 from typer.testing import CliRunner
 
 from cert_authority.actors import CLI_ACTOR, Actor
-from cert_authority.app import create_app
-from cert_authority.cli import app as cli_app
-from cert_authority.models import LicenceRow
+from cert_authority.cli.main import app as cli_app
+from cert_authority.http.app import create_app
 from cert_authority.settings import Settings
+from cert_authority.store.models import LicenceRow
 from templates.identifier import LicenceIdentifier
 from verification.report import Status
 

@@ -31,12 +31,12 @@ from PIL import Image
 from sqlmodel import Session, select
 from web_pages import PASSWORD, browser, holder_client, staff_client, verdict_of
 
-from cert_authority.access_log import WithoutQuery
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.app import create_app
 from cert_authority.demo import EXAMPLE_TYPES, demo_uscc
 from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
-from cert_authority.models import AuditEventRow, BatchJobRow
+from cert_authority.http.access_log import WithoutQuery
+from cert_authority.http.app import create_app
+from cert_authority.store.models import AuditEventRow, BatchJobRow
 from keys.uscc import uscc_check_character
 from templates.identifier import mask_holder_code
 
@@ -425,7 +425,7 @@ def test_unknown_logins_cost_the_same_and_are_audited(site: Site) -> None:
 
 
 def test_unreadable_rows_after_the_first_chunk_are_reported(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cert_authority.batch_jobs.CHUNK_ROWS", 2)
+    monkeypatch.setattr("cert_authority.issuing.batch_jobs.CHUNK_ROWS", 2)
     codes = [demo_uscc("350105", 900 + n) for n in range(3)]
     body = _batch_csv(codes) + b'"too","few"\n'
     market = staff_client(site.app, "market")

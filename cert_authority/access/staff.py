@@ -1,0 +1,143 @@
+"""Department staff accounts for the web console and the counter page. A staff member acts with
+the account's role and department, exactly as an API key would (the same `Actor` and rules); a
+login opens a session whose token lives in an HttpOnly cookie and is stored here only as SHA-256."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import delete
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from cert_authority.access.passwords import PasswordGate
+from cert_authority.actors import ROLE_NAMES, ROLES, Actor
+from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
+from cert_authority.store.models import DepartmentRow, StaffAccountRow, StaffSessionRow
+from cert_authority.timeutil import aware, utc_now
+
+SESSION_HOURS = 10  # a working day at the counter
+SESSION_PREFIX = "ss_"
+USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{2,39}$")
+ANONYMOUS = Actor(label="anonymous", role="staff")
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    id: int
+    username: str
+    name: str
+    role: str
+    department_uscc: str | None
+    department_name: str | None
+
+    def actor(self) -> Actor:
+        return Actor(label=f"staff:{self.id}", role=self.role, department_uscc=self.department_uscc)
+
+
+class StaffAccounts:
+    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.passwords = PasswordGate(engine, clock)
+
+    def create(self, username: str, name: str, role: str, department_uscc: str | None, password: str) -> StaffMember:
+        if not USERNAME.fullmatch(username):
+            raise InvalidRequestError("用户名为 3–40 位小写字母、数字或 _ . -，以字母开头")
+        if role not in ROLES:
+            raise InvalidRequestError(f"未知角色 {role!r}，可选：{'、'.join(ROLES)}")
+        if not name.strip():
+            raise InvalidRequestError("姓名不能为空")
+        password_hash = self.passwords.hash(password)
+        with Session(self.engine, expire_on_commit=False) as session:
+            department = _department(session, role, department_uscc)
+            row = StaffAccountRow(
+                username=username,
+                name=name.strip(),
+                role=role,
+                department_id=department.id if department else None,
+                password_hash=password_hash,
+                created_at=self.clock(),
+            )
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError:
+                raise ConflictError(f"用户名 {username} 已被使用") from None
+            return _member(row, department)
+
+    def exists(self, username: str) -> bool:
+        with Session(self.engine) as session:
+            return (
+                session.exec(select(StaffAccountRow).where(col(StaffAccountRow.username) == username)).first()
+                is not None
+            )
+
+    def login(self, username: str, password: str) -> tuple[str, dt.datetime, StaffMember]:
+        name = username.strip().lower()
+        with Session(self.engine) as session:
+            row = session.exec(select(StaffAccountRow).where(col(StaffAccountRow.username) == name)).first()
+            department = session.get(DepartmentRow, row.department_id) if row and row.department_id else None
+        stored = row.password_hash if row is not None and not row.disabled else None
+        # Checked (and audited) whether or not the account exists: the answer takes as long either way.
+        matched = self.passwords.check(ANONYMOUS, "staff:" + name, stored, password)
+        if row is None or not matched:
+            raise AuthenticationError("用户名或密码错误")
+        assert row.id is not None
+        token = SESSION_PREFIX + secrets.token_urlsafe(32)
+        now = self.clock()
+        expires = now + dt.timedelta(hours=SESSION_HOURS)
+        with Session(self.engine) as session:
+            session.exec(delete(StaffSessionRow).where(col(StaffSessionRow.expires_at) < now))
+            session.add(StaffSessionRow(token_sha256=_sha256(token), staff_id=row.id, expires_at=expires))
+            session.commit()
+        return token, expires, _member(row, department)
+
+    def member_for_session(self, token: str) -> StaffMember:
+        with Session(self.engine) as session:
+            found = session.get(StaffSessionRow, _sha256(token))
+            row = session.get(StaffAccountRow, found.staff_id) if found is not None else None
+            department = session.get(DepartmentRow, row.department_id) if row and row.department_id else None
+        if found is None or row is None or row.disabled or aware(found.expires_at) < self.clock():
+            raise AuthenticationError("登录已失效，请重新登录")
+        return _member(row, department)
+
+    def logout(self, token: str) -> None:
+        with Session(self.engine) as session:
+            session.exec(delete(StaffSessionRow).where(col(StaffSessionRow.token_sha256) == _sha256(token)))
+            session.commit()
+
+
+def _department(session: Session, role: str, uscc: str | None) -> DepartmentRow | None:
+    if role == "admin":
+        if uscc:
+            raise InvalidRequestError("管理员不属于任何部门：不要给出部门")
+        return None
+    if not uscc:
+        raise InvalidRequestError(f"{ROLE_NAMES[role]}人员须属于一个部门：请给出部门统一社会信用代码")
+    department = session.exec(select(DepartmentRow).where(col(DepartmentRow.uscc) == uscc)).first()
+    if department is None:
+        raise NotFoundError(f"部门 {uscc} 尚未登记（先用 ecas departments add 登记）")
+    return department
+
+
+def _member(row: StaffAccountRow, department: DepartmentRow | None) -> StaffMember:
+    assert row.id is not None
+    return StaffMember(
+        row.id,
+        row.username,
+        row.name,
+        row.role,
+        department.uscc if department else None,
+        department.name if department else None,
+    )
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

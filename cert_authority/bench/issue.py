@@ -1,0 +1,177 @@
+"""`ecas bench issue`: sealed licences per second, end to end, beside `openssl speed sm2`.
+
+On its own data directory (a new temporary one unless given) it sets up what issuing needs: the CA,
+the demo departments, the example licence types and a seal per department. Then it issues `count`
+licences of the food business licence type (食品经营许可证) through the batch pipeline with one
+worker process per core (layout, PDF and OFD sealed with SM2, files stored and synced, records
+committed), after a warm-up that loads keys and templates. The baseline, OpenSSL's single-core SM2
+sign rate, is measured in the same run: the machines are shared and noisy, so only same-run ratios
+mean much. Each licence makes two SM2 signatures (PDF and OFD).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import csv
+import io
+import os
+import pstats
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cert_authority.actors import CLI_ACTOR
+from cert_authority.bench.crypto import measure_openssl
+from cert_authority.demo import (
+    DEPARTMENTS,
+    FOOD_TYPE,
+    demo_licences,
+    demo_uscc,
+    ensure_demo_kek,
+    register_departments,
+    register_example_types,
+    register_seals,
+)
+from cert_authority.issuing.batch import BatchPool, BatchRow, BatchSummary, RowResult, issue_rows, read_rows
+from cert_authority.pki.service import PkiService
+from cert_authority.registry.service import registry_for
+from cert_authority.services import LicenceServices, issuance_service, licence_services_for, migrated_engine
+from cert_authority.settings import Settings, load_settings
+from cert_authority.timeutil import utc_now
+
+TARGET_PER_S = 200
+TARGET_RATIO = 0.15
+SINGLE_SAMPLES = 20
+
+
+def prepare(settings: Settings) -> LicenceServices:
+    """The CA, departments, example types and seals on `settings` (idempotent)."""
+    ensure_demo_kek(settings)
+    engine = migrated_engine(settings)
+    pki = PkiService(settings, engine)
+    now = utc_now()
+    if not pki.initialised:
+        pki.init(now)
+    registry = registry_for(settings, engine)
+    services = licence_services_for(pki, registry)
+    register_departments(registry)
+    register_example_types(registry)
+    register_seals(services, now)
+    return services
+
+
+def write_rows(path: Path, count: int) -> None:
+    """`count` food business licences for different companies; a run tag keeps every row new, so
+    a data directory can be reused without the rows being skipped as already issued."""
+    base = next(d for d in demo_licences() if d.type_code == FOOD_TYPE).data
+    tag = uuid.uuid4().hex[:8]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(base))
+        writer.writeheader()
+        for i in range(count):
+            writer.writerow(
+                {
+                    **base,
+                    "operator_name": f"演示市第{i + 1}号餐饮有限公司",
+                    "operator_code": demo_uscc("350100", 10_000 + i % 80_000),
+                    "premises": f"演示市鼓楼区五四路{100 + i % 900}号（{tag}）",
+                }
+            )
+
+
+def issue_benchmark(
+    count: int,
+    workers: int | None = None,
+    data_dir: Path | None = None,
+    database_url: str | None = None,
+    openssl_seconds: float = 3.0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Issue `count` licences and return the figures (see the module docstring)."""
+    workers = workers or os.cpu_count() or 1
+    scratch = data_dir is None
+    directory = data_dir or Path(tempfile.mkdtemp(prefix="ecas-bench-"))
+    try:
+        settings = load_settings(data_dir=directory, database_url=database_url)
+        services = prepare(settings)
+        issuer = DEPARTMENTS[0].uscc
+        single_ms = _single_issue_ms(services, directory)
+        openssl_sign, _ = measure_openssl(openssl_seconds)  # before the workers start: an idle machine
+        rows = directory / "bench-rows.csv"
+        write_rows(rows, count)
+        summary = BatchSummary()
+
+        def record(result: RowResult) -> None:
+            summary.add(result)
+            if progress is not None:
+                progress(1)
+
+        with BatchPool(issuance_service, settings, FOOD_TYPE, issuer, directory, workers) as pool:
+            pool.warm_up()
+            started = time.perf_counter()
+            pool.run(rows, record)
+            summary.seconds = time.perf_counter() - started
+    finally:
+        if scratch:
+            shutil.rmtree(directory, ignore_errors=True)
+    if summary.issued != count:
+        raise RuntimeError(f"基准测试只颁发了 {summary.issued}/{count} 份（拒绝 {summary.rejected} 行）")
+    rate = summary.issued / summary.seconds
+    return {
+        "licences_per_s": round(rate, 1),
+        "openssl_sign_per_s": openssl_sign,
+        "ratio": round(rate / openssl_sign, 3),
+        "target_licences_per_s": TARGET_PER_S,
+        "target_ratio": TARGET_RATIO,
+        "licences": summary.issued,
+        "seconds": round(summary.seconds, 2),
+        "workers": workers,
+        "ms_per_licence_per_worker": round(summary.seconds * workers / summary.issued * 1000, 2),
+        "single_issue_ms": single_ms,
+        "database": settings.effective_database_url.split(":", 1)[0],
+        "signatures_per_licence": 2,
+    }
+
+
+def _single_issue_ms(services: LicenceServices, directory: Path) -> float:
+    """Median time of one licence through `issue_licence` (the API's path) in this process."""
+    path = directory / "bench-single.csv"
+    write_rows(path, SINGLE_SAMPLES + 1)
+    data = [row.values for row in read_rows(path) if isinstance(row, BatchRow)]
+    times = []
+    for values in data:
+        started = time.perf_counter()
+        services.issuance.issue_licence(CLI_ACTOR, FOOD_TYPE, values, issuer_uscc=DEPARTMENTS[0].uscc)
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times[1:]), 2)  # the first loads keys and templates
+
+
+def profile_issue(count: int, top: int = 25) -> str:
+    """Where the time goes: `count` licences issued in this process under cProfile, on a
+    temporary data directory; the `top` functions by own time."""
+    directory = Path(tempfile.mkdtemp(prefix="ecas-profile-"))
+    try:
+        services = prepare(load_settings(data_dir=directory))
+        path = directory / "rows.csv"
+        write_rows(path, count + 10)
+        rows = [row for row in read_rows(path) if isinstance(row, BatchRow)]
+        issuer = DEPARTMENTS[0].uscc
+        issue_rows(services.issuance, FOOD_TYPE, issuer, rows[:10], directory)  # warm up
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        profiler.enable()
+        for start in range(10, len(rows), 50):
+            issue_rows(services.issuance, FOOD_TYPE, issuer, rows[start : start + 50], directory)
+        profiler.disable()
+        elapsed = time.perf_counter() - started
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    out = io.StringIO()
+    out.write(f"{count} licences in one process under cProfile: {elapsed / count * 1000:.1f} ms each (profiled)\n")
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()

@@ -1,0 +1,196 @@
+"""Verifying a licence for anyone who holds it: an uploaded sealed PDF or OFD, or an identifier.
+
+`verification` checks the file itself and the trust chain (with this authority's root, branch CA
+and current CRL as anchors); here the registry adds what only it knows:
+
+- status: the licence is current, or superseded (变更), revoked (吊销), cancelled (注销), expired;
+- record: the face data on record are exactly what the sealed OFD shows (every text of the page,
+  laid out again from the record), so a record edited in the database is caught too;
+- a file that verifies but is not a licence issued here (a department's own sealed document, or a
+  licence re-sealed after a change of its content) is INDETERMINATE: not a registered licence.
+
+Face data are returned with a VALID file (whoever uploads the file sees them anyway); for an
+identifier only to those who may read the licence (admins, auditors, its issuer): others get the
+verdict, which is what a counter needs before asking the holder to share the data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import or_
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from cert_authority.actors import Actor
+from cert_authority.errors import StoredFileError
+from cert_authority.issuing.layouts import LicenceLayouts
+from cert_authority.issuing.records import StatusFields, effective_status
+from cert_authority.pki.service import PkiService
+from cert_authority.store.filestore import FileStore
+from cert_authority.store.models import LicenceRow
+from cert_authority.timeutil import local_date, utc_now
+from keys.crl import Crl
+from keys.errors import CheckCharacterError, InvalidCodeError
+from keys.sm2 import sm3
+from templates.identifier import LicenceIdentifier, mask_holder_code
+from verification.ofd_file import inspect_ofd
+from verification.report import Check, Report, Status
+from verification.sealed_file import verify_sealed_file
+from verification.trust import TrustAnchors
+
+log = logging.getLogger("ecas.verification")
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+RECORD_CHECKS_KEPT = 10_000
+_STATUS_MESSAGES = {
+    "superseded": "证照已变更，此版本已被 {superseded_by} 取代",
+    "revoked": "证照已被吊销：{reason}",
+    "cancelled": "证照已注销：{reason}",
+    "expired": "证照已超过有效期（至 {valid_until}）",
+}
+
+
+class VerificationService:
+    def __init__(
+        self,
+        engine: Engine,
+        filestore: FileStore,
+        pki: PkiService,
+        layouts: LicenceLayouts,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.filestore = filestore
+        self.pki = pki
+        self.layouts = layouts
+        self.clock = clock
+        self._record_checks: dict[str, Check] = {}  # the record as JSON -> outcome of _compare_record
+
+    def anchors(self, now: dt.datetime) -> TrustAnchors:
+        branch = self.pki.branch_certificate()
+        return TrustAnchors((self.pki.root_certificate(),), (branch,), (Crl.load(self.pki.current_crl(now)),))
+
+    # --- a file -------------------------------------------------------------------------------
+    def verify_file(self, data: bytes) -> Report:
+        now = self.clock()
+        if len(data) > MAX_UPLOAD_BYTES:
+            too_large = Check.invalid("file", "file_too_large", f"文件过大（上限 {MAX_UPLOAD_BYTES // 1048576} MB）")
+            return Report((too_large,), {"kind": "file"}, checked_at=now)
+        report, _ = verify_sealed_file(data, self.anchors(now), now)
+        if report.result is Status.INVALID:
+            return report
+        digest = sm3(data).hex()
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(LicenceRow).where(or_(col(LicenceRow.pdf_sm3) == digest, col(LicenceRow.ofd_sm3) == digest))
+            ).first()
+        if row is None:
+            unknown = Check.unknown(
+                "status",
+                "not_in_registry",
+                "签章有效，但不是本机构登记的证照文件（可能是其他盖章文件，或内容改动后重新盖章）",
+            )
+            return report.with_checks([unknown])
+        return self._with_record(report, row, now, show_face=True)
+
+    # --- an identifier ------------------------------------------------------------------------
+    def verify_identifier(self, actor: Actor, text: str) -> Report:
+        now = self.clock()
+        subject = {"kind": "identifier", "identifier": text}
+        try:
+            LicenceIdentifier.parse(text)
+        except CheckCharacterError as exc:
+            return Report((Check.invalid("identifier", "bad_check_character", str(exc)),), subject, checked_at=now)
+        except InvalidCodeError as exc:
+            return Report((Check.invalid("identifier", "malformed_identifier", str(exc)),), subject, checked_at=now)
+        with Session(self.engine) as session:
+            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == text)).first()
+        if row is None:
+            missing = Check.invalid("identifier", "not_found", f"证照标识格式正确，但本机构没有证照 {text}")
+            return Report((missing,), subject, checked_at=now)
+        try:
+            stored = self.filestore.get(row.pdf_sm3)
+        except StoredFileError as exc:
+            return Report((Check.invalid("record", "stored_file_damaged", str(exc)),), subject, checked_at=now)
+        report, _ = verify_sealed_file(stored, self.anchors(now), now)
+        report = Report(
+            (Check.ok("identifier", "证照标识格式与校验位正确"), *report.checks),
+            report.subject | subject,
+            checked_at=now,
+        )
+        return self._with_record(report, row, now, show_face=_may_see_face(actor, row))
+
+    # --- what the registry adds ---------------------------------------------------------------
+    def _with_record(self, report: Report, row: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
+        checks = [licence_status_check(row, now), self._record(row)]
+        subject = {
+            "identifier": row.identifier,
+            "name": row.name,
+            "issuer_name": row.issuer_name,
+            "issue_date": row.issue_date.isoformat(),
+            "valid_until": row.valid_until.isoformat() if row.valid_until else None,
+            "status": effective_status(row, local_date(now)),
+        }
+        if show_face:  # who holds it is personal data too: not for anyone who can guess an identifier
+            subject |= {
+                "licence_number": row.licence_number,
+                "holder_name": row.holder_name,
+                "holder_code": mask_holder_code(row.holder_code),
+            }
+        face = json.loads(row.face_json) if show_face else None
+        verified = report.with_checks(checks, subject=subject, face_data=face)
+        log.info("verified %s: %s (%s)", row.identifier, verified.result.value, verified.reason)
+        return verified
+
+    def _record(self, row: LicenceRow) -> Check:
+        """The texts of the record's layout, in order, must be the texts of the sealed OFD.
+
+        The stored OFD is read and checked against its digest every time; the comparison itself
+        (the OFD inspected, the page laid out again: most of a verification's CPU) depends only on
+        those bytes and the record, so its outcome is remembered for the record exactly as it is:
+        any change to the record, a tampered one included, is a new key and is compared afresh."""
+        try:
+            ofd = self.filestore.get(row.ofd_sm3)
+        except StoredFileError as exc:
+            return Check.invalid("record", "stored_file_damaged", str(exc))
+        key = json.dumps(row.model_dump(mode="json"), sort_keys=True)
+        check = self._record_checks.get(key)
+        if check is None:
+            check = self._compare_record(row, ofd)
+            if len(self._record_checks) >= RECORD_CHECKS_KEPT:
+                self._record_checks.clear()  # simply start again: a bound, not an eviction policy
+            self._record_checks[key] = check
+        return check
+
+    def _compare_record(self, row: LicenceRow, ofd: bytes) -> Check:
+        try:
+            sealed = inspect_ofd(ofd)
+            expected = tuple(run.text for run in self.layouts.of_record(row).runs)
+        except StoredFileError as exc:
+            return Check.invalid("record", "stored_file_damaged", str(exc))
+        if any(c.status is not Status.VALID for c in sealed.checks):
+            return Check.invalid("record", "stored_file_damaged", "存档的 OFD 文件无法通过校验")
+        if sealed.texts != expected:
+            return Check.invalid("record", "record_mismatch", "登记的照面信息与盖章文件不一致：登记记录可能被篡改")
+        return Check.ok("record", "登记的照面信息与盖章文件一致")
+
+
+def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:
+    """The licence's status in the registry on the issuer's calendar day."""
+    status = effective_status(row, local_date(now))
+    if status == "issued":
+        return Check.ok("status", "证照在有效期内，状态正常")
+    message = _STATUS_MESSAGES[status].format(
+        superseded_by=row.superseded_by, reason=row.status_reason or "未说明原因", valid_until=row.valid_until
+    )
+    return Check.invalid("status", status, message)
+
+
+def _may_see_face(actor: Actor, row: LicenceRow) -> bool:
+    if actor.role in ("admin", "auditor"):
+        return True
+    return actor.role == "issuer" and actor.department_uscc == row.issuer_code

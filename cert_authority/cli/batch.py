@@ -1,0 +1,94 @@
+"""`ecas issue-batch`: seal existing licences (存量证照) in bulk from a CSV or JSON Lines file, with a
+progress bar, a rejects file and a summary (see `batch` for the file format and resuming)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cert_authority.cli.support import friendly_errors, settings_from
+from cert_authority.issuing.batch import BatchPool, BatchSummary, RejectsFile, RowResult, check_batch, read_rows
+from cert_authority.services import issuance_service, licence_services
+
+
+@friendly_errors
+def issue_batch(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="批量文件：.csv（首行为字段 key）或 .jsonl（每行一个 JSON 对象）")],
+    type_code: Annotated[str, typer.Option("--type", help="证照类型代码")],
+    issuer: Annotated[str | None, typer.Option(help="颁证部门统一社会信用代码（类型只有一个颁发部门时可省略）")] = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="被拒绝行的输出文件（默认：批量文件名.rejects.csv/.jsonl）")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="工作进程数（默认每个 CPU 核一个）")] = os.cpu_count()
+    or 1,
+    as_json: Annotated[bool, typer.Option("--json", help="以 JSON 输出汇总")] = False,
+) -> None:
+    """批量颁证（存量证照签章）：逐行校验、编号、生成并签章；可重复运行，已颁发的行自动跳过。"""
+    if not file.is_file():
+        raise ValueError(f"批量文件 {file} 不存在")
+    settings = settings_from(ctx)
+    services = licence_services(settings)
+    issuer = issuer or _only_issuer(services.issuance.registry.type_spec(type_code).issuers, type_code)
+    check_batch(services.issuance, type_code, issuer)
+    total = sum(1 for _ in read_rows(file))
+    rejects_path = rejects or file.with_name(f"{file.stem}.rejects{file.suffix.lower()}")
+    if rejects_path.resolve() == file.resolve():
+        raise ValueError("--rejects 不能是批量文件本身")
+    rejects_path.unlink(missing_ok=True)  # a stale file from an earlier run would mislead
+    rejected = RejectsFile(file, rejects_path)
+    summary = BatchSummary()
+
+    started = time.perf_counter()
+    with typer.progressbar(length=total, label="批量颁证", file=sys.stderr, show_pos=True) as bar:
+
+        def record(result: RowResult) -> None:
+            summary.add(result)
+            if result.rejected:
+                rejected.add(result)
+            bar.update(1)
+
+        try:
+            with BatchPool(issuance_service, settings, type_code, issuer, file.parent, workers) as pool:
+                pool.run(file, record)
+        finally:
+            rejected.close()
+    summary.seconds = time.perf_counter() - started
+
+    rate = summary.issued / summary.seconds if summary.seconds else 0.0
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "rows": summary.rows,
+                    "issued": summary.issued,
+                    "skipped": summary.skipped,
+                    "rejected": summary.rejected,
+                    "seconds": round(summary.seconds, 2),
+                    "licences_per_s": round(rate, 1),
+                    "rejects_file": str(rejects_path) if summary.rejected else None,
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        typer.echo(
+            f"共 {summary.rows} 行：颁发 {summary.issued} 份，跳过 {summary.skipped} 份（此前已颁发），"
+            f"拒绝 {summary.rejected} 行；用时 {summary.seconds:.1f} 秒，{rate:.0f} 份/秒（{workers} 个工作进程）"
+        )
+        if summary.rejected:
+            typer.secho(f"被拒绝的行及原因见 {rejects_path}；改正后可直接用该文件再次运行", fg=typer.colors.YELLOW)
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+def _only_issuer(issuers: list[str], type_code: str) -> str:
+    if len(issuers) != 1:
+        raise ValueError(f"证照类型 {type_code} 有多个颁发部门，请用 --issuer 指定：{'、'.join(issuers)}")
+    return issuers[0]

@@ -1,0 +1,184 @@
+"""Reading licences: one by identifier, lists with filters and pages (holder codes masked), the
+sealed files, and the status history of all versions of a licence.
+
+Who reads what: admins and auditors everything, an issuer its own department's licences. Using
+departments (role user) read nothing here: they go through `sharing`, with a use cause and the holder's
+authorisation (see `actors.ensure_may_read_for`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from sqlalchemy import and_, func, or_
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col, select
+
+from cert_authority.actors import Actor, ensure_may_read_for, readable_department
+from cert_authority.errors import InvalidRequestError, NotFoundError
+from cert_authority.issuing.images import LicenceImages
+from cert_authority.issuing.records import find_licence, licence_public, licence_summary
+from cert_authority.issuing.schemas import (
+    FILE_FORMATS,
+    LICENCE_STATUSES,
+    LicenceEventPublic,
+    LicencePage,
+    LicencePublic,
+)
+from cert_authority.store.filestore import FileStore
+from cert_authority.store.models import LicenceEventRow, LicenceRow
+from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
+
+MAX_PAGE_SIZE = 200
+
+
+class LicenceQueryService:
+    def __init__(
+        self,
+        engine: Engine,
+        filestore: FileStore,
+        images: LicenceImages,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.filestore = filestore
+        self.images = images
+        self.clock = clock
+
+    def get(self, actor: Actor, identifier: str) -> LicencePublic:
+        with Session(self.engine) as session:
+            row = find_licence(session, identifier)
+        ensure_may_read_for(actor, row.issuer_code, f"证照 {identifier} ")
+        return licence_public(row, self._today())
+
+    def search(
+        self,
+        actor: Actor,
+        *,
+        type_code: str | None = None,
+        status: str | None = None,
+        holder_code: str | None = None,
+        issuer: str | None = None,
+        page: int = 1,
+        page_size: int = 20,
+    ) -> LicencePage:
+        """A page of licence versions, newest first, with the total that match."""
+        if status is not None and status not in LICENCE_STATUSES:
+            raise InvalidRequestError(f"status：未知状态 {status!r}，可选：{'、'.join(LICENCE_STATUSES)}")
+        if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidRequestError(f"page 从 1 开始，page_size 在 1–{MAX_PAGE_SIZE} 之间")
+        scope = readable_department(actor, issuer)
+        today = self._today()
+        conditions = []
+        if scope is not None:
+            conditions.append(col(LicenceRow.issuer_code) == scope)
+        if type_code:
+            conditions.append(col(LicenceRow.type_code) == type_code)
+        if holder_code:
+            conditions.append(col(LicenceRow.holder_code) == holder_code.strip().upper())
+        if status is not None:
+            conditions.append(_status_condition(status, today))
+        with Session(self.engine) as session:
+            total = session.exec(select(func.count()).select_from(LicenceRow).where(*conditions)).one()
+            rows = session.exec(
+                select(LicenceRow)
+                .where(*conditions)
+                .order_by(col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
+                .offset((page - 1) * page_size)
+                .limit(page_size)
+            ).all()
+        return LicencePage(
+            total=int(total), page=page, page_size=page_size, items=[licence_summary(r, today) for r in rows]
+        )
+
+    def file(self, actor: Actor, identifier: str, fmt: str) -> bytes:
+        """The sealed PDF or OFD, or the PNG (rendered on first request), checked against its recorded SM3."""
+        if fmt not in FILE_FORMATS:
+            raise InvalidRequestError(f"不支持的格式 {fmt!r}，可选：{'、'.join(FILE_FORMATS)}")
+        with Session(self.engine) as session:
+            row = find_licence(session, identifier)
+        ensure_may_read_for(actor, row.issuer_code, f"证照 {identifier} ")
+        if fmt == "png":
+            return self.images.png(row)
+        return self.filestore.get(row.pdf_sm3 if fmt == "pdf" else row.ofd_sm3)
+
+    def holder_licence(self, holder_code: str, identifier: str) -> LicencePublic:
+        """One of the holder's own licences (NotFoundError for anyone else's: no hint that it exists)."""
+        return licence_public(self._holders_row(holder_code, identifier), self._today())
+
+    def holder_file(self, holder_code: str, identifier: str, fmt: str) -> bytes:
+        row = self._holders_row(holder_code, identifier)
+        if fmt == "png":
+            return self.images.png(row)
+        if fmt not in FILE_FORMATS:
+            raise InvalidRequestError(f"不支持的格式 {fmt!r}，可选：{'、'.join(FILE_FORMATS)}")
+        return self.filestore.get(row.pdf_sm3 if fmt == "pdf" else row.ofd_sm3)
+
+    def _holders_row(self, holder_code: str, identifier: str) -> LicenceRow:
+        with Session(self.engine) as session:
+            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+        if row is None or row.holder_code != holder_code:
+            raise NotFoundError(f"您名下没有证照 {identifier}")
+        return row
+
+    def history(self, actor: Actor, identifier: str) -> list[LicenceEventPublic]:
+        """Every status event of every version of this licence (same serial), oldest first, with
+        the expiry a reader would see derived from the validity dates."""
+        today = self._today()
+        with Session(self.engine) as session:
+            row = find_licence(session, identifier)
+            ensure_may_read_for(actor, row.issuer_code, f"证照 {identifier} ")
+            versions = session.exec(
+                select(LicenceRow)
+                .where(col(LicenceRow.type_code) == row.type_code)
+                .where(col(LicenceRow.issuer_code) == row.issuer_code)
+                .where(col(LicenceRow.serial) == row.serial)
+            ).all()
+            events = session.exec(
+                select(LicenceEventRow)
+                .where(col(LicenceEventRow.licence_id).in_([v.id for v in versions]))
+                .order_by(col(LicenceEventRow.at), col(LicenceEventRow.id))
+            ).all()
+        history = [
+            LicenceEventPublic(
+                identifier=e.identifier,
+                action=e.action,
+                previous_status=e.previous_status,
+                status=e.status,
+                reason=e.reason,
+                at=aware(e.at),
+                actor=e.actor,
+            )
+            for e in events
+        ]
+        for version in versions:
+            if version.status == "issued" and version.valid_until is not None and today > version.valid_until:
+                expired_at = dt.datetime.combine(version.valid_until + dt.timedelta(days=1), dt.time(0), BEIJING)
+                history.append(
+                    LicenceEventPublic(
+                        identifier=version.identifier,
+                        action="expire",
+                        previous_status="issued",
+                        status="expired",
+                        reason=f"有效期于 {version.valid_until} 届满",
+                        at=expired_at.astimezone(dt.timezone.utc),
+                        actor="system",
+                        derived=True,
+                    )
+                )
+        return sorted(history, key=lambda e: e.at)
+
+    def _today(self) -> dt.date:
+        return local_date(self.clock())
+
+
+def _status_condition(status: str, today: dt.date) -> ColumnElement[bool]:
+    """Expired is not stored: a licence still 'issued' whose end date has passed."""
+    not_expired = or_(col(LicenceRow.valid_until).is_(None), col(LicenceRow.valid_until) >= today)
+    if status == "issued":
+        return and_(col(LicenceRow.status) == "issued", not_expired)
+    if status == "expired":
+        return and_(col(LicenceRow.status) == "issued", col(LicenceRow.valid_until) < today)
+    return col(LicenceRow.status) == status

@@ -1,0 +1,124 @@
+"""The branch CA's `CertificateRegistry` on the database (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import text, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from cert_authority.store.models import CrlRow, IssuedCertificateRow
+from keys.ca import IssuedCertificate, StoredCrl
+from keys.crl import RevokedEntry
+from keys.errors import CAError
+from keys.x509 import Certificate
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # SQLite returns naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _record(row: IssuedCertificateRow) -> IssuedCertificate:
+    return IssuedCertificate(
+        certificate=Certificate.load(row.der),
+        key_label=row.key_label,
+        revoked_at=_aware(row.revoked_at) if row.revoked_at else None,
+        reason=row.revocation_reason,
+    )
+
+
+class SqlCertificateRegistry:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record_issued(self, certificate: Certificate, key_label: str | None) -> None:
+        with Session(self.engine) as session:
+            session.add(
+                IssuedCertificateRow(
+                    serial=certificate.serial_hex,
+                    subject=certificate.subject_text,
+                    uscc=certificate.uscc,
+                    not_before=certificate.not_before,
+                    not_after=certificate.not_after,
+                    der=certificate.der,
+                    key_label=key_label,
+                )
+            )
+            session.commit()
+
+    def find(self, serial: int) -> IssuedCertificate | None:
+        with Session(self.engine) as session:
+            row = session.get(IssuedCertificateRow, format(serial, "X"))
+            return _record(row) if row else None
+
+    def list_issued(self) -> list[IssuedCertificate]:
+        with Session(self.engine) as session:
+            rows = session.exec(select(IssuedCertificateRow).order_by(col(IssuedCertificateRow.not_before)))
+            return [_record(row) for row in rows]
+
+    def mark_revoked(self, serial: int, reason: str, when: dt.datetime) -> IssuedCertificate:
+        key = format(serial, "X")
+        with Session(self.engine) as session:
+            # One conditional UPDATE: two concurrent revocations cannot both succeed.
+            result = session.exec(
+                update(IssuedCertificateRow)
+                .where(col(IssuedCertificateRow.serial) == key)
+                .where(col(IssuedCertificateRow.revoked_at).is_(None))
+                .values(revoked_at=when, revocation_reason=reason)
+            )
+            session.commit()
+            row = session.get(IssuedCertificateRow, key)
+            if row is None:
+                raise CAError(f"本分中心未签发序列号为 {key} 的证书")
+            if result.rowcount != 1:
+                raise CAError(f"证书 {key} 已于 {_aware(row.revoked_at).isoformat()} 吊销")  # type: ignore[arg-type]
+            return _record(row)
+
+    def revoked_entries(self) -> list[RevokedEntry]:
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(IssuedCertificateRow).where(col(IssuedCertificateRow.revoked_at).is_not(None))
+            )
+            return [
+                RevokedEntry(
+                    serial=int(row.serial, 16),
+                    revoked_at=_aware(row.revoked_at),  # type: ignore[arg-type]
+                    reason=row.revocation_reason or "unspecified",
+                )
+                for row in rows
+            ]
+
+    def next_crl_number(self) -> int:
+        with self.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO counter (name, value) VALUES ('crl_number', 0) "
+                    "ON CONFLICT (name) DO NOTHING"
+                )
+            )
+            # UPDATE ... RETURNING is atomic on SQLite (>= 3.35) and PostgreSQL alike.
+            value = connection.execute(
+                text("UPDATE counter SET value = value + 1 WHERE name = 'crl_number' RETURNING value")
+            ).scalar_one()
+        return int(value)
+
+    def latest_crl(self) -> StoredCrl | None:
+        with Session(self.engine) as session:
+            row = session.exec(select(CrlRow).order_by(col(CrlRow.number).desc()).limit(1)).first()
+            if row is None:
+                return None
+            return StoredCrl(
+                number=row.number,
+                this_update=_aware(row.this_update),
+                next_update=_aware(row.next_update),
+                der=row.der,
+            )
+
+    def save_crl(self, crl: StoredCrl) -> None:
+        with Session(self.engine) as session:
+            session.add(
+                CrlRow(number=crl.number, this_update=crl.this_update, next_update=crl.next_update, der=crl.der)
+            )
+            session.commit()

@@ -1,0 +1,340 @@
+"""Sharing (用证): using departments read licence data with a stated cause (用证事由) and either the
+holder's use code (用证码) or a duty-based rule (依职能) for their department and the licence type.
+
+    holder ─► use code for (licence, department, purpose), N uses, expiry; can withdraw it
+    department ─► use(identifier, cause, use code) ─► face data + an annotated copy (加注件): the
+                  licence re-laid out from its record with "for <department>, <cause>, <time>" across
+                  the top, sealed by the authority's service key, behind a 10-minute link
+    every use ─► audit event on the licence (who, when, why, what was returned); holders list them
+
+A use code is 8 characters (Crockford base32, 40 bits), bound to one department and one licence,
+stored only as its SHA-256, and spent atomically (UPDATE … WHERE uses < max_uses), so two workers
+cannot both spend its last use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from cert_authority.actors import Actor, ensure_role
+from cert_authority.errors import (
+    IllegalTransitionError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from cert_authority.holders.service import Holder
+from cert_authority.issuing.layouts import LicenceLayouts
+from cert_authority.issuing.records import effective_status
+from cert_authority.pki.service import PkiService
+from cert_authority.registry.service import RegistryService
+from cert_authority.store.audit import audit_row
+from cert_authority.store.filestore import FileStore
+from cert_authority.store.models import AuditEventRow, DutyRuleRow, LicenceRow, SharedFileRow, UseCodeRow
+from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
+from seals.box import SealBox
+from seals.pdf_seal import seal_pdf
+from seals.picture import generate_round_seal
+from templates.identifier import mask_holder_code
+from templates.layout import annotate
+from templates.render import render_pdf
+
+log = logging.getLogger("ecas.sharing")
+
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+CODE_LENGTH = 8
+LINK_MINUTES = 10
+MAX_CODE_DAYS = 30
+USE_ACTIONS = ("use", "show_verify")
+
+
+@dataclass(frozen=True)
+class UseCode:
+    id: int
+    identifier: str
+    department_uscc: str
+    purpose: str
+    max_uses: int
+    uses: int
+    expires_at: dt.datetime
+    withdrawn: bool
+
+
+@dataclass(frozen=True)
+class LicenceUse:
+    identifier: str
+    name: str
+    face_data: dict[str, str]
+    copy_token: str  # the annotated copy: GET /api/v1/shared/{copy_token}
+    copy_expires_at: dt.datetime
+    basis: str  # "use_code" or "duty"
+
+
+@dataclass(frozen=True)
+class UseRecord:
+    identifier: str
+    at: dt.datetime
+    action: str  # use, show_verify
+    department: str | None
+    cause: str | None
+
+
+class SharingService:
+    def __init__(
+        self,
+        engine: Engine,
+        filestore: FileStore,
+        pki: PkiService,
+        registry: RegistryService,
+        layouts: LicenceLayouts,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.filestore = filestore
+        self.pki = pki
+        self.registry = registry
+        self.layouts = layouts
+        self.clock = clock
+
+    # --- holders: use codes and the record of uses ----------------------------------------------
+    def create_use_code(
+        self, holder: Holder, identifier: str, department_uscc: str, purpose: str, max_uses: int = 1, days: int = 7
+    ) -> tuple[str, UseCode]:
+        if not purpose.strip() or len(purpose) > 200:
+            raise InvalidRequestError("请填写用证事项（1–200 字）")
+        if not 1 <= max_uses <= 100 or not 1 <= days <= MAX_CODE_DAYS:
+            raise InvalidRequestError(f"可用次数应为 1–100，有效天数应为 1–{MAX_CODE_DAYS}")
+        self._own_licence(holder, identifier)
+        self.registry.get_department_by_uscc(department_uscc)  # 404 for an unknown department
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        now = self.clock()
+        row = UseCodeRow(
+            code_sha256=_sha256(code),
+            holder_id=holder.id,
+            identifier=identifier,
+            department_uscc=department_uscc,
+            purpose=purpose.strip(),
+            max_uses=max_uses,
+            expires_at=now + dt.timedelta(days=days),
+            created_at=now,
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.add(row)
+            session.add(
+                audit_row(
+                    holder.actor(),
+                    "use_code",
+                    identifier,
+                    now,
+                    holder_code=holder.holder_code,
+                    detail={"department": department_uscc, "purpose": row.purpose, "max_uses": max_uses},
+                )
+            )
+            session.commit()
+        return code, _use_code(row)
+
+    def use_codes(self, holder: Holder) -> list[UseCode]:
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(UseCodeRow).where(col(UseCodeRow.holder_id) == holder.id).order_by(col(UseCodeRow.id).desc())
+            ).all()
+        return [_use_code(r) for r in rows]
+
+    def withdraw_use_code(self, holder: Holder, code_id: int) -> UseCode:
+        with Session(self.engine, expire_on_commit=False) as session:
+            row = session.get(UseCodeRow, code_id)
+            if row is None or row.holder_id != holder.id:
+                raise NotFoundError(f"没有编号为 {code_id} 的用证码")
+            if row.withdrawn_at is None:
+                row.withdrawn_at = self.clock()
+                session.add(row)
+                session.commit()
+        return _use_code(row)
+
+    def uses(self, holder: Holder) -> list[UseRecord]:
+        """Who used the holder's licences, when and why (uses and show-token checks), newest first."""
+        with Session(self.engine) as session:
+            identifiers = session.exec(
+                select(LicenceRow.identifier).where(col(LicenceRow.holder_code) == holder.holder_code)
+            ).all()
+            events = session.exec(
+                select(AuditEventRow)
+                .where(col(AuditEventRow.target).in_(list(identifiers)))
+                .where(col(AuditEventRow.action).in_(USE_ACTIONS))
+                .order_by(col(AuditEventRow.at).desc(), col(AuditEventRow.id).desc())
+            ).all()
+        records = []
+        for event in events:
+            detail = json.loads(event.detail_json) if event.detail_json else {}
+            records.append(
+                UseRecord(event.target, aware(event.at), event.action, event.actor_department, detail.get("cause"))
+            )
+        return records
+
+    # --- departments: rules and uses -----------------------------------------------------------
+    def allow_duty(self, actor: Actor, department_uscc: str, type_code: str) -> None:
+        ensure_role(actor, "admin")
+        self.registry.get_department_by_uscc(department_uscc)
+        self.registry.type_spec(type_code)
+        with Session(self.engine) as session:
+            if session.get(DutyRuleRow, (department_uscc, type_code)) is None:
+                session.add(
+                    DutyRuleRow(
+                        department_uscc=department_uscc,
+                        type_code=type_code,
+                        created_at=self.clock(),
+                        created_by=actor.label,
+                    )
+                )
+                session.add(audit_row(actor, "duty_rule", f"{department_uscc}:{type_code}", self.clock()))
+                session.commit()
+
+    def use_licence(self, actor: Actor, identifier: str, cause: str, use_code: str | None = None) -> LicenceUse:
+        """Face data and an annotated copy for `actor`'s department, on the holder's use code or a
+        duty rule; the cause is required and recorded."""
+        if actor.department_uscc is None:
+            raise PermissionDeniedError("用证须以部门身份进行（使用部门的 API 密钥）")
+        cause = cause.strip()
+        if not cause or len(cause) > 200:
+            raise InvalidRequestError("请填写用证事由（1–200 字）")
+        now = self.clock()
+        with Session(self.engine) as session:
+            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+        if row is None:
+            raise NotFoundError(f"没有证照标识为 {identifier} 的证照")
+        status = effective_status(row, local_date(now))
+        if status != "issued":
+            raise IllegalTransitionError(f"证照状态为 {status}，不能用证")
+        basis = self._spend_code(actor, row, use_code, now) if use_code else self._duty(actor, row)
+        face: dict[str, str] = json.loads(row.face_json)
+        try:
+            token, expires = self._annotated_copy(actor, row, cause, now)
+        except BaseException:
+            if use_code:  # nothing was handed over: the holder keeps that use
+                self._refund_code(use_code)
+            raise
+        with Session(self.engine) as session:
+            detail = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": True}
+            session.add(audit_row(actor, "use", identifier, now, holder_code=row.holder_code, detail=detail))
+            session.commit()
+        log.info(
+            "licence %s (holder %s) used by %s: %s",
+            identifier,
+            mask_holder_code(row.holder_code),
+            actor.department_uscc,
+            basis,
+        )
+        return LicenceUse(identifier, row.name, face, token, expires, basis)
+
+    def shared_file(self, token: str) -> bytes:
+        with Session(self.engine) as session:
+            found = session.get(SharedFileRow, _sha256(token))
+        if found is None or aware(found.expires_at) < self.clock():
+            raise NotFoundError("链接不存在或已过期（加注件链接 10 分钟内有效）")
+        return self.filestore.get(found.file_sm3)
+
+    # --- inside ---------------------------------------------------------------------------------
+    def _own_licence(self, holder: Holder, identifier: str) -> LicenceRow:
+        with Session(self.engine) as session:
+            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+        if row is None or row.holder_code != holder.holder_code:
+            raise NotFoundError(f"您名下没有证照 {identifier}")
+        return row
+
+    def _spend_code(self, actor: Actor, row: LicenceRow, code: str, now: dt.datetime) -> str:
+        with Session(self.engine) as session:
+            spent = session.exec(
+                update(UseCodeRow)
+                .where(col(UseCodeRow.code_sha256) == _sha256(_normalised(code)))
+                .where(col(UseCodeRow.identifier) == row.identifier)
+                .where(col(UseCodeRow.department_uscc) == actor.department_uscc)
+                .where(col(UseCodeRow.withdrawn_at).is_(None))
+                .where(col(UseCodeRow.expires_at) >= now)
+                .where(col(UseCodeRow.uses) < col(UseCodeRow.max_uses))
+                .values(uses=col(UseCodeRow.uses) + 1)
+            )
+            session.commit()
+        if spent.rowcount != 1:
+            raise PermissionDeniedError("用证码无效：不存在、不是给本部门和此证照的、已撤回、已过期或次数已用完")
+        return "use_code"
+
+    def _refund_code(self, code: str) -> None:
+        with Session(self.engine) as session:
+            session.exec(
+                update(UseCodeRow)
+                .where(col(UseCodeRow.code_sha256) == _sha256(_normalised(code)))
+                .where(col(UseCodeRow.uses) > 0)
+                .values(uses=col(UseCodeRow.uses) - 1)
+            )
+            session.commit()
+
+    def _duty(self, actor: Actor, row: LicenceRow) -> str:
+        with Session(self.engine) as session:
+            rule = session.get(DutyRuleRow, (actor.department_uscc, row.type_code))
+        if rule is None:
+            raise PermissionDeniedError(
+                f"无权读取证照 {row.identifier}：需要持证人的用证码，或本部门对证照类型 {row.type_code} 的依职能授权"
+            )
+        return "duty"
+
+    def _annotated_copy(self, actor: Actor, row: LicenceRow, cause: str, now: dt.datetime) -> tuple[str, dt.datetime]:
+        department = self.registry.get_department_by_uscc(actor.department_uscc or "")
+        expires = now + dt.timedelta(minutes=LINK_MINUTES)
+        local = now.astimezone(BEIJING)
+        note = f"本件仅供{department.name}用于「{cause}」，{local:%Y-%m-%d %H:%M} 由电子证照共享服务出具，复制无效"
+        fonts = self.registry.fonts
+        layout = annotate(self.layouts.of_record(row), note, fonts)
+        pdf = render_pdf(layout, fonts, title=f"{row.name} 加注件", created=now)
+        box = SealBox(x=layout.width - 48, y=layout.height - 48, w=38, h=38)
+        signer = self.pki.service_signer(now)
+        sealed = seal_pdf(pdf, signer, self._service_seal_picture, 0, box, reason=f"加注件：{cause}", now=now)
+        token = secrets.token_urlsafe(24)
+        with Session(self.engine) as session:
+            session.add(
+                SharedFileRow(
+                    token_sha256=_sha256(token),
+                    file_sm3=self.filestore.put(sealed),
+                    identifier=row.identifier,
+                    expires_at=expires,
+                )
+            )
+            session.commit()
+        return token, expires
+
+    @cached_property
+    def _service_seal_picture(self) -> bytes:
+        return generate_round_seal(self.pki.settings.authority_name, "加注专用", fonts=self.registry.fonts)
+
+
+def _use_code(row: UseCodeRow) -> UseCode:
+    assert row.id is not None
+    return UseCode(
+        row.id,
+        row.identifier,
+        row.department_uscc,
+        row.purpose,
+        row.max_uses,
+        row.uses,
+        aware(row.expires_at),
+        row.withdrawn_at is not None,
+    )
+
+
+def _normalised(code: str) -> str:
+    """As people type it: any case, with or without the dash some write in the middle."""
+    return code.strip().upper().replace("-", "")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,406 @@
+"""Database tables (SQLModel). Schema changes go through Alembic (`cert_authority/migrations`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+
+def _utc_column(nullable: bool = False) -> Column:
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class IssuedCertificateRow(SQLModel, table=True):
+    """A certificate the branch CA issued, with its revocation state."""
+
+    __tablename__ = "issued_certificate"
+
+    serial: str = Field(primary_key=True, max_length=40)  # upper-case hex
+    subject: str
+    uscc: str | None = Field(default=None, index=True, max_length=18)
+    not_before: dt.datetime = Field(sa_column=_utc_column())
+    not_after: dt.datetime = Field(sa_column=_utc_column())
+    der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    key_label: str | None = Field(default=None, max_length=100)
+    revoked_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    revocation_reason: str | None = Field(default=None, max_length=40)
+
+
+class CrlRow(SQLModel, table=True):
+    """Every CRL the branch published (the newest is served)."""
+
+    __tablename__ = "crl"
+
+    number: int = Field(primary_key=True)
+    this_update: dt.datetime = Field(sa_column=_utc_column())
+    next_update: dt.datetime = Field(sa_column=_utc_column())
+    der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class CounterRow(SQLModel, table=True):
+    """Named monotonic counters, incremented atomically in the database (safe across workers)."""
+
+    __tablename__ = "counter"
+
+    name: str = Field(primary_key=True, max_length=40)
+    value: int = 0
+
+
+# --- licence-type registry ---------------------------------------------------------------------
+
+
+class DepartmentRow(SQLModel, table=True):
+    """A government department known to the authority: it issues licences, uses them, or both."""
+
+    __tablename__ = "department"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    uscc: str = Field(max_length=18, unique=True)  # checked with keys.uscc.validate_uscc
+    area_code: str = Field(max_length=6)  # GB/T 2260 administrative division code
+    level: str = Field(max_length=10)  # province, city, district
+    roles: str = Field(max_length=40)  # comma-separated: issuer, user
+    contact: str | None = Field(default=None, max_length=200)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class LicenceTypeRow(SQLModel, table=True):
+    """A registered licence type (证照类型). Its templates are in `template_version`."""
+
+    __tablename__ = "licence_type"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=21, unique=True)  # GB/T 36904 type code
+    name: str = Field(max_length=50)
+    authority_name: str = Field(max_length=100)
+    authority_uscc: str = Field(max_length=18)
+    issuer_level: str = Field(max_length=10)
+    holder_category: str = Field(max_length=20)
+    spec_json: str = Field(sa_column=Column(Text, nullable=False))  # the LicenceTypeSpec without template
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    created_by: str = Field(max_length=40)  # "apikey:<id>" or "cli"
+
+
+class LicenceTypeIssuerRow(SQLModel, table=True):
+    """A department allowed to issue a licence type."""
+
+    __tablename__ = "licence_type_issuer"
+
+    type_id: int = Field(sa_column=Column(Integer, ForeignKey("licence_type.id"), primary_key=True))
+    department_id: int = Field(sa_column=Column(Integer, ForeignKey("department.id"), primary_key=True))
+
+
+class TemplateVersionRow(SQLModel, table=True):
+    """One template of a licence type. Immutable: a change is a new version, never an update,
+    because issued licences record the version they were rendered with."""
+
+    __tablename__ = "template_version"
+    __table_args__ = (UniqueConstraint("type_id", "version", name="uq_template_version_type_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    type_id: int = Field(sa_column=Column(Integer, ForeignKey("licence_type.id"), nullable=False))
+    version: int  # 1, 2, 3... per type
+    template_json: str = Field(sa_column=Column(Text, nullable=False))
+    background_sm3: str = Field(max_length=64)  # the background JPEG in the file store
+    note: str | None = Field(default=None, max_length=200)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    created_by: str = Field(max_length=40)
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """An API key. Only the SHA-256 of the key is kept: keys are 32 random bytes, so a fast hash
+    is enough (nothing to brute-force), and a stolen database yields no usable key."""
+
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    prefix: str = Field(max_length=16, unique=True)  # shown in lists, used to revoke
+    key_hash: str = Field(max_length=64, unique=True)
+    role: str = Field(max_length=10)  # admin, issuer, user, auditor
+    department_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("department.id"), nullable=True)
+    )
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    revoked_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+# --- e-seals and licences --------------------------------------------------------------------------
+
+
+class SealRow(SQLModel, table=True):
+    """A registered e-seal (电子印章备案) of a department: the SES_Seal the branch CA made (制章者) and
+    the seal certificate it lists. Files (the DER SES_Seal, the PNG picture) are in the file store."""
+
+    __tablename__ = "seal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    department_id: int = Field(sa_column=Column(Integer, ForeignKey("department.id"), nullable=False, index=True))
+    es_id: str = Field(max_length=64, unique=True)  # GB/T 38540 esID
+    name: str = Field(max_length=200)
+    seal_type: int  # GB/T 38540: 1 organisation, 2 person
+    purpose: str | None = Field(default=None, max_length=50)
+    cert_serial: str = Field(
+        sa_column=Column(String(40), ForeignKey("issued_certificate.serial"), nullable=False, unique=True)
+    )
+    seal_sm3: str = Field(max_length=64)  # DER SESeal in the file store
+    picture_sm3: str = Field(max_length=64)  # PNG in the file store
+    width_mm: int
+    height_mm: int
+    valid_start: dt.datetime = Field(sa_column=_utc_column())
+    valid_end: dt.datetime = Field(sa_column=_utc_column())
+    status: str = Field(max_length=10)  # active, revoked
+    revoked_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    revocation_reason: str | None = Field(default=None, max_length=40)  # RFC 5280 reason name
+    revocation_note: str | None = Field(default=None, max_length=200)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    created_by: str = Field(max_length=40)
+
+
+class LicenceCounterRow(SQLModel, table=True):
+    """Licence serials and numbers: named counters incremented atomically in their own short
+    transaction (UPDATE ... RETURNING), so a value handed out is never handed out again."""
+
+    __tablename__ = "licence_counter"
+
+    name: str = Field(primary_key=True, max_length=80)
+    value: int = 0
+
+
+class LicenceRow(SQLModel, table=True):
+    """One version of an issued licence: the GB/T 36903 metadata (codes in comments), the face
+    data and the SM3 names of its sealed files. A change (变更) adds a row; rows are never deleted."""
+
+    __tablename__ = "licence"
+    __table_args__ = (
+        UniqueConstraint("type_code", "issuer_code", "serial", "version", name="uq_licence_serial_version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    identifier: str = Field(max_length=120, unique=True)  # ZZBS, GB/T 36904
+    type_code: str = Field(max_length=21, index=True)  # ZZLXDM
+    serial: str = Field(max_length=32)
+    version: int
+    name: str = Field(max_length=50)  # ZZMC
+    licence_number: str = Field(max_length=40, index=True)  # ZZBH
+    issuer_name: str = Field(max_length=100)  # ZZBFJG
+    issuer_code: str = Field(max_length=18, index=True)  # ZZBFJGDM
+    issuer_level: str = Field(max_length=10)  # ZZBFJGJB
+    department_id: int = Field(sa_column=Column(Integer, ForeignKey("department.id"), nullable=False))
+    issue_date: dt.date = Field(sa_column=Column(Date, nullable=False))  # ZZBFRQ
+    holder_name: str = Field(sa_column=Column(Text, nullable=False))  # CZZT
+    holder_code: str = Field(max_length=40, index=True)  # CZZTDM
+    holder_code_type: str = Field(max_length=3)  # CZZTDMLX: 111 ID number, 001 USCC
+    valid_from: dt.date = Field(sa_column=Column(Date, nullable=False))  # ZZYXQQSRQ
+    valid_until: dt.date | None = Field(default=None, sa_column=Column(Date, nullable=True))  # ZZYXQJZRQ
+    seal_id: int = Field(sa_column=Column(Integer, ForeignKey("seal.id"), nullable=False))
+    seal_name: str = Field(max_length=200)  # ZZQZMC
+    sealed_by: str = Field(max_length=200)  # ZZQZR: the seal certificate's subject
+    sealed_at: dt.datetime = Field(sa_column=_utc_column())  # ZZQZSJ
+    template_version: int
+    face_json: str = Field(sa_column=Column(Text, nullable=False))  # stored face values, by key
+    photo_sm3: str | None = Field(default=None, max_length=64)
+    pdf_sm3: str = Field(max_length=64)
+    ofd_sm3: str = Field(max_length=64)
+    png_sm3: str | None = Field(default=None, max_length=64)  # rendered on first request
+    status: str = Field(max_length=12, index=True)  # issued, superseded, revoked, cancelled
+    status_reason: str | None = Field(default=None, max_length=500)
+    status_changed_at: dt.datetime = Field(sa_column=_utc_column())
+    superseded_by: str | None = Field(default=None, max_length=120)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    created_by: str = Field(max_length=40)
+
+
+class LicenceEventRow(SQLModel, table=True):
+    """The status history of a licence version: every transition, who made it, when and why."""
+
+    __tablename__ = "licence_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    licence_id: int = Field(sa_column=Column(Integer, ForeignKey("licence.id"), nullable=False, index=True))
+    identifier: str = Field(max_length=120)
+    previous_status: str | None = Field(default=None, max_length=12)
+    status: str = Field(max_length=12)
+    action: str = Field(max_length=12)  # issue, change, revoke, cancel
+    reason: str | None = Field(default=None, max_length=500)
+    at: dt.datetime = Field(sa_column=_utc_column())
+    actor: str = Field(max_length=40)
+
+
+class AuditEventRow(SQLModel, table=True):
+    """Who did what to which licence or seal, and when. Holder codes only masked (personal data)."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(sa_column=_utc_column())
+    actor: str = Field(max_length=40)
+    actor_role: str = Field(max_length=10)
+    actor_department: str | None = Field(default=None, max_length=18)
+    action: str = Field(max_length=20, index=True)
+    target: str = Field(max_length=120, index=True)  # licence identifier or seal:<id>
+    holder_code_masked: str | None = Field(default=None, max_length=40)
+    detail_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """An Idempotency-Key already used to issue a licence, per issuing department. The primary key
+    settles concurrent duplicates: the second insert fails and its caller gets the first licence."""
+
+    __tablename__ = "idempotency_key"
+
+    scope: str = Field(primary_key=True, max_length=18)  # the issuing department's USCC
+    key: str = Field(primary_key=True, max_length=200)
+    request_sm3: str = Field(max_length=64)
+    licence_id: int = Field(sa_column=Column(Integer, ForeignKey("licence.id"), nullable=False))
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class HolderAccountRow(SQLModel, table=True):
+    """A holder's built-in login (citizen or company), bound to the holder code on their licences."""
+
+    __tablename__ = "holder_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    holder_code: str = Field(max_length=18, unique=True)  # ID number or USCC
+    name: str = Field(max_length=200)
+    password_hash: str = Field(max_length=200)  # argon2id, with its own salt and parameters
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    disabled: bool = False
+
+
+class HolderSessionRow(SQLModel, table=True):
+    """A logged-in holder: the SHA-256 of the session token (the token itself is never stored)."""
+
+    __tablename__ = "holder_session"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    holder_id: int = Field(sa_column=Column(Integer, ForeignKey("holder_account.id"), nullable=False))
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class ShowTokenUseRow(SQLModel, table=True):
+    """A show token accepted by a verifier: the primary key makes "once per verifier" hold across
+    workers (the second insert fails). Rows past the token's expiry may be deleted."""
+
+    __tablename__ = "show_token_use"
+
+    nonce: str = Field(primary_key=True, max_length=32)
+    verifier: str = Field(primary_key=True, max_length=40)  # department USCC, or the API key's role
+    identifier: str = Field(max_length=120)
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class UseCodeRow(SQLModel, table=True):
+    """用证码: the holder's authorisation for one department to read one licence for one purpose,
+    a limited number of times before it expires; the code itself is stored only as its SHA-256."""
+
+    __tablename__ = "use_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_sha256: str = Field(max_length=64, unique=True)
+    holder_id: int = Field(sa_column=Column(Integer, ForeignKey("holder_account.id"), nullable=False))
+    identifier: str = Field(max_length=120, index=True)
+    department_uscc: str = Field(max_length=18)
+    purpose: str = Field(max_length=200)
+    max_uses: int
+    uses: int = 0
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
+    withdrawn_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class DutyRuleRow(SQLModel, table=True):
+    """依职能: a department may read licences of a type without the holder's code, for its duties."""
+
+    __tablename__ = "duty_rule"
+
+    department_uscc: str = Field(primary_key=True, max_length=18)
+    type_code: str = Field(primary_key=True, max_length=40)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    created_by: str = Field(max_length=40)
+
+
+class SharedFileRow(SQLModel, table=True):
+    """A temporary link to an annotated copy (加注件): the link's token stored as its SHA-256."""
+
+    __tablename__ = "shared_file"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    file_sm3: str = Field(max_length=64)
+    identifier: str = Field(max_length=120)
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class StaffAccountRow(SQLModel, table=True):
+    """A department's staff member who signs in to the web console or the counter page; acts with
+    the role and department of the account, as an API key does."""
+
+    __tablename__ = "staff_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=40, unique=True)
+    name: str = Field(max_length=100)
+    role: str = Field(max_length=10)  # admin, issuer, user, auditor
+    department_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("department.id"), nullable=True)
+    )
+    password_hash: str = Field(max_length=200)  # argon2id
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    disabled: bool = False
+
+
+class StaffSessionRow(SQLModel, table=True):
+    """A signed-in staff member: the SHA-256 of the session cookie's token."""
+
+    __tablename__ = "staff_session"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    staff_id: int = Field(sa_column=Column(Integer, ForeignKey("staff_account.id"), nullable=False))
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class BatchJobRow(SQLModel, table=True):
+    """A batch file uploaded in the console, issued in the background; its counts are updated
+    after every chunk, so any worker can show the progress."""
+
+    __tablename__ = "batch_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    type_code: str = Field(max_length=40)
+    issuer_uscc: str = Field(max_length=18, index=True)
+    filename: str = Field(max_length=200)
+    file_sm3: str = Field(max_length=64)  # the uploaded file, in the file store
+    created_by: str = Field(max_length=40)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    updated_at: dt.datetime = Field(sa_column=_utc_column())
+    state: str = Field(max_length=10)  # queued, running, done, failed
+    total: int
+    issued: int = 0
+    skipped: int = 0  # issued by an earlier run of the same rows
+    rejected: int = 0
+    rejects_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # [[line, reason], ...]
+    message: str | None = Field(default=None, max_length=500)
+
+
+class RateWindowRow(SQLModel, table=True):
+    """Requests one client made in one minute (`cert_authority.http.middleware.rate_limit`), counted in the database
+    so that every worker sees the same number (on PostgreSQL; on SQLite each process counts in memory)."""
+
+    __tablename__ = "rate_window"
+
+    client: str = Field(primary_key=True, max_length=80)
+    window_start: int = Field(sa_column=Column(BigInteger, primary_key=True))  # Unix seconds
+    hits: int
