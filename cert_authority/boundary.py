@@ -67,14 +67,13 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (SealInputError, 422, "invalid_seal_input"),
     # A signing device that returned a wrong signature: nothing was sealed; operators must look.
     (SealSigningError, 500, "seal_signing_failed"),
-    # Before ValueError: FontError is one, but a missing font is the operator's problem, while a
-    # character no font has is in the caller's text.
+    # Before FontError: a missing font is the operator's problem, while a character no font has
+    # is in the caller's text.
     (MissingGlyphError, 422, "unsupported_character"),
     (FontError, 500, "font_missing"),
     (InvalidCodeError, 422, "invalid_code"),
     (InvalidCertificateError, 422, "invalid_certificate"),
     (InvalidKeyError, 422, "invalid_key"),
-    (ValueError, 422, "invalid_value"),
     (WrongPassphraseError, 500, "key_store_locked"),
     (ConfigError, 500, "misconfigured"),
     (StoredFileError, 500, "stored_file_damaged"),

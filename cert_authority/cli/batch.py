@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cert_authority.cli.support import friendly_errors, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, settings_from
 from cert_authority.issuing.batch import BatchPool, BatchSummary, RejectsFile, RowResult, check_batch, read_rows
 from cert_authority.services import issuance_service, licence_services
 
@@ -32,7 +32,7 @@ def issue_batch(
 ) -> None:
     """批量颁证（存量证照签章）：逐行校验、编号、生成并签章；可重复运行，已颁发的行自动跳过。"""
     if not file.is_file():
-        raise ValueError(f"批量文件 {file} 不存在")
+        raise UsageError(f"批量文件 {file} 不存在")
     settings = settings_from(ctx)
     services = licence_services(settings)
     issuer = issuer or _only_issuer(services.issuance.registry.type_spec(type_code).issuers, type_code)
@@ -40,7 +40,7 @@ def issue_batch(
     total = sum(1 for _ in read_rows(file))
     rejects_path = rejects or file.with_name(f"{file.stem}.rejects{file.suffix.lower()}")
     if rejects_path.resolve() == file.resolve():
-        raise ValueError("--rejects 不能是批量文件本身")
+        raise UsageError("--rejects 不能是批量文件本身")
     rejects_path.unlink(missing_ok=True)  # a stale file from an earlier run would mislead
     rejected = RejectsFile(file, rejects_path)
     summary = BatchSummary()
@@ -90,5 +90,5 @@ def issue_batch(
 
 def _only_issuer(issuers: list[str], type_code: str) -> str:
     if len(issuers) != 1:
-        raise ValueError(f"证照类型 {type_code} 有多个颁发部门，请用 --issuer 指定：{'、'.join(issuers)}")
+        raise UsageError(f"证照类型 {type_code} 有多个颁发部门，请用 --issuer 指定：{'、'.join(issuers)}")
     return issuers[0]

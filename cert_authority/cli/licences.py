@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.cli.support import friendly_errors, option_date, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from
 from cert_authority.issuing.face_data import PHOTO_MAX_BYTES
 from cert_authority.issuing.schemas import FILE_FORMATS, LICENCE_STATUSES, STATUS_NAMES, LicencePublic
 from cert_authority.services import LicenceServices, licence_services
@@ -30,20 +30,20 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
-        raise ValueError(f"照面数据文件中的字段重复：{'、'.join(duplicates)}")
+        raise UsageError(f"照面数据文件中的字段重复：{'、'.join(duplicates)}")
     return dict(pairs)
 
 
 def read_face_data(path: Path) -> dict[str, Any]:
     """A JSON object of face fields (key → value) from a file; a key written twice is an error."""
     if path.stat().st_size > MAX_DATA_BYTES:
-        raise ValueError(f"照面数据文件 {path} 过大（上限 1 MB）")
+        raise UsageError(f"照面数据文件 {path} 过大（上限 1 MB）")
     try:
         data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_reject_duplicates)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"照面数据文件 {path} 不是有效的 UTF-8 JSON：{exc}") from None
+        raise UsageError(f"照面数据文件 {path} 不是有效的 UTF-8 JSON：{exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"照面数据文件 {path} 应为 JSON 对象（字段 key → 值）")
+        raise UsageError(f"照面数据文件 {path} 应为 JSON 对象（字段 key → 值）")
     return data
 
 
@@ -52,7 +52,7 @@ def _photo(path: Path | None) -> bytes | None:
         return None
     size = path.stat().st_size
     if size > PHOTO_MAX_BYTES:
-        raise ValueError(f"照片 {path} 过大：{size / 1048576:.1f} MB，上限 {PHOTO_MAX_BYTES // 1048576} MB")
+        raise UsageError(f"照片 {path} 过大：{size / 1048576:.1f} MB，上限 {PHOTO_MAX_BYTES // 1048576} MB")
     return path.read_bytes()
 
 

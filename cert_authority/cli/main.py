@@ -18,7 +18,7 @@ from cert_authority.cli.licences import issue, licence_app
 from cert_authority.cli.registry import apikey_app, departments_app, types_app
 from cert_authority.cli.seals import seals_app
 from cert_authority.cli.staff import staff_app
-from cert_authority.cli.support import friendly_errors, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, settings_from
 from cert_authority.cli.support import now as _now
 from cert_authority.cli.verify import verify
 from cert_authority.pki.service import CaNames, PkiService
@@ -69,7 +69,7 @@ def _serial(text: str) -> int:
     try:
         return int(text.removeprefix("0x").removeprefix("0X"), 16)
     except ValueError:
-        raise ValueError(f"证书序列号应为十六进制数字，收到 {text!r}") from None
+        raise UsageError(f"证书序列号应为十六进制数字，收到 {text!r}") from None
 
 
 # --- pki -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from cert_authority.access.apikeys import ApiKeyService
 from cert_authority.actors import CLI_ACTOR, ROLES
-from cert_authority.cli.support import friendly_errors, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, settings_from
 from cert_authority.registry.schemas import DepartmentCreate
 from cert_authority.registry.service import RegistryService, registry_for
 from cert_authority.registry.spec_input import MAX_DEFINITION_BYTES, load_definition, parse_template, parse_type_spec
@@ -46,7 +46,7 @@ def _print_json(items: list[BaseModel] | BaseModel) -> None:
 def _read_file(path: Path, limit: int, what: str) -> bytes:
     size = path.stat().st_size  # OSError (no such file...) is reported by friendly_errors
     if size > limit:
-        raise ValueError(f"{what} {path} 过大：{size / 1048576:.1f} MB，上限 {limit / 1048576:g} MB")
+        raise UsageError(f"{what} {path} 过大：{size / 1048576:.1f} MB，上限 {limit / 1048576:g} MB")
     return path.read_bytes()
 
 
@@ -111,10 +111,10 @@ def apikey_create(
     """创建 API 密钥：只显示这一次，系统只保存其摘要。"""
     if admin:
         if role not in (None, "admin") or uscc is not None:
-            raise ValueError("--admin 不能与 --uscc 或 --role 同用")
+            raise UsageError("--admin 不能与 --uscc 或 --role 同用")
         role = "admin"
     elif role is None:
-        raise ValueError("请给出 --role（及 --uscc），或用 --admin 创建管理员密钥")
+        raise UsageError("请给出 --role（及 --uscc），或用 --admin 创建管理员密钥")
     created = _api_keys(ctx).create(role, uscc)
     typer.echo(created.key)
     owner = f"部门 {created.department_uscc}" if created.department_uscc else "管理员"

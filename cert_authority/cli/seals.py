@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.cli.support import friendly_errors, option_date, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from
 from cert_authority.eseals.schemas import SealCreate
 from cert_authority.http.middleware.body_limit import DOCUMENT_LIMIT
 from cert_authority.services import licence_services
@@ -42,12 +42,12 @@ def seals_register(
 ) -> None:
     """备案电子印章：分中心签发印章证书并作为制章者签署印章（GB/T 38540）。"""
     if picture is not None and generate:
-        raise ValueError("--picture 与 --generate 只能二选一")
+        raise UsageError("--picture 与 --generate 只能二选一")
     data = None
     if picture is not None:
         size = picture.stat().st_size
         if size > MAX_UPLOAD_BYTES:
-            raise ValueError(f"印章图片 {picture} 过大：{size / 1048576:.1f} MB，上限 {MAX_UPLOAD_BYTES // 1048576} MB")
+            raise UsageError(f"印章图片 {picture} 过大：{size / 1048576:.1f} MB，上限 {MAX_UPLOAD_BYTES // 1048576} MB")
         data = picture.read_bytes()
     request = parse_model(
         SealCreate,
@@ -113,7 +113,7 @@ def seals_sign(
 ) -> None:
     """用部门的电子印章为本部门的 PDF/OFD 文件盖章（签章记入审计）。"""
     if document.stat().st_size > DOCUMENT_LIMIT:
-        raise ValueError(f"文件 {document} 过大（上限 {DOCUMENT_LIMIT // 1048576} MB）")
+        raise UsageError(f"文件 {document} 过大（上限 {DOCUMENT_LIMIT // 1048576} MB）")
     seals = licence_services(settings_from(ctx)).seals
     sealed = seals.seal_document(CLI_ACTOR, seal_id, document.read_bytes(), page, x, y, size)
     output.write_bytes(sealed)

@@ -14,8 +14,13 @@ from cert_authority.errors import ServiceError
 from cert_authority.settings import Settings, load_settings
 from keys.errors import KeysError
 from seals.errors import SealError
+from templates.errors import TemplateError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UsageError(Exception):
+    """The command was given something it cannot use (a missing file, options that exclude each other)."""
 
 
 def friendly_errors(command: F) -> F:
@@ -25,7 +30,7 @@ def friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ServiceError, KeysError, SealError, ValueError, OSError) as exc:
+        except (ServiceError, KeysError, SealError, TemplateError, UsageError, OSError) as exc:
             typer.secho(f"错误：{exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
 
@@ -47,4 +52,4 @@ def option_date(text: str | None, what: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{what} 应为 YYYY-MM-DD 格式的日期，收到 {text!r}") from None
+        raise UsageError(f"{what} 应为 YYYY-MM-DD 格式的日期，收到 {text!r}") from None

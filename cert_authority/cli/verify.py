@@ -11,7 +11,7 @@ import typer
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.checking.licences import MAX_UPLOAD_BYTES
-from cert_authority.cli.support import friendly_errors, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, settings_from
 from cert_authority.services import licence_services
 from verification.report import Report, Status
 
@@ -35,10 +35,10 @@ def verify(
     path = Path(target)
     if path.is_file():
         if path.stat().st_size > MAX_UPLOAD_BYTES:
-            raise ValueError(f"文件 {path} 过大（上限 {MAX_UPLOAD_BYTES // 1048576} MB）")
+            raise UsageError(f"文件 {path} 过大（上限 {MAX_UPLOAD_BYTES // 1048576} MB）")
         report = services.verification.verify_file(path.read_bytes())
     elif path.suffix.lower() in (".pdf", ".ofd"):
-        raise ValueError(f"文件 {target} 不存在")
+        raise UsageError(f"文件 {target} 不存在")
     else:  # an identifier; a malformed one gets a report saying exactly what is wrong
         report = services.verification.verify_identifier(CLI_ACTOR, target)
     if as_json:

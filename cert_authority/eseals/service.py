@@ -25,14 +25,13 @@ from sqlmodel import Session, col, select
 from cert_authority.actors import Actor, ensure_may_read_for, ensure_may_write_for, readable_department
 from cert_authority.errors import ConflictError, InvalidRequestError, NoActiveSealError, NotFoundError
 from cert_authority.eseals.schemas import SealCreate, SealPublic
-from cert_authority.pki.service import PkiService
+from cert_authority.pki.service import PkiService, revocation_reason
 from cert_authority.store.audit import audit_row
 from cert_authority.store.counters import next_values, seal_counter
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import DepartmentRow, IssuedCertificateRow, SealRow
 from cert_authority.timeutil import BEIJING, aware, utc_now
 from keys.ca import years_later
-from keys.crl import parse_reason
 from keys.errors import CAError
 from keys.signer import Signer
 from keys.sm2 import sm3
@@ -277,7 +276,7 @@ class SealService:
         now: dt.datetime | None = None,
     ) -> SealPublic:
         """Revoke the seal's certificate (CRL, OCSP), then the seal; audited."""
-        parse_reason(reason)  # an RFC 5280 reason name, or ValueError (422) naming the valid ones
+        revocation_reason(reason)  # checked before anything changes
         now = _utc(now or self.clock())
         with Session(self.engine) as session:
             seal, department = self._row(session, seal_id)

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cert_authority.errors import InvalidRequestError
+
 LICENCE_STATUSES = ("issued", "superseded", "revoked", "cancelled", "expired")
 STATUS_NAMES = {
     "issued": "有效",
@@ -34,7 +36,7 @@ def decode_base64(value: str | None, what: str) -> bytes | None:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(f"{what}：不是有效的 base64 编码") from None
+        raise InvalidRequestError(f"{what}：不是有效的 base64 编码") from None
 
 
 class LicenceIssue(_Input):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from cert_authority.errors import AlreadyInitialisedError, NotFoundError, NotInitialisedError
+from cert_authority.errors import AlreadyInitialisedError, InvalidRequestError, NotFoundError, NotInitialisedError
 from cert_authority.pki.certificates import SqlCertificateRegistry
 from cert_authority.settings import Settings
 from keys.ca import (
@@ -24,7 +24,7 @@ from keys.ca import (
     create_root_certificate,
     years_later,
 )
-from keys.crl import build_crl, parse_reason
+from keys.crl import REASONS, build_crl, parse_reason
 from keys.keystore import KeyStore, SoftwareKeyStore
 from keys.signer import Signer
 from keys.uscc import validate_uscc
@@ -201,7 +201,7 @@ class PkiService:
         """A new key in the key store and its seal certificate from the branch."""
         validate_uscc(uscc)
         if not name.strip():
-            raise ValueError("证书名称不能为空")
+            raise InvalidRequestError("证书名称不能为空")
         ca = self.branch_ca
         # The key exists before its certificate is recorded: a crash in between leaves an unused
         # key file, never a certificate without its key.
@@ -279,7 +279,7 @@ class PkiService:
         return record
 
     def revoke(self, serial: int, reason: str, now: dt.datetime) -> IssuedCertificate:
-        return self.branch_ca.revoke(serial, parse_reason(reason), now)
+        return self.branch_ca.revoke(serial, revocation_reason(reason), now)
 
     def current_crl(self, now: dt.datetime) -> bytes:
         return self.branch_ca.current_crl(now).der
@@ -304,3 +304,11 @@ class PkiService:
             write_atomically(directory / name, data)
             written.append(directory / name)
         return written
+
+
+def revocation_reason(text: str) -> str:
+    """An RFC 5280 reason name (e.g. keyCompromise) as the CA takes it; a clear 422 otherwise."""
+    try:
+        return parse_reason(text)
+    except ValueError:
+        raise InvalidRequestError(f"吊销原因 {text!r} 无效，应为 RFC 5280 原因之一：{'、'.join(REASONS)}") from None

@@ -61,7 +61,7 @@ def test_pki_lifecycle_from_the_command_line(tmp_data_dir: Path, tmp_path: Path)
         (("pki", "issue", "--name", "某局", "--uscc", "91350100M000100Y44"), "校验位错误"),
         (("pki", "issue", "--name", "某局", "--uscc", "91350100M00010OY43"), "非法字符"),
         (("pki", "revoke", "XYZ"), "十六进制"),
-        (("pki", "revoke", "ABCDEF", "--reason", "lost"), "valid reasons"),
+        (("pki", "revoke", "ABCDEF", "--reason", "lost"), "吊销原因 'lost' 无效"),
         (("pki", "revoke", "ABCDEF"), "未签发"),
         (("pki", "init"), "已初始化"),
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import logging
 import socket
 import threading
 import time
@@ -118,3 +119,27 @@ def test_errors_are_clear_json_without_traces(settings: Settings, pki_service: P
     assert body["error"] == "not_initialised" and "ecas pki init" in body["message"]
     assert "Traceback" not in reply.text
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_an_unexpected_fault_is_a_500_with_an_error_id_and_no_internals(
+    settings: Settings, pki_service: PkiService, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug (a bare ValueError or any other exception) is no 422 and tells nothing of the code:
+    the caller gets an error id, the log gets the same id with the trace."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(settings)
+
+    def broken() -> None:
+        raise ValueError("secret internal detail in /srv/ecas/issuing.py")
+
+    app.add_api_route("/api/v1/broken", broken)
+    client = TestClient(app, raise_server_exceptions=False)
+    with caplog.at_level(logging.ERROR, logger="ecas"):
+        reply = client.get("/api/v1/broken")
+    assert reply.status_code == 500
+    body = reply.json()
+    assert body["error"] == "internal_error" and body["error_id"] in body["message"]
+    assert "secret" not in reply.text and "Traceback" not in reply.text and "ValueError" not in reply.text
+    logged = [r for r in caplog.records if body["error_id"] in r.getMessage()]
+    assert logged and logged[0].exc_info is not None and "secret internal detail" in str(logged[0].exc_info[1])

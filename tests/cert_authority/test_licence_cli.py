@@ -151,7 +151,7 @@ def test_cli_errors_are_one_line(cli_env: Path, tmp_path: Path) -> None:
                                               "--picture", str(unknown), "--generate")
     assert "印章图片不是 PNG" in fails("seals", "register", "--uscc", ISSUER_USCC, "--name", "印章",
                                      "--picture", str(unknown))
-    assert "unknown revocation reason" in fails("seals", "revoke", "1", "--reason", "lost")
+    assert "吊销原因 'lost' 无效" in fails("seals", "revoke", "1", "--reason", "lost")
 
 
 def test_demo_twice_adds_nothing_the_second_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

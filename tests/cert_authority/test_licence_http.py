@@ -147,7 +147,7 @@ def test_issue_problems_are_named(api: Api) -> None:
     error(api("POST", "/licences", "issuer", json=wrong_type), 403, "forbidden", "不是证照类型")
     error(api("POST", "/licences", "issuer", json={"data": FOOD}), 422, "invalid_request", "type_code")
     bad_photo = {"type_code": VOCATIONAL_TYPE, "data": VOCATIONAL, "photo": "***"}
-    error(api("POST", "/licences", "other_issuer", json=bad_photo), 422, "invalid_value", "photo：不是有效的 base64")
+    error(api("POST", "/licences", "other_issuer", json=bad_photo), 422, "invalid_request", "photo：不是有效的 base64")
     extra = {"type_code": FOOD_TYPE, "data": FOOD, "colour": 1}
     error(api("POST", "/licences", "issuer", json=extra), 422, "invalid_request", "colour")
     huge = {"type_code": FOOD_TYPE, "data": FOOD, "photo": "A" * (5 * 1024 * 1024)}
@@ -235,7 +235,8 @@ def test_seals_over_http(api: Api) -> None:
     error(api("POST", "/seals", "issuer", json={**body, "picture": base64.b64encode(b"GIF89a").decode()}), 422,
           "invalid_seal_picture", "PNG")
     error(api("POST", "/seals", "issuer", json={**body, "seal_type": 3}), 422, "invalid_request", "seal_type")
-    error(api("POST", f"/seals/{seal['id']}/revoke", "issuer", json={"reason": "lost"}), 422, "invalid_value")
+    lost = api("POST", f"/seals/{seal['id']}/revoke", "issuer", json={"reason": "lost"})
+    error(lost, 422, "invalid_request", "吊销原因")
     revoked = api("POST", f"/seals/{seal['id']}/revoke", "issuer", json={"reason": "superseded", "note": "换新章"})
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
     error(api("POST", f"/seals/{seal['id']}/revoke", "issuer", json={}), 409, "conflict", "已于")
