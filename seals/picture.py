@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from dataclasses import dataclass
 from functools import lru_cache
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, UnidentifiedImageError
@@ -51,15 +50,6 @@ STAR_RADIUS = 0.165
 PURPOSE_HEIGHT = 0.085
 PURPOSE_CENTRE = 0.295  # below the centre
 STROKE = 0.024  # extra stroke weight for the name and purpose, relative to the character height
-
-
-@dataclass(frozen=True)
-class SealPicture:
-    """A checked PNG with transparency and its size in pixels."""
-
-    png: bytes
-    width: int
-    height: int
 
 
 def generate_round_seal(

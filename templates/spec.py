@@ -265,10 +265,6 @@ class LicenceTypeSpec(Strict):
     def field(self, key: str) -> FaceField | None:
         return next((f for f in self.fields if f.key == key), None)
 
-    @property
-    def disclosable_keys(self) -> list[str]:
-        return [f.key for f in self.fields if f.disclosable]
-
 
 def check_template(licence_type: LicenceTypeSpec, template: TemplateSpec) -> None:
     """Raise SpecError unless `template` places every face field of `licence_type` exactly once."""

@@ -24,9 +24,6 @@ class Validity:
     valid_from: dt.date
     valid_until: dt.date | None  # None: long-term (长期)
 
-    def expired_on(self, today: dt.date) -> bool:
-        return self.valid_until is not None and today > self.valid_until
-
     def printed(self) -> dict[str, str]:
         """The validity metadata as templates print it (meta valid_from / valid_until / validity)."""
         start = chinese_date(self.valid_from)
