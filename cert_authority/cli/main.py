@@ -308,6 +308,9 @@ def serve(
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log,
                     log_config=log_config())
         return
+    # Migrate once here, so that the workers find the schema at its newest revision (each still
+    # checks, under a lock: see store.db.migrate).
+    migrated_engine(settings).dispose()
     # Each worker process builds its own app from the environment: pass on what the options set.
     os.environ["ECAS_DATA_DIR"] = str(settings.data_dir.resolve())
     options: dict[str, Any] = {"log_level": "info", "access_log": access_log, "log_config": log_config()}

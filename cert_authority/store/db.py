@@ -3,14 +3,17 @@ PostgreSQL by URL (ECAS_DATABASE_URL)."""
 
 from __future__ import annotations
 
+import fcntl
 import select
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.exc import DisconnectionError, OperationalError
@@ -82,13 +85,35 @@ def _ping_if_maybe_lost(
         raise DisconnectionError(f"a pooled connection failed its ping: {type(exc).__name__}") from exc
 
 
+# Any fixed number: the key of the PostgreSQL advisory lock that migrations take.
+MIGRATION_LOCK_KEY = 0x45434153  # "ECAS"
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent)."""
+    """Bring the schema to the newest Alembic revision (idempotent).
+
+    Safe when several processes start at once (`ecas serve --workers N`, several hosts): one
+    migrates while the others wait for it, then find the schema at its newest revision. On
+    PostgreSQL the lock is an advisory lock held to the end of the migrating transaction; on
+    SQLite a file lock beside the database."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     try:
-        with engine.begin() as connection:
+        with _sqlite_file_lock(engine), engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except OperationalError as exc:
         raise DatabaseUnavailableError(f"数据库不可用：{exc.orig}") from exc
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
