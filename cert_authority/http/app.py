@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_holder.holder_router)
     app.include_router(routes_sharing.router)
     include_pages(app)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, skip=PAGE_PREFIXES)
     # Pages: a sealed file of up to 20 MB to check at the counter, in a multipart form.
     app.add_middleware(BodyLimit, prefix=PAGE_PREFIXES, upload_limit=21 * MB, path_limits={})
     app.add_middleware(ShowTokenLane, service=app)

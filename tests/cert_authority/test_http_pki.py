@@ -143,3 +143,19 @@ def test_an_unexpected_fault_is_a_500_with_an_error_id_and_no_internals(
     assert "secret" not in reply.text and "Traceback" not in reply.text and "ValueError" not in reply.text
     logged = [r for r in caplog.records if body["error_id"] in r.getMessage()]
     assert logged and logged[0].exc_info is not None and "secret internal detail" in str(logged[0].exc_info[1])
+
+
+def test_an_ocsp_request_body_is_limited_before_it_is_read(settings: Settings, pki_service: PkiService) -> None:
+    """POST /pki/ocsp is public: a huge body is refused with 413 before the route reads it
+    (it used to read 400 MB into memory)."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(settings))
+    declared = client.post(
+        "/pki/ocsp", content=b"0", headers={"Content-Type": "application/ocsp-request", "Content-Length": "400000000"}
+    )
+    assert declared.status_code == 413 and declared.json()["error"] == "payload_too_large"
+    sent = client.post("/pki/ocsp", content=b"\x30" * (65 * 1024), headers={"Content-Type": "application/ocsp-request"})
+    assert sent.status_code == 413
+    # Anything else that is not under /api/ is limited too (1 MB by default).
+    assert client.post("/pki/anything", content=b"x" * (2 * 1024 * 1024)).status_code == 413

@@ -1,6 +1,6 @@
-"""Request body limits for the API, enforced before any handler reads the body (ASGI middleware):
-a declared Content-Length over the limit is refused at once; a chunked body is counted as it
-arrives. Either way the client gets 413 with the usual JSON error."""
+"""Request body limits for every route, enforced before any handler reads the body (ASGI
+middleware): a declared Content-Length over the limit is refused at once; a chunked body is counted
+as it arrives. Either way the client gets 413 with the usual JSON error."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ UPLOAD_LIMIT = 10 * MB  # multipart/form-data: definition plus images
 BODY_LIMIT = 1 * MB  # everything else (JSON, YAML)
 # JSON bodies that carry a picture in base64 (a holder's photo of up to 2 MB, a seal picture), and
 # sealed files sent to be verified.
-PICTURE_LIMITS = {"/api/v1/licences": 4 * MB, "/api/v1/seals": 4 * MB, "/api/v1/verify": 20 * MB}
+# OCSP requests are small (RFC 6960: one or a few CertIDs); the route is public.
+PATH_LIMITS = {
+    "/api/v1/licences": 4 * MB,
+    "/api/v1/seals": 4 * MB,
+    "/api/v1/verify": 20 * MB,
+    "/pki/ocsp": 64 * 1024,
+}
 DOCUMENT_LIMIT = 20 * MB  # a department's own document sent to be sealed (/api/v1/seals/{id}/sign)
 
 Scope = dict[str, Any]
@@ -26,24 +32,32 @@ class BodyLimit:
     def __init__(
         self,
         app: Any,
-        prefix: str | tuple[str, ...] = "/api/",
+        prefix: str | tuple[str, ...] = "/",
+        skip: tuple[str, ...] = (),
         upload_limit: int = UPLOAD_LIMIT,
         limit: int = BODY_LIMIT,
         path_limits: dict[str, int] | None = None,
     ):
         self.app = app
         self.prefix = prefix
+        self.skip = skip  # paths another instance limits
         self.upload_limit = upload_limit
         self.limit = limit
-        self.path_limits = PICTURE_LIMITS if path_limits is None else path_limits
+        self.path_limits = PATH_LIMITS if path_limits is None else path_limits
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix) or scope["method"] in ("GET", "HEAD"):
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or scope["method"] in ("GET", "HEAD")
+            or not path.startswith(self.prefix)
+            or path.startswith(self.skip)
+        ):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         multipart = headers.get("content-type", "").lower().startswith("multipart/form-data")
-        limit = self.upload_limit if multipart else self._json_limit(scope["path"])
+        limit = self.upload_limit if multipart else self._json_limit(path)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await self._too_large(send, limit)
