@@ -79,14 +79,18 @@ class StaffAccounts:
                 is not None
             )
 
-    def login(self, username: str, password: str) -> tuple[str, dt.datetime, StaffMember]:
+    def unlock(self, actor: Actor, username: str) -> None:
+        """Clear the failed-login count of this account (an administrator's decision; audited)."""
+        self.passwords.unlock(actor, "staff:" + username.strip().lower())
+
+    def login(self, username: str, password: str, client: str = "unknown") -> tuple[str, dt.datetime, StaffMember]:
         name = username.strip().lower()
         with Session(self.engine) as session:
             row = session.exec(select(StaffAccountRow).where(col(StaffAccountRow.username) == name)).first()
             department = session.get(DepartmentRow, row.department_id) if row and row.department_id else None
         stored = row.password_hash if row is not None and not row.disabled else None
         # Checked (and audited) whether or not the account exists: the answer takes as long either way.
-        matched = self.passwords.check(ANONYMOUS, "staff:" + name, stored, password)
+        matched = self.passwords.check(ANONYMOUS, "staff:" + name, stored, password, client=client)
         if row is None or not matched:
             raise AuthenticationError("用户名或密码错误")
         assert row.id is not None

@@ -1,4 +1,4 @@
-"""`ecas holders add`: a holder's built-in account (持证人账号) for logging in on the phone."""
+"""`ecas holders add|unlock`: holders' built-in accounts (持证人账号) for logging in on the phone."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cert_authority.actors import CLI_ACTOR
 from cert_authority.cli.support import friendly_errors, settings_from
 from cert_authority.services import licence_services
 from templates.identifier import mask_holder_code
@@ -29,3 +30,13 @@ def holders_add(
         password = typer.prompt("密码", hide_input=True, confirmation_prompt=True)
     holder = licence_services(settings_from(ctx)).accounts.create(code, name, password)
     typer.echo(f"已建立持证人账号：{holder.name}（{mask_holder_code(holder.holder_code)}）")
+
+
+@holders_app.command("unlock")
+@friendly_errors
+def holders_unlock(
+    ctx: typer.Context, code: Annotated[str, typer.Argument(help="公民身份号码或统一社会信用代码")]
+) -> None:
+    """清除该持证人账号的密码错误计数（各地址的等待随之解除；记入审计）。"""
+    licence_services(settings_from(ctx)).accounts.unlock(CLI_ACTOR, code)
+    typer.echo(f"已解除 {mask_holder_code(code.strip().upper())} 的登录限制")

@@ -1,4 +1,4 @@
-"""`ecas staff add`: a department staff account for the web console and the counter page."""
+"""`ecas staff add|unlock`: department staff accounts for the web console and the counter page."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cert_authority.access.staff import StaffAccounts
-from cert_authority.actors import ROLE_NAMES
+from cert_authority.actors import CLI_ACTOR, ROLE_NAMES
 from cert_authority.cli.support import friendly_errors, settings_from
 from cert_authority.services import migrated_engine
 
@@ -34,3 +34,11 @@ def staff_add(
     member = accounts.create(username, name, role, department, password)
     where = f"，{member.department_name}" if member.department_name else ""
     typer.echo(f"已建立工作人员账号：{member.username}（{member.name}，{ROLE_NAMES[member.role]}{where}）")
+
+
+@staff_app.command("unlock")
+@friendly_errors
+def staff_unlock(ctx: typer.Context, username: Annotated[str, typer.Argument(help="登录用户名")]) -> None:
+    """清除该账号的密码错误计数（各地址的等待随之解除；记入审计）。"""
+    StaffAccounts(migrated_engine(settings_from(ctx))).unlock(CLI_ACTOR, username)
+    typer.echo(f"已解除 {username.strip().lower()} 的登录限制")

@@ -63,8 +63,9 @@ class Holder:
 
 
 class IdentityProvider(Protocol):
-    def authenticate(self, holder_code: str, password: str) -> Holder:
-        """The holder, or AuthenticationError (401) saying nothing about which part was wrong."""
+    def authenticate(self, holder_code: str, password: str, client: str = "unknown") -> Holder:
+        """The holder, or AuthenticationError (401) saying nothing about which part was wrong;
+        `client` (the caller's address) is what repeated failures are throttled by."""
         ...
 
 
@@ -93,6 +94,10 @@ class LocalAccounts:
         log.info("holder account created for %s", mask_holder_code(code))
         return Holder(row.id, row.holder_code, row.name)
 
+    def unlock(self, actor: Actor, holder_code: str) -> None:
+        """Clear the failed-login count of this holder code (an administrator's decision; audited)."""
+        self.passwords.unlock(actor, holder_code.strip().upper())
+
     def exists(self, holder_code: str) -> bool:
         with Session(self.engine) as session:
             return (
@@ -100,13 +105,13 @@ class LocalAccounts:
                 is not None
             )
 
-    def authenticate(self, holder_code: str, password: str) -> Holder:
+    def authenticate(self, holder_code: str, password: str, client: str = "unknown") -> Holder:
         code = holder_code.strip().upper()
         with Session(self.engine) as session:
             row = session.exec(select(HolderAccountRow).where(col(HolderAccountRow.holder_code) == code)).first()
         stored = row.password_hash if row is not None and not row.disabled else None
         # Checked (and audited) whether or not the account exists: the answer takes as long either way.
-        matched = self.passwords.check(ANONYMOUS, code, stored, password, holder_code=code)
+        matched = self.passwords.check(ANONYMOUS, code, stored, password, holder_code=code, client=client)
         if row is None or not matched:
             raise AuthenticationError("持证主体代码或密码错误")
         assert row.id is not None
@@ -128,8 +133,8 @@ class HolderService:
         self.registry = registry
         self.clock = clock
 
-    def login(self, holder_code: str, password: str) -> tuple[str, dt.datetime, Holder]:
-        holder = self.identity.authenticate(holder_code, password)
+    def login(self, holder_code: str, password: str, client: str = "unknown") -> tuple[str, dt.datetime, Holder]:
+        holder = self.identity.authenticate(holder_code, password, client)
         token = SESSION_PREFIX + secrets.token_urlsafe(32)
         expires = self.clock() + dt.timedelta(hours=SESSION_HOURS)
         with Session(self.engine) as session:

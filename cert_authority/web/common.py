@@ -70,6 +70,11 @@ def safe_next(target: str | None, default: str) -> str:
     return default
 
 
+def client_address(request: Request) -> str:
+    """The caller's address as the server sees it (behind a proxy: what uvicorn's proxy headers set)."""
+    return request.client.host if request.client else "unknown"
+
+
 def is_page(request: Request) -> bool:
     path = request.url.path
     return path == "/" or path.startswith(PAGE_PREFIXES)

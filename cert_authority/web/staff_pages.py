@@ -10,7 +10,15 @@ from fastapi.responses import Response
 
 from cert_authority.access.staff import StaffAccounts, StaffMember
 from cert_authority.errors import AuthenticationError, TooManyAttemptsError
-from cert_authority.web.common import STAFF_COOKIE, redirect, render, safe_next, same_origin, set_session
+from cert_authority.web.common import (
+    STAFF_COOKIE,
+    client_address,
+    redirect,
+    render,
+    safe_next,
+    same_origin,
+    set_session,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,7 +52,7 @@ def login(
 ) -> Response:
     target = safe_next(next, "/counter")
     try:
-        token, expires, _member = _accounts(request).login(username, password)
+        token, expires, _member = _accounts(request).login(username, password, client_address(request))
     except (AuthenticationError, TooManyAttemptsError) as exc:
         status = 429 if isinstance(exc, TooManyAttemptsError) else 401
         return render(request, "staff_login.html", status, error=str(exc), username=username, next=target)

@@ -18,7 +18,15 @@ from cert_authority.issuing.queries import LicenceQueryService
 from cert_authority.issuing.schemas import LicencePublic
 from cert_authority.registry.service import RegistryService
 from cert_authority.sharing.service import SharingService
-from cert_authority.web.common import HOLDER_COOKIE, redirect, render, safe_next, same_origin, set_session
+from cert_authority.web.common import (
+    HOLDER_COOKIE,
+    client_address,
+    redirect,
+    render,
+    safe_next,
+    same_origin,
+    set_session,
+)
 from templates.qr import qr_svg
 from templates.render import MEDIA_TYPES
 
@@ -71,7 +79,7 @@ def login(
 ) -> Response:
     target = safe_next(next, "/wallet")
     try:
-        token, expires, _holder = _holders(request).login(holder_code, password)
+        token, expires, _holder = _holders(request).login(holder_code, password, client_address(request))
     except (AuthenticationError, TooManyAttemptsError) as exc:
         status = 429 if isinstance(exc, TooManyAttemptsError) else 401
         return render(request, "wallet/login.html", status, error=str(exc), holder_code=holder_code, next=target)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import FOOD_TYPE, ISSUER_USCC, USER_USCC, LicenceEnv, example_data, issue_example, require_tool_or_skip
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
@@ -167,6 +167,13 @@ def test_cli_adds_holder_accounts(licence_env: LicenceEnv, monkeypatch: pytest.M
     again = CliRunner().invoke(cli_app, args, input=PASSWORD + "\n")
     assert again.exit_code == 1 and again.output.startswith("错误：") and "已有账号" in again.output
     licence_env.services.holders.login(HOLDER, PASSWORD)
+    unlocked = CliRunner().invoke(cli_app, ["holders", "unlock", HOLDER])
+    assert unlocked.exit_code == 0 and "已解除 913501********0Y43 的登录限制" in unlocked.output
+    staff = CliRunner().invoke(cli_app, ["staff", "unlock", "Nobody"])
+    assert staff.exit_code == 0 and "已解除 nobody 的登录限制" in staff.output
+    with Session(licence_env.registry.engine) as session:
+        rows = session.exec(select(AuditEventRow).where(AuditEventRow.action == "login_unlocked")).all()
+    assert [(row.actor, row.actor_role) for row in rows] == [("cli", "admin")] * 2
 
 
 def test_the_longest_token_still_scans(shared_licence_env: LicenceEnv, tmp_path: Path) -> None:
@@ -185,17 +192,35 @@ def test_the_longest_token_still_scans(shared_licence_env: LicenceEnv, tmp_path:
     assert scan(base64.b64encode(qr_png(text)).decode(), tmp_path) == text
 
 
-def test_guessing_passwords_locks_the_login(shared_licence_env: LicenceEnv) -> None:
+def test_guessing_passwords_slows_that_address_and_locks_nobody_out(shared_licence_env: LicenceEnv) -> None:
+    """Attack: five wrong guesses at someone's account used to lock it for 15 minutes, whoever sent
+    them. Now the guessing address waits longer and longer; the holder, from elsewhere, logs in."""
     from cert_authority.errors import TooManyAttemptsError
+    from cert_authority.holders.service import LocalAccounts
 
-    services = shared_licence_env.services
+    engine = shared_licence_env.registry.engine
+    now = [dt.datetime(2026, 12, 5, 9, 0, tzinfo=dt.timezone.utc)]
+    accounts = LocalAccounts(engine, clock=lambda: now[0])
     code, password = "110105197001010011", "the-right-password"
-    services.accounts.create(code, "李四", password)
-    for _ in range(5):
+    accounts.create(code, "李四", password)
+    attacker, holder = "198.51.100.7", "203.0.113.9"
+    for _ in range(3):
         with pytest.raises(AuthenticationError):
-            services.holders.login(code, "a wrong guess")
-    with pytest.raises(TooManyAttemptsError):
-        services.holders.login(code, password)  # locked for a while, even with the right password
-    with Session(shared_licence_env.registry.engine) as session:
-        failed = session.exec(select(AuditEventRow).where(AuditEventRow.action == "login_failed")).all()
-    assert len(failed) >= 5 and all(code not in (e.target + (e.holder_code_masked or "")) for e in failed)
+            accounts.authenticate(code, "a wrong guess", attacker)
+    with pytest.raises(TooManyAttemptsError, match="2 秒后再试"):
+        accounts.authenticate(code, "another guess", attacker)  # refused before the password is checked
+    assert accounts.authenticate(code, password, holder).holder_code == code  # not locked out
+    now[0] += dt.timedelta(seconds=2)
+    with pytest.raises(AuthenticationError):
+        accounts.authenticate(code, "a fourth guess", attacker)
+    with pytest.raises(TooManyAttemptsError, match="4 秒后再试"):  # the wait doubles
+        accounts.authenticate(code, password, attacker)
+    accounts.unlock(CLI_ACTOR, code)  # an administrator clears the count
+    assert accounts.authenticate(code, password, attacker).holder_code == code
+    actions = ("login_failed", "login_throttled", "login_unlocked")
+    with Session(engine) as session:
+        rows = session.exec(select(AuditEventRow).where(col(AuditEventRow.action).in_(actions))).all()
+    mine = [row for row in rows if row.actor in (attacker, holder, "cli")]
+    assert sorted({row.action for row in mine}) == sorted(actions)
+    assert [row.actor for row in mine if row.action == "login_failed"] == [attacker] * 4
+    assert all(code not in (e.target + (e.holder_code_masked or "")) for e in rows)

@@ -22,6 +22,7 @@ from cert_authority.http.auth import current_actor
 from cert_authority.http.routes.verify import VerificationPublic
 from cert_authority.issuing.schemas import LicenceSummary
 from cert_authority.sharing.service import SharingService, UseCode
+from cert_authority.web.common import client_address
 from templates.qr import qr_png
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -95,7 +96,7 @@ HolderCaller = Annotated[Holder, Depends(current_holder)]
 @holder_router.post("/login")
 def login(body: HolderLogin, request: Request) -> HolderSessionPublic:
     """Log in with the holder code and password; the session token is shown once."""
-    token, expires, holder = _holders(request).login(body.holder_code, body.password)
+    token, expires, holder = _holders(request).login(body.holder_code, body.password, client_address(request))
     return HolderSessionPublic(session_token=token, expires_at=expires.isoformat(), name=holder.name)
 
 
