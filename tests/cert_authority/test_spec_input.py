@@ -52,3 +52,23 @@ def test_unknown_yaml_keys_are_named() -> None:
     text = yaml.safe_dump({**type_spec_data(), "colour": "red"}, allow_unicode=True).encode()
     with pytest.raises(SpecError, match="colour：未知的键"):
         parse_type_spec(load_definition(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"code": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # JSON
+        b"code: " + b"[" * 100_000 + b"]" * 100_000,  # YAML flow style
+        b"code: " + b"{x: " * 20_000 + b"1" + b"}" * 20_000,
+        b"code:\n" + b"".join(b" " * level + b"-\n" for level in range(1, 1400)),  # YAML block style
+        b"code:\n" + b"".join(b"  " * level + b"- \n" for level in range(1, 40)),  # parses, but too deep
+    ],
+)
+def test_deep_nesting_is_refused_not_a_crash(text: bytes) -> None:
+    """Attack: a definition nested thousands of levels deep was an unhandled RecursionError (500)."""
+    with pytest.raises(SpecError, match="嵌套层次过深"):
+        load_definition(text)
+
+
+def test_ordinary_nesting_still_loads() -> None:
+    assert load_definition(b'{"a": [[{"b": [1]}]]}') == {"a": [[{"b": [1]}]]}
