@@ -202,7 +202,10 @@ class SharingService:
 
     def use_licence(self, actor: Actor, identifier: str, cause: str, use_code: str | None = None) -> LicenceUse:
         """Face data and an annotated copy for `actor`'s department, on the holder's use code or a
-        duty rule; the cause is required and recorded."""
+        duty rule; the cause is required and recorded. A holder's use code is spent only by a using
+        department (role user): an auditor or an issuer that got hold of one may not; a duty rule
+        serves the department it names, acting as user or issuer, never as auditor."""
+        ensure_role(actor, "user") if use_code else ensure_role(actor, "user", "issuer")
         if actor.department_uscc is None:
             raise PermissionDeniedError("用证须以部门身份进行（使用部门的 API 密钥）")
         cause = cause.strip()

@@ -144,3 +144,21 @@ def test_a_failed_copy_does_not_spend_the_code(shared_licence_env: LicenceEnv, m
     monkeypatch.undo()
     used = sharing.use_licence(counter, identifier, "年度核查", code.lower()[:4] + "-" + code.lower()[4:])
     assert used.basis == "use_code"  # the one use was still there, typed in lower case with a dash
+
+
+def test_only_a_using_department_spends_a_use_code(shared_licence_env: LicenceEnv) -> None:
+    """Attack: an auditor's or an issuer's key of the department the code was given to spent the
+    holder's use code. Now only a user-role key may, and a refused try leaves the code unspent."""
+    from cert_authority.errors import PermissionDeniedError
+
+    env = shared_licence_env
+    if not env.services.accounts.exists(HOLDER):
+        env.services.accounts.create(HOLDER, "好味道餐饮", PASSWORD)
+    identifier = issue_example(env, FOOD_TYPE).licence.identifier
+    holder = env.services.accounts.authenticate(HOLDER, PASSWORD)
+    code, _ = env.services.sharing.create_use_code(holder, identifier, USER_USCC, "办理变更")
+    for role in ("auditor", "issuer"):
+        with pytest.raises(PermissionDeniedError, match="权限不足"):
+            env.services.sharing.use_licence(Actor(f"apikey:{role}", role, USER_USCC), identifier, "查看", code)
+    used = env.services.sharing.use_licence(Actor("apikey:user", "user", USER_USCC), identifier, "办理变更", code)
+    assert used.basis == "use_code"
