@@ -38,13 +38,19 @@ def ensure_role(actor: Actor, *roles: str) -> None:
 
 
 def ensure_may_register(actor: Actor, issuers: Collection[str]) -> None:
-    """Admins register any type; an issuer only a type its own department will issue."""
+    """Admins register any type; an issuer only a type its own department alone will issue: naming
+    other departments as issuers is the administrator's decision."""
     if actor.is_admin:
         return
     ensure_role(actor, "admin", "issuer")
     if actor.department_uscc not in issuers:
         raise PermissionDeniedError(
             f"权限不足：本部门（{actor.department_uscc}）不在该证照类型的颁发部门（issuers）之列，不能登记"
+        )
+    others = sorted(set(issuers) - {actor.department_uscc})
+    if others:
+        raise PermissionDeniedError(
+            f"权限不足：只有管理员能把其他部门列为颁发部门（issuers 中的 {'、'.join(others)}）"
         )
 
 

@@ -311,6 +311,10 @@ def test_issuers_register_only_types_their_department_issues(registry: RegistryS
         register_as(registry, other)
     with pytest.raises(PermissionDeniedError, match="仅限管理员、颁证部门"):
         register_as(registry, Actor("apikey:3", "user", ISSUER_USCC))
+    # Attack: an issuer names another department as an issuer of its own type.
+    both = parse_type_spec(type_spec_data(issuers=[OTHER_ISSUER_USCC, ISSUER_USCC]))
+    with pytest.raises(PermissionDeniedError, match=f"只有管理员能把其他部门列为颁发部门（issuers 中的 {ISSUER_USCC}"):
+        registry.register_type(both, {}, other)
     assert row_counts(registry)["licence_type"] == 0
 
     own = Actor("apikey:1", "issuer", ISSUER_USCC)
