@@ -1,6 +1,7 @@
 """Checking a show token online (亮证核验): its signature and time window (`verification.show_token`),
-the licence's live status, and replay: a token is accepted once per verifier (department) within
-its life, settled by the primary key of show_token_use, so it holds across workers. Each check is
+the licence's live status, and replay: a token is accepted once, by the first department that
+checks it, settled by the primary key of show_token_use, so it holds across workers. (Once per
+department let a clerk who received a token replay it at every other department for its life.) Each check is
 audited against the licence, where its holder can see who checked it."""
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ _USE_AND_AUDIT = text(
     "CASE WHEN EXISTS (SELECT 1 FROM used) THEN :detail_json ELSE :replay_detail_json END "
     "RETURNING EXISTS (SELECT 1 FROM used)"
 )
-FIRST_USE = Check.ok("replay", "本单位首次核验此亮证码")
-REPLAYED = Check.invalid("replay", "replayed", "此亮证码已被本单位核验过，请持证人刷新后重新出示")
+FIRST_USE = Check.ok("replay", "首次核验此亮证码")
+REPLAYED = Check.invalid("replay", "replayed", "此亮证码已被核验过（每个亮证码只能核验一次），请持证人刷新后重新出示")
 
 
 class ShowTokenVerifier:
@@ -113,8 +114,8 @@ class ShowTokenVerifier:
     def _record_use(
         self, connection: Connection, use: dict[str, object], first: dict[str, object], replay: dict[str, object]
     ) -> bool:
-        """Record the token as accepted by this verifier (the primary key makes a second record fail,
-        whichever worker tries) with the audit row for the outcome; true if this was the first use."""
+        """Record the token as accepted (the primary key makes a second record fail, whichever worker
+        or department tries) with the audit row for the outcome; true if this was the first use."""
         if self._postgresql:
             parameters = use | first | {"replay_detail_json": replay["detail_json"]}
             return bool(connection.execute(_USE_AND_AUDIT, parameters).scalar_one())

@@ -292,13 +292,14 @@ class HolderSessionRow(SQLModel, table=True):
 
 
 class ShowTokenUseRow(SQLModel, table=True):
-    """A show token accepted by a verifier: the primary key makes "once per verifier" hold across
-    workers (the second insert fails). Rows past the token's expiry may be deleted."""
+    """A show token accepted, and by whom: the primary key makes "once, wherever it is checked
+    first" hold across workers and departments (the second insert fails). Rows past the token's
+    expiry may be deleted."""
 
     __tablename__ = "show_token_use"
 
     nonce: str = Field(primary_key=True, max_length=32)
-    verifier: str = Field(primary_key=True, max_length=40)  # department USCC, or the API key's role
+    verifier: str = Field(max_length=40)  # department USCC, or the API key's role
     identifier: str = Field(max_length=120)
     expires_at: dt.datetime = Field(sa_column=_utc_column())
 
