@@ -1,6 +1,7 @@
 """Showing a licence (亮证): holder login (argon2), a short-lived SM2-signed token in one QR code
 that zbarimg reads back, and the counter's online check: signature, expiry, live status, replay
-once, at the first department that checks it; tampered, foreign, expired, replayed and revoked tokens refused with reasons."""
+(once, at the first department that checks it); tampered, foreign, expired, replayed and revoked
+tokens refused with reasons."""
 
 from __future__ import annotations
 
