@@ -441,3 +441,12 @@ def test_access_log_leaves_out_query_strings() -> None:
                                ("127.0.0.1:5000", "GET", "/console?holder_code=11010519491231002X", "1.1", 200), None)
     WithoutQuery().filter(record)
     assert "11010519491231002X" not in record.getMessage() and "/console" in record.getMessage()
+
+
+def test_access_log_leaves_out_annotated_copy_links() -> None:
+    """Attack: the link token of an annotated copy (a bearer secret for 10 minutes) was in the access log."""
+    token = "Zm9vYmFyLXNlY3JldC1saW5rLXRva2Vu"
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", f"/api/v1/shared/{token}", "1.1", 200), None)
+    WithoutQuery().filter(record)
+    assert token not in record.getMessage() and "/api/v1/shared/…" in record.getMessage()
