@@ -11,7 +11,6 @@ from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
 
-
 # Paths whose last segment is a bearer secret.
 SECRET_PATHS = ("/api/v1/shared/",)
 
