@@ -53,7 +53,7 @@ def ensure_demo_kek(settings: Settings) -> bool:
     """Without ECAS_KEK, create a random demo passphrase file (0600). True when created."""
     if settings.kek is not None or settings.demo_kek_path.exists():
         return False
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(settings.demo_kek_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(secrets.token_urlsafe(32))

@@ -20,7 +20,7 @@ from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService, registry_for
 from cert_authority.settings import Settings
 from cert_authority.sharing.service import SharingService
-from cert_authority.store.db import create_db_engine, migrate
+from cert_authority.store.db import open_database
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,7 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
 
 
 def migrated_engine(settings: Settings) -> Engine:
-    engine = create_db_engine(settings.effective_database_url)
-    migrate(engine)
-    return engine
+    return open_database(settings)
 
 
 def licence_services(settings: Settings) -> LicenceServices:

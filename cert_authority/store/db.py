@@ -4,6 +4,7 @@ PostgreSQL by URL (ECAS_DATABASE_URL)."""
 from __future__ import annotations
 
 import fcntl
+import os
 import select
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import create_engine
 
 from cert_authority.errors import DatabaseUnavailableError
+from cert_authority.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PING_AFTER_IDLE_SECONDS = 2.0
@@ -49,7 +51,7 @@ def create_db_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -61,6 +63,13 @@ def create_db_engine(url: str) -> Engine:
     event.listen(engine.pool, "checkin", _note_idle)
     event.listen(engine.pool, "checkout", partial(_ping_if_maybe_lost, engine.dialect))
     return engine
+
+
+def _create_private(database: Path) -> None:
+    """The database holds ID numbers and face data: its folder is made 0700 and the file 0600
+    (SQLite gives its -wal and -shm files the database file's mode)."""
+    database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 # A pooled connection is pinged before use only when it may have been lost: the server closed or
@@ -83,6 +92,15 @@ def _ping_if_maybe_lost(
             dialect.do_ping(dbapi_connection)  # what pool_pre_ping runs (outside any transaction)
     except Exception as exc:  # the pool discards this connection and checks out another
         raise DisconnectionError(f"a pooled connection failed its ping: {type(exc).__name__}") from exc
+
+
+def open_database(settings: Settings) -> Engine:
+    """The settings' database, migrated, with the data directory made first, private (0700): it
+    holds the licence files, the encrypted keys and, by default, the SQLite database."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = create_db_engine(settings.effective_database_url)
+    migrate(engine)
+    return engine
 
 
 # Any fixed number: the key of the PostgreSQL advisory lock that migrations take.
