@@ -22,6 +22,7 @@ from cert_authority.boundary import ErrorPublic, classify
 from cert_authority.errors import ServiceError
 from cert_authority.http.middleware.body_limit import MB, BodyLimit
 from cert_authority.http.middleware.rate_limit import Limits, RateLimit, request_counter
+from cert_authority.http.middleware.security_headers import SecurityHeaders
 from cert_authority.http.middleware.show_token_lane import ShowTokenLane
 from cert_authority.http.routes import holder as routes_holder
 from cert_authority.http.routes import licences as routes_licences
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits=limits,
         known_key=lambda key: app.state.api_keys.remembered(key) is not None,
     )
+    app.add_middleware(SecurityHeaders, page_prefixes=PAGE_PREFIXES)  # outermost: on refusals too
     _document_definitions(app)
 
     @app.get("/healthz", tags=["ops"])

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -67,11 +68,28 @@ def server(licence_env: LicenceEnv) -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[object]:
+    """Chromium; every context it opens reports what the Content-Security-Policy refused, and a test
+    whose pages broke the policy (an inline script, a foreign source) fails."""
     chromium = require_tool_or_skip("chromium")
+    refused: list[str] = []
     with playwright_api.sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--lang=zh-CN"])
+        new_context = launched.new_context
+
+        def watched_context(*args: Any, **kwargs: Any) -> Any:
+            context = new_context(*args, **kwargs)
+            context.on("console", lambda message: _note_refusal(message.text, refused))
+            return context
+
+        launched.new_context = watched_context  # type: ignore[method-assign]
         yield launched
         launched.close()
+    assert not refused, refused
+
+
+def _note_refusal(text: str, refused: list[str]) -> None:
+    if "Content Security Policy" in text:
+        refused.append(text)
 
 
 def zbar(image: Path) -> str:

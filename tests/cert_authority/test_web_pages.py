@@ -450,3 +450,26 @@ def test_access_log_leaves_out_annotated_copy_links() -> None:
                                ("127.0.0.1:5000", "GET", f"/api/v1/shared/{token}", "1.1", 200), None)
     WithoutQuery().filter(record)
     assert token not in record.getMessage() and "/api/v1/shared/…" in record.getMessage()
+
+
+def test_security_headers_on_pages_api_answers_and_refusals(site: Site) -> None:
+    """Pages carry a CSP with no inline script and no framing; pages and API answers with personal
+    data are not stored by the browser (Back after logout at a shared counter showed the last
+    verdict); static files and public PKI documents stay cacheable."""
+    client = holder_client(site.app, HOLDER)
+    page = client.get(f"/wallet/licences/{site.food}")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in csp
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["referrer-policy"] == "no-referrer"
+    assert "<script>" not in page.text and "javascript:" not in page.text
+    api = TestClient(site.app).get("/api/v1/licences")  # refused without a key: headers all the same
+    assert api.status_code == 401 and api.headers["cache-control"] == "no-store"
+    assert api.headers["x-content-type-options"] == "nosniff"
+    error = browser(site.app).get("/wallet/no-such-page")
+    assert error.status_code == 404 and "content-security-policy" in error.headers
+    assert "javascript:" not in error.text
+    static = TestClient(site.app).get("/static/app.css")
+    assert static.status_code == 200 and "no-store" not in static.headers.get("cache-control", "")
