@@ -7,9 +7,8 @@ that is wasted work, so this module writes each file once, already carrying its 
 - PDF: the page as `templates.pdf.build_pdf` draws it, plus the seal picture (an image with its
   alpha as /SMask) in the appearance of a signature widget at the template's seal box, /AcroForm
   with /SigFlags 3 and the field ECAS_Seal_1, and the signature dictionary (/adbe.pkcs7.detached)
-  whose /Contents hole and /ByteRange are placed by offset. The CMS is the profile of
-  `seals.pdf_seal`: SignedData, SM3, SM2-with-SM3, the signer's chain, and the same signed
-  attributes (contentType, signingTime, CMSAlgorithmProtection, signingCertificateV2, messageDigest).
+  whose /Contents hole and /ByteRange are placed by offset. The CMS is `seals.signed_data`'s, as
+  for `seals.pdf_seal`.
 - OFD: the parts `templates.ofd.ofd_parts` writes, OFD.xml naming the signature list, and the parts
   `seals.ofd_seal` adds (Signatures.xml, Sign_0/Seal.esl, Sign_0/Signature.xml with an SM3
   reference to every part and the StampAnnot, Sign_0/SignedValue.dat), zipped once.
@@ -23,8 +22,8 @@ the signer and an HSM fits later:
 
 What is the same for every licence of a template and seal is built once per process: the seal
 picture's image objects and appearance, the file prefix they form with the page background (and its
-SM3 state, so each PDF digest only reads the licence's own bytes), the encoded certificates and
-fixed CMS parts, the checked seal, Signatures.xml, and the SM3 state of the constant start of
+SM3 state, so each PDF digest only reads the licence's own bytes), the fixed CMS parts (in
+`seals.signed_data`), the checked seal, Signatures.xml, and the SM3 state of the constant start of
 TBS_Sign (which carries the whole seal, picture included).
 """
 
@@ -40,12 +39,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from asn1crypto import cms, core, tsp
-from asn1crypto import x509 as asn1_x509
+from asn1crypto import core
 from cryptography.hazmat.primitives import hashes
 from PIL import Image
 
-from keys.oids import SM2_WITH_SM3, SM2_WITH_SM3_NAME, SM3, SM3_NAME
+from keys.oids import SM2_WITH_SM3, SM3
 from keys.signer import Signer
 from keys.sm2 import SIGNATURE_MAX_DER
 from keys.x509 import Certificate
@@ -64,6 +62,7 @@ from seals.ofd_seal import (
 )
 from seals.picture import decode_seal_picture
 from seals.ses import Seal, parse_seal
+from seals.signed_data import reserved_length, signed_attributes, signed_data
 from templates.fonts import FontSet
 from templates.layout import PageLayout
 from templates.ofd import DOC_DIR, ofd_parts, write_package
@@ -314,7 +313,7 @@ def _write_pdf(
         utf16_hex(_leaf_facts(chain[0].der)[0]),
         pdf_date(now),
     )
-    reserved = 2 * _reserved_cms_length(tuple(c.der for c in chain))
+    reserved = 2 * reserved_length(tuple(c.der for c in chain))
     between = b" /Contents <"
     builder.objects[signature] = head + b" " * BYTE_RANGE_WIDTH + between + b"0" * reserved + b"> >>"
     builder.page_entries.append(b"/Annots [%d 0 R]" % widget)
@@ -387,7 +386,7 @@ def _n(value: float) -> bytes:
     return b"0" if text in ("-0", "") else text.encode()
 
 
-# --- CMS (RFC 5652) ------------------------------------------------------------------------------
+# --- DER ----------------------------------------------------------------------------------------
 
 
 def _der(tag: int, content: bytes) -> bytes:
@@ -402,117 +401,7 @@ def _header(tag: int, size: int) -> bytes:
     return bytes((tag, 0x80 | len(length))) + length
 
 
-def _oid(dotted: str) -> bytes:
-    return core.ObjectIdentifier(dotted).dump()
-
-
-_SM3_ALGORITHM = _der(0x30, _oid(SM3))  # no parameters, as pyHanko writes it
-_SM2_WITH_SM3_OID = _oid(SM2_WITH_SM3)
-_SM2_WITH_SM3_ALGORITHM = _der(0x30, _SM2_WITH_SM3_OID)
-_SIGNED_DATA_OID = _oid("1.2.840.113549.1.7.2")
-_DATA_OID = _oid("1.2.840.113549.1.7.1")
-_MESSAGE_DIGEST_OID = _oid("1.2.840.113549.1.9.4")
-_SIGNING_TIME_OID = _oid("1.2.840.113549.1.9.5")
-
-
-@dataclass(frozen=True)
-class _ChainParts:
-    signed_data_head: bytes  # version, digestAlgorithms, encapContentInfo, certificates
-    signer_info_head: bytes  # version, issuerAndSerialNumber, digestAlgorithm
-    fixed_attributes: tuple[bytes, ...]
-
-
-@lru_cache(maxsize=16)
-def _chain_parts(chain_der: tuple[bytes, ...]) -> _ChainParts:
-    leaf = asn1_x509.Certificate.load(chain_der[0])
-    tbs = leaf["tbs_certificate"]
-    head = (
-        _der(0x02, b"\x01")
-        + _der(0x31, _SM3_ALGORITHM)
-        + _der(0x30, _DATA_OID)
-        + _der(0xA0, b"".join(chain_der))  # certificates [0] IMPLICIT, leaf first
-    )
-    signer_id = _der(0x30, tbs["issuer"].dump() + tbs["serial_number"].dump())
-    values: list[tuple[str, Any]] = [
-        ("content_type", "data"),
-        # RFC 6211: binds the digest and signature algorithms into what is signed.
-        (
-            "cms_algorithm_protection",
-            cms.CMSAlgorithmProtection(
-                {"digest_algorithm": {"algorithm": SM3_NAME}, "signature_algorithm": {"algorithm": SM2_WITH_SM3_NAME}}
-            ),
-        ),
-        # RFC 5035: binds the signer's certificate (SHA-256 of it, issuer and serial).
-        ("signing_certificate_v2", _signing_certificate_v2(leaf)),
-    ]
-    fixed = tuple(cms.CMSAttribute({"type": kind, "values": [value]}).dump() for kind, value in values)
-    return _ChainParts(head, _der(0x02, b"\x01") + signer_id + _SM3_ALGORITHM, fixed)
-
-
-def _signing_certificate_v2(cert: asn1_x509.Certificate) -> tsp.SigningCertificateV2:
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(cert.dump())
-    return tsp.SigningCertificateV2(
-        {
-            "certs": [
-                {
-                    "hash_algorithm": {"algorithm": "sha256"},
-                    "cert_hash": digest.finalize(),
-                    "issuer_serial": {
-                        "issuer": [asn1_x509.GeneralName({"directory_name": cert.issuer})],
-                        "serial_number": cert["tbs_certificate"]["serial_number"],
-                    },
-                }
-            ]
-        }
-    )
-
-
-def signed_attributes(document_digest: bytes, signing_time: dt.datetime, leaf_der: bytes) -> bytes:
-    """DER SET OF the signed attributes, byte for byte what `seals.pdf_seal.signed_attributes`
-    gives, from cached parts. DER sorts a SET OF by the encodings (X.690 §11.6)."""
-    fixed = _chain_parts((leaf_der,)).fixed_attributes
-    when = signing_time.astimezone(dt.timezone.utc)
-    # RFC 5652 §11.3: UTCTime for 1950–2049, GeneralizedTime otherwise.
-    time = (
-        _der(0x17, when.strftime("%y%m%d%H%M%SZ").encode())
-        if 1950 <= when.year < 2050
-        else _der(0x18, when.strftime("%Y%m%d%H%M%SZ").encode())
-    )
-    variable = (
-        _der(0x30, _MESSAGE_DIGEST_OID + _der(0x31, _der(0x04, document_digest))),
-        _der(0x30, _SIGNING_TIME_OID + _der(0x31, time)),
-    )
-    return _der(0x31, b"".join(sorted((*fixed, *variable))))
-
-
-def signed_data(chain: Sequence[Certificate], attributes: bytes, signature: bytes) -> bytes:
-    """DER ContentInfo holding the detached SignedData: one SignerInfo with `attributes` (the
-    DER SET OF that was signed; [0] IMPLICIT here) and the SM2 `signature`."""
-    return _signed_data(tuple(c.der for c in chain), attributes, signature)
-
-
-def _signed_data(chain_der: tuple[bytes, ...], attributes: bytes, signature: bytes) -> bytes:
-    parts = _chain_parts(chain_der)
-    signer_info = _der(
-        0x30,
-        parts.signer_info_head
-        + b"\xa0"
-        + attributes[1:]  # the SET OF's length and content, retagged [0] IMPLICIT
-        + _SM2_WITH_SM3_ALGORITHM
-        + _der(0x04, signature),
-    )
-    content = _der(0x30, parts.signed_data_head + _der(0x31, signer_info))
-    return _der(0x30, _SIGNED_DATA_OID + _der(0xA0, content))
-
-
-@lru_cache(maxsize=16)
-def _reserved_cms_length(chain_der: tuple[bytes, ...]) -> int:
-    """Bytes to reserve for the CMS: as long as it can get (the longest DER SM2 signature, a
-    GeneralizedTime signing time), plus a margin; the attributes' length does not depend on
-    their values otherwise (a 32-byte digest)."""
-    attributes = signed_attributes(bytes(32), dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc), chain_der[0])
-    return len(_signed_data(chain_der, attributes, bytes(SIGNATURE_MAX_DER))) + 16
+_SM2_WITH_SM3_OID = core.ObjectIdentifier(SM2_WITH_SM3).dump()
 
 
 # --- OFD -----------------------------------------------------------------------------------------

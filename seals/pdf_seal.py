@@ -8,8 +8,10 @@ SM2-with-SM3 over SM3 digests, as GM/T 0010 and Chinese PDF signers do:
 - the signer's certificate chain (seal certificate, branch CA, root) in `certificates`.
 
 pyHanko knows nothing of SM2: `keys.oids.register_with_asn1crypto` names the OIDs for asn1crypto,
-pyHanko's digests come from `cryptography` (`hashes.SM3`), and `Sm2CmsSigner` hands pyHanko the
-signature our `keys.Signer` makes.
+pyHanko's digests come from `cryptography` (`hashes.SM3`), and `Sm2CmsSigner` stands for our
+`keys.Signer` in pyHanko's signing session. pyHanko adds the field and its appearance, reserves
+/Contents and digests the /ByteRange; the signed attributes and the SignedData are
+`seals.signed_data`'s, as for the licences `seals.licence_files` writes.
 
 Staged like pyHanko's interrupted signing, so a batch or an HSM fits between the stages:
 `prepare_pdf_seal` (field, appearance, /ByteRange digest, signed attributes; `prepared.tbs` is what
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from asn1crypto import algos, cms, core
+from asn1crypto import algos
 from asn1crypto import x509 as asn1_x509
 from PIL import Image
 from pyhanko.pdf_utils import generic, layout
@@ -36,7 +38,7 @@ from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers
-from pyhanko.sign.general import SigningError, as_signing_certificate_v2
+from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_signer import PdfTBSDocument
 from pyhanko.stamp import StaticStampStyle
@@ -49,11 +51,11 @@ from keys.x509 import Certificate
 from seals.box import MM_PER_PT, SealBox
 from seals.errors import DocumentError, PictureError, SealInputError, SealSigningError
 from seals.picture import PNG_SIGNATURE, decode_seal_picture
+from seals.signed_data import reserved_length, signed_attributes, signed_data
 
 register_with_asn1crypto()
 
 FIELD_PREFIX = "ECAS_Seal_"
-CMS_OVERHEAD = 4096
 MAX_PDF_BYTES = 200 * 1024 * 1024
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _T = TypeVar("_T")
@@ -62,7 +64,8 @@ _T = TypeVar("_T")
 class Sm2CmsSigner(signers.Signer):
     """pyHanko's view of an SM2 signer (SM2-with-SM3, SM3 digests, the chain in the CMS). With
     `signer` it signs through our `keys.Signer`, so it also serves pyHanko's own one-shot flows
-    (`signers.sign_pdf`); with a fixed `signature` it embeds one made earlier (our finishing stage)."""
+    (`signers.sign_pdf`); with a fixed `signature` pyHanko's CMS builder wraps one made earlier
+    (the tests compare what it builds with `seals.signed_data`)."""
 
     def __init__(
         self, chain: Sequence[Certificate], *, signer: Signer | None = None, signature: bytes | None = None
@@ -263,48 +266,14 @@ async def _prepare(
     session = pdf_signer.init_signing_session(writer)
     session.system_time = now
     validation_info = await session.perform_presign_validation(writer)
-    # pyHanko would size /Contents by building a dummy CMS (a third of the time of a seal); the
-    # CMS is the certificates plus well under 2 KB of attributes and signer info, as hex.
-    reserved = 2 * (sum(len(c.der) for c in cms_signer.chain) + CMS_OVERHEAD)
+    # pyHanko would size /Contents by building a dummy CMS (a third of the time of a seal); ours
+    # knows its longest SignedData for this chain. Twice that: /Contents is written as hex.
+    reserved = 2 * reserved_length(tuple(c.der for c in cms_signer.chain))
     tbs_document = session.prepare_tbs_document(validation_info=validation_info, bytes_reserved=reserved)
     output = io.BytesIO()
     digest, _output = tbs_document.digest_tbs_document(output=output)
     attributes = signed_attributes(digest.document_digest, now, cms_signer.chain[0].der)
     return output.getvalue(), digest, attributes
-
-
-@lru_cache(maxsize=32)
-def _fixed_attributes(leaf_der: bytes) -> tuple[bytes, ...]:
-    """The signed attributes that depend only on the signer's certificate, encoded once."""
-    leaf = asn1_x509.Certificate.load(leaf_der)
-    values: list[tuple[str, Any]] = [
-        ("content_type", "data"),
-        # RFC 6211: binds the digest and signature algorithms into what is signed.
-        (
-            "cms_algorithm_protection",
-            cms.CMSAlgorithmProtection(
-                {"digest_algorithm": {"algorithm": SM3_NAME}, "signature_algorithm": {"algorithm": SM2_WITH_SM3_NAME}}
-            ),
-        ),
-        # RFC 5035: binds the signer's certificate (SHA-256 of it, issuer and serial).
-        ("signing_certificate_v2", as_signing_certificate_v2(leaf)),
-    ]
-    return tuple(cms.CMSAttribute({"type": kind, "values": [value]}).dump() for kind, value in values)
-
-
-def signed_attributes(document_digest: bytes, signing_time: dt.datetime, leaf_der: bytes) -> bytes:
-    """DER SET OF the signed attributes (RFC 5652 §5.3, §11): the ones pyHanko writes for an
-    /adbe.pkcs7.detached signature, built from cached parts (pyHanko's generic path spends more
-    time in asn1crypto than the rest of sealing). DER sorts the SET OF by encoding (X.690 §11.6)."""
-    parts = [
-        *_fixed_attributes(leaf_der),
-        cms.CMSAttribute({"type": "message_digest", "values": [document_digest]}).dump(),
-        cms.CMSAttribute(
-            {"type": "signing_time", "values": [cms.Time({"utc_time": core.UTCTime(signing_time)})]}
-        ).dump(),
-    ]
-    # asn1crypto sorts a SET OF when it encodes one; the parts are parsed, so this is cheap.
-    return bytes(cms.CMSAttributes([cms.CMSAttribute.load(p) for p in parts]).dump())
 
 
 def finish_pdf_seal(prepared: PreparedPdf, signature: bytes) -> bytes:
@@ -314,18 +283,12 @@ def finish_pdf_seal(prepared: PreparedPdf, signature: bytes) -> bytes:
     if not isinstance(signature, bytes) or not leaf.public_key.verify(signature, prepared.tbs):
         raise SealSigningError("签章签名验证失败：签名设备返回的签名值与签章人证书不符")
     output = io.BytesIO(prepared.document)
+    content = signed_data(prepared.certificate_chain, prepared.tbs, signature)
     try:
-        _run(_finish(prepared, signature, output))
+        _run(PdfTBSDocument.async_finish_signing(output, prepared.byte_range_digest, content))
     except (PdfError, SigningError, ValueError) as exc:
         raise SealSigningError(f"签名值无法写入 PDF（{exc}）") from None
     return output.getvalue()
-
-
-async def _finish(prepared: PreparedPdf, signature: bytes, output: io.BytesIO) -> None:
-    cms_signer = Sm2CmsSigner(prepared.certificate_chain, signature=signature)
-    attributes = cms.CMSAttributes.load(prepared.tbs)
-    content = await cms_signer.async_sign_prescribed_attributes(SM3_NAME, attributes)
-    await PdfTBSDocument.async_finish_signing(output, prepared.byte_range_digest, content)
 
 
 def seal_pdf(

@@ -14,7 +14,7 @@ from typing import Any
 from cert_authority.pki.service import PkiService
 from keys.crl import Crl
 from keys.sm2 import sm3
-from seals.licence_files import signed_attributes, signed_data
+from seals.signed_data import signed_attributes, signed_data
 from verification.trust_bundle import BUNDLE_FORMAT, canonical
 
 
