@@ -59,13 +59,14 @@ from seals.ofd_seal import (
     SIGNATURE_FILE,
     SIGNATURES_FILE,
     SIGNED_VALUE_FILE,
+    package_time,
 )
 from seals.picture import decode_seal_picture
 from seals.ses import Seal, parse_seal
 from seals.signed_data import reserved_length, signed_attributes, signed_data
 from templates.fonts import FontSet
 from templates.layout import PageLayout
-from templates.ofd import DOC_DIR, ofd_parts, write_package
+from templates.ofd import DOC_DIR, ofd_parts, package_entries, write_package
 from templates.pdf import PT_PER_MM, PdfFile, build_pdf, pdf_date, utf16_hex
 
 FIELD_NAME = "ECAS_Seal_1"  # the first field name seals.pdf_seal gives (without importing pyHanko)
@@ -216,7 +217,8 @@ def finish_licence(
     ses_signature = _der(
         0x30, prepared.ofd_tbs + _der(0x04, leaf.der) + _SM2_WITH_SM3_OID + _der(0x03, b"\x00" + ofd_signature)
     )
-    ofd = write_package([*prepared.ofd_parts, (SIGNED_VALUE_PATH, ses_signature)], date_time=_zip_time(prepared.time))
+    parts = [*prepared.ofd_parts, (SIGNED_VALUE_PATH, ses_signature)]
+    ofd = write_package(package_entries(parts, package_time(prepared.time)))
     prefix_length, prefix_state = prepared.pdf_prefix
     whole = prefix_state.copy()
     whole.update(memoryview(pdf)[prefix_length:])
@@ -507,8 +509,3 @@ def _tbs_prefix_state(z: bytes, seal_der: bytes) -> tuple[int, Any]:
     state.update(z)
     state.update(prefix)
     return len(prefix), state
-
-
-def _zip_time(when: dt.datetime) -> tuple[int, int, int, int, int, int]:
-    local = when.astimezone(BEIJING)
-    return (max(local.year, 1980), local.month, local.day, local.hour, local.minute, local.second // 2 * 2)

@@ -1,5 +1,6 @@
 """Reading OFD packages we are given (GB/T 33190): the ZIP with limits against bombs and hostile
-names, part paths (ST_Loc), and XML without DTDs. Shared by sealing and verification."""
+names, part paths (ST_Loc), and XML without DTDs. Shared by sealing and verification. The entries
+are `templates.ofd.PackageEntry`, as `templates.ofd.write_package` (the one writer) zips them."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import posixpath
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
-from dataclasses import dataclass
 
 from seals.errors import DocumentError
+from templates.ofd import PackageEntry
 
 # Limits on packages we are given: an OFD licence is a few hundred kilobytes.
 MAX_PACKAGE_BYTES = 200 * 1024 * 1024
@@ -18,19 +19,7 @@ MAX_ENTRIES = 10_000
 MAX_UNPACKED_BYTES = 500 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    data: bytes
-    date_time: tuple[int, int, int, int, int, int]
-    compress_type: int
-
-    @property
-    def is_dir(self) -> bool:
-        return self.name.endswith("/")
-
-
-def read_package(ofd_bytes: bytes, max_unpacked: int = MAX_UNPACKED_BYTES) -> list[Entry]:
+def read_package(ofd_bytes: bytes, max_unpacked: int = MAX_UNPACKED_BYTES) -> list[PackageEntry]:
     if not isinstance(ofd_bytes, bytes | bytearray) or not ofd_bytes:
         raise DocumentError("OFD 文件为空")
     if len(ofd_bytes) > MAX_PACKAGE_BYTES:
@@ -46,7 +35,7 @@ def read_package(ofd_bytes: bytes, max_unpacked: int = MAX_UNPACKED_BYTES) -> li
     # and checks the CRC, so a lying entry fails instead of filling memory.
     if sum(info.file_size for info in infos) > max_unpacked:
         raise DocumentError("OFD 包解压后过大")
-    entries: list[Entry] = []
+    entries: list[PackageEntry] = []
     seen: set[str] = set()
     for info in infos:
         name = info.filename
@@ -60,7 +49,8 @@ def read_package(ofd_bytes: bytes, max_unpacked: int = MAX_UNPACKED_BYTES) -> li
             data = b"" if info.is_dir() else package.read(info)
         except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
             raise DocumentError(f"OFD 包内文件 {name} 已损坏（{exc}）") from None
-        entries.append(Entry(name, data, info.date_time, info.compress_type))
+        # Written back stored or deflated (the methods OFD readers know), whatever it was.
+        entries.append(PackageEntry(name, data, info.date_time, info.compress_type != zipfile.ZIP_STORED))
     return entries
 
 

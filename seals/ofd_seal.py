@@ -30,13 +30,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import io
 import posixpath
 import re
 import xml.etree.ElementTree as ET
-import zipfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from keys.errors import KeysError
 from keys.oids import SM2_WITH_SM3, SM3
@@ -45,7 +42,6 @@ from keys.sm2 import sm3
 from keys.x509 import Certificate
 from seals.box import SealBox
 from seals.errors import DocumentError, MalformedSealError, SealInputError, SealSigningError
-from seals.ofd_package import Entry as _Entry
 from seals.ofd_package import child as _child
 from seals.ofd_package import child_text as _text
 from seals.ofd_package import children as _children
@@ -53,6 +49,7 @@ from seals.ofd_package import parse_xml as _parse
 from seals.ofd_package import read_package as _read_package
 from seals.ofd_package import resolve as _resolve
 from seals.ses import assemble_signature, parse_seal, parse_signature, tbs_sign_bytes
+from templates.ofd import PackageEntry, ZipDateTime, write_package
 
 NS = "http://www.ofdspec.org/2016"
 PROVIDER_NAME = "ECAS"
@@ -71,7 +68,7 @@ _SIGN_ID = re.compile(r"^s?(\d{1,9})$")
 class PreparedOfd:
     """An OFD with every sealing part in place but SignedValue.dat. Sign `tbs` (DER TBS_Sign)."""
 
-    entries: tuple[_Entry, ...]
+    entries: tuple[PackageEntry, ...]
     signature_path: str  # package path of the new Signature.xml, without the leading "/"
     signed_value_path: str
     signature_xml: bytes
@@ -82,21 +79,6 @@ class PreparedOfd:
     @property
     def property_info(self) -> str:
         return "/" + self.signature_path
-
-
-# --- the package ---------------------------------------------------------------------------------
-
-
-def _write_package(entries: Iterable[_Entry]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as package:
-        for entry in entries:
-            info = zipfile.ZipInfo(entry.name, date_time=entry.date_time)
-            info.create_system = 0
-            info.external_attr = 0o40775 << 16 | 0x10 if entry.is_dir else 0
-            info.compress_type = entry.compress_type
-            package.writestr(info, entry.data)
-    return out.getvalue()
 
 
 # --- XML -----------------------------------------------------------------------------------------
@@ -244,7 +226,8 @@ def _signature_xml(
     return _xml(root)
 
 
-def _zip_time(now: dt.datetime) -> tuple[int, int, int, int, int, int]:
+def package_time(now: dt.datetime) -> ZipDateTime:
+    """The timestamp of the parts sealing adds: the signing time in Beijing, as ZIP keeps it."""
     local = now.astimezone(BEIJING)
     return (max(local.year, 1980), local.month, local.day, local.hour, local.minute, local.second // 2 * 2)
 
@@ -272,15 +255,15 @@ def prepare_ofd_seal(
     if document.page_size is not None:
         box.check_inside(*document.page_size)
 
-    stamp = _zip_time(now)
-    new_entries: list[_Entry] = []
+    stamp = package_time(now)
+    new_entries: list[PackageEntry] = []
     if document.signatures_path is None:
         signatures_path = posixpath.join(document.doc_dir, "Signs", SIGNATURES_FILE)
         if signatures_path in files:
             raise DocumentError(f"OFD 包内已有 {signatures_path}，但 OFD.xml 未登记")
         signatures, max_id = _el("Signatures"), 0
         ofd_xml = _insert_signatures(files["OFD.xml"], "/" + signatures_path)
-        entries = [_Entry(e.name, ofd_xml, e.date_time, e.compress_type) if e.name == "OFD.xml" else e for e in entries]
+        entries = [replace(e, data=ofd_xml) if e.name == "OFD.xml" else e for e in entries]
     else:
         signatures_path = document.signatures_path
         signatures, max_id = _existing_signatures(files, signatures_path)
@@ -303,13 +286,10 @@ def prepare_ofd_seal(
     _sub(signatures, "Signature", ID=sign_id, Type="Seal", BaseLoc="/" + signature_path)
     signatures_xml = _xml(signatures)
     if document.signatures_path is None:
-        new_entries.append(_Entry(signatures_path, signatures_xml, stamp, zipfile.ZIP_DEFLATED))
+        new_entries.append(PackageEntry(signatures_path, signatures_xml, stamp, deflated=True))
     else:
-        entries = [
-            _Entry(e.name, signatures_xml, e.date_time, e.compress_type) if e.name == signatures_path else e
-            for e in entries
-        ]
-    new_entries.append(_Entry(seal_path, bytes(seal_der), stamp, zipfile.ZIP_STORED))
+        entries = [replace(e, data=signatures_xml) if e.name == signatures_path else e for e in entries]
+    new_entries.append(PackageEntry(seal_path, bytes(seal_der), stamp, deflated=False))
 
     protected = [e for e in [*entries, *new_entries] if not e.is_dir]
     signature_xml = _signature_xml(
@@ -321,7 +301,7 @@ def prepare_ofd_seal(
         box=box,
         time=now,
     )
-    new_entries.append(_Entry(signature_path, signature_xml, stamp, zipfile.ZIP_DEFLATED))
+    new_entries.append(PackageEntry(signature_path, signature_xml, stamp, deflated=True))
     data_hash = sm3(signature_xml)
     return PreparedOfd(
         entries=(*entries, *new_entries),
@@ -351,9 +331,9 @@ def finish_ofd_seal(prepared: PreparedOfd, signature_der: bytes) -> bytes:
         raise SealInputError("签章人证书不在印章的证书列表中")
     if not cert.public_key.verify(signature.signature, signature.tbs_der):
         raise SealSigningError("签章签名验证失败：签名值与签章人证书不符")
-    stamp = _zip_time(prepared.time)
-    entry = _Entry(prepared.signed_value_path, bytes(signature_der), stamp, zipfile.ZIP_STORED)
-    return _write_package([*prepared.entries, entry])
+    stamp = package_time(prepared.time)
+    entry = PackageEntry(prepared.signed_value_path, bytes(signature_der), stamp, deflated=False)
+    return write_package([*prepared.entries, entry])
 
 
 def seal_ofd(

@@ -17,6 +17,8 @@ What it writes, by clause of GB/T 33190-2016:
 Part names follow ofdrw's (OFD.xml, Doc_0/Document.xml, Doc_0/PublicRes.xml, Doc_0/Pages/Page_0/
 Content.xml). `ofd_parts` returns the parts before they are zipped, so the sealing path
 (seals.licence_files) adds Doc_0/Signs/… and OFD.xml's Signatures entry and zips once.
+`write_package` is the one OFD package writer: sealing (seals.ofd_seal, seals.licence_files) zips
+with it too.
 Output is byte-for-byte deterministic for a given layout, DocID and creation date.
 
 The XML is written as text (escaped as ElementTree escapes) and the ZIP by a small writer of our
@@ -32,6 +34,7 @@ import struct
 import uuid
 import zlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,7 +81,8 @@ def render_ofd(
 ) -> bytes:
     """The layout as a one-page OFD package (bytes of the ZIP file)."""
     created = created or dt.date.today()
-    return write_package(ofd_parts(layout, fonts, doc_id=doc_id, created=created, title=title), created)
+    parts = ofd_parts(layout, fonts, doc_id=doc_id, created=created, title=title)
+    return write_package(package_entries(parts, midnight(created)))
 
 
 def ofd_parts(
@@ -137,31 +141,52 @@ def _version() -> str:
 
 # -- the ZIP container ----------------------------------------------------------------------------
 
+ZipDateTime = tuple[int, int, int, int, int, int]  # year, month, day, hour, minute, second (as zipfile)
 
-def write_package(
-    parts: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
-    created: dt.date | None = None,
-    *,
-    date_time: tuple[int, int, int, int, int, int] | None = None,
-) -> bytes:
-    """A deterministic ZIP (PKWARE APPNOTE 6.3): parts in the given order, one timestamp (midnight
-    of `created`, or `date_time`), no extra fields; XML deflated, fonts, JPEGs and other binary
-    parts (already compressed) stored. What zipfile writes, without its per-entry overhead."""
-    if date_time is None:
-        if created is None:
-            raise ValueError("write_package needs created or date_time")
-        date_time = (created.year, created.month, created.day, *_FIXED_TIME)
-    year, month, day, hour, minute, second = date_time
-    dos_time = hour << 11 | minute << 5 | second // 2
-    dos_date = (max(year, 1980) - 1980) << 9 | month << 5 | day
+
+@dataclass(frozen=True)
+class PackageEntry:
+    """One file of an OFD package as it is zipped (a folder when the name ends in "/")."""
+
+    name: str
+    data: bytes
+    date_time: ZipDateTime
+    deflated: bool  # False: stored as it is
+
+    @property
+    def is_dir(self) -> bool:
+        return self.name.endswith("/")
+
+
+def package_entries(
+    parts: Mapping[str, bytes] | Iterable[tuple[str, bytes]], date_time: ZipDateTime
+) -> list[PackageEntry]:
+    """Parts by name, in the given order, all with one timestamp: XML deflated, fonts, JPEGs and
+    other binary parts (already compressed) stored."""
     items = parts.items() if isinstance(parts, Mapping) else parts
+    return [PackageEntry(name, data, date_time, name.endswith(".xml")) for name, data in items]
+
+
+def midnight(created: dt.date) -> ZipDateTime:
+    """The timestamp of a package rendered on `created`."""
+    return (created.year, created.month, created.day, *_FIXED_TIME)
+
+
+def write_package(entries: Iterable[PackageEntry]) -> bytes:
+    """The OFD package (GB/T 33190 §7.1: a ZIP container) of `entries`, in their order: a
+    deterministic ZIP (PKWARE APPNOTE 6.3) without extra fields, XML deflated at ZLIB_LEVEL. What
+    zipfile writes, without its per-entry overhead; the one OFD writer (rendering, sealing)."""
     out: list[bytes] = []
     directory: list[bytes] = []
     position = 0
-    for name, data in items:
-        encoded = name.encode("utf-8")
+    for entry in entries:
+        year, month, day, hour, minute, second = entry.date_time
+        dos_time = hour << 11 | minute << 5 | second // 2
+        dos_date = (max(year, 1980) - 1980) << 9 | month << 5 | day
+        encoded = entry.name.encode("utf-8")
         flags = 0 if encoded.isascii() else 0x800  # bit 11: the name is UTF-8
-        if name.endswith(".xml"):
+        data = entry.data
+        if entry.deflated and not entry.is_dir:
             method, version = 8, 20
             packer = zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, -15)
             stored = packer.compress(data) + packer.flush()
@@ -169,12 +194,19 @@ def write_package(
         else:
             method, version, stored = 0, 10, data
             crc = _crc_cached(data) if len(data) >= _CRC_CACHE_MIN else zlib.crc32(data)
+        # External attributes: MS-DOS's directory bit, and the Unix mode zipfile gives a folder.
+        attributes = 0o40775 << 16 | 0x10 if entry.is_dir else 0
         fields = struct.pack(
             "<HHHHHIIIHH", version, flags, method, dos_time, dos_date, crc, len(stored), len(data), len(encoded), 0
         )
         out += (b"PK\x03\x04", fields, encoded, stored)
-        directory.append(b"PK\x01\x02" + struct.pack("<H", 20) + fields + struct.pack("<HHHII", 0, 0, 0, 0, position)
-                         + encoded)
+        directory.append(
+            b"PK\x01\x02"
+            + struct.pack("<H", 20)
+            + fields
+            + struct.pack("<HHHII", 0, 0, 0, attributes, position)
+            + encoded
+        )
         position += 30 + len(encoded) + len(stored)
     central = b"".join(directory)
     end = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, len(directory), len(directory), len(central), position, 0)

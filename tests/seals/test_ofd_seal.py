@@ -241,6 +241,40 @@ def test_original_parts_are_kept(sealed: bytes) -> None:
         assert after.replace(added, b"") == before
 
 
+def test_folders_methods_and_times_of_a_given_package_are_kept(pki: PkiHierarchy, eseal: bytes) -> None:
+    """The package is written again by templates.ofd.write_package (the one OFD writer): folder
+    entries, each part's timestamp and stored/deflated stay as the producer wrote them."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(plain_ofd())) as original:
+        parts = {n: original.read(n) for n in original.namelist()}
+    with zipfile.ZipFile(out, "w") as package:
+        for folder in ("Doc_0/", "Doc_0/Pages/", "Doc_0/Res/"):
+            package.writestr(zipfile.ZipInfo(folder, date_time=(2024, 5, 6, 7, 8, 10)), b"")
+        for index, (name, data) in enumerate(parts.items()):
+            info = zipfile.ZipInfo(name, date_time=(2024, 5, 6, 7, 8, 2 * index))
+            info.compress_type = zipfile.ZIP_STORED if index % 2 else zipfile.ZIP_DEFLATED
+            package.writestr(info, data)
+        package.writestr("Doc_0/Res/图片.bin", bytes(range(256)) * 200)  # a UTF-8 name, a large part
+    given = out.getvalue()
+    sealed = seal_ofd(given, pki.seal_signer, eseal, 0, BOX, NOW)
+    check_sealed_ofd(sealed)
+    with zipfile.ZipFile(io.BytesIO(given)) as before, zipfile.ZipFile(io.BytesIO(sealed)) as after:
+        assert after.testzip() is None
+        kept = {i.filename: i for i in after.infolist()}
+        for info in before.infolist():
+            again = kept[info.filename]
+            assert (again.date_time, again.compress_type, again.is_dir()) == (
+                info.date_time,
+                info.compress_type,
+                info.is_dir(),
+            )
+            if info.filename != "OFD.xml":
+                assert after.read(info.filename) == before.read(info.filename)
+        added = [n for n in kept if n not in before.namelist()]
+        signs = ("Signatures.xml", "Sign_0/Seal.esl", "Sign_0/Signature.xml", "Sign_0/SignedValue.dat")
+        assert added == [f"Doc_0/Signs/{n}" for n in signs]
+
+
 def test_changing_any_byte_is_detected(sealed: bytes) -> None:
     with zipfile.ZipFile(io.BytesIO(sealed)) as package:
         names = [n for n in package.namelist() if not n.endswith("/")]
