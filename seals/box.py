@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from seals.errors import DocumentError, SealInputError
+from templates.ofd import ofd_numbers
 
 MM_PER_PT = 25.4 / 72
 MAX_SIDE_MM = 1000.0
@@ -74,9 +75,4 @@ class SealBox:
 
     def ofd_boundary(self) -> str:
         """ "x y w h" as OFD's ST_Box (GB/T 33190 表 2), without needless decimals."""
-        return " ".join(format_number(v) for v in (self.x, self.y, self.w, self.h))
-
-
-def format_number(value: float) -> str:
-    text = f"{value:.3f}".rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
+        return ofd_numbers(self.x, self.y, self.w, self.h)

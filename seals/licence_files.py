@@ -67,7 +67,7 @@ from seals.signed_data import reserved_length, signed_attributes, signed_data
 from templates.fonts import FontSet
 from templates.layout import PageLayout
 from templates.ofd import DOC_DIR, ofd_parts, package_entries, write_package
-from templates.pdf import PT_PER_MM, PdfFile, build_pdf, pdf_date, utf16_hex
+from templates.pdf import PT_PER_MM, PdfFile, build_pdf, pdf_date, pdf_number, pdf_stream, utf16_hex
 
 FIELD_NAME = "ECAS_Seal_1"  # the first field name seals.pdf_seal gives (without importing pyHanko)
 SIGNS_DIR = f"{DOC_DIR}/Signs"
@@ -305,10 +305,10 @@ def _write_pdf(
     builder = build_pdf(layout, fonts, title=title, created=now, fixed=_seal_objects(picture_png, x2 - x1, y2 - y1))
     widget = builder.reserve()
     signature = builder.reserve()  # last: the second range is only the xref and trailer
+    rect = b" ".join(pdf_number(v) for v in (x1, y1, x2, y2))
     builder.objects[widget] = (
-        b"<< /Type /Annot /Subtype /Widget /FT /Sig /T (%s) /F 132 /Rect [%s %s %s %s] /P %d 0 R"
-        b" /AP << /N %d 0 R >> /V %d 0 R >>"
-        % (FIELD_NAME.encode(), _n(x1), _n(y1), _n(x2), _n(y2), builder.page, _SEAL_APPEARANCE, signature)
+        b"<< /Type /Annot /Subtype /Widget /FT /Sig /T (%s) /F 132 /Rect [%s] /P %d 0 R"
+        b" /AP << /N %d 0 R >> /V %d 0 R >>" % (FIELD_NAME.encode(), rect, builder.page, _SEAL_APPEARANCE, signature)
     )
     # Everything up to /ByteRange, the placeholder, then the hole: offsets follow from the lengths.
     head = b"<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /adbe.pkcs7.detached /Name <%s> /M (%s) /ByteRange " % (
@@ -358,10 +358,10 @@ def _seal_objects(picture_png: bytes, width_pt: float, height_pt: float) -> tupl
         image.width,
         image.height,
     )
-    picture = _stream(common + b" /ColorSpace /DeviceRGB /SMask %d 0 R" % _SEAL_MASK, _deflate(rgb))
-    mask = _stream(common + b" /ColorSpace /DeviceGray", _deflate(alpha))
-    w, h = _n(width_pt), _n(height_pt)
-    appearance = _stream(
+    picture = pdf_stream(common + b" /ColorSpace /DeviceRGB /SMask %d 0 R" % _SEAL_MASK, _deflate(rgb))
+    mask = pdf_stream(common + b" /ColorSpace /DeviceGray", _deflate(alpha))
+    w, h = pdf_number(width_pt), pdf_number(height_pt)
+    appearance = pdf_stream(
         b"/Type /XObject /Subtype /Form /BBox [0 0 %s %s] /Resources << /XObject << /Seal %d 0 R >> >>"
         % (w, h, _SEAL_IMAGE),
         b"q %s 0 0 %s 0 0 cm /Seal Do Q" % (w, h),
@@ -377,15 +377,6 @@ def _decode_picture(png: bytes) -> Image.Image:
 
 def _deflate(data: bytes) -> bytes:
     return zlib.compress(data, 9)  # once per seal picture: the smallest file wins
-
-
-def _stream(entries: bytes, data: bytes) -> bytes:
-    return b"<< %s /Length %d >>\nstream\n%s\nendstream" % (entries, len(data), data)
-
-
-def _n(value: float) -> bytes:
-    text = f"{value:.3f}".rstrip("0").rstrip(".")
-    return b"0" if text in ("-0", "") else text.encode()
 
 
 # --- DER ----------------------------------------------------------------------------------------

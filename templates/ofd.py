@@ -272,14 +272,14 @@ class _Ids:
         return self.last
 
 
-def _num(value: float) -> str:
-    """Compact decimal: at most 3 places, no trailing zeros, no "-0"."""
+def ofd_number(value: float) -> str:
+    """A number in OFD (ST_Box, ST_Pos, ...): at most 3 places, no trailing zeros, no "-0"."""
     text = f"{value:.3f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 
 
-def _nums(*values: float) -> str:
-    return " ".join(_num(v) for v in values)
+def ofd_numbers(*values: float) -> str:
+    return " ".join(ofd_number(v) for v in values)
 
 
 # -- resources ------------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ def _add_pictures(layout: PageLayout, ids: _Ids, files: dict[str, bytes]) -> tup
 def _document(layout: PageLayout, page_id: int, max_unit_id: int, resources: Mapping[str, bytes]) -> bytes:
     common = [
         _leaf("MaxUnitID", str(max_unit_id)),
-        f"<ofd:PageArea>{_leaf('PhysicalBox', _nums(0, 0, layout.width, layout.height))}</ofd:PageArea>",
+        f"<ofd:PageArea>{_leaf('PhysicalBox', ofd_numbers(0, 0, layout.width, layout.height))}</ofd:PageArea>",
     ]
     for name in (PUBLIC_RES, DOCUMENT_RES):  # the schema's order
         if name in resources:
@@ -366,8 +366,8 @@ def _image(box: Box, media_id: int, object_id: int) -> str:
     return _leaf(
         "ImageObject",
         ID=str(object_id),
-        Boundary=_nums(box.x, box.y, box.w, box.h),
-        CTM=_nums(box.w, 0, 0, box.h, 0, 0),
+        Boundary=ofd_numbers(box.x, box.y, box.w, box.h),
+        CTM=ofd_numbers(box.w, 0, 0, box.h, 0, 0),
         ResourceID=str(media_id),
     )
 
@@ -377,20 +377,20 @@ def _text_object(run: TextRun, font: Font, font_id: int, object_id: int) -> str:
     margin = TEXT_MARGIN_EM * size
     top = run.baseline - font.ascent * size - margin
     height = (font.ascent + font.descent) * size + 2 * margin
-    boundary = _nums(run.x - margin, top, run.width + 2 * margin, height)
+    boundary = ofd_numbers(run.x - margin, top, run.width + 2 * margin, height)
     colour = " ".join(str(c) for c in run.colour)
     delta = f' DeltaX="{_delta(run.advances[:-1])}"' if len(run.advances) > 1 else ""
     text = _text(_NOT_TEXT.sub(" ", run.text))
-    code = f'<ofd:TextCode X="{_num(margin)}" Y="{_num(run.baseline - top)}"{delta}>{text}'
+    code = f'<ofd:TextCode X="{ofd_number(margin)}" Y="{ofd_number(run.baseline - top)}"{delta}>{text}'
     return (
-        f'<ofd:TextObject ID="{object_id}" Boundary="{boundary}" Font="{font_id}" Size="{_num(size)}">'
+        f'<ofd:TextObject ID="{object_id}" Boundary="{boundary}" Font="{font_id}" Size="{ofd_number(size)}">'
         f'<ofd:FillColor Value="{colour}" />{code}</ofd:TextCode></ofd:TextObject>'
     )
 
 
 def _delta(advances: Iterable[float]) -> str:
     """DeltaX with repeats folded into "g count value" (11.3): CJK runs are mostly one advance."""
-    values = [_num(a) for a in advances]
+    values = [ofd_number(a) for a in advances]
     out: list[str] = []
     start = 0
     while start < len(values):
@@ -408,14 +408,15 @@ def _qr(layout: PageLayout, ids: _Ids) -> list[str]:
     `QrCode.dark_rectangles` gives them) as one filled path, in mm from the code's box."""
     qr = layout.qr
     box = qr.box
-    boundary = _nums(box.x, box.y, box.w, box.h)
+    boundary = ofd_numbers(box.x, box.y, box.w, box.h)
     white = _path(ids.next(), boundary, "255 255 255", _rect(0, 0, box.w, box.h))
     size = qr.module_mm
     origin_x = box.x + QR_QUIET_MODULES * size
     origin_y = box.y + QR_QUIET_MODULES * size
     # Coordinates of module edges, each formatted once (a few dozen values serve every rectangle).
-    xs = [_num(origin_x + column * size - box.x) for column in range(len(qr.modules[0]) + 1)] if qr.modules else []
-    ys = [_num(origin_y + row * size - box.y) for row in range(len(qr.modules) + 1)]
+    columns = len(qr.modules[0]) + 1 if qr.modules else 0
+    xs = [ofd_number(origin_x + column * size - box.x) for column in range(columns)]
+    ys = [ofd_number(origin_y + row * size - box.y) for row in range(len(qr.modules) + 1)]
     rects = [
         f"M {xs[match.start()]} {ys[row]} L {xs[match.end()]} {ys[row]} L {xs[match.end()]} {ys[row + 1]}"
         f" L {xs[match.start()]} {ys[row + 1]} C"
@@ -434,6 +435,6 @@ def _path(object_id: int, boundary: str, colour: str, data: str) -> str:
 
 
 def _rect(x: float, y: float, w: float, h: float) -> str:
-    right, bottom = _num(x + w), _num(y + h)
-    left, top = _num(x), _num(y)
+    right, bottom = ofd_number(x + w), ofd_number(y + h)
+    left, top = ofd_number(x), ofd_number(y)
     return f"M {left} {top} L {right} {top} L {right} {bottom} L {left} {bottom} C"

@@ -178,11 +178,11 @@ def build_pdf(
         font_refs.append(b"/F%d %d 0 R" % (index, number))
     for index, (_, picture) in enumerate(pictures[1:] if background else pictures, start=len(image_refs) + 1):
         image_refs.append(b"/Im%d %d 0 R" % (index, builder.add(_jpeg(picture))))
-    builder.objects[content] = _stream(b"/Filter /FlateDecode", zlib.compress(_content(layout, subsets, pictures),
+    builder.objects[content] = pdf_stream(b"/Filter /FlateDecode", zlib.compress(_content(layout, subsets, pictures),
                                                                                ZLIB_LEVEL))
     builder.objects[builder.info] = _info(title, created or dt.datetime.now(dt.timezone.utc))
     builder.page_entries += [
-        b"/MediaBox [0 0 %s %s]" % (_n(layout.width * PT_PER_MM), _n(layout.height * PT_PER_MM)),
+        b"/MediaBox [0 0 %s %s]" % (pdf_number(layout.width * PT_PER_MM), pdf_number(layout.height * PT_PER_MM)),
         b"/Resources << /Font << %s >> /XObject << %s >> >>" % (b" ".join(font_refs), b" ".join(image_refs)),
         b"/Contents %d 0 R" % content,
     ]
@@ -210,7 +210,7 @@ def _background(picture: Picture) -> bytes:
 
 def _jpeg(picture: Picture) -> bytes:
     """An image XObject carrying the JPEG as it is: PDF decodes baseline JPEG itself (DCTDecode)."""
-    return _stream(
+    return pdf_stream(
         b"/Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8"
         b" /Filter /DCTDecode" % (picture.width, picture.height),
         picture.data,
@@ -232,7 +232,7 @@ def _content(layout: PageLayout, subsets: dict[str, SubsetFont], pictures: list[
 def _image(box: Box, page_height: float, index: int) -> bytes:
     w, h = box.w * PT_PER_MM, box.h * PT_PER_MM
     x, y = box.x * PT_PER_MM, (page_height - box.bottom) * PT_PER_MM
-    return b"q %s 0 0 %s %s %s cm /Im%d Do Q" % (_n(w), _n(h), _n(x), _n(y), index)
+    return b"q %s 0 0 %s %s %s cm /Im%d Do Q" % (pdf_number(w), pdf_number(h), pdf_number(x), pdf_number(y), index)
 
 
 def _text(runs: Iterable[TextRun], page_height: float, subsets: dict[str, SubsetFont]) -> bytes:
@@ -244,12 +244,12 @@ def _text(runs: Iterable[TextRun], page_height: float, subsets: dict[str, Subset
     for run in runs:
         if (run.font, run.size) != font_state:
             font_state = (run.font, run.size)
-            parts.append(b"%s %s Tf" % (font_names[run.font], _n(run.size)))
+            parts.append(b"%s %s Tf" % (font_names[run.font], pdf_number(run.size)))
         if run.colour != colour:
             colour = run.colour
-            parts.append(b"%s %s %s rg" % tuple(_n(c / 255) for c in colour))
+            parts.append(b"%s %s %s rg" % tuple(pdf_number(c / 255) for c in colour))
         x, y = run.x * PT_PER_MM, (page_height - run.baseline) * PT_PER_MM
-        show = b"1 0 0 1 %s %s Tm [%s] TJ" % (_n(x), _n(y), _glyphs(run, subsets[run.font]))
+        show = b"1 0 0 1 %s %s Tm [%s] TJ" % (pdf_number(x), pdf_number(y), _glyphs(run, subsets[run.font]))
         if _letter_spaced(run, subsets[run.font]):
             # Text extraction would read the gaps as spaces ("食 品 经 营"); ActualText keeps the
             # title searchable as one word (ISO 32000-1 §14.9.4).
@@ -289,7 +289,7 @@ def _glyphs(run: TextRun, subset: SubsetFont) -> bytes:
                 if hex_glyphs:
                     out.append(b"<%s>" % "".join(hex_glyphs).encode())
                     hex_glyphs = []
-                out.append(_n(shift))
+                out.append(pdf_number(shift))
                 pen -= shift
             hex_glyphs.append(f"{cid:04X}")
             pen += subset.widths.get(cid, 1000)
@@ -321,7 +321,7 @@ def _qr(layout: PageLayout) -> bytes:
 
 def _rect(x: float, y: float, w: float, h: float, page_height: float) -> bytes:
     m = PT_PER_MM
-    return b"%s %s %s %s re" % (_n(x * m), _n((page_height - y - h) * m), _n(w * m), _n(h * m))
+    return b"%s %s %s %s re" % tuple(pdf_number(v * m) for v in (x, page_height - y - h, w, h))
 
 
 # -- fonts ----------------------------------------------------------------------------------------
@@ -348,8 +348,8 @@ def _font_objects(first: int, font: Font, subset: SubsetFont) -> dict[int, bytes
             b" /Descent %d /CapHeight %d /StemV %d /FontFile3 %d 0 R >>"
             % (name, flags, bbox, ascent, descent, cap_height, stem_v, font_file)
         ),
-        font_file: _stream(b"/Subtype /CIDFontType0C", subset.cff),
-        to_unicode: _stream(b"/Filter /FlateDecode", zlib.compress(_to_unicode(subset), ZLIB_LEVEL)),
+        font_file: pdf_stream(b"/Subtype /CIDFontType0C", subset.cff),
+        to_unicode: pdf_stream(b"/Filter /FlateDecode", zlib.compress(_to_unicode(subset), ZLIB_LEVEL)),
     }
 
 
@@ -443,7 +443,8 @@ def pdf_date(when: dt.datetime) -> bytes:
     return f"{stamp}{sign}{abs(minutes) // 60:02d}'{abs(minutes) % 60:02d}'".encode()
 
 
-def _stream(entries: bytes, data: bytes) -> bytes:
+def pdf_stream(entries: bytes, data: bytes) -> bytes:
+    """A stream object's body: the dictionary `entries` with /Length, then the data (ISO 32000-1 7.3.8)."""
     return b"<< %s /Length %d >>\nstream\n%s\nendstream" % (entries, len(data), data)
 
 
@@ -453,7 +454,7 @@ def _n5(value: float) -> bytes:
     return b"0" if text in ("-0", "") else text.encode()
 
 
-def _n(value: float) -> bytes:
+def pdf_number(value: float) -> bytes:
     """A PDF number: at most three decimals, no trailing zeros, never `-0`."""
     text = f"{value:.3f}".rstrip("0").rstrip(".")
     return b"0" if text in ("-0", "") else text.encode()
