@@ -11,7 +11,8 @@ that is wasted work, so this module writes each file once, already carrying its 
   for `seals.pdf_seal`.
 - OFD: the parts `templates.ofd.ofd_parts` writes, OFD.xml naming the signature list, and the parts
   `seals.ofd_seal` adds (Signatures.xml, Sign_0/Seal.esl, Sign_0/Signature.xml with an SM3
-  reference to every part and the StampAnnot, Sign_0/SignedValue.dat), zipped once.
+  reference to every part and the StampAnnot, Sign_0/SignedValue.dat), zipped once by
+  `templates.ofd.write_package`. TBS_Sign and SES_Signature are `seals.ses`'s encodings.
 
 Staged like pyHanko's signing (../shared/DESIGN.md), so a batch signs many licences in one pass of
 the signer and an HSM fits later:
@@ -22,9 +23,9 @@ the signer and an HSM fits later:
 
 What is the same for every licence of a template and seal is built once per process: the seal
 picture's image objects and appearance, the file prefix they form with the page background (and its
-SM3 state, so each PDF digest only reads the licence's own bytes), the fixed CMS parts (in
-`seals.signed_data`), the checked seal, Signatures.xml, and the SM3 state of the constant start of
-TBS_Sign (which carries the whole seal, picture included).
+SM3 state, so each PDF digest only reads the licence's own bytes), the checked seal, Signatures.xml,
+and the SM3 state of the constant start of TBS_Sign (which carries the whole seal, picture
+included); the CMS, TBS_Sign and SES_Signature encodings are kept per shape (`seals.der_shapes`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from asn1crypto import core
 from cryptography.hazmat.primitives import hashes
 from PIL import Image
 
@@ -62,7 +62,7 @@ from seals.ofd_seal import (
     package_time,
 )
 from seals.picture import decode_seal_picture
-from seals.ses import Seal, parse_seal
+from seals.ses import Seal, encode_signature, encode_tbs_sign, parse_seal, tbs_sign_constant_prefix
 from seals.signed_data import reserved_length, signed_attributes, signed_data
 from templates.fonts import FontSet
 from templates.layout import PageLayout
@@ -81,7 +81,11 @@ SIGN_ID, ANNOT_ID = "s001", "s002"
 BYTE_RANGE_WIDTH = 40
 # Parts at least this large (pictures, the seal) keep their SM3 for the next licence.
 _SM3_CACHE_MIN = 32 * 1024
-_SES_VERSION = 4
+PROPERTY_INFO = "/" + SIGNATURE_PATH  # TBS_Sign.propertyInfo: the signed Signature.xml
+SM3_LENGTH = 32  # TBS_Sign.dataHash: SM3 of Signature.xml
+# SM3 states after Z and TBS_Sign's constant start, per signer (Z) and seal: (that start, state).
+_TBS_STATES: dict[tuple[bytes, bytes], tuple[bytes, Any]] = {}
+_MAX_TBS_STATES = 16
 
 # Object numbers of the seal's fixed PDF objects (templates.pdf gives fixed objects 1, 2, …).
 _SEAL_IMAGE, _SEAL_MASK, _SEAL_APPEARANCE = 1, 2, 3
@@ -214,9 +218,7 @@ def finish_licence(
         raise SealSigningError("签名数据超出预留空间")
     pdf = prepared.pdf[:start] + contents + prepared.pdf[start + len(contents) :]
 
-    ses_signature = _der(
-        0x30, prepared.ofd_tbs + _der(0x04, leaf.der) + _SM2_WITH_SM3_OID + _der(0x03, b"\x00" + ofd_signature)
-    )
+    ses_signature = encode_signature(prepared.ofd_tbs, leaf.der, ofd_signature)
     parts = [*prepared.ofd_parts, (SIGNED_VALUE_PATH, ses_signature)]
     ofd = write_package(package_entries(parts, package_time(prepared.time)))
     prefix_length, prefix_state = prepared.pdf_prefix
@@ -259,10 +261,29 @@ def _digests(prepared: PreparedLicence, z: bytes) -> tuple[bytes, bytes]:
     pdf = hashes.Hash(hashes.SM3())
     pdf.update(z)
     pdf.update(prepared.pdf_signed_attributes)
-    prefix_length, state = _tbs_prefix_state(z, prepared.seal_der)
-    ofd = state.copy()
-    ofd.update(memoryview(prepared.ofd_tbs)[prefix_length:])
-    return pdf.finalize(), ofd.finalize()
+    return pdf.finalize(), _tbs_digest(z, prepared.ofd_tbs, prepared.seal_der)
+
+
+def _tbs_digest(z: bytes, tbs: bytes, seal_der: bytes) -> bytes:
+    """SM3(Z || TBS_Sign), from the kept state after Z and the TBS's constant start (the seal)."""
+    known = _TBS_STATES.get((z, seal_der))
+    if known is None:
+        prefix = tbs_sign_constant_prefix(seal_der, SM3_LENGTH, PROPERTY_INFO)
+        if prefix is not None:
+            state = hashes.Hash(hashes.SM3())
+            state.update(z)
+            state.update(prefix)
+            if len(_TBS_STATES) >= _MAX_TBS_STATES:
+                _TBS_STATES.clear()
+            known = _TBS_STATES[(z, seal_der)] = (prefix, state)
+    digest = hashes.Hash(hashes.SM3())
+    if known is not None and tbs.startswith(known[0]):
+        digest = known[1].copy()
+        digest.update(memoryview(tbs)[len(known[0]) :])
+    else:
+        digest.update(z)
+        digest.update(tbs)
+    return digest.finalize()
 
 
 # --- the checked seal ----------------------------------------------------------------------------
@@ -379,24 +400,6 @@ def _deflate(data: bytes) -> bytes:
     return zlib.compress(data, 9)  # once per seal picture: the smallest file wins
 
 
-# --- DER ----------------------------------------------------------------------------------------
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    """One DER TLV with a definite length (X.690 §8.1.3)."""
-    return _header(tag, len(content)) + content
-
-
-def _header(tag: int, size: int) -> bytes:
-    if size < 0x80:
-        return bytes((tag, size))
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length
-
-
-_SM2_WITH_SM3_OID = core.ObjectIdentifier(SM2_WITH_SM3).dump()
-
-
 # --- OFD -----------------------------------------------------------------------------------------
 
 
@@ -439,7 +442,7 @@ def _ofd(
     ).encode()
     parts[SIGNATURE_PATH] = signature_xml
     data_hash = _sm3(signature_xml)
-    return tuple(parts.items()), data_hash, _tbs(seal_der, data_hash, now)
+    return tuple(parts.items()), data_hash, encode_tbs_sign(seal_der, data_hash, PROPERTY_INFO, now)
 
 
 @lru_cache(maxsize=1)
@@ -465,38 +468,3 @@ def _sm3_part(data: bytes) -> bytes:
 @lru_cache(maxsize=32)
 def _sm3_cached(data: bytes) -> bytes:
     return _sm3(data)
-
-
-def _tbs(seal_der: bytes, data_hash: bytes, when: dt.datetime) -> bytes:
-    """DER TBS_Sign (GB/T 38540-2020 §7.2), as `seals.ses.tbs_sign_bytes` encodes it."""
-    return _tbs_prefix(seal_der) + _tbs_rest(data_hash, when)
-
-
-def _tbs_rest(data_hash: bytes, when: dt.datetime) -> bytes:
-    """timeInfo (UTC), dataHash, propertyInfo: the same length for every licence."""
-    return (
-        _der(0x18, when.strftime("%Y%m%d%H%M%SZ").encode())
-        + _der(0x03, b"\x00" + data_hash)
-        + _der(0x16, ("/" + SIGNATURE_PATH).encode())
-    )
-
-
-_TBS_REST_LENGTH = len(_tbs_rest(bytes(32), dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)))
-
-
-@lru_cache(maxsize=16)
-def _tbs_prefix(seal_der: bytes) -> bytes:
-    """The SEQUENCE header, version and eseal: the same for every TBS_Sign with this seal, since
-    what follows has a fixed length."""
-    version = _der(0x02, bytes((_SES_VERSION,)))
-    return _header(0x30, len(version) + len(seal_der) + _TBS_REST_LENGTH) + version + bytes(seal_der)
-
-
-@lru_cache(maxsize=16)
-def _tbs_prefix_state(z: bytes, seal_der: bytes) -> tuple[int, Any]:
-    """SM3 state after Z and the TBS prefix (the seal, some 40 KB with its picture)."""
-    prefix = _tbs_prefix(seal_der)
-    state = hashes.Hash(hashes.SM3())
-    state.update(z)
-    state.update(prefix)
-    return len(prefix), state

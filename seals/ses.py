@@ -35,6 +35,7 @@ from keys.oids import SM2_WITH_SM3, SM3
 from keys.signer import Signer
 from keys.sm2 import sm3
 from keys.x509 import Certificate
+from seals.der_shapes import SHAPES
 from seals.errors import MalformedSealError, SealInputError, SealSigningError
 from seals.picture import PNG_SIGNATURE
 
@@ -519,15 +520,34 @@ def tbs_sign_bytes(seal_der: bytes, data_hash: bytes, property_info: str, time: 
         )
     if not isinstance(data_hash, bytes) or len(data_hash) != 32:
         raise SealInputError("原文杂凑值须为 32 字节的 SM3 杂凑值")
-    return TBSSign(
-        {
-            "version": SES_VERSION,
-            "eseal": core.Any.load(seal.der),
-            "time_info": when,
-            "data_hash": data_hash,
-            "property_info": _ia5(property_info, "原文属性 propertyInfo", 1024),
-        }
-    ).dump()
+    return encode_tbs_sign(seal.der, data_hash, _ia5(property_info, "原文属性 propertyInfo", 1024), when)
+
+
+def encode_tbs_sign(seal_der: bytes, data_hash: bytes, property_info: str, time: dt.datetime) -> bytes:
+    """DER(TBS_Sign) as it is, without `tbs_sign_bytes`' checks: for a caller that has made them
+    (seals.licence_files checks a seal once for thousands of licences). `time` in UTC."""
+    time_info = core.GeneralizedTime(time)
+    key = ("tbs_sign", seal_der, len(data_hash), property_info)
+
+    def build() -> bytes:
+        return TBSSign(
+            {
+                "version": SES_VERSION,
+                "eseal": core.Any.load(seal_der),
+                "time_info": time_info,
+                "data_hash": data_hash,
+                "property_info": property_info,
+            }
+        ).dump()
+
+    return SHAPES.encode(key, (time_info.dump(), data_hash), build)
+
+
+def tbs_sign_constant_prefix(seal_der: bytes, data_hash_length: int, property_info: str) -> bytes | None:
+    """What every DER(TBS_Sign) of this seal starts with (the SEQUENCE header, version and the
+    seal, up to timeInfo), once `encode_tbs_sign` has encoded one: a signer can keep the SM3
+    state after it. None before."""
+    return SHAPES.constant_prefix(("tbs_sign", seal_der, data_hash_length, property_info))
 
 
 def assemble_signature(tbs_der: bytes, signer_certificate: bytes, signature: bytes) -> bytes:
@@ -545,14 +565,25 @@ def assemble_signature(tbs_der: bytes, signer_certificate: bytes, signature: byt
         raise _not_listed(cert, seal)
     if not cert.public_key.verify(signature, tbs_der):
         raise SealSigningError("签章签名验证失败：签名设备返回的签名值与签章人证书不符")
-    return SESSignature(
-        {
-            "to_sign": core.Any.load(tbs_der),
-            "cert": cert.der,
-            "signature_alg_id": SM2_WITH_SM3,
-            "signature": signature,
-        }
-    ).dump()
+    return encode_signature(tbs_der, cert.der, signature)
+
+
+def encode_signature(tbs_der: bytes, signer_certificate: bytes, signature: bytes) -> bytes:
+    """DER SES_Signature as it is, without `assemble_signature`'s checks: for a caller that has
+    made them (seals.licence_files verifies each signature it packs)."""
+    key = ("ses_signature", len(tbs_der), signer_certificate, len(signature))
+
+    def build() -> bytes:
+        return SESSignature(
+            {
+                "to_sign": core.Any.load(tbs_der),
+                "cert": signer_certificate,
+                "signature_alg_id": SM2_WITH_SM3,
+                "signature": signature,
+            }
+        ).dump()
+
+    return SHAPES.encode(key, (tbs_der, signature), build)
 
 
 def sign_tbs(signer: Signer, seal_der: bytes, data_hash: bytes, property_info: str, time: dt.datetime) -> bytes:

@@ -13,22 +13,15 @@
 The attributes are those pyHanko writes for an /adbe.pkcs7.detached signature, and the SignedData is
 byte for byte what pyHanko's CMS builder makes of them (tests/seals/test_signed_data.py).
 
-asn1crypto encodes all of it. Issuance signs a PDF per licence, where asn1crypto's 0.2 ms for the
-attributes and the SignedData was 6 % of a licence (measured with `ecas bench issue`), so its
-output is kept per shape (`_Shape`): for one certificate chain, the encoding depends on the values
-that change per signature (digest, signing time, signature) only at the places where they stand,
-and on their lengths. The first signature of a shape is encoded by asn1crypto; the next ones are
-that encoding with their own values put in those places. tests/seals/test_signed_data.py compares
-the two on generated values.
+asn1crypto encodes all of it; issuance signs a PDF per licence, so the encodings are kept per
+shape (`seals.der_shapes`): per signer and signing-time kind for the attributes, per chain and
+attribute and signature length for the SignedData.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import threading
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import lru_cache
 
 from asn1crypto import algos, cms, tsp
@@ -38,10 +31,10 @@ from cryptography.hazmat.primitives import hashes
 from keys.oids import SM2_WITH_SM3_NAME, SM3_NAME
 from keys.sm2 import SIGNATURE_MAX_DER
 from keys.x509 import Certificate
+from seals.der_shapes import SHAPES
 
 # Margin on top of the longest possible SignedData when reserving room for it in a file.
 RESERVE_MARGIN = 16
-_MAX_SHAPES = 64
 
 
 def signed_attributes(document_digest: bytes, signing_time: dt.datetime, leaf_der: bytes) -> bytes:
@@ -54,7 +47,7 @@ def signed_attributes(document_digest: bytes, signing_time: dt.datetime, leaf_de
     time = cms.Time({"utc_time": when} if 1950 <= when.year < 2050 else {"generalized_time": when})
     digest = bytes(document_digest)
     key = ("attributes", leaf_der, len(digest), time.name)
-    return _SHAPES.encode(key, (digest, time.dump()), lambda: _build_signed_attributes(digest, time, leaf_der))
+    return SHAPES.encode(key, (digest, time.dump()), lambda: _build_signed_attributes(digest, time, leaf_der))
 
 
 def signed_data(chain: Sequence[Certificate], attributes: bytes, signature: bytes) -> bytes:
@@ -69,7 +62,7 @@ def _signed_data(chain_der: tuple[bytes, ...], attributes: bytes, signature: byt
     # carries the same content as [0] IMPLICIT (tag 0xA0).
     tagged = b"\xa0" + attributes[1:]
     key = ("signed_data", chain_der, len(attributes), len(signature))
-    return _SHAPES.encode(key, (tagged, signature), lambda: _build_signed_data(chain_der, tagged, signature))
+    return SHAPES.encode(key, (tagged, signature), lambda: _build_signed_data(chain_der, tagged, signature))
 
 
 @lru_cache(maxsize=16)
@@ -154,66 +147,3 @@ def _build_signed_data(chain_der: tuple[bytes, ...], tagged_attributes: bytes, s
         }
     )
     return bytes(cms.ContentInfo({"content_type": "signed_data", "content": content}).dump())
-
-
-# --- encodings kept per shape --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """One encoding and where the variable values stand in it: (start, length, which value), in
-    the order of the encoding."""
-
-    der: bytes
-    slots: tuple[tuple[int, int, int], ...]
-
-    @classmethod
-    def find(cls, der: bytes, values: tuple[bytes, ...]) -> _Shape | None:
-        """The places of `values` in `der`, or None unless each stands there exactly once."""
-        slots = []
-        for index, value in enumerate(values):
-            start = der.find(value)
-            if start < 0 or der.find(value, start + 1) >= 0:
-                return None
-            slots.append((start, len(value), index))
-        slots.sort()
-        if any(a + n > b for (a, n, _), (b, _m, _j) in itertools.pairwise(slots)):
-            return None  # overlapping
-        return cls(der, tuple(slots))
-
-    def fill(self, values: tuple[bytes, ...]) -> bytes:
-        out: list[bytes] = []
-        at = 0
-        for start, length, index in self.slots:
-            value = values[index]
-            if len(value) != length:
-                raise ValueError("a value of another length than the shape's")
-            out += (self.der[at:start], value)
-            at = start + length
-        out.append(self.der[at:])
-        return b"".join(out)
-
-
-class _Shapes:
-    """Encodings by shape: the key says everything the encoding depends on but the values, which
-    must be the encoded values as they stand in it (so a key must include their lengths)."""
-
-    def __init__(self) -> None:
-        self._shapes: dict[Hashable, _Shape] = {}
-        self._lock = threading.Lock()
-
-    def encode(self, key: Hashable, values: tuple[bytes, ...], build: Callable[[], bytes]) -> bytes:
-        shape = self._shapes.get(key)
-        if shape is not None:
-            return shape.fill(values)
-        der = build()
-        found = _Shape.find(der, values)  # None for values that also stand elsewhere: built again next time
-        if found is not None:
-            with self._lock:
-                if len(self._shapes) >= _MAX_SHAPES:
-                    self._shapes.clear()
-                self._shapes[key] = found
-        return der
-
-
-_SHAPES = _Shapes()

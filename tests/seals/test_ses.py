@@ -239,6 +239,32 @@ def _ext_datas() -> ses_asn1.ExtensionDatas:
     return datas
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data_hash=st.binary(min_size=32, max_size=32),
+    when=st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2100, 1, 1), timezones=st.just(dt.UTC)),
+    signature=st.binary(min_size=8, max_size=72),
+)
+def test_kept_shapes_give_what_asn1crypto_builds(
+    pki: PkiHierarchy, eseal: bytes, data_hash: bytes, when: dt.datetime, signature: bytes
+) -> None:
+    """TBS_Sign and SES_Signature after the first of a shape (seals.der_shapes) are what asn1crypto
+    encodes afresh from the same values."""
+    from asn1crypto import core
+
+    from seals.ses import SESSignature, TBSSign, encode_signature, encode_tbs_sign, tbs_sign_constant_prefix
+
+    when = when.replace(microsecond=0)
+    tbs = encode_tbs_sign(eseal, data_hash, PROPERTY, when)
+    fresh = {"version": 4, "eseal": core.Any.load(eseal), "time_info": when, "data_hash": data_hash}
+    assert tbs == TBSSign({**fresh, "property_info": PROPERTY}).dump()
+    prefix = tbs_sign_constant_prefix(eseal, 32, PROPERTY)
+    assert prefix is not None and tbs.startswith(prefix) and prefix.endswith(eseal)
+    ours = encode_signature(tbs, pki.seal.der, signature)
+    values = {"to_sign": core.Any.load(tbs), "cert": pki.seal.der, "signature_alg_id": SM2_WITH_SM3}
+    assert ours == SESSignature({**values, "signature": signature}).dump()
+
+
 @pytest.mark.parametrize("tagged", [False, True])
 def test_seal_info_extensions_in_either_form(eseal: bytes, tagged: bool) -> None:
     seal = ses_asn1.decode(eseal, ses_asn1.SESeal())
