@@ -5,6 +5,6 @@ Only this package touches private-key material. It imports nothing else from the
 web or database framework.
 """
 
-from keys.oids import register_with_asn1crypto
-
-register_with_asn1crypto()
+# Importing keys.oids teaches asn1crypto the SM names pyHanko needs (the one place that changes a
+# library's tables: see keys/oids.py), before any module of ours or pyHanko's uses them.
+from keys import oids  # noqa: F401

@@ -15,12 +15,10 @@ from functools import cached_property, lru_cache
 from asn1crypto import crl, pem, x509
 
 from keys.errors import CAError, InvalidCertificateError
-from keys.oids import SM2_WITH_SM3, register_with_asn1crypto
+from keys.oids import SM2_WITH_SM3
 from keys.signer import Signer
 from keys.sm2 import DEFAULT_ID, SM2PublicKey
 from keys.x509 import SIGNATURE_ALGORITHM, Certificate, load_der, octet_aligned, parse_strict, utc, x509_time
-
-register_with_asn1crypto()
 
 # RFC 5280 §5.3.1 CRLReason, as spelled in the RFC (and on our CLI) → asn1crypto's names.
 # Value 7 is unused in the RFC.

@@ -18,12 +18,9 @@ from asn1crypto import core, ocsp
 
 from keys.crl import ASN1_REASONS
 from keys.errors import ASN1_DECODE_ERRORS, CAError, InvalidCertificateError
-from keys.oids import register_with_asn1crypto
 from keys.signer import Signer
 from keys.sm2 import sm3
 from keys.x509 import SIGNATURE_ALGORITHM, Certificate, octet_aligned, utc
-
-register_with_asn1crypto()
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_CERT_IDS = 100

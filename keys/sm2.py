@@ -17,9 +17,7 @@ from cryptography.hazmat.primitives import hashes
 
 from keys._openssl import ffi, last_error, lib
 from keys.errors import ASN1_DECODE_ERRORS, InvalidKeyError
-from keys.oids import SM2_CURVE, SM2_CURVE_NAME, register_with_asn1crypto
-
-register_with_asn1crypto()
+from keys.oids import SM2_CURVE, SM2_CURVE_NAME
 
 # The recommended curve parameters (GB/T 32918.5).
 P = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF

@@ -15,12 +15,10 @@ from typing import TypeVar
 from asn1crypto import core, csr, pem, x509
 
 from keys.errors import ASN1_DECODE_ERRORS, InvalidCertificateError, InvalidCodeError, InvalidKeyError
-from keys.oids import GMT0015_ORG_CODE, SM2_WITH_SM3, SM2_WITH_SM3_NAME, register_with_asn1crypto
+from keys.oids import GMT0015_ORG_CODE, SM2_WITH_SM3, SM2_WITH_SM3_NAME
 from keys.signer import Signer
 from keys.sm2 import DEFAULT_ID, SM2PublicKey, sm3
 from keys.uscc import validate_uscc
-
-register_with_asn1crypto()
 
 SIGNATURE_ALGORITHM = {"algorithm": SM2_WITH_SM3_NAME}
 T = TypeVar("T", bound=core.Asn1Value)

@@ -7,7 +7,7 @@ SM2-with-SM3 over SM3 digests, as GM/T 0010 and Chinese PDF signers do:
   DER(signed attributes) with e = SM3(Z || attributes), default ID (GM/T 0009);
 - the signer's certificate chain (seal certificate, branch CA, root) in `certificates`.
 
-pyHanko knows nothing of SM2: `keys.oids.register_with_asn1crypto` names the OIDs for asn1crypto,
+pyHanko knows nothing of SM2: `keys.oids` names the SM OIDs for asn1crypto (which pyHanko uses),
 pyHanko's digests come from `cryptography` (`hashes.SM3`), and `Sm2CmsSigner` stands for our
 `keys.Signer` in pyHanko's signing session. pyHanko adds the field and its appearance, reserves
 /Contents and digests the /ByteRange; the signed attributes and the SignedData are
@@ -44,7 +44,7 @@ from pyhanko.sign.signers.pdf_signer import PdfTBSDocument
 from pyhanko.stamp import StaticStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from keys.oids import SM2_WITH_SM3_NAME, SM3_NAME, register_with_asn1crypto
+from keys.oids import SM2_WITH_SM3_NAME, SM3_NAME
 from keys.signer import Signer
 from keys.sm2 import SIGNATURE_MAX_DER
 from keys.x509 import Certificate
@@ -52,8 +52,6 @@ from seals.box import MM_PER_PT, SealBox
 from seals.errors import DocumentError, PictureError, SealInputError, SealSigningError
 from seals.picture import PNG_SIGNATURE, decode_seal_picture
 from seals.signed_data import reserved_length, signed_attributes, signed_data
-
-register_with_asn1crypto()
 
 FIELD_PREFIX = "ECAS_Seal_"
 MAX_PDF_BYTES = 200 * 1024 * 1024
