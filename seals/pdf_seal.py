@@ -50,6 +50,7 @@ from keys.sm2 import SIGNATURE_MAX_DER
 from keys.x509 import Certificate
 from seals.box import MM_PER_PT, SealBox
 from seals.errors import DocumentError, PictureError, SealInputError, SealSigningError
+from seals.pdf_reader import FastHexPdfReader
 from seals.picture import PNG_SIGNATURE, decode_seal_picture
 from seals.signed_data import reserved_length, signed_attributes, signed_data
 
@@ -179,7 +180,7 @@ def _open_pdf(pdf_bytes: bytes) -> IncrementalPdfFileWriter:
     if not bytes(pdf_bytes[:1024]).lstrip().startswith(b"%PDF-"):
         raise DocumentError("不是 PDF 文件")
     try:
-        writer = IncrementalPdfFileWriter(io.BytesIO(bytes(pdf_bytes)), strict=False)
+        writer = IncrementalPdfFileWriter.from_reader(FastHexPdfReader(io.BytesIO(bytes(pdf_bytes)), strict=False))
     except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as exc:
         raise DocumentError(f"PDF 文件无法解析（{exc}）") from None
     if writer.prev.encrypted:

@@ -9,18 +9,16 @@ import logging
 
 from asn1crypto import cms
 from pyhanko.pdf_utils.misc import PdfError
-from pyhanko.pdf_utils.reader import PdfFileReader
 
 from keys.errors import KeysError
 from keys.oids import SM2_SIGN, SM2_WITH_SM3, SM3
 from keys.sm2 import sm3
 from keys.x509 import Certificate
-from verification import pdf_hex
+from seals.pdf_reader import FastHexPdfReader
 from verification.evidence import FileInspection, SignatureEvidence
 from verification.report import Check
 
 log = logging.getLogger("ecas.verification")
-pdf_hex.install()
 
 MAX_PDF_BYTES = 50 * 1024 * 1024
 _SIGNATURE_ALGORITHMS = {SM2_WITH_SM3, SM2_SIGN}
@@ -30,7 +28,7 @@ def inspect_pdf(data: bytes) -> FileInspection:
     if len(data) > MAX_PDF_BYTES:
         return _bad("file_too_large", f"PDF 文件过大（上限 {MAX_PDF_BYTES // 1048576} MB）")
     try:
-        reader = PdfFileReader(io.BytesIO(data), strict=False)
+        reader = FastHexPdfReader(io.BytesIO(data), strict=False)
         found = list(reader.embedded_signatures)
     except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
         return _bad("malformed_file", f"PDF 文件无法解析（{type(exc).__name__}）")
