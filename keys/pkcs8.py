@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from keys.armor import der_from
 from keys.errors import ASN1_DECODE_ERRORS, InvalidKeyError, WrongPassphraseError
 from keys.sm2 import SM2PrivateKey
 
@@ -59,14 +60,7 @@ def encrypt_private_key(
 
 def decrypt_private_key(data: bytes, passphrase: bytes) -> SM2PrivateKey:
     """Open an encrypted PKCS#8 key (PEM or DER) written by us or by OpenSSL."""
-    der = data
-    if pem.detect(data):
-        try:
-            label, _headers, der = pem.unarmor(data)
-        except ValueError as exc:
-            raise InvalidKeyError(f"malformed PEM: {exc}") from exc
-        if label != PEM_LABEL:
-            raise InvalidKeyError(f"expected PEM {PEM_LABEL}, got {label}")
+    der = der_from(data, (PEM_LABEL,), InvalidKeyError)
     try:
         info = keys.EncryptedPrivateKeyInfo.load(der, strict=True)
         algorithm = info["encryption_algorithm"]

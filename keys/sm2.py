@@ -16,6 +16,7 @@ from asn1crypto import algos, keys, pem
 from cryptography.hazmat.primitives import hashes
 
 from keys._openssl import ffi, last_error, lib
+from keys.armor import der_from
 from keys.errors import ASN1_DECODE_ERRORS, InvalidKeyError
 from keys.oids import SM2_CURVE, SM2_CURVE_NAME
 
@@ -86,18 +87,6 @@ def _check_sm2_algorithm(algorithm: keys.PublicKeyAlgorithm | keys.PrivateKeyAlg
         raise InvalidKeyError(f"expected an SM2 key (curve {SM2_CURVE}), got an EC key on {known}")
 
 
-def _unarmor(data: bytes, expected: tuple[str, ...]) -> bytes:
-    if not pem.detect(data):
-        return data
-    try:
-        kind, _headers, der = pem.unarmor(data)
-    except ValueError as exc:
-        raise InvalidKeyError(f"malformed PEM: {exc}") from exc
-    if kind not in expected:
-        raise InvalidKeyError(f"expected PEM {' or '.join(expected)}, got {kind}")
-    return der
-
-
 class SM2PublicKey:
     """An SM2 public key: a point on the SM2 curve, validated by OpenSSL when built."""
 
@@ -119,7 +108,7 @@ class SM2PublicKey:
     @classmethod
     def from_der(cls, data: bytes) -> SM2PublicKey:
         """From DER or PEM SubjectPublicKeyInfo (id-ecPublicKey with the SM2 curve)."""
-        der = _unarmor(data, ("PUBLIC KEY",))
+        der = der_from(data, ("PUBLIC KEY",), InvalidKeyError)
         try:
             info = keys.PublicKeyInfo.load(der, strict=True)
             _check_sm2_algorithm(info["algorithm"])
@@ -238,7 +227,7 @@ class SM2PrivateKey:
     @classmethod
     def from_pkcs8_der(cls, data: bytes) -> SM2PrivateKey:
         """From unencrypted PKCS#8 (DER or PEM 'PRIVATE KEY'). See `keys.pkcs8` for encrypted."""
-        der = _unarmor(data, ("PRIVATE KEY",))
+        der = der_from(data, ("PRIVATE KEY",), InvalidKeyError)
         try:
             info = keys.PrivateKeyInfo.load(der, strict=True)
             _check_sm2_algorithm(info["private_key_algorithm"])

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from asn1crypto import core, csr, pem, x509
 
+from keys.armor import der_from
 from keys.errors import ASN1_DECODE_ERRORS, InvalidCertificateError, InvalidCodeError, InvalidKeyError
 from keys.oids import GMT0015_ORG_CODE, SM2_WITH_SM3, SM2_WITH_SM3_NAME
 from keys.signer import Signer
@@ -62,15 +63,7 @@ def make_name(
 
 
 def load_der(data: bytes, labels: tuple[str, ...], what: str) -> bytes:
-    if not pem.detect(data):
-        return data
-    try:
-        label, _headers, der = pem.unarmor(data)
-    except ValueError as exc:
-        raise InvalidCertificateError(f"malformed PEM {what}: {exc}") from exc
-    if label not in labels:
-        raise InvalidCertificateError(f"expected PEM {' or '.join(labels)}, got {label}")
-    return bytes(der)
+    return der_from(data, labels, InvalidCertificateError, what)
 
 
 CACHED_DER_MAX = 8192  # bytes; ours are under 1 KB
