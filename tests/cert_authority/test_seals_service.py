@@ -28,7 +28,7 @@ from sqlmodel import Session, select
 
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.boundary import classify
-from cert_authority.errors import ConflictError, NoActiveSealError, PermissionDeniedError
+from cert_authority.errors import ConflictError, InvalidRequestError, NoActiveSealError, PermissionDeniedError
 from cert_authority.eseals.schemas import SealCreate
 from cert_authority.store.models import AuditEventRow, SealRow
 from keys.uscc import uscc_check_character
@@ -180,7 +180,7 @@ def test_revoking_a_seal_revokes_its_certificate_and_stops_issuance(licence_env:
     certificate = env.pki.certificate(int(seal.cert_serial, 16)).certificate
     assert _ocsp_status(env, certificate, tmp_path) == "good"
 
-    with pytest.raises(ValueError, match="unknown revocation reason"):
+    with pytest.raises(InvalidRequestError, match="吊销原因 .lost. 无效"):
         env.services.seals.revoke(ISSUER, seal.id, "lost it")
     with pytest.raises(PermissionDeniedError):
         env.services.seals.revoke(OTHER_ISSUER, seal.id, "keyCompromise")
