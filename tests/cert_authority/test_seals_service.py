@@ -180,7 +180,7 @@ def test_revoking_a_seal_revokes_its_certificate_and_stops_issuance(licence_env:
     certificate = env.pki.certificate(int(seal.cert_serial, 16)).certificate
     assert _ocsp_status(env, certificate, tmp_path) == "good"
 
-    with pytest.raises(InvalidRequestError, match="吊销原因 .lost. 无效"):
+    with pytest.raises(InvalidRequestError, match="吊销原因 .lost it. 无效"):
         env.services.seals.revoke(ISSUER, seal.id, "lost it")
     with pytest.raises(PermissionDeniedError):
         env.services.seals.revoke(OTHER_ISSUER, seal.id, "keyCompromise")
