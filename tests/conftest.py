@@ -389,7 +389,7 @@ def build_licence_env(settings: Settings, fonts: FontSet, seal_png: bytes) -> Li
     """Everything but licences, fast: keys with few PBKDF2 rounds, the seal picture uploaded."""
     from cert_authority.actors import CLI_ACTOR
     from cert_authority.demo import DEPARTMENTS, register_departments, register_example_types
-    from cert_authority.issuing.schemas import SealCreate
+    from cert_authority.eseals.schemas import SealCreate
     from keys.keystore import SoftwareKeyStore
 
     engine = create_db_engine(settings.effective_database_url)

@@ -29,7 +29,7 @@ from sqlmodel import Session, select
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.boundary import classify
 from cert_authority.errors import ConflictError, NoActiveSealError, PermissionDeniedError
-from cert_authority.issuing.schemas import SealCreate
+from cert_authority.eseals.schemas import SealCreate
 from cert_authority.store.models import AuditEventRow, SealRow
 from keys.uscc import uscc_check_character
 from keys.x509 import Certificate
