@@ -4,11 +4,9 @@ databases: every test that takes `database_url` runs on SQLite and on PostgreSQL
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,14 +56,9 @@ def openssl(*args: str, input: bytes | None = None, check: bool = True) -> subpr
 
 def ses_asn1() -> ModuleType:
     """tests/seals/ses_asn1.py: a pyasn1 spec of GB/T 38540 written apart from our encoder."""
-    if "ses_asn1" not in sys.modules:
-        path = Path(__file__).resolve().parent / "seals" / "ses_asn1.py"
-        spec = importlib.util.spec_from_file_location("ses_asn1", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ses_asn1"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["ses_asn1"]
+    from tests.seals import ses_asn1
+
+    return ses_asn1
 
 
 def gmssl_sm2(public_key: SM2PublicKey, private: int | None = None) -> Any:

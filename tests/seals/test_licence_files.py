@@ -17,15 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import ses_asn1
 import yaml
-from conftest import NOW, SM2_ID_OPT, PkiHierarchy, gmssl_verify, openssl, require_tool_or_skip
 from lxml import etree
 from PIL import ImageChops, ImageDraw
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import SignatureCoverageLevel
-from test_ofd_seal import Q, _replace, check_sealed_ofd
-from test_pdf_seal import _qpdf_check, _red_share, _render, _sm3, check_sealed_pdf, digest_matches
 
 from seals import licence_files
 from seals.errors import PictureError, SealInputError, SealSigningError
@@ -37,6 +33,10 @@ from templates.layout import LicenceFace, PageLayout, build_layout, sample_face
 from templates.ofd import render_ofd
 from templates.pdf import render_pdf
 from templates.spec import LicenceTypeSpec, parse_model
+from tests.conftest import NOW, SM2_ID_OPT, PkiHierarchy, gmssl_verify, openssl, require_tool_or_skip
+from tests.seals import ses_asn1
+from tests.seals.test_ofd_seal import Q, _replace, check_sealed_ofd
+from tests.seals.test_pdf_seal import _qpdf_check, _red_share, _render, _sm3, check_sealed_pdf, digest_matches
 
 ROOT = Path(__file__).resolve().parents[2]
 FOOD = ROOT / "examples" / "types" / "food-business-licence.yaml"

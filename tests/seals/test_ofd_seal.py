@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import ses_asn1
 import yaml
-from conftest import NOW, PkiHierarchy, gmssl_sm3, gmssl_verify
 from cryptography.hazmat.primitives import hashes
 from lxml import etree
 
@@ -27,6 +25,8 @@ from keys.x509 import Certificate
 from seals.errors import DocumentError, SealInputError, SealSigningError
 from seals.ofd_seal import finish_ofd_seal, prepare_ofd_seal, seal_ofd
 from seals.ses import assemble_signature
+from tests.conftest import NOW, PkiHierarchy, gmssl_sm3, gmssl_verify
+from tests.seals import ses_asn1
 
 NS = "http://www.ofdspec.org/2016"
 Q = f"{{{NS}}}"

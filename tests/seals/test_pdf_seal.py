@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import NOW, SM2_ID_OPT, PkiHierarchy, gmssl_sm3, gmssl_verify, openssl, require_tool_or_skip
 from cryptography.hazmat.primitives import hashes
 from PIL import Image, ImageDraw
 from pyasn1.codec.der import decoder, encoder
@@ -30,6 +29,7 @@ from pyhanko.pdf_utils.writer import PdfFileWriter
 from keys.x509 import Certificate
 from seals.errors import DocumentError, PictureError, SealInputError, SealSigningError
 from seals.pdf_seal import finish_pdf_seal, prepare_pdf_seal, seal_pdf
+from tests.conftest import NOW, SM2_ID_OPT, PkiHierarchy, gmssl_sm3, gmssl_verify, openssl, require_tool_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 SM3_OID = "1.2.156.10197.1.401"

@@ -12,8 +12,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import ses_asn1
-from conftest import NOW, SEAL_NAME, PkiHierarchy, gmssl_sm3, gmssl_verify
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyasn1.type import univ
@@ -30,6 +28,8 @@ from seals.ses import (
     sign_tbs,
     tbs_sign_bytes,
 )
+from tests.conftest import NOW, SEAL_NAME, PkiHierarchy, gmssl_sm3, gmssl_verify
+from tests.seals import ses_asn1
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "ofd"
 SM2_WITH_SM3 = "1.2.156.10197.1.501"

@@ -21,7 +21,6 @@ import pytest
 from fontTools.pens.boundsPen import BoundsPen
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageStat
-from template_examples import example_data, example_spec
 
 from templates.backgrounds import prepare_background
 from templates.fonts import FontSet
@@ -29,6 +28,7 @@ from templates.layout import LicenceFace, PageLayout, build_layout, sample_face
 from templates.ofd import render_ofd
 from templates.png import render_image
 from templates.spec import LicenceTypeSpec, parse_model
+from tests.templates.template_examples import example_data, example_spec
 
 NS = "http://www.ofdspec.org/2016"
 Q = f"{{{NS}}}"

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import require_tool_or_skip
 from fontTools.cffLib import CFFFontSet
 from fontTools.pens.boundsPen import BoundsPen
 from fontTools.ttLib import TTFont
@@ -36,6 +35,7 @@ from templates.layout import LicenceFace, PageLayout, TextRun, build_layout, sam
 from templates.pdf import render_pdf
 from templates.png import render_image
 from templates.spec import LicenceTypeSpec, parse_model
+from tests.conftest import require_tool_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 FOOD = ROOT / "examples" / "types" / "food-business-licence.yaml"
