@@ -1,7 +1,7 @@
 """Sealing OFD packages (seals.ofd_seal), checked with code we did not write: zipfile and lxml read
 the package, SM3 comes from gmssl (pure Python) or `cryptography`, the SES structures are read with
 the pyasn1 spec in ses_asn1.py, SM2 signatures are checked with gmssl, and ofdrw's sealed file
-(../shared/vectors/ofd) shows the structure to match. The verifier is a later issue: the small
+(tests/vectors/ofd) shows the structure to match. The verifier is a later issue: the small
 `check_sealed_ofd` below is this test's own, independent of seals/."""
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ from keys.x509 import Certificate
 from seals.errors import DocumentError, SealInputError, SealSigningError
 from seals.ofd_seal import finish_ofd_seal, prepare_ofd_seal, seal_ofd
 from seals.ses import assemble_signature
-from tests.conftest import NOW, PkiHierarchy, gmssl_sm3, gmssl_verify
+from tests.conftest import NOW, OFD_VECTORS, PkiHierarchy, gmssl_sm3, gmssl_verify
 from tests.seals import ses_asn1
 
 NS = "http://www.ofdspec.org/2016"
 Q = f"{{{NS}}}"
 ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT.parent / "shared" / "vectors" / "ofd"
 BOX = (150.0, 230.5, 42.0, 42.0)
 SM3_OID = "1.2.156.10197.1.401"
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -82,10 +81,7 @@ def plain_ofd() -> bytes:
 
 
 def _vector(name: str) -> dict[str, bytes]:
-    path = VECTORS / name
-    if not path.is_file():
-        pytest.skip(f"interop vectors not present ({path})")
-    with zipfile.ZipFile(path) as package:
+    with zipfile.ZipFile(OFD_VECTORS / name) as package:
         return {n: package.read(n) for n in package.namelist() if not n.endswith("/")}
 
 
@@ -256,6 +252,7 @@ def test_changing_any_byte_is_detected(sealed: bytes) -> None:
                 check_sealed_ofd(_replace(sealed, name, bytes(tampered)))
 
 
+@pytest.mark.interop
 def test_structure_matches_ofdrw(sealed: bytes) -> None:
     theirs = _vector("allprotected.ofd")
     with zipfile.ZipFile(io.BytesIO(sealed)) as package:
@@ -347,6 +344,7 @@ def test_bad_documents_and_places(pki: PkiHierarchy, eseal: bytes, sealed: bytes
         seal_ofd(doc, pki.branch_signer, eseal, 0, BOX, NOW)
 
 
+@pytest.mark.interop
 def test_seals_ofdrw_document(pki: PkiHierarchy, eseal: bytes) -> None:
     sealed = seal_ofd(ofdrw_unsigned(), pki.seal_signer, eseal, 0, (50, 50, 40, 40), NOW)
     result = check_sealed_ofd(sealed)
@@ -356,6 +354,7 @@ def test_seals_ofdrw_document(pki: PkiHierarchy, eseal: bytes) -> None:
     assert result.parts["OFD.xml"] == _vector("allprotected.ofd")["OFD.xml"]
 
 
+@pytest.mark.interop
 def test_adds_a_seal_next_to_ofdrw_digital_signature(pki: PkiHierarchy, eseal: bytes) -> None:
     theirs = _vector("DigitalSign.ofd")
     sealed = seal_ofd(_zip(theirs), pki.seal_signer, eseal, 0, BOX, NOW)

@@ -1,6 +1,6 @@
 """GB/T 38540 e-seal structures (seals.ses), checked with code we did not write: a pyasn1 reading
 of the standard's ASN.1 (ses_asn1.py), SM2 signatures verified with the pure-Python gmssl package,
-and the seal and signature ofdrw (Java) wrote into ../shared/vectors/ofd/allprotected.ofd."""
+and the seal and signature ofdrw (Java) wrote into tests/vectors/ofd/allprotected.ofd."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import datetime as dt
 import io
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,10 +27,9 @@ from seals.ses import (
     sign_tbs,
     tbs_sign_bytes,
 )
-from tests.conftest import NOW, SEAL_NAME, PkiHierarchy, gmssl_sm3, gmssl_verify
+from tests.conftest import NOW, OFD_VECTORS, SEAL_NAME, PkiHierarchy, gmssl_sm3, gmssl_verify
 from tests.seals import ses_asn1
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "ofd"
 SM2_WITH_SM3 = "1.2.156.10197.1.501"
 DATA_HASH = gmssl_sm3(b"<ofd:Signature/>")
 PROPERTY = "/Doc_0/Signs/Sign_0/Signature.xml"
@@ -319,13 +317,12 @@ def test_mutated_signature_never_escapes_the_error_tree(signature: bytes, data: 
 
 @pytest.fixture(scope="module")
 def ofdrw_parts() -> dict[str, bytes]:
-    path = VECTORS / "allprotected.ofd"
-    if not path.is_file():
-        pytest.skip(f"interop vectors not present ({path})")
+    path = OFD_VECTORS / "allprotected.ofd"
     with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as package:
         return {name: package.read(name) for name in package.namelist() if not name.endswith("/")}
 
 
+@pytest.mark.interop
 def test_reads_ofdrw_seal(ofdrw_parts: dict[str, bytes]) -> None:
     esl = ofdrw_parts["Doc_0/Signs/Sign_0/Seal.esl"]
     seal = parse_seal(esl)
@@ -341,6 +338,7 @@ def test_reads_ofdrw_seal(ofdrw_parts: dict[str, bytes]) -> None:
     assert maker.public_key.verify(seal.signature, seal.seal_info_der)
 
 
+@pytest.mark.interop
 def test_reads_ofdrw_signature(ofdrw_parts: dict[str, bytes]) -> None:
     signature = parse_signature(ofdrw_parts["Doc_0/Signs/Sign_0/SignedValue.dat"])
     assert signature.version == 4

@@ -26,6 +26,7 @@ from tests.cert_authority.checking.forged_pdf import forge
 from tests.conftest import (
     FOOD_TYPE,
     ISSUER_USCC,
+    OFD_VECTORS,
     USER_USCC,
     LicenceEnv,
     build_licence_env,
@@ -33,7 +34,6 @@ from tests.conftest import (
 )
 from verification.report import Status
 
-VECTORS = Path(__file__).resolve().parents[4] / "shared" / "vectors" / "ofd"
 USER = Actor(role="user", department_uscc=USER_USCC, label="user")
 
 
@@ -239,9 +239,9 @@ def test_seals_of_another_authority_are_not_trusted(
         assert verdict(shared_licence_env, data) == (Status.INVALID, "untrusted_signer")
 
 
-@pytest.mark.skipif(not VECTORS.is_dir(), reason="../shared/vectors is not present")
+@pytest.mark.interop
 def test_ofdrw_files(shared_licence_env: LicenceEnv) -> None:
-    sealed = (VECTORS / "allprotected.ofd").read_bytes()
+    sealed = (OFD_VECTORS / "allprotected.ofd").read_bytes()
     report = shared_licence_env.services.verification.verify_file(sealed)
     passed = {c.name for c in report.checks if c.status is Status.VALID}
     assert {"integrity", "signature", "seal"} <= passed  # mathematically sound…
@@ -250,7 +250,7 @@ def test_ofdrw_files(shared_licence_env: LicenceEnv) -> None:
         parts = [i.filename for i in package.infolist() if not i.filename.endswith("/")]
     for name in parts:
         assert verdict(shared_licence_env, repacked(sealed, name, 5))[0] is Status.INVALID, name
-    plain = shared_licence_env.services.verification.verify_file((VECTORS / "DigitalSign.ofd").read_bytes())
+    plain = shared_licence_env.services.verification.verify_file((OFD_VECTORS / "DigitalSign.ofd").read_bytes())
     assert plain.result is Status.INDETERMINATE
 
 
