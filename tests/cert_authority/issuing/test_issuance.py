@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ from cert_authority.boundary import classify
 from cert_authority.errors import IdempotencyConflictError, LicenceDataError
 from cert_authority.issuing.issuance import IssueRequest
 from cert_authority.issuing.schemas import LicencePublic
-from cert_authority.settings import Settings
 from cert_authority.store.counters import current_value, serial_counter
 from cert_authority.store.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow
 from keys.x509 import Certificate
@@ -50,10 +50,11 @@ from tests.conftest import (
     OTHER_ISSUER_USCC,
     VOCATIONAL_TYPE,
     LicenceEnv,
-    build_licence_env,
+    Snapshots,
     example_data,
     gmssl_verify,
     issue_example,
+    licence_env_copy,
     require_tool_or_skip,
     ses_asn1,
     stored_files,
@@ -151,15 +152,15 @@ def qr_text(png: bytes, path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, fonts: FontSet, seal_picture: bytes) -> LicenceEnv:
+def env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fonts: FontSet, snapshots: Snapshots
+) -> Iterator[LicenceEnv]:
     data = tmp_path_factory.mktemp("issuance")
-    settings = Settings(
-        data_dir=data / "var",
-        database_url=f"sqlite:///{data / 'ecas.db'}",
-        kek="test-passphrase",  # type: ignore[arg-type]
-        base_url="http://127.0.0.1:8000",
-    )
-    built = build_licence_env(settings, fonts, seal_picture)
+    with licence_env_copy(request, snapshots, fonts, data, "sqlite") as built:
+        yield with_ident_type(built)
+
+
+def with_ident_type(built: LicenceEnv) -> LicenceEnv:
     # A type whose template prints the identifier too (the example templates print the number).
     spec = type_spec_data(
         IDENT_TYPE,
