@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.http.app import create_app
+from cert_authority.timeutil import utc_now
 from tests.cert_authority.web.web_pages import PASSWORD
 from tests.conftest import (
     FOOD_TYPE,
@@ -46,15 +48,22 @@ def artifacts(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def server(licence_env: LicenceEnv) -> Iterator[str]:
-    """The app on a free local port, served by uvicorn in a thread, as `ecas serve` would."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def served_app(licence_env: LicenceEnv) -> FastAPI:
+    """The app with a holder, an issuing and a using department's staff."""
     app = create_app(licence_env.settings)
     app.state.staff.create("market", "张敏", "issuer", ISSUER_USCC, PASSWORD)
     app.state.staff.create("counter", "李娜", "user", USER_USCC, PASSWORD)
     licence_env.services.accounts.create(HOLDER, "演示市鼓楼区好味道餐饮有限公司", PASSWORD)
+    return app
+
+
+@pytest.fixture
+def server(served_app: FastAPI) -> Iterator[str]:
+    """The app on a free local port, served by uvicorn in a thread, as `ecas serve` would."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = served_app
     running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
@@ -82,7 +91,7 @@ def zbar(image: Path) -> str:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_show_scan_verify_expire_and_revoke(
-    licence_env: LicenceEnv, server: str, browser: object, artifacts: Path
+    licence_env: LicenceEnv, served_app: FastAPI, server: str, browser: object, artifacts: Path
 ) -> None:
     food = issue_example(licence_env, FOOD_TYPE).licence.identifier
     phone = browser.new_context(**PHONE).new_page()  # type: ignore[attr-defined]
@@ -108,9 +117,10 @@ def test_show_scan_verify_expire_and_revoke(
     phone.click(f"a[href='/wallet/licences/{food}']")
     phone.wait_for_load_state("networkidle")
     phone.screenshot(path=artifacts / "phone-licence.png", full_page=True)
+    phone.clock.install()  # the show screen's timers run on a clock the test moves
     phone.goto(f"{server}/wallet/licences/{food}/show?seconds=15")
     phone.wait_for_selector("#qr svg")
-    shown_at = time.monotonic()
+    first_qr = phone.inner_html("#qr")
     phone.screenshot(path=artifacts / "phone-show.png")
     token = zbar(artifacts / "phone-show.png")
     assert token.startswith("ECT1.")
@@ -124,14 +134,21 @@ def test_show_scan_verify_expire_and_revoke(
     assert "VALID" in (counter.get_attribute("#verdict", "class") or "").split()
     assert "演示市鼓楼区好味道餐饮有限公司" in counter.inner_text("#verdict")
 
-    # After the token's lifetime the same token is refused as expired.
-    time.sleep(max(0.0, 16.5 - (time.monotonic() - shown_at)))
+    # After the token's lifetime (the server's check told that 16.5 s have passed) the same token is
+    # refused as expired.
+    verifier = served_app.state.show_tokens
+    verifier.clock = lambda: utc_now() + dt.timedelta(seconds=16.5)
     counter.fill("#code", token)
     counter.press("#code", "Enter")
     counter.wait_for_selector("#verdict")
     counter.screenshot(path=artifacts / "counter-expired.png", full_page=True)
     assert "INVALID" in (counter.get_attribute("#verdict", "class") or "").split()
     assert "过期" in counter.inner_text("#verdict")
+    verifier.clock = utc_now
+
+    # The phone's 16.5 s: a few seconds before expiry it fetched a fresh code on its own.
+    phone.clock.run_for(16_500)
+    phone.wait_for_function("first => document.getElementById('qr').innerHTML !== first", arg=first_qr)
 
     # Meanwhile the phone fetched fresh codes on its own: the one on screen now is another, live one.
     phone.wait_for_selector("#qr svg", state="visible")
