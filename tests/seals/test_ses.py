@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
-import time
 import zipfile
 
 import pytest
@@ -353,15 +352,6 @@ def test_reads_ofdrw_signature(ofdrw_parts: dict[str, bytes]) -> None:
     assert gmssl_verify(signer.public_key, signature.signature, tbs)
     assert signer.public_key.verify(signature.signature, tbs)
     assert not signer.public_key.verify(signature.signature, tbs.replace(b"/Doc_0", b"/Doc_1"))
-
-
-def test_sign_timing(pki: PkiHierarchy, eseal: bytes) -> None:
-    count = 20
-    started = time.perf_counter()
-    for _ in range(count):
-        sign_tbs(pki.seal_signer, eseal, DATA_HASH, PROPERTY, NOW)
-    elapsed = (time.perf_counter() - started) / count
-    print(f"sign_tbs (SES_Signature, {len(eseal)}-byte seal): {elapsed * 1000:.1f} ms each")
 
 
 def test_a_malformed_lazily_parsed_field_is_malformed_too(signature: bytes) -> None:

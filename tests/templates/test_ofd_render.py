@@ -10,7 +10,6 @@ import datetime as dt
 import io
 import posixpath
 import re
-import time
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass
@@ -68,18 +67,8 @@ def _case(name: str, spec: LicenceTypeSpec, fonts: FontSet, title: str | None = 
     assert spec.template is not None
     face = sample_face(spec)
     layout = build_layout(spec, spec.template, prepare_background(spec.template, {}), face, fonts)
-    ofd = timed_render(name, layout, fonts, title)
-    return Case(name, layout, ofd, {key: printed for key, printed in layout.texts.items() if printed})
-
-
-def timed_render(name: str, layout: PageLayout, fonts: FontSet, title: str | None = None) -> bytes:
-    started = time.perf_counter()
     ofd = render_ofd(layout, fonts, doc_id=DOC_ID, created=CREATED, title=title)
-    print(f"render_ofd {name}: {(time.perf_counter() - started) * 1000:.1f} ms, {len(ofd)} bytes")
-    again = time.perf_counter()
-    render_ofd(layout, fonts, doc_id=DOC_ID, created=CREATED, title=title)
-    print(f"render_ofd {name} again (font subsets cached): {(time.perf_counter() - again) * 1000:.1f} ms")
-    return ofd
+    return Case(name, layout, ofd, {key: printed for key, printed in layout.texts.items() if printed})
 
 
 INLINE_VALUES = {
@@ -128,7 +117,7 @@ def inline_case(fonts: FontSet) -> Case:
     sample = sample_face(spec)
     face = LicenceFace(INLINE_VALUES, sample.meta, sample.qr_url, photo=sample.photo)
     layout = build_layout(spec, spec.template, None, face, fonts)
-    ofd = timed_render("inline", layout, fonts)
+    ofd = render_ofd(layout, fonts, doc_id=DOC_ID, created=CREATED, title=None)
     printed = {"name": INLINE_VALUES["name"], "code": INLINE_VALUES["code"]}
     return Case("inline", layout, ofd, printed)
 

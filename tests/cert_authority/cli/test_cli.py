@@ -97,12 +97,3 @@ def test_data_dir_option_and_demo_is_idempotent(tmp_path: Path, monkeypatch: pyt
     assert all(t["latest_version"] == 1 for t in json.loads(types))
     code, departments = ecas("--data-dir", str(data), "departments", "list", "--json")
     assert len(json.loads(departments)) == 3
-
-
-def test_bench_crypto_prints_figures(tmp_data_dir: Path) -> None:
-    code, out = ecas("bench", "crypto", "--seconds", "0.3", "--json")
-    assert code == 0, out
-    figures = json.loads(out)
-    for key in ("sign_per_s", "verify_per_s", "openssl_sign_per_s", "openssl_verify_per_s"):
-        assert figures[key] > 0
-    assert not tmp_data_dir.exists()  # a benchmark, it touches no data

@@ -192,13 +192,3 @@ def test_reading_batch_files(tmp_path: Path) -> None:
     key = row_key(FOOD_TYPE, ISSUER_USCC, BatchRow(1, {"a": "1", "b": "2"}))
     assert key == row_key(FOOD_TYPE, ISSUER_USCC, BatchRow(9, {"b": "2", "a": "1"}))
     assert key != row_key(FOOD_TYPE, ISSUER_USCC, BatchRow(1, {"a": "1", "b": "3"}))
-
-
-def test_bench_issue_prints_rates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ECAS_KEK", "bench-test-passphrase")
-    code, out = ecas("bench", "issue", "--count", "30", "--workers", "1", "--openssl-seconds", "1", "--json",
-                     "--data-dir", str(tmp_path / "bench"))
-    assert code == 0, out
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["licences"] == 30 and result["licences_per_s"] > 0 and result["openssl_sign_per_s"] > 0
-    assert result["ratio"] == pytest.approx(result["licences_per_s"] / result["openssl_sign_per_s"], abs=1e-3)

@@ -13,7 +13,6 @@ import json
 import re
 import subprocess
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,15 +183,12 @@ def _seal_certificate(env: LicenceEnv, licence: LicencePublic) -> Certificate:
 
 @pytest.mark.parametrize("type_code", [FOOD_TYPE, VOCATIONAL_TYPE, DRAINAGE_TYPE, IDENT_TYPE])
 def test_issued_licence_files_check_out(env: LicenceEnv, type_code: str, tmp_path: Path) -> None:
-    started = time.perf_counter()
     if type_code == IDENT_TYPE:
         data = {"name": "测试标识有限公司", "code": "91350100M000100Y43"}
         result = env.services.issuance.issue_licence(CLI_ACTOR, type_code, data, issuer_uscc=ISSUER_USCC)
     else:
         data = example_data(type_code)
         result = issue_example(env, type_code)
-    elapsed = time.perf_counter() - started
-    print(f"\nissued {type_code} in {elapsed * 1000:.0f} ms")  # a figure, not an assertion
     licence = result.licence
     assert not result.replayed and licence.status == "issued" and licence.version == 1
 
