@@ -159,6 +159,29 @@ def make_test_pki(now: dt.datetime = NOW) -> PkiHierarchy:
     )
 
 
+# Fixtures that give a test a database (directly or through another fixture).
+DB_FIXTURES = {"database_url", "settings", "registry", "pki_service", "licence_env", "shared_licence_env",
+               "snapshots", "postgres", "postgres_server", "tmp_data_dir"}
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by what they use: postgres (the postgresql parameter, or the server itself), db
+    (a database fixture, or any test of cert_authority/ not marked unit), unit (everything else but
+    the browser tests). Selecting by marker: -m "not slow and not browser and not postgres"."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_postgres = "postgresql" in (params.get("database_url"), params.get("shared_licence_env"))
+        if on_postgres or names & {"postgres", "postgres_server"}:
+            item.add_marker(pytest.mark.postgres)
+        in_service = (TESTS / "cert_authority") in item.path.parents
+        if names & DB_FIXTURES or (in_service and item.get_closest_marker("unit") is None):
+            item.add_marker(pytest.mark.db)
+        elif item.get_closest_marker("browser") is None:
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
     """Under CI, an interop test that skips (a vector or a tool missing) fails: it must run there."""
@@ -370,9 +393,13 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 @pytest.fixture
 def pki_service(settings: Settings) -> PkiService:
+    """The CA service on a migrated database; its keys with few PBKDF2 rounds, as licence_env's
+    (600,000 by default: 33 ms a key written or read)."""
+    from keys.keystore import SoftwareKeyStore
+
     engine = create_db_engine(settings.effective_database_url)
     migrate(engine)
-    return PkiService(settings, engine)
+    return PkiService(settings, engine, SoftwareKeyStore(settings.key_dir, settings.require_kek(), iterations=1000))
 
 
 @pytest.fixture(scope="session")

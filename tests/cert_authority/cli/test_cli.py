@@ -81,6 +81,7 @@ def test_commands_explain_missing_setup(tmp_data_dir: Path, monkeypatch: pytest.
     assert not (tmp_data_dir / "pki" / "branch.pem").exists()
 
 
+@pytest.mark.slow  # ecas demo: 30 licences
 def test_data_dir_option_and_demo_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ECAS_KEK", raising=False)
     data = tmp_path / "demo-data"

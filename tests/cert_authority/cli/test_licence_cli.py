@@ -154,6 +154,7 @@ def test_cli_errors_are_one_line(cli_env: Path, tmp_path: Path) -> None:
     assert "unknown revocation reason" in fails("seals", "revoke", "1", "--reason", "lost")
 
 
+@pytest.mark.slow  # ecas demo twice
 def test_demo_twice_adds_nothing_the_second_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ECAS_KEK", raising=False)
     monkeypatch.delenv("ECAS_DATABASE_URL", raising=False)

@@ -27,6 +27,8 @@ from cert_authority.store.models import AuditEventRow
 from tests.cert_authority.serving import free_port, wait_until_serving
 from tests.conftest import FOOD_TYPE, USER_USCC, LicenceEnv, example_data, issue_example
 
+pytestmark = pytest.mark.slow  # ecas serve --workers 2 in subprocesses
+
 HOLDER = example_data(FOOD_TYPE)["operator_code"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -31,6 +32,7 @@ def _describe(exc: BaseException) -> str:
 EXAMPLES = 25  # per operation: about 60 operations, some 1,500 requests per database
 
 
+@pytest.mark.slow  # schemathesis, 25 requests per operation
 def test_no_server_errors_and_only_documented_statuses(shared_licence_env: LicenceEnv) -> None:
     app = create_app(shared_licence_env.settings)
     admin = {"Authorization": f"Bearer {app.state.api_keys.create('admin', None).key}"}

@@ -74,6 +74,7 @@ def licence_count(env: LicenceEnv) -> int:
     return table_counts(env.registry.engine)["licence"]
 
 
+@pytest.mark.slow  # a worker per core
 def test_csv_batch_rejects_bad_rows_and_reruns_skip_what_was_done(batch_env: LicenceEnv, tmp_path: Path) -> None:
     env = batch_env
     good = food_rows(6)
@@ -157,6 +158,7 @@ def test_jsonl_batch_with_photos(batch_env: LicenceEnv, tmp_path: Path) -> None:
     assert len(issued) == 3 and all(r.photo_sm3 for r in issued)
 
 
+@pytest.mark.slow  # two ecas processes with two workers each
 def test_two_runs_at_once_issue_each_row_once(batch_env: LicenceEnv, tmp_path: Path) -> None:
     batch = write_csv(tmp_path / "food.csv", food_rows(120))
     command = [str(Path(sys.executable).with_name("ecas")), "issue-batch", "--type", FOOD_TYPE, str(batch),

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlmodel import Session, select
 
 from cert_authority.access.apikeys import ApiKeyService
@@ -26,6 +27,8 @@ from cert_authority.demo import demo_licences, demo_uscc
 from cert_authority.store.models import LicenceRow
 from tests.cert_authority.serving import free_port, wait_until_serving
 from tests.conftest import FOOD_TYPE, ISSUER_USCC, LicenceEnv, table_counts
+
+pytestmark = pytest.mark.slow  # servers and batch runs in subprocesses, killed and restarted
 
 ECAS = str(Path(sys.executable).with_name("ecas"))
 

@@ -11,6 +11,8 @@ from cert_authority.registry.spec_input import MAX_DEFINITION_BYTES, load_defini
 from templates.errors import SpecError
 from tests.conftest import type_spec_data
 
+pytestmark = pytest.mark.unit  # parsing only, no database
+
 
 def test_yaml_and_json_give_the_same_spec() -> None:
     data = type_spec_data()

@@ -11,6 +11,8 @@ from gmssl import sm3 as gmssl_sm3
 from cert_authority.errors import StoredFileError
 from cert_authority.store.filestore import FileStore
 
+pytestmark = pytest.mark.unit  # files only, no database
+
 
 def test_put_names_files_by_sm3_and_get_returns_them(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "files")

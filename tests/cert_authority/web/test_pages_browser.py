@@ -33,6 +33,7 @@ from tests.conftest import (
     require_tool_or_skip,
 )
 
+pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
 HOLDER = example_data(FOOD_TYPE)["operator_code"]
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "locale": "zh-CN",
