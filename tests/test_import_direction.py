@@ -165,7 +165,8 @@ def _room_rule(module: str, imported: str) -> str | None:
         return f"{mine} is not a room of cert_authority: add it to ROOMS in tests/test_import_direction.py"
     if theirs not in ROOMS[mine]:
         allowed = ", ".join(sorted(ROOMS[mine])) or "no other room"
-        return f"room {mine} may import only {allowed} (domain rooms from store up, wiring, then outer rooms)"
+        order = "domain rooms from store up, then wiring, then web/http/cli/bench"
+        return f"room {mine} may import only {allowed} ({order})"
     return None
 
 

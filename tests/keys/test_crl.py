@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 from asn1crypto import core
-from conftest import NOW, gmssl_verify, openssl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keys.crl import REASONS, Crl, RevokedEntry, build_crl, parse_reason, reason_text
 from keys.errors import CAError, InvalidCertificateError
+from tests.conftest import NOW, gmssl_verify, openssl
 
 if TYPE_CHECKING:
-    from conftest import PkiHierarchy
+    from tests.conftest import PkiHierarchy
 
 OTHER_SERIAL = 0x1234
 

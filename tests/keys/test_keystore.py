@@ -7,13 +7,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import gmssl_verify
 
 from keys import keystore
 from keys.errors import KeyExistsError, KeyNotFoundError, WrongPassphraseError
 from keys.keystore import SoftwareKeyStore
 from keys.signer import Signer
 from keys.sm2 import SM2PublicKey
+from tests.conftest import gmssl_verify
 
 PASS = b"test-kek-0123456789"
 FAST = 2048  # PBKDF2 iterations: the format is tested in test_pkcs8, here speed matters

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 from asn1crypto import ocsp
-from conftest import NOW, gmssl_verify, openssl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,9 +22,10 @@ from keys.ocsp import (
     parse_ocsp_response,
     respond_ocsp,
 )
+from tests.conftest import NOW, gmssl_verify, openssl
 
 if TYPE_CHECKING:
-    from conftest import PkiHierarchy
+    from tests.conftest import PkiHierarchy
 
 REVOKED_SERIAL = 0x1234
 REVOKED_AT = NOW - dt.timedelta(days=2)

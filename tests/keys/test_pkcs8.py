@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from asn1crypto import keys as asn1_keys
 from asn1crypto import pem
-from conftest import openssl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keys.errors import InvalidKeyError, WrongPassphraseError
 from keys.pkcs8 import DEFAULT_ITERATIONS, MAX_ITERATIONS, decrypt_private_key, encrypt_private_key
 from keys.sm2 import SM2PrivateKey
+from tests.conftest import openssl
 
 PASS = b"correct horse battery staple"
 FAST = 2048  # iterations for tests that do not check the default

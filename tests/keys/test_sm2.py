@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from asn1crypto import algos
-from conftest import SM2_ID_OPT, gmssl_sm2, gmssl_verify, openssl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keys.errors import InvalidKeyError
 from keys.sm2 import DEFAULT_ID, N, SM2PrivateKey, SM2PublicKey, der_to_raw, raw_to_der, sm3
+from tests.conftest import SM2_ID_OPT, gmssl_sm2, gmssl_verify, openssl
 
 # SPEC.md "SM2 / SM3": recommended curve, ID 1234567812345678, message "message digest".
 KAT_D = 0x3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8

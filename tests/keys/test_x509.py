@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import pem
-from conftest import DEPT_USCC, NOW, SM2_ID_OPT, gmssl_verify_certificate, openssl
-from conftest import PkiHierarchy as PKI  # aliased: pytest would try to collect "Test*"
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +15,8 @@ from keys.oids import GMT0015_ORG_CODE
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey
 from keys.x509 import Certificate, CertificationRequest, build_certificate, make_name
+from tests.conftest import DEPT_USCC, NOW, SM2_ID_OPT, gmssl_verify_certificate, openssl
+from tests.conftest import PkiHierarchy as PKI  # aliased: pytest would try to collect "Test*"
 
 
 @pytest.fixture(scope="module")

@@ -10,22 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import io
 import subprocess
-import time
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import ses_asn1
 import yaml
-from conftest import NOW, SM2_ID_OPT, PkiHierarchy, gmssl_verify, openssl, require_tool_or_skip
 from lxml import etree
 from PIL import ImageChops, ImageDraw
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import SignatureCoverageLevel
-from test_ofd_seal import Q, _replace, check_sealed_ofd
-from test_pdf_seal import _qpdf_check, _red_share, _render, _sm3, check_sealed_pdf, digest_matches
 
 from seals import licence_files
 from seals.errors import PictureError, SealInputError, SealSigningError
@@ -37,6 +31,10 @@ from templates.layout import LicenceFace, PageLayout, build_layout, sample_face
 from templates.ofd import render_ofd
 from templates.pdf import render_pdf
 from templates.spec import LicenceTypeSpec, parse_model
+from tests.conftest import NOW, SM2_ID_OPT, PkiHierarchy, gmssl_verify, openssl, require_tool_or_skip
+from tests.seals import ses_asn1
+from tests.seals.test_ofd_seal import Q, _replace, check_sealed_ofd
+from tests.seals.test_pdf_seal import _qpdf_check, _red_share, _render, _sm3, check_sealed_pdf, digest_matches
 
 ROOT = Path(__file__).resolve().parents[2]
 FOOD = ROOT / "examples" / "types" / "food-business-licence.yaml"
@@ -383,47 +381,3 @@ def test_refusals(food: Food, pki: PkiHierarchy, eseal: bytes, seal_picture: byt
         seal_licence(layout, food.fonts, pki.seal_signer, eseal, b"GIF89a", NOW)
     with pytest.raises(SealInputError, match="证书链"):
         prepare_licence(layout, food.fonts, signer_chain=[], seal_der=eseal, seal_picture_png=seal_picture, now=NOW)
-
-
-# --- cost (printed, never asserted) --------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_print_cost_per_licence(food: Food, pki: PkiHierarchy, eseal: bytes, seal_picture: bytes) -> None:
-    """Render + seal, per licence, over 50 licences with new names (new font subsets each)."""
-    from seals.ofd_seal import seal_ofd
-    from seals.pdf_seal import seal_pdf
-
-    count = 50
-    signer, fonts = pki.seal_signer, food.fonts
-    seal_licence(food.layout(999), fonts, signer, eseal, seal_picture, NOW)  # per-process caches
-
-    def timed(offset: int, work: Callable[[PageLayout], object]) -> float:
-        layouts = [food.layout(offset + i) for i in range(count)]
-        started = time.perf_counter()
-        for layout in layouts:
-            work(layout)
-        return (time.perf_counter() - started) / count * 1000
-
-    started = time.perf_counter()
-    layouts = [food.layout(1000 + i) for i in range(count)]
-    layout_ms = (time.perf_counter() - started) / count * 1000
-    box = layouts[0].seal
-    where = (box.x, box.y, box.w, box.h)
-    render_ms = timed(
-        100, lambda lay: (render_pdf(lay, fonts, created=NOW), render_ofd(lay, fonts, created=NOW.date()))
-    )
-    pdfs = [render_pdf(lay, fonts, created=NOW) for lay in layouts]
-    ofds = [render_ofd(lay, fonts, created=NOW.date()) for lay in layouts]
-    started = time.perf_counter()
-    for pdf, ofd in zip(pdfs, ofds, strict=True):
-        seal_pdf(pdf, signer, seal_picture, 0, where, now=NOW)
-        seal_ofd(ofd, signer, eseal, 0, where, NOW)
-    general_ms = (time.perf_counter() - started) / count * 1000
-    fast_ms = timed(200, lambda lay: seal_licence(lay, fonts, signer, eseal, seal_picture, NOW))
-    unchecked_ms = timed(300, lambda lay: seal_licence(lay, fonts, signer, eseal, seal_picture, NOW, verify=False))
-    print(
-        f"\nper licence over {count}: layout {layout_ms:.1f} ms; render_pdf+render_ofd {render_ms:.1f} ms;"
-        f" + seal_pdf+seal_ofd {general_ms:.1f} ms; seal_licence (render+seal both) {fast_ms:.1f} ms,"
-        f" {unchecked_ms:.1f} ms without verifying the signatures"
-    )

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import NOW, PkiHierarchy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -28,6 +27,7 @@ from templates.backgrounds import prepare_background
 from templates.fonts import FontSet
 from templates.layout import build_layout, sample_face
 from templates.spec import LicenceTypeSpec, parse_model
+from tests.conftest import NOW, PkiHierarchy
 
 PYHANKO = generic.read_hex_string_from_stream
 ALPHABET = b"0123456789abcdefABCDEF \n\r\t\f\x00>%gZ<("

@@ -10,13 +10,11 @@ import datetime as dt
 import io
 import re
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import NOW, SM2_ID_OPT, PkiHierarchy, gmssl_sm3, gmssl_verify, openssl, require_tool_or_skip
 from cryptography.hazmat.primitives import hashes
 from PIL import Image, ImageDraw
 from pyasn1.codec.der import decoder, encoder
@@ -30,6 +28,7 @@ from pyhanko.pdf_utils.writer import PdfFileWriter
 from keys.x509 import Certificate
 from seals.errors import DocumentError, PictureError, SealInputError, SealSigningError
 from seals.pdf_seal import finish_pdf_seal, prepare_pdf_seal, seal_pdf
+from tests.conftest import NOW, SM2_ID_OPT, PkiHierarchy, gmssl_sm3, gmssl_verify, openssl, require_tool_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 SM3_OID = "1.2.156.10197.1.401"
@@ -327,12 +326,7 @@ def test_second_seal_keeps_the_first(pki: PkiHierarchy, sealed: bytes, seal_pict
 
 def test_seals_our_licence_pdf(pki: PkiHierarchy, seal_picture: bytes, tmp_path: Path) -> None:
     document, box = licence_pdf()
-    count = 10
-    started = time.perf_counter()
-    for _ in range(count):
-        sealed = seal_pdf(document, pki.seal_signer, seal_picture, 0, box, now=NOW)
-    elapsed = (time.perf_counter() - started) / count
-    print(f"seal_pdf licence ({len(document) // 1024} KB PDF): {elapsed * 1000:.1f} ms each")
+    sealed = seal_pdf(document, pki.seal_signer, seal_picture, 0, box, now=NOW)
     path = tmp_path / "licence.pdf"
     path.write_bytes(sealed)
     _qpdf_check(path)
@@ -366,17 +360,6 @@ def test_bad_documents_and_places(pki: PkiHierarchy, seal_picture: bytes, tmp_pa
         seal_pdf(rotated.read_bytes(), signer, seal_picture, 0, BOX, now=NOW)
     with pytest.raises(DocumentError, match="加密"):
         seal_pdf(encrypted.read_bytes(), signer, seal_picture, 0, BOX, now=NOW)
-
-
-def test_seal_pdf_timing(pki: PkiHierarchy, seal_picture: bytes) -> None:
-    document = pillow_pdf()
-    count = 20
-    started = time.perf_counter()
-    for _ in range(count):
-        seal_pdf(document, pki.seal_signer, seal_picture, 0, BOX, now=NOW)
-    elapsed = (time.perf_counter() - started) / count
-    print(f"seal_pdf small PDF ({len(document) // 1024} KB): {elapsed * 1000:.1f} ms each")
-
 
 
 def test_works_inside_a_running_event_loop(pki: PkiHierarchy, seal_picture: bytes) -> None:

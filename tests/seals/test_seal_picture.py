@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 
 import pytest
@@ -184,10 +183,3 @@ def test_load_refuses_a_bomb_before_decoding_it() -> None:
         load_seal_picture(_claimed(50_000, 50_000))
     with pytest.raises(PictureError, match="3000×3000"):
         load_seal_picture(_claimed(3000, 3000))
-
-
-def test_generate_timing() -> None:
-    started = time.perf_counter()
-    generate_round_seal(NAME, PURPOSE)
-    elapsed = time.perf_counter() - started
-    print(f"generate_round_seal 42 mm at 12 px/mm: {elapsed * 1000:.0f} ms")

@@ -7,13 +7,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
-import time
 import zipfile
-from pathlib import Path
 
 import pytest
-import ses_asn1
-from conftest import NOW, SEAL_NAME, PkiHierarchy, gmssl_sm3, gmssl_verify
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyasn1.type import univ
@@ -30,8 +26,9 @@ from seals.ses import (
     sign_tbs,
     tbs_sign_bytes,
 )
+from tests.conftest import NOW, SEAL_NAME, PkiHierarchy, gmssl_sm3, gmssl_verify, ofd_vector
+from tests.seals import ses_asn1
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "ofd"
 SM2_WITH_SM3 = "1.2.156.10197.1.501"
 DATA_HASH = gmssl_sm3(b"<ofd:Signature/>")
 PROPERTY = "/Doc_0/Signs/Sign_0/Signature.xml"
@@ -345,13 +342,12 @@ def test_mutated_signature_never_escapes_the_error_tree(signature: bytes, data: 
 
 @pytest.fixture(scope="module")
 def ofdrw_parts() -> dict[str, bytes]:
-    path = VECTORS / "allprotected.ofd"
-    if not path.is_file():
-        pytest.skip(f"interop vectors not present ({path})")
+    path = ofd_vector("allprotected.ofd")
     with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as package:
         return {name: package.read(name) for name in package.namelist() if not name.endswith("/")}
 
 
+@pytest.mark.interop
 def test_reads_ofdrw_seal(ofdrw_parts: dict[str, bytes]) -> None:
     esl = ofdrw_parts["Doc_0/Signs/Sign_0/Seal.esl"]
     seal = parse_seal(esl)
@@ -367,6 +363,7 @@ def test_reads_ofdrw_seal(ofdrw_parts: dict[str, bytes]) -> None:
     assert maker.public_key.verify(seal.signature, seal.seal_info_der)
 
 
+@pytest.mark.interop
 def test_reads_ofdrw_signature(ofdrw_parts: dict[str, bytes]) -> None:
     signature = parse_signature(ofdrw_parts["Doc_0/Signs/Sign_0/SignedValue.dat"])
     assert signature.version == 4
@@ -381,15 +378,6 @@ def test_reads_ofdrw_signature(ofdrw_parts: dict[str, bytes]) -> None:
     assert gmssl_verify(signer.public_key, signature.signature, tbs)
     assert signer.public_key.verify(signature.signature, tbs)
     assert not signer.public_key.verify(signature.signature, tbs.replace(b"/Doc_0", b"/Doc_1"))
-
-
-def test_sign_timing(pki: PkiHierarchy, eseal: bytes) -> None:
-    count = 20
-    started = time.perf_counter()
-    for _ in range(count):
-        sign_tbs(pki.seal_signer, eseal, DATA_HASH, PROPERTY, NOW)
-    elapsed = (time.perf_counter() - started) / count
-    print(f"sign_tbs (SES_Signature, {len(eseal)}-byte seal): {elapsed * 1000:.1f} ms each")
 
 
 def test_a_malformed_lazily_parsed_field_is_malformed_too(signature: bytes) -> None:

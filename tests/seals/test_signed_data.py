@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 
 from asn1crypto import cms
-from conftest import NOW, PkiHierarchy, gmssl_verify
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyasn1.codec.der import decoder, encoder
@@ -17,6 +16,7 @@ from keys.sm2 import SIGNATURE_MAX_DER, sm3
 from seals import signed_data as signed_data_module
 from seals.pdf_seal import Sm2CmsSigner
 from seals.signed_data import reserved_length, signed_attributes, signed_data
+from tests.conftest import NOW, PkiHierarchy, gmssl_verify
 
 MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 SIGNING_TIME = "1.2.840.113549.1.9.5"

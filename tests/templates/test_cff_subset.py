@@ -7,12 +7,10 @@ from __future__ import annotations
 import io
 import struct
 import threading
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from fontTools import subset as ft_subset
 from fontTools.cffLib import CFFFontSet
 from fontTools.cffLib.transforms import desubroutinizeCharString
 from fontTools.pens.recordingPen import RecordingPen
@@ -23,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from templates.cff_subset import CffSubsetter
 from templates.errors import FontError
-from templates.fonts import Font, FontSet, SubsetFont
+from templates.fonts import FontSet, SubsetFont
 
 LICENCE_TEXT = "中华人民共和国营业执照统一社会信用代码名称类型法定代表人经营范围注册资本成立日期住所登记机关年月日"
 MIXED_TEXT = LICENCE_TEXT + "0123456789 ABCXYZ abcxyz（），。、：；“”《》—…·￥%@#&*"
@@ -308,54 +306,3 @@ def test_random_char_sets_round_trip(
             assert whole.tobytes() == render(io.BytesIO(subset.otf), drawable).tobytes()
 
     round_trip()
-
-
-# --- timings (printed, never asserted: see DESIGN.md) ---------------------------------------------
-
-
-def test_print_timings(fonts: FontSet, capsys: pytest.CaptureFixture[str]) -> None:
-    path = fonts.serif.path
-    start = time.perf_counter()
-    subsetter = CffSubsetter(path)
-    load = time.perf_counter() - start
-    chars = sorted(set(LICENCE_TEXT + "0123456789ABCDEFGHIJ"))[:60]
-    other = sorted(set("浙江省杭州市西湖区文三路九十八号科技有限责任公司软件开发技术咨询服务销售电子产品"))
-
-    def best(function: object, repeat: int = 20) -> float:
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            function()  # type: ignore[operator]
-            times.append(time.perf_counter() - start)
-        return min(times) * 1000
-
-    start = time.perf_counter()
-    subsetter.subset(chars)
-    cold = (time.perf_counter() - start) * 1000
-    warm = best(lambda: subsetter.subset(chars), repeat=200)
-    start = time.perf_counter()
-    subsetter.subset(other)
-    cold_other = (time.perf_counter() - start) * 1000
-
-    options = ft_subset.Options()
-    options.layout_features = []
-    options.notdef_outline = True
-    options.drop_tables += ["GSUB", "GPOS", "GDEF", "BASE", "VORG", "vhea", "vmtx", "DSIG"]
-
-    def fonttools_subset() -> None:
-        font = TTFont(str(path), lazy=True)
-        subsetter = ft_subset.Subsetter(options)
-        subsetter.populate(text="".join(chars))
-        subsetter.subset(font)
-        font.save(io.BytesIO())
-
-    fonttools = best(fonttools_subset, repeat=3)
-    start = time.perf_counter()
-    Font("serif", path)
-    font_load = (time.perf_counter() - start) * 1000
-    with capsys.disabled():
-        print(
-            f"\n[cff_subset] {len(chars)} chars, {path.name}: fontTools subsetter {fonttools:.1f} ms;"
-            f" direct: cold {cold:.1f} ms (another {len(other)} new chars: {cold_other:.1f} ms),"
-            f" warm {warm:.3f} ms; parse once {load * 1000:.0f} ms (templates.fonts.Font: {font_load:.0f} ms)"
-        )

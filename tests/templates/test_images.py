@@ -8,13 +8,13 @@ import zlib
 
 import pytest
 from PIL import Image
-from template_examples import example_data
 
 from templates.backgrounds import BACKGROUND_DPI, prepare_background
 from templates.errors import ImageError, SpecError
 from templates.images import MAX_UPLOAD_BYTES, Picture, load_picture
 from templates.layout_spec import TemplateSpec
 from templates.spec import parse_model
+from tests.templates.template_examples import example_data
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from template_examples import EXAMPLE_NAMES, example_spec
 
 from templates.errors import FontError, LayoutError
 from templates.fonts import FontSet
 from templates.layout import PT_MM, LicenceFace, TextRun, build_layout, check_fits, make_qr, sample_face
 from templates.layout_spec import Box, TemplateSpec
 from templates.spec import LicenceTypeSpec, parse_model
+from tests.templates.template_examples import EXAMPLE_NAMES, example_spec
 
 USCC = "11350100MB00000100"
 

@@ -11,8 +11,6 @@ import pickle
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import require_tool_or_skip
 from fontTools.cffLib import CFFFontSet
 from fontTools.pens.boundsPen import BoundsPen
 from fontTools.ttLib import TTFont
@@ -36,6 +33,7 @@ from templates.layout import LicenceFace, PageLayout, TextRun, build_layout, sam
 from templates.pdf import render_pdf
 from templates.png import render_image
 from templates.spec import LicenceTypeSpec, parse_model
+from tests.conftest import require_tool_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 FOOD = ROOT / "examples" / "types" / "food-business-licence.yaml"
@@ -506,36 +504,3 @@ def test_render_pdf_refuses_a_layout_with_a_missing_character(pdf_fonts: FontSet
     bad = TextRun(MISSING + run.text, run.x, run.baseline, run.size, run.font, run.colour, (1.0, *run.advances))
     with pytest.raises(FontError, match=MISSING):
         render_pdf(PageLayout(layout.width, layout.height, None, (bad,), (), layout.qr, layout.seal), pdf_fonts)
-
-
-POOL = (
-    "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面"
-    "而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把"
-    "性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质"
-)
-
-
-@pytest.mark.slow
-def test_print_render_cost(pdf_fonts: FontSet) -> None:
-    """Prints the cost per render_pdf (run with -s); speed is measured, never asserted."""
-    spec, _ = food_layout(pdf_fonts)
-    assert spec.template is not None
-    background = prepare_background(spec.template, {})
-    layouts = []
-    for i in range(20):  # different names: every render needs new font subsets, as in issuance
-        face = sample_face(spec)
-        values = {**face.values, "operator_name": POOL[i * 10 : i * 10 + 10] + "有限公司"}
-        layouts.append(build_layout(spec, spec.template, background, LicenceFace(values, face.meta, face.qr_url),
-                                    pdf_fonts))
-
-    def timed(render: Callable[[PageLayout], bytes]) -> tuple[float, int]:
-        start = time.perf_counter()
-        sizes = [len(render(layout)) for layout in layouts]
-        return (time.perf_counter() - start) / len(layouts), sum(sizes) // len(sizes)
-
-    cold, size = timed(lambda layout: render_pdf(layout, pdf_fonts, created=CREATED))
-    warm, _ = timed(lambda layout: render_pdf(layout, pdf_fonts, created=CREATED))
-    print(
-        f"\nrender_pdf over {len(layouts)} food licences: {cold * 1000:.1f} ms each with new font subsets,"
-        f" {warm * 1000:.1f} ms each with subsets cached; {size // 1024} KiB per file"
-    )

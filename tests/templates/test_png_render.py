@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
 from PIL import Image, ImageChops
-from template_examples import EXAMPLE_NAMES, example_spec
 
 from templates.fonts import FontSet
 from templates.layout import PageLayout, build_layout, sample_face
 from templates.png import PHONE_WIDTH_PX, PRINT_DPI, phone_dpi, render_image, render_png
+from tests.conftest import require_tool
+from tests.templates.template_examples import EXAMPLE_NAMES, example_spec
 
 
 def example_layout(name: str, fonts: FontSet, with_background: bool = False) -> PageLayout:

@@ -6,12 +6,12 @@ import copy
 from typing import Any
 
 import pytest
-from template_examples import EXAMPLE_NAMES, example_data, example_spec
 
 from keys.errors import InvalidCodeError
 from templates.errors import SpecError
 from templates.layout_spec import TemplateSpec
 from templates.spec import FaceField, FieldType, LicenceTypeSpec, check_template, parse_model, validate_type_code
+from tests.templates.template_examples import EXAMPLE_NAMES, example_data, example_spec
 
 
 def food() -> dict[str, Any]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from conftest import FOOD_TYPE, LicenceEnv, issue_example
-
 from cert_authority.actors import CLI_ACTOR
 from keys.crl import Crl
 from keys.x509 import Certificate
+from tests.conftest import FOOD_TYPE, LicenceEnv, issue_example
 from verification.report import Check, Report, Status
 from verification.trust import TrustAnchors, check_chain, check_revocation
 

@@ -1,0 +1,40 @@
+"""`ecas bench` runs and prints its figures (speed is measured there, never asserted in tests):
+the smallest runs that exercise each command, marked slow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cert_authority.cli.main import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def ecas(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output, result.output
+    return result.exit_code, result.output
+
+
+def test_bench_issue_prints_rates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECAS_KEK", "bench-test-passphrase")
+    code, out = ecas("bench", "issue", "--count", "2", "--workers", "1", "--openssl-seconds", "1", "--json",
+                     "--data-dir", str(tmp_path / "bench"))
+    assert code == 0, out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["licences"] == 2 and result["licences_per_s"] > 0 and result["openssl_sign_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["licences_per_s"] / result["openssl_sign_per_s"], abs=1e-3)
+
+
+def test_bench_crypto_prints_figures(tmp_data_dir: Path) -> None:
+    code, out = ecas("bench", "crypto", "--seconds", "0.3", "--json")
+    assert code == 0, out
+    figures = json.loads(out)
+    for key in ("sign_per_s", "verify_per_s", "openssl_sign_per_s", "openssl_verify_per_s"):
+        assert figures[key] > 0
+    assert not tmp_data_dir.exists()  # a benchmark, it touches no data
