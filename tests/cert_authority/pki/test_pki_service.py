@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from cert_authority.errors import AlreadyInitialisedError, ConfigError, NotFoundError, NotInitialisedError
+from cert_authority.errors import (
+    AlreadyInitialisedError,
+    ConfigError,
+    InvalidRequestError,
+    NotFoundError,
+    NotInitialisedError,
+)
 from cert_authority.pki.service import PkiService
 from cert_authority.settings import Settings
 from keys.ca import PublicationUrls, create_branch_certificate
@@ -53,7 +59,7 @@ def test_init_issue_revoke_and_crl(pki_service: PkiService, tmp_path: Path) -> N
         pki_service.revoke(seal.serial, "superseded", NOW)
     with pytest.raises(CAError, match="未签发"):
         pki_service.revoke(0xABCDEF, "superseded", NOW)
-    with pytest.raises(ValueError, match="valid reasons"):
+    with pytest.raises(InvalidRequestError, match="吊销原因 'stolen' 无效"):
         pki_service.revoke(other.serial, "stolen", NOW)
     assert pki_service.branch_ca.status_of(other.serial).state == "good"
 
