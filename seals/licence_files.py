@@ -6,7 +6,8 @@ that is wasted work, so this module writes each file once, already carrying its 
 
 - PDF: the page as `templates.pdf.build_pdf` draws it, plus the seal picture (an image with its
   alpha as /SMask) in the appearance of a signature widget at the template's seal box, /AcroForm
-  with /SigFlags 3 and the field ECAS_Seal_1, and the signature dictionary (/adbe.pkcs7.detached)
+  with /SigFlags 3 and the field ECAS_Seal_1, and the signature dictionary (/adbe.pkcs7.detached, a
+  certification signature permitting no change: DocMDP P=1, /Perms in the catalog)
   whose /Contents hole and /ByteRange are placed by offset. The CMS is `seals.signed_data`'s, as
   for `seals.pdf_seal`.
 - OFD: the parts `templates.ofd.ofd_parts` writes, OFD.xml naming the signature list, and the parts
@@ -311,6 +312,11 @@ def _leaf_facts(leaf_der: bytes) -> tuple[str, dt.datetime, dt.datetime]:
 
 # --- PDF -----------------------------------------------------------------------------------------
 
+DOCMDP_NO_CHANGES = (
+    b" /Reference [<< /Type /SigRef /TransformMethod /DocMDP"
+    b" /TransformParams << /Type /TransformParams /P 1 /V /1.2 >> >>]"
+)
+
 
 def _write_pdf(
     layout: PageLayout,
@@ -332,15 +338,19 @@ def _write_pdf(
         b" /AP << /N %d 0 R >> /V %d 0 R >>" % (FIELD_NAME.encode(), rect, builder.page, _SEAL_APPEARANCE, signature)
     )
     # Everything up to /ByteRange, the placeholder, then the hole: offsets follow from the lengths.
-    head = b"<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /adbe.pkcs7.detached /Name <%s> /M (%s) /ByteRange " % (
+    # A certification signature forbidding any change (ISO 32000-1 §12.8.2.2, DocMDP P=1): a licence
+    # is final as issued, so a revision after it, whatever is signed later, makes it INVALID.
+    head = b"<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /adbe.pkcs7.detached /Name <%s> /M (%s)%s /ByteRange " % (
         utf16_hex(_leaf_facts(chain[0].der)[0]),
         pdf_date(now),
+        DOCMDP_NO_CHANGES,
     )
     reserved = 2 * reserved_length(tuple(c.der for c in chain))
     between = b" /Contents <"
     builder.objects[signature] = head + b" " * BYTE_RANGE_WIDTH + between + b"0" * reserved + b"> >>"
     builder.page_entries.append(b"/Annots [%d 0 R]" % widget)
     builder.catalog_entries.append(b"/AcroForm << /Fields [%d 0 R] /SigFlags 3 >>" % widget)
+    builder.catalog_entries.append(b"/Perms << /DocMDP %d 0 R >>" % signature)
     written: PdfFile = builder.write()
 
     byte_range_at = written.object_start(signature) + len(head)

@@ -185,7 +185,21 @@ def _open_pdf(pdf_bytes: bytes) -> IncrementalPdfFileWriter:
         raise DocumentError(f"PDF 文件无法解析（{exc}）") from None
     if writer.prev.encrypted:
         raise DocumentError("PDF 文件已加密，无法盖章")
+    if _permits_no_change(writer.root):
+        raise DocumentError("此 PDF 已由签发方认证且不允许任何修改（如电子证照），证照文件不允许再盖章")
     return writer
+
+
+def _permits_no_change(root: generic.DictionaryObject) -> bool:
+    """Whether the document is certified with no changes permitted (ISO 32000-1 §12.8.2.2, P=1)."""
+    try:
+        signature = root["/Perms"]["/DocMDP"]
+        for reference in signature.get("/Reference", ()):
+            if reference.get("/TransformMethod") == "/DocMDP":
+                return int(reference.get("/TransformParams", {}).get("/P", 2)) == 1
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return False
 
 
 def prepare_pdf_seal(

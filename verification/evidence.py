@@ -19,6 +19,11 @@ class SignatureEvidence:
     certificates: tuple[Certificate, ...] = ()  # every certificate the signature carries
     signing_time: dt.datetime | None = None
     seal: Seal | None = None
+    # PDF: whether the signature covers the file as it is, or later revisions followed it, and
+    # what they changed (signatures_added, annotations, content_changed); certified: DocMDP.
+    covers_whole_file: bool = True
+    later_changes: str | None = None
+    certified: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,29 @@
 """Inspecting a sealed PDF (ISO 32000-1 §12.8, CMS SignedData with SM3 and SM2, as `seals` writes
 it and as other SM2 PDF signers do): pyHanko's reader finds the signatures; the digest and the SM2
-signature are checked here, because pyHanko's validator knows neither SM3 nor SM2."""
+signature are checked here, because pyHanko's validator knows neither SM3 nor SM2.
+
+Every signature is reported with what it covers. One that does not cover the file as it is was
+followed by later revisions, and a later signature must not hide them: after a certification
+signature that permits no change (DocMDP P=1, as every licence is sealed) any revision is INVALID;
+after any other signature, pyHanko's difference analysis says what the revisions changed, and
+anything beyond adding signatures (and, where DocMDP permits them, annotations) is INVALID.
+
+The work per document is bounded: at most MAX_SIGNATURE_FIELDS signature fields and
+MAX_REVISIONS revisions are read, and fields of signature types we do not read are skipped with
+one log line per document (pyHanko logged a warning and a trace per field)."""
 
 from __future__ import annotations
 
 import io
 import logging
+from dataclasses import replace
+from itertools import islice
 
 from asn1crypto import cms
 from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel, SuspiciousModification
+from pyhanko.sign.fields import MDPPerm, enumerate_sig_fields
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
 from keys.errors import KeysError
 from keys.oids import SM2_SIGN, SM2_WITH_SM3, SM3
@@ -16,12 +31,29 @@ from keys.sm2 import sm3
 from keys.x509 import Certificate
 from seals.pdf_reader import FastHexPdfReader
 from verification.evidence import FileInspection, SignatureEvidence
-from verification.report import Check
+from verification.report import Check, Status
 
 log = logging.getLogger("ecas.verification")
 
 MAX_PDF_BYTES = 50 * 1024 * 1024
+MAX_SIGNATURE_FIELDS = 32
+MAX_REVISIONS = 64
 _SIGNATURE_ALGORITHMS = {SM2_WITH_SM3, SM2_SIGN}
+_SUBFILTERS = {"/adbe.pkcs7.detached", "/ETSI.CAdES.detached"}
+# What revisions after a signature may do without touching what it signed, by DocMDP permission
+# (none: an approval signature; other signatures and their fields may follow).
+_ALLOWED_AFTER = {
+    None: ModificationLevel.FORM_FILLING,
+    MDPPerm.FILL_FORMS: ModificationLevel.FORM_FILLING,
+    MDPPerm.ANNOTATE: ModificationLevel.ANNOTATIONS,
+}
+_CHANGE_NAMES = {
+    ModificationLevel.NONE: "none",
+    ModificationLevel.LTA_UPDATES: "validation_data_added",
+    ModificationLevel.FORM_FILLING: "signatures_added",
+    ModificationLevel.ANNOTATIONS: "annotations_added",
+    ModificationLevel.OTHER: "content_changed",
+}
 
 
 def inspect_pdf(data: bytes) -> FileInspection:
@@ -29,20 +61,79 @@ def inspect_pdf(data: bytes) -> FileInspection:
         return _bad("file_too_large", f"PDF 文件过大（上限 {MAX_PDF_BYTES // 1048576} MB）")
     try:
         reader = FastHexPdfReader(io.BytesIO(data), strict=False)
-        found = list(reader.embedded_signatures)
+        if reader.xrefs.total_revisions > MAX_REVISIONS:
+            return _bad("too_many_revisions", f"PDF 文件修订次数过多（上限 {MAX_REVISIONS} 次）")
+        found = _embedded_signatures(reader)
     except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
         return _bad("malformed_file", f"PDF 文件无法解析（{type(exc).__name__}）")
+    if found is None:
+        return _bad("too_many_signatures", f"PDF 文件中的签章域过多（上限 {MAX_SIGNATURE_FIELDS} 个）")
     if not found:
         return _bad("no_signature", "PDF 文件中没有电子签章")
     signatures = []
     checks = [Check.ok("file", f"PDF 文件可解析，含 {len(found)} 个签章")]
     for index, embedded in enumerate(found):
-        last = index == len(found) - 1
         evidence, covers_all = _signature(data, embedded.sig_object)
-        signatures.append(evidence)
-        if last and not covers_all:
+        certified = embedded.docmdp_level is MDPPerm.NO_CHANGES
+        if covers_all:
+            signatures.append(replace(evidence, certified=certified))
+            continue
+        later, problem = _later_revisions(embedded, certified)
+        signatures.append(_followed(evidence, certified, later))
+        if problem is not None:
+            checks.append(problem)
+        elif index == len(found) - 1:
             checks.append(Check.invalid("file", "modified_after_signing", "签章之后文件又被追加或改动过"))
     return FileInspection("pdf", tuple(checks), tuple(signatures))
+
+
+def _embedded_signatures(reader: FastHexPdfReader) -> list[EmbeddedPdfSignature] | None:
+    """The filled signature fields we can read, in signing order; None when there are too many."""
+    fields = list(islice(enumerate_sig_fields(reader, filled_status=True), MAX_SIGNATURE_FIELDS + 1))
+    if len(fields) > MAX_SIGNATURE_FIELDS:
+        return None
+    readable, skipped = [], 0
+    for name, sig_object, sig_field in fields:
+        if str(sig_object.get_object().get("/SubFilter")) in _SUBFILTERS:
+            readable.append(EmbeddedPdfSignature(reader, sig_field, name))
+        else:
+            skipped += 1
+    if skipped:
+        log.info("skipped %d signature field(s) of a type we do not read", skipped)
+    return sorted(readable, key=lambda embedded: embedded.signed_revision)
+
+
+def _later_revisions(embedded: EmbeddedPdfSignature, certified: bool) -> tuple[str, Check | None]:
+    """What the revisions after this signature changed, and the check that fails if that is too much."""
+    if certified:
+        return "revised", Check.invalid(
+            "file", "modified_after_certification", "证照签章不允许此后任何修改，但文件在签章之后又有修订：文件已被改动"
+        )
+    try:
+        # What the diff analysis starts from (pyHanko sets it while checking the digest, which it cannot for SM3).
+        embedded.coverage = embedded.evaluate_signature_coverage()  # type: ignore[assignment]
+        outcome = embedded.evaluate_modifications(DEFAULT_DIFF_POLICY)
+    except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
+        outcome = None
+    if outcome is None or isinstance(outcome, SuspiciousModification):
+        level = ModificationLevel.OTHER
+    else:
+        level = outcome.modification_level
+    if level > _ALLOWED_AFTER.get(embedded.docmdp_level, ModificationLevel.FORM_FILLING):
+        message = "签章之后文件内容又被改动（后来的修订改变了页面或文档内容），后来的签章不能使其有效"
+        return _CHANGE_NAMES[level], Check.invalid("file", "modified_after_signing", message)
+    return _CHANGE_NAMES[level], None
+
+
+def _followed(evidence: SignatureEvidence, certified: bool, later: str) -> SignatureEvidence:
+    """A signature later revisions followed: its integrity is of the revision it signed, not the file."""
+    checks = tuple(
+        Check.ok("integrity", "签章所签的文件版本未被改动（SM3 摘要相符）；此后文件另有修订，见其他检查")
+        if check.name == "integrity" and check.status is Status.VALID
+        else check
+        for check in evidence.checks
+    )
+    return replace(evidence, checks=checks, covers_whole_file=False, later_changes=later, certified=certified)
 
 
 def _bad(reason: str, message: str) -> FileInspection:

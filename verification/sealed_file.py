@@ -67,4 +67,7 @@ def _describe(evidence: SignatureEvidence) -> dict[str, Any]:
         "signing_time": evidence.signing_time.isoformat() if evidence.signing_time else None,
         "seal_name": seal.name if seal else None,
         "seal_code": seal.es_id if seal else None,
+        "covers_whole_file": evidence.covers_whole_file,
+        "later_changes": evidence.later_changes,
+        "certified": evidence.certified,
     }

@@ -212,7 +212,6 @@ def sealed_files(pki: PkiHierarchy, eseal: bytes, seal_picture: bytes, fonts: Fo
     once = seal_pdf(_pyhanko_written(), signer, seal_picture, 0, BOX, now=NOW)
     return {
         "licence": licence,
-        "licence sealed again": seal_pdf(licence, signer, seal_picture, 0, (10.0, 10.0, 30.0, 30.0), now=NOW),
         "pyHanko's writer, sealed twice": seal_pdf(once, signer, seal_picture, 0, (20.0, 20.0, 30.0, 30.0), now=NOW),
         "Pillow's writer, sealed": seal_pdf(_pillow_written(), signer, seal_picture, 0, BOX, now=NOW),
     }

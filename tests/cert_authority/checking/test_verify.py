@@ -98,7 +98,7 @@ def test_tamper_matrix_pdf(issued: tuple[LicenceEnv, str]) -> None:
     assert b"FORGED CONTENT" in forged
     assert verdict(env, forged)[0] is Status.INVALID
     appended = pdf + b"\n% appended after signing\n"
-    assert verdict(env, appended) == (Status.INVALID, "modified_after_signing")
+    assert verdict(env, appended) == (Status.INVALID, "modified_after_certification")  # a licence permits no change
     assert verdict(env, pdf[: len(pdf) // 2])[0] is Status.INVALID
     assert verdict(env, b"not a licence") == (Status.INVALID, "unknown_format")
 
