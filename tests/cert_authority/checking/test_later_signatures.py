@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import zipfile
 
 import pytest
 from pyhanko.pdf_utils import generic
@@ -80,3 +81,27 @@ def test_documents_report_every_signature_and_refuse_content_changed_between(lic
     report, _ = verify_sealed_file(painted, trust, now)
     assert report.result is Status.INVALID and report.reason == "modified_after_signing", report
     assert inspect_pdf(painted).signatures[0].covers_whole_file is False
+
+
+def test_a_later_ofd_seal_does_not_hide_a_changed_part(licence_env: LicenceEnv) -> None:
+    """The same attack on the OFD: a page's content changed, then another department seals the
+    package. A licence OFD protects its signature list, so no later seal can be added to it (our
+    sealer refuses), and whatever else is added, the issuer's signature still lists the changed
+    part with its old SM3: INVALID."""
+    env = licence_env
+    licence = issue_example(env, FOOD_TYPE).licence
+    original = env.services.queries.file(Actor("cli", "admin"), licence.identifier, "ofd")
+    with zipfile.ZipFile(io.BytesIO(original)) as package:
+        parts = {info.filename: package.read(info) for info in package.infolist()}
+    content = next(name for name in parts if name.endswith("Content.xml") and "Page" in name)
+    parts[content] = parts[content].replace(licence.holder.name.encode(), "某某".encode(), 1)
+    changed = io.BytesIO()
+    with zipfile.ZipFile(changed, "w", zipfile.ZIP_DEFLATED) as package:
+        for name, data in parts.items():
+            package.writestr(name, data)
+    other = Actor("apikey:other", "issuer", OTHER_ISSUER_USCC)
+    with pytest.raises(DocumentError, match="不能再追加签章"):
+        env.services.seals.seal_document(other, seal_id(env, OTHER_ISSUER_USCC), changed.getvalue(), 0, 10, 10)
+    now = dt.datetime.now(dt.timezone.utc)
+    report, _ = verify_sealed_file(changed.getvalue(), env.services.verification.anchors(now), now)
+    assert report.result is Status.INVALID and report.reason == "digest_mismatch", report
