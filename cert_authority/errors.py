@@ -81,5 +81,10 @@ class IdempotencyConflictError(ConflictError):
     """An Idempotency-Key reused with a different request."""
 
 
+class RecordMismatchError(ConflictError):
+    """A licence's record no longer matches what its sealed file binds (edited in the database):
+    it is neither shown nor given out until the issuer has looked at it."""
+
+
 class IllegalTransitionError(ConflictError):
     """A lifecycle step the licence's status does not allow (e.g. revoking a cancelled licence)."""

@@ -42,14 +42,15 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     seals = SealService(engine, files, pki, lambda: registry.fonts)
     layouts = LicenceLayouts(registry, files, pki.settings.base_url)
     accounts = LocalAccounts(engine)
+    verification = VerificationService(engine, files, pki, layouts)
     return LicenceServices(
         seals=seals,
         issuance=IssuanceService(engine, files, registry, seals, layouts),
         lifecycle=LifecycleService(engine),
         queries=LicenceQueryService(engine, files, LicenceImages(engine, files, layouts)),
-        verification=VerificationService(engine, files, pki, layouts),
+        verification=verification,
         accounts=accounts,
-        holders=HolderService(engine, accounts, pki, registry),
+        holders=HolderService(engine, accounts, pki, registry, verification.binding),
         show_tokens=ShowTokenVerifier(engine, pki),
         sharing=SharingService(engine, files, pki, registry, layouts),
     )

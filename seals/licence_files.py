@@ -36,7 +36,7 @@ import datetime as dt
 import uuid
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -136,12 +136,14 @@ def prepare_licence(
     now: dt.datetime,
     title: str | None = None,
     doc_id: str | None = None,
+    custom: Mapping[str, str] | None = None,
 ) -> PreparedLicence:
     """Write the licence's PDF and OFD with every sealing part in place but the signature values.
 
     `signer_chain` is the seal certificate first, then its issuers (all go into the CMS);
     `seal_der` the SES_Seal listing that certificate; the seal sits at `layout.seal` on the page.
-    `doc_id` is the OFD DocID (a fresh UUID when None)."""
+    `doc_id` is the OFD DocID (a fresh UUID when None); `custom`, the OFD's CustomDatas (sealed with
+    the rest: the authority binds its record of the licence to the file this way)."""
     chain = tuple(signer_chain)
     if not chain or not all(isinstance(c, Certificate) for c in chain):
         raise SealInputError("签章人证书链不能为空（签章证书在前）")
@@ -167,7 +169,7 @@ def prepare_licence(
         layout, fonts, chain, seal_picture_png, box, now, title
     )
     attributes = signed_attributes(pdf_digest, now, chain[0].der)
-    parts, data_hash, tbs = _ofd(layout, fonts, seal_der, box, now, title, doc_id)
+    parts, data_hash, tbs = _ofd(layout, fonts, seal_der, box, now, title, doc_id, custom)
     return PreparedLicence(
         pdf=pdf_file,
         pdf_hole=hole,
@@ -238,6 +240,7 @@ def seal_licence(
     *,
     title: str | None = None,
     doc_id: str | None = None,
+    custom: Mapping[str, str] | None = None,
     verify: bool = True,
 ) -> SealedLicence:
     """Both sealed files of one licence in one call; `signer` holds the seal certificate's key
@@ -253,6 +256,7 @@ def seal_licence(
         now=now,
         title=title,
         doc_id=doc_id,
+        custom=custom,
     )
     e_pdf, e_ofd = digests(prepared, signer)
     return finish_licence(prepared, signer.sign_digest(e_pdf), signer.sign_digest(e_ofd), verify=verify)
@@ -421,6 +425,7 @@ def _ofd(
     now: dt.datetime,
     title: str | None,
     doc_id: str | None,
+    custom: Mapping[str, str] | None,
 ) -> tuple[tuple[tuple[str, bytes], ...], bytes, bytes]:
     """The package parts but SignedValue.dat, SM3(Signature.xml) and DER(TBS_Sign)."""
     local = now.astimezone(BEIJING)
@@ -431,6 +436,7 @@ def _ofd(
         created=local.date(),
         title=title,
         signatures="/" + SIGNATURES_PATH,
+        custom=custom,
     )
     parts[SIGNATURES_PATH] = _signatures_xml()
     parts[SEAL_PATH] = bytes(seal_der)

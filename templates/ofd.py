@@ -93,6 +93,7 @@ def ofd_parts(
     created: dt.date | None = None,
     title: str | None = None,
     signatures: str | None = None,
+    custom: Mapping[str, str] | None = None,
 ) -> dict[str, bytes]:
     """The package's parts, in package order, before they are zipped: OFD.xml first (with
     `signatures`, the absolute path of Signatures.xml, when the caller adds a seal), then the
@@ -107,7 +108,7 @@ def ofd_parts(
     listed = {PUBLIC_RES: public_res, DOCUMENT_RES: document_res}
     resources = {name: xml for name, xml in listed.items() if xml is not None}  # no empty lists
     return {
-        OFD_XML: ofd_xml(doc_id or uuid.uuid4().hex, created, title, signatures),
+        OFD_XML: ofd_xml(doc_id or uuid.uuid4().hex, created, title, signatures, custom),
         DOC_ROOT: _document(layout, page_id, ids.last, resources),
         **{f"{DOC_DIR}/{name}": xml for name, xml in resources.items()},
         f"{DOC_DIR}/{PAGE_CONTENT}": content,
@@ -115,8 +116,15 @@ def ofd_parts(
     }
 
 
-def ofd_xml(doc_id: str, created: dt.date, title: str | None = None, signatures: str | None = None) -> bytes:
-    """OFD.xml, the package entry; `signatures` is the absolute path of Signatures.xml once sealed."""
+def ofd_xml(
+    doc_id: str,
+    created: dt.date,
+    title: str | None = None,
+    signatures: str | None = None,
+    custom: Mapping[str, str] | None = None,
+) -> bytes:
+    """OFD.xml, the package entry; `signatures` is the absolute path of Signatures.xml once sealed;
+    `custom` goes into DocInfo's CustomDatas (GB/T 33190 表 5: name and value, last in DocInfo)."""
     info = [_leaf("DocID", doc_id)]
     if title:
         info.append(_leaf("Title", _XML_ILLEGAL.sub("", title)))
@@ -125,6 +133,11 @@ def ofd_xml(doc_id: str, created: dt.date, title: str | None = None, signatures:
         _leaf("Creator", CREATOR),
         _leaf("CreatorVersion", _version()),
     ]
+    if custom:
+        datas = "".join(
+            f'<ofd:CustomData Name="{_attr(name)}">{_text(value)}</ofd:CustomData>' for name, value in custom.items()
+        )
+        info.append(f"<ofd:CustomDatas>{datas}</ofd:CustomDatas>")
     body = f"<ofd:DocInfo>{''.join(info)}</ofd:DocInfo>{_leaf('DocRoot', DOC_ROOT)}"
     if signatures:
         body += _leaf("Signatures", signatures)

@@ -5,6 +5,7 @@ the signed bytes are intact, whether the SM2 signature verifies with the certifi
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from keys.x509 import Certificate
@@ -32,3 +33,4 @@ class FileInspection:
     checks: tuple[Check, ...]  # about the file as a whole: readable, signed, all of it covered
     signatures: tuple[SignatureEvidence, ...] = ()
     texts: tuple[str, ...] = field(default=())  # OFD: every TextCode, in page order
+    custom_data: Mapping[str, str] = field(default_factory=dict)  # OFD: DocInfo's CustomDatas

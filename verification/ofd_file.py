@@ -33,6 +33,7 @@ def inspect_ofd(data: bytes) -> FileInspection:
         files = {e.name: e.data for e in read_package(data, MAX_UNPACKED_BYTES) if not e.is_dir}
         signatures_path = _signatures_path(files)
         texts = _texts(files)
+        custom = _custom_data(files)
     except SealError as exc:
         return FileInspection("ofd", (Check.invalid("file", "malformed_file", str(exc)),))
     if signatures_path is None:
@@ -54,7 +55,7 @@ def inspect_ofd(data: bytes) -> FileInspection:
     if unprotected:
         listed = "、".join(unprotected[:5])
         checks.append(Check.unknown("file", "unprotected_parts", f"有文件不受签章保护，无法确认未被改动：{listed}"))
-    return FileInspection("ofd", tuple(checks), tuple(signatures), texts)
+    return FileInspection("ofd", tuple(checks), tuple(signatures), texts, custom)
 
 
 def _signatures_path(files: dict[str, bytes]) -> str | None:
@@ -190,6 +191,16 @@ def _seal(
         if stored is not None and stored != seal.der:
             return [Check.invalid("seal", "seal_mismatch", "包内印章文件与签章中的印章不一致")]
     return [Check.ok("seal", f"印章「{seal.name}」（{seal.es_id}）由制章者签名，签章时在有效期内")]
+
+
+def _custom_data(files: dict[str, bytes]) -> dict[str, str]:
+    """DocInfo's CustomDatas of OFD.xml, by name (GB/T 33190 表 5)."""
+    body = child(parse_xml(files["OFD.xml"], "OFD.xml"), "DocBody")
+    info = child(body, "DocInfo") if body is not None else None
+    datas = child(info, "CustomDatas") if info is not None else None
+    if datas is None:
+        return {}
+    return {data.get("Name", ""): data.text or "" for data in children(datas, "CustomData")}
 
 
 def _texts(files: dict[str, bytes]) -> tuple[str, ...]:

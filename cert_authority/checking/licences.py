@@ -4,8 +4,8 @@
 and current CRL as anchors); here the registry adds what only it knows:
 
 - status: the licence is current, or superseded (变更), revoked (吊销), cancelled (注销), expired;
-- record: the face data on record are exactly what the sealed OFD shows (every text of the page,
-  laid out again from the record), so a record edited in the database is caught too;
+- record: the record is the one sealed into the OFD (its digest, `issuing.binding`) and the face
+  data are exactly what the sealed page shows, so a record edited in the database is caught too;
 - a file that verifies but is not a licence issued here (a department's own sealed document, or a
   licence re-sealed after a change of its content) is INDETERMINATE: not a registered licence.
 
@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor
 from cert_authority.errors import StoredFileError
+from cert_authority.issuing.binding import RecordBinding
 from cert_authority.issuing.layouts import LicenceLayouts
 from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.service import PkiService
@@ -37,7 +38,6 @@ from keys.crl import Crl
 from keys.errors import CheckCharacterError, InvalidCodeError
 from keys.sm2 import sm3
 from templates.identifier import LicenceIdentifier, mask_holder_code
-from verification.ofd_file import inspect_ofd
 from verification.report import Check, Report, Status
 from verification.sealed_file import verify_sealed_file
 from verification.trust import TrustAnchors
@@ -45,7 +45,6 @@ from verification.trust import TrustAnchors
 log = logging.getLogger("ecas.verification")
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-RECORD_CHECKS_KEPT = 10_000
 _STATUS_MESSAGES = {
     "superseded": "证照已变更，此版本已被 {superseded_by} 取代",
     "revoked": "证照已被吊销：{reason}",
@@ -68,7 +67,7 @@ class VerificationService:
         self.pki = pki
         self.layouts = layouts
         self.clock = clock
-        self._record_checks: dict[str, Check] = {}  # the record as JSON -> outcome of _compare_record
+        self.binding = RecordBinding(filestore, layouts)
 
     def anchors(self, now: dt.datetime) -> TrustAnchors:
         branch = self.pki.branch_certificate()
@@ -126,7 +125,7 @@ class VerificationService:
 
     # --- what the registry adds ---------------------------------------------------------------
     def _with_record(self, report: Report, row: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
-        checks = [licence_status_check(row, now), self._record(row)]
+        checks = [licence_status_check(row, now), self.binding.check(row)]
         subject = {
             "identifier": row.identifier,
             "name": row.name,
@@ -145,39 +144,6 @@ class VerificationService:
         verified = report.with_checks(checks, subject=subject, face_data=face)
         log.info("verified %s: %s (%s)", row.identifier, verified.result.value, verified.reason)
         return verified
-
-    def _record(self, row: LicenceRow) -> Check:
-        """The texts of the record's layout, in order, must be the texts of the sealed OFD.
-
-        The stored OFD is read and checked against its digest every time; the comparison itself
-        (the OFD inspected, the page laid out again: most of a verification's CPU) depends only on
-        those bytes and the record, so its outcome is remembered for the record exactly as it is:
-        any change to the record, a tampered one included, is a new key and is compared afresh."""
-        try:
-            ofd = self.filestore.get(row.ofd_sm3)
-        except StoredFileError as exc:
-            return Check.invalid("record", "stored_file_damaged", str(exc))
-        key = json.dumps(row.model_dump(mode="json"), sort_keys=True)
-        check = self._record_checks.get(key)
-        if check is None:
-            check = self._compare_record(row, ofd)
-            if len(self._record_checks) >= RECORD_CHECKS_KEPT:
-                self._record_checks.clear()  # simply start again: a bound, not an eviction policy
-            self._record_checks[key] = check
-        return check
-
-    def _compare_record(self, row: LicenceRow, ofd: bytes) -> Check:
-        try:
-            sealed = inspect_ofd(ofd)
-            expected = tuple(run.text for run in self.layouts.of_record(row).runs)
-        except StoredFileError as exc:
-            return Check.invalid("record", "stored_file_damaged", str(exc))
-        if any(c.status is not Status.VALID for c in sealed.checks):
-            return Check.invalid("record", "stored_file_damaged", "存档的 OFD 文件无法通过校验")
-        if sealed.texts != expected:
-            return Check.invalid("record", "record_mismatch", "登记的照面信息与盖章文件不一致：登记记录可能被篡改")
-        return Check.ok("record", "登记的照面信息与盖章文件一致")
-
 
 def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:
     """The licence's status in the registry on the issuer's calendar day."""

@@ -31,6 +31,7 @@ from cert_authority.errors import (
     InvalidRequestError,
     NotFoundError,
 )
+from cert_authority.issuing.binding import RecordBinding
 from cert_authority.issuing.records import effective_status, licence_summary
 from cert_authority.issuing.schemas import LicenceSummary
 from cert_authority.pki.service import PkiService
@@ -125,12 +126,14 @@ class HolderService:
         identity: IdentityProvider,
         pki: PkiService,
         registry: RegistryService,
+        binding: RecordBinding,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
         self.identity = identity
         self.pki = pki
         self.registry = registry
+        self.binding = binding
         self.clock = clock
 
     def login(self, holder_code: str, password: str, client: str = "unknown") -> tuple[str, dt.datetime, Holder]:
@@ -187,6 +190,7 @@ class HolderService:
         status = effective_status(row, local_date(now))
         if status != "issued":
             raise IllegalTransitionError(f"证照状态为 {status}，不能亮证")
+        self.binding.ensure(row)
         face = _face(row)
         spec = self.registry.type_spec(row.type_code)
         chosen = list(face) if fields is None else list(dict.fromkeys(fields))

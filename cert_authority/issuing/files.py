@@ -5,6 +5,7 @@ The phone image is not made here: `licence_images` renders it when it is first a
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from cert_authority.eseals.service import SealMaterial
 from seals.licence_files import SealedLicence, seal_licence
@@ -13,7 +14,17 @@ from templates.layout import PageLayout
 
 
 def make_licence_files(
-    layout: PageLayout, fonts: FontSet, seal: SealMaterial, now: dt.datetime, *, title: str, doc_id: str
+    layout: PageLayout,
+    fonts: FontSet,
+    seal: SealMaterial,
+    now: dt.datetime,
+    *,
+    title: str,
+    doc_id: str,
+    custom: Mapping[str, str],
 ) -> SealedLicence:
-    """The PDF and OFD of `layout`, sealed with `seal` at `now` in the template's seal box."""
-    return seal_licence(layout, fonts, seal.signer, seal.seal_der, seal.picture_png, now, title=title, doc_id=doc_id)
+    """The PDF and OFD of `layout`, sealed with `seal` at `now` in the template's seal box; `custom`
+    goes into the OFD's CustomDatas (the record's digest: `issuing.binding`)."""
+    return seal_licence(
+        layout, fonts, seal.signer, seal.seal_der, seal.picture_png, now, title=title, doc_id=doc_id, custom=custom
+    )

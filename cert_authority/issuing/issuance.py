@@ -44,6 +44,7 @@ from cert_authority.errors import (
     ServiceError,
 )
 from cert_authority.eseals.service import SealMaterial, SealService
+from cert_authority.issuing.binding import sealed_custom_data
 from cert_authority.issuing.dates import Validity, validity_for
 from cert_authority.issuing.face_data import CheckedFace, check_face
 from cert_authority.issuing.files import make_licence_files
@@ -322,14 +323,12 @@ class IssuanceService:
             except LicenceDataError as exc:  # did not fit after all: this serial stays a gap
                 made.append((item, exc))
                 continue
-            files = self._produce(context, layout, identifier, printed_number, seal, now)
-            produced.append((item, identifier, printed_number, files))
-        stored = self._store_files([(files, item.face.photo) for item, _, _, files in produced])
-        for (item, identifier, printed_number, _), names in zip(produced, stored, strict=True):
-            row = self._row(
-                context, item.face, item.validity, identifier, printed_number, seal, names, now, today, actor
-            )
-            made.append((item, row))
+            row = self._row(context, item.face, item.validity, identifier, printed_number, seal, now, today, actor)
+            files = self._produce(context, layout, row, seal, now)
+            produced.append((item, row, files))
+        stored = self._store_files([(files, item.face.photo) for item, _, files in produced])
+        for (item, row, _), names in zip(produced, stored, strict=True):
+            made.append((item, _with_files(row, names)))
         return made
 
     def _record_issues(
@@ -450,9 +449,10 @@ class IssuanceService:
         new_identifier = LicenceIdentifier.parse(old.identifier).next_version()
         seal = self.seals.active_seal(old.issuer_code, now)
         layout = self._layout(context, face, validity, new_identifier, old.licence_number, today)
-        files = self._produce(context, layout, new_identifier, old.licence_number, seal, now)
+        row = self._row(context, face, validity, new_identifier, old.licence_number, seal, now, today, actor)
+        files = self._produce(context, layout, row, seal, now)
         (stored,) = self._store_files([(files, face.photo)])
-        row = self._row(context, face, validity, new_identifier, old.licence_number, seal, stored, now, today, actor)
+        row = _with_files(row, stored)
         before = json.loads(old.face_json)
         changed = sorted(k for k in set(before) | set(face.values) if before.get(k) != face.values.get(k))
         row = self._record_change(old, row, actor, reason, now, today, changed)
@@ -554,17 +554,13 @@ class IssuanceService:
         )
 
     def _produce(
-        self,
-        context: _Context,
-        layout: PageLayout,
-        identifier: LicenceIdentifier,
-        number: str,
-        seal: SealMaterial,
-        now: dt.datetime,
+        self, context: _Context, layout: PageLayout, row: LicenceRow, seal: SealMaterial, now: dt.datetime
     ) -> SealedLicence:
-        title = f"{context.spec.name} {number}"
-        doc_id = sm3(str(identifier).encode()).hex()[:32]
-        return make_licence_files(layout, self.registry.fonts, seal, now, title=title, doc_id=doc_id)
+        """The sealed files of `row`, its record's digest sealed into the OFD (`issuing.binding`)."""
+        title = f"{context.spec.name} {row.licence_number}"
+        doc_id = sm3(row.identifier.encode()).hex()[:32]
+        custom = sealed_custom_data(row)
+        return make_licence_files(layout, self.registry.fonts, seal, now, title=title, doc_id=doc_id, custom=custom)
 
     def _store_files(self, licences: list[tuple[SealedLicence, Picture | None]]) -> list[_StoredFiles]:
         """Each licence's files into the store, durable together before any record is written (see
@@ -589,11 +585,11 @@ class IssuanceService:
         identifier: LicenceIdentifier,
         number: str,
         seal: SealMaterial,
-        stored: _StoredFiles,
         now: dt.datetime,
         today: dt.date,
         actor: Actor,
     ) -> LicenceRow:
+        """The record, but for the names of its sealed files (`_with_files`, once they are stored)."""
         department = context.department
         return LicenceRow(
             identifier=str(identifier),
@@ -618,14 +614,20 @@ class IssuanceService:
             sealed_at=now,
             template_version=context.layout.template_version,
             face_json=json.dumps(face.values, ensure_ascii=False, sort_keys=True),
-            photo_sm3=stored.photo,
-            pdf_sm3=stored.pdf,
-            ofd_sm3=stored.ofd,
+            photo_sm3=sm3(face.photo.data).hex() if face.photo is not None else None,  # the store's name for it
+            pdf_sm3="",
+            ofd_sm3="",
             status="issued",
             status_changed_at=now,
             created_at=now,
             created_by=actor.label,
         )
+
+
+def _with_files(row: LicenceRow, stored: _StoredFiles) -> LicenceRow:
+    assert stored.photo == row.photo_sm3, "the photo was stored under another name than the record's"
+    row.pdf_sm3, row.ofd_sm3 = stored.pdf, stored.ofd
+    return row
 
 
 def _replayed(known: tuple[IdempotencyRow, LicenceRow], item: _Checked, today: dt.date) -> IssueOutcome:

@@ -35,6 +35,7 @@ from cert_authority.errors import (
     PermissionDeniedError,
 )
 from cert_authority.holders.service import Holder
+from cert_authority.issuing.binding import RecordBinding
 from cert_authority.issuing.layouts import LicenceLayouts
 from cert_authority.issuing.records import effective_status
 from cert_authority.pki.service import PkiService
@@ -105,6 +106,7 @@ class SharingService:
         self.pki = pki
         self.registry = registry
         self.layouts = layouts
+        self.binding = RecordBinding(filestore, layouts)
         self.clock = clock
 
     # --- holders: use codes and the record of uses ----------------------------------------------
@@ -219,6 +221,7 @@ class SharingService:
         status = effective_status(row, local_date(now))
         if status != "issued":
             raise IllegalTransitionError(f"证照状态为 {status}，不能用证")
+        self.binding.ensure(row)
         basis = self._spend_code(actor, row, use_code, now) if use_code else self._duty(actor, row)
         face: dict[str, str] = json.loads(row.face_json)
         try:
