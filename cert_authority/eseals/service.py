@@ -264,7 +264,7 @@ class SealService:
             seal = checked.seal
             if session.exec(select(SealRow.id).where(col(SealRow.es_id) == seal.es_id)).first() is not None:
                 raise ConflictError(f"印章编码 {seal.es_id} 已备案")
-        seal_purpose(seal.name, None, department, self._departments())
+        purpose = seal_purpose(seal.name, None, department, self._departments())
         fingerprint = picture_fingerprint(seal.picture.data)
         assert department.id is not None
         self._ensure_picture_is_own(fingerprint, department.id, _PICTURE_OWNERS_ON_APPLY)
@@ -275,7 +275,7 @@ class SealService:
             department_id=department.id,
             name=seal.name,
             seal_type=seal.seal_type,
-            purpose=seal.name[len(department.name) :] or None,
+            purpose=purpose,
             legal_representative=data.legal_representative,
             origin="imported",
             seal_sm3=seal_sm3,

@@ -400,6 +400,7 @@ def test_import_a_seal_made_by_the_provincial_platform(licence_env: LicenceEnv, 
         applied = submit(_import_body(seal_der), 201)
         assert (applied["status"], applied["origin"], applied["es_id"], applied["cert_serial"]) == (
             "applied", "imported", None, None)
+        assert (applied["purpose"], applied["legal_representative"]) == ("电子证照专用章", "林华")
         with_chain = submit(_import_body(below, province.branch.pem), 201)  # the CA between maker and root given
         assert client.post(f"/api/v1/seals/{applied['id']}/approve", headers=hrss).status_code == 403
         filed = client.post(f"/api/v1/seals/{applied['id']}/approve", headers=admin)
