@@ -39,12 +39,13 @@ SEAL_PURPOSE = "电子证照专用章"
 class DemoDepartment:
     name: str
     uscc: str
+    legal_representative: str  # 法定代表人, recorded with the seal application
 
 
 DEPARTMENTS = (
-    DemoDepartment("演示市市场监督管理局", "11350100MB00000100"),
-    DemoDepartment("演示市人力资源和社会保障局", "11350100MB00000201"),
-    DemoDepartment("演示市城市管理局", "11350100MB00000302"),
+    DemoDepartment("演示市市场监督管理局", "11350100MB00000100", "陈明"),
+    DemoDepartment("演示市人力资源和社会保障局", "11350100MB00000201", "林华"),
+    DemoDepartment("演示市城市管理局", "11350100MB00000302", "郑军"),
 )
 DEMO_AREA_CODE = "350100"
 
@@ -113,7 +114,8 @@ def register_example_types(registry: RegistryService) -> list[str]:
 
 
 def register_seals(services: LicenceServices, now: dt.datetime) -> list[str]:
-    """A generated round seal (电子证照专用章) for every demo department without an active one."""
+    """A generated round seal (电子证照专用章) for every demo department without an active one: the
+    demo operator applies and approves it (audited as both steps)."""
     done = []
     for department in DEPARTMENTS:
         try:
@@ -121,12 +123,14 @@ def register_seals(services: LicenceServices, now: dt.datetime) -> list[str]:
             continue
         except NoActiveSealError:
             pass
-        seal = services.seals.register(
-            CLI_ACTOR,
-            SealCreate(department_uscc=department.uscc, name=f"{department.name}{SEAL_PURPOSE}", purpose=SEAL_PURPOSE),
-            now=now,
+        application = SealCreate(
+            department_uscc=department.uscc,
+            name=f"{department.name}{SEAL_PURPOSE}",
+            legal_representative=department.legal_representative,
+            purpose=SEAL_PURPOSE,
         )
-        done.append(f"为{department.name}备案电子印章 {seal.es_id}（印章证书 {seal.cert_serial}）")
+        seal = services.seals.register(CLI_ACTOR, application, now=now)
+        done.append(f"为{department.name}备案电子印章 {seal.es_id}（印章证书 {seal.cert_serial}，已审批）")
     return done
 
 

@@ -88,3 +88,21 @@ class RecordMismatchError(ConflictError):
 
 class IllegalTransitionError(ConflictError):
     """A lifecycle step the licence's status does not allow (e.g. revoking a cancelled licence)."""
+
+
+class SealNameError(InvalidRequestError):
+    """A seal name that is not the applicant department's registered name plus a purpose, or that
+    names another department."""
+
+
+class SealImportError(InvalidRequestError):
+    """A seal made elsewhere that cannot be filed here: its maker's signature or certificate chain
+    does not hold, or the certificates it lists are not this department's."""
+
+
+class SealPictureConflictError(ConflictError):
+    """A seal picture that resembles a seal picture another department filed (or applied for)."""
+
+
+class SealStatusError(ConflictError):
+    """A seal step its status does not allow (approving a filed seal, resuming an active one...)."""

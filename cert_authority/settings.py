@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     authority_uscc: str = "11350100MB0000000Y"
     authority_name: str = "电子证照共享服务"
     seal_certificate_years: int = 3
+    # Root CA certificates (a PEM file) trusted, besides our own root, to certify the makers of
+    # seals filed from elsewhere (the provincial seal platform's CA): `ecas seals import`.
+    seal_maker_roots: Path | None = None
     # Requests a minute per client (0: no limit): per API key, else per client address. Counted
     # across all workers on PostgreSQL, per worker on SQLite.
     rate_limit_per_key: int = Field(default=6000, ge=0)

@@ -4,6 +4,7 @@ databases: every test that takes `database_url` runs on SQLite and on PostgreSQL
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import shutil
 import subprocess
@@ -575,6 +576,14 @@ def open_licence_env(settings: Settings, fonts: FontSet, engine: Engine | None =
     return LicenceEnv(settings, pki, registry, licence_services_for(pki, registry))
 
 
+@functools.cache
+def department_seal_picture(name: str) -> bytes:
+    """The round red seal of a department, drawn once per session."""
+    from seals.picture import generate_round_seal
+
+    return generate_round_seal(name, "电子证照专用章")
+
+
 def build_licence_env(settings: Settings, fonts: FontSet, seal_png: bytes) -> LicenceEnv:
     """Everything but licences, fast: keys with few PBKDF2 rounds, the seal picture uploaded."""
     from cert_authority.actors import CLI_ACTOR
@@ -587,9 +596,12 @@ def build_licence_env(settings: Settings, fonts: FontSet, seal_png: bytes) -> Li
     env.pki.init(NOW)
     register_departments(env.registry)
     register_example_types(env.registry)
-    for department in DEPARTMENTS:
-        request = SealCreate(department_uscc=department.uscc, name=f"{department.name}电子证照专用章")
-        env.services.seals.register(CLI_ACTOR, request, picture=seal_png, now=NOW)
+    for index, department in enumerate(DEPARTMENTS):
+        request = SealCreate(department_uscc=department.uscc, name=f"{department.name}电子证照专用章",
+                             legal_representative=department.legal_representative)
+        # A department's own picture: one resembling another department's seal is refused.
+        picture = seal_png if index == 0 else department_seal_picture(department.name)
+        env.services.seals.register(CLI_ACTOR, request, picture=picture, now=NOW)
     return env
 
 

@@ -18,8 +18,9 @@ from keys.x509 import Certificate
 from seals.errors import SealError
 from seals.ofd_package import child, child_text, children, local_name, parse_xml, read_package, resolve
 from seals.ses import SealSignature, parse_signature
+from verification.eseal import check_seal_made, seal_maker
 from verification.evidence import FileInspection, SignatureEvidence
-from verification.report import Check
+from verification.report import Check, Status
 
 _SM3_NAMES = {SM3, "SM3", "sm3"}
 # What a package may unpack to when we only check it (sealing accepts larger documents): a licence
@@ -117,7 +118,7 @@ def _signature(files: dict[str, bytes], kind: str, path: str) -> tuple[Signature
         _signed(ses, signer),
         *_seal(ses, signer, files, info, folder),
     ]
-    maker = _maker(ses)
+    maker = seal_maker(ses.seal)
     certificates = (signer, maker) if maker is not None else (signer,)
     return SignatureEvidence(tuple(checks), signer, certificates, ses.time, ses.seal), referenced, value_path
 
@@ -164,22 +165,13 @@ def _signed(ses: SealSignature, signer: Certificate) -> Check:
     return Check.ok("signature", f"SM2 签名有效（签章人：{signer.common_name}）")
 
 
-def _maker(ses: SealSignature) -> Certificate | None:
-    try:
-        return Certificate.load(ses.seal.maker_certificate)
-    except (KeysError, ValueError):
-        return None
-
-
 def _seal(
     ses: SealSignature, signer: Certificate, files: dict[str, bytes], info: ET.Element, folder: str
 ) -> list[Check]:
     seal = ses.seal
-    maker = _maker(ses)
-    if maker is None:
-        return [Check.invalid("seal", "malformed_seal", "印章的制章者证书无法解析")]
-    if not maker.public_key.verify(seal.signature, seal.seal_info_der):
-        return [Check.invalid("seal", "bad_seal_signature", f"印章「{seal.name}」的制章签名无效")]
+    made = check_seal_made(seal)
+    if made.status is not Status.VALID:
+        return [made]
     if not seal.lists_certificate(signer.der):
         return [Check.invalid("seal", "signer_not_in_seal", f"签章人证书不在印章「{seal.name}」的证书列表中")]
     if not seal.valid_at(ses.time):

@@ -347,7 +347,7 @@ def demo(
         cert = record.certificate
         typer.echo(f"  印章证书 {cert.serial_hex}  {record.status().state:8} {cert.uscc}  {cert.common_name}")
     for seal in services.seals.list(CLI_ACTOR):
-        typer.echo(f"  电子印章 {seal.id:>3}  {seal.status:8} {seal.es_id}  {seal.name}")
+        typer.echo(f"  电子印章 {seal.id:>3}  {seal.status:9} {seal.es_id or '—'}  {seal.name}")
     for licence_type in registry.list_types():
         count = services.queries.search(CLI_ACTOR, type_code=licence_type.code, page_size=1).total
         typer.echo(

@@ -116,12 +116,31 @@ def migrate(engine: Engine) -> None:
     SQLite a file lock beside the database."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    sqlite = engine.dialect.name == "sqlite"
     try:
-        with _sqlite_file_lock(engine), engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with _sqlite_file_lock(engine), engine.connect() as connection:
+            if sqlite:
+                # SQLite changes a column by copying its table (Alembic's batch mode); with foreign
+                # keys enforced, dropping the old copy fails as soon as rows point at it. So, as
+                # SQLite's documentation prescribes, enforcement is off while the schema changes
+                # (the pragma only works outside a transaction) and every reference is checked
+                # before the change is committed.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    if engine.dialect.name == "postgresql":
+                        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                    if sqlite:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise RuntimeError(f"schema migration left broken references: {broken[:5]}")
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
     except OperationalError as exc:
         raise DatabaseUnavailableError(f"数据库不可用：{exc.orig}") from exc
 

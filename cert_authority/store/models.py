@@ -141,31 +141,48 @@ class ApiKeyRow(SQLModel, table=True):
 
 
 class SealRow(SQLModel, table=True):
-    """A registered e-seal (电子印章备案) of a department: the SES_Seal the branch CA made (制章者) and
-    the seal certificate it lists. Files (the DER SES_Seal, the PNG picture) are in the file store."""
+    """An e-seal of a department (电子印章), from its application to its filing (备案) and beyond.
+
+    applied → active (approved: the branch CA issued the seal certificate and signed the SES_Seal
+    as seal maker (制章者), or a seal made by the provincial platform was checked and filed)
+    → suspended ⇄ active → revoked; or applied → rejected. Only an active seal seals anything.
+    An application has no seal code, certificate, SES_Seal or validity yet (an imported one has its
+    SES_Seal). Files (the DER SES_Seal, the PNG picture) are in the file store."""
 
     __tablename__ = "seal"
 
     id: int | None = Field(default=None, primary_key=True)
     department_id: int = Field(sa_column=Column(Integer, ForeignKey("department.id"), nullable=False, index=True))
-    es_id: str = Field(max_length=64, unique=True)  # GB/T 38540 esID
+    es_id: str | None = Field(default=None, max_length=64, unique=True)  # GB/T 38540 esID, once filed
     name: str = Field(max_length=200)
     seal_type: int  # GB/T 38540: 1 organisation, 2 person
     purpose: str | None = Field(default=None, max_length=50)
-    cert_serial: str = Field(
-        sa_column=Column(String(40), ForeignKey("issued_certificate.serial"), nullable=False, unique=True)
+    legal_representative: str | None = Field(default=None, max_length=50)  # 法定代表人; required since 0009
+    origin: str = Field(
+        default="made", sa_column=Column(String(10), nullable=False, server_default="made")
+    )  # made (by our branch CA) or imported (made by the provincial seal platform)
+    cert_serial: str | None = Field(
+        default=None, sa_column=Column(String(40), ForeignKey("issued_certificate.serial"), nullable=True, unique=True)
     )
-    seal_sm3: str = Field(max_length=64)  # DER SESeal in the file store
+    seal_sm3: str | None = Field(default=None, max_length=64)  # DER SESeal in the file store
     picture_sm3: str = Field(max_length=64)  # PNG in the file store
+    picture_fingerprint: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # seals.picture
     width_mm: int
     height_mm: int
-    valid_start: dt.datetime = Field(sa_column=_utc_column())
-    valid_end: dt.datetime = Field(sa_column=_utc_column())
-    status: str = Field(max_length=10)  # active, revoked
+    requested_start: dt.date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    requested_end: dt.date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    valid_start: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    valid_end: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    status: str = Field(max_length=10, index=True)  # applied, active, suspended, rejected, revoked
+    decided_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))  # approved/rejected
+    decided_by: str | None = Field(default=None, max_length=40)
+    decision_note: str | None = Field(default=None, max_length=500)  # the reason for a rejection
+    suspended_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    suspension_reason: str | None = Field(default=None, max_length=200)
     revoked_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     revocation_reason: str | None = Field(default=None, max_length=40)  # RFC 5280 reason name
     revocation_note: str | None = Field(default=None, max_length=200)
-    created_at: dt.datetime = Field(sa_column=_utc_column())
+    created_at: dt.datetime = Field(sa_column=_utc_column())  # the application
     created_by: str = Field(max_length=40)
 
 

@@ -1,11 +1,14 @@
-"""/api/v1/seals: seal registration (电子印章备案), listing and revocation.
+"""/api/v1/seals: seal governance (电子印章备案) and use.
 
-Admins act for any department; an issuer for its own. Revoking a seal revokes its certificate
-(the CRL is re-issued, OCSP answers revoked at once).
+An issuer applies for its own department's seals (an administrator for any department); only an
+administrator approves (files) or rejects an application, suspends and resumes a seal: an issuer's
+key never gets an active seal on its own. Revoking a seal revokes its certificate (the CRL is
+re-issued, OCSP answers revoked at once). The filing export is for administrators and auditors.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,7 +17,15 @@ from fastapi.responses import Response
 
 from cert_authority.actors import Actor
 from cert_authority.boundary import ErrorPublic, RowId
-from cert_authority.eseals.schemas import SealCreate, SealPublic, SealRevoke
+from cert_authority.eseals.schemas import (
+    SealCreate,
+    SealFiling,
+    SealImport,
+    SealPublic,
+    SealReject,
+    SealRevoke,
+    SealSuspend,
+)
 from cert_authority.eseals.service import SealService
 from cert_authority.http.auth import current_actor
 from cert_authority.http.uploads import binary_body
@@ -26,9 +37,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "缺少、无效或已吊销的 API 密钥"),
         (403, "角色或部门无权执行此操作"),
         (404, "部门或印章不存在"),
-        (409, "印章已吊销"),
+        (409, "印章状态不允许此操作（如已吊销、不是待审批的申请），或印模与另一部门的印章相似"),
         (413, "请求体过大"),
-        (422, "请求数据、印章图片或有效期有误"),
+        (422, "请求数据、印章名称、印章图片、有效期或导入的印章有误"),
     )
 }
 router = APIRouter(prefix="/api/v1", tags=["seals"], dependencies=[Depends(current_actor)], responses=ERRORS)
@@ -42,9 +53,15 @@ def _seals(request: Request) -> SealService:
 
 
 @router.post("/seals", status_code=201)
-def register_seal(body: SealCreate, request: Request, actor: Caller) -> SealPublic:
-    """Register a department's e-seal: the branch CA issues its certificate and signs the SES_Seal."""
-    return _seals(request).register(actor, body, decode_base64(body.picture, "picture"))
+def apply_for_seal(body: SealCreate, request: Request, actor: Caller) -> SealPublic:
+    """Apply to file a seal (备案申请): name = department name + purpose; waits for an administrator's approval."""
+    return _seals(request).apply(actor, body, decode_base64(body.picture, "picture"))
+
+
+@router.post("/seals/import", status_code=201)
+def import_seal(body: SealImport, request: Request, actor: Caller) -> SealPublic:
+    """Submit a seal made by the provincial seal platform (DER SES_Seal): checked, then waits for approval."""
+    return _seals(request).import_seal(actor, body)
 
 
 @router.get("/seals")
@@ -53,13 +70,26 @@ def list_seals(
     actor: Caller,
     department_uscc: Annotated[str | None, Query(description="只列出此部门的印章")] = None,
 ) -> list[SealPublic]:
-    """List registered seals (an issuer sees its own department's)."""
+    """List seals and applications (an issuer sees its own department's)."""
     return _seals(request).list(actor, department_uscc)
+
+
+@router.get("/seals/filing")
+def seal_filing(request: Request, actor: Caller) -> SealFiling:
+    """The filing of active seals for the province: certificates, validity, pictures, SM3 (admins, auditors)."""
+    filing, files = _seals(request).filing(actor)
+    return filing.model_copy(
+        update={"seals": [s.model_copy(update={"picture_png": _b64(files[s.picture_file])}) for s in filing.seals]}
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 @router.get("/seals/{seal_id}")
 def get_seal(seal_id: RowId, request: Request, actor: Caller) -> SealPublic:
-    """One registered seal."""
+    """One seal or application."""
     return _seals(request).get(actor, seal_id)
 
 
@@ -67,6 +97,30 @@ def get_seal(seal_id: RowId, request: Request, actor: Caller) -> SealPublic:
 def seal_picture(seal_id: RowId, request: Request, actor: Caller) -> Response:
     """The seal picture (PNG with transparency)."""
     return Response(_seals(request).picture(actor, seal_id), media_type="image/png")
+
+
+@router.post("/seals/{seal_id}/approve")
+def approve_seal(seal_id: RowId, request: Request, actor: Caller) -> SealPublic:
+    """Approve (file) an application: the branch CA issues the seal certificate and signs the SES_Seal (admins)."""
+    return _seals(request).approve(actor, seal_id)
+
+
+@router.post("/seals/{seal_id}/reject")
+def reject_seal(seal_id: RowId, body: SealReject, request: Request, actor: Caller) -> SealPublic:
+    """Reject an application, with the reason (admins)."""
+    return _seals(request).reject(actor, seal_id, body.reason)
+
+
+@router.post("/seals/{seal_id}/suspend")
+def suspend_seal(seal_id: RowId, body: SealSuspend, request: Request, actor: Caller) -> SealPublic:
+    """Suspend an active seal: it seals nothing until resumed (admins)."""
+    return _seals(request).suspend(actor, seal_id, body.reason)
+
+
+@router.post("/seals/{seal_id}/resume")
+def resume_seal(seal_id: RowId, request: Request, actor: Caller) -> SealPublic:
+    """Resume a suspended seal (admins)."""
+    return _seals(request).resume(actor, seal_id)
 
 
 @router.post("/seals/{seal_id}/revoke")

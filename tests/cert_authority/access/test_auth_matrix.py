@@ -5,6 +5,8 @@ the audit log."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,12 +15,15 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
 
 from cert_authority.actors import CLI_ACTOR
+from cert_authority.eseals.schemas import SealCreate
 from cert_authority.http.app import create_app
 from cert_authority.store.models import AuditEventRow
 from keys.uscc import uscc_check_character
+from seals.ses import make_seal
 from tests.conftest import (
     FOOD_TYPE,
     ISSUER_USCC,
+    NOW,
     OTHER_ISSUER_USCC,
     USER_USCC,
     LicenceEnv,
@@ -29,6 +34,7 @@ from tests.conftest import (
 ANY = frozenset({"admin", "issuer", "other_issuer", "user", "auditor"})
 READERS = frozenset({"admin", "auditor", "issuer"})  # a licence of the issuer's own department
 WRITERS = frozenset({"admin", "issuer"})
+ADMIN = frozenset({"admin"})
 Request = tuple[str, str, dict[str, Any]]  # method, path, httpx keyword arguments
 
 
@@ -55,6 +61,41 @@ def endpoints(env: LicenceEnv, seal_id: int, pdf: bytes, token: Callable[[], str
     def issue(caller: str) -> Request:
         data = {**example_data(FOOD_TYPE), "operator_name": f"测试{next(counter)}号餐饮有限公司"}
         return "POST", "/api/v1/licences", {"json": {"type_code": FOOD_TYPE, "data": data, "issuer_uscc": ISSUER_USCC}}
+
+    seals = env.services.seals
+    market = next(s for s in seals.list(CLI_ACTOR) if s.department_uscc == ISSUER_USCC)
+    picture = seals.picture(CLI_ACTOR, market.id)  # the department's own: a new seal may reuse it
+    application = {"department_uscc": ISSUER_USCC, "name": market.name, "legal_representative": "陈明"}
+
+    def applied(_: str) -> int:
+        return seals.apply(CLI_ACTOR, SealCreate(**application), picture).id
+
+    def filed(_: str) -> int:
+        return seals.approve(CLI_ACTOR, applied(_)).id
+
+    def suspended(_: str) -> int:
+        return seals.suspend(CLI_ACTOR, filed(_), "测试").id
+
+    signer = env.pki.issue_seal_certificate(name="演示市市场监督管理局", uscc=ISSUER_USCC, now=NOW)
+    made_elsewhere = make_seal(
+        env.pki.branch_ca.signer, es_id="3500009900000077", name=market.name, seal_type=1,
+        signer_certificates=[signer.der], picture_png=picture, width_mm=42, height_mm=42,
+        valid_start=NOW, valid_end=NOW + dt.timedelta(days=30), created=NOW,
+    )
+    imported = {"department_uscc": ISSUER_USCC, "legal_representative": "陈明",
+                "seal": base64.b64encode(made_elsewhere).decode()}
+    governance = [
+        Endpoint("apply for a seal", lambda _: ("POST", "/api/v1/seals", {
+            "json": {**application, "picture": base64.b64encode(picture).decode()}}), WRITERS),
+        Endpoint("import a seal", lambda _: ("POST", "/api/v1/seals/import", {"json": imported}), WRITERS),
+        Endpoint("approve a seal", lambda c: ("POST", f"/api/v1/seals/{applied(c)}/approve", {}), ADMIN),
+        Endpoint("reject a seal", lambda c: ("POST", f"/api/v1/seals/{applied(c)}/reject",
+                                             {"json": {"reason": "测试驳回"}}), ADMIN),
+        Endpoint("suspend a seal", lambda c: ("POST", f"/api/v1/seals/{filed(c)}/suspend",
+                                              {"json": {"reason": "测试暂停"}}), ADMIN),
+        Endpoint("resume a seal", lambda c: ("POST", f"/api/v1/seals/{suspended(c)}/resume", {}), ADMIN),
+        Endpoint("seal filing", lambda _: ("GET", "/api/v1/seals/filing", {}), frozenset({"admin", "auditor"})),
+    ]
 
     return [
         Endpoint("list departments", lambda _: ("GET", "/api/v1/departments", {}), ANY),
@@ -84,6 +125,7 @@ def endpoints(env: LicenceEnv, seal_id: int, pdf: bytes, token: Callable[[], str
         Endpoint("grant a duty rule", lambda _: ("POST", "/api/v1/duty-rules",
                                                  {"json": {"department_uscc": USER_USCC, "type_code": FOOD_TYPE}}),
                  frozenset({"admin"})),
+        *governance,
     ]
 
 

@@ -72,7 +72,7 @@ def test_seals_issue_and_licence_commands(cli_env: Path, tmp_path: Path) -> None
     assert "没有有效的电子印章" in fails(*issue)
 
     out = ok("seals", "register", "--uscc", ISSUER_USCC, "--name", "演示市市场监督管理局电子证照专用章",
-             "--generate", "--purpose", "电子证照专用章")
+             "--legal-representative", "陈明", "--generate", "--purpose", "电子证照专用章")
     assert "已备案印章 1" in out and "印章编码 350100" in out
     [seal] = json.loads(ok("seals", "list", "--json"))
     assert (seal["status"], seal["department_uscc"], seal["purpose"]) == ("active", ISSUER_USCC, "电子证照专用章")
@@ -131,8 +131,11 @@ def subprocess_text(path: Path) -> str:
     return out.stdout.decode()
 
 
+SEAL = ("--name", "演示市市场监督管理局电子证照专用章", "--legal-representative", "陈明")
+
+
 def test_cli_errors_are_one_line(cli_env: Path, tmp_path: Path) -> None:
-    ok("seals", "register", "--uscc", ISSUER_USCC, "--name", "印章")
+    ok("seals", "register", "--uscc", ISSUER_USCC, *SEAL)
     base = ("issue", "--type", FOOD_TYPE, "--issuer", ISSUER_USCC)
     broken = tmp_path / "broken.json"
     broken.write_text("{not json", encoding="utf-8")
@@ -147,10 +150,9 @@ def test_cli_errors_are_one_line(cli_env: Path, tmp_path: Path) -> None:
     assert "应为 YYYY-MM-DD" in fails(*base, "--data", str(cli_env), "--valid-from", "tomorrow")
     assert "由类型规定" in fails(*base, "--data", str(cli_env), "--valid-from", "2026-01-01")
     assert "证照标识应为" in fails("licence", "show", "1.2.156.3005.2.bogus")
-    assert "--picture 与 --generate" in fails("seals", "register", "--uscc", ISSUER_USCC, "--name", "印章",
+    assert "--picture 与 --generate" in fails("seals", "register", "--uscc", ISSUER_USCC, *SEAL,
                                               "--picture", str(unknown), "--generate")
-    assert "印章图片不是 PNG" in fails("seals", "register", "--uscc", ISSUER_USCC, "--name", "印章",
-                                     "--picture", str(unknown))
+    assert "印章图片不是 PNG" in fails("seals", "register", "--uscc", ISSUER_USCC, *SEAL, "--picture", str(unknown))
     assert "吊销原因 'lost' 无效" in fails("seals", "revoke", "1", "--reason", "lost")
 
 

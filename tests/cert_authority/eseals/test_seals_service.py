@@ -35,6 +35,8 @@ from tests.conftest import (
 )
 
 ISSUER = Actor("apikey:1", "issuer", ISSUER_USCC)
+MARKET_SEAL = "演示市市场监督管理局电子证照专用章"
+REPRESENTATIVE = "陈明"
 OTHER_ISSUER = Actor("apikey:2", "issuer", OTHER_ISSUER_USCC)
 
 
@@ -56,8 +58,10 @@ def scanned_png(width: int = 400, height: int = 300) -> bytes:
 def test_registered_seal_is_made_and_signed_by_the_branch(shared_licence_env: LicenceEnv) -> None:
     env = shared_licence_env
     name = "演示市市场监督管理局电子证照专用章"
-    request = SealCreate(department_uscc=ISSUER_USCC, name=name, purpose="电子证照专用章", diameter_mm=40)
-    seal = env.services.seals.register(ISSUER, request)  # generated: the round red seal
+    request = SealCreate(department_uscc=ISSUER_USCC, name=name, legal_representative=REPRESENTATIVE,
+                         purpose="电子证照专用章", diameter_mm=40)
+    applied = env.services.seals.apply(ISSUER, request)  # generated: the round red seal
+    seal = env.services.seals.approve(CLI_ACTOR, applied.id)
     assert (seal.status, seal.department_uscc, seal.seal_type, seal.width_mm, seal.height_mm) == (
         "active", ISSUER_USCC, 1, 40, 40)
     assert seal.es_id.startswith("350100") and len(seal.es_id) == 16
@@ -88,13 +92,14 @@ def test_registered_seal_is_made_and_signed_by_the_branch(shared_licence_env: Li
 
     with Session(env.registry.engine) as session:
         events = session.exec(select(AuditEventRow).where(AuditEventRow.target == f"seal:{seal.id}")).all()
-    assert [(e.action, e.actor) for e in events] == [("seal_register", "apikey:1")]
+    assert [(e.action, e.actor) for e in events] == [("seal_apply", "apikey:1"), ("seal_approve", "cli")]
     # The newest valid seal is the one licences are sealed with.
     assert issue_example(env, FOOD_TYPE).licence.seal.seal_id == seal.id
 
 
 def test_uploaded_picture_keeps_its_proportions(shared_licence_env: LicenceEnv) -> None:
-    request = SealCreate(department_uscc=OTHER_ISSUER_USCC, name="演示市人社局电子证照专用章", diameter_mm=42)
+    request = SealCreate(department_uscc=OTHER_ISSUER_USCC, name="演示市人力资源和社会保障局电子证照专用章",
+                         legal_representative=REPRESENTATIVE, diameter_mm=42)
     seal = shared_licence_env.services.seals.register(CLI_ACTOR, request, scanned_png(400, 300))
     assert (seal.width_mm, seal.height_mm) == (42, 32)
     picture = shared_licence_env.services.seals.picture(CLI_ACTOR, seal.id)
@@ -131,9 +136,9 @@ def test_bad_requests_store_nothing(shared_licence_env: LicenceEnv) -> None:
         (Actor("apikey:3", "user", ISSUER_USCC), {"department_uscc": ISSUER_USCC}, None, 403, "权限不足"),
     ]
     for actor, fields, picture, status, message in cases:
-        request = SealCreate(**{"name": "测试印章", **fields})  # type: ignore[arg-type]
+        request = SealCreate(**{"name": MARKET_SEAL, "legal_representative": REPRESENTATIVE, **fields})  # type: ignore[arg-type]
         with pytest.raises(Exception) as caught:  # each kind has its status
-            env.services.seals.register(actor, request, picture)
+            env.services.seals.apply(actor, request, picture)
         assert classify(caught.value) is not None and classify(caught.value)[0] == status, (fields, caught.value)  # type: ignore[index]
         assert message in str(caught.value), (fields, str(caught.value))
     assert table_counts(env.engine) == counts
@@ -153,7 +158,8 @@ def test_a_failure_after_the_certificate_withdraws_it(
 
     monkeypatch.setattr(seals_service, "make_seal", broken)
     with pytest.raises(RuntimeError, match="signing device"):
-        env.services.seals.register(CLI_ACTOR, SealCreate(department_uscc=ISSUER_USCC, name="测试印章"))
+        env.services.seals.register(CLI_ACTOR, SealCreate(department_uscc=ISSUER_USCC, name=MARKET_SEAL,
+                                                          legal_representative=REPRESENTATIVE))
     [new] = [r for r in env.pki.registry.list_issued() if r.certificate.serial not in before]
     assert new.revoked_at is not None and new.reason == "cessation_of_operation"
     with Session(env.registry.engine) as session:
@@ -201,7 +207,8 @@ def test_revoking_a_seal_revokes_its_certificate_and_stops_issuance(licence_env:
     # Licences sealed earlier keep their status: their signature predates the revocation.
     assert env.services.queries.get(CLI_ACTOR, earlier.identifier).status == "issued"
 
-    replacement = env.services.seals.register(ISSUER, SealCreate(department_uscc=ISSUER_USCC, name="新印章"))
+    application = SealCreate(department_uscc=ISSUER_USCC, name=MARKET_SEAL, legal_representative=REPRESENTATIVE)
+    replacement = env.services.seals.approve(CLI_ACTOR, env.services.seals.apply(ISSUER, application).id)
     assert issue_example(env, FOOD_TYPE).licence.seal.seal_id == replacement.id
 
 
@@ -230,7 +237,8 @@ def test_who_sees_which_seals(shared_licence_env: LicenceEnv) -> None:
 
 def test_generated_picture_draws_name_and_purpose(shared_licence_env: LicenceEnv) -> None:
     seal = shared_licence_env.services.seals.register(
-        CLI_ACTOR, SealCreate(department_uscc=ISSUER_USCC, name="测试专用章", purpose="合同专用章", diameter_mm=38)
+        CLI_ACTOR, SealCreate(department_uscc=ISSUER_USCC, name="演示市市场监督管理局合同专用章", purpose="合同专用章",
+                              legal_representative=REPRESENTATIVE, diameter_mm=38)
     )
     png = shared_licence_env.services.seals.picture(CLI_ACTOR, seal.id)
     with Image.open(io.BytesIO(png)) as image:

@@ -95,7 +95,8 @@ def test_who_may_do_what(api: Api) -> None:
         ("POST", f"/licences/{identifier}/change", {"data": {"premises": "别处"}}),
         ("POST", f"/licences/{identifier}/revoke", {"reason": "违法经营"}),
         ("POST", f"/licences/{identifier}/cancel", {"reason": "歇业"}),
-        ("POST", "/seals", {"department_uscc": ISSUER_USCC, "name": "测试印章"}),
+        ("POST", "/seals", {"department_uscc": ISSUER_USCC, "name": "演示市市场监督管理局电子证照专用章",
+                            "legal_representative": "陈明"}),
         ("POST", f"/seals/{seal['id']}/revoke", {"reason": "keyCompromise"}),
     ]
     for method, path, body in reads + writes:
@@ -223,11 +224,13 @@ def test_seals_over_http(api: Api) -> None:
     image = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
     image.paste((220, 0, 0, 255), (50, 50, 250, 250))
     image.save(out, "PNG")
-    body = {"department_uscc": ISSUER_USCC, "name": "上传的印章", "picture": base64.b64encode(out.getvalue()).decode()}
+    body = {"department_uscc": ISSUER_USCC, "name": "演示市市场监督管理局电子证照专用章",
+            "legal_representative": "陈明", "picture": base64.b64encode(out.getvalue()).decode()}
     error(api("POST", "/seals", "other_issuer", json=body), 403, "forbidden")
     created = api("POST", "/seals", "issuer", json=body)
     assert created.status_code == 201, created.text
-    seal = created.json()
+    assert created.json()["status"] == "applied"  # an administrator files it
+    seal = api("POST", f"/seals/{created.json()['id']}/approve", "admin").json()
     assert seal["status"] == "active" and seal["width_mm"] == 42 and seal["created_by"].startswith("apikey:")
     picture = api("GET", f"/seals/{seal['id']}/picture", "issuer")
     assert picture.headers["content-type"] == "image/png" and sm3(picture.content) == seal["picture_sm3"]
@@ -239,5 +242,5 @@ def test_seals_over_http(api: Api) -> None:
     error(lost, 422, "invalid_request", "吊销原因")
     revoked = api("POST", f"/seals/{seal['id']}/revoke", "issuer", json={"reason": "superseded", "note": "换新章"})
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
-    error(api("POST", f"/seals/{seal['id']}/revoke", "issuer", json={}), 409, "conflict", "已于")
+    error(api("POST", f"/seals/{seal['id']}/revoke", "issuer", json={}), 409, "seal_status_conflict", "已于")
     error(api("GET", "/seals/999999", "issuer"), 404, "not_found")
