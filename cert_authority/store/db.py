@@ -69,7 +69,15 @@ def _create_private(database: Path) -> None:
     """The database holds ID numbers and face data: its folder is made 0700 and the file 0600
     (SQLite gives its -wal and -shm files the database file's mode)."""
     database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+    # Only ever a new file: closing any descriptor of a database this process has open drops
+    # SQLite's POSIX locks on it (https://sqlite.org/howtocorrupt.html §2.2), and a batch of
+    # workers corrupted its database that way.
+    if database.exists():
+        return
+    try:
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass  # another process made it first
 
 
 # A pooled connection is pinged before use only when it may have been lost: the server closed or

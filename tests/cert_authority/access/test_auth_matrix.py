@@ -20,6 +20,7 @@ from cert_authority.http.app import create_app
 from cert_authority.store.models import AuditEventRow
 from keys.uscc import uscc_check_character
 from seals.ses import make_seal
+from tests.cert_authority.eseals.test_seal_documents import department_pdf
 from tests.conftest import (
     FOOD_TYPE,
     ISSUER_USCC,
@@ -45,7 +46,9 @@ class Endpoint:
     allowed: frozenset[str]
 
 
-def endpoints(env: LicenceEnv, seal_id: int, pdf: bytes, token: Callable[[], str]) -> list[Endpoint]:
+def endpoints(
+    env: LicenceEnv, seal_id: int, pdf: bytes, document: bytes, token: Callable[[], str]
+) -> list[Endpoint]:
     food = issue_example(env, FOOD_TYPE).licence.identifier
     counter = iter(range(10_000))
 
@@ -105,7 +108,8 @@ def endpoints(env: LicenceEnv, seal_id: int, pdf: bytes, token: Callable[[], str
         Endpoint("list seals", lambda _: ("GET", "/api/v1/seals", {}), READERS | {"other_issuer"}),
         Endpoint("one seal", lambda _: ("GET", f"/api/v1/seals/{seal_id}", {}), READERS),
         Endpoint("seal a document", lambda _: ("POST", f"/api/v1/seals/{seal_id}/sign", {
-            "content": pdf, "params": {"x": 10, "y": 10}, "headers": {"Content-Type": "application/pdf"}}), WRITERS),
+            "content": document, "params": {"x": 10, "y": 10}, "headers": {"Content-Type": "application/pdf"}}),
+            WRITERS),
         Endpoint("issue", issue, WRITERS),
         Endpoint("list licences", lambda _: ("GET", "/api/v1/licences", {}), READERS | {"other_issuer"}),
         Endpoint("one licence", lambda _: ("GET", f"/api/v1/licences/{food}", {}), READERS),
@@ -158,7 +162,7 @@ def test_every_caller_against_every_endpoint(licence_env: LicenceEnv) -> None:
     wrong: list[str] = []
     denied = 0
     with TestClient(app) as client:
-        for endpoint in endpoints(env, seal_id, pdf, token):
+        for endpoint in endpoints(env, seal_id, pdf, department_pdf(), token):
             for caller, headers in callers.items():
                 method, path, options = endpoint.request(caller)
                 options = {**options, "headers": {**options.get("headers", {}), **headers}}
