@@ -8,7 +8,7 @@ import os
 import select
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 
@@ -74,10 +74,8 @@ def _create_private(database: Path) -> None:
     # workers corrupted its database that way.
     if database.exists():
         return
-    try:
+    with suppress(FileExistsError):  # another process made it first
         os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        pass  # another process made it first
 
 
 # A pooled connection is pinged before use only when it may have been lost: the server closed or
