@@ -19,6 +19,7 @@ from cert_authority.issuing.queries import LicenceQueryService
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService, registry_for
 from cert_authority.settings import Settings
+from cert_authority.sharing.cases import CaseService
 from cert_authority.sharing.matters import MatterService
 from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import SharingService
@@ -39,6 +40,7 @@ class LicenceServices:
     matters: MatterService
     duty_rules: DutyRules
     authorisations: Authorisations
+    cases: CaseService
 
 
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
@@ -64,6 +66,7 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         matters=matters,
         duty_rules=duty_rules,
         authorisations=authorisations,
+        cases=CaseService(engine, files, pki, registry, sharing, matters, duty_rules, authorisations),
     )
 
 

@@ -55,6 +55,10 @@ def _print(report: Report) -> None:
     subject = report.subject
     if subject.get("identifier"):
         typer.echo(f"证照 {subject.get('name', '')} {subject['identifier']}")
+    if subject.get("kind") == "reuse_receipt":
+        number = f"，部门办件号 {subject['case_number']}" if subject.get("case_number") else ""
+        closed = subject["closed_at"]
+        typer.echo(f"材料复用清单：办件 {subject['case']}（事项 {subject['matter']}{number}），{closed} 办结")
     for check in report.checks:
         mark = {Status.VALID: "✓", Status.INVALID: "✗", Status.INDETERMINATE: "?"}[check.status]
         typer.echo(f"  {mark} {check.name:10} {check.message}")
