@@ -23,6 +23,7 @@ from cert_authority.sharing.cases import CaseService
 from cert_authority.sharing.matters import MatterService
 from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import SharingService
+from cert_authority.sharing.stats import StatsService
 from cert_authority.store.db import open_database
 
 
@@ -41,6 +42,7 @@ class LicenceServices:
     duty_rules: DutyRules
     authorisations: Authorisations
     cases: CaseService
+    stats: StatsService
 
 
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
@@ -67,6 +69,7 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         duty_rules=duty_rules,
         authorisations=authorisations,
         cases=CaseService(engine, files, pki, registry, sharing, matters, duty_rules, authorisations),
+        stats=StatsService(engine),
     )
 
 
