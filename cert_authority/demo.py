@@ -1,7 +1,8 @@
 """`ecas demo`: a complete local authority on the embedded default (SQLite, local files): the CA,
 three departments, the example licence types, a round e-seal per department and a few dozen sealed
-licences for a handful of holders. Running it again reuses what exists: nothing is duplicated or
-replaced (licences are issued with Idempotency-Keys, so a second run adds none)."""
+licences for a handful of holders; the example matters, a duty rule and a holder's standing
+authorisation, so a case can be run at the counter. Running it again reuses what exists: nothing is
+duplicated or replaced (licences are issued with Idempotency-Keys, so a second run adds none)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,15 @@ from cert_authority.registry.service import RegistryService
 from cert_authority.registry.spec_input import load_definition, parse_type_spec
 from cert_authority.services import LicenceServices, licence_services_for
 from cert_authority.settings import Settings
+from cert_authority.sharing.matters import parse_matter_spec
+from cert_authority.timeutil import local_date
 from keys.uscc import uscc_check_character
 from templates.identifier import ID_CHECK, ID_WEIGHTS
 
 EXAMPLE_TYPES = Path(__file__).resolve().parent.parent / "examples" / "types"
+EXAMPLE_MATTERS = EXAMPLE_TYPES.parent / "matters"
 FOOD_TYPE = "11100000MA0000001Q001"
+BUSINESS_TYPE = "11100000MA0000001Q002"
 VOCATIONAL_TYPE = "11100000MA0000002U001"
 DRAINAGE_TYPE = "11100000MA0000003Y001"
 SEAL_PURPOSE = "电子证照专用章"
@@ -77,6 +82,8 @@ def build_demo(
     done += issue_demo_licences(services, now)
     done += register_demo_holders(services)
     done += register_demo_staff(StaffAccounts(registry.engine))
+    done += register_example_matters(services)
+    done += grant_demo_bases(services, now)
     return done
 
 
@@ -201,6 +208,16 @@ PERSONS = (
 )
 
 
+COMPANY_TYPES = ("有限责任公司（自然人投资或控股）", "有限责任公司（自然人独资）", "有限责任公司（法人独资）")
+CAPITALS = ("壹佰万圆整", "伍拾万圆整", "叁佰万圆整", "贰佰万圆整")
+APPROVAL = "（依法须经批准的项目，经相关部门批准后方可开展经营活动）"
+BUSINESS_SCOPES = {
+    "餐饮服务经营者": "餐饮服务；食品销售；餐饮管理；外卖递送服务。" + APPROVAL,
+    "食品销售经营者": "食品销售；食用农产品零售；日用百货销售。" + APPROVAL,
+    "": "食品生产；餐饮服务；食品销售；供应链管理服务。" + APPROVAL,
+}
+
+
 @dataclass(frozen=True)
 class DemoLicence:
     type_code: str
@@ -246,6 +263,25 @@ def demo_licences() -> list[DemoLicence]:
                     if company.business_format != "食品销售经营者"
                     else "预包装食品（含冷藏冷冻食品）销售；散装食品（不含冷藏冷冻食品）销售",
                     "supervisor": company.name[:6] + "市场监督管理局",
+                },
+            )
+        )
+        established = dt.date(2012 + i % 10, 1 + (3 * i) % 12, 1 + (7 * i) % 28)
+        licences.append(
+            DemoLicence(
+                BUSINESS_TYPE,
+                food.uscc,
+                f"demo:{BUSINESS_TYPE}:{i}",
+                {
+                    "uscc": code,
+                    "company_name": company.name,
+                    "company_type": COMPANY_TYPES[i % len(COMPANY_TYPES)],
+                    "legal_representative": company.representative,
+                    "registered_capital": CAPITALS[i % len(CAPITALS)],
+                    "established": established.isoformat(),
+                    "business_term": f"{established:%Y年%m月%d日}至长期",
+                    "domicile": "演示市" + company.address,
+                    "business_scope": BUSINESS_SCOPES.get(company.business_format, BUSINESS_SCOPES[""]),
                 },
             )
         )
@@ -365,3 +401,37 @@ def issue_demo_licences(services: LicenceServices, now: dt.datetime) -> list[str
             services.lifecycle.revoke(CLI_ACTOR, result.licence.identifier, REVOKED_REASON, now=now)
             revoked = f"吊销{result.licence.name}（{result.licence.holder.name}，演示不可亮证的状态）"
     return [f"颁发{name} {count} 份" for name, count in issued.items()] + ([revoked] if revoked else [])
+
+
+# --- matters at the counter ----------------------------------------------------------------------
+DEMO_CASE_MATTER = "drainage-permit-catering"
+AUTHORISATION_DAYS = 365
+
+
+def register_example_matters(services: LicenceServices) -> list[str]:
+    done = []
+    for path in sorted(EXAMPLE_MATTERS.glob("*.yaml")):
+        spec = parse_matter_spec(load_definition(path.read_bytes(), path.name))
+        if not services.matters.exists(spec.code):
+            services.matters.register(CLI_ACTOR, spec)
+            done.append(f"登记办事事项 {spec.name}（{spec.code}）")
+    return done
+
+
+def grant_demo_bases(services: LicenceServices, now: dt.datetime) -> list[str]:
+    """For a case at the counter out of the box (the counter's department is the urban management
+    bureau): a duty rule for business licences in the catering drainage matter, and the first demo
+    company's standing authorisation for that matter, which covers its food business licence."""
+    done = []
+    counter = DEPARTMENTS[2].uscc
+    matters = (DEMO_CASE_MATTER,)
+    rules = services.duty_rules.list(CLI_ACTOR, counter, BUSINESS_TYPE)
+    if not any(r.matters == matters and r.in_force(local_date(now)) for r in rules):
+        services.duty_rules.add(CLI_ACTOR, counter, BUSINESS_TYPE, matters)
+        done.append(f"授予{DEPARTMENTS[2].name}办理「{DEMO_CASE_MATTER}」时依职责使用营业执照")
+    code, name = demo_holders()[0]
+    holder = services.accounts.holder(code)
+    if services.authorisations.find(code, counter, DEMO_CASE_MATTER, now) is None:
+        services.authorisations.grant(holder, counter, DEMO_CASE_MATTER, AUTHORISATION_DAYS)
+        done.append(f"{name}授权{DEPARTMENTS[2].name}办理「{DEMO_CASE_MATTER}」时用证（{AUTHORISATION_DAYS} 天）")
+    return done

@@ -19,7 +19,11 @@ from cert_authority.issuing.queries import LicenceQueryService
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService, registry_for
 from cert_authority.settings import Settings
+from cert_authority.sharing.cases import CaseService
+from cert_authority.sharing.matters import MatterService
+from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import SharingService
+from cert_authority.sharing.stats import StatsService
 from cert_authority.store.db import open_database
 
 
@@ -34,6 +38,11 @@ class LicenceServices:
     holders: HolderService
     show_tokens: ShowTokenVerifier
     sharing: SharingService
+    matters: MatterService
+    duty_rules: DutyRules
+    authorisations: Authorisations
+    cases: CaseService
+    stats: StatsService
 
 
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
@@ -43,6 +52,10 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     layouts = LicenceLayouts(registry, files, pki.settings.base_url)
     accounts = LocalAccounts(engine)
     verification = VerificationService(engine, files, pki, layouts)
+    matters = MatterService(engine, registry)
+    duty_rules = DutyRules(engine, registry, matters)
+    authorisations = Authorisations(engine, registry, matters)
+    sharing = SharingService(engine, files, pki, registry, layouts, duty_rules)
     return LicenceServices(
         seals=seals,
         issuance=IssuanceService(engine, files, registry, seals, layouts),
@@ -52,7 +65,12 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         accounts=accounts,
         holders=HolderService(engine, accounts, pki, registry, verification.binding),
         show_tokens=ShowTokenVerifier(engine, pki),
-        sharing=SharingService(engine, files, pki, registry, layouts),
+        sharing=sharing,
+        matters=matters,
+        duty_rules=duty_rules,
+        authorisations=authorisations,
+        cases=CaseService(engine, files, pki, registry, sharing, matters, duty_rules, authorisations),
+        stats=StatsService(engine),
     )
 
 

@@ -133,6 +133,25 @@ def build_layout(
     )
 
 
+@dataclass(frozen=True)
+class BlockStyle:
+    """The style of a free text block, for documents the service lays out itself (a receipt):
+    wrapped inside its box, shrunk in half points down to `min_font_size` (default: no shrinking)."""
+
+    font_size: float = 10.5
+    font: str = "serif"
+    align: str = "left"
+    colour: str = "#1A1A1A"
+    min_font_size: float | None = None
+    line_spacing: float = 1.35
+    letter_spacing: float = 0.0
+
+
+def text_block(text: str, box: Box, fonts: FontSet, style: BlockStyle, where: str = "文字") -> list[TextRun]:
+    """`text` laid out in `box` (LayoutError if it cannot fit, FontError for a missing glyph)."""
+    return _fit(text, box, style, fonts, wrap=True, where=where)
+
+
 def check_glyphs(
     licence_type: LicenceTypeSpec, template: TemplateSpec, values: Mapping[str, str], fonts: FontSet
 ) -> None:
@@ -272,7 +291,7 @@ def _moved(run: TextRun, down: float) -> TextRun:
 
 
 def _fit(
-    text: str, box: Box, style: StaticText | FieldPlacement, fonts: FontSet, wrap: bool, where: str
+    text: str, box: Box, style: StaticText | FieldPlacement | BlockStyle, fonts: FontSet, wrap: bool, where: str
 ) -> list[TextRun]:
     font = fonts.get(style.font)
     font.check(text, where)
@@ -344,7 +363,7 @@ def _break_lines(text: str, font: Font, size_mm: float, spacing: float, width: f
 def _position(
     lines: list[str],
     box: Box,
-    style: StaticText | FieldPlacement,
+    style: StaticText | FieldPlacement | BlockStyle,
     font: Font,
     size: float,
     spacing: float,

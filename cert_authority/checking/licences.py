@@ -7,7 +7,8 @@ and current CRL as anchors); here the registry adds what only it knows:
 - record: the record is the one sealed into the OFD (its digest, `issuing.binding`) and the face
   data are exactly what the sealed page shows, so a record edited in the database is caught too;
 - a file that verifies but is not a licence issued here (a department's own sealed document, or a
-  licence re-sealed after a change of its content) is INDETERMINATE: not a registered licence.
+  licence re-sealed after a change of its content) is INDETERMINATE: not a registered licence;
+  a reuse receipt (材料复用清单) this authority sealed when closing a case is VALID, as what it is.
 
 Face data are returned with a VALID file (whoever uploads the file sees them anyway); for an
 identifier only to those who may read the licence (admins, auditors, its issuer): others get the
@@ -20,6 +21,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import or_
 from sqlalchemy.engine import Engine
@@ -32,8 +34,8 @@ from cert_authority.issuing.layouts import LicenceLayouts
 from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.store.filestore import FileStore
-from cert_authority.store.models import LicenceRow
-from cert_authority.timeutil import local_date, utc_now
+from cert_authority.store.models import CaseRow, LicenceRow
+from cert_authority.timeutil import aware, local_date, utc_now
 from keys.crl import Crl
 from keys.errors import CheckCharacterError, InvalidCodeError
 from keys.sm2 import sm3
@@ -88,6 +90,9 @@ class VerificationService:
                 select(LicenceRow).where(or_(col(LicenceRow.pdf_sm3) == digest, col(LicenceRow.ofd_sm3) == digest))
             ).first()
         if row is None:
+            receipt = self._receipt(digest)
+            if receipt is not None:
+                return report.with_checks([receipt[0]], subject=receipt[1])
             unknown = Check.unknown(
                 "status",
                 "not_in_registry",
@@ -95,6 +100,23 @@ class VerificationService:
             )
             return report.with_checks([unknown])
         return self._with_record(report, row, now, show_face=True)
+
+    def _receipt(self, digest: str) -> tuple[Check, dict[str, Any]] | None:
+        """A reuse receipt (材料复用清单) this authority sealed when it closed a case: the case keeps
+        the receipt's SM3, so the same bytes are the receipt it issued."""
+        with Session(self.engine) as session:
+            case = session.exec(select(CaseRow).where(col(CaseRow.receipt_sm3) == digest)).first()
+        if case is None or case.closed_at is None:
+            return None
+        subject: dict[str, Any] = {
+            "kind": "reuse_receipt",
+            "case": case.id,
+            "matter": case.matter_code,
+            "department": case.department_uscc,
+            "case_number": case.case_number,
+            "closed_at": aware(case.closed_at).isoformat(),
+        }
+        return Check.ok("status", f"本机构出具的材料复用清单（办件 {case.id}，事项 {case.matter_code}）"), subject
 
     # --- an identifier ------------------------------------------------------------------------
     def verify_identifier(self, actor: Actor, text: str) -> Report:

@@ -13,6 +13,7 @@ import typer
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.cli.batch import issue_batch
+from cert_authority.cli.cases import cases_app, duty_rules_app, matters_app, stats
 from cert_authority.cli.holders import holders_app
 from cert_authority.cli.licences import issue, licence_app
 from cert_authority.cli.registry import apikey_app, departments_app, types_app
@@ -39,9 +40,13 @@ app.add_typer(seals_app, name="seals")
 app.add_typer(licence_app, name="licence")
 app.add_typer(holders_app, name="holders")
 app.add_typer(staff_app, name="staff")
+app.add_typer(matters_app, name="matters")
+app.add_typer(cases_app, name="cases")
+app.add_typer(duty_rules_app, name="duty-rules")
 app.command("issue")(issue)
 app.command("issue-batch")(issue_batch)
 app.command("verify")(verify)
+app.command("stats")(stats)
 
 __all__ = ["app", "friendly_errors", "main"]
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from cert_authority.actors import CLI_ACTOR
 from cert_authority.checking.licences import MAX_UPLOAD_BYTES
 from cert_authority.cli.support import UsageError, friendly_errors, settings_from
 from cert_authority.services import licence_services
+from cert_authority.timeutil import BEIJING
 from verification.report import Report, Status
 
 EXIT_CODES = {Status.VALID: 0, Status.INVALID: 1, Status.INDETERMINATE: 2}
@@ -55,6 +57,10 @@ def _print(report: Report) -> None:
     subject = report.subject
     if subject.get("identifier"):
         typer.echo(f"证照 {subject.get('name', '')} {subject['identifier']}")
+    if subject.get("kind") == "reuse_receipt":
+        number = f"，部门办件号 {subject['case_number']}" if subject.get("case_number") else ""
+        closed = f"{dt.datetime.fromisoformat(subject['closed_at']).astimezone(BEIJING):%Y-%m-%d %H:%M}"
+        typer.echo(f"材料复用清单：办件 {subject['case']}（事项 {subject['matter']}{number}），{closed} 办结")
     for check in report.checks:
         mark = {Status.VALID: "✓", Status.INVALID: "✗", Status.INDETERMINATE: "?"}[check.status]
         typer.echo(f"  {mark} {check.name:10} {check.message}")

@@ -24,12 +24,14 @@ from cert_authority.http.middleware.body_limit import MB, BodyLimit
 from cert_authority.http.middleware.rate_limit import Limits, RateLimit, request_counter
 from cert_authority.http.middleware.security_headers import SecurityHeaders
 from cert_authority.http.middleware.show_token_lane import ShowTokenLane
+from cert_authority.http.routes import cases as routes_cases
 from cert_authority.http.routes import holder as routes_holder
 from cert_authority.http.routes import licences as routes_licences
 from cert_authority.http.routes import pki as routes_pki
 from cert_authority.http.routes import registry as routes_registry
 from cert_authority.http.routes import seals as routes_seals
 from cert_authority.http.routes import sharing as routes_sharing
+from cert_authority.http.routes import stats as routes_stats
 from cert_authority.http.routes import verify as routes_verify
 from cert_authority.http.uploads import definition_schemas
 from cert_authority.issuing.batch_jobs import BatchJobs
@@ -75,6 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holders = services.holders
     app.state.show_tokens = services.show_tokens
     app.state.sharing = services.sharing
+    app.state.matters = services.matters
+    app.state.duty_rules = services.duty_rules
+    app.state.authorisations = services.authorisations
+    app.state.cases = services.cases
+    app.state.stats = services.stats
     app.state.batch_jobs = BatchJobs(engine, app.state.registry.filestore, services.issuance)
     # The busiest route first: requests are matched against the routers in order (≈80 µs saved).
     app.include_router(routes_holder.verify_router)
@@ -85,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_verify.router)
     app.include_router(routes_holder.holder_router)
     app.include_router(routes_sharing.router)
+    app.include_router(routes_cases.router)
+    app.include_router(routes_stats.router)
     include_pages(app)
     app.add_middleware(BodyLimit, skip=PAGE_PREFIXES)
     # Pages: a sealed file of up to 20 MB to check at the counter, in a multipart form.
@@ -182,7 +191,7 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def _document_definitions(app: FastAPI) -> None:
-    """Add the LicenceTypeSpec and TemplateSpec schemas to the OpenAPI document."""
+    """Add the LicenceTypeSpec, TemplateSpec and MatterSpec schemas to the OpenAPI document."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from cert_authority.errors import InvalidRequestError, UnsupportedMediaTypeError
 from cert_authority.registry.spec_input import load_definition
+from cert_authority.sharing.matters import MatterSpec
 from templates.layout_spec import TemplateSpec
 from templates.spec import LicenceTypeSpec
 
@@ -22,10 +23,12 @@ MAX_IMAGES = 8
 
 
 def definition_schemas() -> dict[str, Any]:
-    """JSON schemas of LicenceTypeSpec and TemplateSpec for the OpenAPI components: the definition
-    endpoints read their bodies themselves (JSON or multipart), so FastAPI cannot infer them."""
+    """JSON schemas of LicenceTypeSpec, TemplateSpec and MatterSpec for the OpenAPI components: the
+    definition endpoints read their bodies themselves (JSON, YAML or multipart), so FastAPI cannot
+    infer them."""
     _, top = models_json_schema(
-        [(LicenceTypeSpec, "validation"), (TemplateSpec, "validation")], ref_template="#/components/schemas/{model}"
+        [(LicenceTypeSpec, "validation"), (TemplateSpec, "validation"), (MatterSpec, "validation")],
+        ref_template="#/components/schemas/{model}",
     )
     schemas: dict[str, Any] = top["$defs"]
     return schemas
@@ -55,6 +58,27 @@ def definition_body(schema_ref: str, what: str) -> dict[str, Any]:
             },
         }
     }
+
+
+def text_definition_body(schema_ref: str, what: str) -> dict[str, Any]:
+    """The OpenAPI request body of a definition without pictures: JSON, or the same as YAML text."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": schema_ref}},
+                "application/yaml": {"schema": {"type": "string", "description": f"{what}（YAML 文本）"}},
+            },
+        }
+    }
+
+
+async def read_text_definition(request: Request) -> dict[str, Any]:
+    """A definition sent as JSON or YAML (not yet validated)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and content_type not in YAML_TYPES:
+        raise UnsupportedMediaTypeError("请求体应为 application/json 或 application/yaml")
+    return load_definition(await request.body(), "请求体")
 
 
 async def read_definition(request: Request) -> tuple[dict[str, Any], dict[str, bytes]]:

@@ -1,5 +1,6 @@
 """Sharing (用证): using departments read licence data with a stated cause (用证事由) and either the
-holder's use code (用证码) or a duty-based rule (依职能) for their department and the licence type.
+holder's use code (用证码) or a duty rule (依职责, `rules`) for their department and the licence type;
+in a case at the counter (`cases`) also on the holder's standing authorisation.
 
     holder ─► use code for (licence, department, purpose), N uses, expiry; can withdraw it
     department ─► use(identifier, cause, use code) ─► face data + an annotated copy (加注件): the
@@ -22,6 +23,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -40,9 +42,10 @@ from cert_authority.issuing.layouts import LicenceLayouts
 from cert_authority.issuing.records import effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
+from cert_authority.sharing.rules import DutyRules
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
-from cert_authority.store.models import AuditEventRow, DutyRuleRow, LicenceRow, SharedFileRow, UseCodeRow
+from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 from seals.box import SealBox
 from seals.pdf_seal import seal_pdf
@@ -89,6 +92,9 @@ class UseRecord:
     action: str  # use, show_verify
     department: str | None
     cause: str | None
+    matter: str | None = None  # in a case at the counter: the matter's code, name and case number
+    matter_name: str | None = None
+    case_number: str | None = None
 
 
 class SharingService:
@@ -99,6 +105,7 @@ class SharingService:
         pki: PkiService,
         registry: RegistryService,
         layouts: LicenceLayouts,
+        duty_rules: DutyRules,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
@@ -107,6 +114,7 @@ class SharingService:
         self.registry = registry
         self.layouts = layouts
         self.binding = RecordBinding(filestore, layouts)
+        self.duty_rules = duty_rules
         self.clock = clock
 
     # --- holders: use codes and the record of uses ----------------------------------------------
@@ -180,27 +188,23 @@ class SharingService:
         for event in events:
             detail = json.loads(event.detail_json) if event.detail_json else {}
             records.append(
-                UseRecord(event.target, aware(event.at), event.action, event.actor_department, detail.get("cause"))
+                UseRecord(
+                    event.target,
+                    aware(event.at),
+                    event.action,
+                    event.actor_department,
+                    detail.get("cause"),
+                    detail.get("matter"),
+                    detail.get("matter_name"),
+                    detail.get("case_number"),
+                )
             )
         return records
 
     # --- departments: rules and uses -----------------------------------------------------------
     def allow_duty(self, actor: Actor, department_uscc: str, type_code: str) -> None:
-        ensure_role(actor, "admin")
-        self.registry.get_department_by_uscc(department_uscc)
-        self.registry.type_spec(type_code)
-        with Session(self.engine) as session:
-            if session.get(DutyRuleRow, (department_uscc, type_code)) is None:
-                session.add(
-                    DutyRuleRow(
-                        department_uscc=department_uscc,
-                        type_code=type_code,
-                        created_at=self.clock(),
-                        created_by=actor.label,
-                    )
-                )
-                session.add(audit_row(actor, "duty_rule", f"{department_uscc}:{type_code}", self.clock()))
-                session.commit()
+        """A duty rule for any use, without an end date (see `rules.DutyRules.add` for the rest)."""
+        self.duty_rules.add(actor, department_uscc, type_code)
 
     def use_licence(self, actor: Actor, identifier: str, cause: str, use_code: str | None = None) -> LicenceUse:
         """Face data and an annotated copy for `actor`'s department, on the holder's use code or a
@@ -210,38 +214,62 @@ class SharingService:
         ensure_role(actor, "user") if use_code else ensure_role(actor, "user", "issuer")
         if actor.department_uscc is None:
             raise PermissionDeniedError("用证须以部门身份进行（使用部门的 API 密钥）")
-        cause = cause.strip()
-        if not cause or len(cause) > 200:
-            raise InvalidRequestError("请填写用证事由（1–200 字）")
+        cause = checked_cause(cause)
         now = self.clock()
+        row = self.current_licence(identifier, now)
+        basis = self.spend_use_code(actor, row, use_code, now) if use_code else self._duty(actor, row, now)
+        return self.hand_over(actor, row, cause, basis, now, use_code=use_code)
+
+    def find_licence(self, identifier: str) -> LicenceRow | None:
         with Session(self.engine) as session:
-            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+            return session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+
+    def current_licence(self, identifier: str, now: dt.datetime) -> LicenceRow:
+        """The licence, if it may be used now: 404 if unknown, 409 unless it is valid and its record
+        is the one its sealed file binds (`issuing.binding`)."""
+        row = self.find_licence(identifier)
         if row is None:
             raise NotFoundError(f"没有证照标识为 {identifier} 的证照")
-        status = effective_status(row, local_date(now))
-        if status != "issued":
-            raise IllegalTransitionError(f"证照状态为 {status}，不能用证")
+        ensure_usable(row, now)
         self.binding.ensure(row)
-        basis = self._spend_code(actor, row, use_code, now) if use_code else self._duty(actor, row)
+        return row
+
+    def hand_over(
+        self,
+        actor: Actor,
+        row: LicenceRow,
+        cause: str,
+        basis: str,
+        now: dt.datetime,
+        *,
+        use_code: str | None = None,
+        detail: dict[str, Any] | None = None,
+        record: Callable[[Session], None] | None = None,
+    ) -> LicenceUse:
+        """Give `actor`'s department the face data and an annotated copy of `row`, and record the
+        use (with `detail`, and whatever `record` writes, in the same transaction). If anything
+        fails, a use code spent for it is given back: nothing was handed over."""
         face: dict[str, str] = json.loads(row.face_json)
         try:
             token, expires = self._annotated_copy(actor, row, cause, now)
+            with Session(self.engine) as session:
+                if record is not None:
+                    record(session)
+                recorded = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": True, **(detail or {})}
+                session.add(audit_row(actor, "use", row.identifier, now, holder_code=row.holder_code, detail=recorded))
+                session.commit()
         except BaseException:
-            if use_code:  # nothing was handed over: the holder keeps that use
+            if use_code:
                 self._refund_code(use_code)
             raise
-        with Session(self.engine) as session:
-            detail = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": True}
-            session.add(audit_row(actor, "use", identifier, now, holder_code=row.holder_code, detail=detail))
-            session.commit()
         log.info(
             "licence %s (holder %s) used by %s: %s",
-            identifier,
+            row.identifier,
             mask_holder_code(row.holder_code),
             actor.department_uscc,
             basis,
         )
-        return LicenceUse(identifier, row.name, face, token, expires, basis)
+        return LicenceUse(row.identifier, row.name, face, token, expires, basis)
 
     def shared_file(self, token: str) -> bytes:
         with Session(self.engine) as session:
@@ -258,7 +286,9 @@ class SharingService:
             raise NotFoundError(f"您名下没有证照 {identifier}")
         return row
 
-    def _spend_code(self, actor: Actor, row: LicenceRow, code: str, now: dt.datetime) -> str:
+    def spend_use_code(self, actor: Actor, row: LicenceRow, code: str, now: dt.datetime) -> str:
+        """Spend one use of the holder's code for this licence and `actor`'s department, atomically:
+        of two spending its last use at once, one gets it and the other a 403."""
         with Session(self.engine) as session:
             spent = session.exec(
                 update(UseCodeRow)
@@ -285,12 +315,12 @@ class SharingService:
             )
             session.commit()
 
-    def _duty(self, actor: Actor, row: LicenceRow) -> str:
-        with Session(self.engine) as session:
-            rule = session.get(DutyRuleRow, (actor.department_uscc, row.type_code))
+    def _duty(self, actor: Actor, row: LicenceRow, now: dt.datetime) -> str:
+        rule = self.duty_rules.find(actor.department_uscc or "", row.type_code, None, local_date(now))
         if rule is None:
             raise PermissionDeniedError(
-                f"无权读取证照 {row.identifier}：需要持证人的用证码，或本部门对证照类型 {row.type_code} 的依职能授权"
+                f"无权读取证照 {row.identifier}：需要持证人的用证码，"
+                f"或本部门对证照类型 {row.type_code} 的依职责用证规则"
             )
         return "duty"
 
@@ -321,6 +351,20 @@ class SharingService:
     @cached_property
     def _service_seal_picture(self) -> bytes:
         return generate_round_seal(self.pki.settings.authority_name, "加注专用", fonts=self.registry.fonts)
+
+
+def checked_cause(cause: str) -> str:
+    cause = cause.strip()
+    if not cause or len(cause) > 200:
+        raise InvalidRequestError("请填写用证事由（1–200 字）")
+    return cause
+
+
+def ensure_usable(row: LicenceRow, now: dt.datetime) -> None:
+    """Only a licence valid today (not superseded, revoked, cancelled or expired) is used."""
+    status = effective_status(row, local_date(now))
+    if status != "issued":
+        raise IllegalTransitionError(f"证照状态为 {status}，不能用证")
 
 
 def _use_code(row: UseCodeRow) -> UseCode:

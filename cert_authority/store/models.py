@@ -341,14 +341,21 @@ class UseCodeRow(SQLModel, table=True):
 
 
 class DutyRuleRow(SQLModel, table=True):
-    """依职能: a department may read licences of a type without the holder's code, for its duties."""
+    """依职责用证: a department may read licences of a type without the holder's consent, for its
+    duties; for any use, or only in cases of the matters listed; until `valid_until` (inclusive, on
+    China's calendar) unless withdrawn. Rows are kept after withdrawal (who granted what, when)."""
 
     __tablename__ = "duty_rule"
 
-    department_uscc: str = Field(primary_key=True, max_length=18)
-    type_code: str = Field(primary_key=True, max_length=40)
+    id: int | None = Field(default=None, primary_key=True)
+    department_uscc: str = Field(max_length=18, index=True)
+    type_code: str = Field(max_length=40)
+    matters_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON list; None: any
+    valid_until: dt.date | None = Field(default=None, sa_column=Column(Date, nullable=True))
     created_at: dt.datetime = Field(sa_column=_utc_column())
     created_by: str = Field(max_length=40)
+    withdrawn_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    withdrawn_by: str | None = Field(default=None, max_length=40)
 
 
 class SharedFileRow(SQLModel, table=True):
@@ -422,3 +429,73 @@ class RateWindowRow(SQLModel, table=True):
     client: str = Field(primary_key=True, max_length=80)
     window_start: int = Field(sa_column=Column(BigInteger, primary_key=True))  # Unix seconds
     hits: int
+
+
+# --- matters and cases at the counter (办事事项, 办件) -----------------------------------------------
+
+
+class MatterRow(SQLModel, table=True):
+    """A service matter (办事事项): its handling departments and required materials, as defined
+    (the MatterSpec as JSON). Immutable once registered: cases keep a copy of their checklist."""
+
+    __tablename__ = "matter"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=40, unique=True)
+    name: str = Field(max_length=100)
+    spec_json: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    created_by: str = Field(max_length=40)
+
+
+class StandingAuthorisationRow(SQLModel, table=True):
+    """授权用证: a holder lets one department use their licences in cases of one matter until it
+    expires or is withdrawn."""
+
+    __tablename__ = "standing_authorisation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    holder_id: int = Field(sa_column=Column(Integer, ForeignKey("holder_account.id"), nullable=False))
+    holder_code: str = Field(max_length=18, index=True)
+    department_uscc: str = Field(max_length=18)
+    matter_code: str = Field(max_length=40)
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    withdrawn_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class CaseRow(SQLModel, table=True):
+    """A case (办件) a department opened for an applicant and a matter; closed with a sealed receipt
+    (材料复用清单) kept in the file store under `receipt_sm3`."""
+
+    __tablename__ = "service_case"
+
+    id: int | None = Field(default=None, primary_key=True)
+    matter_code: str = Field(max_length=40, index=True)
+    department_uscc: str = Field(max_length=18, index=True)
+    applicant_code: str = Field(max_length=18)  # ID number or USCC, checked
+    case_number: str | None = Field(default=None, max_length=60)  # the department's own number
+    status: str = Field(max_length=10)  # open, closed
+    opened_at: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    opened_by: str = Field(max_length=40)
+    closed_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    closed_by: str | None = Field(default=None, max_length=40)
+    receipt_sm3: str | None = Field(default=None, max_length=64, index=True)
+
+
+class CaseMaterialRow(SQLModel, table=True):
+    """One required material of a case, copied from the matter when the case is opened; filled in
+    when a licence is reused for it (the UPDATE that fills it is the claim: one licence a material)."""
+
+    __tablename__ = "case_material"
+
+    case_id: int = Field(sa_column=Column(Integer, ForeignKey("service_case.id"), primary_key=True))
+    position: int = Field(primary_key=True)
+    name: str = Field(max_length=100)
+    type_code: str | None = Field(default=None, max_length=21)  # None: submitted by the applicant
+    identifier: str | None = Field(default=None, max_length=120)
+    licence_version: int | None = None
+    licence_sm3: str | None = Field(default=None, max_length=64)  # SM3 of the licence's sealed PDF
+    basis: str | None = Field(default=None, max_length=20)  # duty_rule, use_code, authorisation
+    reused_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    reused_by: str | None = Field(default=None, max_length=40)

@@ -21,15 +21,16 @@ from cert_authority.holders.service import MAX_SHOW_SECONDS, Holder, HolderServi
 from cert_authority.http.auth import current_actor
 from cert_authority.http.routes.verify import VerificationPublic
 from cert_authority.issuing.schemas import LicenceSummary
+from cert_authority.sharing.rules import MAX_AUTHORISATION_DAYS, Authorisation, Authorisations
 from cert_authority.sharing.service import SharingService, UseCode
 from cert_authority.web.common import client_address
 from templates.qr import qr_png
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorPublic, "description": "未登录、登录已失效或密码错误"},
-    404: {"model": ErrorPublic, "description": "持证人名下没有此证照"},
+    404: {"model": ErrorPublic, "description": "持证人名下没有此证照；部门、事项或授权不存在"},
     409: {"model": ErrorPublic, "description": "证照已变更、吊销、注销或过期，不能亮证"},
-    422: {"model": ErrorPublic, "description": "字段或有效期不合规"},
+    422: {"model": ErrorPublic, "description": "字段或有效期不合规；部门不办理该事项"},
     429: {"model": ErrorPublic, "description": "登录失败次数过多，15 分钟内不能再试"},
 }
 holder_router = APIRouter(prefix="/api/v1/holder", tags=["holders"], responses=ERRORS)
@@ -153,6 +154,41 @@ class UseRecordPublic(BaseModel):
     action: Annotated[str, Field(description="use（部门用证）或 show_verify（亮证核验）")]
     department: str | None
     cause: str | None
+    matter: Annotated[str | None, Field(description="办件的事项代码（窗口办件时）")] = None
+    matter_name: str | None = None
+    case_number: Annotated[str | None, Field(description="办件号（窗口办件时）")] = None
+
+
+class AuthorisationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    department_uscc: Annotated[str, Field(max_length=18, description="被授权的部门")]
+    matter: Annotated[str, Field(max_length=40, description="事项代码：该部门办理此事项时可使用我的证照")]
+    days: Annotated[int, Field(ge=1, le=MAX_AUTHORISATION_DAYS, description="有效天数")] = 90
+
+
+class AuthorisationPublic(BaseModel):
+    id: int
+    department_uscc: str
+    matter: str
+    expires_at: str
+    created_at: str
+    withdrawn: bool
+
+
+def _authorisations(request: Request) -> Authorisations:
+    service: Authorisations = request.app.state.authorisations
+    return service
+
+
+def _authorisation_public(a: Authorisation) -> AuthorisationPublic:
+    return AuthorisationPublic(
+        id=a.id,
+        department_uscc=a.department_uscc,
+        matter=a.matter_code,
+        expires_at=a.expires_at.isoformat(),
+        created_at=a.created_at.isoformat(),
+        withdrawn=a.withdrawn,
+    )
 
 
 def _sharing(request: Request) -> SharingService:
@@ -190,7 +226,33 @@ def my_uses(request: Request, holder: HolderCaller) -> list[UseRecordPublic]:
     """Who used my licences, when and why (uses and show-token checks), newest first."""
     return [
         UseRecordPublic(
-            identifier=u.identifier, at=u.at.isoformat(), action=u.action, department=u.department, cause=u.cause
+            identifier=u.identifier,
+            at=u.at.isoformat(),
+            action=u.action,
+            department=u.department,
+            cause=u.cause,
+            matter=u.matter,
+            matter_name=u.matter_name,
+            case_number=u.case_number,
         )
         for u in _sharing(request).uses(holder)
     ]
+
+
+@holder_router.post("/authorisations", status_code=201)
+def grant_authorisation(body: AuthorisationCreate, request: Request, holder: HolderCaller) -> AuthorisationPublic:
+    """Let a department use my licences whenever it handles a case of one matter for me, until expiry (授权用证)."""
+    granted = _authorisations(request).grant(holder, body.department_uscc, body.matter, body.days)
+    return _authorisation_public(granted)
+
+
+@holder_router.get("/authorisations")
+def list_authorisations(request: Request, holder: HolderCaller) -> list[AuthorisationPublic]:
+    """My standing authorisations, newest first (withdrawn and expired ones included)."""
+    return [_authorisation_public(a) for a in _authorisations(request).list(holder)]
+
+
+@holder_router.post("/authorisations/{authorisation_id}/withdraw")
+def withdraw_authorisation(authorisation_id: RowId, request: Request, holder: HolderCaller) -> AuthorisationPublic:
+    """Withdraw a standing authorisation: it serves no case from now on."""
+    return _authorisation_public(_authorisations(request).withdraw(holder, authorisation_id))

@@ -94,7 +94,8 @@ def test_data_dir_option_and_demo_is_idempotent(tmp_path: Path, monkeypatch: pyt
     assert len(json.loads(listing)) == 3
     code, types = ecas("--data-dir", str(data), "types", "list", "--json")
     assert code == 0
-    assert {t["name"] for t in json.loads(types)} == {"食品经营许可证", "职业资格证书", "城镇污水排入排水管网许可证"}
+    assert {t["name"] for t in json.loads(types)} == {
+        "食品经营许可证", "营业执照", "职业资格证书", "城镇污水排入排水管网许可证"}
     assert all(t["latest_version"] == 1 for t in json.loads(types))
     code, departments = ecas("--data-dir", str(data), "departments", "list", "--json")
     assert len(json.loads(departments)) == 3

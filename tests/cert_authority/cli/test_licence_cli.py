@@ -166,7 +166,7 @@ def test_demo_twice_adds_nothing_the_second_time(tmp_path: Path, monkeypatch: py
     settings = Settings(data_dir=data)
     engine = create_db_engine(settings.effective_database_url)
     counts, files = table_counts(engine), stored_files(settings)
-    assert counts["licence"] == 30 and counts["seal"] == 3 and counts["issued_certificate"] == 3
+    assert counts["licence"] == 40 and counts["seal"] == 3 and counts["issued_certificate"] == 3
     assert "吊销城镇污水排入排水管网许可证" in first and "工作人员 counter" in first
     assert "持证人  350102199005170121" in first
     accounts = _account_counts(engine)
@@ -176,7 +176,7 @@ def test_demo_twice_adds_nothing_the_second_time(tmp_path: Path, monkeypatch: py
     assert table_counts(engine) == counts and stored_files(settings) == files
     assert _account_counts(engine) == accounts
     listed = json.loads(ok("--data-dir", str(data), "licence", "list", "--json", "--page-size", "100"))
-    assert listed["total"] == 30 and len({i["holder_code"] for i in listed["items"]}) == 20
+    assert listed["total"] == 40 and len({i["holder_code"] for i in listed["items"]}) == 20
     engine.dispose()
 
 

@@ -1,0 +1,515 @@
+"""Cases at the counter (办件): material reuse instead of paper copies (减材料).
+
+    open(matter, applicant) ─► checklist: per required material, the applicant's licences of that
+        type valid now (and as long as the matter asks), each with the basis this department has:
+        duty_rule (a duty rule for the type, for any use or this matter), consent (the holder's
+        standing authorisation for this department and matter), or null (ask for a use code)
+    reuse(identifier[, use code]) ─► a use as in `service` (face data, annotated copy, audited with
+        the matter and case number, so the holder sees it), and the material marked as met
+    close ─► the sealed receipt (材料复用清单), kept in the file store; closing again returns it
+
+A use and the material it meets are written in one transaction, which also checks that the case is
+still open (an UPDATE of the case row: a close running at the same time waits for it, or it for the
+close). A material is claimed by an UPDATE … WHERE identifier IS NULL: one licence per material.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from cert_authority.actors import Actor, ensure_role
+from cert_authority.errors import (
+    ConflictError,
+    IllegalTransitionError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from cert_authority.holders.service import checked_holder_code
+from cert_authority.issuing.records import effective_status
+from cert_authority.pki.service import PkiService
+from cert_authority.registry.service import RegistryService
+from cert_authority.sharing.matters import MaterialSpec, MatterService, MatterSpec
+from cert_authority.sharing.receipts import ReceiptContent, ReceiptLine, render_receipt
+from cert_authority.sharing.rules import Authorisations, DutyRules
+from cert_authority.sharing.service import LicenceUse, SharingService
+from cert_authority.store.audit import audit_row
+from cert_authority.store.filestore import FileStore
+from cert_authority.store.models import CaseMaterialRow, CaseRow, LicenceRow
+from cert_authority.timeutil import aware, local_date, utc_now
+from keys.signer import Signer
+from seals.picture import generate_round_seal
+from templates.identifier import mask_holder_code
+
+log = logging.getLogger("ecas.cases")
+
+MAX_CASE_NUMBER = 60
+# How a basis is named to the counter: duty_rule or consent (by a use code or a standing
+# authorisation); the case and the audit keep which one.
+BasisName = Literal["duty_rule", "consent"]
+ConsentKind = Literal["use_code", "authorisation"]
+
+
+def split_basis(basis: str) -> tuple[BasisName, ConsentKind | None]:
+    if basis == "use_code":
+        return "consent", "use_code"
+    if basis == "authorisation":
+        return "consent", "authorisation"
+    assert basis == "duty_rule", basis
+    return "duty_rule", None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    identifier: str
+    name: str
+    valid_until: dt.date | None
+    basis: BasisName | None  # None: the applicant's consent is needed (a use code)
+
+
+@dataclass(frozen=True)
+class Reused:
+    identifier: str
+    version: int
+    licence_sm3: str
+    basis: str  # duty_rule, use_code, authorisation
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class CaseMaterial:
+    position: int
+    name: str
+    licence_type: str | None
+    candidates: tuple[Candidate, ...]
+    reused: Reused | None
+
+
+@dataclass(frozen=True)
+class Case:
+    id: int
+    matter_code: str
+    matter_name: str
+    department_uscc: str
+    applicant: str  # masked
+    case_number: str | None
+    status: str  # open, closed
+    opened_at: dt.datetime
+    closed_at: dt.datetime | None
+    receipt_sm3: str | None
+    materials: tuple[CaseMaterial, ...]
+
+
+@dataclass(frozen=True)
+class CaseReuse:
+    case_id: int
+    material: str
+    basis: BasisName
+    consent: ConsentKind | None
+    use: LicenceUse
+
+
+@dataclass(frozen=True)
+class Receipt:
+    case_id: int
+    sm3: str
+    pdf: bytes
+
+
+class CaseService:
+    def __init__(
+        self,
+        engine: Engine,
+        filestore: FileStore,
+        pki: PkiService,
+        registry: RegistryService,
+        sharing: SharingService,
+        matters: MatterService,
+        duty_rules: DutyRules,
+        authorisations: Authorisations,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.filestore = filestore
+        self.pki = pki
+        self.registry = registry
+        self.sharing = sharing
+        self.matters = matters
+        self.duty_rules = duty_rules
+        self.authorisations = authorisations
+        self.clock = clock
+
+    # --- open and look ------------------------------------------------------------------------
+    def open(
+        self,
+        actor: Actor,
+        matter_code: str,
+        applicant_code: str,
+        department_uscc: str | None = None,
+        case_number: str | None = None,
+    ) -> Case:
+        """Open a case for a department handling the matter: its user keys and staff, or an
+        administrator naming the department."""
+        department = _acting_department(actor, department_uscc)
+        matter = self.matters.spec(matter_code)  # 404 for an unknown matter
+        if department not in matter.departments:
+            if actor.is_admin:
+                raise InvalidRequestError(f"部门 {department} 不办理事项「{matter.name}」")
+            raise PermissionDeniedError(f"本部门（{department}）不办理事项「{matter.name}」")
+        applicant = checked_holder_code(applicant_code)  # 422 naming the failed check
+        number = _checked_case_number(case_number)
+        now = self.clock()
+        row = CaseRow(
+            matter_code=matter.code,
+            department_uscc=department,
+            applicant_code=applicant,
+            case_number=number,
+            status="open",
+            opened_at=now,
+            opened_by=actor.label,
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            for position, material in enumerate(matter.materials):
+                session.add(
+                    CaseMaterialRow(
+                        case_id=row.id, position=position, name=material.name, type_code=material.licence_type
+                    )
+                )
+            detail = {"matter": matter.code, "department": department, "case_number": number}
+            session.add(audit_row(actor, "case_open", f"case:{row.id}", now, holder_code=applicant, detail=detail))
+            session.commit()
+        assert row.id is not None
+        log.info("case %s opened: %s by %s for %s", row.id, matter.code, department, mask_holder_code(applicant))
+        return self.get(actor, row.id)
+
+    def get(self, actor: Actor, case_id: int) -> Case:
+        """The case and its checklist (candidates are listed while it is open)."""
+        row, materials = self._case(case_id)
+        _ensure_may_see(actor, row)
+        matter = self.matters.spec(row.matter_code)
+        now = self.clock()
+        candidates = self._candidates(row, matter, now) if row.status == "open" else {}
+        assert row.id is not None
+        return Case(
+            id=row.id,
+            matter_code=row.matter_code,
+            matter_name=matter.name,
+            department_uscc=row.department_uscc,
+            applicant=mask_holder_code(row.applicant_code),
+            case_number=row.case_number,
+            status=row.status,
+            opened_at=aware(row.opened_at),
+            closed_at=aware(row.closed_at) if row.closed_at else None,
+            receipt_sm3=row.receipt_sm3,
+            materials=tuple(
+                CaseMaterial(
+                    position=m.position,
+                    name=m.name,
+                    licence_type=m.type_code,
+                    candidates=candidates.get(m.position, ()),
+                    reused=_reused(m),
+                )
+                for m in materials
+            ),
+        )
+
+    def _candidates(self, row: CaseRow, matter: MatterSpec, now: dt.datetime) -> dict[int, tuple[Candidate, ...]]:
+        """Per licence material: the applicant's licences of its type usable now, with the basis."""
+        types = matter.licence_types
+        if not types:
+            return {}
+        today = local_date(now)
+        with Session(self.engine) as session:
+            licences = session.exec(
+                select(LicenceRow)
+                .where(col(LicenceRow.holder_code) == row.applicant_code)
+                .where(col(LicenceRow.type_code).in_(types))
+                .where(col(LicenceRow.status) == "issued")
+                .order_by(col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
+            ).all()
+        basis = {code: _public(self._standing_basis(row, code, now)) for code in types}
+        found: dict[int, tuple[Candidate, ...]] = {}
+        for position, material in enumerate(matter.materials):
+            if material.licence_type is None:
+                continue
+            found[position] = tuple(
+                Candidate(licence.identifier, licence.name, licence.valid_until, basis[material.licence_type])
+                for licence in licences
+                if licence.type_code == material.licence_type and _meets(licence, material, today)
+            )
+        return found
+
+    def _standing_basis(self, row: CaseRow, type_code: str, now: dt.datetime) -> str | None:
+        """The basis the department has without a use code in hand: a duty rule, else the holder's
+        standing authorisation, else none."""
+        if self.duty_rules.find(row.department_uscc, type_code, row.matter_code, local_date(now)) is not None:
+            return "duty_rule"
+        if self.authorisations.find(row.applicant_code, row.department_uscc, row.matter_code, now) is not None:
+            return "authorisation"
+        return None
+
+    # --- reuse --------------------------------------------------------------------------------
+    def reuse(self, actor: Actor, case_id: int, identifier: str, use_code: str | None = None) -> CaseReuse:
+        """Use one of the applicant's licences for the case: on the use code given, else a duty
+        rule, else the holder's standing authorisation; with none of them, 403 and nothing recorded."""
+        ensure_role(actor, "user", "admin")
+        case, materials = self._case(case_id)
+        _ensure_may_act(actor, case)
+        if case.status != "open":
+            raise IllegalTransitionError(f"办件 {case_id} 已办结，不能再复用证照")
+        now = self.clock()
+        licence = self.sharing.find_licence(identifier.strip())
+        if licence is None or licence.holder_code != case.applicant_code:
+            raise NotFoundError(f"申请人名下没有证照 {identifier.strip()}")
+        matter = self.matters.spec(case.matter_code)
+        position = _material_for(licence, materials, matter)
+        material = matter.materials[position]
+        self.sharing.current_licence(licence.identifier, now)  # 409 unless valid now
+        if not _meets(licence, material, local_date(now)):
+            days = material.conditions.valid_for_days if material.conditions else 0
+            raise IllegalTransitionError(
+                f"证照 {licence.identifier} 不满足材料「{material.name}」的要求：须在申请日后至少 {days} 天内有效"
+            )
+        acting = Actor(actor.label, actor.role, case.department_uscc)  # an admin acts for the case's department
+        if use_code:
+            basis = self.sharing.spend_use_code(acting, licence, use_code, now)
+        else:
+            standing = self._standing_basis(case, licence.type_code, now)
+            if standing is None:
+                raise PermissionDeniedError(
+                    f"没有用证依据：本部门没有适用于事项「{matter.name}」的证照类型「{licence.name}」依职责用证规则，"
+                    "持证人也未授权本部门办理此事项时用证；请向申请人索取用证码（持证人同意）"
+                )
+            basis = standing
+        cause = f"{matter.name}（办件号 {case.case_number or case_id}）"
+        detail = {
+            "matter": matter.code,
+            "matter_name": matter.name,
+            "case": case_id,
+            "case_number": case.case_number,
+            "material": material.name,
+        }
+
+        def record(session: Session) -> None:
+            still_open = session.exec(
+                update(CaseRow)
+                .where(col(CaseRow.id) == case_id)
+                .where(col(CaseRow.status) == "open")
+                .values(status="open")
+            )
+            if still_open.rowcount != 1:
+                raise IllegalTransitionError(f"办件 {case_id} 已办结，不能再复用证照")
+            claimed = session.exec(
+                update(CaseMaterialRow)
+                .where(col(CaseMaterialRow.case_id) == case_id)
+                .where(col(CaseMaterialRow.position) == position)
+                .where(col(CaseMaterialRow.identifier).is_(None))
+                .values(
+                    identifier=licence.identifier,
+                    licence_version=licence.version,
+                    licence_sm3=licence.pdf_sm3,
+                    basis=basis,
+                    reused_at=now,
+                    reused_by=actor.label,
+                )
+            )
+            if claimed.rowcount != 1:
+                current = session.get(CaseMaterialRow, (case_id, position))
+                if current is None or current.identifier != licence.identifier:
+                    raise ConflictError(f"材料「{material.name}」已复用其他证照")
+
+        use = self.sharing.hand_over(
+            acting, licence, cause, basis, now, use_code=use_code, detail=detail, record=record
+        )
+        return CaseReuse(case_id, material.name, *split_basis(basis), use)
+
+    # --- close --------------------------------------------------------------------------------
+    def close(self, actor: Actor, case_id: int) -> Receipt:
+        """Close the case with its sealed receipt; a closed case gives the receipt it was closed with."""
+        ensure_role(actor, "user", "admin")
+        case, _ = self._case(case_id)
+        _ensure_may_act(actor, case)
+        now = self.clock()
+        # Made before the claim: the service key's certificate is written on first use, which on
+        # SQLite would wait for the write lock the claim holds (the same process: a deadlock).
+        signer, picture = self.pki.service_signer(now), self._seal_picture
+        with Session(self.engine) as session:
+            # The claim: of two closing at once, one renders; the other waits here, then reads it.
+            claimed = session.exec(
+                update(CaseRow)
+                .where(col(CaseRow.id) == case_id)
+                .where(col(CaseRow.status) == "open")
+                .values(status="closed", closed_at=now, closed_by=actor.label)
+            )
+            if claimed.rowcount == 1:
+                row = session.get_one(CaseRow, case_id)
+                materials = _materials(session, case_id)
+                pdf = self._render(row, materials, now, signer, picture)
+                digest = self.filestore.put(pdf)
+                row.receipt_sm3 = digest
+                session.add(row)
+                reused = sum(1 for m in materials if m.identifier is not None)
+                detail = {"matter": row.matter_code, "receipt_sm3": digest, "required": len(materials),
+                          "reused": reused}
+                session.add(
+                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=row.applicant_code,
+                              detail=detail)
+                )
+                session.commit()
+                log.info("case %s closed: %s of %s materials reused", case_id, reused, len(materials))
+                return Receipt(case_id, digest, pdf)
+            session.rollback()
+        return self.receipt(actor, case_id)
+
+    def receipt(self, actor: Actor, case_id: int) -> Receipt:
+        """The sealed receipt of a closed case."""
+        case, _ = self._case(case_id)
+        _ensure_may_see(actor, case)
+        if case.receipt_sm3 is None:
+            raise IllegalTransitionError(f"办件 {case_id} 尚未办结，还没有材料复用清单")
+        return Receipt(case_id, case.receipt_sm3, self.filestore.get(case.receipt_sm3))
+
+    def _render(
+        self, row: CaseRow, materials: list[CaseMaterialRow], now: dt.datetime, signer: Signer, picture: bytes
+    ) -> bytes:
+        assert row.id is not None
+        matter = self.matters.spec(row.matter_code)
+        department = self.registry.get_department_by_uscc(row.department_uscc)
+        names = {m.identifier: _licence_name(self.sharing, m.identifier) for m in materials if m.identifier}
+        lines = tuple(
+            ReceiptLine(
+                name=m.name,
+                licence_name=names.get(m.identifier) if m.identifier else None,
+                identifier=m.identifier,
+                version=m.licence_version,
+                licence_sm3=m.licence_sm3,
+                basis=m.basis,
+                reused_at=aware(m.reused_at) if m.reused_at else None,
+            )
+            for m in materials
+        )
+        content = ReceiptContent(
+            case_id=row.id,
+            matter_code=matter.code,
+            matter_name=matter.name,
+            department_name=department.name,
+            department_uscc=department.uscc,
+            applicant=mask_holder_code(row.applicant_code),
+            case_number=row.case_number,
+            opened_at=aware(row.opened_at),
+            closed_at=now,
+            lines=lines,
+            authority_name=self.pki.settings.authority_name,
+            url=f"{self.pki.settings.base_url}/api/v1/cases/{row.id}/receipt",
+        )
+        return render_receipt(content, self.registry.fonts, signer, picture, now)
+
+    @cached_property
+    def _seal_picture(self) -> bytes:
+        return generate_round_seal(self.pki.settings.authority_name, "办件专用", fonts=self.registry.fonts)
+
+    # --- inside ---------------------------------------------------------------------------------
+    def _case(self, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow]]:
+        with Session(self.engine) as session:
+            row = session.get(CaseRow, case_id)
+            if row is None:
+                raise NotFoundError(f"没有编号为 {case_id} 的办件")
+            return row, _materials(session, case_id)
+
+
+def _public(basis: str | None) -> BasisName | None:
+    return None if basis is None else split_basis(basis)[0]
+
+
+def _materials(session: Session, case_id: int) -> list[CaseMaterialRow]:
+    return list(
+        session.exec(
+            select(CaseMaterialRow)
+            .where(col(CaseMaterialRow.case_id) == case_id)
+            .order_by(col(CaseMaterialRow.position))
+        ).all()
+    )
+
+
+def _licence_name(sharing: SharingService, identifier: str) -> str:
+    row = sharing.find_licence(identifier)
+    return row.name if row is not None else ""
+
+
+def _reused(row: CaseMaterialRow) -> Reused | None:
+    if row.identifier is None:
+        return None
+    assert row.licence_version is not None and row.licence_sm3 and row.basis and row.reused_at
+    return Reused(row.identifier, row.licence_version, row.licence_sm3, row.basis, aware(row.reused_at))
+
+
+def _meets(licence: LicenceRow, material: MaterialSpec, today: dt.date) -> bool:
+    """Valid today and, if the matter asks, for so many days after the application date."""
+    if effective_status(licence, today) != "issued":
+        return False
+    days = material.conditions.valid_for_days if material.conditions else 0
+    return licence.valid_until is None or licence.valid_until >= today + dt.timedelta(days=days)
+
+
+def _material_for(licence: LicenceRow, materials: list[CaseMaterialRow], matter: MatterSpec) -> int:
+    """The material this licence meets: the one it met already, else the first of its type still open."""
+    of_type = [m for m in materials if m.type_code == licence.type_code]
+    if not of_type:
+        raise InvalidRequestError(f"事项「{matter.name}」不需要证照类型「{licence.name}」（{licence.type_code}）")
+    same = next((m for m in of_type if m.identifier == licence.identifier), None)
+    free = next((m for m in of_type if m.identifier is None), None)
+    chosen = same or free
+    if chosen is None:
+        names = "、".join(m.name for m in of_type)
+        raise ConflictError(f"材料「{names}」已复用其他证照")
+    return chosen.position
+
+
+def _acting_department(actor: Actor, requested: str | None) -> str:
+    ensure_role(actor, "user", "admin")
+    if actor.is_admin:
+        if not requested:
+            raise InvalidRequestError("管理员代为办件须指明办理部门（department_uscc / --department）")
+        return requested
+    assert actor.department_uscc is not None
+    if requested and requested != actor.department_uscc:
+        raise PermissionDeniedError(
+            f"权限不足：只能以本部门（{actor.department_uscc}）名义办件，不能代 {requested} 办理"
+        )
+    return actor.department_uscc
+
+
+def _ensure_may_act(actor: Actor, case: CaseRow) -> None:
+    ensure_role(actor, "user", "admin")
+    if not actor.is_admin and actor.department_uscc != case.department_uscc:
+        raise PermissionDeniedError(f"权限不足：办件 {case.id} 属于部门 {case.department_uscc}")
+
+
+def _ensure_may_see(actor: Actor, case: CaseRow) -> None:
+    if actor.role in ("admin", "auditor"):
+        return
+    ensure_role(actor, "admin", "auditor", "user")
+    if actor.department_uscc != case.department_uscc:
+        raise PermissionDeniedError(f"权限不足：办件 {case.id} 属于部门 {case.department_uscc}")
+
+
+def _checked_case_number(text: str | None) -> str | None:
+    if text is None or not text.strip():
+        return None
+    number = text.strip()
+    if len(number) > MAX_CASE_NUMBER or any(ord(c) < 32 for c in number):
+        raise InvalidRequestError(f"办件号应为不含控制字符的文字，至多 {MAX_CASE_NUMBER} 个字符")
+    return number
+

@@ -1,0 +1,132 @@
+"""A case at the counter from the command line, on the demo as `ecas demo --no-serve` leaves it (on
+SQLite and PostgreSQL): the checklist printed in the shape scripts rely on, two reuses (a duty rule
+and the demo holder's standing authorisation), the sealed receipt that `ecas verify` calls VALID,
+duty rules, matters and statistics."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cert_authority.cli.main import app
+from cert_authority.demo import BUSINESS_TYPE, DEMO_CASE_MATTER, DEPARTMENTS, FOOD_TYPE, demo_holders
+
+runner = CliRunner()
+COUNTER_USCC = DEPARTMENTS[2].uscc
+EXAMPLE_MATTERS = Path(__file__).resolve().parents[2] / "examples" / "matters"
+
+
+def ecas(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output, result.output
+    return result.exit_code, result.output
+
+
+def ok(*args: str) -> str:
+    code, out = ecas(*args)
+    assert code == 0, out
+    return out
+
+
+def fails(*args: str) -> str:
+    code, out = ecas(*args)
+    assert code == 1, out
+    assert out.startswith("错误：") and len(out.strip().splitlines()) == 1, out
+    return out
+
+
+@pytest.fixture
+def demo(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("ECAS_KEK", raising=False)
+    monkeypatch.setenv("ECAS_DATABASE_URL", database_url)
+    data = tmp_path / "demo"
+    monkeypatch.setenv("ECAS_DATA_DIR", str(data))
+    out = ok("demo", "--no-serve")
+    assert "登记办事事项" in out and "依职责使用营业执照" in out and "颁发营业执照 10 份" in out
+    again = ok("demo", "--no-serve")
+    assert "未做改动" in again  # idempotent: no second rule, authorisation or matter
+    return data
+
+
+def test_a_case_on_the_demo_from_the_command_line(demo: Path, tmp_path: Path) -> None:
+    applicant = demo_holders()[0][0]
+    listed = json.loads(ok("matters", "list", "--json"))
+    assert len(listed) == len(list(EXAMPLE_MATTERS.glob("*.yaml")))
+    assert "申请人提交" in ok("matters", "show", DEMO_CASE_MATTER)
+
+    opened = ok("cases", "open", "--department", COUNTER_USCC, "--matter", DEMO_CASE_MATTER,
+                "--applicant", applicant, "--case-number", "CG-2026-0042", "--json")
+    checklist = json.loads(opened)
+    assert set(checklist) == {"case", "materials"}
+    assert [set(m) for m in checklist["materials"]] == [{"name", "licence_type", "candidates"}] * 3
+    business, food, drawings = checklist["materials"]
+    assert business["licence_type"] == BUSINESS_TYPE and food["licence_type"] == FOOD_TYPE
+    assert drawings == {"name": "内部排水管网、检测井及排放口位置图", "licence_type": None, "candidates": []}
+    [by_duty] = business["candidates"]
+    [by_consent] = food["candidates"]
+    assert set(by_duty) == {"identifier", "basis"}
+    assert (by_duty["basis"], by_consent["basis"]) == ("duty_rule", "consent")
+    case = str(checklist["case"])
+
+    reused = json.loads(ok("cases", "reuse", case, "--identifier", by_duty["identifier"], "--json",
+                           "--copy", str(tmp_path / "copy.pdf")))
+    assert reused["basis"] == "duty_rule" and reused["face_data"]["uscc"] == applicant
+    assert (tmp_path / "copy.pdf").read_bytes().startswith(b"%PDF")
+    consent = json.loads(ok("cases", "reuse", case, "--identifier", by_consent["identifier"], "--json"))
+    assert (consent["basis"], consent["consent"]) == ("consent", "authorisation")
+    assert "已复用" in ok("cases", "show", case)
+    assert json.loads(ok("cases", "show", case, "--json"))["materials"][2]["reused"] is None
+
+    receipt = tmp_path / "receipt.pdf"
+    assert "已办结" in ok("cases", "close", case, "-o", str(receipt))
+    again = tmp_path / "again.pdf"
+    ok("cases", "close", case, "-o", str(again))
+    assert again.read_bytes() == receipt.read_bytes()
+    code, verdict = ecas("verify", str(receipt))
+    assert code == 0, verdict
+    assert "VALID" in verdict and "材料复用清单：办件" in verdict and "CG-2026-0042" in verdict
+    report = json.loads(ecas("verify", str(receipt), "--json")[1])
+    assert report["subject"]["kind"] == "reuse_receipt"
+    assert "已办结" in fails("cases", "reuse", case, "--identifier", by_duty["identifier"])
+
+    stats = json.loads(ok("stats", "--json"))
+    assert stats["totals"]["cases"] == 1 and stats["totals"]["materials_reused"] == 2
+    assert stats["totals"]["licences_issued"] == 40 and stats["totals"]["reuse_rate"] == 0.6667
+    by_matter = json.loads(ok("stats", "--by", "matter", "--json"))
+    assert any(r["key"] == DEMO_CASE_MATTER and r["materials_required"] == 3 for r in by_matter["rows"])
+    assert ok("stats", "--csv").startswith("period,key,")
+    assert "复用率" in ok("stats", "--period", "month")
+
+
+def test_duty_rules_and_bad_input_from_the_command_line(demo: Path, tmp_path: Path) -> None:
+    applicant = demo_holders()[0][0]
+    [rule] = json.loads(ok("duty-rules", "list", "--json"))
+    assert (rule["matters"], rule["state"]) == ([DEMO_CASE_MATTER], "active")
+    added = ok("duty-rules", "add", "--department", COUNTER_USCC, "--type", FOOD_TYPE, "--matter", DEMO_CASE_MATTER,
+               "--valid-until", "2099-12-31")
+    found = re.search(r"依职责用证规则 (\d+)", added)
+    assert found, added
+    rule_id = found.group(1)
+    assert "适用至 2099-06-30" in ok("duty-rules", "expire", rule_id, "--on", "2099-06-30")
+    assert "已撤销" in ok("duty-rules", "withdraw", rule_id)
+    assert "withdrawn" in ok("duty-rules", "list")
+    assert "应为 YYYY-MM-DD" in fails("duty-rules", "add", "--department", COUNTER_USCC, "--type", FOOD_TYPE,
+                                      "--valid-until", "someday")
+    assert "没有编号为 999 的依职责用证规则" in fails("duty-rules", "withdraw", "999")
+
+    base = ("cases", "open", "--department", COUNTER_USCC, "--matter", DEMO_CASE_MATTER)
+    assert "事项 nope 尚未登记" in fails("cases", "open", "--department", COUNTER_USCC, "--matter", "nope",
+                                    "--applicant", applicant)
+    assert "校验位错误" in fails(*base, "--applicant", applicant[:-1] + "0")
+    assert "不办理事项" in fails("cases", "open", "--department", DEPARTMENTS[0].uscc, "--matter", DEMO_CASE_MATTER,
+                             "--applicant", applicant)
+    assert "没有编号为 999 的办件" in fails("cases", "close", "999", "-o", str(tmp_path / "x.pdf"))
+    assert "已登记" in fails("matters", "register", str(EXAMPLE_MATTERS / "skills-subsidy.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("code: x\nname: 事项\ndepartments: []\nmaterials: []\ncolour: red\n", encoding="utf-8")
+    assert "未知的键" in fails("matters", "register", str(bad))
+    assert "--by 应为" in fails("stats", "--by", "colour")
