@@ -17,7 +17,7 @@ from cert_authority.demo import BUSINESS_TYPE, DEMO_CASE_MATTER, DEPARTMENTS, FO
 
 runner = CliRunner()
 COUNTER_USCC = DEPARTMENTS[2].uscc
-EXAMPLE_MATTERS = Path(__file__).resolve().parents[2] / "examples" / "matters"
+EXAMPLE_MATTERS = Path(__file__).resolve().parents[3] / "examples" / "matters"
 
 
 def ecas(*args: str) -> tuple[int, str]:
