@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import cast
 
 from asn1crypto import crl, pem, x509
 
@@ -137,7 +138,7 @@ def build_crl(
             "signature": issuer_signer.sign(tbs_cert_list.dump()),
         }
     )
-    return certificate_list.dump()
+    return cast(bytes, certificate_list.dump())  # asn1crypto is untyped
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,7 +154,7 @@ class Crl:
 
     @property
     def pem(self) -> bytes:
-        return pem.armor("X509 CRL", self.der)
+        return cast(bytes, pem.armor("X509 CRL", self.der))  # asn1crypto is untyped
 
     @property
     def tbs(self) -> crl.TbsCertList:

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from asn1crypto import core, ocsp
 
@@ -63,7 +63,7 @@ def ocsp_error_response(status: str) -> bytes:
     """An unsigned error response: 'malformed_request', 'internal_error', 'try_later', ..."""
     if status == "successful":
         raise ValueError("a successful response carries a signed BasicOCSPResponse")
-    return ocsp.OCSPResponse({"response_status": status}).dump()
+    return cast(bytes, ocsp.OCSPResponse({"response_status": status}).dump())  # asn1crypto is untyped
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def respond_ocsp(
     }
     if responder_signer.certificate_chain:
         basic["certs"] = [cert.asn1 for cert in responder_signer.certificate_chain]
-    return ocsp.OCSPResponse(
+    response = ocsp.OCSPResponse(
         {
             "response_status": "successful",
             "response_bytes": {
@@ -218,7 +218,8 @@ def respond_ocsp(
                 "response": ocsp.BasicOCSPResponse(basic),
             },
         }
-    ).dump()
+    )
+    return cast(bytes, response.dump())  # asn1crypto is untyped
 
 
 @dataclass(frozen=True)
