@@ -35,10 +35,10 @@ class Font:
             hmtx = font["hmtx"]
             self.units_per_em: int = font["head"].unitsPerEm
             # Typographic (em-box) metrics: where the glyphs sit, not the line gap.
-            self.ascent = font["OS/2"].sTypoAscender / self.units_per_em
-            self.descent = -font["OS/2"].sTypoDescender / self.units_per_em
+            self.ascent: float = font["OS/2"].sTypoAscender / self.units_per_em
+            self.descent: float = -font["OS/2"].sTypoDescender / self.units_per_em
             self.postscript_name = str(font["name"].getDebugName(6) or path.stem)
-            self._advance = {cp: hmtx[name][0] / self.units_per_em for cp, name in self._cmap.items()}
+            self._advance: dict[int, float] = {cp: hmtx[name][0] / self.units_per_em for cp, name in self._cmap.items()}
         except (OSError, TTLibError, KeyError, AttributeError) as exc:
             raise FontError(f"无法读取字体文件 {path}：{exc}。{INSTALL_HINT}") from None
         if "CFF " not in font:

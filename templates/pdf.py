@@ -26,7 +26,8 @@ from typing import Any
 
 from fontTools.ttLib import TTFont
 
-from templates.fonts import Font, FontSet, SubsetFont
+from templates.cff_subset import SubsetFont
+from templates.fonts import Font, FontSet
 from templates.images import Picture
 from templates.layout import QR_QUIET_MODULES, PageLayout, TextRun
 from templates.layout_spec import Box
