@@ -39,7 +39,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives import hashes
 from PIL import Image
@@ -468,7 +468,9 @@ def _signatures_xml() -> bytes:
     root = ET.Element(q + "Signatures")
     ET.SubElement(root, q + "MaxSignId").text = ANNOT_ID
     ET.SubElement(root, q + "Signature", {"ID": SIGN_ID, "Type": "Seal", "BaseLoc": "/" + SIGNATURE_PATH})
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    # typeshed types tostring with a named encoding as Any: with "utf-8" it returns bytes.
+    body = cast(bytes, ET.tostring(root, encoding="utf-8", xml_declaration=False))
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 def _sm3(data: bytes) -> bytes:
