@@ -21,6 +21,8 @@ from keys.signer import Signer
 from keys.sm2 import DEFAULT_ID, SM2PublicKey
 from keys.x509 import SIGNATURE_ALGORITHM, Certificate, load_der, octet_aligned, parse_strict, utc, x509_time
 
+__all__ = ["REASONS", "Crl", "RevokedEntry", "build_crl", "parse_reason", "reason_text"]
+
 # RFC 5280 §5.3.1 CRLReason, as spelled in the RFC (and on our CLI) → asn1crypto's names.
 # Value 7 is unused in the RFC.
 _REASON_NAMES: dict[str, str] = {

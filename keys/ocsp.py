@@ -22,6 +22,8 @@ from keys.signer import Signer
 from keys.sm2 import sm3
 from keys.x509 import SIGNATURE_ALGORITHM, Certificate, octet_aligned, utc
 
+__all__ = ["ocsp_error_response"]
+
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_CERT_IDS = 100
 # RFC 8954 §2.1: responders must accept nonces of 16..32 octets and may leave out the nonce

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from asn1crypto import algos, core, keys
 
+__all__ = ["SM2_SIGN", "SM2_WITH_SM3", "SM2_WITH_SM3_NAME", "SM3", "SM3_NAME"]
+
 # GM/T 0006 / GB/T 33560
 SM2_CURVE = "1.2.156.10197.1.301"
 SM2_SIGN = "1.2.156.10197.1.301.1"

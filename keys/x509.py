@@ -21,6 +21,8 @@ from keys.signer import Signer
 from keys.sm2 import DEFAULT_ID, SM2PublicKey, sm3
 from keys.uscc import validate_uscc
 
+__all__ = ["Certificate", "CertificationRequest", "make_name"]
+
 SIGNATURE_ALGORITHM = {"algorithm": SM2_WITH_SM3_NAME}
 T = TypeVar("T", bound=core.Asn1Value)
 

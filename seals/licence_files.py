@@ -70,6 +70,8 @@ from templates.layout import PageLayout
 from templates.ofd import DOC_DIR, ofd_parts, package_entries, write_package
 from templates.pdf import PT_PER_MM, PdfFile, build_pdf, pdf_date, pdf_number, pdf_stream, utf16_hex
 
+__all__ = ["SealedLicence", "seal_licence"]
+
 FIELD_NAME = "ECAS_Seal_1"  # the first field name seals.pdf_seal gives (without importing pyHanko)
 SIGNS_DIR = f"{DOC_DIR}/Signs"
 SIGNATURES_PATH = f"{SIGNS_DIR}/{SIGNATURES_FILE}"

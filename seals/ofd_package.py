@@ -17,6 +17,8 @@ from defusedxml import DefusedXmlException
 from seals.errors import DocumentError
 from templates.ofd import PackageEntry
 
+__all__ = ["child", "child_text", "children", "local_name", "parse_xml", "read_package", "resolve"]
+
 # Limits on packages we are given: an OFD licence is a few hundred kilobytes.
 MAX_PACKAGE_BYTES = 200 * 1024 * 1024
 MAX_ENTRIES = 10_000

@@ -52,6 +52,8 @@ from seals.ofd_package import resolve as _resolve
 from seals.ses import assemble_signature, parse_seal, parse_signature, tbs_sign_bytes
 from templates.ofd import PackageEntry, ZipDateTime, write_package
 
+__all__ = ["seal_ofd"]
+
 NS = "http://www.ofdspec.org/2016"
 PROVIDER_NAME = "ECAS"
 PROVIDER_COMPANY = "ECAS"

@@ -34,6 +34,8 @@ from pyhanko.pdf_utils import generic, misc, xref
 from pyhanko.pdf_utils.misc import PdfReadError, PdfStreamError, PdfStrictReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
 
+__all__ = ["FastHexPdfReader"]
+
 _WHITESPACE = b" \n\r\t\f\x00"  # PDF whitespace, as pyHanko's misc.PDF_WHITESPACE
 _PLAIN_BODY = re.compile(rb"[0-9A-Fa-f \n\r\t\f\x00]*")
 _CHUNK = 16384

@@ -54,6 +54,8 @@ from seals.pdf_reader import FastHexPdfReader
 from seals.picture import PNG_SIGNATURE, decode_seal_picture
 from seals.signed_data import reserved_length, signed_attributes, signed_data
 
+__all__ = ["seal_pdf"]
+
 FIELD_PREFIX = "ECAS_Seal_"
 MAX_PDF_BYTES = 200 * 1024 * 1024
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")

@@ -39,6 +39,8 @@ from seals.der_shapes import SHAPES
 from seals.errors import MalformedSealError, SealInputError, SealSigningError
 from seals.picture import PNG_SIGNATURE
 
+__all__ = ["CERT_LIST_CERTIFICATES", "Seal", "SealSignature", "make_seal", "parse_seal", "parse_signature"]
+
 T = TypeVar("T")
 
 SES_ID = "ES"

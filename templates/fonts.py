@@ -17,6 +17,8 @@ from fontTools.ttLib import TTFont, TTLibError
 from templates.cff_subset import CffSubsetter, SubsetFont
 from templates.errors import FontError, MissingGlyphError
 
+__all__ = ["FontSet"]
+
 ROLES = ("serif", "sans")
 # Characters every licence font must have; a font without them is not a Chinese font.
 PROBE = "中华人民共和国证照许可有效期至年月日统一社会信用代码"

@@ -32,6 +32,8 @@ from templates.images import Picture
 from templates.layout import QR_QUIET_MODULES, PageLayout, TextRun
 from templates.layout_spec import Box
 
+__all__ = ["PT_PER_MM", "PdfFile", "build_pdf", "pdf_date", "pdf_number", "pdf_stream", "utf16_hex"]
+
 PT_PER_MM = 72 / 25.4
 HEADER = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"  # the binary comment tells transfer tools the file is binary
 # Level 4 compresses page content within 2 % of level 6 in a third of the time (measured on licences).
