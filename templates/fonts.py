@@ -19,7 +19,6 @@ from templates.errors import FontError, MissingGlyphError
 
 __all__ = ["FontSet"]
 
-ROLES = ("serif", "sans")
 # Characters every licence font must have; a font without them is not a Chinese font.
 PROBE = "中华人民共和国证照许可有效期至年月日统一社会信用代码"
 INSTALL_HINT = "请用 pip install -e . 安装项目（会安装 pylopdf-fonts-zh-cn），或设置 ECAS_FONT_SERIF / ECAS_FONT_SANS"
