@@ -1,10 +1,27 @@
 """SM2/SM3 primitives behind a `Signer` interface, encrypted key storage, X.509 SM2 certificates,
 the CA hierarchy (provincial root → municipal branch → seal certificates), CRL and OCSP.
 
+    signer      the `Signer` interface: what every package outside `keys` gets instead of a key
+    keystore    key stores (encrypted at rest): a `Signer` by label, never key bytes
+    sm2         SM2 signatures with SM3 on OpenSSL's libcrypto; `sm3`
+    x509        X.509 v3 certificates and PKCS#10 requests with SM2 keys (GM/T 0015)
+    ca          the CA hierarchy: provincial root → municipal branch → department seal certificates
+    crl         X.509 v2 CRLs (RFC 5280 §5) signed with SM2-with-SM3
+    ocsp        OCSP responses (RFC 6960) signed with SM2-with-SM3
+    oids        the SM suite's object identifiers, taught to asn1crypto on import
+    uscc        unified social credit codes (GB 32100-2015)
+    errors      the one exception tree (KeysError)
+
+Internal: _openssl (the cffi binding to libcrypto), armor (PEM/DER reading), pkcs8 (keys at rest).
+Each public module's `__all__` is its surface; tests/test_public_surface.py pins both lists.
+
 Only this package touches private-key material. It imports nothing else from the project and no
 web or database framework.
 """
 
 # Importing keys.oids teaches asn1crypto the SM names pyHanko needs (the one place that changes a
 # library's tables: see keys/oids.py), before any module of ours or pyHanko's uses them.
-from keys import oids  # noqa: F401
+from keys import oids
+
+# The modules other packages may import (the rest are internal to keys).
+__all__ = ["ca", "crl", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"]

@@ -21,6 +21,17 @@ from keys.signer import Signer
 from keys.sm2 import SM2PublicKey
 from keys.x509 import Certificate, CertificationRequest, build_certificate, make_name, utc
 
+__all__ = [
+    "BranchCA",
+    "IssuedCertificate",
+    "PublicationUrls",
+    "StoredCrl",
+    "check_branch_certificate",
+    "create_branch_certificate",
+    "create_root_certificate",
+    "years_later",
+]
+
 ROOT_KEY_USAGE = frozenset({"key_cert_sign", "crl_sign"})
 # digital_signature: the branch signs its OCSP responses itself (RFC 6960 §4.2.2.2).
 BRANCH_KEY_USAGE = frozenset({"key_cert_sign", "crl_sign", "digital_signature"})

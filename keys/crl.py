@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import cast
 
 from asn1crypto import crl, pem, x509
 
@@ -19,6 +20,8 @@ from keys.oids import SM2_WITH_SM3
 from keys.signer import Signer
 from keys.sm2 import DEFAULT_ID, SM2PublicKey
 from keys.x509 import SIGNATURE_ALGORITHM, Certificate, load_der, octet_aligned, parse_strict, utc, x509_time
+
+__all__ = ["REASONS", "Crl", "RevokedEntry", "build_crl", "parse_reason", "reason_text"]
 
 # RFC 5280 §5.3.1 CRLReason, as spelled in the RFC (and on our CLI) → asn1crypto's names.
 # Value 7 is unused in the RFC.
@@ -137,7 +140,7 @@ def build_crl(
             "signature": issuer_signer.sign(tbs_cert_list.dump()),
         }
     )
-    return certificate_list.dump()
+    return cast(bytes, certificate_list.dump())  # asn1crypto is untyped
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,7 +156,7 @@ class Crl:
 
     @property
     def pem(self) -> bytes:
-        return pem.armor("X509 CRL", self.der)
+        return cast(bytes, pem.armor("X509 CRL", self.der))  # asn1crypto is untyped
 
     @property
     def tbs(self) -> crl.TbsCertList:

@@ -14,6 +14,19 @@ boundary so callers handle one tree:
 
 from __future__ import annotations
 
+__all__ = [
+    "ASN1_DECODE_ERRORS",
+    "CAError",
+    "CheckCharacterError",
+    "InvalidCertificateError",
+    "InvalidCodeError",
+    "InvalidKeyError",
+    "KeyExistsError",
+    "KeyNotFoundError",
+    "KeysError",
+    "WrongPassphraseError",
+]
+
 # What asn1crypto raises on hostile input, beyond ValueError: TypeError/KeyError from bad choices,
 # OverflowError from huge lengths, AttributeError for universal types without .native
 # (ObjectDescriptor, Real), IndexError for an empty BIT STRING (it reads the unused-bits octet).

@@ -19,6 +19,8 @@ from keys.pkcs8 import DEFAULT_ITERATIONS, decrypt_private_key, encrypt_private_
 from keys.signer import Signer, SoftwareSigner
 from keys.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
 
+__all__ = ["KeyStore", "SoftwareKeyStore"]
+
 LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from asn1crypto import core, ocsp
 
@@ -21,6 +21,8 @@ from keys.errors import ASN1_DECODE_ERRORS, CAError, InvalidCertificateError
 from keys.signer import Signer
 from keys.sm2 import sm3
 from keys.x509 import SIGNATURE_ALGORITHM, Certificate, octet_aligned, utc
+
+__all__ = ["ocsp_error_response"]
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_CERT_IDS = 100
@@ -63,7 +65,7 @@ def ocsp_error_response(status: str) -> bytes:
     """An unsigned error response: 'malformed_request', 'internal_error', 'try_later', ..."""
     if status == "successful":
         raise ValueError("a successful response carries a signed BasicOCSPResponse")
-    return ocsp.OCSPResponse({"response_status": status}).dump()
+    return cast(bytes, ocsp.OCSPResponse({"response_status": status}).dump())  # asn1crypto is untyped
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,7 @@ def respond_ocsp(
     }
     if responder_signer.certificate_chain:
         basic["certs"] = [cert.asn1 for cert in responder_signer.certificate_chain]
-    return ocsp.OCSPResponse(
+    response = ocsp.OCSPResponse(
         {
             "response_status": "successful",
             "response_bytes": {
@@ -218,7 +220,8 @@ def respond_ocsp(
                 "response": ocsp.BasicOCSPResponse(basic),
             },
         }
-    ).dump()
+    )
+    return cast(bytes, response.dump())  # asn1crypto is untyped
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from asn1crypto import algos, core, keys
 
+__all__ = ["SM2_SIGN", "SM2_WITH_SM3", "SM2_WITH_SM3_NAME", "SM3", "SM3_NAME"]
+
 # GM/T 0006 / GB/T 33560
 SM2_CURVE = "1.2.156.10197.1.301"
 SM2_SIGN = "1.2.156.10197.1.301.1"
 SM3 = "1.2.156.10197.1.401"
 SM2_WITH_SM3 = "1.2.156.10197.1.501"
-SM4 = "1.2.156.10197.1.104"
 # GM/T 0015: identity extension for the organisation code; real CAs put the USCC, which
 # supersedes the organisation code, in it. GM/T 0015-2023's dedicated USCC OID is not settled
 # across vendors (SPEC.md), so we write the widely read one.

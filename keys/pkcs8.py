@@ -5,6 +5,7 @@ writes, so an operator can open a key with standard tools given the passphrase."
 from __future__ import annotations
 
 import os
+from typing import cast
 
 from asn1crypto import keys, pem
 from cryptography.hazmat.primitives import hashes, padding
@@ -55,7 +56,7 @@ def encrypt_private_key(
             "encrypted_data": encrypted,
         }
     )
-    return pem.armor(PEM_LABEL, info.dump())
+    return cast(bytes, pem.armor(PEM_LABEL, info.dump()))  # asn1crypto is untyped
 
 
 def decrypt_private_key(data: bytes, passphrase: bytes) -> SM2PrivateKey:

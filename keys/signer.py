@@ -13,6 +13,8 @@ from keys.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
 if TYPE_CHECKING:
     from keys.x509 import Certificate
 
+__all__ = ["Signer"]
+
 
 @runtime_checkable
 class Signer(Protocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from functools import cached_property
+from typing import cast
 
 from asn1crypto import algos, keys, pem
 from cryptography.hazmat.primitives import hashes
@@ -19,6 +20,8 @@ from keys._openssl import ffi, last_error, lib
 from keys.armor import der_from
 from keys.errors import ASN1_DECODE_ERRORS, InvalidKeyError
 from keys.oids import SM2_CURVE, SM2_CURVE_NAME
+
+__all__ = ["SIGNATURE_MAX_DER", "SM2PrivateKey", "sm3"]
 
 # The recommended curve parameters (GB/T 32918.5).
 P = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF
@@ -60,7 +63,7 @@ def raw_to_der(raw: bytes) -> bytes:
     if len(raw) != 64:
         raise ValueError(f"a raw SM2 signature is 64 bytes (r||s), got {len(raw)}")
     r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
-    return algos.DSASignature({"r": r, "s": s}).dump()
+    return cast(bytes, algos.DSASignature({"r": r, "s": s}).dump())  # asn1crypto is untyped
 
 
 def _evp_from_der(der: bytes, *, private: bool) -> object:
@@ -134,15 +137,16 @@ class SM2PublicKey:
         return b"\x04" + _int32(self.x) + _int32(self.y)
 
     def to_der(self) -> bytes:
-        return keys.PublicKeyInfo(
+        info = keys.PublicKeyInfo(
             {
                 "algorithm": {"algorithm": "ec", "parameters": ("named", SM2_CURVE_NAME)},
                 "public_key": self.to_point(),
             }
-        ).dump()
+        )
+        return cast(bytes, info.dump())  # asn1crypto is untyped
 
     def to_pem(self) -> bytes:
-        return pem.armor("PUBLIC KEY", self.to_der())
+        return cast(bytes, pem.armor("PUBLIC KEY", self.to_der()))  # asn1crypto is untyped
 
     @cached_property
     def key_identifier(self) -> bytes:
@@ -178,7 +182,7 @@ class SM2PublicKey:
             return False
         ctx = lib.EVP_PKEY_CTX_new(self._evp, ffi.NULL)
         try:
-            ok = lib.EVP_PKEY_verify_init(ctx) == 1 and (
+            ok: bool = lib.EVP_PKEY_verify_init(ctx) == 1 and (  # lib: cffi ABI mode, untyped
                 lib.EVP_PKEY_verify(ctx, signature, len(signature), e, 32) == 1
             )
         finally:
@@ -252,7 +256,7 @@ class SM2PrivateKey:
         ec_key["private_key"].set_encoded_width(32)  # RFC 5915: fixed-width scalar
         if with_public is not None:
             ec_key["public_key"] = with_public.to_point()
-        return keys.PrivateKeyInfo(
+        info = keys.PrivateKeyInfo(
             {
                 "version": 0,
                 "private_key_algorithm": {
@@ -261,7 +265,8 @@ class SM2PrivateKey:
                 },
                 "private_key": ec_key,
             }
-        ).dump()
+        )
+        return cast(bytes, info.dump())  # asn1crypto is untyped
 
     def pkcs8_der(self) -> bytes:
         """Plain PKCS#8 DER of this key. Only for encrypting it at rest (`keys.pkcs8`)."""

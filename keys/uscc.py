@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from keys.errors import InvalidCodeError
 
+__all__ = ["uscc_check_character", "validate_uscc"]
+
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # no I, O, S, V, Z
 # GB 32100-2015 §4.2: weight of position i is 3^i mod 31.
 WEIGHTS = [pow(3, i, 31) for i in range(17)]

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from asn1crypto import core, csr, pem, x509
 
@@ -20,6 +20,8 @@ from keys.oids import GMT0015_ORG_CODE, SM2_WITH_SM3, SM2_WITH_SM3_NAME
 from keys.signer import Signer
 from keys.sm2 import DEFAULT_ID, SM2PublicKey, sm3
 from keys.uscc import validate_uscc
+
+__all__ = ["Certificate", "CertificationRequest", "make_name"]
 
 SIGNATURE_ALGORITHM = {"algorithm": SM2_WITH_SM3_NAME}
 T = TypeVar("T", bound=core.Asn1Value)
@@ -72,7 +74,7 @@ CACHED_DER_MAX = 8192  # bytes; ours are under 1 KB
 def parse_strict(spec: type[T], der: bytes, what: str) -> T:
     """DER → asn1crypto value, every part decoded now so malformed input fails here, not later."""
     try:
-        parsed = spec.load(der, strict=True)
+        parsed = cast(T, spec.load(der, strict=True))  # asn1crypto is untyped
         parsed.native  # noqa: B018
     except ASN1_DECODE_ERRORS as exc:
         raise InvalidCertificateError(f"malformed {what}: {exc}") from exc
@@ -85,7 +87,7 @@ def octet_aligned(bits: core.BitString | core.OctetBitString) -> bool:
     asn1crypto's `.native` ignores the unused-bits octet, so without this check a BIT STRING
     claiming 1..7 unused bits would carry the same signature bytes: a malleable encoding.
     """
-    return bits.contents[:1] == b"\x00"
+    return cast(bytes, bits.contents)[:1] == b"\x00"  # asn1crypto is untyped
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +115,7 @@ class Certificate:
 
     @property
     def pem(self) -> bytes:
-        return pem.armor("CERTIFICATE", self.der)
+        return cast(bytes, pem.armor("CERTIFICATE", self.der))  # asn1crypto is untyped
 
     @property
     def tbs(self) -> x509.TbsCertificate:
@@ -137,7 +139,7 @@ class Certificate:
 
     @property
     def subject_text(self) -> str:
-        return self.subject.human_friendly
+        return cast(str, self.subject.human_friendly)  # asn1crypto is untyped
 
     @property
     def common_name(self) -> str:
@@ -385,7 +387,7 @@ class CertificationRequest:
 
     @property
     def pem(self) -> bytes:
-        return pem.armor("CERTIFICATE REQUEST", self.der)
+        return cast(bytes, pem.armor("CERTIFICATE REQUEST", self.der))  # asn1crypto is untyped
 
     @property
     def subject(self) -> x509.Name:

@@ -11,6 +11,8 @@ from typing import Protocol
 from seals.errors import DocumentError, SealInputError
 from templates.ofd import ofd_numbers
 
+__all__ = ["SealBox"]
+
 MM_PER_PT = 25.4 / 72
 MAX_SIDE_MM = 1000.0
 

@@ -13,6 +13,8 @@ callers handle one tree:
 
 from __future__ import annotations
 
+__all__ = ["DocumentError", "MalformedSealError", "PictureError", "SealError", "SealInputError", "SealSigningError"]
+
 
 class SealError(Exception):
     """Base class of every error raised by `seals`."""

@@ -39,7 +39,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives import hashes
 from PIL import Image
@@ -69,6 +69,8 @@ from templates.fonts import FontSet
 from templates.layout import PageLayout
 from templates.ofd import DOC_DIR, ofd_parts, package_entries, write_package
 from templates.pdf import PT_PER_MM, PdfFile, build_pdf, pdf_date, pdf_number, pdf_stream, utf16_hex
+
+__all__ = ["SealedLicence", "seal_licence"]
 
 FIELD_NAME = "ECAS_Seal_1"  # the first field name seals.pdf_seal gives (without importing pyHanko)
 SIGNS_DIR = f"{DOC_DIR}/Signs"
@@ -468,7 +470,9 @@ def _signatures_xml() -> bytes:
     root = ET.Element(q + "Signatures")
     ET.SubElement(root, q + "MaxSignId").text = ANNOT_ID
     ET.SubElement(root, q + "Signature", {"ID": SIGN_ID, "Type": "Seal", "BaseLoc": "/" + SIGNATURE_PATH})
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    # typeshed types tostring with a named encoding as Any: with "utf-8" it returns bytes.
+    body = cast(bytes, ET.tostring(root, encoding="utf-8", xml_declaration=False))
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 def _sm3(data: bytes) -> bytes:

@@ -9,12 +9,15 @@ import posixpath
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
+from typing import cast
 
 import defusedxml.ElementTree as defused
 from defusedxml import DefusedXmlException
 
 from seals.errors import DocumentError
 from templates.ofd import PackageEntry
+
+__all__ = ["child", "child_text", "children", "local_name", "parse_xml", "read_package", "resolve"]
 
 # Limits on packages we are given: an OFD licence is a few hundred kilobytes.
 MAX_PACKAGE_BYTES = 200 * 1024 * 1024
@@ -82,7 +85,8 @@ def parse_xml(data: bytes, what: str) -> ET.Element:
     refusing it at the parser rules out entity expansion and external entities whatever the
     encoding (a byte search for "<!DOCTYPE" missed one written in UTF-16)."""
     try:
-        return defused.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root = defused.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        return cast(ET.Element, root)  # defusedxml is untyped; it returns the stdlib parser's Element
     except DefusedXmlException:
         raise DocumentError(f"{what} 含 DTD 或实体，不是合规的 OFD 文件") from None
     except ET.ParseError as exc:

@@ -34,6 +34,7 @@ import posixpath
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
+from typing import cast
 
 from keys.errors import KeysError
 from keys.oids import SM2_WITH_SM3, SM3
@@ -50,6 +51,8 @@ from seals.ofd_package import read_package as _read_package
 from seals.ofd_package import resolve as _resolve
 from seals.ses import assemble_signature, parse_seal, parse_signature, tbs_sign_bytes
 from templates.ofd import PackageEntry, ZipDateTime, write_package
+
+__all__ = ["seal_ofd"]
 
 NS = "http://www.ofdspec.org/2016"
 PROVIDER_NAME = "ECAS"
@@ -97,7 +100,9 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 
 def _xml(root: ET.Element) -> bytes:
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    # typeshed types tostring with a named encoding as Any: with "utf-8" it returns bytes.
+    body = cast(bytes, ET.tostring(root, encoding="utf-8", xml_declaration=False))
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 def _box(text: str | None) -> tuple[float, float, float, float] | None:

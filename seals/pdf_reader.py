@@ -27,18 +27,36 @@ import binascii
 import logging
 import os
 import re
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, Protocol, cast
 
-from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.misc import PdfReadError, PdfStreamError, PdfStrictReadError, read_non_whitespace
+from pyhanko.pdf_utils import generic, misc, xref
+from pyhanko.pdf_utils.misc import PdfReadError, PdfStreamError, PdfStrictReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.pdf_utils.xref import read_object_header
+
+__all__ = ["FastHexPdfReader"]
 
 _WHITESPACE = b" \n\r\t\f\x00"  # PDF whitespace, as pyHanko's misc.PDF_WHITESPACE
 _PLAIN_BODY = re.compile(rb"[0-9A-Fa-f \n\r\t\f\x00]*")
 _CHUNK = 16384
 # pyHanko's logger for the warnings its dictionary reader gives, so they read the same.
 _PYHANKO_GENERIC_LOG = logging.getLogger(generic.__name__)
+
+
+# pyHanko leaves these unannotated (calling them from typed code is an untyped call): typed views
+# of them, with the types their bodies give (pyHanko 0.38; tests/seals/test_pdf_reader.py pins
+# their parameters).
+class _ReadNonWhitespace(Protocol):
+    def __call__(self, stream: IO[bytes], seek_back: bool = False, allow_eof: bool = False) -> bytes: ...
+
+
+_read_non_whitespace = cast(_ReadNonWhitespace, misc.read_non_whitespace)
+_read_object_header = cast(Callable[[IO[bytes], bool], tuple[int, int]], xref.read_object_header)
+_read_name = cast(Callable[[IO[bytes]], generic.NameObject], generic.NameObject.read_from_stream)
+_maybe_read_stream_payload = cast(
+    Callable[[IO[bytes], dict[Any, Any], Any], bytes | None], generic._maybe_read_stream_payload
+)
+_dictionary_object = cast(Callable[[dict[Any, Any]], generic.DictionaryObject], generic.DictionaryObject)
 
 
 def read_hex_string(stream: IO[bytes]) -> Any:
@@ -96,20 +114,20 @@ class FastHexPdfReader(PdfFileReader):
     def _read_plain_object(self, ref: generic.Reference, offset: int) -> Any:
         stream = self.stream
         stream.seek(offset)
-        idnum, generation = read_object_header(stream, strict=self.strict)
+        idnum, generation = _read_object_header(stream, self.strict)
         if idnum != ref.idnum or generation != ref.generation:
             raise PdfReadError(
                 f"Expected object ID ({ref.idnum} {ref.generation}) does not match actual ({idnum} {generation})."
             )
         value = read_object(stream, generic.Reference(idnum, generation, self))
-        read_non_whitespace(stream, seek_back=True)
+        _read_non_whitespace(stream, seek_back=True)
         data_end = stream.tell() - 1
         endobj = stream.read(6)
         if endobj != b"endobj":
             if self.strict:
                 raise PdfStrictReadError(f"Expected endobj marker at position {data_end} but found {endobj!r}")
         else:
-            read_non_whitespace(stream, seek_back=True)
+            _read_non_whitespace(stream, seek_back=True)
         return value
 
 
@@ -140,7 +158,7 @@ def _skip_comment(stream: IO[bytes]) -> None:
     while (byte := stream.read(1)) not in (b"\r", b"\n"):
         if not byte:
             raise PdfStreamError("Stream ended prematurely")
-    read_non_whitespace(stream)
+    _read_non_whitespace(stream)
     stream.seek(-1, os.SEEK_CUR)
 
 
@@ -149,7 +167,7 @@ def _read_array(stream: IO[bytes], container_ref: Any) -> generic.ArrayObject:
     array = generic.ArrayObject()
     if stream.read(1) != b"[":
         raise PdfReadError("Could not read array")
-    while read_non_whitespace(stream) != b"]":
+    while _read_non_whitespace(stream) != b"]":
         stream.seek(-1, os.SEEK_CUR)
         array.append(read_object(stream, container_ref))
     return array
@@ -163,17 +181,17 @@ def _read_dictionary(stream: IO[bytes], container_ref: Any) -> generic.Dictionar
     data: dict[Any, Any] = {}
     handler = container_ref.get_pdf_handler()
     while True:
-        if read_non_whitespace(stream) == b">":
+        if _read_non_whitespace(stream) == b">":
             stream.read(1)
             break
         stream.seek(-1, os.SEEK_CUR)
         try:
-            key = generic.NameObject.read_from_stream(stream)
+            key = _read_name(stream)
         except Exception as exc:
             raise PdfReadError(
                 f"Failed to read dictionary key at byte 0x{hex(stream.tell())}; expected PDF name"
             ) from exc
-        read_non_whitespace(stream)
+        _read_non_whitespace(stream)
         stream.seek(-1, os.SEEK_CUR)
         value = read_object(stream, container_ref)
         if key not in data:
@@ -183,7 +201,7 @@ def _read_dictionary(stream: IO[bytes], container_ref: Any) -> generic.Dictionar
             if handler.strict:
                 raise PdfStrictReadError(message)
             _PYHANKO_GENERIC_LOG.warning(message)
-    stream_data = generic._maybe_read_stream_payload(stream, data, handler)
+    stream_data = _maybe_read_stream_payload(stream, data, handler)
     if stream_data is not None:
         return generic.StreamObject(data, encoded_data=stream_data)
-    return generic.DictionaryObject(data)
+    return _dictionary_object(data)

@@ -25,10 +25,10 @@ import concurrent.futures
 import datetime as dt
 import io
 import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from asn1crypto import algos
 from asn1crypto import x509 as asn1_x509
@@ -54,6 +54,8 @@ from seals.pdf_reader import FastHexPdfReader
 from seals.picture import PNG_SIGNATURE, decode_seal_picture
 from seals.signed_data import reserved_length, signed_attributes, signed_data
 
+__all__ = ["seal_pdf"]
+
 FIELD_PREFIX = "ECAS_Seal_"
 MAX_PDF_BYTES = 200 * 1024 * 1024
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -70,9 +72,13 @@ class Sm2CmsSigner(signers.Signer):
         self, chain: Sequence[Certificate], *, signer: Signer | None = None, signature: bytes | None = None
     ) -> None:
         certs = [asn1_x509.Certificate.load(c.der) for c in chain]
+        # pyhanko_certvalidator leaves from_certs unannotated: its type, as its body gives it.
+        store_from_certs = cast(
+            Callable[[list[asn1_x509.Certificate]], SimpleCertificateStore], SimpleCertificateStore.from_certs
+        )
         super().__init__(
             signing_cert=certs[0],
-            cert_registry=SimpleCertificateStore.from_certs(certs[1:]),
+            cert_registry=store_from_certs(certs[1:]),
             signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": SM2_WITH_SM3_NAME}),
             embed_roots=True,
         )
@@ -130,7 +136,7 @@ def _picture(png: bytes) -> Image.Image:
     return decode_seal_picture(png)
 
 
-def _inherited(page: generic.DictionaryObject, key: str) -> Any:
+def _inherited(page: generic.PdfObject, key: str) -> Any:
     node: Any = page
     for _ in range(64):  # ISO 32000-1 §7.7.3.4: MediaBox, CropBox, Rotate inherit from /Parent
         if key in node:
@@ -146,7 +152,11 @@ def _page_geometry(writer: IncrementalPdfFileWriter, page_index: int) -> tuple[f
     count = int(writer.root["/Pages"]["/Count"])
     if isinstance(page_index, bool) or not isinstance(page_index, int) or not 0 <= page_index < count:
         raise DocumentError(f"页码 {page_index!r} 超出范围：文档共 {count} 页（页码从 0 起）")
-    page_ref, _resources = writer.find_page_for_modification(page_index)
+    # pyHanko leaves find_page_for_modification unannotated: (page reference, resources).
+    find_page = cast(
+        Callable[[int], tuple[generic.Dereferenceable, generic.DictionaryObject]], writer.find_page_for_modification
+    )
+    page_ref, _resources = find_page(page_index)
     page = page_ref.get_object()
     rotate = _inherited(page, "/Rotate")
     if rotate is not None and int(rotate) % 360 != 0:

@@ -25,6 +25,15 @@ from seals.errors import PictureError
 from templates.errors import TemplateError
 from templates.fonts import FontSet
 
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "PictureFingerprint",
+    "decode_seal_picture",
+    "generate_round_seal",
+    "load_seal_picture",
+    "picture_fingerprint",
+]
+
 SEAL_RED = (230, 0, 0)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIN_DIAMETER_MM = 20.0

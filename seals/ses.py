@@ -26,7 +26,7 @@ import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from asn1crypto import core
 
@@ -38,6 +38,8 @@ from keys.x509 import Certificate
 from seals.der_shapes import SHAPES
 from seals.errors import MalformedSealError, SealInputError, SealSigningError
 from seals.picture import PNG_SIGNATURE
+
+__all__ = ["CERT_LIST_CERTIFICATES", "Seal", "SealSignature", "make_seal", "parse_seal", "parse_signature"]
 
 T = TypeVar("T")
 
@@ -53,9 +55,11 @@ _Fields = list[tuple[Any, ...]]  # asn1crypto's field specs
 
 
 # --- ASN.1 ---------------------------------------------------------------------------------------
+# asn1crypto is untyped, so to mypy its classes are Any and subclassing them is an error
+# (disallow_subclassing_any): a schema is declared by subclassing, hence the `type: ignore[misc]`s.
 
 
-class SESHeader(core.Sequence):
+class SESHeader(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[_Fields] = [
         ("id", core.IA5String),
         ("version", core.Integer),
@@ -63,19 +67,19 @@ class SESHeader(core.Sequence):
     ]
 
 
-class CertDigestObj(core.Sequence):
+class CertDigestObj(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[_Fields] = [("type", core.PrintableString), ("value", core.OctetString)]
 
 
-class CertDigestList(core.SequenceOf):
+class CertDigestList(core.SequenceOf):  # type: ignore[misc]
     _child_spec = CertDigestObj
 
 
-class CertInfoList(core.SequenceOf):
+class CertInfoList(core.SequenceOf):  # type: ignore[misc]
     _child_spec = core.OctetString
 
 
-class SESESPropertyInfo(core.Sequence):
+class SESESPropertyInfo(core.Sequence):  # type: ignore[misc]
     # certList is a CHOICE of two untagged SEQUENCE OFs: only certListType tells them apart.
     _fields: ClassVar[_Fields] = [
         ("type", core.Integer),
@@ -88,7 +92,7 @@ class SESESPropertyInfo(core.Sequence):
     ]
 
 
-class SESESPictrueInfo(core.Sequence):  # "Pictrue" as the standard spells it
+class SESESPictrueInfo(core.Sequence):  # type: ignore[misc]  # "Pictrue" as the standard spells it
     _fields: ClassVar[_Fields] = [
         ("type", core.IA5String),
         ("data", core.OctetString),
@@ -97,7 +101,7 @@ class SESESPictrueInfo(core.Sequence):  # "Pictrue" as the standard spells it
     ]
 
 
-class ExtData(core.Sequence):
+class ExtData(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[_Fields] = [
         ("extn_id", core.ObjectIdentifier),
         ("critical", core.Boolean, {"default": False}),
@@ -105,11 +109,11 @@ class ExtData(core.Sequence):
     ]
 
 
-class ExtensionDatas(core.SequenceOf):
+class ExtensionDatas(core.SequenceOf):  # type: ignore[misc]
     _child_spec = ExtData
 
 
-class SESSealInfo(core.Sequence):
+class SESSealInfo(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[_Fields] = [
         ("header", SESHeader),
         ("es_id", core.IA5String),
@@ -119,14 +123,14 @@ class SESSealInfo(core.Sequence):
     ]
 
 
-class _SESSealInfoTagged(core.Sequence):
+class _SESSealInfoTagged(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[_Fields] = [
         *SESSealInfo._fields[:4],
         ("ext_datas", ExtensionDatas, {"explicit": 0, "optional": True}),
     ]
 
 
-class SESeal(core.Sequence):
+class SESeal(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[_Fields] = [
         ("eseal_info", core.Any),
         ("cert", core.OctetString),
@@ -135,7 +139,7 @@ class SESeal(core.Sequence):
     ]
 
 
-class TBSSign(core.Sequence):
+class TBSSign(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[_Fields] = [
         ("version", core.Integer),
         ("eseal", core.Any),
@@ -146,11 +150,11 @@ class TBSSign(core.Sequence):
     ]
 
 
-class _TBSSignUntagged(core.Sequence):
+class _TBSSignUntagged(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[_Fields] = [*TBSSign._fields[:5], ("ext_datas", ExtensionDatas, {"optional": True})]
 
 
-class SESSignature(core.Sequence):
+class SESSignature(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[_Fields] = [
         ("to_sign", core.Any),
         ("cert", core.OctetString),
@@ -160,7 +164,7 @@ class SESSignature(core.Sequence):
     ]
 
 
-class _SESSignatureUntagged(core.Sequence):
+class _SESSignatureUntagged(core.Sequence):  # type: ignore[misc]
     _fields: ClassVar[_Fields] = [
         *SESSignature._fields[:4],
         ("time_stamp", core.OctetBitString, {"optional": True}),
@@ -498,14 +502,15 @@ def make_seal(
     signature = maker.sign(info_der)
     if not maker_cert.public_key.verify(signature, info_der):
         raise SealSigningError("制章者签名验证失败：签名设备返回的签名值与制章者证书不符")
-    return SESeal(
+    seal = SESeal(
         {
             "eseal_info": core.Any.load(info_der),
             "cert": maker_cert.der,
             "sign_alg_id": SM2_WITH_SM3,
             "signed_value": signature,
         }
-    ).dump()
+    )
+    return cast(bytes, seal.dump())  # asn1crypto is untyped
 
 
 def tbs_sign_bytes(seal_der: bytes, data_hash: bytes, property_info: str, time: dt.datetime) -> bytes:
@@ -530,7 +535,7 @@ def encode_tbs_sign(seal_der: bytes, data_hash: bytes, property_info: str, time:
     key = ("tbs_sign", seal_der, len(data_hash), property_info)
 
     def build() -> bytes:
-        return TBSSign(
+        tbs = TBSSign(
             {
                 "version": SES_VERSION,
                 "eseal": core.Any.load(seal_der),
@@ -538,7 +543,8 @@ def encode_tbs_sign(seal_der: bytes, data_hash: bytes, property_info: str, time:
                 "data_hash": data_hash,
                 "property_info": property_info,
             }
-        ).dump()
+        )
+        return cast(bytes, tbs.dump())  # asn1crypto is untyped
 
     return SHAPES.encode(key, (time_info.dump(), data_hash), build)
 
@@ -574,14 +580,15 @@ def encode_signature(tbs_der: bytes, signer_certificate: bytes, signature: bytes
     key = ("ses_signature", len(tbs_der), signer_certificate, len(signature))
 
     def build() -> bytes:
-        return SESSignature(
+        ses_signature = SESSignature(
             {
                 "to_sign": core.Any.load(tbs_der),
                 "cert": signer_certificate,
                 "signature_alg_id": SM2_WITH_SM3,
                 "signature": signature,
             }
-        ).dump()
+        )
+        return cast(bytes, ses_signature.dump())  # asn1crypto is untyped
 
     return SHAPES.encode(key, (tbs_der, signature), build)
 

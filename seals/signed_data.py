@@ -33,6 +33,8 @@ from keys.sm2 import SIGNATURE_MAX_DER
 from keys.x509 import Certificate
 from seals.der_shapes import SHAPES
 
+__all__ = ["signed_attributes", "signed_data"]
+
 # Margin on top of the longest possible SignedData when reserving room for it in a file.
 RESERVE_MARGIN = 16
 

@@ -797,7 +797,8 @@ def _cmap12(codes: list[int], mapping: dict[int, int]) -> bytes:
 def _checksum(data: bytes) -> int:
     if len(data) % 4:
         data += bytes(4 - len(data) % 4)
-    return sum(struct.unpack(f">{len(data) // 4}I", data)) & 0xFFFFFFFF
+    words: tuple[int, ...] = struct.unpack(f">{len(data) // 4}I", data)
+    return sum(words) & 0xFFFFFFFF
 
 
 def _sfnt(tables: dict[str, bytes]) -> bytes:

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+__all__ = ["FontError", "ImageError", "LayoutError", "MissingGlyphError", "SpecError", "TemplateError"]
+
 
 class TemplateError(ValueError):
     pass

@@ -17,7 +17,8 @@ from fontTools.ttLib import TTFont, TTLibError
 from templates.cff_subset import CffSubsetter, SubsetFont
 from templates.errors import FontError, MissingGlyphError
 
-ROLES = ("serif", "sans")
+__all__ = ["FontSet"]
+
 # Characters every licence font must have; a font without them is not a Chinese font.
 PROBE = "中华人民共和国证照许可有效期至年月日统一社会信用代码"
 INSTALL_HINT = "请用 pip install -e . 安装项目（会安装 pylopdf-fonts-zh-cn），或设置 ECAS_FONT_SERIF / ECAS_FONT_SANS"
@@ -35,10 +36,10 @@ class Font:
             hmtx = font["hmtx"]
             self.units_per_em: int = font["head"].unitsPerEm
             # Typographic (em-box) metrics: where the glyphs sit, not the line gap.
-            self.ascent = font["OS/2"].sTypoAscender / self.units_per_em
-            self.descent = -font["OS/2"].sTypoDescender / self.units_per_em
+            self.ascent: float = font["OS/2"].sTypoAscender / self.units_per_em
+            self.descent: float = -font["OS/2"].sTypoDescender / self.units_per_em
             self.postscript_name = str(font["name"].getDebugName(6) or path.stem)
-            self._advance = {cp: hmtx[name][0] / self.units_per_em for cp, name in self._cmap.items()}
+            self._advance: dict[int, float] = {cp: hmtx[name][0] / self.units_per_em for cp, name in self._cmap.items()}
         except (OSError, TTLibError, KeyError, AttributeError) as exc:
             raise FontError(f"无法读取字体文件 {path}：{exc}。{INSTALL_HINT}") from None
         if "CFF " not in font:

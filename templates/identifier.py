@@ -14,6 +14,16 @@ from keys.errors import CheckCharacterError, InvalidCodeError
 from keys.uscc import validate_uscc
 from templates.spec import validate_type_code
 
+__all__ = [
+    "ID_CHECK",
+    "ID_WEIGHTS",
+    "ROOT",
+    "LicenceIdentifier",
+    "mask_holder_code",
+    "validate_citizen_id",
+    "validate_holder_code",
+]
+
 ROOT = "1.2.156.3005.2"
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 SERIAL = re.compile(r"^[0-9A-Z]{7,32}$")

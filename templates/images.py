@@ -11,6 +11,8 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from templates.errors import ImageError
 
+__all__ = ["MAX_UPLOAD_BYTES", "Picture", "load_picture"]
+
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 8000×5000 scan; anything larger is refused before it is decoded
 ACCEPTED_FORMATS = {"PNG", "JPEG"}

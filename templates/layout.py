@@ -19,6 +19,19 @@ from templates.layout_spec import META_FIELDS, Box, FieldPlacement, StaticText, 
 from templates.qr import Modules, dark_runs, qr_modules
 from templates.spec import FieldType, LicenceTypeSpec, chinese_date
 
+__all__ = [
+    "PT_MM",
+    "BlockStyle",
+    "LicenceFace",
+    "PageLayout",
+    "TextRun",
+    "annotate",
+    "build_layout",
+    "check_glyphs",
+    "make_qr",
+    "text_block",
+]
+
 PT_MM = 25.4 / 72
 QR_QUIET_MODULES = 2  # ISO/IEC 18004 asks for 4; the QR sits on a white square inside its box
 # Closing punctuation may hang past the right edge rather than start a line (GB/T 15834 practice).

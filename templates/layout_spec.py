@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+__all__ = ["Box", "TemplateSpec"]
+
 PAGE_SIZES = {
     "A4-landscape": (297.0, 210.0),
     "A4-portrait": (210.0, 297.0),

@@ -44,6 +44,8 @@ from templates.fonts import Font, FontSet
 from templates.layout import QR_QUIET_MODULES, PageLayout, TextRun
 from templates.layout_spec import Box
 
+__all__ = ["DOC_DIR", "PackageEntry", "ZipDateTime", "ofd_numbers", "ofd_parts", "package_entries", "write_package"]
+
 NS = "http://www.ofdspec.org/2016"
 CREATOR = "ECAS"
 OFD_XML = "OFD.xml"

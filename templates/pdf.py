@@ -26,10 +26,13 @@ from typing import Any
 
 from fontTools.ttLib import TTFont
 
-from templates.fonts import Font, FontSet, SubsetFont
+from templates.cff_subset import SubsetFont
+from templates.fonts import Font, FontSet
 from templates.images import Picture
 from templates.layout import QR_QUIET_MODULES, PageLayout, TextRun
 from templates.layout_spec import Box
+
+__all__ = ["PT_PER_MM", "PdfFile", "build_pdf", "pdf_date", "pdf_number", "pdf_stream", "utf16_hex"]
 
 PT_PER_MM = 72 / 25.4
 HEADER = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"  # the binary comment tells transfer tools the file is binary

@@ -11,6 +11,8 @@ from templates.fonts import FontSet
 from templates.layout import PageLayout
 from templates.layout_spec import Box
 
+__all__ = ["png_bytes", "render_image"]
+
 PHONE_WIDTH_PX = 1242  # a phone screen's width, in landscape or portrait
 PRINT_DPI = 300
 

@@ -12,6 +12,8 @@ import io
 import zxingcpp
 from PIL import Image
 
+__all__ = ["qr_png", "qr_svg"]
+
 Modules = tuple[tuple[bool, ...], ...]
 QUIET_MODULES = 4  # ISO/IEC 18004 quiet zone
 

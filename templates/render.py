@@ -17,6 +17,25 @@ from templates.ofd import render_ofd
 from templates.pdf import render_pdf
 from templates.png import PHONE_WIDTH_PX, PRINT_DPI, phone_dpi, render_png
 
+__all__ = [
+    "FORMATS",
+    "MEDIA_TYPES",
+    "PHONE_WIDTH_PX",
+    "PRINT_DPI",
+    "FontSet",
+    "LicenceFace",
+    "PageLayout",
+    "build_layout",
+    "check_fits",
+    "phone_dpi",
+    "prepare_background",
+    "render",
+    "render_ofd",
+    "render_pdf",
+    "render_png",
+    "sample_face",
+]
+
 FORMATS = ("pdf", "ofd", "png")
 MEDIA_TYPES = {"pdf": "application/pdf", "ofd": "application/ofd", "png": "image/png"}
 
@@ -30,22 +49,3 @@ def render(layout: PageLayout, fonts: FontSet, fmt: str) -> bytes:
     if fmt == "png":
         return render_png(layout, fonts, dpi=phone_dpi(layout.width))
     raise ValueError(f"不支持的格式 {fmt!r}，可选：{'、'.join(FORMATS)}")
-
-
-__all__ = [
-    "FORMATS",
-    "MEDIA_TYPES",
-    "PHONE_WIDTH_PX",
-    "PRINT_DPI",
-    "FontSet",
-    "LicenceFace",
-    "PageLayout",
-    "build_layout",
-    "check_fits",
-    "prepare_background",
-    "render",
-    "render_ofd",
-    "render_pdf",
-    "render_png",
-    "sample_face",
-]

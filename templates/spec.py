@@ -21,6 +21,18 @@ from keys.uscc import validate_uscc
 from templates.errors import SpecError
 from templates.layout_spec import TemplateSpec
 
+__all__ = [
+    "HOLDER_CODE_TYPES",
+    "FieldType",
+    "LicenceTypeSpec",
+    "ValidityPolicy",
+    "as_value_error",
+    "check_template",
+    "chinese_date",
+    "parse_model",
+    "validate_type_code",
+]
+
 # GB/T 36903 annex: holder code types. Only the ones we can check are accepted for now.
 HOLDER_CODE_TYPES = {"111": "居民身份证号码", "001": "统一社会信用代码"}
 FIELD_KEY = r"^[a-z][a-z0-9_]{0,39}$"

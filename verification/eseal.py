@@ -13,6 +13,8 @@ from seals.ses import Seal
 from verification.report import Check
 from verification.trust import TrustAnchors, issuer_of
 
+__all__ = ["check_maker_chain", "check_seal_made", "seal_maker"]
+
 MAX_MAKER_CHAIN = 4  # maker → up to three CAs → root
 
 

@@ -22,6 +22,8 @@ from verification.eseal import check_seal_made, seal_maker
 from verification.evidence import FileInspection, SignatureEvidence
 from verification.report import Check, Status
 
+__all__ = ["inspect_ofd"]
+
 _SM3_NAMES = {SM3, "SM3", "sm3"}
 # What a package may unpack to when we only check it (sealing accepts larger documents): a licence
 # is a few hundred kilobytes, and 50 MB bounds the memory a hostile upload can take.

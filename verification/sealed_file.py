@@ -13,6 +13,8 @@ from verification.pdf_file import inspect_pdf
 from verification.report import Check, Report
 from verification.trust import TrustAnchors, check_chain, check_revocation
 
+__all__ = ["verify_sealed_file"]
+
 
 def file_format(data: bytes) -> str | None:
     if data[:5] == b"%PDF-":

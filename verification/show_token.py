@@ -29,6 +29,8 @@ from keys.signer import Signer
 from keys.x509 import Certificate
 from verification.report import Check
 
+__all__ = ["PREFIX", "ShowToken", "make_token", "read_token"]
+
 PREFIX = "ECT1"
 MAX_TOKEN_CHARS = 2000
 MAX_PAYLOAD_BYTES = 16 * 1024  # inflated: a token is never near this

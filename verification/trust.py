@@ -13,6 +13,8 @@ from keys.errors import KeysError
 from keys.x509 import Certificate
 from verification.report import Check
 
+__all__ = ["TrustAnchors"]
+
 
 @dataclass(frozen=True)
 class TrustAnchors:

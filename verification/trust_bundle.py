@@ -22,6 +22,8 @@ from keys.sm2 import sm3
 from keys.x509 import Certificate
 from verification.trust import TrustAnchors
 
+__all__ = ["BUNDLE_FORMAT", "TrustBundleError", "canonical", "load_trust_bundle"]
+
 BUNDLE_FORMAT = "ecas-trust-bundle/1"
 _MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 _SIGNED_FIELDS = ("format", "issued_at", "base_url", "root", "branch", "service", "crl", "crl_next_update")
