@@ -176,3 +176,38 @@ def test_a_use_code_in_the_scan_field_goes_to_the_use_form(site: Counter) -> Non
     # An identifier still goes to the check as before.
     checked = counter.post("/counter/check", data={"code": site.food})
     assert checked.status_code == 200 and 'id="verdict"' in checked.text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_holder_grants_and_withdraws_a_standing_authorisation(site: Counter) -> None:
+    wallet = holder_client(site.app, HOLDER)
+    page = wallet.get("/wallet/uses").text
+    assert "授权用证" in page and f'value="{USER_USCC}|{CATERING}"' in page
+    for data, message in (
+        ({"choice": "", "days": "30"}, "请选择"),
+        ({"choice": f"{USER_USCC}|{CATERING}", "days": "0"}, "有效天数"),
+        ({"choice": f"{USER_USCC}|{CATERING}", "days": "abc"}, "有效天数"),
+        ({"choice": f"{ISSUER_USCC}|{CATERING}", "days": "30"}, "不办理"),
+        ({"choice": f"{USER_USCC}|no-such-matter", "days": "30"}, "未能授权"),
+    ):
+        assert message in flash(posted(wallet, "/wallet/authorisations", data)), data
+    granted = posted(wallet, "/wallet/authorisations", {"choice": f"{USER_USCC}|{CATERING}", "days": "30"})
+    assert "已授权" in flash(granted) and "撤回此授权" in granted
+
+    # At the counter: both licences now have the holder's consent, reused without a use code.
+    counter = staff_client(site.app, "counter")
+    case_id, checklist = open_case(counter, "CG-2")
+    assert checklist.count(">持证人授权<") == 2 and "需持证人同意" not in checklist
+    done = posted(counter, f"/counter/cases/{case_id}/reuse", {"identifier": site.food})
+    assert "持证人授权（授权用证）" in done
+    uses = wallet.get("/wallet/uses").text
+    assert "办理事项：城镇污水排入排水管网许可证核发（餐饮排水户） · 办件号 CG-2" in uses
+    assert site.app.state.registry.get_department_by_uscc(USER_USCC).name in uses  # the department by name
+
+    # Withdrawn: the counter needs a use code again; another holder cannot withdraw it.
+    listed = site.env.services.authorisations.list(site.env.services.accounts.holder(HOLDER))
+    withdrawn = posted(wallet, f"/wallet/authorisations/{listed[0].id}/withdraw")
+    assert "已撤回授权" in flash(withdrawn) and "已撤回" in withdrawn
+    _, checklist = open_case(counter, "CG-3")
+    assert "需持证人同意" in checklist
+    assert "未能撤回" in flash(posted(wallet, "/wallet/authorisations/99999/withdraw"))
