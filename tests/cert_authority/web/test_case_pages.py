@@ -82,7 +82,6 @@ def open_case(client: TestClient, number: str = "CG-2026-0001") -> tuple[int, st
     return int(answer.headers["location"].rsplit("/", 1)[1]), client.get(answer.headers["location"]).text
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_case_with_a_duty_rule_a_use_code_and_paper(site: Counter) -> None:
     services = site.env.services
     services.duty_rules.add(CLI_ACTOR, USER_USCC, BUSINESS_TYPE, [CATERING])
@@ -135,7 +134,6 @@ def test_a_case_with_a_duty_rule_a_use_code_and_paper(site: Counter) -> None:
     assert wallet.count("城镇污水排入排水管网许可证核发（餐饮排水户）") >= 2 and "CG-2026-0001" in wallet
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_opening_errors_are_shown_on_the_counter_page(site: Counter) -> None:
     counter = staff_client(site.app, "counter")
     for data, message in (
@@ -151,7 +149,6 @@ def test_opening_errors_are_shown_on_the_counter_page(site: Counter) -> None:
     assert "id=\"flash\"" not in counter.get("/counter").text  # shown once
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_use_code_in_the_scan_field_goes_to_the_use_form(site: Counter) -> None:
     services = site.env.services
     counter = staff_client(site.app, "counter")
@@ -178,7 +175,6 @@ def test_a_use_code_in_the_scan_field_goes_to_the_use_form(site: Counter) -> Non
     assert checked.status_code == 200 and 'id="verdict"' in checked.text
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_holder_grants_and_withdraws_a_standing_authorisation(site: Counter) -> None:
     wallet = holder_client(site.app, HOLDER)
     page = wallet.get("/wallet/uses").text
