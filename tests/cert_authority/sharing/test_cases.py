@@ -45,7 +45,7 @@ from tests.conftest import (
 )
 from verification.report import Status
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 HOLDER = example_data(FOOD_TYPE)["operator_code"]  # 91350100M000100Y43: a company
 PASSWORD = "cases-test-password"
 CATERING = "drainage-permit-catering"  # 营业执照, 食品经营许可证 (valid 30 more days), drawings; USER_USCC
