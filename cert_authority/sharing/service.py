@@ -201,6 +201,43 @@ class SharingService:
             )
         return records
 
+    # --- the counter page: a use code typed into the scan field -------------------------------
+    def use_code_licence(self, actor: Actor, code: str) -> str | None:
+        """The licence a holder's live use code was given for, if it was given to `actor`'s
+        department (nothing is spent: `use_licence` spends it)."""
+        if actor.department_uscc is None:
+            return None
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(UseCodeRow)
+                .where(col(UseCodeRow.code_sha256) == _sha256(_normalised(code)))
+                .where(col(UseCodeRow.department_uscc) == actor.department_uscc)
+                .where(col(UseCodeRow.withdrawn_at).is_(None))
+                .where(col(UseCodeRow.expires_at) >= self.clock())
+                .where(col(UseCodeRow.uses) < col(UseCodeRow.max_uses))
+            ).first()
+        return row.identifier if row is not None else None
+
+    def recent_use(self, actor: Actor, identifier: str) -> tuple[LicenceRow, dict[str, str], str | None] | None:
+        """The licence, its face data and the cause, if `actor` itself used it in the last
+        LINK_MINUTES minutes (what the counter page shows after a use, on the GET that follows)."""
+        since = self.clock() - dt.timedelta(minutes=LINK_MINUTES)
+        with Session(self.engine) as session:
+            event = session.exec(
+                select(AuditEventRow)
+                .where(col(AuditEventRow.target) == identifier)
+                .where(col(AuditEventRow.action) == "use")
+                .where(col(AuditEventRow.actor) == actor.label)
+                .where(col(AuditEventRow.at) >= since)
+                .order_by(col(AuditEventRow.at).desc(), col(AuditEventRow.id).desc())
+            ).first()
+        row = self.find_licence(identifier) if event is not None else None
+        if event is None or row is None:
+            return None
+        detail = json.loads(event.detail_json) if event.detail_json else {}
+        face: dict[str, str] = json.loads(row.face_json)
+        return row, face, detail.get("cause")
+
     # --- departments: rules and uses -----------------------------------------------------------
     def allow_duty(self, actor: Actor, department_uscc: str, type_code: str) -> None:
         """A duty rule for any use, without an end date (see `rules.DutyRules.add` for the rest)."""

@@ -4,9 +4,10 @@ form posts, and turning service errors into pages (a 401 becomes the right login
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -20,6 +21,7 @@ WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
 HOLDER_COOKIE = "ecas_wallet"
 STAFF_COOKIE = "ecas_staff"
+FLASH_COOKIE = "ecas_flash"  # a message for the page a form post redirects to (post/redirect/get)
 PAGE_PREFIXES = ("/wallet", "/counter", "/console", "/staff", "/v/")
 
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
@@ -49,6 +51,34 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)  # after a POST: the browser follows with GET
+
+
+def flash(response: Response, tone: str, message: str, path: str = "/") -> Response:
+    """Carry a message (tone ok, bad or warn) to the next page: the post answers with a redirect
+    and the page the browser then gets shows it once. Text only: the page escapes it."""
+    value = quote(json.dumps({"tone": tone, "message": message[:1000]}, ensure_ascii=False))
+    response.set_cookie(FLASH_COOKIE, value, path=path, httponly=True, samesite="strict", max_age=120)
+    return response
+
+
+def take_flash(request: Request) -> dict[str, str] | None:
+    """The message a redirect carried, if any (`forget_flash` drops it from the browser)."""
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    try:
+        found = json.loads(unquote(raw))
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or found.get("tone") not in ("ok", "bad", "warn"):
+        return None
+    return {"tone": str(found["tone"]), "message": str(found.get("message", ""))}
+
+
+def forget_flash(response: Response, request: Request, path: str = "/") -> Response:
+    if FLASH_COOKIE in request.cookies:
+        response.delete_cookie(FLASH_COOKIE, path=path)
+    return response
 
 
 def set_session(response: Response, request: Request, name: str, token: str, expires: dt.datetime, path: str) -> None:

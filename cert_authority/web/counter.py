@@ -20,7 +20,8 @@ from cert_authority.checking.licences import MAX_UPLOAD_BYTES as MAX_FILE_BYTES
 from cert_authority.checking.licences import VerificationService
 from cert_authority.checking.show_tokens import ShowTokenVerifier
 from cert_authority.registry.service import RegistryService
-from cert_authority.web.common import render, same_origin
+from cert_authority.web.common import forget_flash, render, same_origin, take_flash
+from cert_authority.web.counter_cases import as_use_code, department_matters, scanned_use_code
 from cert_authority.web.staff_pages import Staff
 from cert_authority.web.verdicts import verdict
 from templates.errors import ImageError
@@ -48,12 +49,19 @@ def _registry(request: Request) -> RegistryService:
 
 @router.get("/counter")
 def counter_page(request: Request, staff: Staff) -> Response:
-    return render(request, "counter/scan.html", staff=staff)
+    page = render(
+        request, "counter/scan.html", staff=staff, matters=department_matters(request, staff), flash=take_flash(request)
+    )
+    return forget_flash(page, request)
 
 
 @router.post("/counter/check", dependencies=[Posted])
 def check_code(request: Request, staff: Staff, code: Annotated[str, Form(max_length=4000)]) -> Response:
-    """What a scanner gun or a person typed: a show token, a licence's QR address, or an identifier."""
+    """What a scanner gun or a person typed: a show token, a licence's QR address, an identifier, or
+    a holder's use code (on to the use form)."""
+    use_code = as_use_code(code)
+    if use_code is not None:
+        return scanned_use_code(use_code)
     return _result(request, staff, _check_text(request, staff.actor(), code))
 
 
@@ -98,8 +106,12 @@ def _check_text(request: Request, actor: Actor, text: str) -> Report:
 
 
 def _result(request: Request, staff: StaffMember, report: Report) -> Response:
-    return render(request, "counter/scan.html", staff=staff, verdict=verdict(report, _registry(request)))
+    return render(
+        request, "counter/scan.html", staff=staff, verdict=verdict(report, _registry(request)),
+        matters=department_matters(request, staff),
+    )
 
 
 def _scan_error(request: Request, staff: StaffMember, message: str, status: int) -> Response:
-    return render(request, "counter/scan.html", status, staff=staff, error=message)
+    matters = department_matters(request, staff)
+    return render(request, "counter/scan.html", status, staff=staff, error=message, matters=matters)

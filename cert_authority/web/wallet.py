@@ -17,15 +17,20 @@ from cert_authority.holders.service import DEFAULT_SHOW_SECONDS, MAX_SHOW_SECOND
 from cert_authority.issuing.queries import LicenceQueryService
 from cert_authority.issuing.schemas import LicencePublic
 from cert_authority.registry.service import RegistryService
+from cert_authority.sharing.matters import MatterService
+from cert_authority.sharing.rules import MAX_AUTHORISATION_DAYS, Authorisations
 from cert_authority.sharing.service import SharingService
 from cert_authority.web.common import (
     HOLDER_COOKIE,
     client_address,
+    flash,
+    forget_flash,
     redirect,
     render,
     safe_next,
     same_origin,
     set_session,
+    take_flash,
 )
 from templates.qr import qr_svg
 from templates.render import MEDIA_TYPES
@@ -46,6 +51,16 @@ def _queries(request: Request) -> LicenceQueryService:
 
 def _sharing(request: Request) -> SharingService:
     service: SharingService = request.app.state.sharing
+    return service
+
+
+def _authorisations(request: Request) -> Authorisations:
+    service: Authorisations = request.app.state.authorisations
+    return service
+
+
+def _matters(request: Request) -> MatterService:
+    service: MatterService = request.app.state.matters
     return service
 
 
@@ -193,14 +208,54 @@ def withdraw_use_code(code_id: RowId, request: Request, me: Me) -> Response:
     return redirect("/wallet/uses")
 
 
+# --- standing authorisations (授权用证) -------------------------------------------------------------
+@router.post("/authorisations", dependencies=[Posted])
+def grant_authorisation(
+    request: Request,
+    me: Me,
+    choice: Annotated[str, Form()] = "",
+    days: Annotated[str, Form()] = "90",
+) -> Response:
+    """Let one department use my licences in cases of one matter, for so many days."""
+    department, _, matter = choice.partition("|")
+    if not department or not matter:
+        return _back("bad", "请选择授权的部门和办理事项")
+    if not days.strip().isdigit() or not 1 <= int(days) <= MAX_AUTHORISATION_DAYS:
+        return _back("bad", f"授权有效天数应为 1–{MAX_AUTHORISATION_DAYS} 天")
+    try:
+        granted = _authorisations(request).grant(me, department[:18], matter[:40], int(days))
+    except ServiceError as exc:
+        return _back("bad", f"未能授权：{exc}")
+    matter_name = _matters(request).get(granted.matter_code).name
+    return _back("ok", f"已授权：办理「{matter_name}」时，该部门可直接使用您的证照，{int(days)} 天内有效")
+
+
+@router.post("/authorisations/{authorisation_id}/withdraw", dependencies=[Posted])
+def withdraw_authorisation(authorisation_id: RowId, request: Request, me: Me) -> Response:
+    try:
+        _authorisations(request).withdraw(me, authorisation_id)
+    except ServiceError as exc:
+        return _back("bad", f"未能撤回：{exc}")
+    return _back("ok", "已撤回授权：该部门不能再凭此授权使用您的证照")
+
+
+def _back(tone: str, message: str) -> Response:
+    return flash(redirect("/wallet/uses"), tone, message)
+
+
 def _uses_page(request: Request, me: Holder, status: int = 200, **extra: object) -> Response:
     sharing = _sharing(request)
     names = {d.uscc: d.name for d in _registry(request).list_departments()}
     licences = {lic.identifier: lic.name for lic in _holders(request).licences(me)}
-    return render(
+    matters = _matters(request).list()
+    choices = [(f"{uscc}|{m.code}", f"{m.name}（{names.get(uscc, uscc)}）") for m in matters for uscc in m.departments]
+    page = render(
         request, "wallet/uses.html", status, me=me, uses=sharing.uses(me), codes=sharing.use_codes(me),
-        departments=names, licences=licences, now=dt.datetime.now(dt.UTC), tab="uses", **extra,
+        departments=names, licences=licences, now=dt.datetime.now(dt.UTC), tab="uses",
+        authorisations=_authorisations(request).list(me), matter_names={m.code: m.name for m in matters},
+        choices=choices, max_days=MAX_AUTHORISATION_DAYS, flash=take_flash(request), **extra,
     )
+    return forget_flash(page, request)
 
 
 def _labelled(request: Request, licence: LicencePublic) -> list[tuple[str, str, str, bool]]:

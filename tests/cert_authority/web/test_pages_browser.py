@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 import uvicorn
+import yaml
 from fastapi import FastAPI
 
 from cert_authority.actors import CLI_ACTOR
+from cert_authority.demo import BUSINESS_TYPE, register_example_matters
 from cert_authority.http.app import create_app
 from cert_authority.timeutil import utc_now
 from tests.cert_authority.web.web_pages import PASSWORD
@@ -33,12 +35,15 @@ from tests.conftest import (
     issue_example,
     require_tool_or_skip,
 )
+from verification.report import Status
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
 HOLDER = example_data(FOOD_TYPE)["operator_code"]
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "locale": "zh-CN",
          "is_mobile": True, "has_touch": True}
+CATERING = "drainage-permit-catering"  # 营业执照, 食品经营许可证, drawings on paper; the counter's department
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 DESK = {"viewport": {"width": 1280, "height": 900}, "locale": "zh-CN"}
 
 
@@ -239,3 +244,74 @@ def test_issuer_issues_from_the_console(licence_env: LicenceEnv, server: str, br
     page.wait_for_selector("#job-state[data-state=done]", timeout=60_000)
     page.screenshot(path=artifacts / "console-batch-done.png", full_page=True)
     assert page.inner_text("#issued") == "3"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_case_at_the_counter_reuses_two_licences_and_the_receipt_verifies(
+    licence_env: LicenceEnv, served_app: FastAPI, server: str, browser: object, artifacts: Path
+) -> None:
+    """A case with three materials: the business licence through the department's duty rule, the
+    food licence through the holder's standing authorisation (given on the phone), the drawings on
+    paper. The receipt downloads and verifies VALID; the holder's use record shows both uses."""
+    services = licence_env.services
+    register_example_matters(services)
+    services.duty_rules.add(CLI_ACTOR, USER_USCC, BUSINESS_TYPE, [CATERING])
+    spec = yaml.safe_load((EXAMPLES / "types" / "business-licence.yaml").read_text(encoding="utf-8"))
+    business_data = {f["key"]: str(f["example"]) for f in spec["fields"]} | {"uscc": HOLDER}
+    business = issue_example(licence_env, BUSINESS_TYPE, business_data).licence.identifier
+    food = issue_example(licence_env, FOOD_TYPE).licence.identifier
+    phone = browser.new_context(**PHONE).new_page()  # type: ignore[attr-defined]
+    counter = browser.new_context(**DESK, accept_downloads=True).new_page()  # type: ignore[attr-defined]
+
+    # The holder authorises the urban management bureau for this matter on the phone.
+    phone.goto(f"{server}/wallet/login?next=/wallet/uses")
+    phone.fill("#holder_code", HOLDER)
+    phone.fill("#password", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url(f"{server}/wallet/uses")
+    phone.select_option("#choice", f"{USER_USCC}|{CATERING}")
+    phone.fill("#auth-days", "30")
+    phone.click("#authorise-form button[type=submit]")
+    phone.wait_for_selector("#flash")
+    assert "已授权" in phone.inner_text("#flash")
+
+    # The counter opens the case: the matter, the applicant's code typed in, its own case number.
+    counter.goto(f"{server}/counter")
+    counter.fill("#username", "counter")
+    counter.fill("#password", PASSWORD)
+    counter.click("button[type=submit]")
+    counter.wait_for_url(f"{server}/counter")
+    counter.select_option("#matter", CATERING)
+    counter.fill("#applicant", HOLDER)
+    counter.fill("#case_number", "CG-2026-0100")
+    counter.click("#case-form button[type=submit]")
+    counter.wait_for_url(f"{server}/counter/cases/*")
+    assert counter.locator(".material").count() == 3
+    assert "依职责" in counter.inner_text("#material-0") and "持证人授权" in counter.inner_text("#material-1")
+    assert counter.get_attribute("#material-2", "data-state") == "paper"
+
+    # One click each: the face data appears under the material.
+    for position, identifier in ((0, business), (1, food)):
+        counter.click(f"#material-{position} form:has(input[value='{identifier}']) button")
+        counter.wait_for_selector(f"#material-{position}[data-state=reused]")
+        assert "照面信息" in counter.inner_text(f"#material-{position}")
+    assert "依职责" in counter.inner_text("#material-0 .basis")
+    assert "授权用证" in counter.inner_text("#material-1 .basis")
+    assert HOLDER in counter.inner_text("#material-0 .face")
+
+    # 办结: the receipt downloads as a file and verifies VALID.
+    counter.click("#close-form button")
+    counter.wait_for_selector("#receipt-link")
+    counter.screenshot(path=artifacts / "counter-case-closed.png", full_page=True)
+    with counter.expect_download() as download:
+        counter.click("#receipt-link")
+    saved = artifacts.parent / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name.endswith(".pdf")
+    assert services.verification.verify_file(saved.read_bytes()).result is Status.VALID
+
+    # The holder's use record shows both uses with the matter and the case number.
+    phone.goto(f"{server}/wallet/uses")
+    phone.screenshot(path=artifacts / "phone-uses-after-case.png", full_page=True)
+    matters = phone.locator(".use-matter").all_inner_texts()
+    assert len(matters) == 2 and all("CG-2026-0100" in text for text in matters)
