@@ -16,12 +16,12 @@ from typing import cast
 from asn1crypto import algos, keys, pem
 from cryptography.hazmat.primitives import hashes
 
-from keys._openssl import ffi, last_error, lib
+from keys._openssl import ffi, last_error, lib, version
 from keys.armor import der_from
 from keys.errors import ASN1_DECODE_ERRORS, InvalidKeyError
 from keys.oids import SM2_CURVE, SM2_CURVE_NAME
 
-__all__ = ["SIGNATURE_MAX_DER", "SM2PrivateKey", "sm3"]
+__all__ = ["SIGNATURE_MAX_DER", "SM2PrivateKey", "backend_version", "sm3"]
 
 # The recommended curve parameters (GB/T 32918.5).
 P = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF
@@ -295,3 +295,8 @@ class SM2PrivateKey:
 
     def __reduce__(self) -> str:
         raise TypeError("SM2 private keys are not picklable; pass a key store label instead")
+
+
+def backend_version() -> str:
+    """The libcrypto these signatures run on, e.g. 'OpenSSL 3.0.19 27 Jan 2026' (for reports)."""
+    return version()
