@@ -38,3 +38,14 @@ def test_bench_crypto_prints_figures(tmp_data_dir: Path) -> None:
     for key in ("sign_per_s", "verify_per_s", "openssl_sign_per_s", "openssl_verify_per_s"):
         assert figures[key] > 0
     assert not tmp_data_dir.exists()  # a benchmark, it touches no data
+
+
+def test_bench_serve_runs_a_case_end_to_end(postgres_server: str) -> None:
+    """The case scenario against `ecas serve --workers 2` on PostgreSQL: every case opened, two
+    licences reused, closed with its receipt, without an error."""
+    code, out = ecas("bench", "serve", "--scenario", "case", "--seconds", "1", "--workers", "2", "--json",
+                     "--database-url", postgres_server)
+    assert code == 0, out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["case"]["requests"] > 0 and result["case"]["errors"] == 0, result["case"]
+    assert result["healthz"]["errors"] == 0
