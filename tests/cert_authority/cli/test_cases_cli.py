@@ -10,33 +10,12 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cert_authority.cli.main import app
 from cert_authority.demo import BUSINESS_TYPE, DEMO_CASE_MATTER, DEPARTMENTS, FOOD_TYPE, demo_holders
+from tests.cert_authority.cli_runner import ecas, fails, ok
 
-runner = CliRunner()
 COUNTER_USCC = DEPARTMENTS[2].uscc
 EXAMPLE_MATTERS = Path(__file__).resolve().parents[3] / "examples" / "matters"
-
-
-def ecas(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    assert "Traceback" not in result.output, result.output
-    return result.exit_code, result.output
-
-
-def ok(*args: str) -> str:
-    code, out = ecas(*args)
-    assert code == 0, out
-    return out
-
-
-def fails(*args: str) -> str:
-    code, out = ecas(*args)
-    assert code == 1, out
-    assert out.startswith("错误：") and len(out.strip().splitlines()) == 1, out
-    return out
 
 
 @pytest.fixture

@@ -7,18 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cert_authority.cli.main import app
+from tests.cert_authority.cli_runner import ecas
 from tests.conftest import DEPT_USCC, openssl
-
-runner = CliRunner()
-
-
-def ecas(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    assert "Traceback" not in result.output
-    return result.exit_code, result.output
 
 
 def test_pki_lifecycle_from_the_command_line(tmp_data_dir: Path, tmp_path: Path) -> None:

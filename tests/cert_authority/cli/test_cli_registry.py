@@ -10,24 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
-from typer.testing import CliRunner
 
 from cert_authority.cli.main import app
+from tests.cert_authority.cli_runner import ecas, ok, runner
 from tests.conftest import ISSUER_USCC, TYPE_CODE, USER_USCC, template_data, type_spec_data
-
-runner = CliRunner()
-
-
-def ecas(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    assert "Traceback" not in result.output
-    return result.exit_code, result.output
-
-
-def ok(*args: str) -> str:
-    code, out = ecas(*args)
-    assert code == 0, out
-    return out
 
 
 def write_yaml(path: Path, data: object) -> Path:

@@ -11,12 +11,12 @@ from cryptography.hazmat.primitives import hashes
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from typer.testing import CliRunner
 
 from cert_authority.cli.main import app
 from cert_authority.settings import Settings
 from cert_authority.store.db import create_db_engine
 from cert_authority.store.models import HolderAccountRow, StaffAccountRow
+from tests.cert_authority.cli_runner import fails, ok, runner
 from tests.conftest import (
     FOOD_TYPE,
     ISSUER_USCC,
@@ -26,27 +26,7 @@ from tests.conftest import (
     table_counts,
 )
 
-runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "types" / "food-business-licence.yaml"
-
-
-def ecas(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    assert "Traceback" not in result.output, result.output
-    return result.exit_code, result.output
-
-
-def ok(*args: str) -> str:
-    code, out = ecas(*args)
-    assert code == 0, out
-    return out
-
-
-def fails(*args: str) -> str:
-    code, out = ecas(*args)
-    assert code == 1, out
-    assert out.startswith("错误：") and len(out.strip().splitlines()) == 1, out
-    return out
 
 
 def sm3(data: bytes) -> str:

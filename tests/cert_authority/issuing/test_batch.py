@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import Session, col, select
-from typer.testing import CliRunner
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.cli.main import app
 from cert_authority.demo import demo_photo, demo_uscc
 from cert_authority.issuing.batch import BatchRow, RowResult, read_rows, row_key
 from cert_authority.store.models import LicenceRow
+from tests.cert_authority.cli_runner import ecas
 from tests.cert_authority.issuing.test_issuance import _seal_certificate, check_ofd, check_pdf
 from tests.conftest import (
     FOOD_TYPE,
@@ -30,8 +29,6 @@ from tests.conftest import (
     table_counts,
 )
 
-runner = CliRunner()
-
 
 @pytest.fixture
 def batch_env(licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch) -> LicenceEnv:
@@ -41,12 +38,6 @@ def batch_env(licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch) -> Licen
     monkeypatch.setenv("ECAS_DATABASE_URL", settings.effective_database_url)
     monkeypatch.setenv("ECAS_KEK", "test-passphrase")
     return licence_env
-
-
-def ecas(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    assert "Traceback" not in result.output, result.output
-    return result.exit_code, result.output
 
 
 def food_rows(count: int, start: int = 0) -> list[dict[str, str]]:
