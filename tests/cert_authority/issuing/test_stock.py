@@ -23,9 +23,9 @@ from cert_authority.issuing.origin import OriginalLicence, original_licence
 from cert_authority.store.models import LicenceRow
 from cert_authority.timeutil import local_date, utc_now
 from templates.identifier import LicenceIdentifier
+from tests.cert_authority.cli_runner import ecas
 from tests.cert_authority.issuing.test_batch import batch_env, read_csv, write_csv  # noqa: F401 (fixture)
 from tests.cert_authority.issuing.test_issuance import pdf_text
-from tests.cert_authority.cli_runner import ecas
 from tests.conftest import (
     DRAINAGE_TYPE,
     FOOD_TYPE,
