@@ -123,7 +123,7 @@ def test_an_expired_paper_licence_is_refused_unless_imported_as_expired(licence_
     env = licence_env
     old = stock(issue_date=dt.date(2019, 6, 1), licence_number="JY13501020000001")
     before = table_counts(env.engine)
-    with pytest.raises(LicenceDataError, match="2024-05-31 届满.*--include-expired"):
+    with pytest.raises(LicenceDataError, match=r"2024-05-31 届满.*--include-expired"):
         issue_example(env, FOOD_TYPE, original=old)
     assert table_counts(env.engine) == before
     imported = issue_example(
@@ -160,10 +160,10 @@ def test_bad_stock_requests_are_refused_and_write_nothing(
 def test_ordinary_issuance_keeps_refusing_the_fields_with_a_hint(shared_licence_env: LicenceEnv) -> None:
     env = shared_licence_env
     data = {**example_data(FOOD_TYPE), "licence_number": PAPER_NUMBER, "issue_date": "2022-03-01"}
-    with pytest.raises(LicenceDataError, match="未知字段：licence_number、issue_date.*stock") as error:
+    with pytest.raises(LicenceDataError, match=r"未知字段：licence_number、issue_date.*stock") as error:
         issue_example(env, FOOD_TYPE, data)
     assert "ecas issue-batch --mode stock" in str(error.value)
-    with pytest.raises(LicenceDataError, match="有效期由类型规定（5年），颁证时不能另行给出.*存量证照"):
+    with pytest.raises(LicenceDataError, match=r"有效期由类型规定（5年），颁证时不能另行给出.*存量证照"):
         issue_example(env, FOOD_TYPE, valid_from=PAPER_DATE)
     with pytest.raises(LicenceDataError, match="licence_number、issue_date：新办证照"):
         original_licence("new", PAPER_NUMBER, PAPER_DATE)
@@ -237,14 +237,15 @@ def test_issue_batch_in_stock_mode(batch_env: LicenceEnv, tmp_path: Path) -> Non
     # Without --mode the paper licence's columns are refused, each row with the hint.
     code, out = ecas("issue-batch", "--type", FOOD_TYPE, str(batch), "--workers", "1", "--json")
     assert code == 1 and json.loads(out.strip().splitlines()[-1])["issued"] == 0, out
-    assert all("未知字段" in r["_reason"] and "--mode stock" in r["_reason"] for r in read_csv(tmp_path / "stock.rejects.csv"))
+    refused = read_csv(tmp_path / "stock.rejects.csv")
+    assert all("未知字段" in r["_reason"] and "--mode stock" in r["_reason"] for r in refused)
     code, out = ecas("issue-batch", "--type", FOOD_TYPE, str(batch), "--include-expired")
     assert code == 1 and "--include-expired 只能与 --mode stock 同用" in out, out
 
     code, out = ecas("issue-batch", "--type", FOOD_TYPE, str(batch), "--mode", "stock", "--workers", "1", "--json")
     summary = json.loads(out.strip().splitlines()[-1])
     assert code == 1 and (summary["issued"], summary["rejected"]) == (1, 3), out
-    rejects = {r["licence_number"] + "/" + r["issue_date"]: r["_reason"] for r in read_csv(tmp_path / "stock.rejects.csv")}
+    rejects = {f"{r['licence_number']}/{r['issue_date']}": r["_reason"] for r in read_csv(tmp_path / "stock.rejects.csv")}
     assert "--include-expired" in rejects["JY1002/2019-06-01"]
     assert "不能是将来的日期" in rejects["JY1003/2099-01-01"]
     assert "已被证照" in rejects["JY1001/2022-03-02"]
