@@ -245,7 +245,8 @@ def test_issue_batch_in_stock_mode(batch_env: LicenceEnv, tmp_path: Path) -> Non
     code, out = ecas("issue-batch", "--type", FOOD_TYPE, str(batch), "--mode", "stock", "--workers", "1", "--json")
     summary = json.loads(out.strip().splitlines()[-1])
     assert code == 1 and (summary["issued"], summary["rejected"]) == (1, 3), out
-    rejects = {f"{r['licence_number']}/{r['issue_date']}": r["_reason"] for r in read_csv(tmp_path / "stock.rejects.csv")}
+    refused = read_csv(tmp_path / "stock.rejects.csv")
+    rejects = {f"{r['licence_number']}/{r['issue_date']}": r["_reason"] for r in refused}
     assert "--include-expired" in rejects["JY1002/2019-06-01"]
     assert "不能是将来的日期" in rejects["JY1003/2099-01-01"]
     assert "已被证照" in rejects["JY1001/2022-03-02"]
