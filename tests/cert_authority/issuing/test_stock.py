@@ -23,7 +23,7 @@ from cert_authority.issuing.origin import OriginalLicence, original_licence
 from cert_authority.store.models import LicenceRow
 from cert_authority.timeutil import local_date, utc_now
 from templates.identifier import LicenceIdentifier
-from tests.cert_authority.cli_runner import ecas
+from tests.cert_authority.cli_runner import ecas, ok
 from tests.cert_authority.issuing.test_batch import batch_env, read_csv, write_csv  # noqa: F401 (fixture)
 from tests.cert_authority.issuing.test_issuance import pdf_text
 from tests.conftest import (
@@ -84,6 +84,7 @@ def test_a_stock_licence_keeps_the_paper_licences_number_dates_and_issuer(
 
     report = env.services.verification.verify_identifier(CLI_ACTOR, licence.identifier)
     assert report.result is Status.VALID, report
+    assert (report.subject["origin"], report.subject["original_issuer_name"]) == ("stock", MERGED)
     pdf = env.services.queries.file(CLI_ACTOR, licence.identifier, "pdf")
     assert env.services.verification.verify_file(pdf).result is Status.VALID
 
@@ -262,6 +263,8 @@ def test_issue_batch_in_stock_mode(batch_env: LicenceEnv, tmp_path: Path) -> Non
     assert converted["JY1002"].valid_until == dt.date(2024, 5, 31)
     report = env.services.verification.verify_identifier(CLI_ACTOR, converted["JY1002"].identifier)
     assert report.reason == "expired"
+    shown = ok("licence", "show", converted["JY1001"].identifier)
+    assert "来源 存量转换（stock）" in shown and f"原颁证单位 {MERGED}" in shown and "颁证日期 2022-03-01" in shown
 
 
 def test_the_api_issues_stock_licences_only_under_an_explicit_origin(shared_licence_env: LicenceEnv) -> None:
