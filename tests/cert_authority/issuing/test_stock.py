@@ -10,11 +10,14 @@ database is caught by the record check."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 from sqlmodel import Session, col, update
 
 from cert_authority.actors import CLI_ACTOR
@@ -80,6 +83,12 @@ def test_a_stock_licence_keeps_the_paper_licences_number_dates_and_issuer(
     for printed in (PAPER_NUMBER, "2022年3月1日", "2027年2月28日", MERGED):
         assert printed in text, (printed, text)
     assert "演示市市场监督管理局" not in text.replace(MERGED, "")
+    ofd = env.services.queries.file(CLI_ACTOR, licence.identifier, "ofd")
+    with zipfile.ZipFile(io.BytesIO(ofd)) as package:  # the OFD's page, read as plain XML
+        page = etree.fromstring(package.read("Doc_0/Pages/Page_0/Content.xml"))
+    ofd_texts = [code.text for code in page.iter("{http://www.ofdspec.org/2016}TextCode")]
+    for printed in (PAPER_NUMBER, "2022年3月1日", "2027年2月28日", MERGED):
+        assert printed in ofd_texts, (printed, ofd_texts)
     assert env.services.queries.file(CLI_ACTOR, licence.identifier, "png")[:8] == b"\x89PNG\r\n\x1a\n"
 
     report = env.services.verification.verify_identifier(CLI_ACTOR, licence.identifier)
