@@ -281,7 +281,9 @@ class IssuanceService:
         connection: Connection, type_code: str, issuer: str, fresh: list[_Checked], outcomes: list[IssueOutcome | None]
     ) -> list[_Checked]:
         """A licence number given twice (in the database or earlier in this batch) is refused: one
-        number, one licence of a type and issuer (its versions share it)."""
+        number, one licence of a type and issuer (its versions share it). A check, not a
+        constraint: two requests at the same moment with the same number and different content
+        could both pass (the same row twice is caught by its idempotency key)."""
         given = [item.provenance.licence_number for item in fresh if item.provenance.licence_number is not None]
         if not given:
             return fresh

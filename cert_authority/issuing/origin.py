@@ -121,7 +121,7 @@ def check_provenance(
     if problems:
         return None, problems
     assert original.issue_date is not None and number is not None
-    validity = _policy_validity(policy, original.issue_date, valid_from, valid_until, today, problems)
+    validity = _policy_validity(policy, original.issue_date, valid_from, valid_until, problems)
     expired = validity is not None and validity.valid_until is not None and validity.valid_until < today
     if expired and not original.include_expired:
         assert validity is not None
@@ -139,7 +139,6 @@ def _policy_validity(
     start: dt.date,
     valid_from: dt.date | None,
     valid_until: dt.date | None,
-    today: dt.date,
     problems: list[str],
 ) -> Validity | None:
     """The paper licence's validity: the dates given (both for a type whose validity is given at
@@ -156,7 +155,11 @@ def _policy_validity(
     if valid_until is None:
         if policy.kind == "long_term":
             return Validity(begin, None)
-        end = add_months(begin, policy.years * 12 + policy.months) - dt.timedelta(days=1)
+        try:
+            end = add_months(begin, policy.years * 12 + policy.months) - dt.timedelta(days=1)
+        except ValueError:  # past year 9999
+            problems.append(f"valid_from：有效期起始日期 {begin} 按类型规定推算的截止日期超出日期范围")
+            return None
         return Validity(begin, end)
     if valid_until < begin:
         problems.append(f"valid_until：有效期截止日期 {valid_until} 早于起始日期 {begin}")

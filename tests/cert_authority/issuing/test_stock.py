@@ -149,13 +149,14 @@ def test_an_expired_paper_licence_is_refused_unless_imported_as_expired(licence_
         (stock(issue_date=dt.date(2099, 1, 1)), {}, "晚于今天.*不能是将来的日期"),
         (stock(), {"valid_from": dt.date(2022, 3, 1), "valid_until": dt.date(2021, 1, 1)}, "早于起始日期"),
         (stock(issue_date=None), {}, "issue_date：存量证照须给出原证颁证日期"),
+        (stock(), {"valid_from": dt.date(9999, 1, 1)}, "截止日期超出日期范围"),
         (stock(licence_number=" "), {}, "licence_number：须给出"),
         (stock(licence_number="JY1\n2"), {}, "控制字符或换行"),
         (stock(licence_number="J" * 41), {}, "最多 40 个字符"),
         (stock(licence_number="JY\U00013000"), {}, "字体无法显示"),
         (OriginalLicence("paper_twin", "HB-1", issue_date=PAPER_DATE), {}, "同步制发的证照当日颁发"),
     ],
-    ids=["future", "end_before_start", "no_date", "no_number", "newline", "too_long", "no_glyph", "twin_date"],
+    ids=["future", "end_before_start", "no_date", "year_9999", "no_number", "newline", "too_long", "no_glyph", "twin_date"],
 )
 def test_bad_stock_requests_are_refused_and_write_nothing(
     shared_licence_env: LicenceEnv, original: OriginalLicence, dates: dict[str, dt.date], message: str
