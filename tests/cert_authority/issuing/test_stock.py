@@ -156,7 +156,10 @@ def test_an_expired_paper_licence_is_refused_unless_imported_as_expired(licence_
         (stock(licence_number="JY\U00013000"), {}, "字体无法显示"),
         (OriginalLicence("paper_twin", "HB-1", issue_date=PAPER_DATE), {}, "同步制发的证照当日颁发"),
     ],
-    ids=["future", "end_before_start", "no_date", "year_9999", "no_number", "newline", "too_long", "no_glyph", "twin_date"],
+    ids=[
+        "future", "end_before_start", "no_date", "year_9999", "no_number", "newline", "too_long", "no_glyph",
+        "twin_date",
+    ],
 )
 def test_bad_stock_requests_are_refused_and_write_nothing(
     shared_licence_env: LicenceEnv, original: OriginalLicence, dates: dict[str, dt.date], message: str
