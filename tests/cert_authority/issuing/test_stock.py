@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from sqlmodel import Session, col, update
+from sqlmodel import Session, col, select, update
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.errors import ConflictError, LicenceDataError
@@ -310,3 +310,19 @@ def test_the_api_issues_stock_licences_only_under_an_explicit_origin(shared_lice
         assert {i["identifier"]: i["origin"] for i in listed.json()["items"]}[licence["identifier"]] == "stock"
         again = client.post("/api/v1/licences", json={**body, **paper, "origin": "paper_twin"}, headers=headers)
         assert again.status_code == 422 and "同步制发" in again.json()["message"], again.text
+
+
+def test_the_digest_of_a_new_licence_is_what_it_was_before_origins(shared_licence_env: LicenceEnv) -> None:
+    """Licences sealed before this change carry the digest of BOUND_FIELDS alone: a new licence's
+    digest must still be exactly that, or every one of them would read as record_mismatch."""
+    from cert_authority.issuing.binding import BOUND_FIELDS, record_digest
+    from keys.sm2 import sm3
+
+    identifier = issue_example(shared_licence_env, FOOD_TYPE).licence.identifier
+    with Session(shared_licence_env.engine) as session:
+        row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).one()
+    before = {name: getattr(row, name) for name in BOUND_FIELDS} | {"face_json": json.loads(row.face_json)}
+    canonical = json.dumps(before, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    assert record_digest(row) == sm3(canonical.encode()).hex()
+    row.origin = "stock"
+    assert record_digest(row) != sm3(canonical.encode()).hex()
