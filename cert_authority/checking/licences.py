@@ -156,6 +156,8 @@ class VerificationService:
             "valid_until": row.valid_until.isoformat() if row.valid_until else None,
             "status": effective_status(row, local_date(now)),
         }
+        if row.origin != "new":  # a converted paper licence prints its own issuer and dates
+            subject |= {"origin": row.origin, "original_issuer_name": row.original_issuer_name}
         if show_face:  # who holds it is personal data too: not for anyone who can guess an identifier
             subject |= {
                 "licence_number": row.licence_number,

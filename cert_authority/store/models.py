@@ -238,6 +238,12 @@ class LicenceRow(SQLModel, table=True):
     superseded_by: str | None = Field(default=None, max_length=120)
     created_at: dt.datetime = Field(sa_column=_utc_column())
     created_by: str = Field(max_length=40)
+    # new (新办), stock (存量: a paper licence converted; issue_date and validity are the paper's,
+    # created_at/sealed_at the conversion) or paper_twin (同步制发: the department's own number).
+    origin: str = Field(
+        default="new", sa_column=Column(String(12), nullable=False, server_default="new", index=True)
+    )
+    original_issuer_name: str | None = Field(default=None, max_length=100)  # printed, if not issuer_name
 
 
 class LicenceEventRow(SQLModel, table=True):
