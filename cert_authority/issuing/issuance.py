@@ -50,6 +50,7 @@ from cert_authority.issuing.face_data import CheckedFace, check_face
 from cert_authority.issuing.files import make_licence_files
 from cert_authority.issuing.layouts import LayoutContext, LicenceLayouts
 from cert_authority.issuing.lifecycle import check_transition, status_event
+from cert_authority.issuing.log_leaves import log_licence_events
 from cert_authority.issuing.record_writes import NewIssue, insert_issue_at_once, insert_issues
 from cert_authority.issuing.records import find_licence, licence_public
 from cert_authority.issuing.schemas import LicencePublic
@@ -498,6 +499,7 @@ class IssuanceService:
             superseded = find_licence(session, old.identifier)
             session.add(status_event(superseded, "issued", "change", reason, now, actor))
             session.add(status_event(row, None, "change", reason, now, actor))
+            log_licence_events(session.connection(), [(row, "change", now)], now)
             session.add(
                 audit_row(
                     actor,

@@ -1,0 +1,279 @@
+"""The issuance transparency log: an append-only Merkle tree (RFC 9162 §2.1 with SM3) of every
+licence event, with signed tree heads, inclusion and consistency proofs, and tiles.
+
+    event's transaction ──queue_leaves──► log_entry (leaf_index NULL): insert only, no shared row
+    sequencer (`integrate`, one at a time: an advisory lock on PostgreSQL, the write lock on
+    SQLite) ──► the pending leaves in id order get the next indices, the rightmost tiles grow,
+    a new head is signed and kept ──► proofs and tiles are read from log_tile at a head's size
+
+This is the shape of Trillian's and Tessera's sequencers: appenders never contend on a counter
+row, and one sequencer orders everything committed so far in one batch. A leaf whose transaction
+commits while a batch runs is simply taken by the next one.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Insert, Table, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+
+from cert_authority.pki.service import PkiService
+from cert_authority.store.models import LogEntryRow, LogHeadRow, LogTileRow
+from cert_authority.timeutil import utc_now
+from cert_authority.transparency.tiles import (
+    HASH_SIZE,
+    TILE_WIDTH,
+    TileCache,
+    TileError,
+    TileNodes,
+    tile_width,
+)
+from verification.merkle import SM3_TREE, consistency_proof, inclusion_proof, root_hash
+from verification.transparency import LogLeaf, SignedTreeHead
+
+log = logging.getLogger("ecas.transparency")
+
+_ENTRIES: Table = LogEntryRow.__table__  # type: ignore[attr-defined]
+_TILES: Table = LogTileRow.__table__  # type: ignore[attr-defined]
+_HEADS: Table = LogHeadRow.__table__  # type: ignore[attr-defined]
+_ADVISORY_KEY = 0x45434153_544C4F47  # "ECASTLOG": one sequencer at a time on PostgreSQL
+_SET_INDEX = update(_ENTRIES).where(_ENTRIES.c.id == bindparam("entry_id")).values(leaf_index=bindparam("index"))
+BATCH_LIMIT = 50_000
+
+
+def queue_leaves(connection: Connection, leaves: Sequence[LogLeaf], now: dt.datetime) -> None:
+    """Queue the leaves of events recorded in the caller's transaction (they are logged with it,
+    or not at all); the sequencer gives them their places."""
+    if leaves:
+        connection.execute(
+            insert(_ENTRIES),
+            [
+                {"identifier": leaf.identifier, "event": leaf.event, "leaf": leaf.encode(), "created_at": now}
+                for leaf in leaves
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    """A leaf's inclusion proof under a signed head."""
+
+    leaf_index: int
+    leaf: bytes
+    hashes: list[bytes]
+    head: SignedTreeHead
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "leaf_index": self.leaf_index,
+            "tree_size": self.head.tree_size,
+            "leaf": base64.b64encode(self.leaf).decode(),
+            "leaf_data": LogLeaf.decode(self.leaf).to_json(),
+            "hashes": [base64.b64encode(h).decode() for h in self.hashes],
+            "root_hash": base64.b64encode(self.head.root_hash).decode(),
+        }
+
+
+@dataclass(frozen=True)
+class LoggedEntry:
+    event: str
+    leaf: bytes
+    leaf_index: int | None  # None: queued, not yet sequenced
+
+
+class TransparencyLog:
+    def __init__(self, engine: Engine, pki: PkiService, clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self.engine = engine
+        self.pki = pki
+        self.clock = clock
+        self.hasher = SM3_TREE
+        self.tiles = TileCache(self.hasher)
+        self._postgresql = engine.dialect.name == "postgresql"
+        self._local = threading.Lock()  # one sequencer per process (SQLite's lock serialises processes)
+
+    @property
+    def origin(self) -> str:
+        """The log's name in its heads: the service address without its scheme, and /log."""
+        return self.pki.settings.base_url.split("://", 1)[1] + "/log"
+
+    # --- sequencing ------------------------------------------------------------------------------
+    def integrate(self, now: dt.datetime | None = None, limit: int = BATCH_LIMIT) -> SignedTreeHead | None:
+        """Give the queued leaves their places (in the order they were queued), grow the tiles and
+        sign a head: the new head, or None when nothing was queued or another sequencer runs."""
+        now = (now or self.clock()).astimezone(dt.timezone.utc)
+        if not self._local.acquire(blocking=False):
+            return None
+        try:
+            with self.engine.begin() as connection:
+                if not self._lock(connection):
+                    return None
+                size = self._size(connection)
+                pending = connection.execute(
+                    select(_ENTRIES.c.id, _ENTRIES.c.leaf)
+                    .where(_ENTRIES.c.leaf_index.is_(None))
+                    .order_by(_ENTRIES.c.id)
+                    .limit(limit)
+                ).all()
+                if not pending:
+                    return None
+                connection.execute(
+                    _SET_INDEX, [{"entry_id": entry_id, "index": size + n} for n, (entry_id, _) in enumerate(pending)]
+                )
+                written = self._grow_tiles(connection, size, [self.hasher.leaf(leaf) for _, leaf in pending])
+                new_size = size + len(pending)
+
+                def load(level: int, index: int) -> bytes:
+                    return written.get((level, index)) or self._load_tile(connection, level, index)
+
+                root = root_hash(self.hasher, TileNodes(TileCache(self.hasher), new_size, load), new_size)
+                head = self._sign(new_size, root, now)
+                connection.execute(
+                    insert(_HEADS),
+                    {
+                        "tree_size": head.tree_size,
+                        "root_hash": head.root_hash,
+                        "timestamp": head.timestamp,
+                        "origin": head.origin,
+                        "signature": head.signature,
+                    },
+                )
+            log.info("transparency log: %d leaves sequenced, tree size %d", len(pending), new_size)
+            return head
+        finally:
+            self._local.release()
+
+    def _lock(self, connection: Connection) -> bool:
+        if self._postgresql:
+            return bool(connection.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY}).scalar())
+        # SQLite: a write first, so this transaction holds the database's write lock from here on.
+        connection.execute(text("UPDATE log_head SET tree_size = tree_size WHERE 0"))
+        return True
+
+    @staticmethod
+    def _size(connection: Connection) -> int:
+        return int(connection.execute(select(func.coalesce(func.max(_HEADS.c.tree_size), 0))).scalar_one())
+
+    def _grow_tiles(self, connection: Connection, size: int, hashes: list[bytes]) -> dict[tuple[int, int], bytes]:
+        """Append `hashes` to tile level 0 of a tree of `size` leaves; every tile filled passes its
+        root up a level. Returns the tiles written, by (level, index)."""
+        written: dict[tuple[int, int], bytes] = {}
+        level, count, added = 0, size, hashes
+        while added:
+            index = count // TILE_WIDTH
+            kept = count % TILE_WIDTH
+            data = self._load_tile(connection, level, index)[: kept * HASH_SIZE] if kept else b""
+            data += b"".join(added)
+            roots = []
+            tile_bytes = TILE_WIDTH * HASH_SIZE
+            for offset in range(0, len(data), tile_bytes):
+                chunk = data[offset : offset + tile_bytes]
+                written[(level, index + offset // tile_bytes)] = chunk
+                if len(chunk) == tile_bytes:
+                    roots.append(self.hasher.root([chunk[i : i + HASH_SIZE] for i in range(0, tile_bytes, HASH_SIZE)]))
+            level, count, added = level + 1, count // TILE_WIDTH, roots
+        connection.execute(
+            self._upsert_tile(), [{"level": lv, "idx": ix, "hashes": data} for (lv, ix), data in written.items()]
+        )
+        return written
+
+    def _upsert_tile(self) -> Insert:
+        statement = (postgresql_insert if self._postgresql else sqlite_insert)(_TILES)
+        return statement.on_conflict_do_update(
+            index_elements=[_TILES.c.level, _TILES.c.idx], set_={"hashes": statement.excluded.hashes}
+        )
+
+    @staticmethod
+    def _load_tile(connection: Connection, level: int, index: int) -> bytes:
+        data = connection.execute(
+            select(_TILES.c.hashes).where(_TILES.c.level == level, _TILES.c.idx == index)
+        ).scalar_one_or_none()
+        if data is None:
+            raise TileError(f"tile {level}/{index} is missing")
+        return bytes(data)
+
+    def _sign(self, size: int, root: bytes, now: dt.datetime) -> SignedTreeHead:
+        unsigned = SignedTreeHead(self.origin, size, root, int(now.timestamp() * 1000), b"")
+        signer = self.pki.service_signer(now)
+        return SignedTreeHead(unsigned.origin, size, root, unsigned.timestamp, signer.sign(unsigned.body))
+
+    # --- reading -------------------------------------------------------------------------------
+    def latest_head(self) -> SignedTreeHead | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(1)).first()
+        return _head(row) if row is not None else None
+
+    def head_at(self, size: int) -> SignedTreeHead | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(_HEADS).where(_HEADS.c.tree_size == size)).first()
+        return _head(row) if row is not None else None
+
+    def heads(self, limit: int = 100) -> list[SignedTreeHead]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(limit)).all()
+        return [_head(row) for row in rows]
+
+    def entries_of(self, identifier: str) -> list[LoggedEntry]:
+        """The leaves logged for a licence version, in the order they were queued."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(_ENTRIES.c.event, _ENTRIES.c.leaf, _ENTRIES.c.leaf_index)
+                .where(_ENTRIES.c.identifier == identifier)
+                .order_by(_ENTRIES.c.id)
+            ).all()
+        return [LoggedEntry(event, bytes(leaf), index) for event, leaf, index in rows]
+
+    def nodes(self, size: int, connection: Connection | None = None) -> TileNodes:
+        def load(level: int, index: int) -> bytes:
+            if connection is not None:
+                return self._load_tile(connection, level, index)
+            with self.engine.connect() as fresh:
+                return self._load_tile(fresh, level, index)
+
+        return TileNodes(self.tiles, size, load)
+
+    def inclusion(self, leaf_index: int, leaf: bytes, head: SignedTreeHead) -> Inclusion:
+        with self.engine.connect() as connection:
+            hashes = inclusion_proof(self.hasher, self.nodes(head.tree_size, connection), leaf_index, head.tree_size)
+        return Inclusion(leaf_index, leaf, hashes, head)
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """PROOF(old_size, D[new_size]) from the tiles (empty when the sizes are equal)."""
+        if old_size == new_size:
+            return []
+        with self.engine.connect() as connection:
+            return consistency_proof(self.hasher, self.nodes(new_size, connection), old_size, new_size)
+
+    def tile(self, level: int, index: int, width: int, size: int) -> bytes | None:
+        """A hash tile at `width` as the tree of `size` leaves has it (None: not in that tree)."""
+        if tile_width(size >> (8 * level), index) < width:
+            return None
+        with self.engine.connect() as connection:
+            return self._load_tile(connection, level, index)[: width * HASH_SIZE]
+
+    def entry_bundle(self, index: int, width: int, size: int) -> bytes | None:
+        """An entry bundle: each leaf of tile `index` as a big-endian uint16 length and the leaf."""
+        if tile_width(size, index) < width:
+            return None
+        first = index * TILE_WIDTH
+        with self.engine.connect() as connection:
+            leaves = connection.execute(
+                select(_ENTRIES.c.leaf)
+                .where(_ENTRIES.c.leaf_index >= first, _ENTRIES.c.leaf_index < first + width)
+                .order_by(_ENTRIES.c.leaf_index)
+            ).scalars().all()
+        if len(leaves) != width:
+            raise TileError(f"entry bundle {index}: {len(leaves)} leaves of {width} are in the database")
+        return b"".join(len(leaf).to_bytes(2, "big") + bytes(leaf) for leaf in leaves)
+
+
+def _head(row: Any) -> SignedTreeHead:
+    return SignedTreeHead(row.origin, row.tree_size, bytes(row.root_hash), row.timestamp, bytes(row.signature))
