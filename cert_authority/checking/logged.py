@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cert_authority.issuing.log_leaves import creation_event, licence_leaf
+from cert_authority.issuing.log_leaves import ENDING_EVENTS, creation_event, licence_leaf
 from cert_authority.store.models import LicenceRow
 from cert_authority.transparency.log import LoggedEntry, TransparencyLog
 from cert_authority.transparency.tiles import TileError
 from verification.merkle import verify_inclusion
 from verification.report import Check
 
-_ENDING = {"revoked": "revoke", "cancelled": "cancel"}
 _NOT_LOGGED = "证照未记入透明日志（可能在日志启用前颁发且未补记，或登记记录未经正常颁证流程写入）"
-
 
 def log_check(log: TransparencyLog, row: LicenceRow, now: dt.datetime) -> Check:
     entries = log.entries_of(row.identifier)
@@ -35,9 +33,9 @@ def log_check(log: TransparencyLog, row: LicenceRow, now: dt.datetime) -> Check:
     needed = [created[0]]
     if created[0].leaf != licence_leaf(row, creation_event(row), row.created_at).encode():
         return Check.invalid("log", "log_mismatch", "登记记录与透明日志记载的颁证记录不一致：登记记录可能被篡改")
-    ended = [entry for entry in entries if entry.event in _ENDING.values()]
-    if row.status in _ENDING:
-        expected = licence_leaf(row, _ENDING[row.status], row.status_changed_at).encode()
+    ended = [entry for entry in entries if entry.event in ENDING_EVENTS.values()]
+    if row.status in ENDING_EVENTS:
+        expected = licence_leaf(row, ENDING_EVENTS[row.status], row.status_changed_at).encode()
         matching = [entry for entry in ended if entry.leaf == expected]
         if not matching:
             return Check.unknown("log", "not_logged", "证照的吊销或注销未记入透明日志")
@@ -47,7 +45,6 @@ def log_check(log: TransparencyLog, row: LicenceRow, now: dt.datetime) -> Check:
             "log", "log_status_mismatch", f"透明日志记载此证照已{'吊销' if ended[0].event == 'revoke' else '注销'}，登记状态与之不符"
         )
     return _included(log, needed, now)
-
 
 def _included(log: TransparencyLog, entries: list[LoggedEntry], now: dt.datetime) -> Check:
     head = log.latest_head()

@@ -37,6 +37,7 @@ from cert_authority.transparency.tiles import (
     TileNodes,
     tile_width,
 )
+from keys.signer import Signer
 from verification.merkle import SM3_TREE, consistency_proof, inclusion_proof, root_hash
 from verification.transparency import LogLeaf, SignedTreeHead
 
@@ -113,6 +114,9 @@ class TransparencyLog:
         if not self._local.acquire(blocking=False):
             return None
         try:
+            # Before the transaction: made on first use, the service key writes its certificate
+            # record, which would wait for the write lock this transaction holds on SQLite.
+            signer = self.pki.service_signer(now)
             with self.engine.begin() as connection:
                 if not self._lock(connection):
                     return None
@@ -135,7 +139,7 @@ class TransparencyLog:
                     return written.get((level, index)) or self._load_tile(connection, level, index)
 
                 root = root_hash(self.hasher, TileNodes(TileCache(self.hasher), new_size, load), new_size)
-                head = self._sign(new_size, root, now)
+                head = self._sign(signer, new_size, root, now)
                 connection.execute(
                     insert(_HEADS),
                     {
@@ -200,9 +204,8 @@ class TransparencyLog:
             raise TileError(f"tile {level}/{index} is missing")
         return bytes(data)
 
-    def _sign(self, size: int, root: bytes, now: dt.datetime) -> SignedTreeHead:
+    def _sign(self, signer: Signer, size: int, root: bytes, now: dt.datetime) -> SignedTreeHead:
         unsigned = SignedTreeHead(self.origin, size, root, int(now.timestamp() * 1000), b"")
-        signer = self.pki.service_signer(now)
         return SignedTreeHead(unsigned.origin, size, root, unsigned.timestamp, signer.sign(unsigned.body))
 
     # --- reading -------------------------------------------------------------------------------
