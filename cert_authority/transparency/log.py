@@ -280,3 +280,22 @@ class TransparencyLog:
 
 def _head(row: Any) -> SignedTreeHead:
     return SignedTreeHead(row.origin, row.tree_size, bytes(row.root_hash), row.timestamp, bytes(row.signature))
+
+
+def licence_proofs(log: TransparencyLog, identifier: str) -> list[tuple[str, Inclusion]] | None:
+    """Every leaf logged for a licence version (its creation first), each with its inclusion
+    proof under the latest head; queued leaves are sequenced first. None: nothing logged."""
+    entries = log.entries_of(identifier)
+    if not entries:
+        return None
+    if any(entry.leaf_index is None for entry in entries):
+        log.integrate()
+        entries = log.entries_of(identifier)
+    head = log.latest_head()
+    if head is None:
+        return None
+    return [
+        (entry.event, log.inclusion(entry.leaf_index, entry.leaf, head))
+        for entry in entries
+        if entry.leaf_index is not None and entry.leaf_index < head.tree_size
+    ]
