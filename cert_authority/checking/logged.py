@@ -15,18 +15,22 @@ import datetime as dt
 
 from cert_authority.issuing.log_leaves import ENDING_EVENTS, creation_event, licence_leaf
 from cert_authority.store.models import LicenceRow
-from cert_authority.transparency.log import LoggedEntry, TransparencyLog
+from cert_authority.transparency.log import Inclusion, LoggedEntry, TransparencyLog
 from cert_authority.transparency.tiles import TileError
 from verification.merkle import verify_inclusion
 from verification.report import Check
 
 _NOT_LOGGED = "证照未记入透明日志（可能在日志启用前颁发且未补记，或登记记录未经正常颁证流程写入）"
 
+
 def log_check(log: TransparencyLog, row: LicenceRow, now: dt.datetime) -> Check:
-    entries = log.entries_of(row.identifier)
-    if any(entry.leaf_index is None for entry in entries):
-        log.integrate(now)  # queued since the last batch: sequence it now rather than say "not yet"
-        entries = log.entries_of(row.identifier)
+    try:
+        entries, proofs = log.proofs_of(row.identifier)
+        if any(entry.leaf_index is None for entry in entries):
+            log.integrate(now)  # queued since the last batch: sequence it now rather than say "not yet"
+            entries, proofs = log.proofs_of(row.identifier)
+    except TileError as exc:
+        return Check.invalid("log", "log_proof_failed", f"透明日志的树不完整（{exc}）：日志可能被篡改")
     created = [entry for entry in entries if entry.event in ("issue", "change")]
     if not created:
         return Check.unknown("log", "not_logged", _NOT_LOGGED)
@@ -42,25 +46,27 @@ def log_check(log: TransparencyLog, row: LicenceRow, now: dt.datetime) -> Check:
         needed.append(matching[0])
     elif ended:
         return Check.invalid(
-            "log", "log_status_mismatch", f"透明日志记载此证照已{'吊销' if ended[0].event == 'revoke' else '注销'}，登记状态与之不符"
+            "log",
+            "log_status_mismatch",
+            f"透明日志记载此证照已{'吊销' if ended[0].event == 'revoke' else '注销'}，登记状态与之不符",
         )
-    return _included(log, needed, now)
+    return _included(log, needed, [proof for _, proof in proofs], now)
 
-def _included(log: TransparencyLog, entries: list[LoggedEntry], now: dt.datetime) -> Check:
-    head = log.latest_head()
-    if head is None or any(entry.leaf_index is None or entry.leaf_index >= head.tree_size for entry in entries):
+
+def _included(log: TransparencyLog, entries: list[LoggedEntry], proofs: list[Inclusion], now: dt.datetime) -> Check:
+    by_index = {proof.leaf_index: proof for proof in proofs}
+    chosen = [by_index.get(entry.leaf_index) if entry.leaf_index is not None else None for entry in entries]
+    if any(proof is None for proof in chosen):
         return Check.unknown("log", "not_logged", "证照已记入透明日志队列，尚未签入树头，请稍后再验")
+    head = proofs[0].head
     if not head.verify(log.pki.service_signer(now).certificate_chain[0]):
         return Check.invalid("log", "log_proof_failed", "透明日志树头的签名无效")
-    for entry in entries:
-        assert entry.leaf_index is not None
-        try:
-            proof = log.inclusion(entry.leaf_index, entry.leaf, head)
-        except TileError:
-            proof = None
-        if proof is None or not verify_inclusion(
-            log.hasher, entry.leaf_index, head.tree_size, log.hasher.leaf(entry.leaf), proof.hashes, head.root_hash
+    for entry, proof in zip(entries, chosen, strict=True):
+        assert proof is not None
+        if not verify_inclusion(
+            log.hasher, proof.leaf_index, head.tree_size, log.hasher.leaf(entry.leaf), proof.hashes, head.root_hash
         ):
-            return Check.invalid("log", "log_proof_failed", f"透明日志第 {entry.leaf_index} 条的包含证明不成立：日志可能被篡改")
-    index = entries[0].leaf_index
-    return Check.ok("log", f"已记入透明日志（logged at index {index} under head {head.label}）")
+            return Check.invalid(
+                "log", "log_proof_failed", f"透明日志第 {entry.leaf_index} 条的包含证明不成立：日志可能被篡改"
+            )
+    return Check.ok("log", f"已记入透明日志（logged at index {entries[0].leaf_index} under head {head.label}）")

@@ -75,7 +75,9 @@ def integrate(ctx: typer.Context) -> None:
     """把排队的日志记录签入树中，签发新的树头（服务运行时每秒自动进行）。"""
     services = licence_services(settings_from(ctx))
     signed = services.log.integrate()
-    typer.echo("没有排队的记录" if signed is None else f"新树头：大小 {signed.tree_size}，树根 {signed.root_hash.hex()}")
+    typer.echo(
+        "没有排队的记录" if signed is None else f"新树头：大小 {signed.tree_size}，树根 {signed.root_hash.hex()}"
+    )
 
 
 @log_app.command("backfill")
@@ -121,7 +123,9 @@ def verify(
         if verify_consistency(SM3_TREE, old.tree_size, new.tree_size, old.root_hash, new.root_hash, proof):
             typer.echo(f"✓ 一致性证明成立：{old.tree_size} → {new.tree_size}，日志只追加、未改写")
         else:
-            problems.append(f"一致性证明不成立：大小 {old.tree_size} 的树不是大小 {new.tree_size} 的树的前缀（日志被改写）")
+            problems.append(
+                f"一致性证明不成立：大小 {old.tree_size} 的树不是大小 {new.tree_size} 的树的前缀（日志被改写）"
+            )
     if not problems and url is None and services is not None:
         problems += _audit_leaves(services, new)
     for problem in problems:

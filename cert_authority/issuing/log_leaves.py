@@ -43,7 +43,9 @@ def backfill_log(engine: Engine, now: dt.datetime, chunk: int = 1000) -> int:
     Only what is missing is queued, so running it again adds nothing. Returns how many."""
     added = 0
     with engine.connect() as connection:
-        logged = {(identifier, event) for identifier, event in connection.execute(select(_LOG.c.identifier, _LOG.c.event))}
+        logged = {
+            (identifier, event) for identifier, event in connection.execute(select(_LOG.c.identifier, _LOG.c.event))
+        }
     last_id = 0
     while True:
         with Session(engine) as session:

@@ -48,6 +48,16 @@ _TILES: Table = LogTileRow.__table__  # type: ignore[attr-defined]
 _HEADS: Table = LogHeadRow.__table__  # type: ignore[attr-defined]
 _ADVISORY_KEY = 0x45434153_544C4F47  # "ECASTLOG": one sequencer at a time on PostgreSQL
 _SET_INDEX = update(_ENTRIES).where(_ENTRIES.c.id == bindparam("entry_id")).values(leaf_index=bindparam("index"))
+_SET_INDICES_PG = text(
+    "UPDATE log_entry SET leaf_index = v.leaf_index FROM unnest(CAST(:ids AS bigint[]), CAST(:indices AS bigint[]))"
+    " AS v(id, leaf_index) WHERE log_entry.id = v.id"
+)
+# A licence's leaves and the latest head, in one round trip (a proof's only query once tiles are cached).
+_ENTRIES_AND_HEAD = text(
+    "SELECT e.event, e.leaf, e.leaf_index, h.tree_size, h.root_hash, h.timestamp, h.origin, h.signature"
+    " FROM log_entry e LEFT JOIN (SELECT * FROM log_head ORDER BY tree_size DESC LIMIT 1) h ON true"
+    " WHERE e.identifier = :identifier ORDER BY e.id"
+)
 BATCH_LIMIT = 50_000
 
 
@@ -99,6 +109,7 @@ class TransparencyLog:
         self.hasher = SM3_TREE
         self.tiles = TileCache(self.hasher)
         self._postgresql = engine.dialect.name == "postgresql"
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN/ROLLBACK round trips
         self._local = threading.Lock()  # one sequencer per process (SQLite's lock serialises processes)
 
     @property
@@ -129,9 +140,7 @@ class TransparencyLog:
                 ).all()
                 if not pending:
                     return None
-                connection.execute(
-                    _SET_INDEX, [{"entry_id": entry_id, "index": size + n} for n, (entry_id, _) in enumerate(pending)]
-                )
+                self._set_indices(connection, [entry_id for entry_id, _ in pending], size)
                 written = self._grow_tiles(connection, size, [self.hasher.leaf(leaf) for _, leaf in pending])
                 new_size = size + len(pending)
 
@@ -155,9 +164,20 @@ class TransparencyLog:
         finally:
             self._local.release()
 
+    def _set_indices(self, connection: Connection, ids: list[int], size: int) -> None:
+        """leaf_index = size, size + 1, ... for `ids` in order: one statement on PostgreSQL."""
+        if self._postgresql:
+            connection.execute(_SET_INDICES_PG, {"ids": ids, "indices": list(range(size, size + len(ids)))})
+        else:
+            connection.execute(
+                _SET_INDEX, [{"entry_id": entry_id, "index": size + n} for n, entry_id in enumerate(ids)]
+            )
+
     def _lock(self, connection: Connection) -> bool:
         if self._postgresql:
-            return bool(connection.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY}).scalar())
+            return bool(
+                connection.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY}).scalar()
+            )
         # SQLite: a write first, so this transaction holds the database's write lock from here on.
         connection.execute(text("UPDATE log_head SET tree_size = tree_size WHERE 0"))
         return True
@@ -210,23 +230,23 @@ class TransparencyLog:
 
     # --- reading -------------------------------------------------------------------------------
     def latest_head(self) -> SignedTreeHead | None:
-        with self.engine.connect() as connection:
+        with self._reads.connect() as connection:
             row = connection.execute(select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(1)).first()
         return _head(row) if row is not None else None
 
     def head_at(self, size: int) -> SignedTreeHead | None:
-        with self.engine.connect() as connection:
+        with self._reads.connect() as connection:
             row = connection.execute(select(_HEADS).where(_HEADS.c.tree_size == size)).first()
         return _head(row) if row is not None else None
 
     def heads(self, limit: int = 100) -> list[SignedTreeHead]:
-        with self.engine.connect() as connection:
+        with self._reads.connect() as connection:
             rows = connection.execute(select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(limit)).all()
         return [_head(row) for row in rows]
 
     def entries_of(self, identifier: str) -> list[LoggedEntry]:
         """The leaves logged for a licence version, in the order they were queued."""
-        with self.engine.connect() as connection:
+        with self._reads.connect() as connection:
             rows = connection.execute(
                 select(_ENTRIES.c.event, _ENTRIES.c.leaf, _ENTRIES.c.leaf_index)
                 .where(_ENTRIES.c.identifier == identifier)
@@ -238,28 +258,47 @@ class TransparencyLog:
         def load(level: int, index: int) -> bytes:
             if connection is not None:
                 return self._load_tile(connection, level, index)
-            with self.engine.connect() as fresh:
+            with self._reads.connect() as fresh:
                 return self._load_tile(fresh, level, index)
 
         return TileNodes(self.tiles, size, load)
 
-    def inclusion(self, leaf_index: int, leaf: bytes, head: SignedTreeHead) -> Inclusion:
-        with self.engine.connect() as connection:
-            hashes = inclusion_proof(self.hasher, self.nodes(head.tree_size, connection), leaf_index, head.tree_size)
+    def inclusion(
+        self, leaf_index: int, leaf: bytes, head: SignedTreeHead, connection: Connection | None = None
+    ) -> Inclusion:
+        if connection is None:
+            with self._reads.connect() as fresh:
+                return self.inclusion(leaf_index, leaf, head, fresh)
+        hashes = inclusion_proof(self.hasher, self.nodes(head.tree_size, connection), leaf_index, head.tree_size)
         return Inclusion(leaf_index, leaf, hashes, head)
+
+    def proofs_of(self, identifier: str) -> tuple[list[LoggedEntry], list[tuple[str, Inclusion]]]:
+        """A licence version's leaves and, for those under the latest head, their inclusion proofs:
+        one query (and the tiles not yet cached)."""
+        with self._reads.connect() as connection:
+            rows = connection.execute(_ENTRIES_AND_HEAD, {"identifier": identifier}).all()
+            entries = [LoggedEntry(row.event, bytes(row.leaf), row.leaf_index) for row in rows]
+            if not rows or rows[0].tree_size is None:
+                return entries, []
+            head = _head(rows[0])
+            return entries, [
+                (entry.event, self.inclusion(entry.leaf_index, entry.leaf, head, connection))
+                for entry in entries
+                if entry.leaf_index is not None and entry.leaf_index < head.tree_size
+            ]
 
     def consistency(self, old_size: int, new_size: int) -> list[bytes]:
         """PROOF(old_size, D[new_size]) from the tiles (empty when the sizes are equal)."""
         if old_size == new_size:
             return []
-        with self.engine.connect() as connection:
+        with self._reads.connect() as connection:
             return consistency_proof(self.hasher, self.nodes(new_size, connection), old_size, new_size)
 
     def tile(self, level: int, index: int, width: int, size: int) -> bytes | None:
         """A hash tile at `width` as the tree of `size` leaves has it (None: not in that tree)."""
         if tile_width(size >> (8 * level), index) < width:
             return None
-        with self.engine.connect() as connection:
+        with self._reads.connect() as connection:
             return self._load_tile(connection, level, index)[: width * HASH_SIZE]
 
     def entry_bundle(self, index: int, width: int, size: int) -> bytes | None:
@@ -267,12 +306,16 @@ class TransparencyLog:
         if tile_width(size, index) < width:
             return None
         first = index * TILE_WIDTH
-        with self.engine.connect() as connection:
-            leaves = connection.execute(
-                select(_ENTRIES.c.leaf)
-                .where(_ENTRIES.c.leaf_index >= first, _ENTRIES.c.leaf_index < first + width)
-                .order_by(_ENTRIES.c.leaf_index)
-            ).scalars().all()
+        with self._reads.connect() as connection:
+            leaves = (
+                connection.execute(
+                    select(_ENTRIES.c.leaf)
+                    .where(_ENTRIES.c.leaf_index >= first, _ENTRIES.c.leaf_index < first + width)
+                    .order_by(_ENTRIES.c.leaf_index)
+                )
+                .scalars()
+                .all()
+            )
         if len(leaves) != width:
             raise TileError(f"entry bundle {index}: {len(leaves)} leaves of {width} are in the database")
         return b"".join(len(leaf).to_bytes(2, "big") + bytes(leaf) for leaf in leaves)
@@ -285,17 +328,8 @@ def _head(row: Any) -> SignedTreeHead:
 def licence_proofs(log: TransparencyLog, identifier: str) -> list[tuple[str, Inclusion]] | None:
     """Every leaf logged for a licence version (its creation first), each with its inclusion
     proof under the latest head; queued leaves are sequenced first. None: nothing logged."""
-    entries = log.entries_of(identifier)
-    if not entries:
-        return None
+    entries, proofs = log.proofs_of(identifier)
     if any(entry.leaf_index is None for entry in entries):
         log.integrate()
-        entries = log.entries_of(identifier)
-    head = log.latest_head()
-    if head is None:
-        return None
-    return [
-        (entry.event, log.inclusion(entry.leaf_index, entry.leaf, head))
-        for entry in entries
-        if entry.leaf_index is not None and entry.leaf_index < head.tree_size
-    ]
+        entries, proofs = log.proofs_of(identifier)
+    return proofs or None

@@ -38,7 +38,7 @@ api_router = APIRouter(
 )
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=5"
-NOT_FOUND = {404: {"model": ErrorPublic, "description": "树头、树的大小或瓦片不存在"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorPublic, "description": "树头、树的大小或瓦片不存在"}}
 
 
 def _log(request: Request) -> TransparencyLog:

@@ -9,15 +9,14 @@ import base64
 import datetime as dt
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
+from sqlmodel import Session, col, select
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.issuing.binding import record_digest
 from cert_authority.issuing.issuance import IssueRequest
 from cert_authority.issuing.log_leaves import backfill_log
 from cert_authority.store.models import LicenceRow
-from sqlmodel import Session, select, col
 from tests.conftest import FOOD_TYPE, ISSUER_USCC, LicenceEnv, example_data, gmssl_verify, issue_example, openssl
 from tests.verification import rfc9162_verifier as rfc
 from verification.transparency import LogLeaf
@@ -47,7 +46,10 @@ def test_every_event_is_a_leaf_proved_under_a_signed_head(licence_env: LicenceEn
     first = issue_example(env, FOOD_TYPE).licence
     data = example_data(FOOD_TYPE)
     batch = services.issuance.issue_many(
-        CLI_ACTOR, FOOD_TYPE, [IssueRequest({**data, "operator_name": f"演示餐饮{n}号店"}) for n in range(3)], ISSUER_USCC
+        CLI_ACTOR,
+        FOOD_TYPE,
+        [IssueRequest({**data, "operator_name": f"演示餐饮{n}号店"}) for n in range(3)],
+        ISSUER_USCC,
     )
     second, third, fourth = (outcome.result.licence for outcome in batch)  # type: ignore[union-attr]
     changed = services.issuance.change_licence(CLI_ACTOR, second.identifier, {"premises": "演示市鼓楼区五四路102号"})
@@ -73,7 +75,10 @@ def test_every_event_is_a_leaf_proved_under_a_signed_head(licence_env: LicenceEn
     # The leaf says what the registry holds: files' SM3 and the record's digest.
     row = _row(env, changed.identifier)
     leaf = LogLeaf.decode(leaves[4])
-    assert (leaf.version, dict(leaf.files)) == (2, {"pdf": bytes.fromhex(row.pdf_sm3), "ofd": bytes.fromhex(row.ofd_sm3)})
+    assert (leaf.version, dict(leaf.files)) == (
+        2,
+        {"pdf": bytes.fromhex(row.pdf_sm3), "ofd": bytes.fromhex(row.ofd_sm3)},
+    )
     assert leaf.record_sm3.hex() == record_digest(row)
     for index, leaf_bytes in enumerate(leaves):
         proof = services.log.inclusion(index, leaf_bytes, head)
@@ -96,15 +101,30 @@ def test_head_signature_checks_with_openssl_and_gmssl(licence_env: LicenceEnv, t
     (tmp_path / "sig.der").write_bytes(head.signature)
     (tmp_path / "service.pem").write_bytes(certificate.public_key.to_pem())
     result = openssl(
-        "dgst", "-sm3", "-verify", str(tmp_path / "service.pem"), "-sigopt", "distid:1234567812345678",
-        "-signature", str(tmp_path / "sig.der"), str(tmp_path / "body"),
+        "dgst",
+        "-sm3",
+        "-verify",
+        str(tmp_path / "service.pem"),
+        "-sigopt",
+        "distid:1234567812345678",
+        "-signature",
+        str(tmp_path / "sig.der"),
+        str(tmp_path / "body"),
     )
     assert b"Verified OK" in result.stdout
     assert gmssl_verify(certificate.public_key, head.signature, head.body)
     (tmp_path / "body").write_bytes(head.body.replace(b"\n1\n", b"\n2\n"))
     tampered = openssl(
-        "dgst", "-sm3", "-verify", str(tmp_path / "service.pem"), "-sigopt", "distid:1234567812345678",
-        "-signature", str(tmp_path / "sig.der"), str(tmp_path / "body"), check=False,
+        "dgst",
+        "-sm3",
+        "-verify",
+        str(tmp_path / "service.pem"),
+        "-sigopt",
+        "distid:1234567812345678",
+        "-signature",
+        str(tmp_path / "sig.der"),
+        str(tmp_path / "body"),
+        check=False,
     )
     assert tampered.returncode != 0
     # The signed note (the tiles' checkpoint) carries the same signature after the key id.
@@ -121,7 +141,8 @@ def test_an_edited_record_is_caught_by_the_log(licence_env: LicenceEnv) -> None:
     env.services.log.integrate()
     with env.engine.begin() as connection:
         connection.execute(
-            text("UPDATE licence SET holder_name = '冒名顶替有限公司' WHERE identifier = :id"), {"id": licence.identifier}
+            text("UPDATE licence SET holder_name = '冒名顶替有限公司' WHERE identifier = :id"),
+            {"id": licence.identifier},
         )
     report, check = _log_check(env, licence.identifier)
     assert report.result.value == "INVALID"
@@ -135,13 +156,17 @@ def test_a_leaf_edited_with_its_record_fails_the_proof(licence_env: LicenceEnv) 
     issue_example(env, FOOD_TYPE)
     env.services.log.integrate()
     with env.engine.begin() as connection:
-        connection.execute(text("UPDATE licence SET valid_until = NULL WHERE identifier = :id"), {"id": licence.identifier})
+        connection.execute(
+            text("UPDATE licence SET valid_until = NULL WHERE identifier = :id"), {"id": licence.identifier}
+        )
     from cert_authority.issuing.log_leaves import licence_leaf
 
     row = _row(env, licence.identifier)
     forged = licence_leaf(row, "issue", row.created_at).encode()
     with env.engine.begin() as connection:
-        connection.execute(text("UPDATE log_entry SET leaf = :leaf WHERE identifier = :id"), {"leaf": forged, "id": licence.identifier})
+        connection.execute(
+            text("UPDATE log_entry SET leaf = :leaf WHERE identifier = :id"), {"leaf": forged, "id": licence.identifier}
+        )
     _, check = _log_check(env, licence.identifier)
     assert (check.status.value, check.reason) == ("INVALID", "log_proof_failed")
 
@@ -196,6 +221,8 @@ def test_a_licence_un_revoked_in_the_database_contradicts_the_log(licence_env: L
 def test_a_failed_issue_logs_nothing(licence_env: LicenceEnv) -> None:
     """The leaf is written in the issuance's transaction: a request refused writes no leaf."""
     env = licence_env
-    outcomes = env.services.issuance.issue_many(CLI_ACTOR, FOOD_TYPE, [IssueRequest({"operator_name": ""})], ISSUER_USCC)
+    outcomes = env.services.issuance.issue_many(
+        CLI_ACTOR, FOOD_TYPE, [IssueRequest({"operator_name": ""})], ISSUER_USCC
+    )
     assert outcomes[0].error is not None
     assert _all_leaves(env) == []

@@ -69,7 +69,9 @@ def test_witness_catches_a_removed_or_edited_leaf(cli: LicenceEnv, tmp_path: Pat
     old, new = _two_heads(cli, tmp_path)
     with cli.engine.begin() as connection:
         leaf = bytes(connection.execute(text("SELECT leaf FROM log_entry WHERE leaf_index = 2")).scalar_one())
-        connection.execute(text("UPDATE log_entry SET leaf = :leaf WHERE leaf_index = 2"), {"leaf": leaf[:-1] + b"\x00"})
+        connection.execute(
+            text("UPDATE log_entry SET leaf = :leaf WHERE leaf_index = 2"), {"leaf": leaf[:-1] + b"\x00"}
+        )
     code, out = ecas("log", "verify", "--from", str(old), "--to", str(new))
     assert code == 1 and "日志记录被改动" in out
     with cli.engine.begin() as connection:

@@ -55,8 +55,15 @@ def test_proofs_heads_consistency_and_tiles(licence_env: LicenceEnv, tmp_path: P
         (tmp_path / "sig").write_bytes(base64.b64decode(head["signature"]))
         openssl("x509", "-in", str(tmp_path / "cert.pem"), "-pubkey", "-noout", "-out", str(tmp_path / "pub.pem"))
         verified = openssl(
-            "dgst", "-sm3", "-verify", str(tmp_path / "pub.pem"), "-sigopt", "distid:1234567812345678",
-            "-signature", str(tmp_path / "sig"), str(tmp_path / "body"),
+            "dgst",
+            "-sm3",
+            "-verify",
+            str(tmp_path / "pub.pem"),
+            "-sigopt",
+            "distid:1234567812345678",
+            "-signature",
+            str(tmp_path / "sig"),
+            str(tmp_path / "body"),
         )
         assert b"Verified OK" in verified.stdout
         assert client.get("/log/checkpoint").text == head["checkpoint"]
@@ -66,7 +73,11 @@ def test_proofs_heads_consistency_and_tiles(licence_env: LicenceEnv, tmp_path: P
         assert old["root_hash"] == one["root_hash"]
         consistency = client.get("/log/consistency", params={"from": old["tree_size"], "to": size}).json()
         assert rfc.consistency_holds(
-            rfc.sm3, old["tree_size"], size, base64.b64decode(old["root_hash"]), root,
+            rfc.sm3,
+            old["tree_size"],
+            size,
+            base64.b64decode(old["root_hash"]),
+            root,
             [base64.b64decode(h) for h in consistency["hashes"]],
         )
 
