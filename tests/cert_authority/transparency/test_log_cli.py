@@ -108,3 +108,40 @@ def test_backfill_and_integrate_commands(cli: LicenceEnv) -> None:
     assert "补记 0 条" in ok("log", "backfill")
     code, out = ecas("verify", licence.identifier)
     assert code == 1 and "logged at index 0" in out  # revoked (INVALID), and logged
+
+
+@pytest.mark.slow  # ecas serve --workers 2 in subprocesses
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_witness_over_http_against_two_workers(cli: LicenceEnv, tmp_path: Path) -> None:
+    """Two server workers sequence on a timer (one at a time, by the advisory lock); a witness
+    elsewhere saves the served heads and checks them with --url and a pinned certificate."""
+    import time
+
+    import httpx
+
+    from tests.cert_authority.cli.test_serve_workers import two_workers
+
+    with two_workers(cli, ECAS_LOG_INTERVAL_SECONDS="0.2") as base:
+
+        def served_head(size: int) -> dict[str, object]:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                response = httpx.get(f"{base}/log/head", timeout=5)
+                if response.status_code == 200 and response.json()["tree_size"] == size:
+                    return dict(response.json())
+                time.sleep(0.2)
+            raise AssertionError(f"no head of size {size} was served")
+
+        issue_example(cli, FOOD_TYPE)
+        old = served_head(1)
+        for _ in range(4):
+            issue_example(cli, FOOD_TYPE)
+        new = served_head(5)
+        (tmp_path / "old.json").write_text(json.dumps(old))
+        (tmp_path / "new.json").write_text(json.dumps(new))
+        (tmp_path / "service.pem").write_text(str(new["certificate"]))
+        out = ok(
+            "log", "verify", "--from", str(tmp_path / "old.json"), "--to", str(tmp_path / "new.json"),
+            "--certificate", str(tmp_path / "service.pem"), "--url", base,
+        )
+        assert "一致性证明成立：1 → 5" in out and "重算" not in out  # no database audit over HTTP
