@@ -59,7 +59,7 @@ def _included(log: TransparencyLog, entries: list[LoggedEntry], proofs: list[Inc
     if any(proof is None for proof in chosen):
         return Check.unknown("log", "not_logged", "证照已记入透明日志队列，尚未签入树头，请稍后再验")
     head = proofs[0].head
-    if not head.verify(log.pki.service_signer(now).certificate_chain[0]):
+    if not log.is_signed(head, now):
         return Check.invalid("log", "log_proof_failed", "透明日志树头的签名无效")
     for entry, proof in zip(entries, chosen, strict=True):
         assert proof is not None

@@ -111,6 +111,7 @@ class TransparencyLog:
         self._postgresql = engine.dialect.name == "postgresql"
         self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN/ROLLBACK round trips
         self._local = threading.Lock()  # one sequencer per process (SQLite's lock serialises processes)
+        self._signed_heads: set[tuple[bytes, bytes]] = set()  # heads whose signature checked, this process
 
     @property
     def origin(self) -> str:
@@ -227,6 +228,19 @@ class TransparencyLog:
     def _sign(self, signer: Signer, size: int, root: bytes, now: dt.datetime) -> SignedTreeHead:
         unsigned = SignedTreeHead(self.origin, size, root, int(now.timestamp() * 1000), b"")
         return SignedTreeHead(unsigned.origin, size, root, unsigned.timestamp, signer.sign(unsigned.body))
+
+    def is_signed(self, head: SignedTreeHead, now: dt.datetime) -> bool:
+        """The head's SM2 signature checks with the service certificate (remembered per head: a
+        verification a request would otherwise spend an SM2 verify on the same head)."""
+        key = (head.body, head.signature)
+        if key in self._signed_heads:
+            return True
+        if not head.verify(self.pki.service_signer(now).certificate_chain[0]):
+            return False
+        if len(self._signed_heads) >= 1000:
+            self._signed_heads.clear()  # a bound, not an eviction policy
+        self._signed_heads.add(key)
+        return True
 
     # --- reading -------------------------------------------------------------------------------
     def latest_head(self) -> SignedTreeHead | None:

@@ -226,3 +226,24 @@ def test_a_failed_issue_logs_nothing(licence_env: LicenceEnv) -> None:
     )
     assert outcomes[0].error is not None
     assert _all_leaves(env) == []
+
+
+def test_a_head_with_a_forged_signature_or_root_is_refused(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    licence = issue_example(env, FOOD_TYPE).licence
+    head = env.services.log.integrate()
+    assert head is not None
+    _, check = _log_check(env, licence.identifier)
+    assert check.status.value == "VALID"
+    other = bytes(32) if head.root_hash != bytes(32) else b"\x01" * 32
+    with env.engine.begin() as connection:
+        connection.execute(text("UPDATE log_head SET root_hash = :root"), {"root": other})
+    _, check = _log_check(env, licence.identifier)
+    assert (check.status.value, check.reason) == ("INVALID", "log_proof_failed")
+    with env.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE log_head SET root_hash = :root, signature = :sig"),
+            {"root": head.root_hash, "sig": head.signature[:-1] + b"\x00"},
+        )
+    _, check = _log_check(env, licence.identifier)
+    assert (check.status.value, check.reason) == ("INVALID", "log_proof_failed") and "签名" in check.message
