@@ -6,7 +6,8 @@
     ─► the department's active seal (409 without one)
     ─► a block of serials and licence numbers from the counters, committed on its own
     ─► per licence: layout ─► `make_licence_files`: the sealed PDF and OFD ─► files into the store
-    ─► ONE transaction: for every licence its row, status event, audit event, idempotency record
+    ─► ONE transaction: for every licence its row, status event, audit event, transparency-log leaf,
+       idempotency record
 
 A batch (`issue_many`) is the same pipeline with one counter step and one transaction for all its
 licences; a single issue is a batch of one.

@@ -57,7 +57,7 @@ def insert_issues(connection: Connection, issues: Sequence[NewIssue], actor: Act
 
 
 def insert_issue_at_once(connection: Connection, issue: NewIssue, actor: Actor, now: dt.datetime) -> None:
-    """One licence's four records in one PostgreSQL statement (on an autocommit connection)."""
+    """One licence's five records in one PostgreSQL statement (on an autocommit connection)."""
     parameters = _prefixed("licence", _licence(issue)) | _prefixed("audit", _audit(issue, actor, now))
     parameters["log_leaf"] = licence_leaf(issue.licence, "issue", now).encode()
     with_key = issue.idempotency_key is not None
