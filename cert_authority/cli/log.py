@@ -2,6 +2,7 @@
 
     ecas log head [-o FILE] [--size N]     sequence what is queued, print (or save) the signed head
     ecas log integrate                     sequence what is queued now
+    ecas log export-tiles DIR              the tree as static tlog-tiles files (checkpoint, tile/...)
     ecas log backfill                      log the licences recorded before the log existed
     ecas log verify --from OLD --to NEW    witness: both heads' signatures, their consistency and,
                                            on the authority's own database, the leaves behind NEW
@@ -25,6 +26,7 @@ from sqlalchemy import text
 from cert_authority.cli.support import UsageError, friendly_errors, now, settings_from
 from cert_authority.issuing.log_leaves import backfill_log
 from cert_authority.services import LicenceServices, licence_services
+from cert_authority.transparency.log import export_tiles
 from keys.errors import InvalidCertificateError
 from keys.x509 import Certificate
 from verification.merkle import SM3_TREE, verify_consistency
@@ -67,6 +69,20 @@ def head(
     else:
         output.write_text(document + "\n", encoding="utf-8")
         typer.echo(f"树头（大小 {found.tree_size}，树根 {found.root_hash.hex()[:16]}…）已写入 {output}")
+
+
+@log_app.command("export-tiles")
+@friendly_errors
+def export_tiles_command(
+    ctx: typer.Context, directory: Annotated[Path, typer.Argument(help="目标目录（可由任何网站服务器或 CDN 发布）")]
+) -> None:
+    """把日志导出为静态瓦片（C2SP tlog-tiles：checkpoint、tile/...），只写新增的文件。"""
+    services = licence_services(settings_from(ctx))
+    services.log.integrate()
+    exported = export_tiles(services.log, directory)
+    if exported is None:
+        raise UsageError("透明日志尚无签名树头")
+    typer.echo(f"已导出大小 {exported.tree_size} 的树到 {directory}")
 
 
 @log_app.command("integrate")

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Insert, Table, bindparam, func, insert, select, text, update
@@ -35,6 +36,7 @@ from cert_authority.transparency.tiles import (
     TileCache,
     TileError,
     TileNodes,
+    tile_path,
     tile_width,
 )
 from keys.signer import Signer
@@ -347,3 +349,34 @@ def licence_proofs(log: TransparencyLog, identifier: str) -> list[tuple[str, Inc
         log.integrate()
         entries, proofs = log.proofs_of(identifier)
     return proofs or None
+
+
+def export_tiles(log: TransparencyLog, directory: Path) -> SignedTreeHead | None:
+    """The latest head's tree as static files under `directory`, in the tlog-tiles layout
+    (`checkpoint`, `tile/<L>/...`, `tile/entries/...`), for any web server or CDN to serve.
+    Files already there are the same bytes (a tile path names fixed content): only new ones are
+    written, the checkpoint last."""
+    head = log.latest_head()
+    if head is None:
+        return None
+    certificate = log.pki.service_signer(log.clock()).certificate_chain[0]
+    level, count = 0, head.tree_size
+    while count:
+        for index in range(-(-count // TILE_WIDTH)):
+            width = tile_width(count, index)
+            _write_new(directory / tile_path(level, index, width), log.tile(level, index, width, head.tree_size))
+            if level == 0:
+                bundle = log.entry_bundle(index, width, head.tree_size)
+                _write_new(directory / tile_path("entries", index, width), bundle)
+        level, count = level + 1, count // TILE_WIDTH
+    _write_new(directory / "checkpoint", head.note(certificate), replace=True)
+    return head
+
+
+def _write_new(path: Path, data: bytes | None, replace: bool = False) -> None:
+    if data is None or (path.exists() and not replace):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_bytes(data)
+    partial.replace(path)  # readers see the whole file or none

@@ -5,9 +5,11 @@ as C2SP tlog-tiles spells them."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import itertools
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -96,3 +98,51 @@ def test_tile_index_encoding(index: int, text: str) -> None:
 def test_bad_tile_paths(path: str) -> None:
     with pytest.raises(TileError):
         parse_tile_path(path)
+
+
+def test_static_tiles_prove_without_the_database(licence_env: LicenceEnv, tmp_path: Path) -> None:
+    """`ecas log export-tiles`: the files alone (as a CDN would serve them) give the checkpoint's
+    root and any leaf's proof; exporting again after growth adds files and replaces the checkpoint."""
+    from cert_authority.transparency.log import export_tiles
+    from cert_authority.transparency.tiles import TileCache, TileNodes
+    from verification.merkle import SM3_TREE, inclusion_proof
+
+    env = licence_env
+    log = env.services.log
+    now = dt.datetime.now(dt.timezone.utc)
+    with env.engine.begin() as connection:
+        queue_leaves(connection, [bench_leaf(n) for n in range(600)], now)
+    log.integrate()
+    out = tmp_path / "static"
+    head = export_tiles(log, out)
+    assert head is not None
+    body, _ = (out / "checkpoint").read_text().split("\n\n")
+    origin, size, root, _time = body.split("\n")
+    assert int(size) == 600 and base64.b64decode(root) == head.root_hash and origin == head.origin
+
+    def load(level: int, index: int) -> bytes:
+        width = min(256, (600 >> (8 * level)) - index * 256)
+        return (out / tile_path(level, index, width)).read_bytes()
+
+    leaves: list[bytes] = []
+    for name in ("000", "001", "002.p/88"):
+        data = (out / f"tile/entries/{name}").read_bytes()
+        while data:
+            length = int.from_bytes(data[:2], "big")
+            leaves.append(data[2 : 2 + length])
+            data = data[2 + length :]
+    assert rfc.mth(rfc.sm3, leaves) == head.root_hash
+    nodes = TileNodes(TileCache(SM3_TREE), 600, load)
+    for index in (0, 255, 256, 511, 599):
+        proof = inclusion_proof(SM3_TREE, nodes, index, 600)
+        assert rfc.inclusion_holds(rfc.sm3, index, 600, leaves[index], proof, head.root_hash)
+
+    first_tile = (out / "tile/0/000").stat().st_mtime_ns
+    with env.engine.begin() as connection:
+        queue_leaves(connection, [bench_leaf(n) for n in range(600, 700)], now)
+    log.integrate()
+    grown = export_tiles(log, out)
+    assert grown is not None and grown.tree_size == 700
+    assert (out / "tile/0/002.p/188").exists() and (out / "tile/0/002.p/88").exists()
+    assert (out / "tile/0/000").stat().st_mtime_ns == first_tile
+    assert f"\n{700}\n" in (out / "checkpoint").read_text()
