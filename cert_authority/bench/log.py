@@ -3,7 +3,8 @@
 
 On a fresh authority (a temporary data directory, a schema of its own on PostgreSQL by default):
 
-- append: `workers` processes queue leaves as issuance does, in transactions of 50 (a batch chunk),
+- append: `workers` processes queue leaves as issuance does, in transactions of 50 (a batch chunk;
+  `chunk` to change it: in issuance the leaves ride in transactions that commit anyway),
   while this process sequences them (`TransparencyLog.integrate`) as the server's timer would;
   the rate is leaves queued *and* sequenced under a signed head, per second of wall time;
 - proofs: `workers` processes each build what `GET /api/v1/licences/{id}/proof` returns (the
@@ -52,11 +53,11 @@ def bench_leaf(n: int) -> LogLeaf:
     return LogLeaf(identifier, 1, "issue", now, (("pdf", digest), ("ofd", digest)), digest)
 
 
-def _append_worker(settings: Settings, first: int, count: int) -> tuple[float, float]:
+def _append_worker(settings: Settings, first: int, count: int, chunk: int = CHUNK) -> tuple[float, float]:
     engine = create_db_engine(settings.effective_database_url)
     started = time.time()
-    for start in range(first, first + count, CHUNK):
-        leaves = [bench_leaf(n) for n in range(start, min(start + CHUNK, first + count))]
+    for start in range(first, first + count, chunk):
+        leaves = [bench_leaf(n) for n in range(start, min(start + chunk, first + count))]
         with engine.begin() as connection:
             queue_leaves(connection, leaves, dt.datetime.now(dt.timezone.utc))
     engine.dispose()
@@ -110,7 +111,12 @@ def _round_trips_per_s(settings: Settings, seconds: float = 0.5) -> float:
 
 
 def log_benchmark(
-    leaves: int, workers: int, proof_seconds: float, database_url: str, data_dir: Path | None = None
+    leaves: int,
+    workers: int,
+    proof_seconds: float,
+    database_url: str,
+    data_dir: Path | None = None,
+    chunk: int = CHUNK,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ecas-bench-log-") as scratch, bench_database(database_url) as url:
         settings = load_settings(data_dir=data_dir or Path(scratch), database_url=url, log_interval_seconds=0)
@@ -124,6 +130,7 @@ def log_benchmark(
         result: dict[str, Any] = {
             "database": engine.dialect.name,
             "workers": workers,
+            "leaves_per_transaction": chunk,
             "baseline_sm3_per_s": _sm3_per_s(),
             "baseline_db_round_trips_per_s": _round_trips_per_s(settings),
         }
@@ -132,7 +139,8 @@ def log_benchmark(
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             pool.submit(_append_worker, settings, 10**9, 0).result()  # start the processes first
             futures = [
-                pool.submit(_append_worker, settings, n * share, min(share, leaves - n * share)) for n in range(workers)
+                pool.submit(_append_worker, settings, n * share, min(share, leaves - n * share), chunk)
+                for n in range(workers)
             ]
             sequenced, sequencing = 0, 0.0
             while sequenced < leaves:

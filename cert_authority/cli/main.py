@@ -300,6 +300,7 @@ def bench_log(
         os.cpu_count() or 1
     ),
     seconds: Annotated[float, typer.Option(min=0.5, max=60, help="取包含证明的测量秒数")] = 3.0,
+    chunk: Annotated[int, typer.Option(min=1, max=10000, help="每个事务写入的日志记录数（批量颁证每块 50）")] = 50,
     database_url: Annotated[str, typer.Option(help="数据库（默认本机 PostgreSQL，在其中新建 schema，测完删除）")] = (
         "postgresql+psycopg://127.0.0.1:5432/test"
     ),
@@ -308,12 +309,13 @@ def bench_log(
     """Transparency log: leaves appended (queued and sequenced) and inclusion proofs served per second."""
     from cert_authority.bench.log import log_benchmark
 
-    result = log_benchmark(leaves, workers, seconds, database_url)
+    result = log_benchmark(leaves, workers, seconds, database_url, chunk=chunk)
     if as_json:
         typer.echo(json.dumps(result))
         return
     typer.echo(
-        f"{result['leaves']} leaves from {result['workers']} processes on {result['database']}: "
+        f"{result['leaves']} leaves from {result['workers']} processes on {result['database']}, "
+        f"{result['leaves_per_transaction']} a transaction: "
         f"{result['append_leaves_per_s']} leaves/s appended and sequenced (target ≥ {result['target_append_per_s']}); "
         f"queueing alone {result['queue_leaves_per_s']}/s, sequencing alone {result['sequence_leaves_per_s']}/s, "
         f"{result['heads_signed']} heads signed"

@@ -113,6 +113,9 @@ class TransparencyLog:
         self._postgresql = engine.dialect.name == "postgresql"
         self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN/ROLLBACK round trips
         self._local = threading.Lock()  # one sequencer per process (SQLite's lock serialises processes)
+        # The rightmost tiles this process last wrote: the next batch extends them. A tile only
+        # grows, so a kept copy is good for any width up to its own; a longer one is read again.
+        self._edges: dict[tuple[int, int], bytes] = {}
         self._signed_heads: set[tuple[bytes, bytes]] = set()  # heads whose signature checked, this process
 
     @property
@@ -148,7 +151,8 @@ class TransparencyLog:
                 new_size = size + len(pending)
 
                 def load(level: int, index: int) -> bytes:
-                    return written.get((level, index)) or self._load_tile(connection, level, index)
+                    width = tile_width(new_size >> (8 * level), index)
+                    return written.get((level, index)) or self._edge(connection, level, index, width)
 
                 root = root_hash(self.hasher, TileNodes(TileCache(self.hasher), new_size, load), new_size)
                 head = self._sign(signer, new_size, root, now)
@@ -197,7 +201,7 @@ class TransparencyLog:
         while added:
             index = count // TILE_WIDTH
             kept = count % TILE_WIDTH
-            data = self._load_tile(connection, level, index)[: kept * HASH_SIZE] if kept else b""
+            data = self._edge(connection, level, index, kept) if kept else b""
             data += b"".join(added)
             roots = []
             tile_bytes = TILE_WIDTH * HASH_SIZE
@@ -210,7 +214,15 @@ class TransparencyLog:
         connection.execute(
             self._upsert_tile(), [{"level": lv, "idx": ix, "hashes": data} for (lv, ix), data in written.items()]
         )
+        # Partial tiles stay the edge until filled; a full tile not written now is never used again.
+        self._edges = {key: data for key, data in self._edges.items() if len(data) < TILE_WIDTH * HASH_SIZE} | written
         return written
+
+    def _edge(self, connection: Connection, level: int, index: int, width: int) -> bytes:
+        kept = self._edges.get((level, index))
+        if kept is None or len(kept) < width * HASH_SIZE:
+            kept = self._load_tile(connection, level, index)
+        return kept[: width * HASH_SIZE]
 
     def _upsert_tile(self) -> Insert:
         statement = (postgresql_insert if self._postgresql else sqlite_insert)(_TILES)
