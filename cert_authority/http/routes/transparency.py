@@ -78,7 +78,7 @@ def checkpoint(request: Request) -> Response:
     return Response(head.note(certificate), media_type="text/plain; charset=utf-8", headers={"Cache-Control": SHORT})
 
 
-@router.get("/consistency", responses={422: {"model": ErrorPublic, "description": "from、to 超出范围"}})
+@router.get("/consistency", responses={**NOT_FOUND, 422: {"model": ErrorPublic, "description": "from、to 超出范围"}})
 def consistency(
     request: Request,
     first: Annotated[int, Query(alias="from", ge=1, le=2**62)],
