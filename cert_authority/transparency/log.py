@@ -244,8 +244,8 @@ class TransparencyLog:
         return SignedTreeHead(unsigned.origin, size, root, unsigned.timestamp, signer.sign(unsigned.body))
 
     def is_signed(self, head: SignedTreeHead, now: dt.datetime) -> bool:
-        """The head's SM2 signature checks with the service certificate (remembered per head: a
-        verification a request would otherwise spend an SM2 verify on the same head)."""
+        """The head's SM2 signature checks with the service certificate. Remembered per head, so
+        verifications under the same head do not each spend an SM2 verify on it."""
         key = (head.body, head.signature)
         if key in self._signed_heads:
             return True
@@ -272,24 +272,9 @@ class TransparencyLog:
             rows = connection.execute(select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(limit)).all()
         return [_head(row) for row in rows]
 
-    def entries_of(self, identifier: str) -> list[LoggedEntry]:
-        """The leaves logged for a licence version, in the order they were queued."""
-        with self._reads.connect() as connection:
-            rows = connection.execute(
-                select(_ENTRIES.c.event, _ENTRIES.c.leaf, _ENTRIES.c.leaf_index)
-                .where(_ENTRIES.c.identifier == identifier)
-                .order_by(_ENTRIES.c.id)
-            ).all()
-        return [LoggedEntry(event, bytes(leaf), index) for event, leaf, index in rows]
-
-    def nodes(self, size: int, connection: Connection | None = None) -> TileNodes:
-        def load(level: int, index: int) -> bytes:
-            if connection is not None:
-                return self._load_tile(connection, level, index)
-            with self._reads.connect() as fresh:
-                return self._load_tile(fresh, level, index)
-
-        return TileNodes(self.tiles, size, load)
+    def nodes(self, size: int, connection: Connection) -> TileNodes:
+        """The tree of `size` leaves as a node oracle, tiles read on `connection` unless cached."""
+        return TileNodes(self.tiles, size, lambda level, index: self._load_tile(connection, level, index))
 
     def inclusion(
         self, leaf_index: int, leaf: bytes, head: SignedTreeHead, connection: Connection | None = None

@@ -58,7 +58,8 @@ def parse_tile_path(path: str) -> tuple[str, int, int]:
         if not width_text.isdigit() or not 0 < int(width_text) < TILE_WIDTH or width_text.startswith("0"):
             raise TileError("a partial tile's width is 1 to 255")
         width = int(width_text)
-    if not _INDEX_PART.fullmatch(rest) or not (level == "entries" or (level.isdigit() and int(level) < 64)):
+    canonical_level = level == "entries" or (level.isdigit() and str(int(level)) == level and int(level) < 64)
+    if not _INDEX_PART.fullmatch(rest) or not canonical_level:
         raise TileError("not a tile path")
     index = int(rest.replace("x", "").replace("/", ""))
     if encode_index(index) != rest:  # one spelling per tile: x000/001 is not 001

@@ -93,7 +93,8 @@ def test_tile_index_encoding(index: int, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["0/1", "0/0000", "0/x000/001", "0/001.p/0", "0/001.p/256", "0/001.p/07", "a/001", "64/001", "0/001/"]
+    "path",
+    ["0/1", "0/0000", "0/x000/001", "0/001.p/0", "0/001.p/256", "0/001.p/07", "a/001", "64/001", "0/001/", "01/001"],
 )
 def test_bad_tile_paths(path: str) -> None:
     with pytest.raises(TileError):
