@@ -1,6 +1,6 @@
 """The transparency log's sequencer in the server: every `ECAS_LOG_INTERVAL_SECONDS` each worker
 tries to sequence what was queued (`TransparencyLog.integrate`); one runs at a time (an advisory
-lock on PostgreSQL), the others find the lock taken and skip. Proofs and verification also
+lock on PostgreSQL), the others find the lock taken and skip their turn. Proofs and verification also
 sequence on demand, so a leaf never waits for the timer to be proved."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from cert_authority.transparency.log import TransparencyLog
+from cert_authority.transparency.log import BATCH_LIMIT, TransparencyLog
 
 log = logging.getLogger("ecas.transparency")
 
@@ -22,7 +22,7 @@ async def _run(transparency: TransparencyLog, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await run_in_threadpool(transparency.integrate)
+            await run_in_threadpool(transparency.integrate, None, BATCH_LIMIT, False)
         except Exception:  # the next round tries again; a failing database must not end the loop
             log.exception("transparency log: sequencing failed")
 

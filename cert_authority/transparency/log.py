@@ -124,18 +124,22 @@ class TransparencyLog:
         return self.pki.settings.base_url.split("://", 1)[1] + "/log"
 
     # --- sequencing ------------------------------------------------------------------------------
-    def integrate(self, now: dt.datetime | None = None, limit: int = BATCH_LIMIT) -> SignedTreeHead | None:
+    def integrate(
+        self, now: dt.datetime | None = None, limit: int = BATCH_LIMIT, wait: bool = True
+    ) -> SignedTreeHead | None:
         """Give the queued leaves their places (in the order they were queued), grow the tiles and
-        sign a head: the new head, or None when nothing was queued or another sequencer runs."""
+        sign a head: the new head, or None when nothing was queued. Another sequencer running is
+        waited for (its batch may hold the leaves the caller is after), or with `wait` False
+        skipped (None): the timer's way, where any worker's turn will do."""
         now = (now or self.clock()).astimezone(dt.timezone.utc)
-        if not self._local.acquire(blocking=False):
+        if not self._local.acquire(blocking=wait):
             return None
         try:
             # Before the transaction: made on first use, the service key writes its certificate
             # record, which would wait for the write lock this transaction holds on SQLite.
             signer = self.pki.service_signer(now)
             with self.engine.begin() as connection:
-                if not self._lock(connection):
+                if not self._lock(connection, wait):
                     return None
                 size = self._size(connection)
                 pending = connection.execute(
@@ -180,11 +184,13 @@ class TransparencyLog:
                 _SET_INDEX, [{"entry_id": entry_id, "index": size + n} for n, entry_id in enumerate(ids)]
             )
 
-    def _lock(self, connection: Connection) -> bool:
+    def _lock(self, connection: Connection, wait: bool) -> bool:
         if self._postgresql:
-            return bool(
-                connection.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY}).scalar()
-            )
+            if wait:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
+                return True
+            taken = connection.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
+            return bool(taken.scalar())
         # SQLite: a write first, so this transaction holds the database's write lock from here on.
         connection.execute(text("UPDATE log_head SET tree_size = tree_size WHERE 0"))
         return True
