@@ -45,11 +45,6 @@ def _head_file(path: Path) -> tuple[SignedTreeHead, dict[str, Any]]:
         raise UsageError(f"{path} 不是签名树头文件（GET /log/head 的 JSON）：{exc}") from None
 
 
-def _head_json(services: LicenceServices, head: SignedTreeHead) -> dict[str, Any]:
-    certificate = services.log.pki.service_signer(now()).certificate_chain[0]
-    return head.to_json() | {"checkpoint": head.note(certificate).decode(), "certificate": certificate.pem.decode()}
-
-
 @log_app.command("head")
 @friendly_errors
 def head(
@@ -63,7 +58,7 @@ def head(
     found = services.log.latest_head() if size is None else services.log.head_at(size)
     if found is None:
         raise UsageError("透明日志尚无签名树头" if size is None else f"没有大小为 {size} 的签名树头")
-    document = json.dumps(_head_json(services, found), ensure_ascii=False, indent=2)
+    document = json.dumps(services.log.published(found), ensure_ascii=False, indent=2)
     if output is None:
         typer.echo(document)
     else:

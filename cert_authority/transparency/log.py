@@ -262,6 +262,12 @@ class TransparencyLog:
         self._signed_heads.add(key)
         return True
 
+    def published(self, head: SignedTreeHead) -> dict[str, Any]:
+        """A head as `GET /log/head` publishes it and a witness keeps it: its fields, the signed
+        note, and the service certificate to check it with (a witness pins its own copy)."""
+        certificate = self.pki.service_signer(self.clock()).certificate_chain[0]
+        return head.to_json() | {"checkpoint": head.note(certificate).decode(), "certificate": certificate.pem.decode()}
+
     # --- reading -------------------------------------------------------------------------------
     def latest_head(self) -> SignedTreeHead | None:
         with self._reads.connect() as connection:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -46,12 +45,6 @@ def _log(request: Request) -> TransparencyLog:
     return log
 
 
-def _head_json(log: TransparencyLog, head: SignedTreeHead) -> dict[str, Any]:
-    now = dt.datetime.now(dt.timezone.utc)
-    certificate = log.pki.service_signer(now).certificate_chain[0]
-    return head.to_json() | {"checkpoint": head.note(certificate).decode(), "certificate": certificate.pem.decode()}
-
-
 def _latest(log: TransparencyLog) -> SignedTreeHead:
     head = log.latest_head()
     if head is None:
@@ -66,16 +59,15 @@ def signed_head(request: Request, size: Annotated[int | None, Query(ge=1, le=2**
     head = _latest(log) if size is None else log.head_at(size)
     if head is None:
         raise NotFoundError(f"没有大小为 {size} 的签名树头")
-    return JSONResponse(_head_json(log, head), headers={"Cache-Control": SHORT if size is None else IMMUTABLE})
+    return JSONResponse(log.published(head), headers={"Cache-Control": SHORT if size is None else IMMUTABLE})
 
 
 @router.get("/checkpoint", response_class=Response, responses=NOT_FOUND)
 def checkpoint(request: Request) -> Response:
     """The latest head as a C2SP signed note (tlog-tiles' `checkpoint`)."""
     log = _log(request)
-    head = _latest(log)
-    certificate = log.pki.service_signer(dt.datetime.now(dt.timezone.utc)).certificate_chain[0]
-    return Response(head.note(certificate), media_type="text/plain; charset=utf-8", headers={"Cache-Control": SHORT})
+    note = log.published(_latest(log))["checkpoint"]
+    return Response(note, media_type="text/plain; charset=utf-8", headers={"Cache-Control": SHORT})
 
 
 @router.get("/consistency", responses={**NOT_FOUND, 422: {"model": ErrorPublic, "description": "from、to 超出范围"}})
@@ -119,7 +111,7 @@ async def licence_proof(request: Request, identifier: str) -> dict[str, Any]:
     if not proofs:
         raise NotFoundError(f"证照 {identifier} 未记入透明日志")
     _, first = proofs[0]
-    head = await run_in_threadpool(_head_json, log, first.head)
+    head = await run_in_threadpool(log.published, first.head)
     return {
         "identifier": identifier,
         **first.to_json(),
