@@ -6,7 +6,8 @@
     ─► the department's active seal (409 without one)
     ─► a block of serials and licence numbers from the counters, committed on its own
     ─► per licence: layout ─► `make_licence_files`: the sealed PDF and OFD ─► files into the store
-    ─► ONE transaction: for every licence its row, status event, audit event, idempotency record
+    ─► ONE transaction: for every licence its row, status event, audit event, transparency-log leaf,
+       idempotency record
 
 A batch (`issue_many`) is the same pipeline with one counter step and one transaction for all its
 licences; a single issue is a batch of one.
@@ -52,6 +53,7 @@ from cert_authority.issuing.face_data import CheckedFace, check_face
 from cert_authority.issuing.files import make_licence_files
 from cert_authority.issuing.layouts import LayoutContext, LicenceLayouts
 from cert_authority.issuing.lifecycle import check_transition, status_event
+from cert_authority.issuing.log_leaves import log_licence_events
 from cert_authority.issuing.origin import (
     ORIGIN_FIELDS,
     STOCK_HINT,
@@ -549,6 +551,7 @@ class IssuanceService:
             superseded = find_licence(session, old.identifier)
             session.add(status_event(superseded, "issued", "change", reason, now, actor))
             session.add(status_event(row, None, "change", reason, now, actor))
+            log_licence_events(session.connection(), [(row, "change", now)], now)
             session.add(
                 audit_row(
                     actor,
