@@ -162,7 +162,7 @@ SURFACE: dict[str, list[str]] = {
         "SealInputError",
         "SealSigningError",
     ],
-    "seals.licence_files": ["SealedLicence", "seal_licence"],
+    "seals.licence_files": ["SealedLicence", "seal_licence", "seal_page_pdf"],
     "seals.ofd_package": ["child", "child_text", "children", "local_name", "parse_xml", "read_package", "resolve"],
     "seals.ofd_seal": ["seal_ofd"],
     "seals.pdf_reader": ["FastHexPdfReader"],

@@ -276,7 +276,7 @@ class CaseService:
         matter = self.matters.spec(case.matter_code)
         position = _material_for(licence, materials, matter)
         material = matter.materials[position]
-        self.sharing.current_licence(licence.identifier, now)  # 409 unless valid now
+        self.sharing.ensure_current(licence, now)  # 409 unless valid now
         if not _meets(licence, material, local_date(now)):
             days = material.conditions.valid_for_days if material.conditions else 0
             raise IllegalTransitionError(

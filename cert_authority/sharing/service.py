@@ -48,11 +48,10 @@ from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 from seals.box import SealBox
-from seals.pdf_seal import seal_pdf
+from seals.licence_files import seal_page_pdf
 from seals.picture import generate_round_seal
 from templates.identifier import mask_holder_code
 from templates.layout import annotate
-from templates.render import render_pdf
 
 log = logging.getLogger("ecas.sharing")
 
@@ -267,9 +266,13 @@ class SharingService:
         row = self.find_licence(identifier)
         if row is None:
             raise NotFoundError(f"没有证照标识为 {identifier} 的证照")
+        self.ensure_current(row, now)
+        return row
+
+    def ensure_current(self, row: LicenceRow, now: dt.datetime) -> None:
+        """409 unless the licence read as `row` is valid now and its record is the one sealed."""
         ensure_usable(row, now)
         self.binding.ensure(row)
-        return row
 
     def hand_over(
         self,
@@ -368,10 +371,13 @@ class SharingService:
         note = f"本件仅供{department.name}用于「{cause}」，{local:%Y-%m-%d %H:%M} 由电子证照共享服务出具，复制无效"
         fonts = self.registry.fonts
         layout = annotate(self.layouts.of_record(row), note, fonts)
-        pdf = render_pdf(layout, fonts, title=f"{row.name} 加注件", created=now)
         box = SealBox(x=layout.width - 48, y=layout.height - 48, w=38, h=38)
         signer = self.pki.service_signer(now)
-        sealed = seal_pdf(pdf, signer, self._service_seal_picture, 0, box, reason=f"加注件：{cause}", now=now)
+        # Written sealed in one pass, as licences are: no render, then re-parse to seal.
+        picture = self._service_seal_picture
+        sealed = seal_page_pdf(
+            layout, fonts, signer, picture, box, now, title=f"{row.name} 加注件", reason=f"加注件：{cause}"
+        )
         token = secrets.token_urlsafe(24)
         with Session(self.engine) as session:
             session.add(
