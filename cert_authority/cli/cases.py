@@ -151,14 +151,17 @@ def cases_show(
 def cases_reuse(
     ctx: typer.Context,
     case_id: Annotated[int, typer.Argument(help="办件编号", min=1)],
-    identifier: Annotated[str, typer.Option(help="申请人名下证照的证照标识")],
+    identifier: Annotated[
+        str | None, typer.Option(help="申请人名下证照的证照标识（给出 --show-token 时可省略）")
+    ] = None,
     use_code: Annotated[str | None, typer.Option(help="持证人给办理部门的用证码")] = None,
+    show_token: Annotated[str | None, typer.Option(help="持证人当面出示的亮证码（ECT1.…），只能用一次")] = None,
     copy: Annotated[Path | None, typer.Option(help="把加注件 PDF 写入此文件")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """复用申请人的证照：取得照面信息与加注件，记入用证记录。"""
     services = _services(ctx)
-    reuse = services.cases.reuse(CLI_ACTOR, case_id, identifier, use_code)
+    reuse = services.cases.reuse(CLI_ACTOR, case_id, identifier, use_code, show_token)
     use = reuse.use
     if copy is not None:
         copy.write_bytes(services.sharing.shared_file(use.copy_token))

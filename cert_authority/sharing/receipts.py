@@ -20,6 +20,7 @@ from templates.layout_spec import Box
 BASIS_TEXT = {
     "duty_rule": "依职责用证（本部门的依职责用证规则）",
     "use_code": "持证人同意（用证码）",
+    "show_token": "持证人同意（亮证码）",
     "authorisation": "持证人同意（授权用证）",
 }
 PAGE_W, PAGE_H = 210.0, 297.0

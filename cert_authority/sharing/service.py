@@ -285,10 +285,11 @@ class SharingService:
         use_code: str | None = None,
         detail: dict[str, Any] | None = None,
         record: Callable[[Session], None] | None = None,
+        refund: Callable[[], None] | None = None,
     ) -> LicenceUse:
         """Give `actor`'s department the face data and an annotated copy of `row`, and record the
         use (with `detail`, and whatever `record` writes, in the same transaction). If anything
-        fails, a use code spent for it is given back: nothing was handed over."""
+        fails, a use code spent for it is given back (or `refund` runs): nothing was handed over."""
         face: dict[str, str] = json.loads(row.face_json)
         try:
             token, expires = self._annotated_copy(actor, row, cause, now)
@@ -301,6 +302,8 @@ class SharingService:
         except BaseException:
             if use_code:
                 self._refund_code(use_code)
+            if refund is not None:
+                refund()
             raise
         log.info(
             "licence %s (holder %s) used by %s: %s",

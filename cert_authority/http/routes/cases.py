@@ -21,6 +21,7 @@ from cert_authority.http.uploads import read_text_definition, text_definition_bo
 from cert_authority.sharing.cases import BasisName, Case, CaseService, ConsentKind, Reused, split_basis
 from cert_authority.sharing.matters import MATTER_CODE, MatterPublic, MatterService, parse_matter_spec
 from cert_authority.sharing.service import LINK_MINUTES
+from verification.show_token import MAX_TOKEN_CHARS
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorPublic, "description": text}
@@ -101,7 +102,8 @@ class ReusedPublic(BaseModel):
     licence_sm3: Annotated[str, Field(description="所复用证照盖章 PDF 的 SM3")]
     basis: BasisName
     consent: Annotated[
-        ConsentKind | None, Field(description="持证人同意的方式：use_code 用证码，authorisation 授权用证")
+        ConsentKind | None,
+        Field(description="持证人同意的方式：use_code 用证码，show_token 当面出示的亮证码，authorisation 授权用证"),
     ]
     at: dt.datetime
 
@@ -131,8 +133,14 @@ class CasePublic(BaseModel):
 
 class CaseReuseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    identifier: Annotated[str, Field(max_length=120, description="证照标识")]
+    identifier: Annotated[
+        str | None, Field(max_length=120, description="证照标识；给出亮证码时可省略（以亮证码出示的证照为准）")
+    ] = None
     use_code: Annotated[str | None, Field(max_length=20, description="持证人给本部门此证照的用证码")] = None
+    show_token: Annotated[
+        str | None,
+        Field(max_length=MAX_TOKEN_CHARS, description="持证人当面出示的亮证码（ECT1.…），作为持证人同意，只能用一次"),
+    ] = None
 
 
 class CaseReusePublic(BaseModel):
@@ -207,7 +215,7 @@ def get_case(case_id: RowId, request: Request, actor: Caller) -> CasePublic:
 @router.post("/cases/{case_id}/reuse")
 def reuse_licence(case_id: RowId, body: CaseReuseRequest, request: Request, actor: Caller) -> CaseReusePublic:
     """Reuse one of the applicant's licences for the case: face data and an annotated copy, audited."""
-    reuse = _cases(request).reuse(actor, case_id, body.identifier, body.use_code)
+    reuse = _cases(request).reuse(actor, case_id, body.identifier, body.use_code, body.show_token)
     use = reuse.use
     return CaseReusePublic(
         case=reuse.case_id,

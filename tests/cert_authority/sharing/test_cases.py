@@ -39,11 +39,13 @@ from tests.conftest import (
     USER_USCC,
     VOCATIONAL_TYPE,
     LicenceEnv,
+    PkiHierarchy,
     example_data,
     issue_example,
     require_tool_or_skip,
 )
 from verification.report import Status
+from verification.show_token import make_token
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 HOLDER = example_data(FOOD_TYPE)["operator_code"]  # 91350100M000100Y43: a company
@@ -665,3 +667,112 @@ def test_every_caller_against_the_case_endpoints(env: LicenceEnv) -> None:
 
 def _rule(env: LicenceEnv) -> int:
     return env.services.duty_rules.add(CLI_ACTOR, USER_USCC, FOOD_TYPE, valid_until=dt.date(2100, 1, 1)).id
+
+
+# --- a show token scanned at the counter as the holder's consent -----------------------------------
+def test_a_show_token_is_the_holders_consent_once_for_the_licence_it_shows(env: LicenceEnv, pki: PkiHierarchy) -> None:
+    services = env.services
+    food, business = issue_food(env), issue_business(env)
+    other = _other_company()
+    other_food = issue_food(env, holder=other)
+    services.accounts.create(other, "另一家公司", PASSWORD)
+    app = create_app(env.settings)
+    counter = {"Authorization": f"Bearer {app.state.api_keys.create('user', USER_USCC).key}"}
+
+    with TestClient(app) as client:
+
+        def login(code: str) -> dict[str, str]:
+            answer = client.post("/api/v1/holder/login", json={"holder_code": code, "password": PASSWORD}).json()
+            return {"Authorization": f"Bearer {answer['session_token']}"}
+
+        holder, other_holder = login(HOLDER), login(other)
+
+        def shown(identifier: str, who: dict[str, str] = holder) -> str:
+            made = client.post(f"/api/v1/holder/licences/{identifier}/show-token", json={}, headers=who)
+            assert made.status_code == 200, made.text
+            return str(made.json()["token"])
+
+        def open_case(number: str) -> str:
+            opened = client.post("/api/v1/cases", headers=counter,
+                                 json={"matter": CATERING, "applicant": HOLDER, "case_number": number})
+            assert opened.status_code == 201, opened.text
+            return f"/api/v1/cases/{opened.json()['case']}/reuse"
+
+        reuse = open_case("LZ-1")
+        before = use_count(env)
+        # Attacks: each refused with 403 and nothing recorded.
+        token = shown(food)
+        payload = token.split(".")[1]
+        flipped = payload[:40] + ("A" if payload[40] != "A" else "B") + payload[41:]
+        signer = services.cases.pki.service_signer(dt.datetime.now(dt.timezone.utc))
+        long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+        expired = make_token(signer, food, {"operator_name": "x"}, long_ago, dt.timedelta(seconds=60))[0]
+        foreign = make_token(pki.seal_signer, food, {"operator_name": "x"}, dt.datetime.now(dt.timezone.utc),
+                             dt.timedelta(seconds=60))[0]
+        attacks = {
+            "another holder's licence": {"show_token": shown(other_food, other_holder)},
+            "another licence than the one named": {"identifier": business, "show_token": token},
+            "expired": {"show_token": expired},
+            "altered": {"show_token": ".".join([token.split(".")[0], flipped, token.split(".")[2]])},
+            "signed by another key": {"show_token": foreign},
+            "not a token": {"show_token": "ECT1.abc.def"},
+        }
+        for what, body in attacks.items():
+            answer = client.post(reuse, json=body, headers=counter)
+            assert answer.status_code == 403, (what, answer.text)
+            assert "亮证码" in answer.json()["message"], what
+        assert client.post(reuse, json={"identifier": food, "use_code": "ABCD1234", "show_token": token},
+                           headers=counter).status_code == 422
+        assert use_count(env) == before
+
+        # The holder's own token for the licence: consent, the identifier taken from the token.
+        done = client.post(reuse, json={"show_token": token}, headers=counter)
+        assert done.status_code == 200, done.text
+        assert (done.json()["identifier"], done.json()["basis"], done.json()["consent"]) == (
+            food, "consent", "show_token")
+        assert use_count(env) == before + 1
+        # Replayed: in another case, and at the plain check after it.
+        again = client.post(open_case("LZ-2"), json={"show_token": token}, headers=counter)
+        assert again.status_code == 403 and "只能用一次" in again.json()["message"]
+        verified = client.post("/api/v1/show-tokens/verify", json={"token": token}, headers=counter).json()
+        assert verified["reason"] == "replayed"
+        # A token checked at the plain check first is spent too.
+        checked = shown(food)
+        assert client.post("/api/v1/show-tokens/verify", json={"token": checked}, headers=counter).json()[
+            "result"] == "VALID"
+        assert client.post(open_case("LZ-3"), json={"show_token": checked}, headers=counter).status_code == 403
+
+        # The holder sees the use with the matter and case number; the receipt names the basis.
+        uses = [u for u in client.get("/api/v1/holder/uses", headers=holder).json() if u["action"] == "use"]
+        assert (food, CATERING, "LZ-1") in {(u["identifier"], u["matter"], u["case_number"]) for u in uses}
+        case_id = int(reuse.split("/")[-2])
+        shown_case = client.get(f"/api/v1/cases/{case_id}", headers=counter).json()
+        assert shown_case["materials"][1]["reused"]["consent"] == "show_token"
+        receipt = services.cases.close(COUNTER, case_id)
+        assert services.verification.verify_file(receipt.pdf).result is Status.VALID
+
+
+def test_a_failed_reuse_gives_the_show_token_back_and_two_counters_get_it_once(
+    env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = env.services
+    food = issue_food(env)
+    holder = services.accounts.holder(HOLDER)
+    token, _ = services.holders.show_token(holder, food)
+    case = services.cases.open(COUNTER, CATERING, HOLDER, case_number="F1").id
+    original = services.sharing._annotated_copy
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(services.sharing, "_annotated_copy", broken)
+    with pytest.raises(OSError):
+        services.cases.reuse(COUNTER, case, None, show_token=token)
+    monkeypatch.setattr(services.sharing, "_annotated_copy", original)
+    assert services.cases.reuse(COUNTER, case, None, show_token=token).consent == "show_token"
+
+    for _round in range(3):
+        token, _ = services.holders.show_token(holder, food)
+        cases = [services.cases.open(COUNTER, CATERING, HOLDER, case_number=f"T{n}").id for n in range(2)]
+        outcomes = _at_once([lambda c=c, t=token: services.cases.reuse(COUNTER, c, None, show_token=t) for c in cases])
+        assert sorted(type(o).__name__ for o in outcomes) == ["CaseReuse", "PermissionDeniedError"], outcomes
