@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from cert_authority.demo import BUSINESS_TYPE, DEMO_CASE_MATTER, DEPARTMENTS, FOOD_TYPE, demo_holders
+from cert_authority.services import licence_services
+from cert_authority.settings import load_settings
 from tests.cert_authority.cli_runner import ecas, fails, ok
 
 COUNTER_USCC = DEPARTMENTS[2].uscc
@@ -109,3 +111,20 @@ def test_duty_rules_and_bad_input_from_the_command_line(demo: Path, tmp_path: Pa
     bad.write_text("code: x\nname: 事项\ndepartments: []\nmaterials: []\ncolour: red\n", encoding="utf-8")
     assert "未知的键" in fails("matters", "register", str(bad))
     assert "--by 应为" in fails("stats", "--by", "colour")
+
+
+def test_a_show_token_as_consent_from_the_command_line(demo: Path) -> None:
+    """`ecas cases reuse CASE --show-token TOKEN`: the licence the token shows, once."""
+    applicant = demo_holders()[0][0]
+    services = licence_services(load_settings())
+    holder = services.accounts.holder(applicant)
+    [food] = [item.identifier for item in services.holders.licences(holder) if item.type_code == FOOD_TYPE]
+    token, _ = services.holders.show_token(holder, food)
+    opened = json.loads(ok("cases", "open", "--department", COUNTER_USCC, "--matter", DEMO_CASE_MATTER,
+                           "--applicant", applicant, "--json"))
+    case = str(opened["case"])
+    reused = json.loads(ok("cases", "reuse", case, "--show-token", token, "--json"))
+    assert (reused["identifier"], reused["basis"], reused["consent"]) == (food, "consent", "show_token")
+    assert "只能用一次" in fails("cases", "reuse", case, "--show-token", token)
+    assert "亮证码" in fails("cases", "reuse", case, "--show-token", token[:-4] + "AAAA")
+    assert "证照标识" in fails("cases", "reuse", case)
