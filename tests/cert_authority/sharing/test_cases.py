@@ -6,6 +6,7 @@ sealed receipt (qpdf, pdftotext, our verifier) and the bad-input and concurrency
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import threading
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlmodel import Session, col, func, select
 
 from cert_authority.actors import CLI_ACTOR, Actor
@@ -28,7 +30,7 @@ from cert_authority.errors import (
 )
 from cert_authority.http.app import create_app
 from cert_authority.sharing.matters import parse_matter_spec
-from cert_authority.store.models import AuditEventRow, CaseMaterialRow
+from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow
 from cert_authority.timeutil import local_date
 from templates.errors import SpecError
 from tests.conftest import (
@@ -776,3 +778,45 @@ def test_a_failed_reuse_gives_the_show_token_back_and_two_counters_get_it_once(
         cases = [services.cases.open(COUNTER, CATERING, HOLDER, case_number=f"T{n}").id for n in range(2)]
         outcomes = _at_once([lambda c=c, t=token: services.cases.reuse(COUNTER, c, None, show_token=t) for c in cases])
         assert sorted(type(o).__name__ for o in outcomes) == ["CaseReuse", "PermissionDeniedError"], outcomes
+
+
+def test_statistics_are_counted_by_the_database_on_chinas_calendar(env: LicenceEnv) -> None:
+    """Events either side of midnight, a month's end and a quarter's end in Beijing (UTC+8) land in
+    the right day, month and quarter; the database groups them: one statement a source, however many
+    events."""
+    services = env.services
+    food = issue_food(env)
+    utc = dt.timezone.utc
+    moments = {
+        dt.datetime(2025, 3, 31, 15, 59, tzinfo=utc): ("2025-03-31", "2025-03", "2025-Q1"),  # 23:59 Beijing
+        dt.datetime(2025, 3, 31, 16, 1, tzinfo=utc): ("2025-04-01", "2025-04", "2025-Q2"),  # 00:01 on 1 April
+        dt.datetime(2025, 12, 31, 16, 30, tzinfo=utc): ("2026-01-01", "2026-01", "2026-Q1"),
+    }
+    with Session(env.engine) as session:
+        for at in moments:
+            for n in range(3):
+                session.add(AuditEventRow(at=at, actor="apikey:x", actor_role="user", actor_department=USER_USCC,
+                                          action="use", target=food, detail_json=json.dumps({"matter": CATERING})))
+                session.add(CaseRow(matter_code=CATERING, department_uscc=USER_USCC, applicant_code=HOLDER,
+                                    status="open", opened_at=at + dt.timedelta(seconds=n), opened_by="x"))
+        session.commit()
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(env.engine, "before_cursor_execute", count)
+    try:
+        for index, period in enumerate(("day", "month", "quarter")):
+            statements.clear()
+            stats = services.stats.compute(CLI_ACTOR, dt.date(2025, 3, 1), dt.date(2026, 1, 31), "matter", period)
+            assert len(statements) == 5, statements  # issued, uses, show checks, cases, materials
+            assert all("GROUP BY" in s for s in statements)
+            got = {(r.period, r.key): (r.counts["uses"], r.counts["cases"]) for r in stats.rows}
+            assert got == {(labels[index], CATERING): (3, 3) for labels in moments.values()}, got
+            assert stats.totals.counts["uses"] == 9 and stats.totals.counts["materials_required"] == 0
+    finally:
+        event.remove(env.engine, "before_cursor_execute", count)
+    # The first day of the range begins at midnight in Beijing: 23:59 on 31 March is outside 1 April on.
+    april = services.stats.compute(CLI_ACTOR, dt.date(2025, 4, 1), dt.date(2025, 4, 30))
+    assert april.totals.counts["uses"] == 3 and [r.period for r in april.rows] == ["2025-04-01"]
