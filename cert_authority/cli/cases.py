@@ -18,7 +18,7 @@ from cert_authority.registry.spec_input import MAX_DEFINITION_BYTES, load_defini
 from cert_authority.services import LicenceServices, licence_services
 from cert_authority.sharing.cases import Case
 from cert_authority.sharing.matters import parse_matter_spec
-from cert_authority.sharing.stats import METRICS, GroupBy, Period
+from cert_authority.sharing.stats import METRICS, GroupBy, Period, stats_xlsx
 from cert_authority.timeutil import local_date
 
 matters_app = typer.Typer(help="办事事项：登记与查看（所需材料、办理部门）", no_args_is_help=True)
@@ -272,6 +272,7 @@ def stats(
     period: Annotated[str, typer.Option(help="统计周期：day、month、quarter")] = "day",
     as_json: JsonOption = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV 输出")] = False,
+    xlsx: Annotated[Path | None, typer.Option("--xlsx", help="另存为 Excel 文件（XLSX）")] = None,
 ) -> None:
     """统计：颁证、用证、亮证核验、办件、所需材料、复用材料与复用率（减材料）。"""
     if by not in (None, "department", "type", "matter"):
@@ -280,6 +281,9 @@ def stats(
         raise UsageError(f"--period 应为 day、month 或 quarter，收到 {period!r}")
     since, until = option_date(start, "--from"), option_date(end, "--to")
     result = _services(ctx).stats.compute(CLI_ACTOR, since, until, cast(GroupBy | None, by), cast(Period, period))
+    if xlsx is not None:
+        xlsx.write_bytes(stats_xlsx(result))
+        typer.echo(f"统计表已写入 {xlsx}", err=as_json or as_csv)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return

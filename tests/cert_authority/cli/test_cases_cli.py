@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from cert_authority.demo import BUSINESS_TYPE, DEMO_CASE_MATTER, DEPARTMENTS, FOOD_TYPE, demo_holders
@@ -80,6 +81,9 @@ def test_a_case_on_the_demo_from_the_command_line(demo: Path, tmp_path: Path) ->
     by_matter = json.loads(ok("stats", "--by", "matter", "--json"))
     assert any(r["key"] == DEMO_CASE_MATTER and r["materials_required"] == 3 for r in by_matter["rows"])
     assert ok("stats", "--csv").startswith("period,key,")
+    ok("stats", "--by", "department", "--xlsx", str(tmp_path / "stats.xlsx"))
+    sheet = openpyxl.load_workbook(tmp_path / "stats.xlsx").active
+    assert sheet["A1"].value == "统计周期（日）" and sheet["B1"].value == "部门"
     assert "复用率" in ok("stats", "--period", "month")
 
 

@@ -6,6 +6,7 @@ sealed receipt (qpdf, pdftotext, our verifier) and the bad-input and concurrency
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -601,6 +603,10 @@ def test_statistics_count_what_was_issued_used_shown_and_reused(env: LicenceEnv)
         assert csv_answer.status_code == 200 and csv_answer.headers["content-type"].startswith("text/csv")
         lines = csv_answer.text.strip().splitlines()
         assert lines[0].startswith("period,key,licences_issued") and lines[-1].startswith("total,,2,1,1,2,7,1,0.1429")
+        xlsx = client.get("/api/v1/stats?format=xlsx&by=type", headers=auditor)
+        assert xlsx.status_code == 200 and xlsx.headers["content-type"].startswith("application/vnd.openxmlformats")
+        sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
+        assert [c.value for c in sheet[sheet.max_row]][:8] == ["合计", None, 2, 1, 1, 2, 7, 1]
         assert client.get("/api/v1/stats?from=2026-02-01&to=2026-01-01", headers=admin).status_code == 422
         assert client.get("/api/v1/stats?by=colour", headers=admin).status_code == 422
 
