@@ -115,6 +115,33 @@ def _print_case(case: Case) -> None:
                 typer.echo(f"       {c.identifier}  {BASIS_NAMES[c.basis]}")
 
 
+@cases_app.command("list")
+@friendly_errors
+def cases_list(
+    ctx: typer.Context,
+    department: Annotated[str | None, typer.Option(help="只列此部门（统一社会信用代码）的办件")] = None,
+    closed: Annotated[bool, typer.Option("--closed", help="列已办结的办件（默认列办理中的）")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """列出办件：办理中（或已办结）的，最新的在前。"""
+    found = _services(ctx).cases.list_cases(CLI_ACTOR, department, "closed" if closed else "open")
+    if as_json:
+        rows = [
+            {"case": c.id, "matter": c.matter_code, "department_uscc": c.department_uscc, "applicant": c.applicant,
+             "case_number": c.case_number, "status": c.status, "opened_at": c.opened_at.isoformat(),
+             "materials_required": c.required, "materials_reused": c.reused}
+            for c in found
+        ]
+        _echo_json(rows)
+        return
+    if not found:
+        typer.echo("没有办件")
+    for c in found:
+        number = f" 办件号 {c.case_number}" if c.case_number else ""
+        progress = f"已复用 {c.reused}/{c.required}"
+        typer.echo(f"{c.id:>6}  {c.matter_name}  {c.applicant}{number}  {progress}  {c.department_uscc}")
+
+
 @cases_app.command("open")
 @friendly_errors
 def cases_open(

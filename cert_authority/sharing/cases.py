@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -56,6 +56,7 @@ from templates.identifier import mask_holder_code
 log = logging.getLogger("ecas.cases")
 
 MAX_CASE_NUMBER = 60
+MAX_LISTED = 200
 # How a basis is named to the counter: duty_rule or consent (by a use code or a standing
 # authorisation); the case and the audit keep which one.
 BasisName = Literal["duty_rule", "consent"]
@@ -110,6 +111,22 @@ class Case:
     closed_at: dt.datetime | None
     receipt_sm3: str | None
     materials: tuple[CaseMaterial, ...]
+
+
+@dataclass(frozen=True)
+class CaseSummary:
+    """A case in a department's list: what it is and how far the materials are."""
+
+    id: int
+    matter_code: str
+    matter_name: str
+    department_uscc: str
+    applicant: str  # masked
+    case_number: str | None
+    status: str
+    opened_at: dt.datetime
+    required: int
+    reused: int
 
 
 @dataclass(frozen=True)
@@ -227,6 +244,53 @@ class CaseService:
                 for m in materials
             ),
         )
+
+    def list_cases(
+        self, actor: Actor, department_uscc: str | None = None, status: str = "open", limit: int = MAX_LISTED
+    ) -> list[CaseSummary]:
+        """A department's cases (open ones by default), newest first, with the count of materials
+        required and reused (counted by the database): a using department's own; administrators and
+        auditors any department's, or all."""
+        ensure_role(actor, "user", "admin", "auditor")
+        if actor.role == "user":
+            if department_uscc and department_uscc != actor.department_uscc:
+                raise PermissionDeniedError(f"权限不足：只能查看本部门（{actor.department_uscc}）的办件")
+            department_uscc = actor.department_uscc
+        if status not in ("open", "closed"):
+            raise InvalidRequestError("办件状态应为 open（办理中）或 closed（已办结）")
+        if not 1 <= limit <= MAX_LISTED:
+            raise InvalidRequestError(f"每次至多列出 {MAX_LISTED} 件")
+        materials = (
+            select(
+                col(CaseMaterialRow.case_id),
+                func.count().label("required"),
+                func.count(col(CaseMaterialRow.identifier)).label("reused"),
+            )
+            .group_by(col(CaseMaterialRow.case_id))
+            .subquery()
+        )
+        query = (
+            select(CaseRow, materials.c.required, materials.c.reused)
+            .join(materials, materials.c.case_id == col(CaseRow.id), isouter=True)
+            .where(col(CaseRow.status) == status)
+            .order_by(col(CaseRow.opened_at).desc(), col(CaseRow.id).desc())
+            .limit(limit)
+        )
+        if department_uscc:
+            query = query.where(col(CaseRow.department_uscc) == department_uscc)
+        with Session(self.engine) as session:
+            found = session.exec(query).all()
+        summaries = []
+        for row, required, reused in found:
+            assert row.id is not None
+            summaries.append(
+                CaseSummary(
+                    row.id, row.matter_code, self.matters.spec(row.matter_code).name, row.department_uscc,
+                    mask_holder_code(row.applicant_code), row.case_number, row.status, aware(row.opened_at),
+                    required or 0, reused or 0,
+                )
+            )
+        return summaries
 
     def _candidates(self, row: CaseRow, matter: MatterSpec, now: dt.datetime) -> dict[int, tuple[Candidate, ...]]:
         """Per licence material: the applicant's licences of its type usable now, with the basis."""

@@ -20,7 +20,13 @@ from cert_authority.checking.licences import VerificationService
 from cert_authority.checking.show_tokens import ShowTokenVerifier
 from cert_authority.registry.service import RegistryService
 from cert_authority.web.common import forget_flash, render, same_origin, take_flash
-from cert_authority.web.counter_cases import LICENCE_URL, as_use_code, department_matters, scanned_use_code
+from cert_authority.web.counter_cases import (
+    LICENCE_URL,
+    as_use_code,
+    department_matters,
+    department_open_cases,
+    scanned_use_code,
+)
 from cert_authority.web.staff_pages import Staff
 from cert_authority.web.verdicts import verdict
 from templates.errors import ImageError
@@ -47,7 +53,8 @@ def _registry(request: Request) -> RegistryService:
 @router.get("/counter")
 def counter_page(request: Request, staff: Staff) -> Response:
     page = render(
-        request, "counter/scan.html", staff=staff, matters=department_matters(request, staff), flash=take_flash(request)
+        request, "counter/scan.html", staff=staff, matters=department_matters(request, staff),
+        open_cases=department_open_cases(request, staff), flash=take_flash(request),
     )
     return forget_flash(page, request)
 

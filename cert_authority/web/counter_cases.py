@@ -27,7 +27,7 @@ from cert_authority.access.staff import StaffMember
 from cert_authority.boundary import RowId
 from cert_authority.errors import NotFoundError, ServiceError
 from cert_authority.registry.service import RegistryService
-from cert_authority.sharing.cases import CaseReuse, CaseService
+from cert_authority.sharing.cases import CaseReuse, CaseService, CaseSummary
 from cert_authority.sharing.matters import MatterPublic, MatterService
 from cert_authority.sharing.service import CODE_ALPHABET, CODE_LENGTH, SharingService
 from cert_authority.store.models import LicenceRow
@@ -78,6 +78,13 @@ def department_matters(request: Request, staff: StaffMember) -> list[MatterPubli
     if staff.department_uscc is None:
         return []
     return [m for m in _matters(request).list() if staff.department_uscc in m.departments]
+
+
+def department_open_cases(request: Request, staff: StaffMember) -> list[CaseSummary]:
+    """The staff member's department's cases still open (for its using-department staff)."""
+    if staff.department_uscc is None or staff.role != "user":
+        return []
+    return _cases(request).list_cases(staff.actor(), staff.department_uscc, "open", limit=50)
 
 
 def as_use_code(text: str) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -18,7 +18,15 @@ from cert_authority.actors import Actor
 from cert_authority.boundary import ErrorPublic, RowId
 from cert_authority.http.auth import current_actor
 from cert_authority.http.uploads import read_text_definition, text_definition_body
-from cert_authority.sharing.cases import BasisName, Case, CaseService, ConsentKind, Reused, split_basis
+from cert_authority.sharing.cases import (
+    MAX_LISTED,
+    BasisName,
+    Case,
+    CaseService,
+    ConsentKind,
+    Reused,
+    split_basis,
+)
 from cert_authority.sharing.matters import MATTER_CODE, MatterPublic, MatterService, parse_matter_spec
 from cert_authority.sharing.service import LINK_MINUTES
 from verification.show_token import MAX_TOKEN_CHARS
@@ -204,6 +212,47 @@ def open_case(body: CaseOpen, request: Request, actor: Caller) -> CasePublic:
     """Open a case for an applicant and a matter; the answer is the checklist of reusable licences."""
     case = _cases(request).open(actor, body.matter, body.applicant, body.department_uscc, body.case_number)
     return case_public(case)
+
+
+class CaseSummaryPublic(BaseModel):
+    case: int
+    matter: str
+    matter_name: str
+    department_uscc: str
+    applicant: Annotated[str, Field(description="申请人代码（部分隐藏）")]
+    case_number: str | None
+    status: Literal["open", "closed"]
+    opened_at: dt.datetime
+    materials_required: int
+    materials_reused: int
+
+
+@router.get("/cases")
+def list_cases(
+    request: Request,
+    actor: Caller,
+    status: Annotated[Literal["open", "closed"], Query(description="open 办理中（默认），closed 已办结")] = "open",
+    department_uscc: Annotated[
+        str | None, Query(max_length=18, description="管理员、审计可指定部门；部门密钥只能查看本部门")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 100,
+) -> list[CaseSummaryPublic]:
+    """A department's cases, newest first: its user keys see their own; admins and auditors any or all."""
+    return [
+        CaseSummaryPublic(
+            case=c.id,
+            matter=c.matter_code,
+            matter_name=c.matter_name,
+            department_uscc=c.department_uscc,
+            applicant=c.applicant,
+            case_number=c.case_number,
+            status="closed" if c.status == "closed" else "open",
+            opened_at=c.opened_at,
+            materials_required=c.required,
+            materials_reused=c.reused,
+        )
+        for c in _cases(request).list_cases(actor, department_uscc, status, limit)
+    ]
 
 
 @router.get("/cases/{case_id}")

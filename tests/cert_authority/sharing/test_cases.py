@@ -826,3 +826,43 @@ def test_statistics_are_counted_by_the_database_on_chinas_calendar(env: LicenceE
     # The first day of the range begins at midnight in Beijing: 23:59 on 31 March is outside 1 April on.
     april = services.stats.compute(CLI_ACTOR, dt.date(2025, 4, 1), dt.date(2025, 4, 30))
     assert april.totals.counts["uses"] == 3 and [r.period for r in april.rows] == ["2025-04-01"]
+
+
+# --- a department's list of its cases ----------------------------------------------------------------
+def test_a_department_lists_its_own_open_cases(env: LicenceEnv) -> None:
+    services = env.services
+    business = issue_business(env)
+    services.duty_rules.add(CLI_ACTOR, USER_USCC, BUSINESS_TYPE, [CATERING])
+    first = services.cases.open(COUNTER, CATERING, HOLDER, case_number="A-1").id
+    second = services.cases.open(COUNTER, CATERING, HOLDER, case_number="A-2").id
+    services.cases.reuse(COUNTER, second, business)
+    closed = services.cases.open(COUNTER, CATERING, HOLDER).id
+    services.cases.close(COUNTER, closed)
+    market = Actor("apikey:m", "user", ISSUER_USCC)
+    theirs = services.cases.open(market, "food-licence-change", HOLDER).id
+
+    listed = services.cases.list_cases(COUNTER)
+    assert [(c.id, c.required, c.reused) for c in listed] == [(second, 3, 1), (first, 3, 0)]  # newest first
+    assert listed[0].applicant != HOLDER and listed[0].case_number == "A-2"
+    assert [c.id for c in services.cases.list_cases(COUNTER, status="closed")] == [closed]
+    assert [c.id for c in services.cases.list_cases(market)] == [theirs]
+    with pytest.raises(PermissionDeniedError):
+        services.cases.list_cases(COUNTER, ISSUER_USCC)  # another department's
+    assert {c.id for c in services.cases.list_cases(CLI_ACTOR)} == {first, second, theirs}
+
+    app = create_app(env.settings)
+    keys = app.state.api_keys
+    with TestClient(app) as client:
+        counter = {"Authorization": f"Bearer {keys.create('user', USER_USCC).key}"}
+        auditor = {"Authorization": f"Bearer {keys.create('auditor', OTHER_ISSUER_USCC).key}"}
+        issuer = {"Authorization": f"Bearer {keys.create('issuer', USER_USCC).key}"}
+        body = client.get("/api/v1/cases", headers=counter).json()
+        assert [(c["case"], c["materials_required"], c["materials_reused"]) for c in body] == [(second, 3, 1),
+                                                                                               (first, 3, 0)]
+        assert client.get(f"/api/v1/cases?department_uscc={ISSUER_USCC}", headers=counter).status_code == 403
+        assert client.get("/api/v1/cases?status=closed", headers=counter).json()[0]["case"] == closed
+        assert [c["case"] for c in client.get(f"/api/v1/cases?department_uscc={ISSUER_USCC}",
+                                              headers=auditor).json()] == [theirs]
+        assert client.get("/api/v1/cases", headers=issuer).status_code == 403
+        assert client.get("/api/v1/cases?status=nope", headers=counter).status_code == 422
+        assert client.get("/api/v1/cases").status_code == 401

@@ -245,3 +245,15 @@ def test_the_scan_fields_take_show_tokens_use_codes_and_identifiers(site: Counte
     assert "已复用「营业执照」" in flash(done)  # the code names its own licence: the business licence
     bad = posted(counter, "/counter/cases", {"matter": CATERING, "applicant": token})
     assert "未能受理" not in flash(bad) and "只能用一次" in flash(bad)  # opened, the replayed token refused
+
+
+def test_the_counter_lists_its_departments_open_cases(site: Counter) -> None:
+    counter = staff_client(site.app, "counter")
+    mine, _ = open_case(counter, "MINE-1")
+    market = staff_client(site.app, "market")
+    home = counter.get("/counter").text
+    assert 'id="open-cases"' in home and f'href="/counter/cases/{mine}"' in home and "MINE-1" in home
+    assert HOLDER not in home  # masked
+    assert f'href="/counter/cases/{mine}"' not in market.get("/counter").text
+    posted(counter, f"/counter/cases/{mine}/close")
+    assert f'href="/counter/cases/{mine}"' not in counter.get("/counter").text
