@@ -494,7 +494,7 @@ class CaseService:
         assert row.id is not None
         matter = self.matters.spec(row.matter_code)
         department = self.registry.get_department_by_uscc(row.department_uscc)
-        names = {m.identifier: _licence_name(self.sharing, m.identifier) for m in materials if m.identifier}
+        names = self._licence_names([m.identifier for m in materials if m.identifier])
         lines = tuple(
             ReceiptLine(
                 name=m.name,
@@ -523,6 +523,15 @@ class CaseService:
         )
         return render_receipt(content, self.registry.fonts, signer, picture, now)
 
+    def _licence_names(self, identifiers: list[str]) -> dict[str, str]:
+        if not identifiers:
+            return {}
+        with Session(self.engine) as session:
+            found = session.exec(
+                select(LicenceRow.identifier, LicenceRow.name).where(col(LicenceRow.identifier).in_(identifiers))
+            ).all()
+        return dict(found)
+
     @cached_property
     def _seal_picture(self) -> bytes:
         return generate_round_seal(self.pki.settings.authority_name, "办件专用", fonts=self.registry.fonts)
@@ -548,11 +557,6 @@ def _materials(session: Session, case_id: int) -> list[CaseMaterialRow]:
             .order_by(col(CaseMaterialRow.position))
         ).all()
     )
-
-
-def _licence_name(sharing: SharingService, identifier: str) -> str:
-    row = sharing.find_licence(identifier)
-    return row.name if row is not None else ""
 
 
 def _reused(row: CaseMaterialRow) -> Reused | None:

@@ -292,10 +292,11 @@ class SharingService:
         fails, a use code spent for it is given back (or `refund` runs): nothing was handed over."""
         face: dict[str, str] = json.loads(row.face_json)
         try:
-            token, expires = self._annotated_copy(actor, row, cause, now)
+            token, expires, shared = self._annotated_copy(actor, row, cause, now)
             with Session(self.engine) as session:
                 if record is not None:
                     record(session)
+                session.add(shared)  # the copy's link, committed with the use it belongs to
                 recorded = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": True, **(detail or {})}
                 session.add(audit_row(actor, "use", row.identifier, now, holder_code=row.holder_code, detail=recorded))
                 session.commit()
@@ -367,7 +368,11 @@ class SharingService:
             )
         return "duty"
 
-    def _annotated_copy(self, actor: Actor, row: LicenceRow, cause: str, now: dt.datetime) -> tuple[str, dt.datetime]:
+    def _annotated_copy(
+        self, actor: Actor, row: LicenceRow, cause: str, now: dt.datetime
+    ) -> tuple[str, dt.datetime, SharedFileRow]:
+        """The sealed copy in the file store, its link's token and expiry, and the link's row (for
+        the caller to commit with the use)."""
         department = self.registry.get_department_by_uscc(actor.department_uscc or "")
         expires = now + dt.timedelta(minutes=LINK_MINUTES)
         local = now.astimezone(BEIJING)
@@ -382,17 +387,11 @@ class SharingService:
             layout, fonts, signer, picture, box, now, title=f"{row.name} 加注件", reason=f"加注件：{cause}"
         )
         token = secrets.token_urlsafe(24)
-        with Session(self.engine) as session:
-            session.add(
-                SharedFileRow(
-                    token_sha256=_sha256(token),
-                    file_sm3=self.filestore.put(sealed),
-                    identifier=row.identifier,
-                    expires_at=expires,
-                )
-            )
-            session.commit()
-        return token, expires
+        digest = self.filestore.put(sealed)
+        shared = SharedFileRow(
+            token_sha256=_sha256(token), file_sm3=digest, identifier=row.identifier, expires_at=expires
+        )
+        return token, expires, shared
 
     @cached_property
     def _service_seal_picture(self) -> bytes:
