@@ -181,7 +181,7 @@ SURFACE: dict[str, list[str]] = {
     "verification.ofd_file": ["inspect_ofd"],
     "verification.report": ["Check", "Report", "Status"],
     "verification.sealed_file": ["verify_sealed_file"],
-    "verification.show_token": ["PREFIX", "ShowToken", "make_token", "read_token"],
+    "verification.show_token": ["MAX_TOKEN_CHARS", "PREFIX", "ShowToken", "make_token", "read_token"],
     "verification.trust": ["TrustAnchors"],
     "verification.trust_bundle": ["BUNDLE_FORMAT", "TrustBundleError", "canonical", "load_trust_bundle"],
 }
