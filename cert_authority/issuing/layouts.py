@@ -40,6 +40,7 @@ class LicenceLayouts:
         self.filestore = filestore
         self.base_url = base_url.rstrip("/")
         self._backgrounds: dict[str, Picture] = {}
+        self._contexts: dict[tuple[str, int], LayoutContext] = {}
         self._lock = threading.Lock()
 
     def context(
@@ -51,6 +52,19 @@ class LicenceLayouts:
     ) -> LayoutContext:
         """Type `type_code` (whose `spec` and template the caller may have read already) with
         template `template_version` (the latest when None)."""
+        if template_version is not None and spec is None and stored is None:
+            # A type's definition and its template versions never change once registered: a
+            # stored licence's context is read once per process (each use lays the licence out).
+            key = (type_code, template_version)
+            with self._lock:
+                known = self._contexts.get(key)
+            if known is None:
+                known = self.context(type_code, template_version, self.registry.type_spec(type_code))
+                with self._lock:
+                    if len(self._contexts) > 256:
+                        self._contexts.clear()
+                    self._contexts[key] = known
+            return known
         stored = stored or self.registry.get_template(type_code, template_version)
         return LayoutContext(
             spec=spec or self.registry.type_spec(type_code),

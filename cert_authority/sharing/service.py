@@ -48,11 +48,10 @@ from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 from seals.box import SealBox
-from seals.pdf_seal import seal_pdf
+from seals.licence_files import seal_page_pdf
 from seals.picture import generate_round_seal
 from templates.identifier import mask_holder_code
 from templates.layout import annotate
-from templates.render import render_pdf
 
 log = logging.getLogger("ecas.sharing")
 
@@ -267,9 +266,13 @@ class SharingService:
         row = self.find_licence(identifier)
         if row is None:
             raise NotFoundError(f"没有证照标识为 {identifier} 的证照")
+        self.ensure_current(row, now)
+        return row
+
+    def ensure_current(self, row: LicenceRow, now: dt.datetime) -> None:
+        """409 unless the licence read as `row` is valid now and its record is the one sealed."""
         ensure_usable(row, now)
         self.binding.ensure(row)
-        return row
 
     def hand_over(
         self,
@@ -282,22 +285,26 @@ class SharingService:
         use_code: str | None = None,
         detail: dict[str, Any] | None = None,
         record: Callable[[Session], None] | None = None,
+        refund: Callable[[], None] | None = None,
     ) -> LicenceUse:
         """Give `actor`'s department the face data and an annotated copy of `row`, and record the
         use (with `detail`, and whatever `record` writes, in the same transaction). If anything
-        fails, a use code spent for it is given back: nothing was handed over."""
+        fails, a use code spent for it is given back (or `refund` runs): nothing was handed over."""
         face: dict[str, str] = json.loads(row.face_json)
         try:
-            token, expires = self._annotated_copy(actor, row, cause, now)
+            token, expires, shared = self._annotated_copy(actor, row, cause, now)
             with Session(self.engine) as session:
                 if record is not None:
                     record(session)
+                session.add(shared)  # the copy's link, committed with the use it belongs to
                 recorded = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": True, **(detail or {})}
                 session.add(audit_row(actor, "use", row.identifier, now, holder_code=row.holder_code, detail=recorded))
                 session.commit()
         except BaseException:
             if use_code:
                 self._refund_code(use_code)
+            if refund is not None:
+                refund()
             raise
         log.info(
             "licence %s (holder %s) used by %s: %s",
@@ -361,29 +368,30 @@ class SharingService:
             )
         return "duty"
 
-    def _annotated_copy(self, actor: Actor, row: LicenceRow, cause: str, now: dt.datetime) -> tuple[str, dt.datetime]:
+    def _annotated_copy(
+        self, actor: Actor, row: LicenceRow, cause: str, now: dt.datetime
+    ) -> tuple[str, dt.datetime, SharedFileRow]:
+        """The sealed copy in the file store, its link's token and expiry, and the link's row (for
+        the caller to commit with the use)."""
         department = self.registry.get_department_by_uscc(actor.department_uscc or "")
         expires = now + dt.timedelta(minutes=LINK_MINUTES)
         local = now.astimezone(BEIJING)
         note = f"本件仅供{department.name}用于「{cause}」，{local:%Y-%m-%d %H:%M} 由电子证照共享服务出具，复制无效"
         fonts = self.registry.fonts
         layout = annotate(self.layouts.of_record(row), note, fonts)
-        pdf = render_pdf(layout, fonts, title=f"{row.name} 加注件", created=now)
         box = SealBox(x=layout.width - 48, y=layout.height - 48, w=38, h=38)
         signer = self.pki.service_signer(now)
-        sealed = seal_pdf(pdf, signer, self._service_seal_picture, 0, box, reason=f"加注件：{cause}", now=now)
+        # Written sealed in one pass, as licences are: no render, then re-parse to seal.
+        picture = self._service_seal_picture
+        sealed = seal_page_pdf(
+            layout, fonts, signer, picture, box, now, title=f"{row.name} 加注件", reason=f"加注件：{cause}"
+        )
         token = secrets.token_urlsafe(24)
-        with Session(self.engine) as session:
-            session.add(
-                SharedFileRow(
-                    token_sha256=_sha256(token),
-                    file_sm3=self.filestore.put(sealed),
-                    identifier=row.identifier,
-                    expires_at=expires,
-                )
-            )
-            session.commit()
-        return token, expires
+        digest = self.filestore.put(sealed)
+        shared = SharedFileRow(
+            token_sha256=_sha256(token), file_sm3=digest, identifier=row.identifier, expires_at=expires
+        )
+        return token, expires, shared
 
     @cached_property
     def _service_seal_picture(self) -> bytes:

@@ -6,7 +6,6 @@ licence points to (status only, no personal data)."""
 from __future__ import annotations
 
 import io
-import re
 from typing import Annotated
 
 import zxingcpp
@@ -21,11 +20,16 @@ from cert_authority.checking.licences import VerificationService
 from cert_authority.checking.show_tokens import ShowTokenVerifier
 from cert_authority.registry.service import RegistryService
 from cert_authority.web.common import forget_flash, render, same_origin, take_flash
-from cert_authority.web.counter_cases import as_use_code, department_matters, scanned_use_code
+from cert_authority.web.counter_cases import (
+    LICENCE_URL,
+    as_use_code,
+    department_matters,
+    department_open_cases,
+    scanned_use_code,
+)
 from cert_authority.web.staff_pages import Staff
 from cert_authority.web.verdicts import verdict
 from templates.errors import ImageError
-from templates.identifier import ROOT
 from templates.images import MAX_UPLOAD_BYTES, load_picture
 from verification.report import Report
 from verification.show_token import PREFIX as TOKEN_PREFIX
@@ -34,7 +38,6 @@ router = APIRouter(include_in_schema=False)
 Posted = Depends(same_origin)
 PUBLIC = Actor(label="public", role="public")
 MAX_PHOTO_SIDE = 2400  # larger photos are scaled down first: a QR code needs no more
-LICENCE_URL = re.compile(r"/v/(" + re.escape(ROOT) + r"\.[0-9A-Z.]+)$")
 
 
 def _verification(request: Request) -> VerificationService:
@@ -50,7 +53,8 @@ def _registry(request: Request) -> RegistryService:
 @router.get("/counter")
 def counter_page(request: Request, staff: Staff) -> Response:
     page = render(
-        request, "counter/scan.html", staff=staff, matters=department_matters(request, staff), flash=take_flash(request)
+        request, "counter/scan.html", staff=staff, matters=department_matters(request, staff),
+        open_cases=department_open_cases(request, staff), flash=take_flash(request),
     )
     return forget_flash(page, request)
 
