@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         return self.data_dir / "keys"
 
     @property
+    def data_keys_path(self) -> Path:
+        """The data-encryption keys, wrapped under the KEK (keys.datakeys)."""
+        return self.key_dir / "data-keys.json"
+
+    @property
     def files_dir(self) -> Path:
         """The content-addressed file store (template backgrounds, licence files)."""
         return self.data_dir / "files"

@@ -25,7 +25,7 @@ IMPORTERS = ("cert_authority", *INNER)
 
 # The modules each inner package offers to other packages.
 PUBLIC_MODULES: dict[str, list[str]] = {
-    "keys": ["ca", "crl", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"],
+    "keys": ["ca", "crl", "datakeys", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"],
     "templates": [
         "errors",
         "fonts",
@@ -80,6 +80,7 @@ SURFACE: dict[str, list[str]] = {
         "KeysError",
         "WrongPassphraseError",
     ],
+    "keys.datakeys": ["DataKey", "DataKeyRing", "hmac_sm3", "sm4_gcm_decrypt", "sm4_gcm_encrypt"],
     "keys.keystore": ["KeyStore", "SoftwareKeyStore"],
     "keys.ocsp": ["ocsp_error_response"],
     "keys.oids": ["SM2_SIGN", "SM2_WITH_SM3", "SM2_WITH_SM3_NAME", "SM3", "SM3_NAME"],

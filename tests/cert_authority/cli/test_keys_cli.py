@@ -1,0 +1,66 @@
+"""`ecas keys`: the CA's keys rewrapped to SM4 in place (OpenSSL opens them), KEK changed, data keys
+rotated with the old versions kept; every step audited."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from cert_authority.services import migrated_engine
+from cert_authority.settings import load_settings
+from keys.pkcs8 import decrypt_private_key
+from tests.cert_authority.cli_runner import fails, ok
+from tests.conftest import openssl
+
+
+def _as_before_sm4(path: Path, passphrase: bytes) -> None:
+    """Rewrite a key file as ECAS wrote it before (PBES2 with AES-256-CBC), via OpenSSL."""
+    plain = path.with_suffix(".plain")
+    plain.write_bytes(decrypt_private_key(path.read_bytes(), passphrase).pkcs8_der())
+    openssl(
+        "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-inform", "DER", "-in", str(plain), "-out", str(path),
+        "-passout", "pass:" + passphrase.decode(),
+    )  # fmt: skip
+    plain.unlink()
+
+
+def test_rewrap_rotate_and_list(tmp_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ok("pki", "init")
+    kek = os.environ["ECAS_KEK"].encode()
+    key_dir = tmp_data_dir / "keys"
+    for path in key_dir.glob("*.key.pem"):
+        _as_before_sm4(path, kek)
+    listed = json.loads(ok("keys", "list", "--json"))
+    assert {item["cipher"] for item in listed["private_keys"]} == {"aes-256-cbc"}
+    assert "已重新加密 2 个" in ok("keys", "rewrap")
+    listed = json.loads(ok("keys", "list", "--json"))
+    assert {item["cipher"] for item in listed["private_keys"]} == {"sm4-cbc"}
+    for path in key_dir.glob("*.key.pem"):
+        openssl("pkey", "-in", str(path), "-passin", "pass:" + kek.decode(), "-noout")
+    ok("pki", "issue", "--name", "测试市市场监督管理局", "--uscc", "91350100M000100Y43")  # the CA still signs
+    # three SM2 keys (root, branch, the seal's) and the data-key ring under the new KEK below
+
+    assert "第 1 版" in ok("keys", "rotate", "pii")
+    assert "第 2 版" in ok("keys", "rotate", "pii")
+    listed = json.loads(ok("keys", "list", "--json"))
+    assert [(k["purpose"], k["version"]) for k in listed["data_keys"]] == [("pii", 1), ("pii", 2)]
+    fails("keys", "rotate", "everything")
+
+    # A change of KEK: the new one in ECAS_KEK, the old one named.
+    monkeypatch.setenv("OLD_KEK", kek.decode())
+    monkeypatch.setenv("ECAS_KEK", "the-new-kek-0123456789")
+    fails("keys", "rewrap")  # without the old passphrase: refused, nothing changed
+    assert "已重新加密 4 个" in ok("keys", "rewrap", "--old-kek-env", "OLD_KEK")
+    listed = json.loads(ok("keys", "list", "--json"))
+    assert [(k["purpose"], k["version"]) for k in listed["data_keys"]] == [("pii", 1), ("pii", 2)]
+    ok("pki", "issue", "--name", "测试市人力资源和社会保障局", "--uscc", "11350100MB00000201")
+
+    engine = migrated_engine(load_settings())
+    with engine.connect() as connection:
+        query = text("SELECT action FROM audit_event WHERE action LIKE 'keys_%' ORDER BY id")
+        actions = connection.execute(query).scalars().all()
+    assert actions == ["keys_rewrap", "keys_rotate", "keys_rotate", "keys_rewrap"]
