@@ -126,12 +126,12 @@ class DataKeyRing:
     """The DEKs of one installation, in `path` (JSON, 0600), wrapped under a KEK derived from the
     passphrase. Thread-safe; several processes may share the file."""
 
-    def __init__(self, path: Path, passphrase: bytes, *, iterations: int = DEFAULT_ITERATIONS) -> None:
+    def __init__(self, path: Path, passphrase: bytes, *, iterations: int | None = None) -> None:
         if not passphrase:
             raise ValueError("the data-key ring needs the key-encryption passphrase (ECAS_KEK)")
         self.path = Path(path)
         self._passphrase = passphrase
-        self._iterations = iterations
+        self._iterations = iterations or DEFAULT_ITERATIONS  # for a new file; an existing one says its own
         self._kek: bytes | None = None
         self._salt: bytes | None = None
         self._keys: dict[tuple[str, int], DataKey] = {}
@@ -163,6 +163,12 @@ class DataKeyRing:
         if key is None:
             raise KeyNotFoundError(f"no data-encryption key {purpose!r} version {version} in {self.path}")
         return key
+
+    def all_versions(self, purpose: str) -> list[DataKey]:
+        """Every version of the purpose's key, newest first (to check data of any age)."""
+        with self._lock:
+            self.reload()
+            return sorted((k for (name, _), k in self._keys.items() if name == purpose), key=lambda k: -k.version)
 
     def versions(self) -> list[tuple[str, int, str]]:
         """(purpose, version, created at) of every key, oldest first within a purpose."""

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from cert_authority.actors import CLI_ACTOR
+from cert_authority.cli.audit import audit_app
 from cert_authority.cli.batch import issue_batch
 from cert_authority.cli.cases import cases_app, duty_rules_app, matters_app, stats
 from cert_authority.cli.holders import holders_app
@@ -45,6 +46,7 @@ app.add_typer(matters_app, name="matters")
 app.add_typer(cases_app, name="cases")
 app.add_typer(duty_rules_app, name="duty-rules")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 app.command("issue")(issue)
 app.command("issue-batch")(issue_batch)
 app.command("verify")(verify)

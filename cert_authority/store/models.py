@@ -254,6 +254,11 @@ class LicenceEventRow(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=500)
     at: dt.datetime = Field(sa_column=_utc_column())
     actor: str = Field(max_length=40)
+    # The HMAC-SM3 chain (store/chain.py): set when the row is written, never changed.
+    chain_partition: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_prev: str | None = Field(default=None, max_length=64)
+    chain_mac: str | None = Field(default=None, max_length=64)
 
 
 class AuditEventRow(SQLModel, table=True):
@@ -270,6 +275,11 @@ class AuditEventRow(SQLModel, table=True):
     target: str = Field(max_length=120, index=True)  # licence identifier or seal:<id>
     holder_code_masked: str | None = Field(default=None, max_length=40)
     detail_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The HMAC-SM3 chain (store/chain.py): set when the row is written, never changed.
+    chain_partition: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_prev: str | None = Field(default=None, max_length=64)
+    chain_mac: str | None = Field(default=None, max_length=64)
 
 
 class IdempotencyRow(SQLModel, table=True):
@@ -499,3 +509,17 @@ class CaseMaterialRow(SQLModel, table=True):
     basis: str | None = Field(default=None, max_length=20)  # duty_rule, use_code, authorisation
     reused_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     reused_by: str | None = Field(default=None, max_length=40)
+
+
+class ChainAnchorRow(SQLModel, table=True):
+    """A chain head recorded at a point in time (`ecas audit anchor`): the rows up to it can no
+    longer be cut off the end of their partition unnoticed. The anchors of one run share `at`; the
+    SM3 of the run's heads is what goes to the transparency log (store/chain.py)."""
+
+    __tablename__ = "chain_anchor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(sa_column=_utc_column())
+    chain_partition: int = Field(sa_column=Column(BigInteger, nullable=False))
+    chain_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    chain_mac: str = Field(max_length=64)
