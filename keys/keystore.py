@@ -19,7 +19,7 @@ from keys.pkcs8 import DEFAULT_ITERATIONS, decrypt_private_key, encrypt_private_
 from keys.signer import Signer, SoftwareSigner
 from keys.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
 
-__all__ = ["KeyStore", "SoftwareKeyStore"]
+__all__ = ["KeyStore", "SoftwareKeyStore", "create_key_file", "open_key_file"]
 
 LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 
@@ -169,6 +169,24 @@ class SoftwareKeyStore:
         with self._lock:
             self._cache.pop(label, None)
         self._path(label).unlink(missing_ok=True)
+
+
+def create_key_file(path: Path, passphrase: bytes, *, iterations: int = DEFAULT_ITERATIONS) -> SM2PublicKey:
+    """A new SM2 key alone in an encrypted file (PKCS#8, SM4-CBC; 0600; never overwrites): a
+    person's own key, such as a staff member's sign-in key, rather than one of the store's."""
+    key = SM2PrivateKey.generate()
+    data = encrypt_private_key(key, passphrase, iterations=iterations)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key.public_key
+
+
+def open_key_file(path: Path, passphrase: bytes, signer_id: bytes = DEFAULT_ID) -> Signer:
+    """The signer of a key file `create_key_file` (or `openssl pkcs8 -topk8 -v2 sm4-cbc`) wrote."""
+    return SoftwareSigner(decrypt_private_key(Path(path).read_bytes(), passphrase), signer_id=signer_id)
 
 
 def _sync_directory(directory: Path) -> None:

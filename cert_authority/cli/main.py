@@ -337,7 +337,14 @@ def demo(
     port: Annotated[int, typer.Option(help="端口")] = 8000,
 ) -> None:
     """Build a local demo authority (idempotent), then serve it on 127.0.0.1."""
-    from cert_authority.demo import DEMO_PASSWORD, DEMO_STAFF, build_demo, demo_holders, ensure_demo_kek
+    from cert_authority.demo import (
+        DEMO_PASSWORD,
+        DEMO_STAFF,
+        build_demo,
+        demo_holders,
+        demo_signin_key_path,
+        ensure_demo_kek,
+    )
 
     settings = _settings(ctx)
     if ensure_demo_kek(settings):
@@ -368,6 +375,10 @@ def demo(
         typer.echo(f"  持证人  {code}  {name}")
     for member in DEMO_STAFF:
         typer.echo(f"  工作人员 {member.username:8} {member.name}（{member.duty}）")
+    typer.echo(
+        f"  管理员登录须 SM2 签名：ecas staff sign-challenge --key {demo_signin_key_path(settings)}"
+        "（密钥口令同上），粘贴登录页给出的挑战"
+    )
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
     if not serve_after:

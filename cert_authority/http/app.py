@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.pki = PkiService(settings, engine)
     app.state.api_keys = ApiKeyService(engine)
-    app.state.staff = StaffAccounts(engine)
+    app.state.staff = StaffAccounts(engine, origin=settings.base_url)
     app.state.registry = registry_for(settings, engine)
     services = licence_services_for(app.state.pki, app.state.registry)
     app.state.seals = services.seals

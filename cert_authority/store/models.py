@@ -397,6 +397,33 @@ class StaffAccountRow(SQLModel, table=True):
     disabled: bool = False
 
 
+class StaffSignKeyRow(SQLModel, table=True):
+    """An SM2 public key registered for a staff account to sign in with (access/signin.py): a
+    software key file for the demo, a USB key (UKey) in a deployment."""
+
+    __tablename__ = "staff_sign_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(sa_column=Column(Integer, ForeignKey("staff_account.id"), nullable=False, index=True))
+    public_key_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    fingerprint: str = Field(max_length=64, unique=True)  # SM3 of the SubjectPublicKeyInfo
+    label: str = Field(max_length=100)
+    registered_at: dt.datetime = Field(sa_column=_utc_column())
+    registered_by: str = Field(max_length=40)
+    revoked_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class StaffChallengeRow(SQLModel, table=True):
+    """A sign-in challenge issued after the password was right, spent by the first answer."""
+
+    __tablename__ = "staff_challenge"
+
+    challenge_sha256: str = Field(primary_key=True, max_length=64)
+    staff_id: int = Field(sa_column=Column(Integer, ForeignKey("staff_account.id"), nullable=False))
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
+
+
 class StaffSessionRow(SQLModel, table=True):
     """A signed-in staff member: the SHA-256 of the session cookie's token."""
 

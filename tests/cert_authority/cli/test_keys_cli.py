@@ -47,7 +47,7 @@ def test_rewrap_rotate_and_list(tmp_data_dir: Path, monkeypatch: pytest.MonkeyPa
     assert "第 1 版" in ok("keys", "rotate", "pii")
     assert "第 2 版" in ok("keys", "rotate", "pii")
     listed = json.loads(ok("keys", "list", "--json"))
-    assert [(k["purpose"], k["version"]) for k in listed["data_keys"]] == [("pii", 1), ("pii", 2)]
+    assert [(k["purpose"], k["version"]) for k in listed["data_keys"]] == [("pii", 1), ("pii", 2), ("records", 1)]
     fails("keys", "rotate", "everything")
 
     # A change of KEK: the new one in ECAS_KEK, the old one named.
@@ -56,7 +56,7 @@ def test_rewrap_rotate_and_list(tmp_data_dir: Path, monkeypatch: pytest.MonkeyPa
     fails("keys", "rewrap")  # without the old passphrase: refused, nothing changed
     assert "已重新加密 4 个" in ok("keys", "rewrap", "--old-kek-env", "OLD_KEK")
     listed = json.loads(ok("keys", "list", "--json"))
-    assert [(k["purpose"], k["version"]) for k in listed["data_keys"]] == [("pii", 1), ("pii", 2)]
+    assert [(k["purpose"], k["version"]) for k in listed["data_keys"]] == [("pii", 1), ("pii", 2), ("records", 1)]
     ok("pki", "issue", "--name", "测试市人力资源和社会保障局", "--uscc", "11350100MB00000201")
 
     engine = migrated_engine(load_settings())
@@ -64,3 +64,32 @@ def test_rewrap_rotate_and_list(tmp_data_dir: Path, monkeypatch: pytest.MonkeyPa
         query = text("SELECT action FROM audit_event WHERE action LIKE 'keys_%' ORDER BY id")
         actions = connection.execute(query).scalars().all()
     assert actions == ["keys_rewrap", "keys_rotate", "keys_rotate", "keys_rewrap"]
+
+
+def test_staff_keygen_and_sign_challenge(tmp_data_dir: Path, tmp_path: Path) -> None:
+    """The demo's way to sign in: `ecas staff keygen` writes the key file (OpenSSL opens it) and
+    registers it; `ecas staff sign-challenge` answers the challenge the sign-in page shows."""
+    from cert_authority.access.signin import SignatureRequiredError
+    from cert_authority.access.staff import StaffAccounts
+    from cert_authority.cli.main import app
+    from tests.cert_authority.cli_runner import runner
+
+    ok("pki", "init")
+    settings = load_settings()
+    staff = StaffAccounts(migrated_engine(settings), origin=settings.base_url)
+    staff.create("root", "王海", "admin", None, "admin-password-1")
+    key = tmp_path / "root.key.pem"
+    keygen = ["staff", "keygen", "root", "--out", str(key), "--passphrase-stdin"]
+    result = runner.invoke(app, keygen, input="key-pass-1\n")
+    assert result.exit_code == 0 and "SM3 指纹" in result.output, result.output
+    openssl("pkey", "-in", str(key), "-passin", "pass:key-pass-1", "-noout")
+    with pytest.raises(SignatureRequiredError) as required:
+        staff.login("root", "admin-password-1")
+    challenge = required.value.challenge
+    # Pasted as a browser copies a textarea: CRLF line ends, a blank line to finish.
+    pasted = "key-pass-1\n" + challenge.message.replace("\n", "\r\n") + "\r\n"
+    result = runner.invoke(app, ["staff", "sign-challenge", "--key", str(key), "--passphrase-stdin"], input=pasted)
+    assert result.exit_code == 0, result.output
+    token, _expires, member = staff.finish_login(challenge.id, result.output.strip())
+    assert member.username == "root" and member.role == "admin" and token
+    fails("staff", "keygen", "root", "--out", str(key), "--passphrase-stdin")  # never overwrites

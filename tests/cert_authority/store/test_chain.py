@@ -195,3 +195,32 @@ def test_rotated_key_old_rows_still_verify(licence_env: LicenceEnv) -> None:
     report = _verify(licence_env)
     assert report["ok"] and report["partitions"] >= 2, report
 
+
+
+def test_migration_0012_down_and_up_keeps_old_rows_unchained(database_url: str) -> None:
+    """Rows from before the chain stay readable and count as `unchained_before`, not as tampering."""
+    from alembic import command
+    from alembic.config import Config
+
+    from cert_authority.store.db import MIGRATIONS, create_db_engine, migrate
+
+    engine = create_db_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0011_matters_cases")
+        connection.execute(
+            text("INSERT INTO audit_event (at, actor, actor_role, action, target) "
+                 "VALUES (:at, 'cli', 'admin', 'x', 't')"),
+            {"at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)},
+        )
+    migrate(engine)
+    with engine.connect() as connection:
+        report = verify_chains(connection, [])
+    assert report.ok and report.unchained_before == 1
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0011_matters_cases")
+    migrate(engine)
+    engine.dispose()
