@@ -99,7 +99,9 @@ class StaffAccounts:
         assert row.id is not None
         if self.signin.required(row):
             if not self.signin.active_keys(row.id):
-                raise AuthenticationError("该账号须用 SM2 密钥签名登录，但尚未登记密钥（ecas staff register-key 或 keygen）")
+                raise AuthenticationError(
+                    "该账号须用 SM2 密钥签名登录，但尚未登记密钥（ecas staff register-key 或 keygen）"
+                )
             raise SignatureRequiredError(self.signin.challenge(row))
         return self._open_session(row, department)
 
