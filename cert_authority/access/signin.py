@@ -107,6 +107,7 @@ class SignInKeys:
         now = self.clock()
         with Session(self.engine) as session:
             account = self._account(session, username)
+            assert account.id is not None
             session.add(
                 StaffSignKeyRow(
                     staff_id=account.id,
@@ -186,7 +187,7 @@ class SignInKeys:
             row = session.get(StaffChallengeRow, _sha256(challenge_id.strip().lower()))
             if row is not None:
                 # Spent before it is judged: of two answers racing, one finds it.
-                spent = session.exec(  # type: ignore[call-overload]
+                spent = session.exec(
                     delete(StaffChallengeRow).where(col(StaffChallengeRow.challenge_sha256) == row.challenge_sha256)
                 ).rowcount
                 session.commit()

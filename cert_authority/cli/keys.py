@@ -35,7 +35,7 @@ def keys_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json"
     """列出私钥文件（及其加密算法）和数据加密密钥的版本。"""
     settings = settings_from(ctx)
     store = SoftwareKeyStore(settings.key_dir, settings.require_kek())
-    private = [{"label": label, "cipher": store.cipher(label)} for label in store.labels()]
+    private: list[dict[str, object]] = [{"label": label, "cipher": store.cipher(label)} for label in store.labels()]
     ring = DataKeyRing(settings.data_keys_path, settings.require_kek())
     data = [{"purpose": p, "version": v, "created_at": c} for p, v, c in ring.versions()]
     if as_json:

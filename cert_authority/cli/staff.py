@@ -116,7 +116,7 @@ def staff_sign_challenge(
     passphrase = _passphrase(passphrase_stdin, confirm=False)
     if not passphrase_stdin:
         typer.echo("粘贴待签名内容，以空行结束：", err=True)
-    lines = []
+    lines: list[str] = []
     for line in sys.stdin:
         if not line.strip():
             if lines:
