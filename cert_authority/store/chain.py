@@ -74,6 +74,8 @@ _PENDING = "ecas_chain_pending"
 
 
 def _canonical_value(value: object) -> object:
+    if value is None or type(value) in (str, int):  # most columns: no further look
+        return value
     if isinstance(value, dt.datetime):
         # SQLite gives back naive datetimes for what was written as UTC; PostgreSQL aware ones.
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -83,14 +85,19 @@ def _canonical_value(value: object) -> object:
     return value
 
 
-def row_mac(key: DataKey, table: str, partition: int, seq: int, prev: str, values: Mapping[str, object]) -> str:
+def chain_key(key: DataKey) -> bytes:
+    """The HMAC key of the chain, derived from the `records` data key."""
+    return key.subkey("record-chain")
+
+
+def row_mac(mac_key: bytes, table: str, partition: int, seq: int, prev: str, values: Mapping[str, object]) -> str:
     """The MAC of one row (hex): its table, place in the chain, predecessor and covered columns."""
     content = json.dumps(
         [table, partition, seq, prev, [_canonical_value(values.get(name)) for name in COVERED[table]]],
         ensure_ascii=False,
         separators=(",", ":"),
     )
-    return hmac_sm3(key.subkey("record-chain"), content.encode()).hex()
+    return hmac_sm3(mac_key, content.encode()).hex()
 
 
 @dataclass
@@ -99,6 +106,10 @@ class _Partition:
     key: DataKey
     seq: int = 0  # the committed head
     head: str = GENESIS
+    mac_key: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.mac_key = chain_key(self.key)
 
 
 @dataclass
@@ -119,7 +130,7 @@ class ChainLink:
         """The row as it would be next, without taking its place: for a statement that writes one
         of two rows (then `accept` the one it wrote)."""
         seq, prev = self.seq + 1, self.head
-        mac = row_mac(self.partition.key, table, self.partition.id, seq, prev, values)
+        mac = row_mac(self.partition.mac_key, table, self.partition.id, seq, prev, values)
         return values | {"chain_partition": self.partition.id, "chain_seq": seq, "chain_prev": prev, "chain_mac": mac}
 
     def accept(self, sealed: Mapping[str, Any]) -> None:
@@ -293,9 +304,9 @@ def _read_rows(connection: Connection) -> list[_Row]:
     return rows
 
 
-def _verifies(key: DataKey, row: _Row) -> bool:
+def _verifies(mac_key: bytes, row: _Row) -> bool:
     assert row.partition is not None and row.seq is not None
-    expected = row_mac(key, row.table, row.partition, row.seq, row.prev or "", row.values)
+    expected = row_mac(mac_key, row.table, row.partition, row.seq, row.prev or "", row.values)
     return secrets.compare_digest(expected, row.mac or "")
 
 
@@ -341,7 +352,8 @@ def _verify_partition(
 ) -> dict[int, _Row]:
     """One partition's rows that verify, by seq; what does not goes to `problems`."""
     members.sort(key=lambda r: (r.seq or 0, r.id))
-    key = next((k for k in keys for r in members if _verifies(k, r)), None)
+    mac_keys = [chain_key(k) for k in keys]
+    key = next((k for k in mac_keys for r in members if _verifies(k, r)), None)
     valid: dict[int, _Row] = {}
     failed: list[_Row] = []
     for row in members:
