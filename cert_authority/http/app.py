@@ -24,6 +24,7 @@ from cert_authority.http.middleware.body_limit import MB, BodyLimit
 from cert_authority.http.middleware.rate_limit import Limits, RateLimit, request_counter
 from cert_authority.http.middleware.security_headers import SecurityHeaders
 from cert_authority.http.middleware.show_token_lane import ShowTokenLane
+from cert_authority.http.middleware.transport import TransportCheck
 from cert_authority.http.routes import cases as routes_cases
 from cert_authority.http.routes import holder as routes_holder
 from cert_authority.http.routes import licences as routes_licences
@@ -107,6 +108,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         counter=app.state.request_counter,
         limits=limits,
         known_key=lambda key: app.state.api_keys.remembered(key) is not None,
+    )
+    # Behind the TLS/TLCP front: what did not come through it is refused before anything else.
+    app.add_middleware(
+        TransportCheck,
+        require_https=settings.base_url.startswith("https://"),
+        cipher_header=settings.tls_cipher_header,
+        ciphers=frozenset(settings.tls_ciphers),
     )
     app.add_middleware(SecurityHeaders, page_prefixes=PAGE_PREFIXES)  # outermost: on refusals too
     _document_definitions(app)
