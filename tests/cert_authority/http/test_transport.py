@@ -28,7 +28,8 @@ def test_https_base_url_refuses_plain_http(settings: Settings) -> None:
 
 
 def test_cipher_reported_by_the_front_must_be_an_sm_suite(settings: Settings) -> None:
-    client = _client(settings, "https://ecas.example", base_url="https://ecas.example", tls_cipher_header="X-TLS-Cipher")
+    https = "https://ecas.example"
+    client = _client(settings, https, base_url=https, tls_cipher_header="X-TLS-Cipher")
     for suite in ("ECDHE-SM2-SM4-GCM-SM3", "ECC-SM2-SM4-CBC-SM3", "TLS_SM4_GCM_SM3"):
         assert client.get("/api/v1/licence-types", headers={"X-TLS-Cipher": suite}).status_code == 401, suite
     for suite in ("ECDHE-RSA-AES128-GCM-SHA256", "TLS_AES_256_GCM_SHA384", ""):
