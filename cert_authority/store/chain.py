@@ -31,7 +31,6 @@ objects). Core INSERTs take their chain columns from `chain_link(connection)`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 import threading
 import weakref
@@ -73,16 +72,20 @@ COVERED: dict[str, tuple[str, ...]] = {
 _PENDING = "ecas_chain_pending"
 
 
-def _canonical_value(value: object) -> object:
-    if value is None or type(value) in (str, int):  # most columns: no further look
-        return value
-    if isinstance(value, dt.datetime):
-        # SQLite gives back naive datetimes for what was written as UTC; PostgreSQL aware ones.
-        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return aware.astimezone(dt.UTC).isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
+def _field(value: object) -> str:
+    """One column, unambiguously: "~" for NULL, else its text with its length in front."""
+    if value is None:
+        return "~"
+    if type(value) is not str:
+        if isinstance(value, dt.datetime):
+            # SQLite gives back naive datetimes for what was written as UTC; PostgreSQL aware ones.
+            aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+            value = aware.astimezone(dt.UTC).isoformat()
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
+        else:
+            value = str(value)  # int, bool
+    return f"{len(value)}:{value}"
 
 
 def chain_key(key: DataKey) -> bytes:
@@ -91,12 +94,10 @@ def chain_key(key: DataKey) -> bytes:
 
 
 def row_mac(mac_key: bytes, table: str, partition: int, seq: int, prev: str, values: Mapping[str, object]) -> str:
-    """The MAC of one row (hex): its table, place in the chain, predecessor and covered columns."""
-    content = json.dumps(
-        [table, partition, seq, prev, [_canonical_value(values.get(name)) for name in COVERED[table]]],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    """The MAC of one row (hex): its table, place in the chain, predecessor and covered columns
+    (each length-prefixed, in COVERED's order)."""
+    fields = "|".join([_field(values.get(name)) for name in COVERED[table]])
+    content = f"ecas-chain/1|{table}|{partition}|{seq}|{prev}|{fields}"
     return hmac_sm3(mac_key, content.encode()).hex()
 
 
