@@ -40,6 +40,7 @@ from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import registry_for
 from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings, load_settings
+from cert_authority.store.data_keys import open_keys_early
 from cert_authority.store.db import open_database
 from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error
 from cert_authority.web.pages import include_pages
@@ -58,6 +59,7 @@ OPERATOR_MESSAGES = {
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     engine = open_database(settings)
+    open_keys_early(settings)
     app = FastAPI(
         title="ECAS 电子证照与电子印章服务",
         version="0.1.0",

@@ -14,7 +14,7 @@ import threading
 from cert_authority.settings import Settings
 from keys.datakeys import DataKeyRing
 
-__all__ = ["PII", "RECORDS", "data_key_ring"]
+__all__ = ["PII", "RECORDS", "data_key_ring", "open_keys_early"]
 
 RECORDS = "records"
 PII = "pii"
@@ -33,3 +33,11 @@ def data_key_ring(settings: Settings) -> DataKeyRing:
         if ring is None:
             ring = _rings[key] = DataKeyRing(path, settings.require_kek())
         return ring
+
+
+def open_keys_early(settings: Settings) -> None:
+    """Derive the KEK and open the ring now (PBKDF2: a fraction of a second, seconds on a loaded
+    host) rather than in the first request that writes an audit row. Without a KEK nothing is
+    opened: the first chained write then says what is missing."""
+    if settings.kek is not None or settings.demo_kek_path.exists():
+        data_key_ring(settings).current(RECORDS)
