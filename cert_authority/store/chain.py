@@ -335,9 +335,10 @@ def verify_chains(connection: Connection, keys: Sequence[DataKey]) -> ChainRepor
         valid = _verify_partition(partition, members, keys, problems)
         heads[partition] = {seq: row.mac or "" for seq, row in valid.items()}
     anchors = connection.execute(select(ChainAnchorRow.__table__)).mappings().all()  # type: ignore[attr-defined]
+    flagged = {(p.partition, p.seq) for p in problems}
     for anchor_row in anchors:
         partition, seq = anchor_row["chain_partition"], anchor_row["chain_seq"]
-        if heads.get(partition, {}).get(seq) != anchor_row["chain_mac"]:
+        if heads.get(partition, {}).get(seq) != anchor_row["chain_mac"] and (partition, seq) not in flagged:
             detail = f"锚定于 {anchor_row['at']} 的链头不在（或已改变）"
             problems.append(ChainProblem("truncated", None, None, partition, seq, detail))
     problems.extend(_status_events_misplaced(connection))
@@ -370,7 +371,8 @@ def _verify_partition(
         # A genuine row that was edited keeps its place: its successor names its MAC, or (the last
         # row) its predecessor is the one it names. A row made up has neither.
         before = valid.get((row.seq or 0) - 1)
-        in_place = row.mac in vouched or (row.seq not in valid and before is not None and before.mac == row.prev)
+        before_mac = GENESIS if row.seq == 1 else (before.mac if before is not None else None)
+        in_place = row.mac in vouched or (row.seq not in valid and before_mac is not None and before_mac == row.prev)
         if in_place:
             problems.append(_problem("edited", row, "校验值不符：行在写入后被修改"))
         else:

@@ -93,3 +93,23 @@ def test_staff_keygen_and_sign_challenge(tmp_data_dir: Path, tmp_path: Path) -> 
     token, _expires, member = staff.finish_login(challenge.id, result.output.strip())
     assert member.username == "root" and member.role == "admin" and token
     fails("staff", "keygen", "root", "--out", str(key), "--passphrase-stdin")  # never overwrites
+
+
+def test_audit_verify_and_anchor_from_the_command_line(tmp_data_dir: Path) -> None:
+    ok("pki", "init")
+    ok("keys", "rotate", "pii")  # audited: chained rows
+    report = json.loads(ok("audit", "verify", "--json"))
+    assert report["ok"] and report["rows"] >= 1 and report["problems"] == []
+    assert "摘要（SM3）" in ok("audit", "anchor")
+    engine = migrated_engine(load_settings())
+    with engine.begin() as connection:
+        row_id = connection.execute(text("SELECT max(id) FROM audit_event")).scalar_one()
+        connection.execute(text("UPDATE audit_event SET actor = 'someone' WHERE id = :id"), {"id": row_id})
+    from tests.cert_authority.cli_runner import ecas
+
+    code, out = ecas("audit", "verify", "--json")
+    assert code == 1
+    problems = json.loads(out)["problems"]
+    assert [(p["kind"], p["table"], p["id"]) for p in problems] == [("edited", "audit_event", row_id)]
+    code, out = ecas("audit", "verify")
+    assert code == 1 and f"被修改：audit_event #{row_id}" in out
