@@ -24,6 +24,7 @@ from cert_authority.sharing.matters import MatterService
 from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import SharingService
 from cert_authority.sharing.stats import StatsService
+from cert_authority.store.data_keys import open_keys_early
 from cert_authority.store.db import open_database
 from cert_authority.transparency.log import TransparencyLog
 
@@ -90,4 +91,6 @@ def licence_services(settings: Settings) -> LicenceServices:
 
 def issuance_service(settings: Settings) -> IssuanceService:
     """What a batch worker process needs (see `issuing.batch.BatchPool`)."""
-    return licence_services(settings).issuance
+    services = licence_services(settings)
+    open_keys_early(settings)
+    return services.issuance

@@ -10,6 +10,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cert_authority.errors import ConfigError
 
+# The SM cipher suites (TLCP, GB/T 38636; TLS 1.3, RFC 8998) a TLS front may report.
+SM_SUITES = (
+    "ECC-SM2-SM4-CBC-SM3",
+    "ECC-SM2-SM4-GCM-SM3",
+    "ECDHE-SM2-SM4-CBC-SM3",
+    "ECDHE-SM2-SM4-GCM-SM3",
+    "TLS_SM4_GCM_SM3",
+    "TLS_SM4_CCM_SM3",
+)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ECAS_", env_file=".env", extra="forbid")
@@ -34,6 +44,10 @@ class Settings(BaseSettings):
     # across all workers on PostgreSQL, per worker on SQLite.
     rate_limit_per_key: int = Field(default=6000, ge=0)
     rate_limit_per_address: int = Field(default=1200, ge=0)
+    # Behind a TLS/TLCP front (docs/deployment.md): the request header in which the front reports
+    # the negotiated cipher suite, and the suites accepted (default: the SM ones).
+    tls_cipher_header: str | None = None
+    tls_ciphers: list[str] = Field(default_factory=lambda: list(SM_SUITES))
     # CJK fonts for licence files (CFF OpenType .otf). Default: Noto Serif SC / Noto Sans SC,
     # installed with the project.
     font_serif: Path | None = None
@@ -56,6 +70,11 @@ class Settings(BaseSettings):
     @property
     def key_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def data_keys_path(self) -> Path:
+        """The data-encryption keys, wrapped under the KEK (keys.datakeys)."""
+        return self.key_dir / "data-keys.json"
 
     @property
     def files_dir(self) -> Path:

@@ -25,7 +25,7 @@ IMPORTERS = ("cert_authority", *INNER)
 
 # The modules each inner package offers to other packages.
 PUBLIC_MODULES: dict[str, list[str]] = {
-    "keys": ["ca", "crl", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"],
+    "keys": ["ca", "crl", "datakeys", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"],
     "templates": [
         "errors",
         "fonts",
@@ -90,11 +90,12 @@ SURFACE: dict[str, list[str]] = {
         "KeysError",
         "WrongPassphraseError",
     ],
-    "keys.keystore": ["KeyStore", "SoftwareKeyStore"],
+    "keys.datakeys": ["DataKey", "DataKeyRing", "hmac_sm3", "sm4_gcm_decrypt", "sm4_gcm_encrypt"],
+    "keys.keystore": ["KeyStore", "SoftwareKeyStore", "create_key_file", "open_key_file"],
     "keys.ocsp": ["ocsp_error_response"],
     "keys.oids": ["SM2_SIGN", "SM2_WITH_SM3", "SM2_WITH_SM3_NAME", "SM3", "SM3_NAME"],
     "keys.signer": ["Signer"],
-    "keys.sm2": ["SIGNATURE_MAX_DER", "SM2PrivateKey", "backend_version", "sm3"],
+    "keys.sm2": ["SIGNATURE_MAX_DER", "SM2PrivateKey", "SM2PublicKey", "backend_version", "raw_to_der", "sm3"],
     "keys.uscc": ["uscc_check_character", "validate_uscc"],
     "keys.x509": ["Certificate", "CertificationRequest", "make_name"],
     "templates.errors": ["FontError", "ImageError", "LayoutError", "MissingGlyphError", "SpecError", "TemplateError"],

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 import typer
 
 from cert_authority.actors import CLI_ACTOR
+from cert_authority.cli.audit import audit_app
 from cert_authority.cli.batch import issue_batch
 from cert_authority.cli.cases import cases_app, duty_rules_app, matters_app, stats
 from cert_authority.cli.holders import holders_app
+from cert_authority.cli.keys import keys_app
 from cert_authority.cli.licences import issue, licence_app
 from cert_authority.cli.log import log_app
 from cert_authority.cli.registry import apikey_app, departments_app, types_app
@@ -45,6 +47,8 @@ app.add_typer(matters_app, name="matters")
 app.add_typer(cases_app, name="cases")
 app.add_typer(duty_rules_app, name="duty-rules")
 app.add_typer(log_app, name="log")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 app.command("issue")(issue)
 app.command("issue-batch")(issue_batch)
 app.command("verify")(verify)
@@ -373,7 +377,14 @@ def demo(
     port: Annotated[int, typer.Option(help="端口")] = 8000,
 ) -> None:
     """Build a local demo authority (idempotent), then serve it on 127.0.0.1."""
-    from cert_authority.demo import DEMO_PASSWORD, DEMO_STAFF, build_demo, demo_holders, ensure_demo_kek
+    from cert_authority.demo import (
+        DEMO_PASSWORD,
+        DEMO_STAFF,
+        build_demo,
+        demo_holders,
+        demo_signin_key_path,
+        ensure_demo_kek,
+    )
 
     settings = _settings(ctx)
     if ensure_demo_kek(settings):
@@ -404,6 +415,10 @@ def demo(
         typer.echo(f"  持证人  {code}  {name}")
     for member in DEMO_STAFF:
         typer.echo(f"  工作人员 {member.username:8} {member.name}（{member.duty}）")
+    typer.echo(
+        f"  管理员登录须 SM2 签名：ecas staff sign-challenge --key {demo_signin_key_path(settings)}"
+        "（密钥口令同上），粘贴登录页给出的挑战"
+    )
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
     if not serve_after:

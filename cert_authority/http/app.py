@@ -25,6 +25,7 @@ from cert_authority.http.middleware.body_limit import MB, BodyLimit
 from cert_authority.http.middleware.rate_limit import Limits, RateLimit, request_counter
 from cert_authority.http.middleware.security_headers import SecurityHeaders
 from cert_authority.http.middleware.show_token_lane import ShowTokenLane
+from cert_authority.http.middleware.transport import TransportCheck
 from cert_authority.http.routes import cases as routes_cases
 from cert_authority.http.routes import holder as routes_holder
 from cert_authority.http.routes import licences as routes_licences
@@ -41,6 +42,7 @@ from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import registry_for
 from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings, load_settings
+from cert_authority.store.data_keys import open_keys_early
 from cert_authority.store.db import open_database
 from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error
 from cert_authority.web.pages import include_pages
@@ -59,6 +61,7 @@ OPERATOR_MESSAGES = {
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     engine = open_database(settings)
+    open_keys_early(settings)
     app = FastAPI(
         title="ECAS 电子证照与电子印章服务",
         version="0.1.0",
@@ -69,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.pki = PkiService(settings, engine)
     app.state.api_keys = ApiKeyService(engine)
-    app.state.staff = StaffAccounts(engine)
+    app.state.staff = StaffAccounts(engine, origin=settings.base_url)
     app.state.registry = registry_for(settings, engine)
     services = licence_services_for(app.state.pki, app.state.registry)
     app.state.seals = services.seals
@@ -113,6 +116,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         counter=app.state.request_counter,
         limits=limits,
         known_key=lambda key: app.state.api_keys.remembered(key) is not None,
+    )
+    # Behind the TLS/TLCP front: what did not come through it is refused before anything else.
+    app.add_middleware(
+        TransportCheck,
+        require_https=settings.base_url.startswith("https://"),
+        cipher_header=settings.tls_cipher_header,
+        ciphers=frozenset(settings.tls_ciphers),
     )
     app.add_middleware(SecurityHeaders, page_prefixes=PAGE_PREFIXES)  # outermost: on refusals too
     _document_definitions(app)

@@ -22,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from cert_authority.actors import Actor
 from cert_authority.issuing.log_leaves import licence_leaf, log_licence_events
 from cert_authority.store.audit import audit_row
+from cert_authority.store.chain import chain_link
 from cert_authority.store.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow, LogEntryRow
 
 _LICENCES: Table = LicenceRow.__table__  # type: ignore[attr-defined]
@@ -30,6 +31,7 @@ _AUDIT: Table = AuditEventRow.__table__  # type: ignore[attr-defined]
 _KEYS: Table = IdempotencyRow.__table__  # type: ignore[attr-defined]
 _LOG: Table = LogEntryRow.__table__  # type: ignore[attr-defined]
 # What the first status event and the key record share with the licence (see _event, _key).
+_CHAIN_COLUMNS = ("chain_partition", "chain_seq", "chain_prev", "chain_mac")
 _SHARED = ("id", "identifier", "status", "issuer_code", "created_at", "created_by")
 # One multi-row INSERT ... RETURNING for a batch, the ids in the order of the rows given.
 _INSERT_LICENCES = insert(_LICENCES).returning(_LICENCES.c.id, sort_by_parameter_order=True)
@@ -48,8 +50,14 @@ def insert_issues(connection: Connection, issues: Sequence[NewIssue], actor: Act
     ids = connection.execute(_INSERT_LICENCES, [_licence(issue) for issue in issues]).scalars().all()
     for issue, licence_id in zip(issues, ids, strict=True):
         issue.licence.id = licence_id
-    connection.execute(insert(_EVENTS), [_event(issue, actor, now) | _of(issue) for issue in issues])
-    connection.execute(insert(_AUDIT), [_audit(issue, actor, now) for issue in issues])
+    events = [_event(issue, actor, now) | _of(issue) for issue in issues]
+    audits = [_audit(issue, actor, now) for issue in issues]
+    with chain_link(connection) as link:
+        if link is not None:
+            events = [link.seal("licence_event", row) for row in events]
+            audits = [link.seal("audit_event", row) for row in audits]
+        connection.execute(insert(_EVENTS), events)
+        connection.execute(insert(_AUDIT), audits)
     log_licence_events(connection, [(issue.licence, "issue", now) for issue in issues], now)
     keys = [_key(issue, now) | _of(issue) for issue in issues if issue.idempotency_key is not None]
     if keys:
@@ -58,12 +66,19 @@ def insert_issues(connection: Connection, issues: Sequence[NewIssue], actor: Act
 
 def insert_issue_at_once(connection: Connection, issue: NewIssue, actor: Actor, now: dt.datetime) -> None:
     """One licence's five records in one PostgreSQL statement (on an autocommit connection)."""
-    parameters = _prefixed("licence", _licence(issue)) | _prefixed("audit", _audit(issue, actor, now))
-    parameters["log_leaf"] = licence_leaf(issue.licence, "issue", now).encode()
     with_key = issue.idempotency_key is not None
-    if with_key:
-        parameters |= {"key": issue.idempotency_key, "request_sm3": issue.request_sm3}
-    issue.licence.id = connection.execute(_at_once(with_key), parameters).scalar_one()
+    with chain_link(connection) as link:
+        audit = _audit(issue, actor, now)
+        event_mac = None
+        if link is not None:
+            # The status event follows the audit row in the partition (see _at_once).
+            audit = link.seal("audit_event", audit)
+            event_mac = link.seal("licence_event", _event(issue, actor, now))["chain_mac"]
+        parameters = _prefixed("licence", _licence(issue)) | _prefixed("audit", audit) | {"event_chain_mac": event_mac}
+        parameters["log_leaf"] = licence_leaf(issue.licence, "issue", now).encode()
+        if with_key:
+            parameters |= {"key": issue.idempotency_key, "request_sm3": issue.request_sm3}
+        issue.licence.id = connection.execute(_at_once(with_key), parameters).scalar_one()
 
 
 @functools.lru_cache(maxsize=2)
@@ -80,6 +95,10 @@ def _at_once(with_key: bool) -> Select[int]:
         .returning(*(_LICENCES.c[name] for name in _SHARED))
         .cte("new_licence")
     )
+    # Its chain place is the audit row's next: the same partition, seq + 1, the audit row's MAC as
+    # its predecessor (bound once, so the statement stays under 50 parameters).
+    shared = ("chain_partition", "chain_seq", "chain_mac")
+    audit_chain = {name: bindparam(f"audit_{name}", type_=_AUDIT.c[name].type) for name in shared}
     first_event = sql.select(
         licence.c.id,
         licence.c.identifier,
@@ -87,9 +106,14 @@ def _at_once(with_key: bool) -> Select[int]:
         sql.literal_column("'issue'"),
         licence.c.created_at,
         licence.c.created_by,
+        audit_chain["chain_partition"],
+        audit_chain["chain_seq"] + 1,
+        audit_chain["chain_mac"],
+        bindparam("event_chain_mac", type_=_EVENTS.c.chain_mac.type),
     )
+    event_columns = ["licence_id", "identifier", "status", "action", "at", "actor", *_CHAIN_COLUMNS]
     parts = [
-        insert(_EVENTS).from_select(["licence_id", "identifier", "status", "action", "at", "actor"], first_event),
+        insert(_EVENTS).from_select(event_columns, first_event),
         insert(_AUDIT).values(_bound(_AUDIT, "audit")),
         insert(_LOG).from_select(
             ["identifier", "event", "leaf", "created_at"],

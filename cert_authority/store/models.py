@@ -260,6 +260,11 @@ class LicenceEventRow(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=500)
     at: dt.datetime = Field(sa_column=_utc_column())
     actor: str = Field(max_length=40)
+    # The HMAC-SM3 chain (store/chain.py): set when the row is written, never changed.
+    chain_partition: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_prev: str | None = Field(default=None, max_length=64)
+    chain_mac: str | None = Field(default=None, max_length=64)
 
 
 class AuditEventRow(SQLModel, table=True):
@@ -276,6 +281,11 @@ class AuditEventRow(SQLModel, table=True):
     target: str = Field(max_length=120, index=True)  # licence identifier or seal:<id>
     holder_code_masked: str | None = Field(default=None, max_length=40)
     detail_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The HMAC-SM3 chain (store/chain.py): set when the row is written, never changed.
+    chain_partition: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_prev: str | None = Field(default=None, max_length=64)
+    chain_mac: str | None = Field(default=None, max_length=64)
 
 
 class IdempotencyRow(SQLModel, table=True):
@@ -391,6 +401,33 @@ class StaffAccountRow(SQLModel, table=True):
     password_hash: str = Field(max_length=200)  # argon2id
     created_at: dt.datetime = Field(sa_column=_utc_column())
     disabled: bool = False
+
+
+class StaffSignKeyRow(SQLModel, table=True):
+    """An SM2 public key registered for a staff account to sign in with (access/signin.py): a
+    software key file for the demo, a USB key (UKey) in a deployment."""
+
+    __tablename__ = "staff_sign_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(sa_column=Column(Integer, ForeignKey("staff_account.id"), nullable=False, index=True))
+    public_key_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    fingerprint: str = Field(max_length=64, unique=True)  # SM3 of the SubjectPublicKeyInfo
+    label: str = Field(max_length=100)
+    registered_at: dt.datetime = Field(sa_column=_utc_column())
+    registered_by: str = Field(max_length=40)
+    revoked_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class StaffChallengeRow(SQLModel, table=True):
+    """A sign-in challenge issued after the password was right, spent by the first answer."""
+
+    __tablename__ = "staff_challenge"
+
+    challenge_sha256: str = Field(primary_key=True, max_length=64)
+    staff_id: int = Field(sa_column=Column(Integer, ForeignKey("staff_account.id"), nullable=False))
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
 
 
 class StaffSessionRow(SQLModel, table=True):
@@ -548,3 +585,17 @@ class LogHeadRow(SQLModel, table=True):
     timestamp: int = Field(sa_column=Column(BigInteger, nullable=False))  # milliseconds since the epoch
     origin: str = Field(max_length=200)
     signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class ChainAnchorRow(SQLModel, table=True):
+    """A chain head recorded at a point in time (`ecas audit anchor`): the rows up to it can no
+    longer be cut off the end of their partition unnoticed. The anchors of one run share `at`; the
+    SM3 of the run's heads is what goes to the transparency log (store/chain.py)."""
+
+    __tablename__ = "chain_anchor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(sa_column=_utc_column())
+    chain_partition: int = Field(sa_column=Column(BigInteger, nullable=False))
+    chain_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    chain_mac: str = Field(max_length=64)
