@@ -21,6 +21,7 @@ from cert_authority.cli.seals import seals_app
 from cert_authority.cli.staff import staff_app
 from cert_authority.cli.support import UsageError, friendly_errors, settings_from
 from cert_authority.cli.support import now as _now
+from cert_authority.cli.sync import cities_app, sync_app
 from cert_authority.cli.verify import verify
 from cert_authority.pki.service import CaNames, PkiService
 from cert_authority.registry.service import registry_for
@@ -43,6 +44,8 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(matters_app, name="matters")
 app.add_typer(cases_app, name="cases")
 app.add_typer(duty_rules_app, name="duty-rules")
+app.add_typer(sync_app, name="sync")
+app.add_typer(cities_app, name="cities")
 app.command("issue")(issue)
 app.command("issue-batch")(issue_batch)
 app.command("verify")(verify)

@@ -1,5 +1,5 @@
-"""Writing an issued licence's records: its row, first status event, audit event and (when the
-request had one) Idempotency-Key record, all or none.
+"""Writing an issued licence's records: its row, first status event, audit event, change-feed event
+and (when the request had one) Idempotency-Key record, all or none.
 
 Two ways, the same rows: `insert_issues` puts any number of licences in with one INSERT per table,
 inside the caller's transaction (any database); `insert_issue_at_once` puts one licence in with one
@@ -20,13 +20,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from cert_authority.actors import Actor
+from cert_authority.issuing.feed_payload import licence_outbox_values
 from cert_authority.store.audit import audit_row
-from cert_authority.store.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow
+from cert_authority.store.models import AuditEventRow, ExchangeEventRow, IdempotencyRow, LicenceEventRow, LicenceRow
 
 _LICENCES: Table = LicenceRow.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = LicenceEventRow.__table__  # type: ignore[attr-defined]
 _AUDIT: Table = AuditEventRow.__table__  # type: ignore[attr-defined]
 _KEYS: Table = IdempotencyRow.__table__  # type: ignore[attr-defined]
+_OUTBOX: Table = ExchangeEventRow.__table__  # type: ignore[attr-defined]
 # What the first status event and the key record share with the licence (see _event, _key).
 _SHARED = ("id", "identifier", "status", "issuer_code", "created_at", "created_by")
 # One multi-row INSERT ... RETURNING for a batch, the ids in the order of the rows given.
@@ -48,6 +50,7 @@ def insert_issues(connection: Connection, issues: Sequence[NewIssue], actor: Act
         issue.licence.id = licence_id
     connection.execute(insert(_EVENTS), [_event(issue, actor, now) | _of(issue) for issue in issues])
     connection.execute(insert(_AUDIT), [_audit(issue, actor, now) for issue in issues])
+    connection.execute(insert(_OUTBOX), [_outbox(issue, now) for issue in issues])
     keys = [_key(issue, now) | _of(issue) for issue in issues if issue.idempotency_key is not None]
     if keys:
         connection.execute(insert(_KEYS), keys)
@@ -56,6 +59,7 @@ def insert_issues(connection: Connection, issues: Sequence[NewIssue], actor: Act
 def insert_issue_at_once(connection: Connection, issue: NewIssue, actor: Actor, now: dt.datetime) -> None:
     """One licence's four records in one PostgreSQL statement (on an autocommit connection)."""
     parameters = _prefixed("licence", _licence(issue)) | _prefixed("audit", _audit(issue, actor, now))
+    parameters |= _prefixed("outbox", _outbox(issue, now))
     with_key = issue.idempotency_key is not None
     if with_key:
         parameters |= {"key": issue.idempotency_key, "request_sm3": issue.request_sm3}
@@ -86,6 +90,7 @@ def _at_once(with_key: bool) -> Select[int]:
     parts = [
         insert(_EVENTS).from_select(["licence_id", "identifier", "status", "action", "at", "actor"], first_event),
         insert(_AUDIT).values(_bound(_AUDIT, "audit")),
+        insert(_OUTBOX).values(_bound(_OUTBOX, "outbox")),
     ]
     if with_key:
         key = sql.select(
@@ -139,6 +144,11 @@ def _audit(issue: NewIssue, actor: Actor, now: dt.datetime) -> dict[str, Any]:
     detail = {"type_code": licence.type_code, "licence_number": licence.licence_number}
     row = audit_row(actor, "issue", licence.identifier, now, holder_code=issue.holder_code, detail=detail)
     return row.model_dump(exclude={"id"})
+
+
+def _outbox(issue: NewIssue, now: dt.datetime) -> dict[str, Any]:
+    """The change feed's event for the new licence (`store.outbox`)."""
+    return licence_outbox_values("licence.issued", issue.licence, now)
 
 
 def _key(issue: NewIssue, now: dt.datetime) -> dict[str, Any]:
