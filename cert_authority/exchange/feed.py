@@ -53,7 +53,7 @@ class ChangeFeed:
         with self.engine.begin() as connection:
             lock_stamping(connection)
             with Session(bind=connection) as session:
-                expired = session.exec(_expired_query(today)).all()
+                expired = session.scalars(_expired_query(today)).all()
             at = dt.datetime.combine(today, dt.time(), tzinfo=dt.timezone(dt.timedelta(hours=8)))
             add_expiry_events(
                 connection,
