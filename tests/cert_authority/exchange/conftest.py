@@ -64,10 +64,11 @@ def city_chain(city: LicenceEnv) -> bytes:
 
 
 def register(city: LicenceEnv, province: Province) -> None:
-    province.library.register_city(city.settings.authority_uscc, CITY_NAME, city_chain(city), city.pki.root_certificate())
+    province.library.register_city(
+        city.settings.authority_uscc, CITY_NAME, city_chain(city), city.pki.root_certificate()
+    )
 
 
 def pusher_for(city: LicenceEnv, province: Province, **options: object) -> Pusher:
     city.settings.province_url = "http://province.test"
     return Pusher(city.engine, city.registry.filestore, city.pki, client=province.client, **options)  # type: ignore[arg-type]
-

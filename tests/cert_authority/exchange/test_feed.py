@@ -7,6 +7,7 @@ import datetime as dt
 import json
 
 import pytest
+from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
 from cert_authority.actors import CLI_ACTOR
@@ -15,7 +16,6 @@ from cert_authority.exchange.feed import ChangeFeed
 from cert_authority.http.app import create_app
 from cert_authority.issuing.binding import record_digest
 from cert_authority.store.models import LicenceRow
-from sqlmodel import Session, select
 from tests.conftest import DRAINAGE_TYPE, FOOD_TYPE, ISSUER_USCC, LicenceEnv, issue_example
 
 
@@ -104,9 +104,16 @@ def test_payload_carries_every_field_the_sealed_file_binds(licence_env: LicenceE
     with Session(licence_env.engine) as session:
         row = session.exec(select(LicenceRow).where(LicenceRow.identifier == licence.identifier)).one()
     pushed = ProvinceLicenceRow(
-        identifier=licence.identifier, city_uscc="x", type_code=FOOD_TYPE, issuer_code=ISSUER_USCC,
-        holder_code=row.holder_code, status="issued", pdf_sm3=row.pdf_sm3, ofd_sm3=row.ofd_sm3,
-        payload_json=json.dumps(event.payload), updated_seq=event.seq,
+        identifier=licence.identifier,
+        city_uscc="x",
+        type_code=FOOD_TYPE,
+        issuer_code=ISSUER_USCC,
+        holder_code=row.holder_code,
+        status="issued",
+        pdf_sm3=row.pdf_sm3,
+        ofd_sm3=row.ofd_sm3,
+        payload_json=json.dumps(event.payload),
+        updated_seq=event.seq,
     )
     assert record_digest(_record_row(pushed)) == record_digest(row)
 
