@@ -13,7 +13,7 @@ import typer
 from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from
 from cert_authority.cli.support import now as _now
 from cert_authority.exchange.province import ProvinceLibrary
-from cert_authority.exchange.pusher import Pusher, PushError
+from cert_authority.exchange.pusher import BATCH_EVENTS, Pusher, PushError
 from cert_authority.exchange.reconcile import reconcile
 from cert_authority.pki.service import PkiService
 from cert_authority.services import migrated_engine
@@ -26,10 +26,10 @@ cities_app = typer.Typer(help="省级库：登记向本库推送的城市", no_a
 JsonOption = Annotated[bool, typer.Option("--json", help="输出 JSON")]
 
 
-def _pusher(ctx: typer.Context) -> Pusher:
+def _pusher(ctx: typer.Context, batch_events: int = BATCH_EVENTS) -> Pusher:
     settings = settings_from(ctx)
     engine = migrated_engine(settings)
-    return Pusher(engine, FileStore(settings.files_dir), PkiService(settings, engine))
+    return Pusher(engine, FileStore(settings.files_dir), PkiService(settings, engine), batch_events=batch_events)
 
 
 def _echo_json(value: Any) -> None:
@@ -42,9 +42,10 @@ def sync_push(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="推送当前待推送的全部事件后退出")] = False,
     as_json: JsonOption = False,
+    batch_events: Annotated[int, typer.Option(min=1, max=1000, help="每批最多事件数")] = BATCH_EVENTS,
 ) -> None:
     """按序号分批推送变更事件（签名、至少一次、失败指数退避）；不带 --once 时持续运行。"""
-    pusher = _pusher(ctx)
+    pusher = _pusher(ctx, batch_events)
     if once:
         try:
             result = pusher.push_once()
