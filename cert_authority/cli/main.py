@@ -293,6 +293,37 @@ def bench_issue(
     )
 
 
+@bench_app.command("sync")
+@friendly_errors
+def bench_sync(
+    licences: Annotated[int, typer.Option(min=2, help="积压阶段颁发的证照份数（其中一半随后吊销）")] = 300,
+    seconds: Annotated[float, typer.Option(min=1, max=60, help="边颁发边推送阶段的秒数")] = 5.0,
+    batch_events: Annotated[int, typer.Option(min=1, max=1000, help="每批最多事件数")] = 500,
+    database_url: Annotated[
+        str, typer.Option(help="数据库（默认本机 PostgreSQL，每个实例一个 schema；sqlite：各用数据目录）")
+    ] = "postgresql+psycopg://127.0.0.1:5432/test",
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """Events per second from a city to a province (two local instances), and the push lag."""
+    from cert_authority.bench.sync import sync_benchmark
+
+    result = sync_benchmark(licences, seconds, database_url, batch_events)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(
+        f"{result['events']} events pushed in {result['seconds']} s on {result['database']}: "
+        f"{result['events_per_s']} events/s (target ≥ {result['target_events_per_s']})"
+    )
+    typer.echo(
+        f"issue events (with files) {result['issue_events_per_s']}/s, "
+        f"status events (metadata only) {result['status_events_per_s']}/s"
+    )
+    typer.echo(
+        f"live: {result['live_licences']} licences, lag p50 {result['lag_p50_ms']} ms, p99 {result['lag_p99_ms']} ms"
+    )
+
+
 # --- serve ---------------------------------------------------------------------------------
 @app.command("serve")
 @friendly_errors
