@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -175,11 +175,12 @@ class ProvinceLibrary:
         crl = self._checked_crl(batch, city)
         self._check_files(batch)
         fresh, duplicates = self._split(batch, city)
+        states = _licence_states(city.uscc, fresh)
         # Files first: an unreferenced file is harmless, a record without its file is not.
         if batch.files:
             self.filestore.put_many([(data, None) for data in batch.files.values()])
         now = self.clock()
-        acked = self._record(city, fresh, crl, now)
+        acked = self._record(city, fresh, states, crl, now)
         log.info("city %s: %d events stored, %d duplicates, acked %d", city.uscc, len(fresh), duplicates, acked)
         return Receipt(len(fresh), duplicates, acked)
 
@@ -228,7 +229,14 @@ class ProvinceLibrary:
                 expected += 1
         return fresh, len(batch.events) - len(fresh)
 
-    def _record(self, city: ProvinceCityRow, events: list[Any], crl: bytes | None, now: dt.datetime) -> int:
+    def _record(
+        self,
+        city: ProvinceCityRow,
+        events: list[Any],
+        states: dict[str, dict[str, Any]],
+        crl: bytes | None,
+        now: dt.datetime,
+    ) -> int:
         acked = max([city.acked_seq, *(event.seq for event in events)])
         try:
             with self.engine.begin() as connection:
@@ -241,9 +249,7 @@ class ProvinceLibrary:
                     raise _Moved()
                 if events:
                     connection.execute(insert(_EVENTS), [_event_row(city.uscc, event, now) for event in events])
-                for event in events:
-                    if event.kind in KINDS:
-                        _apply(connection, city.uscc, event)
+                _apply(connection, city.uscc, states)
         except (_Moved, IntegrityError):
             current = self.acked(city.uscc)
             raise SequenceGapError(
@@ -412,42 +418,67 @@ def _event_row(city: str, event: Any, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def _apply(connection: Connection, city: str, event: Any) -> None:
-    """The licence version as the event describes it, unless a later event described it already."""
-    payload = event.payload
-    try:
-        metadata = payload["metadata"]
-        identifier = metadata["ZZBS"]
-        LicenceIdentifier.parse(identifier)
-        values = {
-            "city_uscc": city,
-            "type_code": metadata["ZZLXDM"],
-            "issuer_code": metadata["ZZBFJGDM"],
-            "holder_code": metadata["CZZTDM"],
-            "status": payload["status"],
-            "status_reason": payload.get("status_reason"),
-            "superseded_by": payload.get("superseded_by"),
-            "valid_until": dt.date.fromisoformat(metadata["ZZYXQJZRQ"]) if metadata.get("ZZYXQJZRQ") else None,
-            "pdf_sm3": payload["files"]["pdf_sm3"],
-            "ofd_sm3": payload["files"]["ofd_sm3"],
-            "payload_json": payload_text(payload),
-            "updated_seq": event.seq,
-        }
-    except (KeyError, TypeError, ValueError, KeysError) as exc:
-        raise InvalidRequestError(
-            f"事件 {event.seq}（{event.kind}）的证照信息不完整：{type(exc).__name__} {exc}"
-        ) from None
-    if identifier != event.subject:
-        raise InvalidRequestError(f"事件 {event.seq} 的 subject 与证照标识不符")
-    current = connection.execute(
-        select(_LICENCES.c.city_uscc, _LICENCES.c.updated_seq).where(_LICENCES.c.identifier == identifier)
-    ).first()
-    if current is None:
-        connection.execute(insert(_LICENCES).values(identifier=identifier, **values))
-    elif current.city_uscc != city:
-        raise InvalidRequestError(f"证照 {identifier} 已由另一城市报送")
-    elif current.updated_seq < event.seq:
-        connection.execute(update(_LICENCES).where(_LICENCES.c.identifier == identifier).values(**values))
+def _licence_states(city: str, events: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per licence version the state its latest licence event in `events` describes (checked here,
+    before anything is stored: an incomplete event refuses the whole batch)."""
+    states: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.kind not in KINDS:
+            continue
+        payload = event.payload
+        try:
+            metadata = payload["metadata"]
+            identifier = metadata["ZZBS"]
+            LicenceIdentifier.parse(identifier)
+            values = {
+                "city_uscc": city,
+                "type_code": metadata["ZZLXDM"],
+                "issuer_code": metadata["ZZBFJGDM"],
+                "holder_code": metadata["CZZTDM"],
+                "status": payload["status"],
+                "status_reason": payload.get("status_reason"),
+                "superseded_by": payload.get("superseded_by"),
+                "valid_until": dt.date.fromisoformat(metadata["ZZYXQJZRQ"]) if metadata.get("ZZYXQJZRQ") else None,
+                "pdf_sm3": payload["files"]["pdf_sm3"],
+                "ofd_sm3": payload["files"]["ofd_sm3"],
+                "payload_json": payload_text(payload),
+                "updated_seq": event.seq,
+            }
+        except (KeyError, TypeError, ValueError, KeysError) as exc:
+            message = f"事件 {event.seq}（{event.kind}）的证照信息不完整：{type(exc).__name__} {exc}"
+            raise InvalidRequestError(message) from None
+        if identifier != event.subject:
+            raise InvalidRequestError(f"事件 {event.seq} 的 subject 与证照标识不符")
+        if identifier not in states or states[identifier]["updated_seq"] < event.seq:
+            states[identifier] = values
+    return states
+
+
+def _apply(connection: Connection, city: str, states: dict[str, dict[str, Any]]) -> None:
+    """The licences as the events describe them, unless a later event described them already:
+    one read, one multi-row INSERT and one batched UPDATE for the whole batch."""
+    identifiers = list(states)
+    current: dict[str, Any] = {}
+    for start in range(0, len(identifiers), 500):
+        rows = connection.execute(
+            select(_LICENCES.c.identifier, _LICENCES.c.city_uscc, _LICENCES.c.updated_seq).where(
+                _LICENCES.c.identifier.in_(identifiers[start : start + 500])
+            )
+        ).all()
+        current.update({row.identifier: row for row in rows})
+    new, changed = [], []
+    for identifier, values in states.items():
+        known = current.get(identifier)
+        if known is None:
+            new.append({"identifier": identifier, **values})
+        elif known.city_uscc != city:
+            raise InvalidRequestError(f"证照 {identifier} 已由另一城市报送")
+        elif known.updated_seq < values["updated_seq"]:
+            changed.append({"key": identifier, **values})
+    if new:
+        connection.execute(insert(_LICENCES), new)
+    if changed:
+        connection.execute(update(_LICENCES).where(_LICENCES.c.identifier == bindparam("key")), changed)
 
 
 def _record_row(row: ProvinceLicenceRow) -> LicenceRow:
