@@ -3,16 +3,22 @@ licences every registered city pushes, and answering verification for any of the
 
 Receiving a batch, in this order, storing nothing unless every step passes:
     the city is registered here (403 city_not_registered) ─► the body's signature is by the city's
-    registered service certificate (422 bad_signature) ─► the batch is well formed, every file is
-    what its SM3 says, every licence event's sealed files are in the batch or already here (422)
-    ─► the events follow on from what was acknowledged (409 sequence_gap, with `acked`)
-    ─► files into the store ─► ONE transaction: the events (the primary key (city, event_id)
-       refuses a second copy: at-least-once delivery becomes exactly once), the licences they
-       describe (an older event never overwrites a newer one), the city's CRL and `acked_seq`.
+    registered service certificate (422 bad_signature) ─► the batch is well formed, every licence
+    event complete (422) ─► the events follow on from what was acknowledged (409 sequence_gap,
+    with `acked`) ─► ONE transaction: the events (the primary key (city, event_id) refuses a
+    second copy: at-least-once delivery becomes exactly once), the licences they describe (an
+    older event never overwrites a newer one), the city's CRL and `acked_seq`.
+
+The sealed files follow the events (`receive_files`, signed the same way, by SM3, only files this
+city's licences name): the receipt and the status list what is missing, so a pusher that died
+between the two sends them on its next run. Until both files are here, verifying that licence is
+INDETERMINATE (files_pending). Why not in the batch: docs/exchange.md (measured).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
 import logging
@@ -20,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -53,6 +59,7 @@ from cert_authority.store.models import LicenceRow, ProvinceCityRow, ProvinceEve
 from cert_authority.timeutil import aware, utc_now
 from keys.crl import Crl
 from keys.errors import KeysError
+from keys.sm2 import sm3
 from keys.x509 import Certificate
 from templates.identifier import LicenceIdentifier, mask_holder_code
 from verification.ofd_file import inspect_ofd
@@ -94,9 +101,15 @@ class Receipt:
     accepted: int
     duplicates: int
     acked: int
+    missing_files: list[str]  # SM3 names of sealed files the batch's licences need and the store lacks
 
-    def to_dict(self) -> dict[str, int]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "acked": self.acked}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "acked": self.acked,
+            "missing_files": self.missing_files,
+        }
 
 
 class ProvinceLibrary:
@@ -173,16 +186,67 @@ class ProvinceLibrary:
         except WireError as exc:
             raise InvalidRequestError(str(exc)) from None
         crl = self._checked_crl(batch, city)
-        self._check_files(batch)
         fresh, duplicates = self._split(batch, city)
         states = _licence_states(city.uscc, fresh)
         # Files first: an unreferenced file is harmless, a record without its file is not.
         if batch.files:
             self.filestore.put_many([(data, None) for data in batch.files.values()])
+        missing = set()
+        for values in states.values():
+            absent = {name for name in (values["pdf_sm3"], values["ofd_sm3"]) if not self.filestore.exists(name)}
+            values["files_complete"] = not absent
+            missing |= absent
         now = self.clock()
         acked = self._record(city, fresh, states, crl, now)
         log.info("city %s: %d events stored, %d duplicates, acked %d", city.uscc, len(fresh), duplicates, acked)
-        return Receipt(len(fresh), duplicates, acked)
+        return Receipt(len(fresh), duplicates, acked, sorted(missing))
+
+    def receive_files(self, body: bytes, signature: str | None) -> dict[str, Any]:
+        """Sealed files the city sends after their events, by SM3: only files this city's licences
+        name are taken (the province stores nothing else), each checked against its name."""
+        value, city = self._authenticate(body, signature)
+        self._check_request(value)
+        try:
+            files = {name: base64.b64decode(data, validate=True) for name, data in dict(value["files"]).items()}
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            raise InvalidRequestError("files 应为 {SM3: base64} 对象") from None
+        if any(sm3(data).hex() != name for name, data in files.items()):
+            raise InvalidRequestError("文件内容与其 SM3 不符")
+        names = list(files)
+        with self.engine.connect() as connection:
+            waiting = connection.execute(
+                select(_LICENCES.c.identifier, _LICENCES.c.pdf_sm3, _LICENCES.c.ofd_sm3).where(
+                    _LICENCES.c.city_uscc == city.uscc,
+                    ~_LICENCES.c.files_complete,
+                    or_(_LICENCES.c.pdf_sm3.in_(names), _LICENCES.c.ofd_sm3.in_(names)),
+                )
+            ).all()
+        named = {row.pdf_sm3 for row in waiting} | {row.ofd_sm3 for row in waiting}
+        unknown = set(names) - named
+        if unknown:
+            raise InvalidRequestError(f"{len(unknown)} 个文件不属于该城市待补文件的证照，拒收")
+        self.filestore.put_many([(files[name], None) for name in names])
+        complete = [
+            row.identifier
+            for row in waiting
+            if self.filestore.exists(row.pdf_sm3) and self.filestore.exists(row.ofd_sm3)
+        ]
+        if complete:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    update(_LICENCES).where(_LICENCES.c.identifier.in_(complete)).values(files_complete=True)
+                )
+        return {"stored": len(names), "licences_complete": len(complete)}
+
+    def missing_files(self, uscc: str, limit: int = 2000) -> list[str]:
+        """SM3 names of sealed files this city's licences need and the store lacks."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(_LICENCES.c.pdf_sm3, _LICENCES.c.ofd_sm3)
+                .where(_LICENCES.c.city_uscc == uscc, ~_LICENCES.c.files_complete)
+                .limit(limit)
+            ).all()
+        return sorted({name for row in rows for name in row if not self.filestore.exists(name)})
 
     def _checked_crl(self, batch: Batch, city: ProvinceCityRow) -> bytes | None:
         if batch.crl is None:
@@ -196,18 +260,6 @@ class ProvinceLibrary:
         if city.crl_der is not None and Crl.load(city.crl_der).this_update > crl.this_update:
             return None  # older than the one kept
         return batch.crl
-
-    def _check_files(self, batch: Batch) -> None:
-        missing = []
-        for event in batch.events:
-            if event.kind not in KINDS or event.kind in ("licence.revoked", "licence.cancelled", "licence.expired"):
-                continue
-            files = event.payload.get("files") or {}
-            for name in (files.get("pdf_sm3"), files.get("ofd_sm3")):
-                if not isinstance(name, str) or (name not in batch.files and not self.filestore.exists(name)):
-                    missing.append(f"{event.subject} 的文件 {str(name)[:16]}…")
-        if missing:
-            raise InvalidRequestError("批次缺少证照文件：" + "；".join(missing[:5]))
 
     def _split(self, batch: Batch, city: ProvinceCityRow) -> tuple[list[Any], int]:
         """The events not yet here; a gap after what was acknowledged is a 409 with `acked`."""
@@ -269,7 +321,12 @@ class ProvinceLibrary:
             count = connection.execute(
                 select(func.count()).select_from(_EVENTS).where(_EVENTS.c.city_uscc == city.uscc)
             ).scalar_one()
-        return {"city": city.uscc, "acked": city.acked_seq, "events": int(count)}
+        return {
+            "city": city.uscc,
+            "acked": city.acked_seq,
+            "events": int(count),
+            "missing_files": self.missing_files(city.uscc),
+        }
 
     def days(self, body: bytes, signature: str | None) -> dict[str, Any]:
         """Per day the city's events' count and SM3; with `"events_of": DAY`, that day's event ids too."""
@@ -325,6 +382,11 @@ class ProvinceLibrary:
         row, city = found
         now = self.clock()
         subject: dict[str, Any] = {"kind": "identifier", "identifier": text, "source": "province", "city": city.uscc}
+        if not row.files_complete:
+            pending = Check.unknown(
+                "record", "files_pending", "省级库已收到证照信息，盖章文件尚未从城市送达，暂无法核验"
+            )
+            return Report((pending, licence_status_check(row, now)), subject, checked_at=now)
         try:
             pdf = self.filestore.get(row.pdf_sm3)
         except StoredFileError as exc:

@@ -8,11 +8,14 @@ a 409 sequence_gap it names its acknowledged number, and the pusher carries on f
 back off exponentially (1 s, 2 s, 4 s ... at most 60 s), each delay drawn between half and all of
 it (jitter), so cities that failed together do not retry together.
 
-The sealed files travel with their events (measured against fetching by digest: docs/exchange.md).
+The sealed files follow the events, by SM3 (`POST /api/v1/exchange/files`): events first, so a
+revocation never waits behind megabytes of new licences' files (measured: docs/exchange.md); then
+the files the province's receipts and status say it lacks.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import random
@@ -44,10 +47,10 @@ BATCH_EVENTS = 500
 BATCH_FILE_BYTES = 12 * 1024 * 1024  # the province accepts 32 MB bodies; base64 adds a third
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
-WITH_FILES = ("licence.issued", "licence.changed")
 BATCHES_PATH = "/api/v1/exchange/batches"
 STATUS_PATH = "/api/v1/exchange/status"
 DAYS_PATH = "/api/v1/exchange/days"
+FILES_PATH = "/api/v1/exchange/files"
 
 
 class PushError(ServiceError):
@@ -59,9 +62,10 @@ class PushResult:
     sent: int
     acked: int
     pending: int
+    files_sent: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {"sent": self.sent, "acked": self.acked, "pending": self.pending}
+        return {"sent": self.sent, "acked": self.acked, "pending": self.pending, "files_sent": self.files_sent}
 
 
 def backoff_delay(failures: int, draw: Callable[[], float] = random.random) -> float:
@@ -101,24 +105,27 @@ class Pusher:
         self.feed.refresh()
         acked = self._state()["acked_seq"]
         sent = 0
-        while True:
-            with self.engine.connect() as connection:
-                events = read_feed(connection, acked, self.batch_events)
-            if not events:
-                break
-            events, files = self.files_for(events)
-            try:
-                answer = self.post_batch(events, files)
-            except PushError as exc:
-                self._record_failure(str(exc))
-                raise
-            if answer.get("error") == "sequence_gap":
-                log.warning("province acknowledged %s, not %s: resuming from there", answer["acked"], acked)
-            else:
-                sent += len(events)
-            acked = int(answer["acked"])
-            self._record_success(acked, len(events))
-        return PushResult(sent, acked, self.pending(acked))
+        missing: set[str] = set()
+        try:
+            missing |= set(self.ask(STATUS_PATH).get("missing_files") or [])  # left by an earlier run
+            while True:
+                with self.engine.connect() as connection:
+                    events = read_feed(connection, acked, self.batch_events)
+                if not events:
+                    break
+                answer = self.post_batch(events)
+                if answer.get("error") == "sequence_gap":
+                    log.warning("province acknowledged %s, not %s: resuming from there", answer["acked"], acked)
+                else:
+                    sent += len(events)
+                    missing |= set(answer.get("missing_files") or [])
+                acked = int(answer["acked"])
+                self._record_success(acked, len(events))
+            files_sent = self.send_files(sorted(missing))
+        except PushError as exc:
+            self._record_failure(str(exc))
+            raise
+        return PushResult(sent, acked, self.pending(acked), files_sent)
 
     def run(
         self, should_stop: Callable[[], bool], idle_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
@@ -140,10 +147,26 @@ class Pusher:
                 log.info("pushed %d events, acknowledged up to %d", result.sent, result.acked)
             sleep(idle_s)
 
-    def post_batch(self, events: list[FeedEvent], files: dict[str, bytes]) -> dict[str, Any]:
+    def post_batch(self, events: list[FeedEvent]) -> dict[str, Any]:
         now = self.clock()
-        body = encode_batch(self.city, now, events, files, self.pki.current_crl(now))
+        body = encode_batch(self.city, now, events, {}, self.pki.current_crl(now))
         return self._post(BATCHES_PATH, body, now, accept_gap=True)
+
+    def send_files(self, names: list[str]) -> int:
+        """The sealed files the province lacks, in requests of at most BATCH_FILE_BYTES."""
+        chunk: dict[str, str] = {}
+        size = sent = 0
+        for name in names:
+            data = self.filestore.get(name)
+            if chunk and size + len(data) > BATCH_FILE_BYTES:
+                self.ask(FILES_PATH, files=chunk)
+                sent, chunk, size = sent + len(chunk), {}, 0
+            chunk[name] = base64.b64encode(data).decode()
+            size += len(data)
+        if chunk:
+            self.ask(FILES_PATH, files=chunk)
+            sent += len(chunk)
+        return sent
 
     def _post(self, path: str, body: bytes, now: dt.datetime, accept_gap: bool = False) -> dict[str, Any]:
         headers = {
@@ -166,23 +189,6 @@ class Pusher:
         raise PushError(
             f"省级库拒收（HTTP {response.status_code} {answer.get('error', '')}）：{message or response.text[:200]}"
         )
-
-    def files_for(self, events: list[FeedEvent]) -> tuple[list[FeedEvent], dict[str, bytes]]:
-        """The sealed files of the issue and change events, up to the batch's byte budget (the first
-        event always goes, so a batch is never empty)."""
-        files: dict[str, bytes] = {}
-        size = 0
-        for index, event in enumerate(events):
-            if event.kind not in WITH_FILES:
-                continue
-            names = [event.payload["files"]["pdf_sm3"], event.payload["files"]["ofd_sm3"]]
-            added = {name: self.filestore.get(name) for name in names if name not in files}
-            extra = sum(len(data) for data in added.values())
-            if index and size + extra > BATCH_FILE_BYTES:
-                return events[:index], files
-            files |= added
-            size += extra
-        return events, files
 
     # --- state ------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:

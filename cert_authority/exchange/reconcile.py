@@ -57,12 +57,9 @@ def reconcile(pusher: Pusher, first: dt.date | None = None, last: dt.date | None
                 }
             )
             for start in range(0, len(missing), pusher.batch_events):
-                chunk = missing[start : start + pusher.batch_events]
-                while chunk:
-                    sent, files = pusher.files_for(chunk)
-                    pusher.post_batch(sent, files)
-                    resent += len(sent)
-                    chunk = chunk[len(sent) :]
+                answer = pusher.post_batch(missing[start : start + pusher.batch_events])
+                pusher.send_files(answer.get("missing_files") or [])
+                resent += len(missing[start : start + pusher.batch_events])
     return {
         "from": first.isoformat(),
         "to": last.isoformat(),

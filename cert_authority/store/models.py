@@ -572,7 +572,7 @@ class ProvinceEventRow(SQLModel, table=True):
 
 class ProvinceLicenceRow(SQLModel, table=True):
     """Province mode: a city's licence version as its latest event described it; the sealed files
-    are in this instance's file store under their SM3 names."""
+    are in this instance's file store under their SM3 names once the city has sent them."""
 
     __tablename__ = "province_licence"
 
@@ -587,5 +587,6 @@ class ProvinceLicenceRow(SQLModel, table=True):
     valid_until: dt.date | None = Field(default=None, sa_column=Column(Date, nullable=True))
     pdf_sm3: str = Field(max_length=64)
     ofd_sm3: str = Field(max_length=64)
+    files_complete: bool = False  # both sealed files are in the store (they follow the events)
     payload_json: str = Field(sa_column=Column(Text, nullable=False))
     updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -1,7 +1,8 @@
 """The provincial link over HTTP.
 
 City side: `GET /api/v1/feed?after=SEQ&limit=N`, the change feed, for keys with the `exchange` role.
-Province side: `POST /api/v1/exchange/batches` (a city's signed batch), `POST /api/v1/exchange/status`
+Province side: `POST /api/v1/exchange/batches` (a city's signed batch), `POST /api/v1/exchange/files`
+(the sealed files that follow the events, by SM3), `POST /api/v1/exchange/status`
 and `POST /api/v1/exchange/days` (signed reads for the pusher and reconciliation). These carry no API
 key: the signature by the registered city's service certificate is the authentication (403 for an
 unregistered city, 422 for a bad signature)."""
@@ -85,6 +86,13 @@ async def receive_batch(request: Request) -> Any:
     except SequenceGapError as exc:
         return JSONResponse({"error": "sequence_gap", "message": str(exc), "acked": exc.acked}, status_code=409)
     return receipt.to_dict()
+
+
+@province_router.post("/files", openapi_extra=SIGNED_BODY)
+async def receive_files(request: Request) -> dict[str, Any]:
+    """接收城市按 SM3 补送的盖章文件（只收该城市证照所列的文件）。"""
+    body = await request.body()
+    return await run_in_threadpool(_library(request).receive_files, body, request.headers.get(SIGNATURE_HEADER))
 
 
 @province_router.post("/status", openapi_extra=SIGNED_BODY)

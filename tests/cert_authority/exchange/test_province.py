@@ -15,6 +15,7 @@ from cert_authority.exchange.reconcile import reconcile
 from cert_authority.exchange.signing import SIGNATURE_HEADER, sign_body
 from cert_authority.exchange.wire import encode_batch
 from cert_authority.timeutil import utc_now
+from keys.sm2 import sm3
 from tests.cert_authority.exchange.conftest import Province, pusher_for, register
 from tests.conftest import FOOD_TYPE, VOCATIONAL_TYPE, LicenceEnv, gmssl_verify, issue_example
 
@@ -32,7 +33,7 @@ def test_push_then_the_province_verifies_and_hears_the_revocation(licence_env: L
     pusher = pusher_for(licence_env, province)
     result = pusher.push_once()
     latest = ChangeFeed(licence_env.engine).latest()
-    assert result.to_dict() == {"sent": latest, "acked": latest, "pending": 0}
+    assert result.to_dict() == {"files_sent": 4, "sent": latest, "acked": latest, "pending": 0}
     assert province.count("province_event") == latest  # seal and type events too
 
     report = province.library.verify_identifier(CLI_ACTOR, food.identifier)
@@ -43,7 +44,7 @@ def test_push_then_the_province_verifies_and_hears_the_revocation(licence_env: L
     assert province.library.verify_identifier(counter, person.identifier).face_data is None  # the province's rule
 
     licence_env.services.lifecycle.revoke(CLI_ACTOR, food.identifier, "以欺骗手段取得")
-    assert pusher.push_once().to_dict() == {"sent": 1, "acked": latest + 1, "pending": 0}
+    assert pusher.push_once().to_dict() == {"sent": 1, "acked": latest + 1, "pending": 0, "files_sent": 0}
     revoked = province.library.verify_identifier(CLI_ACTOR, food.identifier)
     assert revoked is not None and revoked.result.value == "INVALID" and revoked.reason == "revoked"
     assert "以欺骗手段取得" in revoked.message
@@ -60,8 +61,8 @@ def test_the_same_batch_twice_is_stored_once(licence_env: LicenceEnv, province: 
     first = post(province, body, signature)
     again = post(province, body, signature)
     assert first.status_code == again.status_code == 200
-    assert first.json() == {"accepted": len(events), "duplicates": 0, "acked": events[-1].seq}
-    assert again.json() == {"accepted": 0, "duplicates": len(events), "acked": events[-1].seq}
+    assert first.json() == {"accepted": len(events), "duplicates": 0, "acked": events[-1].seq, "missing_files": []}
+    assert again.json() == {"accepted": 0, "duplicates": len(events), "acked": events[-1].seq, "missing_files": []}
     assert province.count("province_event") == len(events)
 
 
@@ -164,8 +165,42 @@ def test_batches_are_cut_and_the_province_down_is_a_recorded_failure(
     status = pusher.status()
     assert status["pending"] == 1 and status["lag_events"] == 1 and status["failures"] == 1
     pusher.client = province.client
-    assert pusher.push_once().to_dict() == {"sent": 1, "acked": latest + 1, "pending": 0}
+    assert pusher.push_once().to_dict() == {"sent": 1, "acked": latest + 1, "pending": 0, "files_sent": 2}
     assert pusher.status()["failures"] == 0
+
+
+def test_files_follow_the_events_and_a_lost_upload_is_resent(licence_env: LicenceEnv, province: Province) -> None:
+    register(licence_env, province)
+    licence = issue_example(licence_env, FOOD_TYPE).licence
+    pusher = pusher_for(licence_env, province)
+
+    def cut(names: list[str]) -> int:
+        raise PushError("connection lost")
+
+    pusher.send_files = cut  # type: ignore[method-assign]  # the pusher dies between events and files
+    with pytest.raises(PushError):
+        pusher.push_once()
+    pending = province.library.verify_identifier(CLI_ACTOR, licence.identifier)
+    assert pending is not None and pending.result.value == "INDETERMINATE" and pending.reason == "files_pending"
+    del pusher.send_files
+    result = pusher.push_once()
+    assert result.sent == 0 and result.files_sent == 2  # the province's status named them
+    report = province.library.verify_identifier(CLI_ACTOR, licence.identifier)
+    assert report is not None and report.result.value == "VALID"
+
+
+def test_the_province_takes_only_files_its_licences_name(licence_env: LicenceEnv, province: Province) -> None:
+    from cert_authority.exchange.pusher import FILES_PATH
+
+    register(licence_env, province)
+    pusher = pusher_for(licence_env, province)
+    pusher.push_once()
+    stray = b"not a licence file"
+    with pytest.raises(PushError, match="422"):
+        pusher.ask(FILES_PATH, files={sm3(stray).hex(): base64.b64encode(stray).decode()})
+    with pytest.raises(PushError, match="422"):  # a name that is not the content's SM3
+        pusher.ask(FILES_PATH, files={"00" * 32: base64.b64encode(stray).decode()})
+    assert not province.library.filestore.exists(sm3(stray).hex())
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
@@ -177,8 +212,6 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
 def test_batch_signature_checks_with_an_independent_sm2(licence_env: LicenceEnv) -> None:
     """The header is a CMS SignedData whose SM2 signature gmssl (pure Python) accepts."""
     from asn1crypto import cms
-
-    from keys.sm2 import sm3
 
     body, signature = signed_batch(licence_env, ChangeFeed(licence_env.engine).events(0, 5))
     signed = cms.ContentInfo.load(base64.b64decode(signature))["content"]

@@ -77,6 +77,7 @@ def upgrade() -> None:
         sa.Column("valid_until", sa.Date(), nullable=True),
         sa.Column("pdf_sm3", sa.String(64), nullable=False),
         sa.Column("ofd_sm3", sa.String(64), nullable=False),
+        sa.Column("files_complete", sa.Boolean(), nullable=False),
         sa.Column("payload_json", sa.Text(), nullable=False),
         sa.Column("updated_seq", sa.BigInteger(), nullable=False),
     )
