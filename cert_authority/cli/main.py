@@ -316,8 +316,8 @@ def bench_sync(
         f"{result['events_per_s']} events/s (target ≥ {result['target_events_per_s']})"
     )
     typer.echo(
-        f"issue events (with files) {result['issue_events_per_s']}/s, "
-        f"status events (metadata only) {result['status_events_per_s']}/s"
+        f"issue events {result['issue_events_per_s']}/s, revocations {result['revocation_events_per_s']}/s; "
+        f"then {result['files_sent']} sealed files in {result['files_seconds']} s ({result['file_mb_per_s']} MB/s)"
     )
     typer.echo(
         f"live: {result['live_licences']} licences, lag p50 {result['lag_p50_ms']} ms, p99 {result['lag_p99_ms']} ms"

@@ -433,6 +433,8 @@ class ProvinceLibrary:
         if found is None:
             raise NotFoundError(f"省级库没有证照 {identifier}")
         row, _ = found
+        if not row.files_complete:
+            raise NotFoundError(f"证照 {identifier} 的盖章文件尚未从城市送达省级库")
         return self.filestore.get(row.pdf_sm3 if kind == "pdf" else row.ofd_sm3)
 
 

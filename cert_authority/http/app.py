@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_stats.router)
     app.include_router(routes_exchange.feed_router)
     app.include_router(routes_exchange.province_router)
+    app.include_router(routes_exchange.province_files_router)
     include_pages(app)
     app.add_middleware(BodyLimit, skip=PAGE_PREFIXES)
     # Pages: a sealed file of up to 20 MB to check at the counter, in a multipart form.

@@ -9,11 +9,11 @@ unregistered city, 422 for a bad signature)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from cert_authority.actors import Actor
 from cert_authority.boundary import ErrorPublic
@@ -21,7 +21,7 @@ from cert_authority.errors import SequenceGapError
 from cert_authority.exchange.feed import ChangeFeed
 from cert_authority.exchange.province import ProvinceLibrary
 from cert_authority.exchange.signing import SIGNATURE_HEADER
-from cert_authority.http.auth import require
+from cert_authority.http.auth import current_actor, require
 from cert_authority.store.outbox import FEED_LIMIT
 
 feed_router = APIRouter(
@@ -70,6 +70,26 @@ async def feed(
         "next_after": events[-1].seq if events else after,
         "latest": latest,
     }
+
+
+province_files_router = APIRouter(
+    prefix="/api/v1/province/licences",
+    tags=["exchange"],
+    responses={401: {"model": ErrorPublic}, 404: {"model": ErrorPublic, "description": "省级库没有该证照"}},
+)
+
+
+@province_files_router.get("/{identifier}/files/{kind}")
+async def province_licence_file(
+    identifier: str,
+    kind: Literal["pdf", "ofd"],
+    request: Request,
+    _caller: Annotated[Actor, Depends(current_actor)],
+) -> Response:
+    """省级库：下载城市报送的盖章文件（PDF 或 OFD）。"""
+    data = await run_in_threadpool(_library(request).licence_file, identifier, kind)
+    media = "application/pdf" if kind == "pdf" else "application/ofd"
+    return Response(data, media_type=media)
 
 
 def _library(request: Request) -> ProvinceLibrary:

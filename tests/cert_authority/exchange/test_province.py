@@ -4,6 +4,7 @@ batch signed by another key, an unregistered city, a changed body, a gap) changi
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from sqlalchemy import text
@@ -48,8 +49,18 @@ def test_push_then_the_province_verifies_and_hears_the_revocation(licence_env: L
     revoked = province.library.verify_identifier(CLI_ACTOR, food.identifier)
     assert revoked is not None and revoked.result.value == "INVALID" and revoked.reason == "revoked"
     assert "以欺骗手段取得" in revoked.message
-    # and the sealed file can be had from the province
-    assert province.library.licence_file(person.identifier, "pdf").startswith(b"%PDF")
+    # and the sealed file can be had from the province, with any of its API keys
+    from cert_authority.access.apikeys import ApiKeyService
+
+    key = ApiKeyService(province.engine).create("admin", None).key
+    path = f"/api/v1/province/licences/{person.identifier}/files/pdf"
+    assert province.client.get(path).status_code == 401
+    download = province.client.get(path, headers={"Authorization": f"Bearer {key}"})
+    assert download.status_code == 200 and download.content.startswith(b"%PDF")
+    assert (
+        sm3(download.content).hex()
+        == json.loads(province.library.find(person.identifier)[0].payload_json)["files"]["pdf_sm3"]
+    )
 
 
 def test_the_same_batch_twice_is_stored_once(licence_env: LicenceEnv, province: Province) -> None:
