@@ -333,8 +333,11 @@ def serve(
     port: Annotated[int, typer.Option(help="端口")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="工作进程数（多进程时建议使用 PostgreSQL）")] = 1,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="逐条记录请求")] = True,
+    data_dir: Annotated[Path | None, typer.Option(help="数据目录（同全局 --data-dir，例如省级库的目录）")] = None,
 ) -> None:
     """Run the HTTP service (API docs at /docs); several worker processes share one database."""
+    if data_dir is not None:
+        ctx.find_root().obj = {**(ctx.find_root().obj or {}), "data_dir": data_dir}
     import uvicorn
 
     from cert_authority.cli import serve as serve_workers
@@ -368,6 +371,7 @@ def demo(
 ) -> None:
     """Build a local demo authority (idempotent), then serve it on 127.0.0.1."""
     from cert_authority.demo import DEMO_PASSWORD, DEMO_STAFF, build_demo, demo_holders, ensure_demo_kek
+    from cert_authority.exchange.province_setup import ensure_province
 
     settings = _settings(ctx)
     if ensure_demo_kek(settings):
@@ -381,6 +385,9 @@ def demo(
     registry = registry_for(settings, engine)
     services = licence_services_for(pki, registry)
     for line in build_demo(pki, registry, _now(), services) or ["演示数据已存在，未做改动"]:
+        typer.echo(f"· {line}")
+    province_dir, province_lines = ensure_province(pki, _now())
+    for line in province_lines:
         typer.echo(f"· {line}")
     for record in pki.registry.list_issued():
         cert = record.certificate
@@ -400,6 +407,12 @@ def demo(
         typer.echo(f"  工作人员 {member.username:8} {member.name}（{member.duty}）")
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
+    typer.echo(f"省级电子证照库（另一实例）：ecas serve --data-dir {province_dir} --port {port + 1}")
+    typer.echo(
+        f"  推送：ECAS_PROVINCE_URL=http://127.0.0.1:{port + 1} ecas --data-dir {settings.data_dir} "
+        "sync push --once --json"
+    )
+    typer.echo(f"  在省级库核验：ecas --data-dir {province_dir} verify 证照标识 --json")
     if not serve_after:
         return
     typer.echo("打开以下地址：")
