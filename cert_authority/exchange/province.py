@@ -72,6 +72,11 @@ log = logging.getLogger("ecas.province")
 _EVENTS = ProvinceEventRow.__table__  # type: ignore[attr-defined]
 _LICENCES = ProvinceLicenceRow.__table__  # type: ignore[attr-defined]
 _CITIES = ProvinceCityRow.__table__  # type: ignore[attr-defined]
+# Plain executemany (psycopg pipelines it): measured faster here than a multi-row VALUES statement
+# (compiled afresh each time) or RETURNING's insertmanyvalues: 507 events in 0.39-0.46 s, against
+# 2.6 s and 0.57-0.61 s.
+_INSERT_EVENTS = insert(_EVENTS)
+_INSERT_LICENCES = insert(_LICENCES)
 
 
 @dataclass(frozen=True)
@@ -300,7 +305,8 @@ class ProvinceLibrary:
                 if moved != 1:  # another delivery of this city moved on meanwhile: the city retries
                     raise _Moved()
                 if events:
-                    connection.execute(insert(_EVENTS), [_event_row(city.uscc, event, now) for event in events])
+                    rows = [_event_row(city.uscc, event, now) for event in events]
+                    connection.execute(_INSERT_EVENTS, rows)
                 _apply(connection, city.uscc, states)
         except (_Moved, IntegrityError):
             current = self.acked(city.uscc)
@@ -540,7 +546,7 @@ def _apply(connection: Connection, city: str, states: dict[str, dict[str, Any]])
         elif known.updated_seq < values["updated_seq"]:
             changed.append({"key": identifier, **values})
     if new:
-        connection.execute(insert(_LICENCES), new)
+        connection.execute(_INSERT_LICENCES, new)
     if changed:
         connection.execute(update(_LICENCES).where(_LICENCES.c.identifier == bindparam("key")), changed)
 
