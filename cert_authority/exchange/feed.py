@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -111,7 +111,7 @@ class ChangeFeed:
             return [event for seq in seqs for event in read_feed(connection, seq - 1, 1)]
 
 
-def _expired_query(today: dt.date):  # type: ignore[no-untyped-def]
+def _expired_query(today: dt.date) -> Select[LicenceRow]:
     """Licences still `issued` whose end date has passed and whose expiry is not yet in the feed."""
     recorded = exists().where(
         and_(

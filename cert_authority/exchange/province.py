@@ -162,7 +162,7 @@ class ProvinceLibrary:
 
     def list_cities(self) -> list[CityPublic]:
         with Session(self.engine) as session:
-            rows = session.exec(select(ProvinceCityRow).order_by(col(ProvinceCityRow.uscc))).scalars().all()
+            rows = session.scalars(select(ProvinceCityRow).order_by(col(ProvinceCityRow.uscc))).all()
             return [_city_public(row) for row in rows]
 
     def _authenticate(self, body: bytes, signature: str | None) -> tuple[dict[str, Any], ProvinceCityRow]:
@@ -355,7 +355,7 @@ class ProvinceLibrary:
                 .where(_EVENTS.c.city_uscc == city.uscc, _EVENTS.c.day >= first, _EVENTS.c.day <= last)
                 .order_by(_EVENTS.c.day, _EVENTS.c.seq)
             ).all()
-        summaries: list[DaySummary] = summarise_days([tuple(row) for row in rows])  # type: ignore[misc]
+        summaries: list[DaySummary] = summarise_days([tuple(row) for row in rows])
         answer: dict[str, Any] = {"city": city.uscc, "days": [s.to_dict() for s in summaries]}
         wanted = set(value.get("event_ids_of") or [])
         if wanted:
