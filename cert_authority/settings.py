@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # (checked before pushing, and by the province when it registers a city: `ecas cities add`).
     province_url: str | None = None
     province_root: Path | None = None
+    # How often the server sequences the transparency log's queued leaves and signs a head (0: never
+    # on a timer; proofs and verification still sequence on demand).
+    log_interval_seconds: float = Field(default=1.0, ge=0)
 
     @field_validator("base_url")
     @classmethod

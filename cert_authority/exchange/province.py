@@ -580,6 +580,8 @@ def _record_row(row: ProvinceLicenceRow) -> LicenceRow:
         template_version=payload["template_version"],
         face_json=json.dumps(payload["face_data"], ensure_ascii=False, sort_keys=True),
         photo_sm3=payload["files"].get("photo_sm3"),
+        origin=metadata.get("KZ_ZZLY") or "new",  # stock conversion (存量) marks; bound when not the default
+        original_issuer_name=metadata.get("KZ_YBZJG"),
         pdf_sm3=row.pdf_sm3,
         ofd_sm3=row.ofd_sm3,
         status=row.status,

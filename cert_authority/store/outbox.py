@@ -152,6 +152,3 @@ def read_feed(connection: Connection, after: int, limit: int = FEED_LIMIT) -> li
 def latest_seq(connection: Connection) -> int:
     return int(connection.execute(select(func.coalesce(func.max(OUTBOX.c.seq), 0))).scalar_one())
 
-
-def unstamped(connection: Connection) -> int:
-    return int(connection.execute(select(func.count()).where(OUTBOX.c.seq.is_(None))).scalar_one())

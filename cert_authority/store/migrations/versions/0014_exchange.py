@@ -1,15 +1,15 @@
 """The provincial link (issue 20): the city's outbox of licence, seal and type events and the
 pusher's state; in province mode, the registered cities, their events and their licences.
 
-Revision ID: 0012_exchange
-Revises: 0011_matters_cases
+Revision ID: 0014_exchange
+Revises: 0013_transparency_log
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_exchange"
-down_revision = "0011_matters_cases"
+revision = "0014_exchange"
+down_revision = "0013_transparency_log"
 
 
 def _utc(name: str, nullable: bool = False) -> sa.Column:
