@@ -63,6 +63,32 @@ def test_push_then_the_province_verifies_and_hears_the_revocation(licence_env: L
     )
 
 
+def test_a_stock_licence_verifies_at_the_province_with_its_marker(licence_env: LicenceEnv, province: Province) -> None:
+    """A converted paper licence (存量) binds its origin and original issuer into the sealed digest:
+    the province rebuilds them from the metadata (KZ_ZZLY, KZ_YBZJG), or its record check fails."""
+    import datetime as dt
+
+    from cert_authority.issuing.origin import OriginalLicence
+
+    register(licence_env, province)
+    original = OriginalLicence(
+        "stock",
+        licence_number="JY13501020012345",
+        issue_date=dt.date(2022, 3, 1),
+        original_issuer_name="演示市原食品药品监督管理局",
+    )
+    licence = issue_example(licence_env, FOOD_TYPE, original=original).licence
+    pusher_for(licence_env, province).push_once()
+    report = province.library.verify_identifier(CLI_ACTOR, licence.identifier)
+    assert report is not None and report.result.value == "VALID", report.to_dict()
+    pushed = json.loads(province.library.find(licence.identifier)[0].payload_json)["metadata"]
+    assert (pushed["KZ_ZZLY"], pushed["KZ_YBZJG"], pushed["ZZBFRQ"]) == (
+        "stock",
+        original.original_issuer_name,
+        "2022-03-01",
+    )
+
+
 def test_the_same_batch_twice_is_stored_once(licence_env: LicenceEnv, province: Province) -> None:
     register(licence_env, province)
     issue_example(licence_env, FOOD_TYPE)
