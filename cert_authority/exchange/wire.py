@@ -2,7 +2,8 @@
 
     {"format": "ecas-exchange-batch/1", "city": USCC, "sent_at": ISO time,
      "events": [{"seq", "event_id", "kind", "subject", "at", "day", "payload"}, ...],
-     "files": {SM3 hex: base64 of the file, ...},     # the sealed PDF/OFD of licence events
+     "files": {SM3 hex: base64 of the file, ...},     # optional; ECAS sends the sealed files after
+                                                      # the events (POST /api/v1/exchange/files)
      "crl": base64 DER of the city branch CA's current CRL}
 
 Reads (status, days) are signed the same way: {"format": "ecas-exchange-request/1", "city", "sent_at", ...}.
