@@ -106,3 +106,19 @@ class SealPictureConflictError(ConflictError):
 
 class SealStatusError(ConflictError):
     """A seal step its status does not allow (approving a filed seal, resuming an active one...)."""
+
+
+class CityNotRegisteredError(PermissionDeniedError):
+    """Province mode: a batch or request from a city authority not registered here (403)."""
+
+
+class BatchSignatureError(InvalidRequestError):
+    """Province mode: a batch or request whose signature is missing or not the city's (422)."""
+
+
+class SequenceGapError(ConflictError):
+    """Province mode: a batch that does not follow on from what the province acknowledged (409)."""
+
+    def __init__(self, message: str, acked: int) -> None:
+        super().__init__(message)
+        self.acked = acked

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # installed with the project.
     font_serif: Path | None = None
     font_sans: Path | None = None
+    # The provincial library this city pushes its change feed to (`ecas sync push`), and the
+    # provincial root CA (a PEM file) pinned out of band: a city's certificates must chain to it
+    # (checked before pushing, and by the province when it registers a city: `ecas cities add`).
+    province_url: str | None = None
+    province_root: Path | None = None
     # How often the server sequences the transparency log's queued leaves and signs a head (0: never
     # on a timer; proofs and verification still sequence on demand).
     log_interval_seconds: float = Field(default=1.0, ge=0)
@@ -62,6 +67,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("ECAS_BASE_URL must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("province_url")
+    @classmethod
+    def _province_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("ECAS_PROVINCE_URL must start with http:// or https://")
+        return value.rstrip("/") if value else None
 
     @property
     def pki_dir(self) -> Path:

@@ -31,7 +31,8 @@ INNER = ("keys", "templates", "seals", "verification")
 # cert_authority's top-level modules that every room may use: values and helpers with no room of their own.
 CORE = frozenset({"cert_authority", "actors", "errors", "settings", "timeutil"})
 _DOMAIN = frozenset(
-    {"store", "access", "pki", "registry", "eseals", "transparency", "issuing", "checking", "holders", "sharing"}
+    {"store", "access", "pki", "registry", "eseals", "transparency", "issuing", "checking", "holders", "sharing",
+     "exchange"}
 )
 # Rooms of cert_authority (a sub-package or a top-level module) and the other rooms each may import.
 ROOMS: dict[str, frozenset[str]] = {
@@ -45,6 +46,7 @@ ROOMS: dict[str, frozenset[str]] = {
     "checking": frozenset({"store", "pki", "registry", "issuing", "transparency"}),
     "holders": frozenset({"store", "access", "pki", "registry", "issuing"}),
     "sharing": frozenset({"store", "pki", "registry", "issuing", "holders"}),
+    "exchange": frozenset({"store", "pki", "registry", "issuing", "checking"}),
     "services": _DOMAIN,
     "demo": _DOMAIN | {"services"},
     "boundary": frozenset(),
@@ -61,6 +63,8 @@ def room_of(module: str) -> str | None:
     if parts[0] != "cert_authority" or len(parts) == 1 or parts[1] in CORE:
         return None
     return parts[1]
+
+
 FRAMEWORKS = frozenset(
     {
         "fastapi",

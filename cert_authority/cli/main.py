@@ -24,6 +24,7 @@ from cert_authority.cli.seals import seals_app
 from cert_authority.cli.staff import staff_app
 from cert_authority.cli.support import UsageError, friendly_errors, settings_from
 from cert_authority.cli.support import now as _now
+from cert_authority.cli.sync import cities_app, sync_app
 from cert_authority.cli.verify import verify
 from cert_authority.pki.service import CaNames, PkiService
 from cert_authority.registry.service import registry_for
@@ -46,6 +47,8 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(matters_app, name="matters")
 app.add_typer(cases_app, name="cases")
 app.add_typer(duty_rules_app, name="duty-rules")
+app.add_typer(sync_app, name="sync")
+app.add_typer(cities_app, name="cities")
 app.add_typer(log_app, name="log")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
@@ -296,6 +299,37 @@ def bench_issue(
     )
 
 
+@bench_app.command("sync")
+@friendly_errors
+def bench_sync(
+    licences: Annotated[int, typer.Option(min=2, help="积压阶段颁发的证照份数（其中一半随后吊销）")] = 300,
+    seconds: Annotated[float, typer.Option(min=1, max=60, help="边颁发边推送阶段的秒数")] = 5.0,
+    batch_events: Annotated[int, typer.Option(min=1, max=1000, help="每批最多事件数")] = 500,
+    database_url: Annotated[
+        str, typer.Option(help="数据库（默认本机 PostgreSQL，每个实例一个 schema；sqlite：各用数据目录）")
+    ] = "postgresql+psycopg://127.0.0.1:5432/test",
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """Events per second from a city to a province (two local instances), and the push lag."""
+    from cert_authority.bench.sync import sync_benchmark
+
+    result = sync_benchmark(licences, seconds, database_url, batch_events)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(
+        f"{result['events']} events pushed in {result['seconds']} s on {result['database']}: "
+        f"{result['events_per_s']} events/s (target ≥ {result['target_events_per_s']})"
+    )
+    typer.echo(
+        f"issue events {result['issue_events_per_s']}/s, revocations {result['revocation_events_per_s']}/s; "
+        f"then {result['files_sent']} sealed files in {result['files_seconds']} s ({result['file_mb_per_s']} MB/s)"
+    )
+    typer.echo(
+        f"live: {result['live_licences']} licences, lag p50 {result['lag_p50_ms']} ms, p99 {result['lag_p99_ms']} ms"
+    )
+
+
 @bench_app.command("log")
 @friendly_errors
 def bench_log(
@@ -343,8 +377,11 @@ def serve(
     port: Annotated[int, typer.Option(help="端口")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="工作进程数（多进程时建议使用 PostgreSQL）")] = 1,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="逐条记录请求")] = True,
+    data_dir: Annotated[Path | None, typer.Option(help="数据目录（同全局 --data-dir，例如省级库的目录）")] = None,
 ) -> None:
     """Run the HTTP service (API docs at /docs); several worker processes share one database."""
+    if data_dir is not None:
+        ctx.find_root().obj = {**(ctx.find_root().obj or {}), "data_dir": data_dir}
     import uvicorn
 
     from cert_authority.cli import serve as serve_workers
@@ -385,6 +422,7 @@ def demo(
         demo_signin_key_path,
         ensure_demo_kek,
     )
+    from cert_authority.exchange.province_setup import ensure_province
 
     settings = _settings(ctx)
     if ensure_demo_kek(settings):
@@ -398,6 +436,9 @@ def demo(
     registry = registry_for(settings, engine)
     services = licence_services_for(pki, registry)
     for line in build_demo(pki, registry, _now(), services) or ["演示数据已存在，未做改动"]:
+        typer.echo(f"· {line}")
+    province_dir, province_lines = ensure_province(pki, _now())
+    for line in province_lines:
         typer.echo(f"· {line}")
     for record in pki.registry.list_issued():
         cert = record.certificate
@@ -421,6 +462,12 @@ def demo(
     )
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
+    typer.echo(f"省级电子证照库（另一实例）：ecas serve --data-dir {province_dir} --port {port + 1}")
+    typer.echo(
+        f"  推送：ECAS_PROVINCE_URL=http://127.0.0.1:{port + 1} ecas --data-dir {settings.data_dir} "
+        "sync push --once --json"
+    )
+    typer.echo(f"  在省级库核验：ecas --data-dir {province_dir} verify 证照标识 --json")
     if not serve_after:
         return
     typer.echo("打开以下地址：")

@@ -13,6 +13,7 @@ import typer
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.checking.licences import MAX_UPLOAD_BYTES
 from cert_authority.cli.support import UsageError, friendly_errors, settings_from
+from cert_authority.exchange.province import ProvinceLibrary
 from cert_authority.services import licence_services
 from cert_authority.timeutil import BEIJING
 from verification.report import Report, Status
@@ -43,6 +44,9 @@ def verify(
         raise UsageError(f"文件 {target} 不存在")
     else:  # an identifier; a malformed one gets a report saying exactly what is wrong
         report = services.verification.verify_identifier(CLI_ACTOR, target)
+        if report.reason == "not_found":  # province mode: a licence a city pushed here
+            province = ProvinceLibrary(services.verification.engine, services.verification.filestore)
+            report = province.verify_identifier(CLI_ACTOR, target) or report
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

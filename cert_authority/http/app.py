@@ -20,6 +20,8 @@ from cert_authority.access.denials import record_denial
 from cert_authority.access.staff import StaffAccounts
 from cert_authority.boundary import ErrorPublic, classify
 from cert_authority.errors import ServiceError
+from cert_authority.exchange.feed import ChangeFeed
+from cert_authority.exchange.province import ProvinceLibrary
 from cert_authority.http.log_sequencer import log_sequencer
 from cert_authority.http.middleware.body_limit import MB, BodyLimit
 from cert_authority.http.middleware.rate_limit import Limits, RateLimit, request_counter
@@ -27,6 +29,7 @@ from cert_authority.http.middleware.security_headers import SecurityHeaders
 from cert_authority.http.middleware.show_token_lane import ShowTokenLane
 from cert_authority.http.middleware.transport import TransportCheck
 from cert_authority.http.routes import cases as routes_cases
+from cert_authority.http.routes import exchange as routes_exchange
 from cert_authority.http.routes import holder as routes_holder
 from cert_authority.http.routes import licences as routes_licences
 from cert_authority.http.routes import pki as routes_pki
@@ -88,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authorisations = services.authorisations
     app.state.cases = services.cases
     app.state.stats = services.stats
+    app.state.feed = ChangeFeed(engine)
+    app.state.province = ProvinceLibrary(engine, app.state.registry.filestore)
     app.state.transparency_log = services.log
     app.state.batch_jobs = BatchJobs(engine, app.state.registry.filestore, services.issuance)
     # The busiest route first: requests are matched against the routers in order (≈80 µs saved).
@@ -101,6 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_sharing.router)
     app.include_router(routes_cases.router)
     app.include_router(routes_stats.router)
+    app.include_router(routes_exchange.feed_router)
+    app.include_router(routes_exchange.province_router)
+    app.include_router(routes_exchange.province_files_router)
     app.include_router(routes_transparency.router)
     app.include_router(routes_transparency.api_router)
     include_pages(app)

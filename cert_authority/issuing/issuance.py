@@ -50,6 +50,7 @@ from cert_authority.eseals.service import SealMaterial, SealService
 from cert_authority.issuing.binding import sealed_custom_data
 from cert_authority.issuing.dates import Validity, validity_for
 from cert_authority.issuing.face_data import CheckedFace, check_face
+from cert_authority.issuing.feed_payload import licence_outbox_event
 from cert_authority.issuing.files import make_licence_files
 from cert_authority.issuing.layouts import LayoutContext, LicenceLayouts
 from cert_authority.issuing.lifecycle import check_transition, status_event
@@ -562,6 +563,8 @@ class IssuanceService:
                     detail={"supersedes": old.identifier, "reason": reason, "changed_fields": changed},
                 )
             )
+            session.add(licence_outbox_event("licence.superseded", superseded, now))
+            session.add(licence_outbox_event("licence.changed", row, now))
             session.commit()
             session.refresh(row)
             return row

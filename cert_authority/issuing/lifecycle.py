@@ -9,7 +9,8 @@ its rule is here too.
 
 Every step is one conditional UPDATE (WHERE status = 'issued'), so two concurrent steps on one
 licence cannot both succeed; the loser gets 409 with the status it found. Each step adds a status
-event, an audit event and a transparency-log leaf in the same transaction.
+event, an audit event, a transparency-log leaf and a change-feed event (`store.outbox`) in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlmodel import Session, col
 
 from cert_authority.actors import Actor, ensure_may_write_for
 from cert_authority.errors import IllegalTransitionError, InvalidRequestError
+from cert_authority.issuing.feed_payload import licence_outbox_event
 from cert_authority.issuing.log_leaves import log_licence_events
 from cert_authority.issuing.records import effective_status, find_licence, licence_public
 from cert_authority.issuing.schemas import STATUS_NAMES, LicencePublic
@@ -115,6 +117,7 @@ class LifecycleService:
             session.add(
                 audit_row(actor, action, identifier, now, holder_code=row.holder_code, detail={"reason": reason})
             )
+            session.add(licence_outbox_event(f"licence.{RESULT[action]}", row, now))
             session.commit()
             session.refresh(row)
             log.info("licence %s %s (holder %s)", identifier, action, mask_holder_code(row.holder_code))

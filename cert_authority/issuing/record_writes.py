@@ -1,5 +1,5 @@
 """Writing an issued licence's records: its row, first status event, audit event, transparency-log
-leaf and (when the request had one) Idempotency-Key record, all or none.
+leaf, change-feed event and (when the request had one) Idempotency-Key record, all or none.
 
 Two ways, the same rows: `insert_issues` puts any number of licences in with one INSERT per table,
 inside the caller's transaction (any database); `insert_issue_at_once` puts one licence in with one
@@ -20,15 +20,24 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from cert_authority.actors import Actor
+from cert_authority.issuing.feed_payload import licence_outbox_values
 from cert_authority.issuing.log_leaves import licence_leaf, log_licence_events
 from cert_authority.store.audit import audit_row
 from cert_authority.store.chain import chain_link
-from cert_authority.store.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow, LogEntryRow
+from cert_authority.store.models import (
+    AuditEventRow,
+    ExchangeEventRow,
+    IdempotencyRow,
+    LicenceEventRow,
+    LicenceRow,
+    LogEntryRow,
+)
 
 _LICENCES: Table = LicenceRow.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = LicenceEventRow.__table__  # type: ignore[attr-defined]
 _AUDIT: Table = AuditEventRow.__table__  # type: ignore[attr-defined]
 _KEYS: Table = IdempotencyRow.__table__  # type: ignore[attr-defined]
+_OUTBOX: Table = ExchangeEventRow.__table__  # type: ignore[attr-defined]
 _LOG: Table = LogEntryRow.__table__  # type: ignore[attr-defined]
 # What the first status event and the key record share with the licence (see _event, _key).
 _CHAIN_COLUMNS = ("chain_partition", "chain_seq", "chain_prev", "chain_mac")
@@ -58,6 +67,7 @@ def insert_issues(connection: Connection, issues: Sequence[NewIssue], actor: Act
             audits = [link.seal("audit_event", row) for row in audits]
         connection.execute(insert(_EVENTS), events)
         connection.execute(insert(_AUDIT), audits)
+    connection.execute(insert(_OUTBOX), [_outbox(issue, now) for issue in issues])
     log_licence_events(connection, [(issue.licence, "issue", now) for issue in issues], now)
     keys = [_key(issue, now) | _of(issue) for issue in issues if issue.idempotency_key is not None]
     if keys:
@@ -76,6 +86,8 @@ def insert_issue_at_once(connection: Connection, issue: NewIssue, actor: Actor, 
             event_mac = link.seal("licence_event", _event(issue, actor, now))["chain_mac"]
         parameters = _prefixed("licence", _licence(issue)) | _prefixed("audit", audit) | {"event_chain_mac": event_mac}
         parameters["log_leaf"] = licence_leaf(issue.licence, "issue", now).encode()
+        outbox = _outbox(issue, now)
+        parameters |= {f"outbox_{name}": outbox[name] for name in ("event_id", "day", "payload_json")}
         if with_key:
             parameters |= {"key": issue.idempotency_key, "request_sm3": issue.request_sm3}
         issue.licence.id = connection.execute(_at_once(with_key), parameters).scalar_one()
@@ -115,6 +127,17 @@ def _at_once(with_key: bool) -> Select[int]:
     parts = [
         insert(_EVENTS).from_select(event_columns, first_event),
         insert(_AUDIT).values(_bound(_AUDIT, "audit")),
+        insert(_OUTBOX).from_select(
+            ["event_id", "kind", "subject", "at", "day", "payload_json"],
+            sql.select(
+                bindparam("outbox_event_id", type_=_OUTBOX.c.event_id.type),
+                sql.literal_column("'licence.issued'"),
+                licence.c.identifier,
+                licence.c.created_at,
+                bindparam("outbox_day", type_=_OUTBOX.c.day.type),
+                bindparam("outbox_payload_json", type_=_OUTBOX.c.payload_json.type),
+            ),
+        ),
         insert(_LOG).from_select(
             ["identifier", "event", "leaf", "created_at"],
             sql.select(
@@ -177,6 +200,11 @@ def _audit(issue: NewIssue, actor: Actor, now: dt.datetime) -> dict[str, Any]:
     detail = {"type_code": licence.type_code, "licence_number": licence.licence_number}
     row = audit_row(actor, "issue", licence.identifier, now, holder_code=issue.holder_code, detail=detail)
     return row.model_dump(exclude={"id"})
+
+
+def _outbox(issue: NewIssue, now: dt.datetime) -> dict[str, Any]:
+    """The change feed's event for the new licence (`store.outbox`)."""
+    return licence_outbox_values("licence.issued", issue.licence, now)
 
 
 def _key(issue: NewIssue, now: dt.datetime) -> dict[str, Any]:

@@ -544,6 +544,95 @@ class CaseMaterialRow(SQLModel, table=True):
     reused_by: str | None = Field(default=None, max_length=40)
 
 
+# --- the provincial link (归集): the city's outbox, and the province's copy of every city's ----------
+
+
+class ExchangeEventRow(SQLModel, table=True):
+    """One change for the province (a licence, seal or type event), written in the transaction that
+    makes the change. `seq` is stamped after commit, in commit order (`store.outbox.stamp_events`):
+    a transaction still open cannot end up behind a sequence number the feed has already shown."""
+
+    __tablename__ = "exchange_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=64, unique=True)  # the receiver deduplicates on it
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True, unique=True))
+    kind: str = Field(max_length=30)  # licence.issued, licence.revoked, seal.approved, type.registered...
+    subject: str = Field(max_length=120, index=True)  # licence identifier, seal:<esID>, type:<code>
+    at: dt.datetime = Field(sa_column=_utc_column())
+    day: dt.date = Field(sa_column=Column(Date, nullable=False, index=True))  # China's calendar day of `at`
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ExchangePushRow(SQLModel, table=True):
+    """The pusher's state per province address: what the province acknowledged, and the failures."""
+
+    __tablename__ = "exchange_push"
+
+    target: str = Field(primary_key=True, max_length=200)  # ECAS_PROVINCE_URL
+    acked_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    sent_events: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    failures: int = 0  # consecutive failed attempts (0 after a success)
+    total_failures: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    last_attempt_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    last_success_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class ProvinceCityRow(SQLModel, table=True):
+    """Province mode: a city authority registered to push its licences here, with the certificates
+    its batches must be signed with (the service certificate, its branch CA, the provincial root)."""
+
+    __tablename__ = "province_city"
+
+    uscc: str = Field(primary_key=True, max_length=18)
+    name: str = Field(max_length=100)
+    certificate_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # the city's service cert
+    branch_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    root_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # the pinned provincial root
+    crl_der: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))  # newest sent
+    acked_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    registered_at: dt.datetime = Field(sa_column=_utc_column())
+    last_batch_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class ProvinceEventRow(SQLModel, table=True):
+    """Province mode: every event a city pushed, once (the primary key refuses a second copy)."""
+
+    __tablename__ = "province_event"
+    __table_args__ = (UniqueConstraint("city_uscc", "seq", name="uq_province_event_city_seq"),)
+
+    city_uscc: str = Field(primary_key=True, max_length=18)
+    event_id: str = Field(primary_key=True, max_length=64)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    kind: str = Field(max_length=30)
+    subject: str = Field(max_length=120, index=True)
+    at: dt.datetime = Field(sa_column=_utc_column())
+    day: dt.date = Field(sa_column=Column(Date, nullable=False))
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class ProvinceLicenceRow(SQLModel, table=True):
+    """Province mode: a city's licence version as its latest event described it; the sealed files
+    are in this instance's file store under their SM3 names once the city has sent them."""
+
+    __tablename__ = "province_licence"
+
+    identifier: str = Field(primary_key=True, max_length=120)
+    city_uscc: str = Field(max_length=18, index=True)
+    type_code: str = Field(max_length=21)
+    issuer_code: str = Field(max_length=18)
+    holder_code: str = Field(max_length=40, index=True)
+    status: str = Field(max_length=12)
+    status_reason: str | None = Field(default=None, max_length=500)
+    superseded_by: str | None = Field(default=None, max_length=120)
+    valid_until: dt.date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    pdf_sm3: str = Field(max_length=64)
+    ofd_sm3: str = Field(max_length=64)
+    files_complete: bool = False  # both sealed files are in the store (they follow the events)
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 # --- the issuance transparency log (cert_authority.transparency) ----------------------------------
 
 _LOG_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite numbers only INTEGER PRIMARY KEY rows
