@@ -4,6 +4,7 @@ import time, so tests and commands can each make their own."""
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,8 @@ class Settings(BaseSettings):
     # installed with the project.
     font_serif: Path | None = None
     font_sans: Path | None = None
+    # The time zone every time shown to a person is in (pages, counter verdicts): an IANA name.
+    timezone: str = "Asia/Shanghai"
 
     @field_validator("base_url")
     @classmethod
@@ -45,6 +48,19 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("ECAS_BASE_URL must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"ECAS_TIMEZONE {value!r} is not a known time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def pki_dir(self) -> Path:

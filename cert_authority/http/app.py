@@ -40,7 +40,7 @@ from cert_authority.registry.service import registry_for
 from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings, load_settings
 from cert_authority.store.db import open_database
-from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error
+from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error, wants_html
 from cert_authority.web.pages import include_pages
 from keys.errors import KeysError
 from seals.errors import SealError
@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if is_page(request):  # an unknown page, say: an error page, not JSON
+        if is_page(request) or wants_html(request):  # an unknown page, say: an error page, not JSON
             return page_error(request, exc.status_code, "页面不存在" if exc.status_code == 404 else str(exc.detail))
         return await http_exception_handler(request, exc)
 

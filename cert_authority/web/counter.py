@@ -20,7 +20,7 @@ from cert_authority.checking.licences import MAX_UPLOAD_BYTES as MAX_FILE_BYTES
 from cert_authority.checking.licences import VerificationService
 from cert_authority.checking.show_tokens import ShowTokenVerifier
 from cert_authority.registry.service import RegistryService
-from cert_authority.web.common import forget_flash, render, same_origin, take_flash
+from cert_authority.web.common import forget_flash, render, same_origin, take_flash, zone_of
 from cert_authority.web.counter_cases import as_use_code, department_matters, scanned_use_code
 from cert_authority.web.staff_pages import Staff
 from cert_authority.web.verdicts import verdict
@@ -93,7 +93,7 @@ def check_file(request: Request, staff: Staff, file: Annotated[UploadFile, File(
 def public_check(identifier: str, request: Request) -> Response:
     """Where the QR code on a printed licence leads: is this licence genuine and valid now?"""
     report = _verification(request).verify_identifier(PUBLIC, identifier)
-    return render(request, "counter/public.html", verdict=verdict(report, _registry(request)))
+    return render(request, "counter/public.html", verdict=verdict(report, _registry(request), zone_of(request)))
 
 
 def _check_text(request: Request, actor: Actor, text: str) -> Report:
@@ -107,7 +107,7 @@ def _check_text(request: Request, actor: Actor, text: str) -> Report:
 
 def _result(request: Request, staff: StaffMember, report: Report) -> Response:
     return render(
-        request, "counter/scan.html", staff=staff, verdict=verdict(report, _registry(request)),
+        request, "counter/scan.html", staff=staff, verdict=verdict(report, _registry(request), zone_of(request)),
         matters=department_matters(request, staff),
     )
 

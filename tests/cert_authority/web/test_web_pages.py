@@ -133,11 +133,18 @@ def test_revoked_licence_shows_red_and_no_code(site: Site) -> None:
 
 def test_use_codes_from_the_wallet(site: Site) -> None:
     client = holder_client(site.app, HOLDER)
+    codes_before = len(site.env.services.sharing.use_codes(site.env.services.accounts.holder(HOLDER)))
     made = client.post("/wallet/use-codes", data={"identifier": site.food, "department_uscc": USER_USCC,
-                                                  "purpose": "办理排水许可", "max_uses": "2", "days": "3"})
-    assert made.status_code == 201
-    code = re.search(r'id="new-code"[^>]*>([0-9A-Z]{8})<', made.text)
-    assert code, made.text
+                                                  "purpose": "办理排水许可", "max_uses": "2", "days": "3"},
+                       follow_redirects=False)
+    assert made.status_code == 303 and made.headers["location"] == "/wallet/uses"  # post/redirect/get
+    shown = client.get("/wallet/uses")
+    code = re.search(r'id="new-code"[^>]*>([0-9A-Z]{8})<', shown.text)
+    assert code, shown.text
+    # A reload gets the page again: no second code is made, and the first is not shown again.
+    reloaded = client.get("/wallet/uses")
+    assert 'id="new-code"' not in reloaded.text
+    assert len(site.env.services.sharing.use_codes(site.env.services.accounts.holder(HOLDER))) == codes_before + 1
     use = site.env.services.sharing.use_licence(
         site.app.state.api_keys.authenticate(site.app.state.api_keys.create("user", USER_USCC).key),
         site.food, "办理排水许可", use_code=code.group(1),
