@@ -129,7 +129,12 @@ def logout(request: Request) -> Response:
 def wallet(request: Request, me: Me) -> Response:
     licences = _holders(request).licences(me)
     current = [lic for lic in licences if lic.status != "superseded"]  # old versions stay on the licence page
-    return render(request, "wallet/home.html", me=me, licences=current, tab="licences")
+    reasons = {
+        lic.identifier: _queries(request).holder_licence(me.holder_code, lic.identifier).status_reason or ""
+        for lic in current
+        if lic.status in NO_DOWNLOAD
+    }
+    return render(request, "wallet/home.html", me=me, licences=current, reasons=reasons, tab="licences")
 
 
 @router.get("/licences/{identifier}")

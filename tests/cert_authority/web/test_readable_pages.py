@@ -1,0 +1,199 @@
+"""Pages a clerk, a holder and an issuer read without help (issue 23), through the app without a
+browser: post/redirect/get, revoked licences marked and not downloadable, small thumbnails, plain
+verdicts whose checklist agrees with them, local times, an error page for unknown addresses, and
+refused replays told apart in 用证记录."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi import FastAPI
+from PIL import Image
+
+from cert_authority.actors import CLI_ACTOR
+from cert_authority.http.app import create_app
+from tests.cert_authority.web.web_pages import PASSWORD, browser, holder_client, staff_client, verdict_of
+from tests.conftest import (
+    DRAINAGE_TYPE,
+    FOOD_TYPE,
+    ISSUER_USCC,
+    USER_USCC,
+    LicenceEnv,
+    example_data,
+    issue_example,
+)
+
+HOLDER = example_data(FOOD_TYPE)["operator_code"]
+REVOKE_REASON = "擅自改变排水口位置"
+
+
+@dataclass
+class Site:
+    env: LicenceEnv
+    app: FastAPI
+    food: str  # the holder's valid food licence
+    revoked: str  # the holder's revoked drainage permit
+
+
+@pytest.fixture(scope="module")
+def site(shared_licence_env: LicenceEnv) -> Iterator[Site]:
+    env = shared_licence_env
+    env.services.accounts.create(HOLDER, "演示市鼓楼区好味道餐饮有限公司", PASSWORD)
+    food = issue_example(env, FOOD_TYPE).licence.identifier
+    revoked = issue_example(env, DRAINAGE_TYPE, {**example_data(DRAINAGE_TYPE), "discharger_code": HOLDER})
+    env.services.lifecycle.revoke(CLI_ACTOR, revoked.licence.identifier, REVOKE_REASON)
+    app = create_app(env.settings)
+    app.state.staff.create("market", "张敏", "issuer", ISSUER_USCC, PASSWORD)
+    app.state.staff.create("counter", "李娜", "user", USER_USCC, PASSWORD)
+    yield Site(env, app, food, revoked.licence.identifier)
+
+
+
+def _shown_token(site: Site) -> str:
+    holder = site.env.services.accounts.holder(HOLDER)
+    text, _ = site.app.state.holders.show_token(holder, site.food, None, 60)
+    return text
+
+
+# --- the holder -------------------------------------------------------------------------------------
+def test_revoked_licence_is_marked_with_its_reason_and_not_downloadable(site: Site) -> None:
+    client = holder_client(site.app, HOLDER)
+    page = client.get(f"/wallet/licences/{site.revoked}")
+    notice = re.search(r'id="status-notice"[^>]*>(.*?)</div>', page.text, re.S)
+    assert notice and "已吊销" in notice.group(1) and REVOKE_REASON in notice.group(1)
+    assert "file.pdf" not in page.text and "file.ofd" not in page.text and "/show" not in page.text
+    for fmt in ("pdf", "ofd"):
+        refused = client.get(f"/wallet/licences/{site.revoked}/file.{fmt}")
+        assert refused.status_code == 409 and "已吊销" in refused.text
+    assert client.get(f"/wallet/licences/{site.food}/file.pdf").content.startswith(b"%PDF")
+    listing = client.get("/wallet")
+    assert REVOKE_REASON in listing.text
+
+    # The pictures of a revoked licence are not the clean face: marked in red across the middle.
+    clean = Image.open(io.BytesIO(client.get(f"/wallet/licences/{site.food}/file.png").content)).convert("RGB")
+    marked_answer = client.get(f"/wallet/licences/{site.revoked}/file.png")
+    assert marked_answer.headers["content-type"] == "image/webp"
+    marked = Image.open(io.BytesIO(marked_answer.content)).convert("RGB")
+    assert _red_share(marked) > _red_share(clean) + 0.02
+    stored_png = site.env.services.queries.file(CLI_ACTOR, site.revoked, "png")
+    assert marked_answer.content != stored_png
+
+
+def _red_share(image: Image.Image) -> float:
+    small = image.resize((200, round(200 * image.height / image.width)))
+    pixels = list(small.getdata())
+    return sum(1 for r, g, b in pixels if r > 150 and g < 90 and b < 90) / len(pixels)
+
+
+def test_thumbnails_are_small_webp_and_cached(site: Site) -> None:
+    client = holder_client(site.app, HOLDER)
+    full = client.get(f"/wallet/licences/{site.food}/file.png")
+    thumb = client.get(f"/wallet/licences/{site.food}/thumb.webp")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+    picture = Image.open(io.BytesIO(thumb.content))
+    assert picture.format == "WEBP" and picture.width == 360
+    assert len(thumb.content) * 10 < len(full.content), (len(thumb.content), len(full.content))
+    cached = list((site.env.settings.data_dir / "cache" / "pictures").glob("*thumb*"))
+    assert cached and client.get(f"/wallet/licences/{site.food}/thumb.webp").content == thumb.content
+    home = client.get("/wallet")
+    assert f"/wallet/licences/{site.food}/thumb.webp" in home.text and "file.png" not in home.text
+    # Someone else's licence: not found, as for every other file.
+    other = holder_client(site.app, HOLDER)
+    assert other.get("/wallet/licences/1.2.156.3005.2.nothing/thumb.webp").status_code == 404
+
+
+def test_validity_once_and_formatted(site: Site) -> None:
+    client = holder_client(site.app, HOLDER)
+    page = client.get(f"/wallet/licences/{site.revoked}").text
+    assert page.count("<dt>有效期</dt>") == 1
+    assert not re.search(r"\d{4}-\d{2}-\d{2}/\d{4}-\d{2}-\d{2}", page)
+
+
+def test_refused_replay_is_told_apart_in_the_use_record(site: Site) -> None:
+    text = _shown_token(site)
+    counter = staff_client(site.app, "counter")
+    assert verdict_of(counter.post("/counter/check", data={"code": text}).text) == "VALID"
+    assert verdict_of(counter.post("/counter/check", data={"code": text}).text) == "INVALID"
+    uses = holder_client(site.app, HOLDER).get("/wallet/uses").text
+    assert uses.count("亮证核验 · 已拒绝") == 1 and "只能核验一次" in uses
+    assert "亮证核验 · 通过" in uses
+
+
+# --- the counter ------------------------------------------------------------------------------------
+def test_tampered_pdf_checklist_agrees_with_the_verdict(site: Site) -> None:
+    counter = staff_client(site.app, "counter")
+    pdf = site.env.services.queries.file(CLI_ACTOR, site.food, "pdf")
+    tampered = pdf.replace(b"/Type /Page", b"/Type /Pagf", 1)
+    page = counter.post("/counter/file", files={"file": ("x.pdf", tampered, "application/pdf")}).text
+    assert verdict_of(page) == "INVALID"
+    assert "文件内容在盖章后被改动过" in _main_line(page)
+    checks = re.findall(r'<li class="check (\w+)"><span class="mark" aria-hidden="true">(.)</span>([^<]*)', page)
+    assert checks and checks[0][0] == "bad"  # the failure first
+    assert not [c for c in checks if c[1] == "✓"], checks  # nothing ticked under 不通过
+    signature = next(c for c in checks if "SM2 签名" in c[2])
+    assert signature[1] == "–" and "文件内容已被改动" in signature[2]
+
+
+def test_counter_messages_are_plain(site: Site) -> None:
+    counter = staff_client(site.app, "counter")
+    ofd = site.env.services.queries.file(CLI_ACTOR, site.food, "ofd")
+    # A damaged OFD package: the library's words (Bad CRC-32 …) only in the details line.
+    broken = _damaged_zip_member(ofd)
+    page = counter.post("/counter/file", files={"file": ("x.ofd", broken, "application/ofd")}).text
+    assert verdict_of(page) == "INVALID"
+    main = _main_line(page)
+    assert re.fullmatch(r"[^A-Za-z_]+", main), main  # no library text, no field keys, no standard numbers
+    details = re.search(r'id="details">([^<]*)<', page)
+    assert details and re.search(r"[A-Za-z]{3}", details.group(1))  # the library text, kept for support
+    # An identifier with one wrong character: the clerk reads what to do.
+    wrong = site.food[:-1] + ("X" if site.food[-1] != "X" else "Y")
+    page = counter.post("/counter/check", data={"code": wrong}).text
+    assert "校验位不对" in _main_line(page)
+    garbage = counter.post("/counter/check", data={"code": "hello"}).text
+    assert re.fullmatch(r"[^A-Za-z_]+", _main_line(garbage))
+
+
+def _main_line(page: str) -> str:
+    found = re.search(r'id="reason">([^<]*)<', page)
+    assert found, page[:3000]
+    return found.group(1)
+
+
+def _damaged_zip_member(ofd: bytes) -> bytes:
+    """The OFD with one byte of a stored member's data flipped (its CRC no longer matches)."""
+    with zipfile.ZipFile(io.BytesIO(ofd)) as archive:
+        info = next(i for i in archive.infolist() if i.file_size > 100)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 10
+    data = bytearray(ofd)
+    data[start] ^= 0xFF
+    return bytes(data)
+
+
+def test_times_are_local_in_one_format_and_the_zone_is_a_setting(site: Site) -> None:
+    counter = staff_client(site.app, "counter")
+    page = counter.post("/counter/check", data={"code": _shown_token(site)}).text
+    assert verdict_of(page) == "VALID"
+    times = re.findall(r"\d{2}:\d{2}(?::\d{2})?Z?", re.sub(r"<[^>]+>", " ", page))
+    assert times and not [t for t in times if t.endswith("Z")], times
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", page)
+    shanghai = re.search(r"核验时间：(\d{4}-\d{2}-\d{2} \d{2}):", page)
+    utc_app = create_app(site.env.settings.model_copy(update={"timezone": "UTC"}))
+    utc_app.state.staff.create("counter2", "王芳", "user", USER_USCC, PASSWORD)
+    utc_page = staff_client(utc_app, "counter2").post("/counter/check", data={"code": site.food}).text
+    in_utc = re.search(r"核验时间：(\d{4}-\d{2}-\d{2} \d{2}):", utc_page)
+    assert shanghai and in_utc
+    assert (int(shanghai.group(1)[-2:]) - int(in_utc.group(1)[-2:])) % 24 == 8
+
+
+def test_unknown_addresses_get_an_error_page_not_json(site: Site) -> None:
+    page = browser(site.app).get("/no-such-page")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert '<html lang="zh-CN">' in page.text and "<title>" in page.text and "<h1>" in page.text
+    assert "detail" not in page.text
+    # A program asking the API still gets JSON.
+    assert browser(site.app).get("/api/v1/no-such-thing").headers["content-type"].startswith("application/json")
