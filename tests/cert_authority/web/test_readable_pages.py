@@ -5,6 +5,7 @@ refused replays told apart in 用证记录."""
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import zipfile
@@ -22,6 +23,7 @@ from tests.conftest import (
     DRAINAGE_TYPE,
     FOOD_TYPE,
     ISSUER_USCC,
+    OTHER_ISSUER_USCC,
     USER_USCC,
     LicenceEnv,
     example_data,
@@ -197,3 +199,57 @@ def test_unknown_addresses_get_an_error_page_not_json(site: Site) -> None:
     assert "detail" not in page.text
     # A program asking the API still gets JSON.
     assert browser(site.app).get("/api/v1/no-such-thing").headers["content-type"].startswith("application/json")
+
+
+# --- the issuer console -----------------------------------------------------------------------------
+def test_revoke_and_cancel_are_separate_confirmed_and_need_a_listed_reason(site: Site) -> None:
+    target = issue_example(site.env, FOOD_TYPE).licence.identifier
+    market = staff_client(site.app, "market")
+    page = market.get(f"/console/licences/{target}").text
+    assert 'id="revoke-form"' in page and 'id="cancel-form"' in page
+    assert page.count('name="confirm"') == 2 and "持证人申请注销" in page and "以欺骗、贿赂等不正当手段取得" in page
+    good = {"category": "持证人申请注销", "reason": "持证人书面申请（2026-12-01）", "confirm": "yes"}
+    refusals = [
+        ("revoke", {**good}, "请选择吊销原因"),  # a cancel reason does not revoke
+        ("cancel", {**good, "category": "随便写的"}, "请选择注销原因"),
+        ("cancel", {**good, "reason": "  "}, "具体说明"),
+        ("cancel", {**good, "confirm": ""}, "请勾选确认"),
+    ]
+    for action, form, message in refusals:
+        refused = market.post(f"/console/licences/{target}/{action}", data=form)
+        assert refused.status_code == 422 and message in refused.text, (action, form)
+        assert site.env.services.queries.get(CLI_ACTOR, target).status == "issued"
+    done = market.post(f"/console/licences/{target}/cancel", data=good, follow_redirects=False)
+    assert done.status_code == 303
+    shown = market.get(done.headers["location"]).text
+    assert "已注销此证照" in re.search(r'id="flash"[^>]*>(.*?)</div>', shown, re.S).group(1)  # type: ignore[union-attr]
+    licence = site.env.services.queries.get(CLI_ACTOR, target)
+    assert licence.status == "cancelled" and licence.status_reason == "持证人申请注销：持证人书面申请（2026-12-01）"
+    assert "id=\"flash\"" not in market.get(done.headers["location"]).text  # shown once
+
+
+def test_issuing_says_so_with_a_link(site: Site) -> None:
+    market = staff_client(site.app, "market")
+    form = market.get(f"/console/issue/{FOOD_TYPE}").text
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    data = {f"f_{k}": v for k, v in example_data(FOOD_TYPE).items()} | {"idempotency_key": key}
+    done = market.post(f"/console/issue/{FOOD_TYPE}", data=data, follow_redirects=False)
+    assert done.status_code == 303, done.text[:2000]
+    page = market.get(done.headers["location"]).text
+    message = re.search(r'id="flash"[^>]*>(.*?)</div>', page, re.S)
+    assert message and "已颁发" in message.group(1) and f'href="{done.headers["location"]}"' in message.group(1)
+
+
+def test_the_type_example_is_the_departments_own_and_registers_as_it_stands(site: Site) -> None:
+    site.app.state.staff.create("hrss2", "周文", "issuer", OTHER_ISSUER_USCC, PASSWORD)
+    client = staff_client(site.app, "hrss2")
+    page = client.get("/console/types/new", params={"example": "food-business-licence"}).text
+    spec = html.unescape(re.search(r'<textarea id="spec"[^>]*>(.*?)</textarea>', page, re.S).group(1))  # type: ignore[union-attr]
+    assert f"issuers: [{OTHER_ISSUER_USCC}]" in spec and FOOD_TYPE not in spec  # a free code, this department
+    comments = [line for line in spec.splitlines() if line.startswith("#")]
+    assert comments and all(re.search(r"[\u4e00-\u9fff]", line) for line in comments)
+    done = client.post("/console/types/new", data={"spec": spec, "action": "register"}, follow_redirects=False)
+    assert done.status_code == 303, done.text[:3000]
+    shown = client.get(done.headers["location"]).text
+    message = re.search(r'id="flash"[^>]*>(.*?)</div>', shown, re.S)
+    assert message and "已登记证照类型" in message.group(1) and 'href="/console/issue/' in message.group(1)

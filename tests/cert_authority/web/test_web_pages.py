@@ -258,11 +258,13 @@ def test_console_roles_and_departments(site: Site) -> None:
 def test_console_revokes_with_a_reason(site: Site) -> None:
     target = issue_example(site.env, FOOD_TYPE).licence.identifier
     market = staff_client(site.app, "market")
-    assert market.post(f"/console/licences/{target}/revoke", data={"reason": ""}).status_code == 422
-    done = market.post(f"/console/licences/{target}/revoke", data={"reason": "依法吊销"}, follow_redirects=False)
+    form = {"category": "违反法律法规，依法吊销", "reason": "", "confirm": "yes"}
+    assert market.post(f"/console/licences/{target}/revoke", data=form).status_code == 422
+    form["reason"] = "榕市监罚〔2026〕12号"
+    done = market.post(f"/console/licences/{target}/revoke", data=form, follow_redirects=False)
     assert done.status_code == 303
     assert site.env.services.queries.get(CLI_ACTOR, target).status == "revoked"
-    twice = market.post(f"/console/licences/{target}/revoke", data={"reason": "再次"})
+    twice = market.post(f"/console/licences/{target}/revoke", data=form)
     assert twice.status_code == 409 and "alert bad" in twice.text
 
 
