@@ -12,7 +12,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cert_authority.boundary import RowId
-from cert_authority.errors import AuthenticationError, ConflictError, ServiceError, TooManyAttemptsError
+from cert_authority.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    ServiceError,
+    TooManyAttemptsError,
+)
 from cert_authority.holders.service import DEFAULT_SHOW_SECONDS, MAX_SHOW_SECONDS, Holder, HolderService
 from cert_authority.issuing.queries import LicenceQueryService
 from cert_authority.issuing.schemas import STATUS_NAMES, LicencePublic
@@ -200,6 +206,24 @@ def show_page(
         request, "wallet/show.html", me=me, licence=licence, token=token, choices=choices,
         chosen=chosen or [], seconds=seconds,
     )
+
+
+@router.get("/licences/{identifier}/status")
+def licence_status(identifier: str, request: Request, me: Me) -> dict[str, str]:
+    """The show screen asks every few seconds: a licence revoked meanwhile takes its code off at once."""
+    licence = _queries(request).holder_licence(me.holder_code, identifier)
+    return {"status": licence.status, "status_name": STATUS_NAMES.get(licence.status, licence.status)}
+
+
+@router.get("/licences/{identifier}/photo")
+def licence_photo(identifier: str, request: Request, me: Me) -> Response:
+    """The holder's photo on a personal licence, for the show screen."""
+    licence = _queries(request).holder_licence(me.holder_code, identifier)
+    if not licence.photo_sm3:
+        raise NotFoundError("此证照没有照片")
+    data = _registry(request).filestore.get(licence.photo_sm3)
+    media_type = "image/jpeg" if data.startswith(b"\xff\xd8") else "image/png"
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
 
 
 class ShowTokenAsk(BaseModel):

@@ -110,7 +110,7 @@ def test_holder_sees_and_downloads_only_own_licences(site: Site) -> None:
 def test_show_screen_gives_a_token_that_verifies_and_refreshes(site: Site) -> None:
     client = holder_client(site.app, HOLDER)
     page = client.get(f"/wallet/licences/{site.food}/show")
-    assert page.status_code == 200 and "<svg" in page.text and "秒后自动刷新" in page.text
+    assert page.status_code == 200 and "<svg" in page.text and "秒后自动更新" in page.text
     # Least disclosure by default: the fields the type marks as fit to show alone.
     fresh = client.post(f"/wallet/licences/{site.food}/show-token", json={"seconds": 30})
     assert fresh.status_code == 200 and fresh.json()["seconds"] == 30 and "<svg" in fresh.json()["qr_svg"]
