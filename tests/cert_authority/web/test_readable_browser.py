@@ -15,18 +15,13 @@ import pytest
 from fastapi import FastAPI
 
 from cert_authority.actors import CLI_ACTOR
-from tests.cert_authority.web.test_pages_browser import (  # noqa: F401  (fixtures)
-    DESK,
-    HOLDER,
-    PHONE,
-    artifacts,
-    browser,
-    served_app,
-    server,
-)
+from tests.cert_authority.web import test_pages_browser as shared
 from tests.cert_authority.web.web_pages import PASSWORD
 from tests.conftest import DRAINAGE_TYPE, FOOD_TYPE, USER_USCC, LicenceEnv, example_data, issue_example
 
+DESK, HOLDER, PHONE = shared.DESK, shared.HOLDER, shared.PHONE
+# The browser, the served app and the screenshot folder of the first browser tests.
+artifacts, browser, served_app, server = shared.artifacts, shared.browser, shared.served_app, shared.server
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 SMALL_PHONE = {**PHONE, "viewport": {"width": 320, "height": 640}}
 
@@ -38,25 +33,25 @@ def _watched(context: Any, origin: str) -> list[str]:
     return foreign
 
 
-def _holder_page(browser: Any, server: str, size: dict[str, Any] = PHONE) -> tuple[Any, list[str]]:
-    context = browser.new_context(**size)
-    foreign = _watched(context, server)
+def _holder_page(chromium: Any, origin: str, size: dict[str, Any] = PHONE) -> tuple[Any, list[str]]:
+    context = chromium.new_context(**size)
+    foreign = _watched(context, origin)
     page = context.new_page()
-    page.goto(f"{server}/wallet/login")
+    page.goto(f"{origin}/wallet/login")
     page.fill("#holder_code", HOLDER)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{server}/wallet")
+    page.wait_for_url(f"{origin}/wallet")
     return page, foreign
 
 
-def _staff_page(browser: Any, server: str, user: str, start: str) -> Any:
-    page = browser.new_context(**DESK).new_page()
-    page.goto(f"{server}{start}")
+def _staff_page(chromium: Any, origin: str, user: str, start: str) -> Any:
+    page = chromium.new_context(**DESK).new_page()
+    page.goto(f"{origin}{start}")
     page.fill("#username", user)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{server}{start}")
+    page.wait_for_url(f"{origin}{start}")
     return page
 
 
