@@ -19,7 +19,13 @@ from cert_authority.cli.licences import issue, licence_app
 from cert_authority.cli.registry import apikey_app, departments_app, types_app
 from cert_authority.cli.seals import seals_app
 from cert_authority.cli.staff import staff_app
-from cert_authority.cli.support import UsageError, friendly_errors, settings_from
+from cert_authority.cli.support import (
+    UsageError,
+    friendly_errors,
+    public_address,
+    quiet_closed_pipe,
+    settings_from,
+)
 from cert_authority.cli.support import now as _now
 from cert_authority.cli.verify import verify
 from cert_authority.pki.service import CaNames, PkiService
@@ -62,8 +68,8 @@ def main_options(
     ctx.obj = overrides
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    return settings_from(ctx)
+def _settings(ctx: typer.Context, new_ok: bool = False) -> Settings:
+    return settings_from(ctx, new_ok)
 
 
 def _pki(settings: Settings) -> PkiService:
@@ -86,7 +92,7 @@ def pki_init(
     branch_name: Annotated[str, typer.Option(help="分中心CA名称")] = CaNames.branch,
 ) -> None:
     """Create the provincial root CA and the municipal branch CA under it."""
-    pki = _pki(_settings(ctx))
+    pki = _pki(_settings(ctx, new_ok=True))
     root, branch = pki.init(_now(), CaNames(root=root_name, branch=branch_name))
     typer.echo(f"根CA：    {root.subject_text}  序列号 {root.serial_hex}  至 {root.not_after:%Y-%m-%d}")
     typer.echo(f"分中心CA：{branch.subject_text}  序列号 {branch.serial_hex}  至 {branch.not_after:%Y-%m-%d}")
@@ -101,7 +107,7 @@ def pki_csr(
     branch_name: Annotated[str, typer.Option(help="分中心CA名称")] = CaNames.branch,
 ) -> None:
     """Make the branch CA's certificate request for an existing provincial root."""
-    pki = _pki(_settings(ctx))
+    pki = _pki(_settings(ctx, new_ok=True))
     request = pki.make_branch_request(_now(), CaNames(branch=branch_name))
     if output:
         output.write_bytes(request.pem)
@@ -308,7 +314,8 @@ def serve(
     from cert_authority.http.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(ctx)
+    settings = public_address(_settings(ctx, new_ok=True), host, port)
+    os.environ.setdefault("ECAS_BASE_URL", settings.base_url)  # worker processes build their own settings
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log,
                     log_config=log_config())
@@ -335,7 +342,7 @@ def demo(
     """Build a local demo authority (idempotent), then serve it on 127.0.0.1."""
     from cert_authority.demo import DEMO_PASSWORD, DEMO_STAFF, build_demo, demo_holders, ensure_demo_kek
 
-    settings = _settings(ctx)
+    settings = public_address(_settings(ctx, new_ok=True), "127.0.0.1", port)
     if ensure_demo_kek(settings):
         typer.secho(
             f"演示模式：未设置 ECAS_KEK，已生成演示用密钥加密口令 {settings.demo_kek_path}"
@@ -364,8 +371,9 @@ def demo(
         typer.echo(f"  持证人  {code}  {name}")
     for member in DEMO_STAFF:
         typer.echo(f"  工作人员 {member.username:8} {member.name}（{member.duty}）")
-    base = f"http://127.0.0.1:{port}"
+    base = settings.base_url
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
+    typer.echo(f"对外地址（写入证书与证照二维码）：{base}")
     if not serve_after:
         return
     typer.echo("打开以下地址：")
@@ -377,4 +385,8 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # output after a command returned (click's own), to a closed pipe
+        quiet_closed_pipe()
+        sys.exit(0)
