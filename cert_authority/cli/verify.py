@@ -39,7 +39,8 @@ def verify(
 ) -> None:
     """验证证照：文件完整性、签名、印章、证书链、吊销状态、证照状态与登记记录。
 
-    退出码：0 有效（VALID）；1 无效（INVALID）；2 无法确认（INDETERMINATE），或用法、文件错误（文件不存在、数据目录中没有 ECAS 数据等）。
+    退出码：0 有效（VALID）；1 无效（INVALID）；2 无法确认（INDETERMINATE），
+    或用法、文件错误（文件不存在、数据目录中没有 ECAS 数据等）。
     """
     try:
         report = _report(ctx, target)
