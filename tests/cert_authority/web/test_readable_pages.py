@@ -5,9 +5,11 @@ refused replays told apart in 用证记录."""
 
 from __future__ import annotations
 
+import csv
 import html
 import io
 import re
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from PIL import Image
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.http.app import create_app
+from keys.uscc import uscc_check_character
 from tests.cert_authority.web.web_pages import PASSWORD, browser, holder_client, staff_client, verdict_of
 from tests.conftest import (
     DRAINAGE_TYPE,
@@ -253,3 +256,39 @@ def test_the_type_example_is_the_departments_own_and_registers_as_it_stands(site
     shown = client.get(done.headers["location"]).text
     message = re.search(r'id="flash"[^>]*>(.*?)</div>', shown, re.S)
     assert message and "已登记证照类型" in message.group(1) and 'href="/console/issue/' in message.group(1)
+
+
+def test_a_batch_with_rejects_says_so_and_gives_the_rejected_rows_back(site: Site) -> None:
+    market = staff_client(site.app, "market")
+    template = market.get(f"/console/batch/template/{FOOD_TYPE}.csv")
+    assert template.status_code == 200 and template.headers["content-type"].startswith("text/csv")
+    header, example = list(csv.reader(io.StringIO(template.content.decode("utf-8-sig"))))[:2]
+    assert "operator_code" in header and "photo" not in header and example[header.index("operator_code")]
+    good = "91350100MA0000201" + uscc_check_character("91350100MA0000201")
+    bad = "91350100MA0000202" + ("X" if uscc_check_character("91350100MA0000202") != "X" else "Y")
+    rows = [header] + [[code if key == "operator_code" else value for key, value in zip(header, example, strict=True)]
+                       for code in (good, bad)]
+    body = io.StringIO()
+    csv.writer(body).writerows(rows)
+    sent = market.post("/console/batch", data={"type_code": FOOD_TYPE},
+                       files={"file": ("stock.csv", body.getvalue().encode(), "text/csv")}, follow_redirects=False)
+    page = _finished(market, sent.headers["location"])
+    state = re.search(r'<span class="badge (\w+)" id="job-state"[^>]*>([^<]*)<', page)
+    assert state and state.group(1) == "warn" and "1 行被拒" in state.group(2)  # not a green 已完成
+    assert re.search(r'class="badge bad" id="rejected">1<', page)
+    rejects = market.get(sent.headers["location"] + "/rejects")
+    assert rejects.status_code == 200
+    back = list(csv.DictReader(io.StringIO(rejects.content.decode("utf-8-sig"))))
+    assert [r["operator_code"] for r in back] == [bad] and back[0]["_reason"] and back[0]["_line"] == "3"
+    # Another department gets neither the rejects nor a peek at them.
+    site.app.state.staff.create("hrss3", "周文", "issuer", OTHER_ISSUER_USCC, PASSWORD)
+    assert staff_client(site.app, "hrss3").get(sent.headers["location"] + "/rejects").status_code == 403
+
+
+def _finished(client: object, url: str) -> str:
+    for _ in range(300):
+        page: str = client.get(url).text  # type: ignore[attr-defined]
+        if re.search(r'data-state="(done|failed|interrupted)"', page):
+            return page
+        time.sleep(0.1)
+    raise AssertionError("batch job did not finish")
