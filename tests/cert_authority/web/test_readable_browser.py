@@ -196,3 +196,27 @@ def test_console_revoke_and_cancel_are_separate_and_confirmed(
     assert licence.status == "revoked" and licence.status_reason == "违反法律法规，依法吊销：榕市监罚〔2026〕12号"
     page.reload()
     assert page.locator("#flash").count() == 0  # shown once, and a reload posts nothing
+
+
+def test_staff_pages_fit_a_320_px_phone(
+    licence_env: LicenceEnv, served_app: FastAPI, server: str, browser: Any, artifacts: Path
+) -> None:
+    food = issue_example(licence_env, FOOD_TYPE).licence.identifier
+    context = browser.new_context(**SMALL_PHONE)
+    page = context.new_page()
+    page.goto(f"{server}/console")
+    page.fill("#username", "market")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/console")
+    for path in ("/console", f"/console/licences/{food}", "/console/batch", f"/console/issue/{FOOD_TYPE}",
+                 "/console/types/new", "/counter"):
+        page.goto(f"{server}{path}")
+        page.wait_for_load_state("networkidle")
+        name = path.strip("/").replace("/", "-")[:40]
+        page.screenshot(path=artifacts / f"phone320-{name}.png", full_page=True)
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 320, (path, wide)
+        # No squeezed column: a name one character wide down the page (what a 4-column table did).
+        cells = page.evaluate("[...document.querySelectorAll('td')].map(c => c.getBoundingClientRect().width)")
+        assert all(width >= 100 for width in cells if width), (path, cells)
