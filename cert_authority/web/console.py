@@ -58,6 +58,7 @@ def console_home(
     type_code: str = "",
     status: str = "",
     holder_code: str = "",
+    q: str = "",
     page: int = 1,
 ) -> Response:
     registry, queries, _, _ = _state(request)
@@ -67,13 +68,14 @@ def console_home(
         type_code=type_code or None,
         status=status if status in LICENCE_STATUSES else None,
         holder_code=holder_code or None,
+        text=q[:60] or None,
         page=min(max(page, 1), 1_000_000),
         page_size=PAGE_SIZE,
     )
     types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
     page_ = render(
         request, "console/home.html", staff=staff, results=results, types=types, statuses=LICENCE_STATUSES,
-        query={"type_code": type_code, "status": status, "holder_code": holder_code},
+        query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:60]},
         pages=(results.total + PAGE_SIZE - 1) // PAGE_SIZE, flash=take_flash(request),
     )
     return forget_flash(page_, request)

@@ -292,3 +292,17 @@ def _finished(client: object, url: str) -> str:
             return page
         time.sleep(0.1)
     raise AssertionError("batch job did not finish")
+
+
+def test_console_search_by_part_of_a_code_a_name_or_a_number(site: Site) -> None:
+    market = staff_client(site.app, "market")
+    mine = issue_example(site.env, FOOD_TYPE).licence
+    for part in (HOLDER[6:12], HOLDER[6:12].lower(), "好味道", mine.licence_number[-6:]):
+        page = market.get("/console", params={"q": part}).text
+        assert f"/console/licences/{mine.identifier}" in page, part
+        assert HOLDER not in page  # codes stay masked in the list
+    assert f"/console/licences/{mine.identifier}" not in market.get("/console", params={"q": "没有这个名字"}).text
+    assert "没有符合条件的证照" in market.get("/console", params={"q": "%"}).text  # a wildcard is a character
+    # Another department's staff find none of this department's licences, whatever they type.
+    site.app.state.staff.create("hrss4", "周文", "issuer", OTHER_ISSUER_USCC, PASSWORD)
+    assert "没有符合条件的证照" in staff_client(site.app, "hrss4").get("/console", params={"q": "好味道"}).text
