@@ -62,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="E-licence and e-seal authority: SM2 PKI, sealed licences, verification.",
         responses={429: {"model": ErrorPublic, "description": "请求过于频繁（每分钟限次），见 Retry-After"}},
+        docs_url=None,  # served by the pages from the package's own files (no CDN): web.pages
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.pki = PkiService(settings, engine)

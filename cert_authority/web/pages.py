@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
@@ -26,3 +27,15 @@ def include_pages(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def index(request: Request) -> Response:
         return render(request, "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> Response:
+        """Swagger UI from the package's own copy (static/docs): it works without internet access."""
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} · 接口文档",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+        )

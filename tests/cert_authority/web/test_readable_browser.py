@@ -220,3 +220,17 @@ def test_staff_pages_fit_a_320_px_phone(
         # No squeezed column: a name one character wide down the page (what a 4-column table did).
         cells = page.evaluate("[...document.querySelectorAll('td')].map(c => c.getBoundingClientRect().width)")
         assert all(width >= 100 for width in cells if width), (path, cells)
+
+
+def test_api_docs_render_without_internet(
+    licence_env: LicenceEnv, served_app: FastAPI, server: str, browser: Any, artifacts: Path
+) -> None:
+    context = browser.new_context(**DESK)
+    foreign = _watched(context, server)
+    context.route(lambda url: not url.startswith(server), lambda route: route.abort())  # no internet here
+    page = context.new_page()
+    page.goto(f"{server}/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    page.screenshot(path=artifacts / "desk-docs.png")
+    assert page.locator(".opblock").count() > 20 and "ECAS" in page.inner_text(".info")
+    assert not foreign, foreign
