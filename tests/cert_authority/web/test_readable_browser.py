@@ -7,6 +7,7 @@ to the test artifacts (see test_pages_browser)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,69 @@ def test_api_docs_render_without_internet(
     page.screenshot(path=artifacts / "desk-docs.png")
     assert page.locator(".opblock").count() > 20 and "ECAS" in page.inner_text(".info")
     assert not foreign, foreign
+
+
+AXE = Path(os.environ.get("ECAS_AXE_JS") or Path(__file__).resolve().parents[3] / ".ci/node/node_modules/axe-core/axe.min.js")
+
+
+def _serious(page: Any) -> list[str]:
+    """axe-core's serious and critical WCAG 2 A/AA violations on the page as it is now."""
+    found = page.evaluate("""async () => {
+        const result = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa', 'wcag22aa']}});
+        return result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '));
+    }""")
+    return list(found)
+
+
+def test_axe_finds_nothing_serious_on_any_page(
+    licence_env: LicenceEnv, served_app: FastAPI, server: str, browser: Any, artifacts: Path
+) -> None:
+    if not AXE.is_file():
+        pytest.skip(f"axe-core not installed ({AXE}): npm install --prefix .ci/node axe-core, or set ECAS_AXE_JS")
+    food = issue_example(licence_env, FOOD_TYPE).licence.identifier
+    revoked = issue_example(licence_env, DRAINAGE_TYPE, {**example_data(DRAINAGE_TYPE), "discharger_code": HOLDER})
+    licence_env.services.lifecycle.revoke(CLI_ACTOR, revoked.licence.identifier, "擅自改变排水口位置")
+    problems: dict[str, list[str]] = {}
+
+    def check(page: Any, label: str) -> None:
+        page.wait_for_load_state("networkidle")
+        found = _serious(page)
+        if page.locator("h1").count() != 1:
+            found.append(f"{page.locator('h1').count()} <h1> on the page")
+        if found:
+            problems[label] = found
+
+    phone, _ = _holder_page(browser, server)
+    phone.context.add_init_script(path=str(AXE))
+    for path in ("/wallet", f"/wallet/licences/{food}", f"/wallet/licences/{revoked.licence.identifier}",
+                 f"/wallet/licences/{food}/show", f"/wallet/licences/{revoked.licence.identifier}/show",
+                 "/wallet/uses", f"/v/{food}", f"/v/{revoked.licence.identifier}", "/no-such-page", "/"):
+        phone.goto(f"{server}{path}")
+        check(phone, f"phone {path}")
+    anonymous = browser.new_context(**PHONE)
+    anonymous.add_init_script(path=str(AXE))
+    login = anonymous.new_page()
+    for path in ("/wallet/login", "/staff/login"):
+        login.goto(f"{server}{path}")
+        check(login, f"phone {path}")
+
+    desk = browser.new_context(**DESK)
+    desk.add_init_script(path=str(AXE))
+    page = desk.new_page()
+    page.goto(f"{server}/console")
+    page.fill("#username", "market")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/console")
+    for path in ("/console", f"/console/licences/{food}", f"/console/licences/{revoked.licence.identifier}",
+                 f"/console/issue/{FOOD_TYPE}", "/console/batch", "/console/types/new", "/counter"):
+        page.goto(f"{server}{path}")
+        check(page, f"desk {path}")
+    holder = licence_env.services.accounts.holder(HOLDER)
+    for code in (served_app.state.holders.show_token(holder, food, None, 60)[0], revoked.licence.identifier):
+        page.fill("#code", code)
+        page.press("#code", "Enter")
+        page.wait_for_selector("#verdict")
+        check(page, f"desk counter verdict {code[:12]}")
+    assert not problems, "\n".join(f"{page}: {found}" for page, found in problems.items())
