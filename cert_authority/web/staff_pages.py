@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from cert_authority.access.staff import StaffAccounts, StaffMember
 from cert_authority.errors import AuthenticationError, TooManyAttemptsError
+from cert_authority.web.counter_results import RESULT_COOKIE, RESULT_PATH
 from cert_authority.web.common import (
     STAFF_COOKIE,
     client_address,
@@ -68,4 +69,5 @@ def logout(request: Request) -> Response:
         _accounts(request).logout(token)
     response = redirect("/staff/login")
     response.delete_cookie(STAFF_COOKIE, path="/")
+    response.delete_cookie(RESULT_COOKIE, path=RESULT_PATH)  # the next person at this desk sees no verdict
     return response

@@ -31,6 +31,7 @@ from tests.conftest import (
     LicenceEnv,
     example_data,
     issue_example,
+    table_counts,
 )
 
 HOLDER = example_data(FOOD_TYPE)["operator_code"]
@@ -306,3 +307,24 @@ def test_console_search_by_part_of_a_code_a_name_or_a_number(site: Site) -> None
     # Another department's staff find none of this department's licences, whatever they type.
     site.app.state.staff.create("hrss4", "周文", "issuer", OTHER_ISSUER_USCC, PASSWORD)
     assert "没有符合条件的证照" in staff_client(site.app, "hrss4").get("/console", params={"q": "好味道"}).text
+
+
+def test_counter_check_redirects_and_a_reload_does_not_check_again(site: Site) -> None:
+    counter = staff_client(site.app, "counter")
+    token = _shown_token(site)
+    audited = table_counts(site.env.engine)["audit_event"]
+    sent = counter.post("/counter/check", data={"code": token}, follow_redirects=False)
+    assert sent.status_code == 303 and sent.headers["location"] == "/counter/result"
+    for _ in range(2):  # the result, then a reload of it
+        assert verdict_of(counter.get("/counter/result").text) == "VALID"
+    assert table_counts(site.env.engine)["audit_event"] == audited + 1  # one check, one use
+    # A verdict cookie made up in the browser shows nothing.
+    forged = staff_client(site.app, "counter")
+    cookie = counter.cookies.get("ecas_verdict")
+    assert cookie
+    forged.cookies.set("ecas_verdict", cookie[:-8] + ("A" * 8 if not cookie.endswith("A" * 8) else "B" * 8),
+                       path="/counter")
+    assert forged.get("/counter/result", follow_redirects=False).headers["location"] == "/counter"
+    # Logging out takes the last verdict off this desk.
+    counter.post("/staff/logout")
+    assert "ecas_verdict" not in counter.cookies
