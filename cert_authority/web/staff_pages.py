@@ -10,7 +10,6 @@ from fastapi.responses import Response
 
 from cert_authority.access.staff import StaffAccounts, StaffMember
 from cert_authority.errors import AuthenticationError, TooManyAttemptsError
-from cert_authority.web.counter_results import RESULT_COOKIE, RESULT_PATH
 from cert_authority.web.common import (
     STAFF_COOKIE,
     client_address,
@@ -20,6 +19,7 @@ from cert_authority.web.common import (
     same_origin,
     set_session,
 )
+from cert_authority.web.counter_results import RESULT_COOKIE, RESULT_PATH
 
 router = APIRouter(include_in_schema=False)
 
