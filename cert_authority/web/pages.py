@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from cert_authority.web import (
     console,
     console_batch_files,
+    console_type_form,
     console_types,
     counter,
     counter_cases,
@@ -21,7 +22,16 @@ from cert_authority.web.common import STATIC_DIR, render
 
 def include_pages(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (staff_pages, wallet, counter, counter_cases, console_batch_files, console, console_types):
+    for module in (
+        staff_pages,
+        wallet,
+        counter,
+        counter_cases,
+        console_batch_files,
+        console,
+        console_type_form,
+        console_types,
+    ):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

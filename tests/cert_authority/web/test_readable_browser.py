@@ -18,7 +18,15 @@ from fastapi import FastAPI
 from cert_authority.actors import CLI_ACTOR
 from tests.cert_authority.web import test_pages_browser as shared
 from tests.cert_authority.web.web_pages import PASSWORD
-from tests.conftest import DRAINAGE_TYPE, FOOD_TYPE, USER_USCC, LicenceEnv, example_data, issue_example
+from tests.conftest import (
+    DRAINAGE_TYPE,
+    FOOD_TYPE,
+    OTHER_ISSUER_USCC,
+    USER_USCC,
+    LicenceEnv,
+    example_data,
+    issue_example,
+)
 
 DESK, HOLDER, PHONE = shared.DESK, shared.HOLDER, shared.PHONE
 # The browser, the served app and the screenshot folder of the first browser tests.
@@ -133,7 +141,7 @@ def test_revoked_licence_is_marked_and_lists_load_thumbnails(
     assert pictures and all(url.endswith("thumb.webp") and size < 60_000 for url, size in pictures), pictures
     assert "擅自改变排水口位置" in page.inner_text(f"a[href='/wallet/licences/{identifier}']")
     page.goto(f"{server}/wallet/licences/{identifier}")
-    page.wait_for_function("document.getElementById('licence-picture').classList.contains('full')")
+    page.wait_for_function("() => document.getElementById('licence-picture').classList.contains('full')")
     page.screenshot(path=artifacts / "phone-licence-revoked.png", full_page=True)
     assert "已吊销" in page.inner_text("#status-notice") and "擅自改变排水口位置" in page.inner_text("#status-notice")
     assert page.locator("a[href$='file.pdf'], a[href$='file.ofd'], a[href$='/show']").count() == 0
@@ -297,7 +305,8 @@ def test_axe_finds_nothing_serious_on_any_page(
     page.click("button[type=submit]")
     page.wait_for_url(f"{server}/console")
     for path in ("/console", f"/console/licences/{food}", f"/console/licences/{revoked.licence.identifier}",
-                 f"/console/issue/{FOOD_TYPE}", "/console/batch", "/console/types/new", "/counter"):
+                 f"/console/issue/{FOOD_TYPE}", "/console/batch", "/console/types/new", "/console/types/form",
+                 "/counter"):
         page.goto(f"{server}{path}")
         check(page, f"desk {path}")
     holder = licence_env.services.accounts.holder(HOLDER)
@@ -307,3 +316,35 @@ def test_axe_finds_nothing_serious_on_any_page(
         page.wait_for_selector("#verdict")
         check(page, f"desk counter verdict {code[:12]}")
     assert not problems, "\n".join(f"{page}: {found}" for page, found in problems.items())
+
+
+def test_form_type_editor_with_live_preview(
+    licence_env: LicenceEnv, served_app: FastAPI, server: str, browser: Any, artifacts: Path
+) -> None:
+    served_app.state.staff.create("hrss", "周文", "issuer", OTHER_ISSUER_USCC, PASSWORD)
+    page = _staff_page(browser, server, "hrss", "/console")
+    page.click("a[href='/console/types/form']")
+    page.select_option("#example", "food-business-licence")
+    page.click("form[action='/console/types/form'] button[type=submit]")
+    page.wait_for_selector("#preview:not([hidden])")
+    first = page.get_attribute("#preview", "src")
+    page.fill("#name", "食品小作坊登记证")
+    page.locator(".field-row [name=label]").first.fill("小作坊名称")
+    page.wait_for_function("() => document.getElementById('yaml').value.includes('label: 小作坊名称')")
+    page.wait_for_function("first => document.getElementById('preview').src !== first", arg=first)
+    page.click("#add-row")
+    added = page.locator(".field-row").last
+    added.locator("[name=label]").fill("从业人员数")
+    added.locator("[name=key]").fill("staff_count")
+    added.locator("[name=type]").select_option("number")
+    added.locator("[name=example]").fill("12")
+    page.wait_for_function("() => document.getElementById('yaml').value.includes('key: staff_count')")
+    page.wait_for_selector("#form-error", state="hidden")
+    page.screenshot(path=artifacts / "console-type-form.png", full_page=True)
+    page.click("#register")
+    page.wait_for_selector("#flash")
+    assert "已登记证照类型「食品小作坊登记证」" in page.inner_text("#flash")
+    [registered] = [t for t in licence_env.registry.list_types() if t.name == "食品小作坊登记证"]
+    spec = licence_env.registry.type_spec(registered.code)
+    assert spec.fields[0].label == "小作坊名称" and spec.fields[-1].key == "staff_count"
+    assert OTHER_ISSUER_USCC in registered.issuers  # the department's own code, filled in

@@ -5,6 +5,7 @@ refused replays told apart in 用证记录."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import html
 import io
@@ -15,11 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import yaml
 from fastapi import FastAPI
 from PIL import Image
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.http.app import create_app
+from cert_authority.web.console_type_form import rows_of
 from keys.uscc import uscc_check_character
 from tests.cert_authority.web.web_pages import PASSWORD, browser, holder_client, staff_client, verdict_of
 from tests.conftest import (
@@ -328,3 +331,40 @@ def test_counter_check_redirects_and_a_reload_does_not_check_again(site: Site) -
     # Logging out takes the last verdict off this desk.
     counter.post("/staff/logout")
     assert "ecas_verdict" not in counter.cookies
+
+
+def test_the_form_type_editor_previews_and_registers(site: Site) -> None:
+    site.app.state.staff.create("hrss5", "周文", "issuer", OTHER_ISSUER_USCC, PASSWORD)
+    client = staff_client(site.app, "hrss5")
+    page = client.get("/console/types/form", params={"example": "vocational-qualification"})
+    assert page.status_code == 200 and 'name="label"' in page.text
+    found = re.search(r'<textarea name="base" id="base" hidden>(.*?)</textarea>', page.text, re.S)
+    assert found
+    base = html.unescape(found.group(1))
+    definition = yaml.safe_load(base)
+    rows = rows_of(definition)
+    assert any(r.type == "photo" and r.w for r in rows) and all(r.x and r.y for r in rows)
+
+    def form(**changes: object) -> dict[str, object]:
+        data: dict[str, object] = {"base": base, "code": definition["code"], "name": "职业技能等级证书"}
+        for part in ("key", "label", "type", "example", "values", "x", "y", "w", "h"):
+            data[part] = [getattr(r, part) for r in rows]
+        data["required"] = [str(i) for i, r in enumerate(rows) if r.required]
+        return data | changes
+
+    labels = [r.label for r in rows]
+    renamed = form(label=["持证人姓名", *labels[1:]])
+    shown = client.post("/console/types/form/preview", data=renamed)
+    assert shown.status_code == 200, shown.text
+    answer = shown.json()
+    assert "label: 持证人姓名" in answer["yaml"] and base64.b64decode(answer["png"]).startswith(b"\x89PNG")
+    assert all("#" not in line or re.search(r"[\u4e00-\u9fff]", line) for line in answer["yaml"].splitlines()
+               if line.startswith("#"))
+    bad = client.post("/console/types/form/preview", data=form(x=["左边", *[r.x for r in rows[1:]]]))
+    assert bad.status_code == 422 and "毫米" in bad.json()["message"]
+    done = client.post("/console/types/form", data=renamed, follow_redirects=False)
+    assert done.status_code == 303, done.text[:3000]
+    spec = site.env.registry.type_spec(definition["code"])
+    assert spec.name == "职业技能等级证书" and spec.fields[0].label == "持证人姓名"
+    twice = client.post("/console/types/form", data=renamed)
+    assert twice.status_code == 409 and 'id="form-error"' in twice.text
