@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+from starlette.datastructures import State
 
 from templates.fonts import FontSet
 
@@ -22,12 +23,11 @@ MARKS = {"revoked": "已吊销", "cancelled": "已注销", "expired": "已过期
 MARK_RED = (179, 38, 30)
 
 
-def pictures_for(state: object) -> LicencePictures:
+def pictures_for(state: State) -> LicencePictures:
     """The app's picture maker (made on first use: an app that shows no licence needs no fonts)."""
-    found = getattr(state, "licence_pictures", None)
+    found: LicencePictures | None = getattr(state, "licence_pictures", None)
     if found is None:
-        settings, registry = state.settings, state.registry
-        found = LicencePictures(settings.data_dir / "cache" / "pictures", registry.fonts)
+        found = LicencePictures(state.settings.data_dir / "cache" / "pictures", state.registry.fonts)
         state.licence_pictures = found
     return found
 
