@@ -25,6 +25,7 @@ from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import SharingService
 from cert_authority.sharing.stats import StatsService
 from cert_authority.store.db import open_database
+from cert_authority.transparency.log import TransparencyLog
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class LicenceServices:
     authorisations: Authorisations
     cases: CaseService
     stats: StatsService
+    log: TransparencyLog
 
 
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
@@ -51,7 +53,8 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     seals = SealService(engine, files, pki, lambda: registry.fonts)
     layouts = LicenceLayouts(registry, files, pki.settings.base_url)
     accounts = LocalAccounts(engine)
-    verification = VerificationService(engine, files, pki, layouts)
+    transparency = TransparencyLog(engine, pki)
+    verification = VerificationService(engine, files, pki, layouts, transparency)
     matters = MatterService(engine, registry)
     duty_rules = DutyRules(engine, registry, matters)
     authorisations = Authorisations(engine, registry, matters)
@@ -71,6 +74,7 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         authorisations=authorisations,
         cases=CaseService(engine, files, pki, registry, sharing, matters, duty_rules, authorisations),
         stats=StatsService(engine),
+        log=transparency,
     )
 
 

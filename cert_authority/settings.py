@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     font_sans: Path | None = None
     # The time zone every time shown to a person is in (pages, counter verdicts): an IANA name.
     timezone: str = "Asia/Shanghai"
+    # How often the server sequences the transparency log's queued leaves and signs a head (0: never
+    # on a timer; proofs and verification still sequence on demand).
+    log_interval_seconds: float = Field(default=1.0, ge=0)
 
     @field_validator("base_url")
     @classmethod
