@@ -92,3 +92,13 @@ def _use(env: LicenceEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ECAS_DATA_DIR", str(env.settings.data_dir))
     monkeypatch.setenv("ECAS_DATABASE_URL", env.settings.effective_database_url)
     monkeypatch.setenv("ECAS_KEK", env.settings.require_kek().decode())
+
+
+def test_batch_time_left_counts_from_the_first_row() -> None:
+    from cert_authority.cli.batch import RemainingTime
+
+    eta = RemainingTime(total=101)
+    assert eta.after_one(now=30.0) is None  # 30 s of worker start before the first row: not counted
+    for i in range(1, 51):
+        shown = eta.after_one(now=30.0 + i * 0.05)
+    assert shown == "约剩 2 秒"  # 50 rows in 2.5 s, 50 to go (counting the start would say 30 minutes)
