@@ -80,7 +80,8 @@ def issue_batch(
             summary.add(result)
             if result.rejected:
                 rejected.add(result)
-            bar.update(1, eta.after_one())
+            bar.current_item = eta.after_one()  # typer's progress bar shows it with item_show_func
+            bar.update(1)
 
         try:
             with BatchPool(issuance_service, settings, type_code, issuer, file.parent, workers, origin) as pool:
