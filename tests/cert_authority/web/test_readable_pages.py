@@ -31,6 +31,7 @@ from tests.conftest import (
     ISSUER_USCC,
     OTHER_ISSUER_USCC,
     USER_USCC,
+    VOCATIONAL_TYPE,
     LicenceEnv,
     example_data,
     issue_example,
@@ -368,3 +369,23 @@ def test_the_form_type_editor_previews_and_registers(site: Site) -> None:
     assert spec.name == "职业技能等级证书" and spec.fields[0].label == "持证人姓名"
     twice = client.post("/console/types/form", data=renamed)
     assert twice.status_code == 409 and 'id="form-error"' in twice.text
+
+
+def test_show_screen_has_status_issuer_and_the_holders_photo(site: Site) -> None:
+    person = example_data(VOCATIONAL_TYPE)
+    site.env.services.accounts.create(person["id_number"], person["holder_name"], PASSWORD)
+    licence = issue_example(site.env, VOCATIONAL_TYPE).licence
+    client = holder_client(site.app, person["id_number"])
+    page = client.get(f"/wallet/licences/{licence.identifier}/show").text
+    assert f'src="/wallet/licences/{licence.identifier}/photo"' in page and 'id="clock"' in page
+    assert licence.issuer.name in page and 'id="show-status"' in page
+    photo = client.get(f"/wallet/licences/{licence.identifier}/photo")
+    assert photo.status_code == 200 and photo.content == site.env.registry.filestore.get(licence.photo_sm3 or "")
+    assert client.get(f"/wallet/licences/{licence.identifier}/status").json()["status"] == "issued"
+    # A company's licence has no photo; another holder's licence is not found.
+    food = holder_client(site.app, HOLDER)
+    assert food.get(f"/wallet/licences/{site.food}/photo").status_code == 404
+    assert food.get(f"/wallet/licences/{licence.identifier}/photo").status_code == 404
+    assert food.get(f"/wallet/licences/{licence.identifier}/status").status_code == 404
+    site.env.services.lifecycle.revoke(CLI_ACTOR, licence.identifier, "以欺骗手段取得")
+    assert client.get(f"/wallet/licences/{licence.identifier}/status").json()["status"] == "revoked"
