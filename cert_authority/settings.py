@@ -4,6 +4,7 @@ import time, so tests and commands can each make their own."""
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,8 @@ class Settings(BaseSettings):
     # (checked before pushing, and by the province when it registers a city: `ecas cities add`).
     province_url: str | None = None
     province_root: Path | None = None
+    # The time zone every time shown to a person is in (pages, counter verdicts): an IANA name.
+    timezone: str = "Asia/Shanghai"
     # How often the server sequences the transparency log's queued leaves and signs a head (0: never
     # on a timer; proofs and verification still sequence on demand).
     log_interval_seconds: float = Field(default=1.0, ge=0)
@@ -74,6 +77,19 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("ECAS_PROVINCE_URL must start with http:// or https://")
         return value.rstrip("/") if value else None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"ECAS_TIMEZONE {value!r} is not a known time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def pki_dir(self) -> Path:

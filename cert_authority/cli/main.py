@@ -22,7 +22,13 @@ from cert_authority.cli.log import log_app
 from cert_authority.cli.registry import apikey_app, departments_app, types_app
 from cert_authority.cli.seals import seals_app
 from cert_authority.cli.staff import staff_app
-from cert_authority.cli.support import UsageError, friendly_errors, settings_from
+from cert_authority.cli.support import (
+    UsageError,
+    friendly_errors,
+    public_address,
+    quiet_closed_pipe,
+    settings_from,
+)
 from cert_authority.cli.support import now as _now
 from cert_authority.cli.sync import cities_app, sync_app
 from cert_authority.cli.verify import verify
@@ -71,8 +77,8 @@ def main_options(
     ctx.obj = overrides
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    return settings_from(ctx)
+def _settings(ctx: typer.Context, new_ok: bool = False) -> Settings:
+    return settings_from(ctx, new_ok)
 
 
 def _pki(settings: Settings) -> PkiService:
@@ -95,7 +101,7 @@ def pki_init(
     branch_name: Annotated[str, typer.Option(help="分中心CA名称")] = CaNames.branch,
 ) -> None:
     """Create the provincial root CA and the municipal branch CA under it."""
-    pki = _pki(_settings(ctx))
+    pki = _pki(_settings(ctx, new_ok=True))
     root, branch = pki.init(_now(), CaNames(root=root_name, branch=branch_name))
     typer.echo(f"根CA：    {root.subject_text}  序列号 {root.serial_hex}  至 {root.not_after:%Y-%m-%d}")
     typer.echo(f"分中心CA：{branch.subject_text}  序列号 {branch.serial_hex}  至 {branch.not_after:%Y-%m-%d}")
@@ -110,7 +116,7 @@ def pki_csr(
     branch_name: Annotated[str, typer.Option(help="分中心CA名称")] = CaNames.branch,
 ) -> None:
     """Make the branch CA's certificate request for an existing provincial root."""
-    pki = _pki(_settings(ctx))
+    pki = _pki(_settings(ctx, new_ok=True))
     request = pki.make_branch_request(_now(), CaNames(branch=branch_name))
     if output:
         output.write_bytes(request.pem)
@@ -389,7 +395,8 @@ def serve(
     from cert_authority.http.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(ctx)
+    settings = public_address(_settings(ctx, new_ok=True), host, port)
+    os.environ.setdefault("ECAS_BASE_URL", settings.base_url)  # worker processes build their own settings
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log,
                     log_config=log_config())
@@ -424,7 +431,7 @@ def demo(
     )
     from cert_authority.exchange.province_setup import ensure_province
 
-    settings = _settings(ctx)
+    settings = public_address(_settings(ctx, new_ok=True), "127.0.0.1", port)
     if ensure_demo_kek(settings):
         typer.secho(
             f"演示模式：未设置 ECAS_KEK，已生成演示用密钥加密口令 {settings.demo_kek_path}"
@@ -460,8 +467,9 @@ def demo(
         f"  管理员登录须 SM2 签名：ecas staff sign-challenge --key {demo_signin_key_path(settings)}"
         "（密钥口令同上），粘贴登录页给出的挑战"
     )
-    base = f"http://127.0.0.1:{port}"
+    base = settings.base_url
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
+    typer.echo(f"对外地址（写入证书与证照二维码）：{base}")
     typer.echo(f"省级电子证照库（另一实例）：ecas serve --data-dir {province_dir} --port {port + 1}")
     typer.echo(
         f"  推送：ECAS_PROVINCE_URL=http://127.0.0.1:{port + 1} ecas --data-dir {settings.data_dir} "
@@ -479,4 +487,8 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # output after a command returned (click's own), to a closed pipe
+        quiet_closed_pipe()
+        sys.exit(0)

@@ -47,7 +47,7 @@ from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings, load_settings
 from cert_authority.store.data_keys import open_keys_early
 from cert_authority.store.db import open_database
-from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error
+from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error, wants_html
 from cert_authority.web.pages import include_pages
 from keys.errors import KeysError
 from seals.errors import SealError
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="E-licence and e-seal authority: SM2 PKI, sealed licences, verification.",
         responses={429: {"model": ErrorPublic, "description": "请求过于频繁（每分钟限次），见 Retry-After"}},
+        docs_url=None,  # served by the pages from the package's own files (no CDN): web.pages
+        redoc_url=None,
         lifespan=log_sequencer,
     )
     app.state.settings = settings
@@ -173,7 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if is_page(request):  # an unknown page, say: an error page, not JSON
+        if is_page(request) or wants_html(request):  # an unknown page, say: an error page, not JSON
             return page_error(request, exc.status_code, "页面不存在" if exc.status_code == 404 else str(exc.detail))
         return await http_exception_handler(request, exc)
 

@@ -61,10 +61,12 @@ class LicenceQueryService:
         status: str | None = None,
         holder_code: str | None = None,
         issuer: str | None = None,
+        text: str | None = None,
         page: int = 1,
         page_size: int = 20,
     ) -> LicencePage:
-        """A page of licence versions, newest first, with the total that match."""
+        """A page of licence versions, newest first, with the total that match; `text` is any part
+        of the holder's code or name, the licence number or the identifier (within the caller's scope)."""
         if status is not None and status not in LICENCE_STATUSES:
             raise InvalidRequestError(f"status：未知状态 {status!r}，可选：{'、'.join(LICENCE_STATUSES)}")
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -80,6 +82,8 @@ class LicenceQueryService:
             conditions.append(col(LicenceRow.holder_code) == holder_code.strip().upper())
         if status is not None:
             conditions.append(_status_condition(status, today))
+        if text and text.strip():
+            conditions.append(_text_condition(text.strip()[:60]))
         with Session(self.engine) as session:
             total = session.exec(select(func.count()).select_from(LicenceRow).where(*conditions)).one()
             rows = session.exec(
@@ -182,3 +186,15 @@ def _status_condition(status: str, today: dt.date) -> ColumnElement[bool]:
     if status == "expired":
         return and_(col(LicenceRow.status) == "issued", col(LicenceRow.valid_until) < today)
     return col(LicenceRow.status) == status
+
+
+def _text_condition(text: str) -> ColumnElement[bool]:
+    """Part of a holder code (any case), a holder name, a licence number or an identifier."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    return or_(
+        col(LicenceRow.holder_code).like(pattern.upper(), escape="\\"),
+        col(LicenceRow.holder_name).like(pattern, escape="\\"),
+        col(LicenceRow.licence_number).like(pattern, escape="\\"),
+        col(LicenceRow.identifier).like(pattern.upper(), escape="\\"),
+    )

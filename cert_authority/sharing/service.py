@@ -94,6 +94,8 @@ class UseRecord:
     matter: str | None = None  # in a case at the counter: the matter's code, name and case number
     matter_name: str | None = None
     case_number: str | None = None
+    result: str | None = None  # a show-token check's verdict (VALID, INVALID…) and why: a refused replay
+    reason: str | None = None
 
 
 class SharingService:
@@ -196,6 +198,8 @@ class SharingService:
                     detail.get("matter"),
                     detail.get("matter_name"),
                     detail.get("case_number"),
+                    detail.get("result"),
+                    detail.get("reason"),
                 )
             )
         return records

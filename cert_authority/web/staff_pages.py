@@ -21,6 +21,7 @@ from cert_authority.web.common import (
     same_origin,
     set_session,
 )
+from cert_authority.web.counter_results import RESULT_COOKIE, RESULT_PATH
 
 router = APIRouter(include_in_schema=False)
 
@@ -91,4 +92,5 @@ def logout(request: Request) -> Response:
         _accounts(request).logout(token)
     response = redirect("/staff/login")
     response.delete_cookie(STAFF_COOKIE, path="/")
+    response.delete_cookie(RESULT_COOKIE, path=RESULT_PATH)  # the next person at this desk sees no verdict
     return response

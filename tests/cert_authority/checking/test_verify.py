@@ -282,7 +282,8 @@ def test_cli_exit_codes(licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
     result = runner.invoke(cli_app, ["verify", str(tmp_path / "l.pdf")])
     assert result.exit_code == 2 and "无法确认（INDETERMINATE）" in result.output, result.output
     result = runner.invoke(cli_app, ["verify", str(tmp_path / "missing.pdf")])
-    assert result.exit_code == 1 and "不存在" in result.output and "Traceback" not in result.output
+    # A usage error reaches no verdict: 2, never INVALID's 1 (issue 23).
+    assert result.exit_code == 2 and "不存在" in result.output and "Traceback" not in result.output
 
 
 def test_http(issued: tuple[LicenceEnv, str]) -> None:
