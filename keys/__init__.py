@@ -3,6 +3,7 @@ the CA hierarchy (provincial root → municipal branch → seal certificates), C
 
     signer      the `Signer` interface: what every package outside `keys` gets instead of a key
     keystore    key stores (encrypted at rest): a `Signer` by label, never key bytes
+    aead        SM4-GCM for values at rest, HMAC-SM3
     sm2         SM2 signatures with SM3 on OpenSSL's libcrypto; `sm3`
     x509        X.509 v3 certificates and PKCS#10 requests with SM2 keys (GM/T 0015)
     ca          the CA hierarchy: provincial root → municipal branch → department seal certificates
@@ -24,4 +25,4 @@ web or database framework.
 from keys import oids
 
 # The modules other packages may import (the rest are internal to keys).
-__all__ = ["ca", "crl", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"]
+__all__ = ["aead", "ca", "crl", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"]

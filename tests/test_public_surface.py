@@ -25,7 +25,7 @@ IMPORTERS = ("cert_authority", *INNER)
 
 # The modules each inner package offers to other packages.
 PUBLIC_MODULES: dict[str, list[str]] = {
-    "keys": ["ca", "crl", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"],
+    "keys": ["aead", "ca", "crl", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"],
     "templates": [
         "errors",
         "fonts",
@@ -78,8 +78,10 @@ SURFACE: dict[str, list[str]] = {
         "KeyExistsError",
         "KeyNotFoundError",
         "KeysError",
+        "SealedValueError",
         "WrongPassphraseError",
     ],
+    "keys.aead": ["NONCE_BYTES", "SM4_KEY_BYTES", "TAG_BYTES", "hmac_sm3", "sm4_gcm_open", "sm4_gcm_seal"],
     "keys.keystore": ["KeyStore", "SoftwareKeyStore"],
     "keys.ocsp": ["ocsp_error_response"],
     "keys.oids": ["SM2_SIGN", "SM2_WITH_SM3", "SM2_WITH_SM3_NAME", "SM3", "SM3_NAME"],
