@@ -106,3 +106,9 @@ class SealPictureConflictError(ConflictError):
 
 class SealStatusError(ConflictError):
     """A seal step its status does not allow (approving a filed seal, resuming an active one...)."""
+
+
+class SealedDataError(RecordMismatchError):
+    """Personal data kept encrypted in a row does not open: the value was edited, moved from
+    another row, or sealed under a key this service does not have; or the row is from before
+    `ecas data encrypt` and has no sealed value yet."""

@@ -28,13 +28,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor
-from cert_authority.errors import StoredFileError
+from cert_authority.errors import SealedDataError, StoredFileError
 from cert_authority.issuing.binding import RecordBinding
 from cert_authority.issuing.layouts import LicenceLayouts
+from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import CaseRow, LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, local_date, utc_now
 from keys.crl import Crl
 from keys.errors import CheckCharacterError, InvalidCodeError
@@ -62,12 +64,14 @@ class VerificationService:
         filestore: FileStore,
         pki: PkiService,
         layouts: LicenceLayouts,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
         self.filestore = filestore
         self.pki = pki
         self.layouts = layouts
+        self.personal = personal
         self.clock = clock
         self.binding = RecordBinding(filestore, layouts)
 
@@ -146,7 +150,13 @@ class VerificationService:
         return self._with_record(report, row, now, show_face=_may_see_face(actor, row))
 
     # --- what the registry adds ---------------------------------------------------------------
-    def _with_record(self, report: Report, row: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
+    def _with_record(self, report: Report, stored: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
+        try:
+            row = open_licence(self.personal, stored)
+        except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
+            log.error("licence %s: %s", stored.identifier, exc)
+            mismatch = Check.invalid("record", "record_mismatch", "登记记录中的加密个人信息无法解密：登记记录可能被篡改")
+            return report.with_checks([licence_status_check(stored, now), mismatch])
         checks = [licence_status_check(row, now), self.binding.check(row)]
         subject = {
             "identifier": row.identifier,

@@ -18,9 +18,12 @@ from sqlmodel import Session, col
 
 from cert_authority.actors import Actor
 from cert_authority.checking.licences import licence_status_check
+from cert_authority.errors import SealedDataError
+from cert_authority.issuing.personal import TABLE as LICENCE_TABLE
 from cert_authority.pki.service import PkiService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.models import AuditEventRow, LicenceRow, ShowTokenUseRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import utc_now
 from verification.report import Check, Report, Status
 from verification.show_token import read_token
@@ -37,8 +40,7 @@ _USES = ShowTokenUseRow.__table__  # type: ignore[attr-defined]
 _COLUMNS = (
     "identifier",
     "name",
-    "holder_name",
-    "holder_code",
+    "personal_sealed",
     "status",
     "valid_until",
     "superseded_by",
@@ -56,13 +58,17 @@ _USE_AND_AUDIT = text(
     "RETURNING EXISTS (SELECT 1 FROM used)"
 )
 FIRST_USE = Check.ok("replay", "首次核验此亮证码")
+UNREADABLE = Check.invalid("record", "record_mismatch", "登记记录中的加密个人信息无法解密：登记记录可能被篡改")
 REPLAYED = Check.invalid("replay", "replayed", "此亮证码已被核验过（每个亮证码只能核验一次），请持证人刷新后重新出示")
 
 
 class ShowTokenVerifier:
-    def __init__(self, engine: Engine, pki: PkiService, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(
+        self, engine: Engine, pki: PkiService, personal: PersonalData, clock: Callable[[], dt.datetime] = utc_now
+    ) -> None:
         self.engine = engine
         self.pki = pki
+        self.personal = personal
         self.clock = clock
         self._next_cleanup = clock()
         self._postgresql = engine.dialect.name == "postgresql"
@@ -85,12 +91,18 @@ class ShowTokenVerifier:
                 checks.append(Check.invalid("status", "not_found", f"本机构没有证照 {token.identifier}"))
                 return Report(tuple(checks), subject, checked_at=now)
             checks.append(licence_status_check(row, now))
-            subject |= {"name": row.name, "holder_name": row.holder_name}
+            try:
+                holder = self.personal.open(row.personal_sealed, table=LICENCE_TABLE, row=row.identifier)
+            except SealedDataError as exc:
+                log.error("show token for %s: %s", row.identifier, exc)
+                holder = {"holder_name": None, "holder_code": None}
+                checks.append(UNREADABLE)
+            subject |= {"name": row.name, "holder_name": holder["holder_name"]}
 
             def report_and_audit(*last: Check) -> tuple[Report, dict[str, object]]:
                 report = Report((*checks, *last), subject, face_data=token.fields, checked_at=now)
                 detail = {"result": report.result.value, "reason": report.reason, "fields": sorted(token.fields)}
-                audit = audit_row(actor, "show_verify", row.identifier, now, holder_code=row.holder_code, detail=detail)
+                audit = audit_row(actor, "show_verify", row.identifier, now, holder_code=holder["holder_code"], detail=detail)
                 return report, audit.model_dump(exclude={"id"})
 
             if checks[-1].status is not Status.VALID:

@@ -38,7 +38,7 @@ def test_matters_and_cases_migration(database_url: str) -> None:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, SQLModel.metadata) == []
-        assert context.get_current_revision() == "0011_matters_cases"
+        assert context.get_current_revision() == "0012_personal_data"
         rule = connection.execute(text("SELECT id, department_uscc, matters_json, withdrawn_at FROM duty_rule")).one()
         assert (rule.department_uscc, rule.matters_json, rule.withdrawn_at) == ("11350100MB00000302", None, None)
     assert set(inspect(engine).get_table_names()) >= NEW_TABLES
