@@ -44,11 +44,12 @@ ROOMS: dict[str, frozenset[str]] = {
     "sharing": frozenset({"store", "pki", "registry", "issuing", "holders"}),
     "services": _DOMAIN,
     "demo": _DOMAIN | {"services"},
+    "data_encryption": _DOMAIN,
     "boundary": frozenset(),
     "web": _DOMAIN | {"services", "demo", "boundary"},
     "http": _DOMAIN | {"services", "demo", "boundary", "web"},
     "bench": _DOMAIN | {"services", "demo"},
-    "cli": _DOMAIN | {"services", "demo", "boundary", "web", "http", "bench"},
+    "cli": _DOMAIN | {"services", "demo", "boundary", "web", "http", "bench", "data_encryption"},
 }
 
 

@@ -14,6 +14,7 @@ import typer
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.cli.batch import issue_batch
 from cert_authority.cli.cases import cases_app, duty_rules_app, matters_app, stats
+from cert_authority.cli.data import data_app
 from cert_authority.cli.holders import holders_app
 from cert_authority.cli.licences import issue, licence_app
 from cert_authority.cli.registry import apikey_app, departments_app, types_app
@@ -43,6 +44,7 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(matters_app, name="matters")
 app.add_typer(cases_app, name="cases")
 app.add_typer(duty_rules_app, name="duty-rules")
+app.add_typer(data_app, name="data")
 app.command("issue")(issue)
 app.command("issue-batch")(issue_batch)
 app.command("verify")(verify)
