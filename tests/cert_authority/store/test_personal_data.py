@@ -5,16 +5,27 @@ caught: by SM4-GCM's associated data (the row's identity) or by the index check.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Table, select, update
 from sqlmodel import SQLModel
 
 from cert_authority.actors import CLI_ACTOR, Actor
-from cert_authority.demo import demo_citizen_id, demo_uscc, register_example_matters
+from cert_authority.demo import (
+    COMPANIES,
+    PERSONS,
+    demo_citizen_id,
+    demo_holders,
+    demo_uscc,
+    register_example_matters,
+)
 from cert_authority.errors import NotFoundError, SealedDataError
+from cert_authority.services import licence_services
+from cert_authority.settings import Settings
 from cert_authority.store.models import CaseRow, HolderAccountRow, LicenceRow
 from cert_authority.store.personal import PassphraseDataKeys, PersonalData
+from tests.cert_authority.cli_runner import ok
 from tests.conftest import FOOD_TYPE, USER_USCC, VOCATIONAL_TYPE, LicenceEnv, example_data, issue_example
 from verification.report import Status
 
@@ -23,6 +34,7 @@ PERSON = demo_citizen_id("350104", dt.date(1987, 3, 9), 47)
 PERSON_NAME = "林雨桐"
 MASKED = PERSON[:6] + "********" + PERSON[-4:]
 COMPANY = demo_uscc("350104", 991)
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 PASSWORD = "personal-data-test"
 COUNTER = Actor("apikey:counter", "user", USER_USCC)
 CATERING = "drainage-permit-catering"
@@ -156,3 +168,32 @@ def test_another_key_opens_nothing(licence_env: LicenceEnv) -> None:
     assert other.index(PERSON) != env.services.queries.personal.index(PERSON)  # keyed: no dictionary across keys
     with pytest.raises(NotFoundError):  # a holder is found by the index of the code, nothing else
         env.services.queries.holder_licence(COMPANY, identifier)
+
+
+@pytest.mark.slow
+def test_the_demo_database_file_holds_no_holder_code_or_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's proof: the raw bytes of a demo's SQLite file (and its WAL, if any) contain no
+    holder's ID number, USCC or personal name, in UTF-8 or as ASCII digits."""
+    monkeypatch.delenv("ECAS_KEK", raising=False)
+    monkeypatch.delenv("ECAS_DATABASE_URL", raising=False)
+    data = tmp_path / "demo"
+    out = ok("--data-dir", str(data), "demo", "--no-serve")
+    assert "颁发职业资格证书 10 份" in out
+    raw = b"".join(p.read_bytes() for p in sorted(data.glob("ecas.db*")) if p.is_file())
+    assert len(raw) > 100_000
+    persons = [(p.id_number(i), p.name) for i, p in enumerate(PERSONS)]  # the demo's 20 holders
+    holders = [(c.uscc(i), c.name) for i, c in enumerate(COMPANIES)] + persons
+    for code, _ in holders:
+        assert code.encode() not in raw, f"{code[:6]}… in the database file"
+    # A type's definition has sample values (its `example`s), registered with it by design: a
+    # name that is one of those is there for that reason.
+    samples = "".join(p.read_text(encoding="utf-8") for p in (EXAMPLES / "types").glob("*.yaml"))
+    for _, name in persons:
+        if name not in samples:
+            assert name.encode() not in raw, "a person's name in the database file"
+    # The demo reads them back: the wallet's person logs in and sees their licences.
+    settings = Settings(data_dir=data)
+    services = licence_services(settings)
+    code, name = next(h for h in demo_holders() if h in persons)
+    holder = services.accounts.holder(code)
+    assert holder.name == name and services.holders.licences(holder)
