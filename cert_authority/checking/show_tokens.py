@@ -19,7 +19,7 @@ from sqlmodel import Session, col
 from cert_authority.actors import Actor
 from cert_authority.checking.licences import licence_status_check
 from cert_authority.errors import SealedDataError
-from cert_authority.issuing.personal import TABLE as LICENCE_TABLE
+from cert_authority.issuing.personal import open_holder
 from cert_authority.pki.service import PkiService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.models import AuditEventRow, LicenceRow, ShowTokenUseRow
@@ -41,6 +41,7 @@ _COLUMNS = (
     "identifier",
     "name",
     "personal_sealed",
+    "holder_code_index",
     "status",
     "valid_until",
     "superseded_by",
@@ -92,7 +93,7 @@ class ShowTokenVerifier:
                 return Report(tuple(checks), subject, checked_at=now)
             checks.append(licence_status_check(row, now))
             try:
-                holder = self.personal.open(row.personal_sealed, table=LICENCE_TABLE, row=row.identifier)
+                holder = open_holder(self.personal, row.identifier, row.personal_sealed, row.holder_code_index)
             except SealedDataError as exc:
                 log.error("show token for %s: %s", row.identifier, exc)
                 holder = {"holder_name": None, "holder_code": None}

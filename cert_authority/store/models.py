@@ -218,7 +218,8 @@ class LicenceRow(SQLModel, table=True):
     department_id: int = Field(sa_column=Column(Integer, ForeignKey("department.id"), nullable=False))
     issue_date: dt.date = Field(sa_column=Column(Date, nullable=False))  # ZZBFRQ
     # CZZT, CZZTDM and the face data are personal: in the database they are only in
-    # `personal_sealed` (SM4-GCM, see store.personal); these three columns are NULL there (rows from
+    # `personal_sealed` and `face_sealed` (SM4-GCM, see store.personal and issuing.personal); these
+    # three columns are NULL there (rows from
     # before 0012 hold them until `ecas data encrypt`) and filled in rows read through
     # issuing.personal.open_licence.
     holder_name: str = Field(default=None, sa_column=Column(Text, nullable=True))  # CZZT
@@ -232,7 +233,8 @@ class LicenceRow(SQLModel, table=True):
     sealed_at: dt.datetime = Field(sa_column=_utc_column())  # ZZQZSJ
     template_version: int
     face_json: str = Field(default=None, sa_column=Column(Text, nullable=True))  # face values, by key
-    personal_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    personal_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # holder name, code
+    face_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     holder_code_index: str | None = Field(default=None, max_length=64, index=True)  # HMAC-SM3 blind index
     photo_sm3: str | None = Field(default=None, max_length=64)
     pdf_sm3: str = Field(max_length=64)

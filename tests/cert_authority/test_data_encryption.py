@@ -12,6 +12,7 @@ from sqlalchemy import Table, select, update
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.data_encryption import encrypt_existing, plain_rows
 from cert_authority.holders.service import ACCOUNT_TABLE
+from cert_authority.issuing.personal import open_licence
 from cert_authority.sharing.cases import CASE_TABLE
 from cert_authority.store.models import CaseRow, HolderAccountRow, LicenceRow, StandingAuthorisationRow
 from tests.cert_authority.cli_runner import ok
@@ -39,10 +40,11 @@ def _as_before_0012(env: LicenceEnv) -> None:
     personal = env.services.queries.personal
     with env.engine.begin() as connection:
         for row in connection.execute(select(LICENCES)).all():
-            values = personal.open(row.personal_sealed, table="licence", row=row.identifier)
+            opened = open_licence(personal, LicenceRow(**row._mapping))
+            values = {k: getattr(opened, k) for k in ("holder_name", "holder_code", "face_json")}
             connection.execute(
                 update(LICENCES).where(LICENCES.c.id == row.id).values(
-                    **values, personal_sealed=None, holder_code_index=None
+                    **values, personal_sealed=None, face_sealed=None, holder_code_index=None
                 )
             )
         for row in connection.execute(select(ACCOUNTS)).all():

@@ -104,7 +104,9 @@ ACCOUNTS: Table = HolderAccountRow.__table__  # type: ignore[attr-defined]
 CASES: Table = CaseRow.__table__  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("columns", [("personal_sealed",), ("personal_sealed", "holder_code_index")])
+@pytest.mark.parametrize(
+    "columns", [("personal_sealed",), ("face_sealed",), ("personal_sealed", "face_sealed", "holder_code_index")]
+)
 def test_sealed_licence_data_swapped_between_rows_is_caught(licence_env: LicenceEnv, columns: tuple[str, ...]) -> None:
     """Attack: give the person's licence row the company's sealed holder data (and its index):
     the company would then see, show and share a licence of someone else."""
@@ -120,6 +122,17 @@ def test_sealed_licence_data_swapped_between_rows_is_caught(licence_env: Licence
             services.queries.get(CLI_ACTOR, identifier)
         with pytest.raises(SealedDataError):
             services.sharing.use_licence(Actor("apikey:user", "user", USER_USCC), identifier, "办理变更")
+
+
+def test_the_face_data_put_in_place_of_the_holder_does_not_open(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    identifier = _issue_person(env)
+    with env.engine.begin() as connection:
+        connection.execute(
+            update(LICENCES).where(LICENCES.c.identifier == identifier).values(personal_sealed=LICENCES.c.face_sealed)
+        )
+    report = env.services.verification.verify_identifier(CLI_ACTOR, identifier)
+    assert (report.result, report.reason) == (Status.INVALID, "record_mismatch")
 
 
 def test_a_moved_blind_index_is_caught(licence_env: LicenceEnv) -> None:

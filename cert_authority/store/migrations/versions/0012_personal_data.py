@@ -21,6 +21,7 @@ def upgrade() -> None:
         batch.alter_column("holder_code", existing_type=sa.String(40), nullable=True)
         batch.alter_column("face_json", existing_type=sa.Text(), nullable=True)
         batch.add_column(sa.Column("personal_sealed", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("face_sealed", sa.Text(), nullable=True))
         batch.add_column(sa.Column("holder_code_index", sa.String(64), nullable=True))
         batch.create_index("ix_licence_holder_code_index", ["holder_code_index"])
     with op.batch_alter_table("holder_account") as batch:
@@ -62,6 +63,7 @@ def downgrade() -> None:
     with op.batch_alter_table("licence") as batch:
         batch.drop_index("ix_licence_holder_code_index")
         batch.drop_column("holder_code_index")
+        batch.drop_column("face_sealed")
         batch.drop_column("personal_sealed")
         batch.alter_column("face_json", existing_type=sa.Text(), nullable=False)
         batch.alter_column("holder_code", existing_type=sa.String(40), nullable=False)
