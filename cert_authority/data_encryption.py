@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from cert_authority.holders.service import ACCOUNT_TABLE
-from cert_authority.issuing.personal import sealed_columns
+from cert_authority.issuing.personal import sealed_values
 from cert_authority.sharing.cases import CASE_TABLE
 from cert_authority.store.models import CaseRow, HolderAccountRow, LicenceRow, StandingAuthorisationRow
 from cert_authority.store.personal import PersonalData
@@ -34,10 +34,7 @@ class _Plan:
 
 
 def _licence(personal: PersonalData, row: Any) -> dict[str, Any]:
-    plain = LicenceRow(
-        identifier=row.identifier, holder_name=row.holder_name, holder_code=row.holder_code, face_json=row.face_json
-    )
-    return sealed_columns(personal, plain)
+    return sealed_values(personal, row.identifier, row.holder_name, row.holder_code, row.face_json)
 
 
 def _account(personal: PersonalData, row: Any) -> dict[str, Any]:
@@ -78,8 +75,9 @@ def _plans() -> Sequence[_Plan]:
 def plain_rows(engine: Engine) -> dict[str, int]:
     """Rows per table whose personal data is still in plain text."""
     with engine.connect() as connection:
+        count = select(func.count())
         return {
-            plan.table.name: connection.execute(select(func.count()).select_from(plan.table).where(plan.pending)).scalar_one()
+            plan.table.name: connection.execute(count.select_from(plan.table).where(plan.pending)).scalar_one()
             for plan in _plans()
         }
 

@@ -57,6 +57,9 @@ _STATUS_MESSAGES = {
 }
 
 
+UNREADABLE_RECORD = Check.invalid("record", "record_mismatch", "登记记录中的加密个人信息无法解密：登记记录可能被篡改")
+
+
 class VerificationService:
     def __init__(
         self,
@@ -155,8 +158,7 @@ class VerificationService:
             row = open_licence(self.personal, stored)
         except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
             log.error("licence %s: %s", stored.identifier, exc)
-            mismatch = Check.invalid("record", "record_mismatch", "登记记录中的加密个人信息无法解密：登记记录可能被篡改")
-            return report.with_checks([licence_status_check(stored, now), mismatch])
+            return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
         checks = [licence_status_check(row, now), self.binding.check(row)]
         subject = {
             "identifier": row.identifier,

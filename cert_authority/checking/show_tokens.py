@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from cert_authority.actors import Actor
-from cert_authority.checking.licences import licence_status_check
+from cert_authority.checking.licences import UNREADABLE_RECORD, licence_status_check
 from cert_authority.errors import SealedDataError
 from cert_authority.issuing.personal import open_holder
 from cert_authority.pki.service import PkiService
@@ -59,7 +59,6 @@ _USE_AND_AUDIT = text(
     "RETURNING EXISTS (SELECT 1 FROM used)"
 )
 FIRST_USE = Check.ok("replay", "首次核验此亮证码")
-UNREADABLE = Check.invalid("record", "record_mismatch", "登记记录中的加密个人信息无法解密：登记记录可能被篡改")
 REPLAYED = Check.invalid("replay", "replayed", "此亮证码已被核验过（每个亮证码只能核验一次），请持证人刷新后重新出示")
 
 
@@ -92,18 +91,20 @@ class ShowTokenVerifier:
                 checks.append(Check.invalid("status", "not_found", f"本机构没有证照 {token.identifier}"))
                 return Report(tuple(checks), subject, checked_at=now)
             checks.append(licence_status_check(row, now))
+            holder: Mapping[str, str | None]
             try:
                 holder = open_holder(self.personal, row.identifier, row.personal_sealed, row.holder_code_index)
             except SealedDataError as exc:
                 log.error("show token for %s: %s", row.identifier, exc)
                 holder = {"holder_name": None, "holder_code": None}
-                checks.append(UNREADABLE)
+                checks.append(UNREADABLE_RECORD)
             subject |= {"name": row.name, "holder_name": holder["holder_name"]}
 
             def report_and_audit(*last: Check) -> tuple[Report, dict[str, object]]:
                 report = Report((*checks, *last), subject, face_data=token.fields, checked_at=now)
                 detail = {"result": report.result.value, "reason": report.reason, "fields": sorted(token.fields)}
-                audit = audit_row(actor, "show_verify", row.identifier, now, holder_code=holder["holder_code"], detail=detail)
+                code = holder["holder_code"]
+                audit = audit_row(actor, "show_verify", row.identifier, now, holder_code=code, detail=detail)
                 return report, audit.model_dump(exclude={"id"})
 
             if checks[-1].status is not Status.VALID:

@@ -134,7 +134,8 @@ class LocalAccounts:
     def _find(self, holder_code: str) -> HolderAccountRow | None:
         index = self.personal.index(holder_code)
         with Session(self.engine) as session:
-            return session.exec(select(HolderAccountRow).where(col(HolderAccountRow.holder_code_index) == index)).first()
+            found = select(HolderAccountRow).where(col(HolderAccountRow.holder_code_index) == index)
+            return session.exec(found).first()
 
 
 class HolderService:

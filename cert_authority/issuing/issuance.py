@@ -50,8 +50,8 @@ from cert_authority.issuing.face_data import CheckedFace, check_face
 from cert_authority.issuing.files import make_licence_files
 from cert_authority.issuing.layouts import LayoutContext, LicenceLayouts
 from cert_authority.issuing.lifecycle import check_transition, status_event
-from cert_authority.issuing.record_writes import NewIssue, insert_issue_at_once, insert_issues
 from cert_authority.issuing.personal import open_licence, sealed_columns, stored_licence
+from cert_authority.issuing.record_writes import NewIssue, insert_issue_at_once, insert_issues
 from cert_authority.issuing.records import find_licence, licence_public
 from cert_authority.issuing.schemas import LicencePublic
 from cert_authority.registry.schemas import DepartmentPublic

@@ -20,15 +20,22 @@ FACE = "licence.face"  # the face data's "table" in the associated data: not int
 
 def sealed_columns(personal: PersonalData, row: LicenceRow) -> dict[str, Any]:
     """The columns a licence with plain personal data is stored with: sealed, indexed, no plain text."""
+    return sealed_values(personal, row.identifier, row.holder_name, row.holder_code, row.face_json)
+
+
+def sealed_values(
+    personal: PersonalData, identifier: str, holder_name: str, holder_code: str, face_json: str
+) -> dict[str, Any]:
+    """As sealed_columns, from the values themselves (a row of a table, not an ORM object)."""
     return {
         "holder_name": None,
         "holder_code": None,
         "face_json": None,
         "personal_sealed": personal.seal(
-            {"holder_name": row.holder_name, "holder_code": row.holder_code}, table=TABLE, row=row.identifier
+            {"holder_name": holder_name, "holder_code": holder_code}, table=TABLE, row=identifier
         ),
-        "face_sealed": personal.seal({"face_json": row.face_json}, table=FACE, row=row.identifier),
-        "holder_code_index": personal.index(row.holder_code),
+        "face_sealed": personal.seal({"face_json": face_json}, table=FACE, row=identifier),
+        "holder_code_index": personal.index(holder_code),
     }
 
 

@@ -93,9 +93,8 @@ class LicenceQueryService:
                 .offset((page - 1) * page_size)
                 .limit(page_size)
             ).all()
-        return LicencePage(
-            total=int(total), page=page, page_size=page_size, items=[licence_summary(open_licence(self.personal, r), today) for r in rows]
-        )
+        items = [licence_summary(open_licence(self.personal, r), today) for r in rows]
+        return LicencePage(total=int(total), page=page, page_size=page_size, items=items)
 
     def file(self, actor: Actor, identifier: str, fmt: str) -> bytes:
         """The sealed PDF or OFD, or the PNG (rendered on first request), checked against its recorded SM3."""

@@ -70,7 +70,8 @@ class PassphraseDataKeys:
 
 @functools.lru_cache(maxsize=4)
 def _derive(passphrase: bytes) -> bytes:
-    kdf = PBKDF2HMAC(hashes.SM3(), SM4_KEY_BYTES + INDEX_KEY_BYTES, b"ecas/personal-data/v1", PassphraseDataKeys.ITERATIONS)
+    length, salt = SM4_KEY_BYTES + INDEX_KEY_BYTES, b"ecas/personal-data/v1"
+    kdf = PBKDF2HMAC(hashes.SM3(), length, salt, PassphraseDataKeys.ITERATIONS)
     return kdf.derive(passphrase)
 
 

@@ -26,7 +26,7 @@ from tests.cert_authority.store.test_personal_data import (
     _issue_person,
     _populate,
 )
-from tests.conftest import LicenceEnv
+from tests.conftest import USER_USCC, LicenceEnv
 from verification.report import Status
 
 LICENCES: Table = LicenceRow.__table__  # type: ignore[attr-defined]
@@ -92,7 +92,7 @@ def test_an_interrupted_encryption_resumes_without_loss(licence_env: LicenceEnv)
     assert plain_rows(env.engine)["licence"] == 1  # two batches committed, nothing half-written
 
     progress: list[Any] = []
-    sealed = encrypt_existing(env.engine, services.queries.personal, batch_size=2, progress=lambda *a: progress.append(a))
+    sealed = encrypt_existing(env.engine, services.queries.personal, 2, lambda *a: progress.append(a))
     assert sealed == {"licence": 1, "holder_account": 1, "standing_authorisation": 1, "service_case": 1}
     assert progress[0] == ("licence", 1, 1)
     assert set(plain_rows(env.engine).values()) == {0}
@@ -104,12 +104,9 @@ def test_an_interrupted_encryption_resumes_without_loss(licence_env: LicenceEnv)
     assert holder.name == PERSON_NAME
     assert {s.identifier for s in services.holders.licences(holder)} == {person, more[0], more[2]}
     assert services.cases.get(COUNTER, case_id).applicant == MASKED
-    assert services.authorisations.find(PERSON, COUNTER.department_uscc or "", "drainage-permit-catering", holder_now(env))
+    authorisations = services.authorisations
+    assert authorisations.find(PERSON, USER_USCC, "drainage-permit-catering", authorisations.clock())
     assert encrypt_existing(env.engine, services.queries.personal) == dict.fromkeys(before, 0)
-
-
-def holder_now(env: LicenceEnv) -> Any:
-    return env.services.authorisations.clock()
 
 
 def test_ecas_data_encrypt_prints_its_progress(licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,10 +61,11 @@ def _gmssl_gcm(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
     j0 = nonce + b"\0\0\0\1"
     ciphertext = bytearray()
     for i in range(0, len(plaintext), 16):
-        counter = (int.from_bytes(j0, "big") & ~0xFFFFFFFF) | ((int.from_bytes(j0[12:], "big") + 1 + i // 16) & 0xFFFFFFFF)
+        low = (int.from_bytes(j0[12:], "big") + 1 + i // 16) & 0xFFFFFFFF  # inc32 (SP 800-38D §6.2)
+        counter = (int.from_bytes(j0, "big") & ~0xFFFFFFFF) | low
         stream = block(counter.to_bytes(16, "big"))
         chunk = plaintext[i : i + 16]
-        ciphertext += bytes(a ^ b for a, b in zip(chunk, stream))
+        ciphertext += bytes(a ^ b for a, b in zip(chunk, stream, strict=False))
 
     def padded(data: bytes) -> bytes:
         return data + bytes(-len(data) % 16)

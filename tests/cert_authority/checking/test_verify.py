@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.cli.main import app as cli_app
 from cert_authority.http.app import create_app
-from cert_authority.settings import Settings
 from cert_authority.issuing.personal import open_licence, sealed_columns
+from cert_authority.settings import Settings
 from cert_authority.store.models import LicenceRow
 from templates.identifier import LicenceIdentifier
 from tests.cert_authority.checking.forged_pdf import forge
@@ -165,7 +165,8 @@ def test_status_and_record_come_from_the_registry(issued: tuple[LicenceEnv, str]
     # (The face data is sealed in the row: this attacker has the data key and seals the edit anew.)
     personal = env.services.queries.personal
     with Session(env.registry.engine) as session:
-        row = open_licence(personal, session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == tampered)).one())
+        stored = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == tampered)).one()
+        row = open_licence(personal, stored)
         face = json.loads(row.face_json)
         face["operator_name"] = "冒名顶替餐饮有限公司"
         row.face_json = json.dumps(face, ensure_ascii=False)

@@ -174,7 +174,8 @@ def test_another_key_opens_nothing(licence_env: LicenceEnv) -> None:
     identifier = _issue_person(env)
     other = PersonalData(PassphraseDataKeys(b"another passphrase"))
     with env.engine.connect() as connection:
-        sealed = connection.execute(select(LICENCES.c.personal_sealed).where(LICENCES.c.identifier == identifier)).scalar()
+        query = select(LICENCES.c.personal_sealed).where(LICENCES.c.identifier == identifier)
+        sealed = connection.execute(query).scalar()
     with pytest.raises(SealedDataError):
         other.open(sealed, table="licence", row=identifier)
     assert env.services.queries.personal.open(sealed, table="licence", row=identifier)["holder_code"] == PERSON
