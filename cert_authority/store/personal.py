@@ -8,8 +8,8 @@ case's id), so a value copied into another row, or another table, does not open 
 travels with every value, so values sealed under an older data key still open after a rotation.
 
 Data keys come from a `DataKeys` provider. `PassphraseDataKeys` is the minimal one: a single data
-key and the index key derived from the key store's passphrase (ECAS_KEK). A key hierarchy (a KEK
-wrapping rotatable data keys) is another provider behind the same three methods."""
+key and the index key derived from the key store's passphrase (ECAS_KEK). `RingDataKeys` takes
+them from a key hierarchy (a KEK wrapping rotatable data keys) behind the same three methods."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from cert_authority.errors import SealedDataError
 from keys.aead import SM4_KEY_BYTES, hmac_sm3, sm4_gcm_open, sm4_gcm_seal
-from keys.errors import SealedValueError
+from keys.errors import KeysError, SealedValueError
 
 INDEX_KEY_BYTES = 32
 
@@ -73,6 +73,52 @@ def _derive(passphrase: bytes) -> bytes:
     length, salt = SM4_KEY_BYTES + INDEX_KEY_BYTES, b"ecas/personal-data/v1"
     kdf = PBKDF2HMAC(hashes.SM3(), length, salt, PassphraseDataKeys.ITERATIONS)
     return kdf.derive(passphrase)
+
+
+class RingKey(Protocol):
+    """One version of a data key in a key hierarchy (keys.datakeys.DataKey on branch mipin)."""
+
+    @property
+    def version(self) -> int: ...
+
+    def subkey(self, label: str, length: int = 32) -> bytes: ...
+
+
+class KeyRing(Protocol):
+    """Versioned data keys under a KEK (keys.datakeys.DataKeyRing on branch mipin)."""
+
+    def current(self, purpose: str) -> RingKey: ...
+
+    def get(self, purpose: str, version: int) -> RingKey: ...
+
+
+class RingDataKeys:
+    """Data keys from a key hierarchy, purpose "pii": version N seals as key id "vN" with its
+    subkey "sm4-gcm"; `ecas keys rotate pii` adds a version for new values while the old ones
+    keep opening. The index key is version 1's subkey "blind-index", the same after every
+    rotation (indexes are not versioned). A change of KEK re-wraps the versions: nothing here
+    changes."""
+
+    PURPOSE = "pii"
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    def current(self) -> tuple[str, bytes]:
+        key = self.ring.current(self.PURPOSE)
+        return f"v{key.version}", key.subkey("sm4-gcm", SM4_KEY_BYTES)
+
+    def key(self, key_id: str) -> bytes | None:
+        if not (key_id.startswith("v") and key_id[1:].isdigit()):
+            return None
+        try:
+            return self.ring.get(self.PURPOSE, int(key_id[1:])).subkey("sm4-gcm", SM4_KEY_BYTES)
+        except KeysError:  # keys.errors.KeyNotFoundError: a version this ring does not have
+            return None
+
+    def index_key(self) -> bytes:
+        self.ring.current(self.PURPOSE)  # version 1 exists from the first use on
+        return self.ring.get(self.PURPOSE, 1).subkey("blind-index", INDEX_KEY_BYTES)
 
 
 class PersonalData:

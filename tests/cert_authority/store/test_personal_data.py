@@ -5,6 +5,8 @@ caught: by SM4-GCM's associated data (the row's identity) or by the index check.
 from __future__ import annotations
 
 import datetime as dt
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,9 @@ from cert_authority.errors import NotFoundError, SealedDataError
 from cert_authority.services import licence_services
 from cert_authority.settings import Settings
 from cert_authority.store.models import CaseRow, HolderAccountRow, LicenceRow
-from cert_authority.store.personal import PassphraseDataKeys, PersonalData
+from cert_authority.store.personal import PassphraseDataKeys, PersonalData, RingDataKeys
+from keys.aead import hmac_sm3
+from keys.errors import KeyNotFoundError
 from tests.cert_authority.cli_runner import ok
 from tests.conftest import FOOD_TYPE, USER_USCC, VOCATIONAL_TYPE, LicenceEnv, example_data, issue_example
 from verification.report import Status
@@ -211,3 +215,47 @@ def test_the_demo_database_file_holds_no_holder_code_or_name(tmp_path: Path, mon
     code, name = next(h for h in demo_holders() if h in persons)
     holder = services.accounts.holder(code)
     assert holder.name == name and services.holders.licences(holder)
+
+
+class _Ring:
+    """The two calls RingDataKeys makes of a key ring (keys.datakeys.DataKeyRing, branch mipin):
+    versioned random secrets, subkeys by HMAC-SM3 of the label."""
+
+    @dataclass(frozen=True)
+    class Key:
+        version: int
+        secret: bytes
+
+        def subkey(self, label: str, length: int = 32) -> bytes:
+            return hmac_sm3(self.secret, f"ecas-subkey|pii|{label}".encode())[:length]
+
+    def __init__(self) -> None:
+        self.keys: dict[int, _Ring.Key] = {}
+
+    def current(self, purpose: str) -> _Ring.Key:
+        return self.keys[max(self.keys)] if self.keys else self.rotate()
+
+    def get(self, purpose: str, version: int) -> _Ring.Key:
+        if version not in self.keys:
+            raise KeyNotFoundError(f"no version {version}")
+        return self.keys[version]
+
+    def rotate(self) -> _Ring.Key:
+        key = self.keys[len(self.keys) + 1] = _Ring.Key(len(self.keys) + 1, os.urandom(32))
+        return key
+
+
+def test_ring_keys_rotate_without_losing_old_values_or_indexes() -> None:
+    ring = _Ring()
+    personal = PersonalData(RingDataKeys(ring))
+    old = personal.seal({"holder_code": PERSON}, table="service_case", row="7")
+    index = personal.index(PERSON)
+    ring.rotate()
+    new = personal.seal({"holder_code": PERSON}, table="service_case", row="8")
+    assert old.startswith("v1.") and new.startswith("v2.")
+    assert personal.open(old, table="service_case", row="7") == personal.open(new, table="service_case", row="8")
+    assert personal.index(PERSON) == index  # look-ups still find rows indexed before the rotation
+    with pytest.raises(SealedDataError, match="数据密钥"):
+        personal.open("v9." + new.partition(".")[2], table="service_case", row="8")
+    with pytest.raises(SealedDataError):  # v2's value relabelled v1: v1's key does not open it
+        personal.open("v1." + new.partition(".")[2], table="service_case", row="8")
