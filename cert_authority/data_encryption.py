@@ -1,4 +1,4 @@
-"""`ecas data encrypt`: seal the personal data of rows written before migration 0012 (issue 25,
+"""`ecas data encrypt`: seal the personal data of rows written before migration 0014 (issue 25,
 item 2), table by table, in batches.
 
 Each batch is one transaction that seals its rows and empties their plain columns, so an

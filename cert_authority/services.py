@@ -26,6 +26,7 @@ from cert_authority.sharing.service import SharingService
 from cert_authority.sharing.stats import StatsService
 from cert_authority.store.db import open_database
 from cert_authority.store.personal import PersonalData, personal_data
+from cert_authority.transparency.log import TransparencyLog
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class LicenceServices:
     authorisations: Authorisations
     cases: CaseService
     stats: StatsService
+    log: TransparencyLog
+    personal: PersonalData  # the codec of personal data at rest (store.personal)
 
 
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
@@ -53,7 +56,8 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     seals = SealService(engine, files, pki, lambda: registry.fonts)
     layouts = LicenceLayouts(registry, files, pki.settings.base_url)
     accounts = LocalAccounts(engine, personal)
-    verification = VerificationService(engine, files, pki, layouts, personal)
+    transparency = TransparencyLog(engine, pki)
+    verification = VerificationService(engine, files, pki, layouts, transparency, personal)
     matters = MatterService(engine, registry)
     duty_rules = DutyRules(engine, registry, matters)
     authorisations = Authorisations(engine, registry, matters, personal)
@@ -73,6 +77,8 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         authorisations=authorisations,
         cases=CaseService(engine, files, pki, registry, sharing, matters, duty_rules, authorisations, personal),
         stats=StatsService(engine),
+        log=transparency,
+        personal=personal,
     )
 
 

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # installed with the project.
     font_serif: Path | None = None
     font_sans: Path | None = None
+    # How often the server sequences the transparency log's queued leaves and signs a head (0: never
+    # on a timer; proofs and verification still sequence on demand).
+    log_interval_seconds: float = Field(default=1.0, ge=0)
 
     @field_validator("base_url")
     @classmethod

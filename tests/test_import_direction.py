@@ -30,7 +30,9 @@ INNER = ("keys", "templates", "seals", "verification")
 
 # cert_authority's top-level modules that every room may use: values and helpers with no room of their own.
 CORE = frozenset({"cert_authority", "actors", "errors", "settings", "timeutil"})
-_DOMAIN = frozenset({"store", "access", "pki", "registry", "eseals", "issuing", "checking", "holders", "sharing"})
+_DOMAIN = frozenset(
+    {"store", "access", "pki", "registry", "eseals", "transparency", "issuing", "checking", "holders", "sharing"}
+)
 # Rooms of cert_authority (a sub-package or a top-level module) and the other rooms each may import.
 ROOMS: dict[str, frozenset[str]] = {
     "store": frozenset(),
@@ -38,8 +40,9 @@ ROOMS: dict[str, frozenset[str]] = {
     "pki": frozenset({"store"}),
     "registry": frozenset({"store"}),
     "eseals": frozenset({"store", "pki"}),
-    "issuing": frozenset({"store", "registry", "pki", "eseals"}),
-    "checking": frozenset({"store", "pki", "registry", "issuing"}),
+    "transparency": frozenset({"store", "pki"}),
+    "issuing": frozenset({"store", "registry", "pki", "eseals", "transparency"}),
+    "checking": frozenset({"store", "pki", "registry", "issuing", "transparency"}),
     "holders": frozenset({"store", "access", "pki", "registry", "issuing"}),
     "sharing": frozenset({"store", "pki", "registry", "issuing", "holders"}),
     "services": _DOMAIN,

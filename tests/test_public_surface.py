@@ -52,7 +52,17 @@ PUBLIC_MODULES: dict[str, list[str]] = {
         "ses",
         "signed_data",
     ],
-    "verification": ["eseal", "ofd_file", "report", "sealed_file", "show_token", "trust", "trust_bundle"],
+    "verification": [
+        "eseal",
+        "merkle",
+        "ofd_file",
+        "report",
+        "sealed_file",
+        "show_token",
+        "transparency",
+        "trust",
+        "trust_bundle",
+    ],
 }
 
 # The names each public module offers to other packages.
@@ -180,10 +190,23 @@ SURFACE: dict[str, list[str]] = {
     "seals.ses": ["CERT_LIST_CERTIFICATES", "Seal", "SealSignature", "make_seal", "parse_seal", "parse_signature"],
     "seals.signed_data": ["signed_attributes", "signed_data"],
     "verification.eseal": ["check_maker_chain", "check_seal_made", "seal_maker"],
+    "verification.merkle": [
+        "NodeReader",
+        "SHA256_TREE",
+        "SM3_TREE",
+        "TreeHasher",
+        "consistency_proof",
+        "inclusion_proof",
+        "root_hash",
+        "subtree_hash",
+        "verify_consistency",
+        "verify_inclusion",
+    ],
     "verification.ofd_file": ["inspect_ofd"],
     "verification.report": ["Check", "Report", "Status"],
     "verification.sealed_file": ["verify_sealed_file"],
     "verification.show_token": ["PREFIX", "ShowToken", "make_token", "read_token"],
+    "verification.transparency": ["EVENTS", "LeafFormatError", "LogLeaf", "SignedTreeHead", "decode_hashes"],
     "verification.trust": ["TrustAnchors"],
     "verification.trust_bundle": ["BUNDLE_FORMAT", "TrustBundleError", "canonical", "load_trust_bundle"],
 }

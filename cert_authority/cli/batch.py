@@ -13,7 +13,16 @@ from typing import Annotated
 import typer
 
 from cert_authority.cli.support import UsageError, friendly_errors, settings_from
-from cert_authority.issuing.batch import BatchPool, BatchSummary, RejectsFile, RowResult, check_batch, read_rows
+from cert_authority.issuing.batch import (
+    BatchOrigin,
+    BatchPool,
+    BatchSummary,
+    RejectsFile,
+    RowResult,
+    check_batch,
+    read_rows,
+)
+from cert_authority.issuing.origin import ORIGINS
 from cert_authority.services import issuance_service, licence_services
 
 
@@ -29,10 +38,26 @@ def issue_batch(
     workers: Annotated[int, typer.Option(min=1, max=64, help="工作进程数（默认每个 CPU 核一个）")] = os.cpu_count()
     or 1,
     as_json: Annotated[bool, typer.Option("--json", help="以 JSON 输出汇总")] = False,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="new 新办（编号、日期由系统生成）；stock 存量证照转换（列 licence_number、issue_date、"
+            "valid_from、valid_until、original_issuer_name 给出原证信息）；"
+            "paper-twin 纸质证照同步制发（列 licence_number）"
+        ),
+    ] = "new",
+    include_expired: Annotated[
+        bool, typer.Option("--include-expired", help="仅 stock：原证已过期的也转换入库（状态为已过期）")
+    ] = False,
 ) -> None:
     """批量颁证（存量证照签章）：逐行校验、编号、生成并签章；可重复运行，已颁发的行自动跳过。"""
     if not file.is_file():
         raise UsageError(f"批量文件 {file} 不存在")
+    origin = BatchOrigin(mode.replace("-", "_"), include_expired)
+    if origin.origin not in ORIGINS:
+        raise UsageError(f"--mode 取值无效：{mode}，可选：new、stock、paper-twin")
+    if include_expired and origin.origin != "stock":
+        raise UsageError("--include-expired 只能与 --mode stock 同用")
     settings = settings_from(ctx)
     services = licence_services(settings)
     issuer = issuer or _only_issuer(services.issuance.registry.type_spec(type_code).issuers, type_code)
@@ -55,7 +80,7 @@ def issue_batch(
             bar.update(1)
 
         try:
-            with BatchPool(issuance_service, settings, type_code, issuer, file.parent, workers) as pool:
+            with BatchPool(issuance_service, settings, type_code, issuer, file.parent, workers, origin) as pool:
                 pool.run(file, record)
         finally:
             rejected.close()

@@ -26,7 +26,7 @@ def data_encrypt(
     ctx: typer.Context,
     batch_size: Annotated[int, typer.Option(help="每批加密的行数（每批一个事务）")] = DEFAULT_BATCH,
 ) -> None:
-    """加密 0012 版以前写入的个人信息（分批进行；中断后再次运行即从中断处继续）。请先停止服务。"""
+    """加密 0014 版迁移以前写入的个人信息（分批进行；中断后再次运行即从中断处继续）。请先停止服务。"""
     if not 1 <= batch_size <= 100_000:
         raise UsageError("--batch-size 应在 1–100000 之间")
     settings = settings_from(ctx)

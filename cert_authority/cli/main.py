@@ -17,6 +17,7 @@ from cert_authority.cli.cases import cases_app, duty_rules_app, matters_app, sta
 from cert_authority.cli.data import data_app
 from cert_authority.cli.holders import holders_app
 from cert_authority.cli.licences import issue, licence_app
+from cert_authority.cli.log import log_app
 from cert_authority.cli.registry import apikey_app, departments_app, types_app
 from cert_authority.cli.seals import seals_app
 from cert_authority.cli.staff import staff_app
@@ -45,6 +46,7 @@ app.add_typer(matters_app, name="matters")
 app.add_typer(cases_app, name="cases")
 app.add_typer(duty_rules_app, name="duty-rules")
 app.add_typer(data_app, name="data")
+app.add_typer(log_app, name="log")
 app.command("issue")(issue)
 app.command("issue-batch")(issue_batch)
 app.command("verify")(verify)
@@ -289,6 +291,44 @@ def bench_issue(
     typer.echo(
         f"ratio {result['ratio']} (target ≥ {result['target_ratio']}); "
         f"target ≥ {result['target_licences_per_s']} licences/s on 2 cores"
+    )
+
+
+@bench_app.command("log")
+@friendly_errors
+def bench_log(
+    leaves: Annotated[int, typer.Option(min=100, help="追加的日志记录数")] = 20000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="追加与取证明的进程数（默认每核一个）")] = (
+        os.cpu_count() or 1
+    ),
+    seconds: Annotated[float, typer.Option(min=0.5, max=60, help="取包含证明的测量秒数")] = 3.0,
+    chunk: Annotated[int, typer.Option(min=1, max=10000, help="每个事务写入的日志记录数（批量颁证每块 50）")] = 50,
+    database_url: Annotated[str, typer.Option(help="数据库（默认本机 PostgreSQL，在其中新建 schema，测完删除）")] = (
+        "postgresql+psycopg://127.0.0.1:5432/test"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """Transparency log: leaves appended (queued and sequenced) and inclusion proofs served per second."""
+    from cert_authority.bench.log import log_benchmark
+
+    result = log_benchmark(leaves, workers, seconds, database_url, chunk=chunk)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(
+        f"{result['leaves']} leaves from {result['workers']} processes on {result['database']}, "
+        f"{result['leaves_per_transaction']} a transaction: "
+        f"{result['append_leaves_per_s']} leaves/s appended and sequenced (target ≥ {result['target_append_per_s']}); "
+        f"queueing alone {result['queue_leaves_per_s']}/s, sequencing alone {result['sequence_leaves_per_s']}/s, "
+        f"{result['heads_signed']} heads signed"
+    )
+    typer.echo(
+        f"inclusion proofs: {result['proofs_per_s']}/s (target ≥ {result['target_proofs_per_s']}); "
+        f"{result['proofs_checked']} sampled proofs verified"
+    )
+    typer.echo(
+        f"baselines, same run: SM3 {result['baseline_sm3_per_s']}/s in one process, "
+        f"database round trips {result['baseline_db_round_trips_per_s']}/s on one connection"
     )
 
 

@@ -20,6 +20,7 @@ from cert_authority.access.denials import record_denial
 from cert_authority.access.staff import StaffAccounts
 from cert_authority.boundary import ErrorPublic, classify
 from cert_authority.errors import ServiceError
+from cert_authority.http.log_sequencer import log_sequencer
 from cert_authority.http.middleware.body_limit import MB, BodyLimit
 from cert_authority.http.middleware.rate_limit import Limits, RateLimit, request_counter
 from cert_authority.http.middleware.security_headers import SecurityHeaders
@@ -32,6 +33,7 @@ from cert_authority.http.routes import registry as routes_registry
 from cert_authority.http.routes import seals as routes_seals
 from cert_authority.http.routes import sharing as routes_sharing
 from cert_authority.http.routes import stats as routes_stats
+from cert_authority.http.routes import transparency as routes_transparency
 from cert_authority.http.routes import verify as routes_verify
 from cert_authority.http.uploads import definition_schemas
 from cert_authority.issuing.batch_jobs import BatchJobs
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="E-licence and e-seal authority: SM2 PKI, sealed licences, verification.",
         responses={429: {"model": ErrorPublic, "description": "请求过于频繁（每分钟限次），见 Retry-After"}},
+        lifespan=log_sequencer,
     )
     app.state.settings = settings
     app.state.pki = PkiService(settings, engine)
@@ -82,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authorisations = services.authorisations
     app.state.cases = services.cases
     app.state.stats = services.stats
+    app.state.transparency_log = services.log
     app.state.batch_jobs = BatchJobs(engine, app.state.registry.filestore, services.issuance)
     # The busiest route first: requests are matched against the routers in order (≈80 µs saved).
     app.include_router(routes_holder.verify_router)
@@ -94,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_sharing.router)
     app.include_router(routes_cases.router)
     app.include_router(routes_stats.router)
+    app.include_router(routes_transparency.router)
+    app.include_router(routes_transparency.api_router)
     include_pages(app)
     app.add_middleware(BodyLimit, skip=PAGE_PREFIXES)
     # Pages: a sealed file of up to 20 MB to check at the counter, in a multipart form.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from cert_authority.errors import LicenceDataError
 from cert_authority.issuing.dates import Validity
+from cert_authority.issuing.origin import printed_issuer
 from cert_authority.registry.service import RegistryService, StoredTemplate
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import LicenceRow
@@ -90,14 +91,19 @@ class LicenceLayouts:
     def of_record(self, row: LicenceRow) -> PageLayout:
         """The layout of a stored licence, as it was sealed: its template version, values and dates."""
         photo = Picture.from_jpeg(self.filestore.get(row.photo_sm3)) if row.photo_sm3 else None
+        return self.of_row(self.context(row.type_code, row.template_version), row, photo)
+
+    def of_row(self, context: LayoutContext, row: LicenceRow, photo: Picture | None) -> PageLayout:
+        """The layout of the licence `row` records (sealing it, or laying it out again): what is
+        printed comes from the record, so the two can never differ."""
         return self.layout(
-            self.context(row.type_code, row.template_version),
+            context,
             json.loads(row.face_json),
             photo,
             Validity(row.valid_from, row.valid_until),
             row.identifier,
             row.licence_number,
-            row.issuer_name,
+            printed_issuer(row),
             row.issue_date,
         )
 

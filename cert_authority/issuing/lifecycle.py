@@ -9,7 +9,7 @@ its rule is here too.
 
 Every step is one conditional UPDATE (WHERE status = 'issued'), so two concurrent steps on one
 licence cannot both succeed; the loser gets 409 with the status it found. Each step adds a status
-event and an audit event in the same transaction.
+event, an audit event and a transparency-log leaf in the same transaction.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlmodel import Session, col
 
 from cert_authority.actors import Actor, ensure_may_write_for
 from cert_authority.errors import IllegalTransitionError, InvalidRequestError
+from cert_authority.issuing.log_leaves import log_licence_events
 from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import effective_status, find_licence, licence_public
 from cert_authority.issuing.schemas import STATUS_NAMES, LicencePublic
@@ -116,6 +117,7 @@ class LifecycleService:
             session.refresh(row)
             opened = open_licence(self.personal, row)
             session.add(status_event(row, previous, action, reason, now, actor))
+            log_licence_events(session.connection(), [(opened, action, now)], now)
             session.add(
                 audit_row(actor, action, identifier, now, holder_code=opened.holder_code, detail={"reason": reason})
             )

@@ -1,5 +1,5 @@
-"""Writing an issued licence's records: its row, first status event, audit event and (when the
-request had one) Idempotency-Key record, all or none.
+"""Writing an issued licence's records: its row, first status event, audit event, transparency-log
+leaf and (when the request had one) Idempotency-Key record, all or none.
 
 Two ways, the same rows: `insert_issues` puts any number of licences in with one INSERT per table,
 inside the caller's transaction (any database); `insert_issue_at_once` puts one licence in with one
@@ -15,18 +15,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, insert, sql
+from sqlalchemy import LargeBinary, Select, Table, bindparam, insert, sql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from cert_authority.actors import Actor
+from cert_authority.issuing.log_leaves import licence_leaf, log_licence_events
 from cert_authority.store.audit import audit_row
-from cert_authority.store.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow
+from cert_authority.store.models import AuditEventRow, IdempotencyRow, LicenceEventRow, LicenceRow, LogEntryRow
 
 _LICENCES: Table = LicenceRow.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = LicenceEventRow.__table__  # type: ignore[attr-defined]
 _AUDIT: Table = AuditEventRow.__table__  # type: ignore[attr-defined]
 _KEYS: Table = IdempotencyRow.__table__  # type: ignore[attr-defined]
+_LOG: Table = LogEntryRow.__table__  # type: ignore[attr-defined]
 # What the first status event and the key record share with the licence (see _event, _key).
 _SHARED = ("id", "identifier", "status", "issuer_code", "created_at", "created_by")
 # One multi-row INSERT ... RETURNING for a batch, the ids in the order of the rows given.
@@ -49,14 +51,16 @@ def insert_issues(connection: Connection, issues: Sequence[NewIssue], actor: Act
         issue.licence.id = licence_id
     connection.execute(insert(_EVENTS), [_event(issue, actor, now) | _of(issue) for issue in issues])
     connection.execute(insert(_AUDIT), [_audit(issue, actor, now) for issue in issues])
+    log_licence_events(connection, [(issue.licence, "issue", now) for issue in issues], now)
     keys = [_key(issue, now) | _of(issue) for issue in issues if issue.idempotency_key is not None]
     if keys:
         connection.execute(insert(_KEYS), keys)
 
 
 def insert_issue_at_once(connection: Connection, issue: NewIssue, actor: Actor, now: dt.datetime) -> None:
-    """One licence's four records in one PostgreSQL statement (on an autocommit connection)."""
+    """One licence's five records in one PostgreSQL statement (on an autocommit connection)."""
     parameters = _prefixed("licence", _licence(issue)) | _prefixed("audit", _audit(issue, actor, now))
+    parameters["log_leaf"] = licence_leaf(issue.licence, "issue", now).encode()
     with_key = issue.idempotency_key is not None
     if with_key:
         parameters |= {"key": issue.idempotency_key, "request_sm3": issue.request_sm3}
@@ -66,7 +70,8 @@ def insert_issue_at_once(connection: Connection, issue: NewIssue, actor: Actor, 
 @functools.lru_cache(maxsize=2)
 def _at_once(with_key: bool) -> Select[int]:
     """WITH new_licence AS (INSERT ... RETURNING ...), new_event AS (INSERT ... SELECT ... FROM
-    new_licence), new_audit AS (INSERT ...)[, new_key AS (INSERT ... SELECT ... FROM new_licence)]
+    new_licence), new_audit AS (INSERT ...), new_log_entry AS (INSERT ... SELECT ... FROM
+    new_licence)[, new_key AS (INSERT ... SELECT ... FROM new_licence)]
     SELECT id FROM new_licence. The event and the key take what they share with the licence from
     it (its id, identifier, status, issuer, time and author), which keeps the statement under
     psycopg's 50 parameters, beyond which it is neither cached nor prepared."""
@@ -87,6 +92,15 @@ def _at_once(with_key: bool) -> Select[int]:
     parts = [
         insert(_EVENTS).from_select(["licence_id", "identifier", "status", "action", "at", "actor"], first_event),
         insert(_AUDIT).values(_bound(_AUDIT, "audit")),
+        insert(_LOG).from_select(
+            ["identifier", "event", "leaf", "created_at"],
+            sql.select(
+                licence.c.identifier,
+                sql.literal_column("'issue'"),
+                bindparam("log_leaf", type_=LargeBinary),
+                licence.c.created_at,
+            ),
+        ),
     ]
     if with_key:
         key = sql.select(

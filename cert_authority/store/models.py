@@ -220,7 +220,7 @@ class LicenceRow(SQLModel, table=True):
     # CZZT, CZZTDM and the face data are personal: in the database they are only in
     # `personal_sealed` and `face_sealed` (SM4-GCM, see store.personal and issuing.personal); these
     # three columns are NULL there (rows from
-    # before 0012 hold them until `ecas data encrypt`) and filled in rows read through
+    # before 0014 hold them until `ecas data encrypt`) and filled in rows read through
     # issuing.personal.open_licence.
     holder_name: str = Field(default=None, sa_column=Column(Text, nullable=True))  # CZZT
     holder_code: str = Field(default=None, sa_column=Column(String(40), nullable=True))  # CZZTDM
@@ -246,6 +246,12 @@ class LicenceRow(SQLModel, table=True):
     superseded_by: str | None = Field(default=None, max_length=120)
     created_at: dt.datetime = Field(sa_column=_utc_column())
     created_by: str = Field(max_length=40)
+    # new (新办), stock (存量: a paper licence converted; issue_date and validity are the paper's,
+    # created_at/sealed_at the conversion) or paper_twin (同步制发: the department's own number).
+    origin: str = Field(
+        default="new", sa_column=Column(String(12), nullable=False, server_default="new", index=True)
+    )
+    original_issuer_name: str | None = Field(default=None, max_length=100)  # printed, if not issuer_name
 
 
 class LicenceEventRow(SQLModel, table=True):
@@ -299,7 +305,7 @@ class HolderAccountRow(SQLModel, table=True):
     __tablename__ = "holder_account"
 
     id: int | None = Field(default=None, primary_key=True)
-    # ID number or USCC, and name: personal, sealed in `personal_sealed` (NULL here since 0012, as
+    # ID number or USCC, and name: personal, sealed in `personal_sealed` (NULL here since 0014, as
     # for licences); the account is found by `holder_code_index`.
     holder_code: str = Field(default=None, sa_column=Column(String(18), nullable=True, unique=True))
     name: str = Field(default=None, sa_column=Column(String(200), nullable=True))
@@ -468,7 +474,7 @@ class StandingAuthorisationRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     holder_id: int = Field(sa_column=Column(Integer, ForeignKey("holder_account.id"), nullable=False))
-    holder_code: str | None = Field(default=None, max_length=18)  # NULL since 0012: only its index is kept
+    holder_code: str | None = Field(default=None, max_length=18)  # NULL since 0014: only its index is kept
     holder_code_index: str | None = Field(default=None, max_length=64, index=True)  # HMAC-SM3 blind index
     department_uscc: str = Field(max_length=18)
     matter_code: str = Field(max_length=40)
@@ -514,3 +520,46 @@ class CaseMaterialRow(SQLModel, table=True):
     basis: str | None = Field(default=None, max_length=20)  # duty_rule, use_code, authorisation
     reused_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     reused_by: str | None = Field(default=None, max_length=40)
+
+
+# --- the issuance transparency log (cert_authority.transparency) ----------------------------------
+
+_LOG_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite numbers only INTEGER PRIMARY KEY rows
+
+
+class LogEntryRow(SQLModel, table=True):
+    """A leaf of the transparency log (`verification.transparency.LogLeaf`), written in the
+    transaction of the event it records. Its place in the tree (`leaf_index`) is given later by the
+    sequencer, in batches: appenders only insert, so no row is shared between them."""
+
+    __tablename__ = "log_entry"
+
+    id: int | None = Field(default=None, sa_column=Column(_LOG_ID, primary_key=True, autoincrement=True))
+    identifier: str = Field(max_length=120, index=True)
+    event: str = Field(max_length=12)
+    leaf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    leaf_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True, unique=True))
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class LogTileRow(SQLModel, table=True):
+    """A tile of the tree (C2SP tlog-tiles, height 8): up to 256 hashes of one tree level 8 × level.
+    The rightmost tile of each level grows until it is full; a full tile never changes."""
+
+    __tablename__ = "log_tile"
+
+    level: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    index: int = Field(sa_column=Column("idx", BigInteger, primary_key=True, autoincrement=False))
+    hashes: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # 32 bytes each, left to right
+
+
+class LogHeadRow(SQLModel, table=True):
+    """Every signed tree head, kept (`verification.transparency.SignedTreeHead`)."""
+
+    __tablename__ = "log_head"
+
+    tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    timestamp: int = Field(sa_column=Column(BigInteger, nullable=False))  # milliseconds since the epoch
+    origin: str = Field(max_length=200)
+    signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -26,6 +26,7 @@ SUBJECT_LABELS = (
     ("holder_name", "持证人"),
     ("licence_number", "证照编号"),
     ("issuer_name", "颁证部门"),
+    ("original_issuer_name", "原颁证单位"),
     ("issue_date", "颁发日期"),
     ("valid_until", "有效期至"),
     ("status", "证照状态"),

@@ -1,4 +1,4 @@
-"""`ecas data encrypt` (issue 25, item 2): rows written before migration 0012 are sealed in
+"""`ecas data encrypt` (issue 25, item 2): rows written before migration 0014 are sealed in
 batches; an interrupted run loses nothing and the next one finishes the job; afterwards every
 licence still verifies against its sealed file (every field came through intact)."""
 
@@ -35,8 +35,8 @@ AUTHORISATIONS: Table = StandingAuthorisationRow.__table__  # type: ignore[attr-
 CASES: Table = CaseRow.__table__  # type: ignore[attr-defined]
 
 
-def _as_before_0012(env: LicenceEnv) -> None:
-    """Turn every sealed row back into the plain form an 0011 database holds."""
+def _as_before_0014(env: LicenceEnv) -> None:
+    """Turn every sealed row back into the plain form a database before 0014 holds."""
     personal = env.services.queries.personal
     with env.engine.begin() as connection:
         for row in connection.execute(select(LICENCES)).all():
@@ -73,7 +73,7 @@ def test_an_interrupted_encryption_resumes_without_loss(licence_env: LicenceEnv)
     services = env.services
     person, company, case_id = _populate(env)
     more = [_issue_person(env), _issue_company(env), _issue_person(env)]
-    _as_before_0012(env)
+    _as_before_0014(env)
     before = plain_rows(env.engine)
     assert before == {"licence": 5, "holder_account": 1, "standing_authorisation": 1, "service_case": 1}
     with pytest.raises(Exception, match="尚未加密"):  # not read in plain text, not silently skipped
@@ -112,7 +112,7 @@ def test_an_interrupted_encryption_resumes_without_loss(licence_env: LicenceEnv)
 def test_ecas_data_encrypt_prints_its_progress(licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     env = licence_env
     _issue_person(env), _issue_person(env), _issue_company(env)
-    _as_before_0012(env)
+    _as_before_0014(env)
     data_dir = str(env.settings.data_dir)
     monkeypatch.setenv("ECAS_DATABASE_URL", env.settings.effective_database_url)
     assert env.settings.kek is not None

@@ -3,15 +3,15 @@ their personal data sealed with SM4-GCM and a blind index (HMAC-SM3) of the hold
 plain columns become nullable. Existing rows are sealed by `ecas data encrypt` (it needs the data
 key, which a schema migration does not have), which then empties the plain columns.
 
-Revision ID: 0012_personal_data
-Revises: 0011_matters_cases
+Revision ID: 0014_personal_data
+Revises: 0013_transparency_log
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_personal_data"
-down_revision = "0011_matters_cases"
+revision = "0014_personal_data"
+down_revision = "0013_transparency_log"
 
 
 def upgrade() -> None:
