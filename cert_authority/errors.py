@@ -122,3 +122,9 @@ class SequenceGapError(ConflictError):
     def __init__(self, message: str, acked: int) -> None:
         super().__init__(message)
         self.acked = acked
+
+
+class SealedDataError(RecordMismatchError):
+    """Personal data kept encrypted in a row does not open: the value was edited, moved from
+    another row, or sealed under a key this service does not have; or the row is from before
+    `ecas data encrypt` and has no sealed value yet."""

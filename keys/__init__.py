@@ -5,6 +5,7 @@ the CA hierarchy (provincial root → municipal branch → seal certificates), C
     datakeys    the key hierarchy below the KEK: data-encryption keys by purpose and version, rotated;
                 SM4-GCM and HMAC-SM3 with them
     keystore    key stores (encrypted at rest): a `Signer` by label, never key bytes
+    aead        SM4-GCM for values at rest, HMAC-SM3
     sm2         SM2 signatures with SM3 on OpenSSL's libcrypto; `sm3`
     x509        X.509 v3 certificates and PKCS#10 requests with SM2 keys (GM/T 0015)
     ca          the CA hierarchy: provincial root → municipal branch → department seal certificates
@@ -27,4 +28,4 @@ web or database framework.
 from keys import oids
 
 # The modules other packages may import (the rest are internal to keys).
-__all__ = ["ca", "crl", "datakeys", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"]
+__all__ = ["aead", "ca", "crl", "datakeys", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"]

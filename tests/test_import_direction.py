@@ -49,11 +49,12 @@ ROOMS: dict[str, frozenset[str]] = {
     "exchange": frozenset({"store", "pki", "registry", "issuing", "checking"}),
     "services": _DOMAIN,
     "demo": _DOMAIN | {"services"},
+    "data_encryption": _DOMAIN,
     "boundary": frozenset(),
     "web": _DOMAIN | {"services", "demo", "boundary"},
     "http": _DOMAIN | {"services", "demo", "boundary", "web"},
     "bench": _DOMAIN | {"services", "demo"},
-    "cli": _DOMAIN | {"services", "demo", "boundary", "web", "http", "bench"},
+    "cli": _DOMAIN | {"services", "demo", "boundary", "web", "http", "bench", "data_encryption"},
 }
 
 

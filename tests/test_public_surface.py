@@ -25,7 +25,7 @@ IMPORTERS = ("cert_authority", *INNER)
 
 # The modules each inner package offers to other packages.
 PUBLIC_MODULES: dict[str, list[str]] = {
-    "keys": ["ca", "crl", "datakeys", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"],
+    "keys": ["aead", "ca", "crl", "datakeys", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"],
     "templates": [
         "errors",
         "fonts",
@@ -88,8 +88,10 @@ SURFACE: dict[str, list[str]] = {
         "KeyExistsError",
         "KeyNotFoundError",
         "KeysError",
+        "SealedValueError",
         "WrongPassphraseError",
     ],
+    "keys.aead": ["NONCE_BYTES", "SM4_KEY_BYTES", "TAG_BYTES", "hmac_sm3", "sm4_gcm_open", "sm4_gcm_seal"],
     "keys.datakeys": ["DataKey", "DataKeyRing", "hmac_sm3", "sm4_gcm_decrypt", "sm4_gcm_encrypt"],
     "keys.keystore": ["KeyStore", "SoftwareKeyStore", "create_key_file", "open_key_file"],
     "keys.ocsp": ["ocsp_error_response"],

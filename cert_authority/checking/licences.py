@@ -30,13 +30,15 @@ from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor
 from cert_authority.checking.logged import log_check
-from cert_authority.errors import StoredFileError
+from cert_authority.errors import SealedDataError, StoredFileError
 from cert_authority.issuing.binding import RecordBinding
 from cert_authority.issuing.layouts import LicenceLayouts
+from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import CaseRow, LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, local_date, utc_now
 from cert_authority.transparency.log import TransparencyLog
 from keys.crl import Crl
@@ -58,6 +60,9 @@ _STATUS_MESSAGES = {
 }
 
 
+UNREADABLE_RECORD = Check.invalid("record", "record_mismatch", "登记记录中的加密个人信息无法解密：登记记录可能被篡改")
+
+
 class VerificationService:
     def __init__(
         self,
@@ -66,6 +71,7 @@ class VerificationService:
         pki: PkiService,
         layouts: LicenceLayouts,
         log: TransparencyLog,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
@@ -73,6 +79,7 @@ class VerificationService:
         self.pki = pki
         self.layouts = layouts
         self.log = log
+        self.personal = personal
         self.clock = clock
         self.binding = RecordBinding(filestore, layouts)
 
@@ -151,7 +158,12 @@ class VerificationService:
         return self._with_record(report, row, now, show_face=_may_see_face(actor, row))
 
     # --- what the registry adds ---------------------------------------------------------------
-    def _with_record(self, report: Report, row: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
+    def _with_record(self, report: Report, stored: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
+        try:
+            row = open_licence(self.personal, stored)
+        except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
+            log.error("licence %s: %s", stored.identifier, exc)
+            return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
         checks = [licence_status_check(row, now), self.binding.check(row), log_check(self.log, row, now)]
         subject = {
             "identifier": row.identifier,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -17,11 +17,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from cert_authority.actors import Actor
-from cert_authority.checking.licences import licence_status_check
+from cert_authority.checking.licences import UNREADABLE_RECORD, licence_status_check
+from cert_authority.errors import SealedDataError
+from cert_authority.issuing.personal import open_holder
 from cert_authority.pki.service import PkiService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.chain import chain_link
 from cert_authority.store.models import AuditEventRow, LicenceRow, ShowTokenUseRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import utc_now
 from verification.report import Check, Report, Status
 from verification.show_token import read_token
@@ -38,8 +41,8 @@ _USES = ShowTokenUseRow.__table__  # type: ignore[attr-defined]
 _COLUMNS = (
     "identifier",
     "name",
-    "holder_name",
-    "holder_code",
+    "personal_sealed",
+    "holder_code_index",
     "status",
     "valid_until",
     "superseded_by",
@@ -64,9 +67,12 @@ REPLAYED = Check.invalid("replay", "replayed", "此亮证码已被核验过（�
 
 
 class ShowTokenVerifier:
-    def __init__(self, engine: Engine, pki: PkiService, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(
+        self, engine: Engine, pki: PkiService, personal: PersonalData, clock: Callable[[], dt.datetime] = utc_now
+    ) -> None:
         self.engine = engine
         self.pki = pki
+        self.personal = personal
         self.clock = clock
         self._next_cleanup = clock()
         self._postgresql = engine.dialect.name == "postgresql"
@@ -89,12 +95,20 @@ class ShowTokenVerifier:
                 checks.append(Check.invalid("status", "not_found", f"本机构没有证照 {token.identifier}"))
                 return Report(tuple(checks), subject, checked_at=now)
             checks.append(licence_status_check(row, now))
-            subject |= {"name": row.name, "holder_name": row.holder_name}
+            holder: Mapping[str, str | None]
+            try:
+                holder = open_holder(self.personal, row.identifier, row.personal_sealed, row.holder_code_index)
+            except SealedDataError as exc:
+                log.error("show token for %s: %s", row.identifier, exc)
+                holder = {"holder_name": None, "holder_code": None}
+                checks.append(UNREADABLE_RECORD)
+            subject |= {"name": row.name, "holder_name": holder["holder_name"]}
 
             def report_and_audit(*last: Check) -> tuple[Report, dict[str, object]]:
                 report = Report((*checks, *last), subject, face_data=token.fields, checked_at=now)
                 detail = {"result": report.result.value, "reason": report.reason, "fields": sorted(token.fields)}
-                audit = audit_row(actor, "show_verify", row.identifier, now, holder_code=row.holder_code, detail=detail)
+                code = holder["holder_code"]
+                audit = audit_row(actor, "show_verify", row.identifier, now, holder_code=code, detail=detail)
                 return report, audit.model_dump(exclude={"id"})
 
             if checks[-1].status is not Status.VALID:

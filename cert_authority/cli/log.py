@@ -96,7 +96,7 @@ def integrate(ctx: typer.Context) -> None:
 def backfill(ctx: typer.Context) -> None:
     """补记日志启用前颁发的证照（颁发、变更、吊销、注销），只补缺少的，可重复运行。"""
     services = licence_services(settings_from(ctx))
-    added = backfill_log(services.log.engine, now())
+    added = backfill_log(services.log.engine, services.personal, now())
     services.log.integrate()
     typer.echo(f"补记 {added} 条")
 

@@ -15,6 +15,7 @@ from cert_authority.actors import CLI_ACTOR
 from cert_authority.cli.audit import audit_app
 from cert_authority.cli.batch import issue_batch
 from cert_authority.cli.cases import cases_app, duty_rules_app, matters_app, stats
+from cert_authority.cli.data import data_app
 from cert_authority.cli.holders import holders_app
 from cert_authority.cli.keys import keys_app
 from cert_authority.cli.licences import issue, licence_app
@@ -55,6 +56,7 @@ app.add_typer(cases_app, name="cases")
 app.add_typer(duty_rules_app, name="duty-rules")
 app.add_typer(sync_app, name="sync")
 app.add_typer(cities_app, name="cities")
+app.add_typer(data_app, name="data")
 app.add_typer(log_app, name="log")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")

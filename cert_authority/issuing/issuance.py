@@ -64,6 +64,7 @@ from cert_authority.issuing.origin import (
     check_provenance,
     numbers_taken,
 )
+from cert_authority.issuing.personal import open_licence, sealed_columns, stored_licence
 from cert_authority.issuing.record_writes import NewIssue, insert_issue_at_once, insert_issues
 from cert_authority.issuing.records import find_licence, licence_public
 from cert_authority.issuing.schemas import LicencePublic
@@ -73,6 +74,7 @@ from cert_authority.store.audit import audit_row
 from cert_authority.store.counters import next_values, number_counter, serial_counter
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import IdempotencyRow, LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import local_date, utc_now
 from keys.sm2 import sm3
 from seals.licence_files import SealedLicence
@@ -168,6 +170,7 @@ class IssuanceService:
         registry: RegistryService,
         seals: SealService,
         layouts: LicenceLayouts,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
@@ -175,6 +178,7 @@ class IssuanceService:
         self.registry = registry
         self.seals = seals
         self.layouts = layouts
+        self.personal = personal
         self.clock = clock
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._postgresql = engine.dialect.name == "postgresql"
@@ -329,9 +333,8 @@ class IssuanceService:
                 fresh.append(item)
         return fresh, repeats
 
-    @staticmethod
     def _known_keys(
-        connection: Connection, issuer: str, keys: list[str]
+        self, connection: Connection, issuer: str, keys: list[str]
     ) -> dict[str, tuple[IdempotencyRow, LicenceRow]]:
         """The keys among `keys` that made a licence before, with that licence: usually none, found
         with one light query; the rows are loaded only for keys that are there."""
@@ -347,7 +350,7 @@ class IssuanceService:
                     .where(col(IdempotencyRow.scope) == issuer)
                     .where(col(IdempotencyRow.key).in_(used))
                 ).all()
-            found.update({record.key: (record, licence) for record, licence in rows})
+            found.update({record.key: (record, open_licence(self.personal, licence)) for record, licence in rows})
         return found
 
     def _make(
@@ -423,7 +426,10 @@ class IssuanceService:
 
     def _insert(self, rows: list[tuple[_Checked, LicenceRow]], actor: Actor, now: dt.datetime, issuer: str) -> None:
         """The licences' records, all or none: one statement for a single licence on PostgreSQL."""
-        issues = [NewIssue(row, item.face.holder_code, item.key, item.fingerprint) for item, row in rows]
+        issues = [
+            NewIssue(row, sealed_columns(self.personal, row), item.face.holder_code, item.key, item.fingerprint)
+            for item, row in rows
+        ]
         if self._postgresql and len(issues) == 1:
             with self._autocommit.connect() as connection:
                 insert_issue_at_once(connection, issues[0], actor, now)
@@ -447,7 +453,7 @@ class IssuanceService:
                 return None
             row = session.get(LicenceRow, record.licence_id)
             assert row is not None
-            return _replayed((record, row), item, today)
+            return _replayed((record, open_licence(self.personal, row)), item, today)
 
     # --- change --------------------------------------------------------------------------------
     def change_licence(
@@ -466,7 +472,7 @@ class IssuanceService:
         now = (now or self.clock()).astimezone(dt.timezone.utc).replace(microsecond=0)
         today = local_date(now)
         with Session(self.engine) as session:
-            old = find_licence(session, identifier)
+            old = open_licence(self.personal, find_licence(session, identifier))
         ensure_may_write_for(actor, old.issuer_code, f"证照 {identifier} ")
         check_transition(old, "change", today)
         if not isinstance(data, Mapping):
@@ -543,12 +549,14 @@ class IssuanceService:
                 current = find_licence(session, old.identifier)
                 check_transition(current, "change", today)
                 raise IllegalTransitionError(f"证照 {old.identifier} 正在被同时办理，请稍后重试")
-            session.add(row)
+            stored = stored_licence(self.personal, row)
+            session.add(stored)
             try:
                 session.flush()
             except IntegrityError:  # the same next version, made by a concurrent change
                 session.rollback()
                 raise IllegalTransitionError(f"证照 {old.identifier} 已被同时变更，请查看最新版本") from None
+            row.id = stored.id
             superseded = find_licence(session, old.identifier)
             session.add(status_event(superseded, "issued", "change", reason, now, actor))
             session.add(status_event(row, None, "change", reason, now, actor))
@@ -566,7 +574,6 @@ class IssuanceService:
             session.add(licence_outbox_event("licence.superseded", superseded, now))
             session.add(licence_outbox_event("licence.changed", row, now))
             session.commit()
-            session.refresh(row)
             return row
 
     # --- the shared pipeline -------------------------------------------------------------------

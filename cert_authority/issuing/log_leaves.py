@@ -12,7 +12,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from cert_authority.issuing.binding import record_digest
+from cert_authority.issuing.personal import open_licence
 from cert_authority.store.models import LicenceRow, LogEntryRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.transparency.log import queue_leaves
 from verification.transparency import LogLeaf
 
@@ -37,7 +39,7 @@ def log_licence_events(
     queue_leaves(connection, [licence_leaf(row, event, at) for row, event, at in events], now)
 
 
-def backfill_log(engine: Engine, now: dt.datetime, chunk: int = 1000) -> int:
+def backfill_log(engine: Engine, personal: PersonalData, now: dt.datetime, chunk: int = 1000) -> int:
     """Licences recorded before the log existed: queue the leaves their history should have (the
     version's creation, and its revocation or cancellation), with the times the registry kept.
     Only what is missing is queued, so running it again adds nothing. Returns how many."""
@@ -56,7 +58,8 @@ def backfill_log(engine: Engine, now: dt.datetime, chunk: int = 1000) -> int:
                 return added
             last_id = rows[-1].id or last_id
             missing: list[tuple[LicenceRow, str, dt.datetime]] = []
-            for row in rows:
+            for stored in rows:
+                row = open_licence(personal, stored)  # the leaf binds the record's digest: its plain values
                 created = creation_event(row)
                 if (row.identifier, created) not in logged:
                     missing.append((row, created, row.created_at))

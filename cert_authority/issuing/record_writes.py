@@ -48,7 +48,8 @@ _INSERT_LICENCES = insert(_LICENCES).returning(_LICENCES.c.id, sort_by_parameter
 
 @dataclass(frozen=True)
 class NewIssue:
-    licence: LicenceRow  # complete but for its id, which is set here
+    licence: LicenceRow  # complete but for its id, which is set here; personal data in plain
+    sealed: dict[str, Any]  # the columns that replace it in the database (issuing.personal.sealed_columns)
     holder_code: str  # for the audit event, which keeps only its masked form
     idempotency_key: str | None
     request_sm3: str  # the request's fingerprint, kept with its key
@@ -178,7 +179,7 @@ def _of(issue: NewIssue) -> dict[str, Any]:
 
 
 def _licence(issue: NewIssue) -> dict[str, Any]:
-    return issue.licence.model_dump(exclude={"id"})
+    return issue.licence.model_dump(exclude={"id"}) | issue.sealed
 
 
 def _event(issue: NewIssue, actor: Actor, now: dt.datetime) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from cert_authority.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    SealedDataError,
 )
 from cert_authority.holders.service import checked_holder_code
 from cert_authority.issuing.records import effective_status
@@ -48,6 +49,7 @@ from cert_authority.sharing.service import LicenceUse, SharingService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import CaseMaterialRow, CaseRow, LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, local_date, utc_now
 from keys.signer import Signer
 from seals.picture import generate_round_seal
@@ -55,6 +57,7 @@ from templates.identifier import mask_holder_code
 
 log = logging.getLogger("ecas.cases")
 
+CASE_TABLE = "service_case"
 MAX_CASE_NUMBER = 60
 MAX_LISTED = 200
 # How a basis is named to the counter: duty_rule or consent (by a use code or a standing
@@ -156,9 +159,11 @@ class CaseService:
         matters: MatterService,
         duty_rules: DutyRules,
         authorisations: Authorisations,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
+        self.personal = personal
         self.filestore = filestore
         self.pki = pki
         self.registry = registry
@@ -191,7 +196,7 @@ class CaseService:
         row = CaseRow(
             matter_code=matter.code,
             department_uscc=department,
-            applicant_code=applicant,
+            applicant_index=self.personal.index(applicant),
             case_number=number,
             status="open",
             opened_at=now,
@@ -201,6 +206,7 @@ class CaseService:
             session.add(row)
             session.flush()
             assert row.id is not None
+            row.applicant_sealed = self.personal.seal({"applicant_code": applicant}, table=CASE_TABLE, row=str(row.id))
             for position, material in enumerate(matter.materials):
                 session.add(
                     CaseMaterialRow(
@@ -220,14 +226,15 @@ class CaseService:
         _ensure_may_see(actor, row)
         matter = self.matters.spec(row.matter_code)
         now = self.clock()
-        candidates = self._candidates(row, matter, now) if row.status == "open" else {}
+        applicant = self._applicant(row)
+        candidates = self._candidates(row, applicant, matter, now) if row.status == "open" else {}
         assert row.id is not None
         return Case(
             id=row.id,
             matter_code=row.matter_code,
             matter_name=matter.name,
             department_uscc=row.department_uscc,
-            applicant=mask_holder_code(row.applicant_code),
+            applicant=mask_holder_code(applicant),
             case_number=row.case_number,
             status=row.status,
             opened_at=aware(row.opened_at),
@@ -286,13 +293,15 @@ class CaseService:
             summaries.append(
                 CaseSummary(
                     row.id, row.matter_code, self.matters.spec(row.matter_code).name, row.department_uscc,
-                    mask_holder_code(row.applicant_code), row.case_number, row.status, aware(row.opened_at),
+                    mask_holder_code(self._applicant(row)), row.case_number, row.status, aware(row.opened_at),
                     required or 0, reused or 0,
                 )
             )
         return summaries
 
-    def _candidates(self, row: CaseRow, matter: MatterSpec, now: dt.datetime) -> dict[int, tuple[Candidate, ...]]:
+    def _candidates(
+        self, row: CaseRow, applicant: str, matter: MatterSpec, now: dt.datetime
+    ) -> dict[int, tuple[Candidate, ...]]:
         """Per licence material: the applicant's licences of its type usable now, with the basis."""
         types = matter.licence_types
         if not types:
@@ -301,12 +310,12 @@ class CaseService:
         with Session(self.engine) as session:
             licences = session.exec(
                 select(LicenceRow)
-                .where(col(LicenceRow.holder_code) == row.applicant_code)
+                .where(col(LicenceRow.holder_code_index) == self.personal.index(applicant))
                 .where(col(LicenceRow.type_code).in_(types))
                 .where(col(LicenceRow.status) == "issued")
                 .order_by(col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
             ).all()
-        basis = {code: _public(self._standing_basis(row, code, now)) for code in types}
+        basis = {code: _public(self._standing_basis(row, applicant, code, now)) for code in types}
         found: dict[int, tuple[Candidate, ...]] = {}
         for position, material in enumerate(matter.materials):
             if material.licence_type is None:
@@ -318,12 +327,12 @@ class CaseService:
             )
         return found
 
-    def _standing_basis(self, row: CaseRow, type_code: str, now: dt.datetime) -> str | None:
+    def _standing_basis(self, row: CaseRow, applicant: str, type_code: str, now: dt.datetime) -> str | None:
         """The basis the department has without a use code in hand: a duty rule, else the holder's
         standing authorisation, else none."""
         if self.duty_rules.find(row.department_uscc, type_code, row.matter_code, local_date(now)) is not None:
             return "duty_rule"
-        if self.authorisations.find(row.applicant_code, row.department_uscc, row.matter_code, now) is not None:
+        if self.authorisations.find(applicant, row.department_uscc, row.matter_code, now) is not None:
             return "authorisation"
         return None
 
@@ -367,15 +376,16 @@ class CaseService:
         if case.status != "open":
             raise IllegalTransitionError(f"办件 {case_id} 已办结，不能再复用证照")
         now = self.clock()
+        applicant = self._applicant(case)
         shown = consent.read_show_token(self.pki, show_token, now) if show_token else None
         if shown is not None:
             identifier = consent.shown_licence(shown, identifier)
         if not identifier or not identifier.strip():
             raise InvalidRequestError("请提供证照标识（或持证人出示的亮证码）")
         licence = self.sharing.find_licence(identifier.strip())
-        if shown is not None and (licence is None or licence.holder_code != case.applicant_code):
+        if shown is not None and (licence is None or licence.holder_code != applicant):
             raise PermissionDeniedError("亮证码出示的不是申请人的证照：须由申请人本人出示其证照的亮证码")
-        if licence is None or licence.holder_code != case.applicant_code:
+        if licence is None or licence.holder_code != applicant:
             raise NotFoundError(f"申请人名下没有证照 {identifier.strip()}")
         matter = self.matters.spec(case.matter_code)
         position = _material_for(licence, materials, matter)
@@ -393,7 +403,7 @@ class CaseService:
         elif shown is not None:
             basis, refund = consent.accept_show_token(self.engine, acting, shown)
         else:
-            standing = self._standing_basis(case, licence.type_code, now)
+            standing = self._standing_basis(case, applicant, licence.type_code, now)
             if standing is None:
                 raise PermissionDeniedError(
                     f"没有用证依据：本部门没有适用于事项「{matter.name}」的证照类型「{licence.name}」依职责用证规则，"
@@ -462,8 +472,9 @@ class CaseService:
             )
             if claimed.rowcount == 1:
                 row = session.get_one(CaseRow, case_id)
+                applicant = self._applicant(row)
                 materials = _materials(session, case_id)
-                pdf = self._render(row, materials, now, signer, picture)
+                pdf = self._render(row, applicant, materials, now, signer, picture)
                 digest = self.filestore.put(pdf)
                 row.receipt_sm3 = digest
                 session.add(row)
@@ -471,7 +482,7 @@ class CaseService:
                 detail = {"matter": row.matter_code, "receipt_sm3": digest, "required": len(materials),
                           "reused": reused}
                 session.add(
-                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=row.applicant_code,
+                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=applicant,
                               detail=detail)
                 )
                 session.commit()
@@ -489,7 +500,13 @@ class CaseService:
         return Receipt(case_id, case.receipt_sm3, self.filestore.get(case.receipt_sm3))
 
     def _render(
-        self, row: CaseRow, materials: list[CaseMaterialRow], now: dt.datetime, signer: Signer, picture: bytes
+        self,
+        row: CaseRow,
+        applicant: str,
+        materials: list[CaseMaterialRow],
+        now: dt.datetime,
+        signer: Signer,
+        picture: bytes,
     ) -> bytes:
         assert row.id is not None
         matter = self.matters.spec(row.matter_code)
@@ -513,7 +530,7 @@ class CaseService:
             matter_name=matter.name,
             department_name=department.name,
             department_uscc=department.uscc,
-            applicant=mask_holder_code(row.applicant_code),
+            applicant=mask_holder_code(applicant),
             case_number=row.case_number,
             opened_at=aware(row.opened_at),
             closed_at=now,
@@ -537,6 +554,15 @@ class CaseService:
         return generate_round_seal(self.pki.settings.authority_name, "办件专用", fonts=self.registry.fonts)
 
     # --- inside ---------------------------------------------------------------------------------
+    def _applicant(self, row: CaseRow) -> str:
+        """The case's applicant code, opened; SealedDataError if it was edited or moved from
+        another case, or its index (what the case's licences are found by) is not the code's."""
+        assert row.id is not None
+        code: str = self.personal.open(row.applicant_sealed, table=CASE_TABLE, row=str(row.id))["applicant_code"]
+        if self.personal.index(code) != row.applicant_index:
+            raise SealedDataError(f"{CASE_TABLE} {row.id}：申请人代码的索引与加密记录不符，记录可能被篡改")
+        return code
+
     def _case(self, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow]]:
         with Session(self.engine) as session:
             row = session.get(CaseRow, case_id)

@@ -39,6 +39,7 @@ from cert_authority.errors import (
 from cert_authority.holders.service import Holder
 from cert_authority.issuing.binding import RecordBinding
 from cert_authority.issuing.layouts import LicenceLayouts
+from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
@@ -46,6 +47,7 @@ from cert_authority.sharing.rules import DutyRules
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 from seals.box import SealBox
 from seals.licence_files import seal_page_pdf
@@ -107,9 +109,11 @@ class SharingService:
         registry: RegistryService,
         layouts: LicenceLayouts,
         duty_rules: DutyRules,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
+        self.personal = personal
         self.filestore = filestore
         self.pki = pki
         self.registry = registry
@@ -177,7 +181,9 @@ class SharingService:
         """Who used the holder's licences, when and why (uses and show-token checks), newest first."""
         with Session(self.engine) as session:
             identifiers = session.exec(
-                select(LicenceRow.identifier).where(col(LicenceRow.holder_code) == holder.holder_code)
+                select(LicenceRow.identifier).where(
+                    col(LicenceRow.holder_code_index) == self.personal.index(holder.holder_code)
+                )
             ).all()
             events = session.exec(
                 select(AuditEventRow)
@@ -261,8 +267,10 @@ class SharingService:
         return self.hand_over(actor, row, cause, basis, now, use_code=use_code)
 
     def find_licence(self, identifier: str) -> LicenceRow | None:
+        """The licence with its personal data opened (SealedDataError, a 409, if it does not open)."""
         with Session(self.engine) as session:
-            return session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+        return open_licence(self.personal, row) if row is not None else None
 
     def current_licence(self, identifier: str, now: dt.datetime) -> LicenceRow:
         """The licence, if it may be used now: 404 if unknown, 409 unless it is valid and its record
@@ -330,9 +338,9 @@ class SharingService:
     def _own_licence(self, holder: Holder, identifier: str) -> LicenceRow:
         with Session(self.engine) as session:
             row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
-        if row is None or row.holder_code != holder.holder_code:
+        if row is None or row.holder_code_index != self.personal.index(holder.holder_code):
             raise NotFoundError(f"您名下没有证照 {identifier}")
-        return row
+        return open_licence(self.personal, row)
 
     def spend_use_code(self, actor: Actor, row: LicenceRow, code: str, now: dt.datetime) -> str:
         """Spend one use of the holder's code for this licence and `actor`'s department, atomically:

@@ -217,8 +217,13 @@ class LicenceRow(SQLModel, table=True):
     issuer_level: str = Field(max_length=10)  # ZZBFJGJB
     department_id: int = Field(sa_column=Column(Integer, ForeignKey("department.id"), nullable=False))
     issue_date: dt.date = Field(sa_column=Column(Date, nullable=False))  # ZZBFRQ
-    holder_name: str = Field(sa_column=Column(Text, nullable=False))  # CZZT
-    holder_code: str = Field(max_length=40, index=True)  # CZZTDM
+    # CZZT, CZZTDM and the face data are personal: in the database they are only in
+    # `personal_sealed` and `face_sealed` (SM4-GCM, see store.personal and issuing.personal); these
+    # three columns are NULL there (rows from
+    # before 0014 hold them until `ecas data encrypt`) and filled in rows read through
+    # issuing.personal.open_licence.
+    holder_name: str = Field(default=None, sa_column=Column(Text, nullable=True))  # CZZT
+    holder_code: str = Field(default=None, sa_column=Column(String(40), nullable=True))  # CZZTDM
     holder_code_type: str = Field(max_length=3)  # CZZTDMLX: 111 ID number, 001 USCC
     valid_from: dt.date = Field(sa_column=Column(Date, nullable=False))  # ZZYXQQSRQ
     valid_until: dt.date | None = Field(default=None, sa_column=Column(Date, nullable=True))  # ZZYXQJZRQ
@@ -227,7 +232,10 @@ class LicenceRow(SQLModel, table=True):
     sealed_by: str = Field(max_length=200)  # ZZQZR: the seal certificate's subject
     sealed_at: dt.datetime = Field(sa_column=_utc_column())  # ZZQZSJ
     template_version: int
-    face_json: str = Field(sa_column=Column(Text, nullable=False))  # stored face values, by key
+    face_json: str = Field(default=None, sa_column=Column(Text, nullable=True))  # face values, by key
+    personal_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # holder name, code
+    face_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    holder_code_index: str | None = Field(default=None, max_length=64, index=True)  # HMAC-SM3 blind index
     photo_sm3: str | None = Field(default=None, max_length=64)
     pdf_sm3: str = Field(max_length=64)
     ofd_sm3: str = Field(max_length=64)
@@ -307,8 +315,12 @@ class HolderAccountRow(SQLModel, table=True):
     __tablename__ = "holder_account"
 
     id: int | None = Field(default=None, primary_key=True)
-    holder_code: str = Field(max_length=18, unique=True)  # ID number or USCC
-    name: str = Field(max_length=200)
+    # ID number or USCC, and name: personal, sealed in `personal_sealed` (NULL here since 0014, as
+    # for licences); the account is found by `holder_code_index`.
+    holder_code: str = Field(default=None, sa_column=Column(String(18), nullable=True, unique=True))
+    name: str = Field(default=None, sa_column=Column(String(200), nullable=True))
+    personal_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    holder_code_index: str | None = Field(default=None, max_length=64, unique=True)
     password_hash: str = Field(max_length=200)  # argon2id, with its own salt and parameters
     created_at: dt.datetime = Field(sa_column=_utc_column())
     disabled: bool = False
@@ -499,7 +511,8 @@ class StandingAuthorisationRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     holder_id: int = Field(sa_column=Column(Integer, ForeignKey("holder_account.id"), nullable=False))
-    holder_code: str = Field(max_length=18, index=True)
+    holder_code: str | None = Field(default=None, max_length=18)  # NULL since 0014: only its index is kept
+    holder_code_index: str | None = Field(default=None, max_length=64, index=True)  # HMAC-SM3 blind index
     department_uscc: str = Field(max_length=18)
     matter_code: str = Field(max_length=40)
     expires_at: dt.datetime = Field(sa_column=_utc_column())
@@ -516,7 +529,9 @@ class CaseRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     matter_code: str = Field(max_length=40, index=True)
     department_uscc: str = Field(max_length=18, index=True)
-    applicant_code: str = Field(max_length=18)  # ID number or USCC, checked
+    applicant_code: str = Field(default=None, sa_column=Column(String(18), nullable=True))  # as licence.holder_code
+    applicant_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    applicant_index: str | None = Field(default=None, max_length=64, index=True)  # HMAC-SM3 blind index
     case_number: str | None = Field(default=None, max_length=60)  # the department's own number
     status: str = Field(max_length=10)  # open, closed
     opened_at: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))

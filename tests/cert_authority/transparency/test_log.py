@@ -16,6 +16,7 @@ from cert_authority.actors import CLI_ACTOR
 from cert_authority.issuing.binding import record_digest
 from cert_authority.issuing.issuance import IssueRequest
 from cert_authority.issuing.log_leaves import backfill_log
+from cert_authority.issuing.personal import open_licence
 from cert_authority.store.models import LicenceRow
 from tests.conftest import FOOD_TYPE, ISSUER_USCC, LicenceEnv, example_data, gmssl_verify, issue_example, openssl
 from tests.verification import rfc9162_verifier as rfc
@@ -29,10 +30,10 @@ def _all_leaves(env: LicenceEnv) -> list[bytes]:
 
 
 def _row(env: LicenceEnv, identifier: str) -> LicenceRow:
+    """The record with its personal data opened (what leaves bind: see store.personal)."""
     with Session(env.engine) as session:
         row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).one()
-        session.expunge(row)
-        return row
+    return open_licence(env.services.personal, row)
 
 
 def _log_check(env: LicenceEnv, identifier: str):  # type: ignore[no-untyped-def]
@@ -139,10 +140,17 @@ def test_an_edited_record_is_caught_by_the_log(licence_env: LicenceEnv) -> None:
     env = licence_env
     licence = issue_example(env, FOOD_TYPE).licence
     env.services.log.integrate()
+    # The holder's name is sealed (store.personal): this attacker has the data key and seals anew.
+    from cert_authority.issuing.personal import sealed_columns
+
+    personal = env.services.personal
+    table = LicenceRow.__table__  # type: ignore[attr-defined]
     with env.engine.begin() as connection:
+        stored = connection.execute(table.select().where(table.c.identifier == licence.identifier)).one()
+        row = open_licence(personal, LicenceRow(**stored._mapping))
+        row.holder_name = "冒名顶替有限公司"
         connection.execute(
-            text("UPDATE licence SET holder_name = '冒名顶替有限公司' WHERE identifier = :id"),
-            {"id": licence.identifier},
+            table.update().where(table.c.identifier == licence.identifier).values(**sealed_columns(personal, row))
         )
     report, check = _log_check(env, licence.identifier)
     assert report.result.value == "INVALID"
@@ -197,8 +205,9 @@ def test_a_removed_leaf_is_indeterminate_until_backfilled(licence_env: LicenceEn
     report, check = _log_check(env, licence.identifier)
     assert (check.status.value, check.reason) == ("INDETERMINATE", "not_logged")
     assert report.result.value == "INVALID"  # revoked: the status check decides the verdict
-    assert backfill_log(env.engine, dt.datetime.now(dt.timezone.utc)) == 2  # issue and revoke
-    assert backfill_log(env.engine, dt.datetime.now(dt.timezone.utc)) == 0
+    personal = env.services.personal
+    assert backfill_log(env.engine, personal, dt.datetime.now(dt.timezone.utc)) == 2  # issue and revoke
+    assert backfill_log(env.engine, personal, dt.datetime.now(dt.timezone.utc)) == 0
     _, check = _log_check(env, licence.identifier)
     assert check.status.value == "VALID"
 

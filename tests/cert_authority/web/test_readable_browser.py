@@ -268,7 +268,8 @@ def test_axe_finds_nothing_serious_on_any_page(
     licence_env: LicenceEnv, served_app: FastAPI, server: str, browser: Any, artifacts: Path
 ) -> None:
     if not AXE.is_file():
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"axe-core not installed ({AXE}): npm install --prefix .ci/node axe-core, or set ECAS_AXE_JS")
+        missing = f"axe-core not installed ({AXE}): npm install --prefix .ci/node axe-core, or set ECAS_AXE_JS"
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(missing)
     food = issue_example(licence_env, FOOD_TYPE).licence.identifier
     revoked = issue_example(licence_env, DRAINAGE_TYPE, {**example_data(DRAINAGE_TYPE), "discharger_code": HOLDER})
     licence_env.services.lifecycle.revoke(CLI_ACTOR, revoked.licence.identifier, "擅自改变排水口位置")
