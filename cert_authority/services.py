@@ -24,9 +24,9 @@ from cert_authority.sharing.matters import MatterService
 from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import SharingService
 from cert_authority.sharing.stats import StatsService
-from cert_authority.store.data_keys import data_key_ring, open_keys_early
+from cert_authority.store.data_keys import open_keys_early
 from cert_authority.store.db import open_database
-from cert_authority.store.personal import PersonalData, RingDataKeys
+from cert_authority.store.personal import PersonalData, personal_data_for
 from cert_authority.transparency.log import TransparencyLog
 
 
@@ -81,13 +81,6 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         log=transparency,
         personal=personal,
     )
-
-
-def personal_data_for(settings: Settings) -> PersonalData:
-    """The codec of personal data at rest: data keys of purpose "pii" in the key hierarchy under
-    ECAS_KEK (store/data_keys.py), so `ecas keys rotate pii` and a KEK change work without
-    re-encrypting anything."""
-    return PersonalData(RingDataKeys(data_key_ring(settings)))
 
 
 def migrated_engine(settings: Settings) -> Engine:

@@ -228,8 +228,9 @@ class DataKeyRing:
                 raise InvalidKeyError("unsupported data-key derivation")
             if not 1 <= iterations <= MAX_ITERATIONS:
                 raise InvalidKeyError(f"refusing PBKDF2 iteration count {iterations}")
-            if self._kek is None or salt != self._salt:
+            if self._kek is None or salt != self._salt or iterations != self._iterations:
                 self._kek, self._salt = self._derive(self._passphrase, salt, iterations), salt
+            self._iterations = iterations  # what _save writes beside the KEK derived with it
             check = _unb64(document["kek_check"])
             try:
                 sm4_gcm_decrypt(self._kek, check, b"ecas-kek-check")

@@ -16,6 +16,7 @@ from sqlmodel import Session, col
 from cert_authority.errors import InvalidRequestError
 from cert_authority.exchange.wire import day_digest
 from cert_authority.issuing.feed_payload import licence_event_payload
+from cert_authority.issuing.personal import open_licence
 from cert_authority.store.models import ExchangeEventRow, LicenceRow
 from cert_authority.store.outbox import (
     FEED_LIMIT,
@@ -29,6 +30,7 @@ from cert_authority.store.outbox import (
     read_feed,
     stamp_events,
 )
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import local_date, utc_now
 
 
@@ -43,8 +45,9 @@ class DaySummary:
 
 
 class ChangeFeed:
-    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(self, engine: Engine, personal: PersonalData, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self.engine = engine
+        self.personal = personal  # an expiry event carries the licence's face data, opened
         self.clock = clock
 
     def refresh(self, now: dt.datetime | None = None) -> int:
@@ -61,7 +64,7 @@ class ChangeFeed:
                     outbox_values(
                         "licence.expired",
                         row.identifier,
-                        licence_event_payload(row, "expired"),
+                        licence_event_payload(open_licence(self.personal, row), "expired"),
                         at,
                         event_id=expiry_event_id(row.identifier),
                     )

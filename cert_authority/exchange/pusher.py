@@ -36,6 +36,7 @@ from cert_authority.pki.service import PkiService
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import ExchangePushRow
 from cert_authority.store.outbox import FeedEvent, read_feed
+from cert_authority.store.personal import personal_data_for
 from cert_authority.timeutil import aware, utc_now
 from keys.errors import KeysError
 from keys.x509 import Certificate
@@ -95,7 +96,7 @@ class Pusher:
         self.client = client or httpx.Client(base_url=self.target, timeout=httpx.Timeout(30.0, connect=5.0))
         self.clock = clock
         self.batch_events = batch_events
-        self.feed = ChangeFeed(engine, clock)
+        self.feed = ChangeFeed(engine, personal_data_for(settings), clock)
         self._checked_root = False
 
     # --- pushing ----------------------------------------------------------------------------------

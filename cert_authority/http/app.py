@@ -47,6 +47,7 @@ from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings, load_settings
 from cert_authority.store.data_keys import open_keys_early
 from cert_authority.store.db import open_database
+from cert_authority.store.personal import personal_data_for
 from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error, wants_html
 from cert_authority.web.pages import include_pages
 from keys.errors import KeysError
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authorisations = services.authorisations
     app.state.cases = services.cases
     app.state.stats = services.stats
-    app.state.feed = ChangeFeed(engine)
+    app.state.feed = ChangeFeed(engine, personal_data_for(settings))
     app.state.province = ProvinceLibrary(engine, app.state.registry.filestore)
     app.state.transparency_log = services.log
     app.state.batch_jobs = BatchJobs(engine, app.state.registry.filestore, services.issuance)

@@ -19,6 +19,7 @@ from cert_authority.timeutil import aware
 
 
 def licence_event_payload(row: LicenceRow, status: str | None = None) -> dict[str, Any]:
+    """`row` with its personal data opened (issuing.personal.open_licence), or not yet sealed."""
     return {
         "metadata": metadata_36903(row, status or row.status),
         "serial": row.serial,

@@ -571,7 +571,7 @@ class IssuanceService:
                     detail={"supersedes": old.identifier, "reason": reason, "changed_fields": changed},
                 )
             )
-            session.add(licence_outbox_event("licence.superseded", superseded, now))
+            session.add(licence_outbox_event("licence.superseded", open_licence(self.personal, superseded), now))
             session.add(licence_outbox_event("licence.changed", row, now))
             session.commit()
             return row

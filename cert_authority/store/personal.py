@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from cert_authority.errors import SealedDataError
+from cert_authority.settings import Settings
+from cert_authority.store.data_keys import data_key_ring
 from keys.aead import SM4_KEY_BYTES, hmac_sm3, sm4_gcm_open, sm4_gcm_seal
 from keys.errors import KeysError, SealedValueError
 
@@ -158,3 +160,9 @@ class PersonalData:
 def _associated(table: str, row: str, key_id: str) -> bytes:
     return f"ecas/personal/{table}/{row}/{key_id}".encode()
 
+
+def personal_data_for(settings: Settings) -> PersonalData:
+    """The codec of personal data at rest: data keys of purpose "pii" in the key hierarchy under
+    ECAS_KEK (store/data_keys.py), so `ecas keys rotate pii` and a KEK change work without
+    re-encrypting anything."""
+    return PersonalData(RingDataKeys(data_key_ring(settings)))

@@ -125,3 +125,16 @@ def test_sm4_and_hmac_sm3_agree_with_gmssl() -> None:
     inner = bytes.fromhex(gm_sm3.sm3_hash(list(bytes(b ^ 0x36 for b in padded) + message)))
     outer = gm_sm3.sm3_hash(list(bytes(b ^ 0x5C for b in padded) + inner))
     assert hmac_sm3(mac_key, message).hex() == outer
+
+
+def test_a_process_with_another_default_count_keeps_the_files_count(tmp_path: Path) -> None:
+    """A ring opened with another default PBKDF2 count (a spawned worker, a newer release) that
+    adds a key must write the file's own count beside the KEK derived with it, or the next reader
+    derives another KEK and every data key is lost (found by the batch workers' first pii key)."""
+    path = tmp_path / "data-keys.json"
+    records = _ring(path).current("records")
+    other = DataKeyRing(path, PASS, iterations=FAST * 2)
+    pii = other.current("pii")
+    reopened = _ring(path)
+    assert reopened.get("records", 1) == records and reopened.get("pii", 1) == pii
+    assert json.loads(path.read_bytes())["kdf"]["iterations"] == FAST

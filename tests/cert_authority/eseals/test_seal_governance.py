@@ -29,12 +29,14 @@ from typer.testing import CliRunner
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.boundary import classify
 from cert_authority.cli.main import app as cli
+from cert_authority.data_encryption import encrypt_existing
 from cert_authority.demo import demo_photo
 from cert_authority.errors import ServiceError
 from cert_authority.eseals.schemas import SealCreate, SealPublic
 from cert_authority.http.app import create_app
+from cert_authority.issuing.personal import open_licence
 from cert_authority.store.db import MIGRATIONS, migrate
-from cert_authority.store.models import AuditEventRow
+from cert_authority.store.models import AuditEventRow, LicenceRow
 from cert_authority.timeutil import BEIJING
 from keys.signer import Signer
 from keys.sm2 import SM2PrivateKey, sm3
@@ -521,7 +523,10 @@ def test_migration_keeps_filed_seals_and_the_licences_sealed_with_them(licence_e
     licence = issue_example(env, FOOD_TYPE).licence
     pending = _apply(env, ISSUER, f"{MARKET_NAME}合同专用章")
     filed = {s.id: s for s in env.services.seals.list(CLI_ACTOR) if s.status == "active"}
-    # Down to the revision before governance and up again, with licences pointing at the seals.
+    # Down to the revision before governance and up again, with licences pointing at the seals. The
+    # schema below 0016 keeps personal data in plain text: open it first (the 0016 downgrade
+    # refuses sealed rows), seal it again afterwards as `ecas data encrypt` does.
+    _unseal_licences(env)
     with env.engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:  # as migrate() does: SQLite copies the seal table to change it
@@ -539,6 +544,7 @@ def test_migration_keeps_filed_seals_and_the_licences_sealed_with_them(licence_e
         columns = {c["name"] for c in inspect(connection).get_columns("seal")}
     assert "legal_representative" not in columns
     migrate(env.engine)
+    encrypt_existing(env.engine, env.services.personal)
 
     seals = {s.id: s for s in env.services.seals.list(CLI_ACTOR)}
     assert pending.id not in seals  # an application could not be kept by the older schema
@@ -554,3 +560,14 @@ def test_migration_keeps_filed_seals_and_the_licences_sealed_with_them(licence_e
     # Pictures filed before governance have no fingerprint yet: it is computed when first needed.
     _refused(lambda: _apply(env, Actor("apikey:2", "issuer", OTHER_ISSUER_USCC), HRSS_SEAL, OTHER_ISSUER_USCC,
                             _market_picture(env)), 409, "seal_picture_resembles", MARKET_NAME)
+
+
+def _unseal_licences(env: LicenceEnv) -> None:
+    """Every licence's personal data back in the plain columns, the sealed ones emptied."""
+    with Session(env.engine) as session:
+        for row in session.exec(select(LicenceRow)).all():
+            opened = open_licence(env.services.personal, row)
+            row.holder_name, row.holder_code, row.face_json = opened.holder_name, opened.holder_code, opened.face_json
+            row.personal_sealed = row.face_sealed = row.holder_code_index = None
+            session.add(row)
+        session.commit()

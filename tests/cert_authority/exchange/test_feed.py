@@ -15,12 +15,13 @@ from cert_authority.errors import LicenceDataError
 from cert_authority.exchange.feed import ChangeFeed
 from cert_authority.http.app import create_app
 from cert_authority.issuing.binding import record_digest
+from cert_authority.issuing.personal import open_licence
 from cert_authority.store.models import LicenceRow
 from tests.conftest import DRAINAGE_TYPE, FOOD_TYPE, ISSUER_USCC, LicenceEnv, issue_example
 
 
 def all_events(env: LicenceEnv) -> list:
-    return ChangeFeed(env.engine).events(0, 1000)
+    return ChangeFeed(env.engine, env.services.personal).events(0, 1000)
 
 
 def test_setup_events_are_in_the_feed(licence_env: LicenceEnv) -> None:
@@ -34,14 +35,14 @@ def test_setup_events_are_in_the_feed(licence_env: LicenceEnv) -> None:
 
 
 def test_issue_revoke_change_each_write_an_event(licence_env: LicenceEnv) -> None:
-    before = ChangeFeed(licence_env.engine).events(0, 1000)[-1].seq
+    before = ChangeFeed(licence_env.engine, licence_env.services.personal).events(0, 1000)[-1].seq
     issued = issue_example(licence_env, FOOD_TYPE).licence
     other = issue_example(licence_env, FOOD_TYPE).licence
     licence_env.services.lifecycle.revoke(CLI_ACTOR, issued.identifier, "违法经营")
     changed = licence_env.services.issuance.change_licence(
         CLI_ACTOR, other.identifier, {"premises": "演示市鼓楼区新址路1号"}, reason="地址变更"
     )
-    events = ChangeFeed(licence_env.engine).events(before, 100)
+    events = ChangeFeed(licence_env.engine, licence_env.services.personal).events(before, 100)
     assert [(e.kind, e.subject) for e in events] == [
         ("licence.issued", issued.identifier),
         ("licence.issued", other.identifier),
@@ -51,7 +52,10 @@ def test_issue_revoke_change_each_write_an_event(licence_env: LicenceEnv) -> Non
     ]
     first = events[0].payload
     with Session(licence_env.engine) as session:
-        row = session.exec(select(LicenceRow).where(LicenceRow.identifier == issued.identifier)).one()
+        row = open_licence(
+            licence_env.services.personal,
+            session.exec(select(LicenceRow).where(LicenceRow.identifier == issued.identifier)).one(),
+        )
     assert first["metadata"]["ZZBS"] == issued.identifier
     assert first["metadata"]["ZZBFJGDM"] == ISSUER_USCC
     assert first["status"] == "issued" and events[2].payload["status"] == "revoked"
@@ -62,7 +66,7 @@ def test_issue_revoke_change_each_write_an_event(licence_env: LicenceEnv) -> Non
 
 
 def test_a_refused_issue_writes_no_event(licence_env: LicenceEnv) -> None:
-    feed = ChangeFeed(licence_env.engine)
+    feed = ChangeFeed(licence_env.engine, licence_env.services.personal)
     before = feed.events(0, 1000)
     with pytest.raises(LicenceDataError):
         issue_example(licence_env, FOOD_TYPE, {"holder_name": "x"})
@@ -73,7 +77,7 @@ def test_batch_issue_writes_one_event_per_licence(licence_env: LicenceEnv) -> No
     from cert_authority.issuing.issuance import IssueRequest
     from tests.conftest import example_data
 
-    feed = ChangeFeed(licence_env.engine)
+    feed = ChangeFeed(licence_env.engine, licence_env.services.personal)
     latest = feed.events(0, 1000)[-1].seq
     requests = [IssueRequest(example_data(FOOD_TYPE)) for _ in range(5)]
     outcomes = licence_env.services.issuance.issue_many(CLI_ACTOR, FOOD_TYPE, requests, issuer_uscc=ISSUER_USCC)
@@ -84,7 +88,7 @@ def test_batch_issue_writes_one_event_per_licence(licence_env: LicenceEnv) -> No
 
 def test_expiry_is_recorded_once_when_the_end_date_passes(licence_env: LicenceEnv) -> None:
     licence = issue_example(licence_env, DRAINAGE_TYPE).licence
-    feed = ChangeFeed(licence_env.engine)
+    feed = ChangeFeed(licence_env.engine, licence_env.services.personal)
     after = dt.datetime(2031, 1, 2, tzinfo=dt.timezone.utc)  # valid until 2030-12-31
     assert feed.refresh(after) >= 1
     feed.refresh(after)
@@ -102,7 +106,10 @@ def test_payload_carries_every_field_the_sealed_file_binds(licence_env: LicenceE
     licence = issue_example(licence_env, FOOD_TYPE).licence
     event = all_events(licence_env)[-1]
     with Session(licence_env.engine) as session:
-        row = session.exec(select(LicenceRow).where(LicenceRow.identifier == licence.identifier)).one()
+        row = open_licence(
+            licence_env.services.personal,
+            session.exec(select(LicenceRow).where(LicenceRow.identifier == licence.identifier)).one(),
+        )
     pushed = ProvinceLicenceRow(
         identifier=licence.identifier,
         city_uscc="x",

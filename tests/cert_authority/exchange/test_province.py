@@ -33,7 +33,7 @@ def test_push_then_the_province_verifies_and_hears_the_revocation(licence_env: L
     person = issue_example(licence_env, VOCATIONAL_TYPE).licence
     pusher = pusher_for(licence_env, province)
     result = pusher.push_once()
-    latest = ChangeFeed(licence_env.engine).latest()
+    latest = ChangeFeed(licence_env.engine, licence_env.services.personal).latest()
     assert result.to_dict() == {"files_sent": 4, "sent": latest, "acked": latest, "pending": 0}
     assert province.count("province_event") == latest  # seal and type events too
 
@@ -92,7 +92,7 @@ def test_a_stock_licence_verifies_at_the_province_with_its_marker(licence_env: L
 def test_the_same_batch_twice_is_stored_once(licence_env: LicenceEnv, province: Province) -> None:
     register(licence_env, province)
     issue_example(licence_env, FOOD_TYPE)
-    feed = ChangeFeed(licence_env.engine)
+    feed = ChangeFeed(licence_env.engine, licence_env.services.personal)
     events = feed.events(0, 1000)
     body, signature = signed_batch(licence_env, events)
     first = post(province, body, signature)
@@ -106,7 +106,7 @@ def test_the_same_batch_twice_is_stored_once(licence_env: LicenceEnv, province: 
 def test_a_batch_signed_by_another_key_changes_nothing(licence_env: LicenceEnv, province: Province) -> None:
     register(licence_env, province)
     issue_example(licence_env, FOOD_TYPE)
-    events = ChangeFeed(licence_env.engine).events(0, 1000)
+    events = ChangeFeed(licence_env.engine, licence_env.services.personal).events(0, 1000)
     before = counts(province)
     # The department's seal key: issued by the same branch, but not the registered service key.
     seal_signer = licence_env.services.seals.active_seal("11350100MB00000100", utc_now()).signer
@@ -125,7 +125,7 @@ def test_a_batch_signed_by_another_key_changes_nothing(licence_env: LicenceEnv, 
 
 def test_a_batch_from_an_unregistered_city_is_refused(licence_env: LicenceEnv, province: Province) -> None:
     issue_example(licence_env, FOOD_TYPE)
-    events = ChangeFeed(licence_env.engine).events(0, 1000)
+    events = ChangeFeed(licence_env.engine, licence_env.services.personal).events(0, 1000)
     body, signature = signed_batch(licence_env, events)
     refused = post(province, body, signature)
     assert refused.status_code == 403 and refused.json()["error"] == "city_not_registered"
@@ -152,7 +152,7 @@ def test_registration_needs_a_chain_to_the_pinned_root(licence_env: LicenceEnv, 
 
 def test_a_gap_is_refused_with_what_was_acknowledged(licence_env: LicenceEnv, province: Province) -> None:
     register(licence_env, province)
-    events = ChangeFeed(licence_env.engine).events(0, 1000)
+    events = ChangeFeed(licence_env.engine, licence_env.services.personal).events(0, 1000)
     body, signature = signed_batch(licence_env, events[2:])
     refused = post(province, body, signature)
     assert refused.status_code == 409 and refused.json()["acked"] == 0
@@ -191,7 +191,7 @@ def test_batches_are_cut_and_the_province_down_is_a_recorded_failure(
 ) -> None:
     register(licence_env, province)
     pusher = pusher_for(licence_env, province, batch_events=3)
-    latest = ChangeFeed(licence_env.engine).events(0, 1000)[-1].seq
+    latest = ChangeFeed(licence_env.engine, licence_env.services.personal).events(0, 1000)[-1].seq
     assert pusher.push_once().acked == latest
     issue_example(licence_env, FOOD_TYPE)
     import httpx
@@ -250,7 +250,8 @@ def test_batch_signature_checks_with_an_independent_sm2(licence_env: LicenceEnv)
     """The header is a CMS SignedData whose SM2 signature gmssl (pure Python) accepts."""
     from asn1crypto import cms
 
-    body, signature = signed_batch(licence_env, ChangeFeed(licence_env.engine).events(0, 5))
+    events = ChangeFeed(licence_env.engine, licence_env.services.personal).events(0, 5)
+    body, signature = signed_batch(licence_env, events)
     signed = cms.ContentInfo.load(base64.b64decode(signature))["content"]
     [info] = signed["signer_infos"]
     attributes = b"\x31" + info["signed_attrs"].dump()[1:]

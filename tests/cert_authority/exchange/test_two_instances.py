@@ -98,7 +98,7 @@ class Pair:
         return result
 
     def latest(self) -> int:
-        feed = ChangeFeed(self.city.engine)
+        feed = ChangeFeed(self.city.engine, self.city.services.personal)
         feed.refresh()
         return feed.latest()
 
@@ -195,7 +195,7 @@ def test_pusher_killed_mid_batch_resumes_and_the_province_has_each_event_once(pa
         assert pair.push_once() == {"sent": latest - city_acked, "acked": latest, "pending": 0}
     assert pair.province_count("province_event") == latest
     assert pair.province_count("province_licence") == 60
-    city_ids = {event.event_id for event in ChangeFeed(pair.city.engine).events(0, 1000)}
+    city_ids = {event.event_id for event in ChangeFeed(pair.city.engine, pair.city.services.personal).events(0, 1000)}
     engine = create_db_engine(pair.province_url)
     with engine.connect() as connection:
         province_ids = connection.execute(text("SELECT event_id, seq FROM province_event")).all()
@@ -224,7 +224,7 @@ def test_province_down_lag_grows_then_drains(pair: Pair) -> None:
 
 def test_forged_and_unregistered_batches_change_nothing(pair: Pair) -> None:
     issue_example(pair.city, FOOD_TYPE)
-    events = ChangeFeed(pair.city.engine).events(0, 1000)
+    events = ChangeFeed(pair.city.engine, pair.city.services.personal).events(0, 1000)
     now = utc_now()
     crl = pair.city.pki.current_crl(now)
     other_key = pair.city.services.seals.active_seal(ISSUER_USCC, now).signer

@@ -42,8 +42,25 @@ def upgrade() -> None:
         batch.create_index("ix_service_case_applicant_index", ["applicant_index"])
 
 
+SEALED = {
+    "licence": "personal_sealed",
+    "holder_account": "personal_sealed",
+    "standing_authorisation": "holder_code_index",
+    "service_case": "applicant_sealed",
+}
+
+
 def downgrade() -> None:
-    """Only for a database whose rows were never sealed: sealed values cannot be opened here."""
+    """Only for a database whose rows were never sealed: a migration has no key, so sealed values
+    cannot be opened here, and dropping them would lose the data. Refused, before any change, when
+    a row holds one."""
+    connection = op.get_bind()
+    for table, column in SEALED.items():
+        query = sa.select(sa.literal(1)).select_from(sa.table(table, sa.column(column)))
+        if connection.execute(query.where(sa.column(column).is_not(None)).limit(1)).first():
+            raise RuntimeError(
+                f"{table} holds personal data sealed with SM4-GCM: a downgrade below 0016 would lose it"
+            )
     with op.batch_alter_table("service_case") as batch:
         batch.drop_index("ix_service_case_applicant_index")
         batch.drop_column("applicant_index")
