@@ -25,6 +25,7 @@ from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import SharingService
 from cert_authority.sharing.stats import StatsService
 from cert_authority.store.db import open_database
+from cert_authority.timestamping.authority import TimeStampAuthority
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class LicenceServices:
     authorisations: Authorisations
     cases: CaseService
     stats: StatsService
+    timestamps: TimeStampAuthority
 
 
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
@@ -56,6 +58,7 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     duty_rules = DutyRules(engine, registry, matters)
     authorisations = Authorisations(engine, registry, matters)
     sharing = SharingService(engine, files, pki, registry, layouts, duty_rules)
+    timestamps = TimeStampAuthority(pki, engine)
     return LicenceServices(
         seals=seals,
         issuance=IssuanceService(engine, files, registry, seals, layouts),
@@ -71,6 +74,7 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         authorisations=authorisations,
         cases=CaseService(engine, files, pki, registry, sharing, matters, duty_rules, authorisations),
         stats=StatsService(engine),
+        timestamps=timestamps,
     )
 
 

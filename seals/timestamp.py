@@ -39,6 +39,7 @@ from seals.signed_data import timestamp_token, tst_signed_attributes
 __all__ = [
     "HASH_ALGORITHMS",
     "MAX_REQUEST_BYTES",
+    "SHA256",
     "StampRequest",
     "TimeStampRequestError",
     "TimeStampToken",

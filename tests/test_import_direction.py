@@ -30,15 +30,18 @@ INNER = ("keys", "templates", "seals", "verification")
 
 # cert_authority's top-level modules that every room may use: values and helpers with no room of their own.
 CORE = frozenset({"cert_authority", "actors", "errors", "settings", "timeutil"})
-_DOMAIN = frozenset({"store", "access", "pki", "registry", "eseals", "issuing", "checking", "holders", "sharing"})
+_DOMAIN = frozenset(
+    {"store", "access", "pki", "timestamping", "registry", "eseals", "issuing", "checking", "holders", "sharing"}
+)
 # Rooms of cert_authority (a sub-package or a top-level module) and the other rooms each may import.
 ROOMS: dict[str, frozenset[str]] = {
     "store": frozenset(),
     "access": frozenset({"store"}),
     "pki": frozenset({"store"}),
+    "timestamping": frozenset({"store", "pki"}),
     "registry": frozenset({"store"}),
     "eseals": frozenset({"store", "pki"}),
-    "issuing": frozenset({"store", "registry", "pki", "eseals"}),
+    "issuing": frozenset({"store", "registry", "pki", "timestamping", "eseals"}),
     "checking": frozenset({"store", "pki", "registry", "issuing"}),
     "holders": frozenset({"store", "access", "pki", "registry", "issuing"}),
     "sharing": frozenset({"store", "pki", "registry", "issuing", "holders"}),

@@ -181,6 +181,7 @@ SURFACE: dict[str, list[str]] = {
     "seals.timestamp": [
         "HASH_ALGORITHMS",
         "MAX_REQUEST_BYTES",
+        "SHA256",
         "StampRequest",
         "TimeStampRequestError",
         "TimeStampToken",

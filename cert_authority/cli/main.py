@@ -19,6 +19,7 @@ from cert_authority.cli.licences import issue, licence_app
 from cert_authority.cli.registry import apikey_app, departments_app, types_app
 from cert_authority.cli.seals import seals_app
 from cert_authority.cli.staff import staff_app
+from cert_authority.cli.tsa import tsa_app
 from cert_authority.cli.support import UsageError, friendly_errors, settings_from
 from cert_authority.cli.support import now as _now
 from cert_authority.cli.verify import verify
@@ -37,6 +38,7 @@ app.add_typer(departments_app, name="departments")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(types_app, name="types")
 app.add_typer(seals_app, name="seals")
+app.add_typer(tsa_app, name="tsa")
 app.add_typer(licence_app, name="licence")
 app.add_typer(holders_app, name="holders")
 app.add_typer(staff_app, name="staff")
