@@ -53,7 +53,7 @@ PUBLIC_MODULES: dict[str, list[str]] = {
         "signed_data",
         "timestamp",
     ],
-    "verification": ["eseal", "ofd_file", "report", "sealed_file", "show_token", "trust", "trust_bundle"],
+    "verification": ["eseal", "ofd_file", "report", "sealed_file", "show_token", "timestamp", "trust", "trust_bundle"],
 }
 
 # The names each public module offers to other packages.
@@ -195,6 +195,7 @@ SURFACE: dict[str, list[str]] = {
     "verification.eseal": ["check_maker_chain", "check_seal_made", "seal_maker"],
     "verification.ofd_file": ["inspect_ofd"],
     "verification.report": ["Check", "Report", "Status"],
+    "verification.timestamp": ["TIME_STAMPING", "check_timestamp"],
     "verification.sealed_file": ["verify_sealed_file"],
     "verification.show_token": ["PREFIX", "ShowToken", "make_token", "read_token"],
     "verification.trust": ["TrustAnchors"],

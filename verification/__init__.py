@@ -4,6 +4,7 @@
     sealed_file   `verify_sealed_file`: a sealed PDF or OFD checked by itself and against trust anchors
     ofd_file      inspecting a sealed OFD: every signature, part check values, SES_Signature
     eseal         an e-seal (SES_Seal) checked on its own: maker signature and maker chain
+    timestamp     a time-stamp token over a signature: its imprint, TSA signature and certificate
     trust         trust anchors: chain at signing time and revocation from the branch CA's CRL
     trust_bundle  reading a trust bundle offline, checked against the pinned root and USCC
     show_token    show tokens (亮证码): short-lived, SM2-signed, for a QR on the holder's phone
@@ -14,4 +15,4 @@ Each public module's `__all__` is its surface; tests/test_public_surface.py pins
 """
 
 # The modules other packages may import (the rest are internal to verification).
-__all__ = ["eseal", "ofd_file", "report", "sealed_file", "show_token", "trust", "trust_bundle"]
+__all__ = ["eseal", "ofd_file", "report", "sealed_file", "show_token", "timestamp", "trust", "trust_bundle"]

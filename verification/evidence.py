@@ -25,6 +25,10 @@ class SignatureEvidence:
     covers_whole_file: bool = True
     later_changes: str | None = None
     certified: bool = False
+    # A time-stamp token over the signature (PAdES signature-time-stamp; GB/T 38540 timeStamp), and
+    # the signature value it must cover.
+    timestamp: bytes | None = None
+    signature_value: bytes | None = None
 
 
 @dataclass(frozen=True)

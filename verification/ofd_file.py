@@ -122,7 +122,10 @@ def _signature(files: dict[str, bytes], kind: str, path: str) -> tuple[Signature
     ]
     maker = seal_maker(ses.seal)
     certificates = (signer, maker) if maker is not None else (signer,)
-    return SignatureEvidence(tuple(checks), signer, certificates, ses.time, ses.seal), referenced, value_path
+    evidence = SignatureEvidence(
+        tuple(checks), signer, certificates, ses.time, ses.seal, timestamp=ses.timestamp, signature_value=ses.signature
+    )
+    return evidence, referenced, value_path
 
 
 def _references(files: dict[str, bytes], info: ET.Element, folder: str) -> tuple[Check, set[str]]:

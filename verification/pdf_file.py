@@ -39,6 +39,7 @@ MAX_PDF_BYTES = 50 * 1024 * 1024
 MAX_SIGNATURE_FIELDS = 32
 MAX_REVISIONS = 64
 _SIGNATURE_ALGORITHMS = {SM2_WITH_SM3, SM2_SIGN}
+SIGNATURE_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"
 _SUBFILTERS = {"/adbe.pkcs7.detached", "/ETSI.CAdES.detached"}
 # What revisions after a signature may do without touching what it signed, by DocMDP permission
 # (none: an approval signature; other signatures and their fields may follow).
@@ -176,6 +177,7 @@ def _signature(data: bytes, sig_object: object) -> tuple[SignatureEvidence, bool
         sid = signer_info["sid"]
         serial = sid.chosen["serial_number"].native if sid.name == "issuer_and_serial_number" else None
         signed_attrs_der = b"\x31" + signed_attrs.dump()[1:]  # RFC 5652 §5.4: signed as a SET OF
+        timestamp = _signature_timestamp(signer_info)
     except (ValueError, KeyError, TypeError, IndexError, KeysError) as exc:
         return _broken("malformed_signature", f"签章数据（CMS）无法解析（{type(exc).__name__}）"), end == len(data)
     covers_all = end == len(data)
@@ -194,7 +196,16 @@ def _signature(data: bytes, sig_object: object) -> tuple[SignatureEvidence, bool
         checks.append(Check.ok("signature", f"SM2 签名有效（签章人：{signer.common_name}）"))
     else:
         checks.append(Check.invalid("signature", "bad_signature", "SM2 签名无效：签名值与签章人证书不符"))
-    return SignatureEvidence(tuple(checks), signer, certificates, when), covers_all
+    evidence = SignatureEvidence(tuple(checks), signer, certificates, when, timestamp=timestamp, signature_value=signature)
+    return evidence, covers_all
+
+
+def _signature_timestamp(signer_info: cms.SignerInfo) -> bytes | None:
+    """The DER token of the unsigned attribute id-aa-signatureTimeStampToken (PAdES B-T), if any."""
+    for attribute in signer_info["unsigned_attrs"] or []:
+        if attribute["type"].dotted == SIGNATURE_TIME_STAMP_TOKEN:
+            return bytes(attribute["values"][0].dump())
+    return None
 
 
 def _gap_is_contents(data: bytes, first: int, second_start: int, contents: bytes) -> bool:

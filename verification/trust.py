@@ -1,7 +1,8 @@
 """Trust in a signer certificate: a chain to the configured anchors (seal certificate → branch CA
 → root) valid at signing time, and its revocation status from the branch CA's CRL. A revoked seal
 certificate is never VALID: revoked before signing is INVALID; revoked after signing is
-INDETERMINATE (without a trusted timestamp the signing time is only the signer's claim)."""
+INDETERMINATE (without a trusted timestamp the signing time is only the signer's claim); with
+one (`verification.timestamp`), revoked after the timestamp's time is VALID, with a note."""
 
 from __future__ import annotations
 
@@ -55,7 +56,11 @@ def check_chain(signer: Certificate, anchors: TrustAnchors, when: dt.datetime) -
     return Check.ok("chain", f"证书链有效：{signer.common_name} → {issuer.common_name} → {root.common_name}")
 
 
-def check_revocation(signer: Certificate, anchors: TrustAnchors, signing_time: dt.datetime, now: dt.datetime) -> Check:
+def check_revocation(
+    signer: Certificate, anchors: TrustAnchors, signing_time: dt.datetime, now: dt.datetime, *, timestamped: bool = False
+) -> Check:
+    """The signer's status in the issuer's CRL at `signing_time`. With `timestamped` (the time is
+    a trusted timestamp's, not the signer's claim) a revocation after it leaves the seal valid."""
     issuer = issuer_of(signer, anchors)
     crl = next((c for c in anchors.crls if issuer is not None and c.issuer.dump() == issuer.subject.dump()), None)
     if issuer is None or crl is None:
@@ -69,5 +74,10 @@ def check_revocation(signer: Certificate, anchors: TrustAnchors, signing_time: d
         return Check.ok("revocation", f"签章人证书未被吊销（CRL {crl.this_update:%Y-%m-%d %H:%M}Z）")
     when = f"{entry.revoked_at:%Y-%m-%d %H:%M:%S}Z（{reason_text(entry.reason)}）"
     if entry.revoked_at <= signing_time:
-        return Check.invalid("revocation", "certificate_revoked", f"签章人证书在签章前已被吊销：{when}")
+        before = "时间戳时间" if timestamped else "签章"
+        return Check.invalid("revocation", "certificate_revoked", f"签章人证书在{before}前已被吊销：{when}")
+    if timestamped:
+        return Check.ok(
+            "revocation", f"签章人证书在时间戳之后被吊销：{when}；可信时间戳证明签章在吊销前完成，签章有效"
+        )
     return Check.unknown("revocation", "revoked_after_signing", f"签章人证书在签章后被吊销：{when}")
