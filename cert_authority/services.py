@@ -50,6 +50,7 @@ class LicenceServices:
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
     """Seals, issuance, lifecycle and queries sharing the registry's engine, files and fonts."""
     engine, files = registry.engine, registry.filestore
+    timestamps = TimeStampAuthority(pki, engine)
     seals = SealService(engine, files, pki, lambda: registry.fonts)
     layouts = LicenceLayouts(registry, files, pki.settings.base_url)
     accounts = LocalAccounts(engine)
@@ -58,10 +59,9 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     duty_rules = DutyRules(engine, registry, matters)
     authorisations = Authorisations(engine, registry, matters)
     sharing = SharingService(engine, files, pki, registry, layouts, duty_rules)
-    timestamps = TimeStampAuthority(pki, engine)
     return LicenceServices(
         seals=seals,
-        issuance=IssuanceService(engine, files, registry, seals, layouts),
+        issuance=IssuanceService(engine, files, registry, seals, layouts, timestamps=timestamps),
         lifecycle=LifecycleService(engine),
         queries=LicenceQueryService(engine, files, LicenceImages(engine, files, layouts)),
         verification=verification,

@@ -59,6 +59,7 @@ from cert_authority.store.audit import audit_row
 from cert_authority.store.counters import next_values, number_counter, serial_counter
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import IdempotencyRow, LicenceRow
+from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import local_date, utc_now
 from keys.sm2 import sm3
 from seals.licence_files import SealedLicence
@@ -154,6 +155,7 @@ class IssuanceService:
         seals: SealService,
         layouts: LicenceLayouts,
         clock: Callable[[], dt.datetime] = utc_now,
+        timestamps: TimeStampAuthority | None = None,
     ) -> None:
         self.engine = engine
         self.filestore = filestore
@@ -161,6 +163,7 @@ class IssuanceService:
         self.seals = seals
         self.layouts = layouts
         self.clock = clock
+        self.timestamps = timestamps  # every seal carries a timestamp from it (when its clock is right)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._postgresql = engine.dialect.name == "postgresql"
 
@@ -315,6 +318,7 @@ class IssuanceService:
         type_code, issuer = context.spec.code, context.department.uscc
         made: list[tuple[_Checked, LicenceRow | ServiceError]] = []
         produced = []
+        stamper = self._stamper()
         for offset, item in enumerate(items):
             identifier = LicenceIdentifier(type_code, issuer, identifier_serial(serial + offset), 1)
             printed_number = licence_number(context.department, number + offset)
@@ -324,7 +328,7 @@ class IssuanceService:
                 made.append((item, exc))
                 continue
             row = self._row(context, item.face, item.validity, identifier, printed_number, seal, now, today, actor)
-            files = self._produce(context, layout, row, seal, now)
+            files = self._produce(context, layout, row, seal, now, stamper)
             produced.append((item, row, files))
         stored = self._store_files([(files, item.face.photo) for item, _, files in produced])
         for (item, row, _), names in zip(produced, stored, strict=True):
@@ -450,7 +454,7 @@ class IssuanceService:
         seal = self.seals.active_seal(old.issuer_code, now)
         layout = self._layout(context, face, validity, new_identifier, old.licence_number, today)
         row = self._row(context, face, validity, new_identifier, old.licence_number, seal, now, today, actor)
-        files = self._produce(context, layout, row, seal, now)
+        files = self._produce(context, layout, row, seal, now, self._stamper())
         (stored,) = self._store_files([(files, face.photo)])
         row = _with_files(row, stored)
         before = json.loads(old.face_json)
@@ -553,14 +557,26 @@ class IssuanceService:
             context.layout, face.values, face.photo, validity, identifier, number, context.department.name, today
         )
 
+    def _stamper(self) -> tuple[Callable[[Sequence[bytes]], Sequence[bytes] | None], int] | None:
+        """The TSA's licence stamper for one chunk (its clock checked once), or None without one."""
+        return self.timestamps.licence_stamper() if self.timestamps is not None else None
+
     def _produce(
-        self, context: _Context, layout: PageLayout, row: LicenceRow, seal: SealMaterial, now: dt.datetime
+        self,
+        context: _Context,
+        layout: PageLayout,
+        row: LicenceRow,
+        seal: SealMaterial,
+        now: dt.datetime,
+        stamper: tuple[Callable[[Sequence[bytes]], Sequence[bytes] | None], int] | None,
     ) -> SealedLicence:
         """The sealed files of `row`, its record's digest sealed into the OFD (`issuing.binding`)."""
         title = f"{context.spec.name} {row.licence_number}"
         doc_id = sm3(row.identifier.encode()).hex()[:32]
         custom = sealed_custom_data(row)
-        return make_licence_files(layout, self.registry.fonts, seal, now, title=title, doc_id=doc_id, custom=custom)
+        return make_licence_files(
+            layout, self.registry.fonts, seal, now, title=title, doc_id=doc_id, custom=custom, stamper=stamper
+        )
 
     def _store_files(self, licences: list[tuple[SealedLicence, Picture | None]]) -> list[_StoredFiles]:
         """Each licence's files into the store, durable together before any record is written (see

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -30,7 +31,9 @@ from cert_authority.store.audit import audit_row
 from cert_authority.store.counters import next_values
 from cert_authority.timestamping.clock import CLOCK_CHECKS, ClockCheck, ClockStatus
 from cert_authority.timeutil import utc_now
+from keys.oids import SM3
 from keys.signer import Signer
+from keys.sm2 import sm3
 from keys.uscc import validate_uscc
 from keys.x509 import Certificate
 from seals.timestamp import (
@@ -43,6 +46,7 @@ from seals.timestamp import (
     rejection_reply,
 )
 
+log = logging.getLogger("ecas.tsa")
 SERIAL_COUNTER = "tsa_serial"
 SERIAL_BLOCK = 1024
 # Room a token of ours can take, beyond a sample token's length (serials grow, signatures vary by
@@ -118,6 +122,26 @@ class TimeStampAuthority:
             accuracy=dt.timedelta(seconds=1) + _whole_millis(status.max_error),
         )
 
+    def licence_stamper(self) -> tuple[Callable[[Sequence[bytes]], list[bytes] | None], int] | None:
+        """For sealing licences: a function from signature values to tokens over their SM3 (None
+        for a licence the TSA refused: it goes out without, as before timestamps), and the room a
+        token takes; None when the clock is not right now (checked once for a chunk of licences)."""
+        try:
+            self._checked_clock()
+            room = self.token_room
+        except TimeNotAvailableError as exc:
+            log.warning("licences sealed without a timestamp: %s", exc)
+            return None
+
+        def stamp(values: Sequence[bytes]) -> list[bytes] | None:
+            try:
+                return self.stamp([StampRequest(SM3, sm3(value)) for value in values])
+            except TimeNotAvailableError as exc:
+                log.warning("a licence sealed without a timestamp: %s", exc)
+                return None
+
+        return stamp, room
+
     def reply(self, request_der: bytes, now: dt.datetime | None = None) -> tuple[int, bytes, int | None]:
         """(HTTP status, DER TimeStampResp, the token's serial) for one DER TimeStampReq: 200 and a
         granted reply, 400 and a rejection naming the failure (RFC 3161 §2.4.2), or 503 and
@@ -162,7 +186,7 @@ class TimeStampAuthority:
         """Bytes a token of ours may take (a sample token's length plus a margin)."""
         sample = make_tokens(
             self.signer(self.clock()),
-            [StampRequest("1.2.156.10197.1.401", bytes(32))],
+            [StampRequest(SM3, bytes(32))],
             first_serial=1 << 63,
             gen_time=self.clock(),
             policy=self.policy,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,11 +50,15 @@ class _Timex(ctypes.Structure):
     ]
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)  # find_library runs ldconfig: once
+
+
 def kernel_clock() -> ClockStatus:
     """The kernel's NTP state (adjtimex with modes 0); unsynchronised if it cannot be read."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        libc = _libc()
         timex = _Timex()
         state = libc.adjtimex(ctypes.byref(timex))
     except (OSError, AttributeError):
