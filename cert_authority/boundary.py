@@ -30,8 +30,8 @@ from cert_authority.errors import (
     SealPictureConflictError,
     SealStatusError,
     StorageUnavailableError,
-    TimeNotAvailableError,
     StoredFileError,
+    TimeNotAvailableError,
     TooManyAttemptsError,
     UnsupportedMediaTypeError,
 )

@@ -61,7 +61,9 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     sharing = SharingService(engine, files, pki, registry, layouts, duty_rules)
     return LicenceServices(
         seals=seals,
-        issuance=IssuanceService(engine, files, registry, seals, layouts, timestamps=timestamps),
+        issuance=IssuanceService(
+            engine, files, registry, seals, layouts, timestamps=timestamps if pki.settings.tsa_stamp_licences else None
+        ),
         lifecycle=LifecycleService(engine),
         queries=LicenceQueryService(engine, files, LicenceImages(engine, files, layouts)),
         verification=verification,

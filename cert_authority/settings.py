@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     tsa_max_clock_error_ms: int = Field(default=1000, ge=1)
     tsa_policy: str = Field(default="2.25.125957908671018374453362166525687090653", pattern=r"^[0-2](\.\d+)+$")
     tsa_name: str = "电子证照时间戳服务"
+    # Whether issuance puts a timestamp over every licence seal (off: licences as before timestamps).
+    tsa_stamp_licences: bool = True
 
     @field_validator("base_url")
     @classmethod

@@ -574,7 +574,9 @@ def assemble_signature(tbs_der: bytes, signer_certificate: bytes, signature: byt
     return encode_signature(tbs_der, cert.der, signature)
 
 
-def encode_signature(tbs_der: bytes, signer_certificate: bytes, signature: bytes, timestamp: bytes | None = None) -> bytes:
+def encode_signature(
+    tbs_der: bytes, signer_certificate: bytes, signature: bytes, timestamp: bytes | None = None
+) -> bytes:
     """DER SES_Signature as it is, without `assemble_signature`'s checks: for a caller that has
     made them (seals.licence_files verifies each signature it packs). `timestamp` is a DER RFC 3161
     token over the signature value (GB/T 38540 §7.2.3 timeStamp), written [0] EXPLICIT BIT STRING."""

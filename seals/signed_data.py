@@ -36,7 +36,8 @@ from seals.der_shapes import SHAPES
 __all__ = ["signed_attributes", "signed_data", "timestamp_token", "tst_signed_attributes"]
 
 TST_INFO = "1.2.840.113549.1.9.16.1.4"  # id-ct-TSTInfo (RFC 3161 §2.4.2)
-SIGNATURE_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken (RFC 3161 App. A)
+# id-aa-signatureTimeStampToken (RFC 3161 App. A; an OID, not a secret)
+SIGNATURE_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # noqa: S105
 
 # Margin on top of the longest possible SignedData when reserving room for it in a file.
 RESERVE_MARGIN = 16
@@ -119,7 +120,9 @@ def timestamp_token(
 # --- asn1crypto ----------------------------------------------------------------------------------
 
 
-def _build_signed_attributes(digest: bytes, time: cms.Time | None, leaf_der: bytes, content_type: str = "data") -> bytes:
+def _build_signed_attributes(
+    digest: bytes, time: cms.Time | None, leaf_der: bytes, content_type: str = "data"
+) -> bytes:
     leaf = asn1_x509.Certificate.load(leaf_der)
     # RFC 3161 §2.4.2: a token's signing time is its TSTInfo's genTime, so it carries no signingTime.
     when = [cms.CMSAttribute({"type": "signing_time", "values": [time]})] if time is not None else []

@@ -39,7 +39,7 @@ MAX_PDF_BYTES = 50 * 1024 * 1024
 MAX_SIGNATURE_FIELDS = 32
 MAX_REVISIONS = 64
 _SIGNATURE_ALGORITHMS = {SM2_WITH_SM3, SM2_SIGN}
-SIGNATURE_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"
+SIGNATURE_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # noqa: S105  (an OID)
 _SUBFILTERS = {"/adbe.pkcs7.detached", "/ETSI.CAdES.detached"}
 # What revisions after a signature may do without touching what it signed, by DocMDP permission
 # (none: an approval signature; other signatures and their fields may follow).
@@ -196,7 +196,9 @@ def _signature(data: bytes, sig_object: object) -> tuple[SignatureEvidence, bool
         checks.append(Check.ok("signature", f"SM2 签名有效（签章人：{signer.common_name}）"))
     else:
         checks.append(Check.invalid("signature", "bad_signature", "SM2 签名无效：签名值与签章人证书不符"))
-    evidence = SignatureEvidence(tuple(checks), signer, certificates, when, timestamp=timestamp, signature_value=signature)
+    evidence = SignatureEvidence(
+        tuple(checks), signer, certificates, when, timestamp=timestamp, signature_value=signature
+    )
     return evidence, covers_all
 
 

@@ -21,7 +21,9 @@ TIME_STAMPING = "1.3.6.1.5.5.7.3.8"  # id-kp-timeStamping
 TST_INFO = "1.2.840.113549.1.9.16.1.4"
 
 
-def check_timestamp(token_der: bytes, signature_value: bytes, anchors: TrustAnchors) -> tuple[Check, TimeStampToken | None]:
+def check_timestamp(
+    token_der: bytes, signature_value: bytes, anchors: TrustAnchors
+) -> tuple[Check, TimeStampToken | None]:
     """The check, and the token when it can be relied on (VALID); None otherwise."""
     try:
         token = parse_token(token_der)
@@ -44,7 +46,9 @@ def check_timestamp(token_der: bytes, signature_value: bytes, anchors: TrustAnch
     branch = issuer_of(tsa, anchors)
     root = issuer_of(branch, anchors) if branch is not None and branch not in anchors.roots else None
     if branch is None or root is None or root not in anchors.roots:
-        return Check.unknown("timestamp", "untrusted_tsa", f"时间戳服务（{tsa.common_name}）不是本机构信任的CA签发的"), None
+        return Check.unknown(
+            "timestamp", "untrusted_tsa", f"时间戳服务（{tsa.common_name}）不是本机构信任的CA签发的"
+        ), None
     try:
         tsa.check_issued_by(branch, when)
         branch.check_issued_by(root, when)
@@ -59,4 +63,3 @@ def check_timestamp(token_der: bytes, signature_value: bytes, anchors: TrustAnch
     return Check.ok(
         "timestamp", f"可信时间戳：{when:%Y-%m-%d %H:%M:%S}Z（{tsa.common_name}，序列号 {token.serial:X}）"
     ), token
-

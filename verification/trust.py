@@ -57,7 +57,12 @@ def check_chain(signer: Certificate, anchors: TrustAnchors, when: dt.datetime) -
 
 
 def check_revocation(
-    signer: Certificate, anchors: TrustAnchors, signing_time: dt.datetime, now: dt.datetime, *, timestamped: bool = False
+    signer: Certificate,
+    anchors: TrustAnchors,
+    signing_time: dt.datetime,
+    now: dt.datetime,
+    *,
+    timestamped: bool = False,
 ) -> Check:
     """The signer's status in the issuer's CRL at `signing_time`. With `timestamped` (the time is
     a trusted timestamp's, not the signer's claim) a revocation after it leaves the seal valid."""

@@ -13,8 +13,7 @@ from cert_authority.pki.service import PkiService
 from cert_authority.services import migrated_engine
 from cert_authority.timestamping.authority import TimeStampAuthority
 from keys.oids import SM3
-from seals.timestamp import HASH_ALGORITHMS, SHA256, StampRequest, granted_reply
-from seals.timestamp import parse_token
+from seals.timestamp import HASH_ALGORITHMS, SHA256, StampRequest, granted_reply, parse_token
 
 tsa_app = typer.Typer(help="时间戳服务（RFC 3161 / GB/T 20520，SM2/SM3）", no_args_is_help=True)
 DIGESTS = {"sm3": SM3, "sha256": SHA256}

@@ -39,7 +39,7 @@ class ClockCheck(Protocol):
 
 class _Timex(ctypes.Structure):
     # struct timex (linux/timex.h): the fields we read come first; the rest is padding room.
-    _fields_ = [  # noqa: RUF012  (ctypes' declaration)
+    _fields_ = [
         ("modes", ctypes.c_uint),
         ("offset", ctypes.c_long),
         ("freq", ctypes.c_long),

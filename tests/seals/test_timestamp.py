@@ -50,8 +50,9 @@ def tsa(pki: PkiHierarchy) -> SoftwareSigner:
 
 
 def _stamp(tsa: SoftwareSigner, request: StampRequest, serial: int = 0x8000000000000001) -> bytes:
-    [token] = make_tokens(tsa, [request], first_serial=serial, gen_time=NOW, policy=POLICY,
-                          accuracy=dt.timedelta(seconds=1))
+    [token] = make_tokens(
+        tsa, [request], first_serial=serial, gen_time=NOW, policy=POLICY, accuracy=dt.timedelta(seconds=1)
+    )
     return token
 
 
@@ -61,7 +62,9 @@ def test_openssl_query_is_answered_and_reply_printed(tsa: SoftwareSigner, tmp_pa
     document.write_bytes("电子证照 timestamp".encode())
     query = openssl("ts", "-query", "-data", str(document), f"-{digest}", "-cert").stdout
     request = parse_request(query)
-    expected = hashlib.sha256(document.read_bytes()).digest() if digest == "sha256" else gmssl_sm3(document.read_bytes())
+    expected = (
+        hashlib.sha256(document.read_bytes()).digest() if digest == "sha256" else gmssl_sm3(document.read_bytes())
+    )
     assert request.hashed_message == expected
     assert request.cert_req and request.nonce is not None  # openssl sends a 64-bit nonce
 
@@ -113,14 +116,34 @@ def test_altered_token_fails(tsa: SoftwareSigner) -> None:
     [
         (b"", "bad_data_format"),
         (b"\x30\x03\x02\x01\x01", "bad_data_format"),
-        (tsp.TimeStampReq({"version": "v1", "message_imprint": {"hash_algorithm": {"algorithm": "sha1"},
-                                                                "hashed_message": bytes(20)}}).dump(), "bad_alg"),
-        (tsp.TimeStampReq({"version": "v1", "message_imprint": {"hash_algorithm": {"algorithm": "sha256"},
-                                                                "hashed_message": bytes(31)}}).dump(),
-         "bad_data_format"),
-        (tsp.TimeStampReq({"version": "v1", "message_imprint": {"hash_algorithm": {"algorithm": "sha256"},
-                                                                "hashed_message": bytes(32)},
-                           "nonce": 1 << 300}).dump(), "bad_request"),
+        (
+            tsp.TimeStampReq(
+                {
+                    "version": "v1",
+                    "message_imprint": {"hash_algorithm": {"algorithm": "sha1"}, "hashed_message": bytes(20)},
+                }
+            ).dump(),
+            "bad_alg",
+        ),
+        (
+            tsp.TimeStampReq(
+                {
+                    "version": "v1",
+                    "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": bytes(31)},
+                }
+            ).dump(),
+            "bad_data_format",
+        ),
+        (
+            tsp.TimeStampReq(
+                {
+                    "version": "v1",
+                    "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": bytes(32)},
+                    "nonce": 1 << 300,
+                }
+            ).dump(),
+            "bad_request",
+        ),
     ],
 )
 def test_bad_requests_name_their_failure(request_der: bytes, failure: str) -> None:
@@ -140,3 +163,22 @@ def test_rejection_reply_prints(tmp_path: Path) -> None:
 def test_garbage_token_is_an_input_error() -> None:
     with pytest.raises(SealInputError):
         parse_token(b"\x30\x00")
+
+
+@pytest.mark.parametrize("nonce", [None, 0, 255, 1 << 63, (1 << 255) + 12345])
+@pytest.mark.parametrize("serial", [1, 127, 128, 1 << 63])
+def test_tst_info_is_what_asn1crypto_encodes(tsa: SoftwareSigner, nonce: int | None, serial: int) -> None:
+    token = parse_token(_stamp(tsa, StampRequest(SM3, sm3(b"v"), nonce=nonce), serial=serial))
+    parsed = tsp.TSTInfo.load(token.tst_info_der, strict=True)
+    rebuilt = tsp.TSTInfo({name: parsed[name] for name, *_ in tsp.TSTInfo._fields if parsed[name].native is not None})
+    assert rebuilt.dump(force=True) == token.tst_info_der
+    assert (token.serial, token.nonce) == (serial, nonce)
+
+
+def test_imprint_algorithm_is_echoed_as_requested(tsa: SoftwareSigner) -> None:
+    # OpenSSL writes sha256 with NULL parameters: the token must carry the same bytes (RFC 3161 §2.4.2).
+    query = openssl("ts", "-query", "-digest", "11" * 32, "-sha256").stdout
+    request = parse_request(query)
+    token = parse_token(_stamp(tsa, request))
+    asked = tsp.TimeStampReq.load(query)["message_imprint"].dump()
+    assert tsp.TSTInfo.load(token.tst_info_der)["message_imprint"].dump() == asked

@@ -39,8 +39,12 @@ STAMPED = NOW + dt.timedelta(minutes=1)  # the TSA's time, after the seal's clai
 POLICY = "2.25.7"
 
 
-def _tsa_signer(issuer: SoftwareSigner, issuer_cert: Certificate, chain_tail: tuple[Certificate, ...],
-                eku: tuple[str, ...] = ("time_stamping",)) -> SoftwareSigner:
+def _tsa_signer(
+    issuer: SoftwareSigner,
+    issuer_cert: Certificate,
+    chain_tail: tuple[Certificate, ...],
+    eku: tuple[str, ...] = ("time_stamping",),
+) -> SoftwareSigner:
     key = SM2PrivateKey.generate()
     certificate = build_certificate(
         subject=make_name("测试时间戳服务"),
@@ -60,8 +64,10 @@ def _tsa_signer(issuer: SoftwareSigner, issuer_cert: Certificate, chain_tail: tu
 def _stamper(tsa: SoftwareSigner, when: dt.datetime = STAMPED) -> Callable[[Sequence[bytes]], list[bytes]]:
     def stamp(values: Sequence[bytes]) -> list[bytes]:
         requests = [StampRequest.sm3_of(v) for v in values]
-        return make_tokens(tsa, requests, first_serial=1000, gen_time=when, policy=POLICY,
-                           accuracy=dt.timedelta(seconds=1))
+        return make_tokens(
+            tsa, requests, first_serial=1000, gen_time=when, policy=POLICY, accuracy=dt.timedelta(seconds=1)
+        )
+
     return stamp
 
 
@@ -72,9 +78,17 @@ class Setup:
     seal: Callable[..., SealedLicence]
 
     def anchors(self, revoked_at: dt.datetime | None = None, serial: int | None = None) -> TrustAnchors:
-        entries = [] if revoked_at is None else [RevokedEntry(serial or self.pki.seal.serial, revoked_at, "key_compromise")]
-        crl = build_crl(issuer_signer=self.pki.branch_signer, issuer=self.pki.branch, entries=entries, crl_number=1,
-                        this_update=NOW + dt.timedelta(days=2), next_update=NOW + dt.timedelta(days=9))
+        entries = (
+            [] if revoked_at is None else [RevokedEntry(serial or self.pki.seal.serial, revoked_at, "key_compromise")]
+        )
+        crl = build_crl(
+            issuer_signer=self.pki.branch_signer,
+            issuer=self.pki.branch,
+            entries=entries,
+            crl_number=1,
+            this_update=NOW + dt.timedelta(days=2),
+            next_update=NOW + dt.timedelta(days=9),
+        )
         return TrustAnchors((self.pki.root,), (self.pki.branch,), (Crl.load(crl),))
 
 
@@ -82,13 +96,17 @@ class Setup:
 def setup(pki: PkiHierarchy, eseal: bytes, seal_picture: bytes, fonts: FontSet) -> Setup:
     spec = parse_model(LicenceTypeSpec, yaml.safe_load(FOOD.read_text(encoding="utf-8")))
     assert spec.template is not None
-    layout = build_layout(spec, spec.template, prepare_background(spec.template, {}),
-                          sample_face(spec, today=NOW.date()), fonts)
+    layout = build_layout(
+        spec, spec.template, prepare_background(spec.template, {}), sample_face(spec, today=NOW.date()), fonts
+    )
     tsa = _tsa_signer(pki.branch_signer, pki.branch, (pki.branch, pki.root))
 
-    def seal(timestamper: Callable[[Sequence[bytes]], Sequence[bytes]] | None = _stamper(tsa)) -> SealedLicence:
-        return seal_licence(layout, fonts, pki.seal_signer, eseal, seal_picture, NOW,
-                            timestamper=timestamper, timestamp_room=3000)
+    honest = _stamper(tsa)
+
+    def seal(timestamper: Callable[[Sequence[bytes]], Sequence[bytes]] | None = honest) -> SealedLicence:
+        return seal_licence(
+            layout, fonts, pki.seal_signer, eseal, seal_picture, NOW, timestamper=timestamper, timestamp_room=3000
+        )
 
     return Setup(pki, tsa, seal)
 
@@ -139,7 +157,9 @@ def _pdf_signer_info(pdf: bytes) -> cms.SignerInfo:
     return cms.ContentInfo.load(contents)["content"]["signer_infos"][0]
 
 
-def test_pdf_token_is_read_by_openssl_and_checked_by_gmssl(setup: Setup, stamped: SealedLicence, tmp_path: Path) -> None:
+def test_pdf_token_is_read_by_openssl_and_checked_by_gmssl(
+    setup: Setup, stamped: SealedLicence, tmp_path: Path
+) -> None:
     signer_info = _pdf_signer_info(stamped.pdf)
     [attribute] = signer_info["unsigned_attrs"]
     assert attribute["type"].dotted == "1.2.840.113549.1.9.16.2.14"
@@ -153,8 +173,9 @@ def test_pdf_token_is_read_by_openssl_and_checked_by_gmssl(setup: Setup, stamped
     assert gmssl_verify(setup.tsa.public_key, token.signature, token.signed_attributes_der)
     # OpenSSL parses the whole CMS with the unsigned attribute in place.
     start = stamped.pdf.rindex(b"/Contents <") + len(b"/Contents <")
-    (tmp_path / "cms.der").write_bytes(bytes.fromhex(stamped.pdf[start : stamped.pdf.index(b">", start)].decode())
-                                       .rstrip(b"\0"))
+    (tmp_path / "cms.der").write_bytes(
+        bytes.fromhex(stamped.pdf[start : stamped.pdf.index(b">", start)].decode()).rstrip(b"\0")
+    )
     printed = openssl("cms", "-cmsout", "-print", "-inform", "DER", "-in", str(tmp_path / "cms.der")).stdout.decode()
     assert "id-smime-aa-timeStampToken" in printed
 
@@ -189,7 +210,9 @@ def _report(setup: Setup, timestamper: Callable[[Sequence[bytes]], Sequence[byte
 def test_token_over_another_signature_is_invalid(setup: Setup, fmt: str) -> None:
     other = _stamper(setup.tsa)
     assert _report(setup, lambda values: other([b"another signature"] * 2), fmt) == (
-        Status.INVALID, "timestamp_mismatch")
+        Status.INVALID,
+        "timestamp_mismatch",
+    )
 
 
 @pytest.mark.parametrize("fmt", ["pdf", "ofd"])
@@ -204,9 +227,15 @@ def test_tsa_under_another_root_is_not_trusted(setup: Setup, fmt: str) -> None:
     other_root_key = SoftwareSigner(SM2PrivateKey.generate())
     other_root = build_certificate(
         subject=make_name("测试市电子证照分中心CA", organization="测试市电子认证分中心"),  # the same name
-        public_key=other_root_key.public_key, serial=99, not_before=NOW - dt.timedelta(days=1),
-        not_after=NOW + dt.timedelta(days=900), issuer_signer=other_root_key, issuer=None, ca=True,
-        key_usage={"key_cert_sign", "crl_sign"})
+        public_key=other_root_key.public_key,
+        serial=99,
+        not_before=NOW - dt.timedelta(days=1),
+        not_after=NOW + dt.timedelta(days=900),
+        issuer_signer=other_root_key,
+        issuer=None,
+        ca=True,
+        key_usage={"key_cert_sign", "crl_sign"},
+    )
     foreign = _tsa_signer(other_root_key, other_root, (other_root,))
     assert _report(setup, _stamper(foreign), fmt) == (Status.INDETERMINATE, "untrusted_tsa")
 

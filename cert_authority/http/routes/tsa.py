@@ -55,4 +55,6 @@ async def time_stamp(request: Request, caller: Caller) -> Response:
 @router.get("/pki/tsa.pem", response_class=Response, tags=["pki"])
 def tsa_certificate(request: Request) -> Response:
     """The time-stamping authority's certificate (PEM), issued by the branch CA."""
-    return Response(_tsa(request).certificate(dt.datetime.now(dt.timezone.utc)).pem, media_type="application/x-pem-file")
+    return Response(
+        _tsa(request).certificate(dt.datetime.now(dt.timezone.utc)).pem, media_type="application/x-pem-file"
+    )

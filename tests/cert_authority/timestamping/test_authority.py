@@ -47,8 +47,17 @@ def test_certificate_is_for_timestamping_only(tsa_pki: PkiService, tmp_path: Pat
     text = openssl("x509", "-in", str(tmp_path / "tsa.pem"), "-noout", "-text").stdout.decode()
     assert "X509v3 Extended Key Usage: critical\n                Time Stamping" in text
     # OpenSSL's own rule for a TSA certificate (purpose timestampsign: EKU timeStamping, critical, only).
-    openssl("verify", "-vfyopt", SM2_ID_OPT, "-partial_chain", "-purpose", "timestampsign", "-CAfile",
-            str(tmp_path / "branch.pem"), str(tmp_path / "tsa.pem"))
+    openssl(
+        "verify",
+        "-vfyopt",
+        SM2_ID_OPT,
+        "-partial_chain",
+        "-purpose",
+        "timestampsign",
+        "-CAfile",
+        str(tmp_path / "branch.pem"),
+        str(tmp_path / "tsa.pem"),
+    )
     # The same certificate is kept: a second authority (another worker) loads it.
     assert _authority(tsa_pki).certificate(NOW).der == certificate.der
 
@@ -113,13 +122,14 @@ def test_http_answers_openssl_queries(tsa_client: tuple[TestClient, str], tmp_pa
     client, key = tsa_client
     (tmp_path / "doc").write_bytes(b"licence")
     query = openssl("ts", "-query", "-data", str(tmp_path / "doc"), digest, "-cert").stdout
-    response = client.post("/tsa", content=query, headers={"Authorization": f"Bearer {key}",
-                                                          "Content-Type": "application/timestamp-query"})
+    response = client.post(
+        "/tsa", content=query, headers={"Authorization": f"Bearer {key}", "Content-Type": "application/timestamp-query"}
+    )
     assert response.status_code == 200 and response.headers["content-type"] == "application/timestamp-reply"
     (tmp_path / "reply.tsr").write_bytes(response.content)
     text = openssl("ts", "-reply", "-in", str(tmp_path / "reply.tsr"), "-text").stdout.decode()
     assert "Status: Granted." in text
-    status, token = parse_reply(response.content)
+    _, token = parse_reply(response.content)
     assert token is not None
     serial = parse_token(token).serial
     with Session(client.app.state.pki.registry.engine) as session:  # type: ignore[attr-defined]
@@ -157,8 +167,21 @@ def test_cli_stamp(tsa_pki: PkiService, settings: Settings, tmp_path: Path, monk
     assert "Hash Algorithm: sm3" in text or "Hash Algorithm: 1.2.156.10197.1.401" in text
     ok("tsa", "certificate", "-o", str(tmp_path / "tsa.pem"))
     # OpenSSL checks the imprint against the file (its SM2 signature check needs the ID it cannot take here).
-    result = subprocess.run(["openssl", "ts", "-verify", "-in", str(tmp_path / "doc.tsr"), "-data", str(document),
-                             "-CAfile", str(tmp_path / "tsa.pem"), "-partial_chain"], capture_output=True)
+    result = subprocess.run(
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-in",
+            str(tmp_path / "doc.tsr"),
+            "-data",
+            str(document),
+            "-CAfile",
+            str(tmp_path / "tsa.pem"),
+            "-partial_chain",
+        ],
+        capture_output=True,
+    )
     assert b"message imprint mismatch" not in result.stderr
     assert "不存在" in fails("tsa", "stamp", str(tmp_path / "missing"), "-o", str(tmp_path / "x.tsr"))
     monkeypatch.setenv("ECAS_TSA_CLOCK", "kernel")
