@@ -79,6 +79,8 @@ SIGN_DIR = f"{SIGNS_DIR}/Sign_0"
 SIGNATURE_PATH = f"{SIGN_DIR}/{SIGNATURE_FILE}"
 SEAL_PATH = f"{SIGN_DIR}/{SEAL_FILE}"
 SIGNED_VALUE_PATH = f"{SIGN_DIR}/{SIGNED_VALUE_FILE}"
+EVIDENCE_FILE = "OCSP.der"  # the seal certificate's OCSP response at sealing time, beside the signature
+EVIDENCE_PATH = f"{SIGN_DIR}/{EVIDENCE_FILE}"
 SIGN_ID, ANNOT_ID = "s001", "s002"
 # /ByteRange [0 a b c], written over a placeholder of fixed width once the offsets are known.
 BYTE_RANGE_WIDTH = 40
@@ -140,6 +142,7 @@ def prepare_licence(
     doc_id: str | None = None,
     custom: Mapping[str, str] | None = None,
     timestamp_room: int = 0,
+    revocation_evidence: bytes | None = None,
 ) -> PreparedLicence:
     """Write the licence's PDF and OFD with every sealing part in place but the signature values.
 
@@ -147,7 +150,10 @@ def prepare_licence(
     `seal_der` the SES_Seal listing that certificate; the seal sits at `layout.seal` on the page.
     `doc_id` is the OFD DocID (a fresh UUID when None); `custom`, the OFD's CustomDatas (sealed with
     the rest: the authority binds its record of the licence to the file this way);
-    `timestamp_room`, the bytes a time-stamp token may take (reserved in the PDF signature)."""
+    `timestamp_room`, the bytes a time-stamp token may take (reserved in the PDF signature);
+    `revocation_evidence`, the seal certificate's DER OCSP response from sealing time, kept in the
+    files for long-term validation: the PDF's document security store (/DSS /OCSPs, ISO 32000-2
+    §12.8.4.3) and the OFD part Doc_0/Signs/Sign_0/OCSP.der (EVIDENCE_FILE), both signed with the rest."""
     chain = tuple(signer_chain)
     if not chain or not all(isinstance(c, Certificate) for c in chain):
         raise SealInputError("签章人证书链不能为空（签章证书在前）")
@@ -170,10 +176,10 @@ def prepare_licence(
     box.check_inside(layout.width, layout.height)
 
     pdf_file, hole, byte_range, pdf_digest, pdf_prefix = _write_pdf(
-        layout, fonts, chain, seal_picture_png, box, now, title, timestamp_room
+        layout, fonts, chain, seal_picture_png, box, now, title, timestamp_room, revocation_evidence
     )
     attributes = signed_attributes(pdf_digest, now, chain[0].der)
-    parts, data_hash, tbs = _ofd(layout, fonts, seal_der, box, now, title, doc_id, custom)
+    parts, data_hash, tbs = _ofd(layout, fonts, seal_der, box, now, title, doc_id, custom, revocation_evidence)
     return PreparedLicence(
         pdf=pdf_file,
         pdf_hole=hole,
@@ -260,10 +266,12 @@ def seal_licence(
     verify: bool = True,
     timestamper: Callable[[Sequence[bytes]], Sequence[bytes] | None] | None = None,
     timestamp_room: int = 0,
+    revocation_evidence: bytes | None = None,
 ) -> SealedLicence:
     """Both sealed files of one licence in one call; `signer` holds the seal certificate's key
     and chain (seal certificate first). `timestamper` turns the two signature values into two
-    time-stamp tokens (or None: no timestamp), each at most `timestamp_room` bytes."""
+    time-stamp tokens (or None: no timestamp), each at most `timestamp_room` bytes;
+    `revocation_evidence` as for `prepare_licence`."""
     if not signer.certificate_chain:
         raise SealInputError("签章人的签名密钥没有证书")
     prepared = prepare_licence(
@@ -277,6 +285,7 @@ def seal_licence(
         doc_id=doc_id,
         custom=custom,
         timestamp_room=timestamp_room if timestamper is not None else 0,
+        revocation_evidence=revocation_evidence,
     )
     e_pdf, e_ofd = digests(prepared, signer)
     pdf_signature, ofd_signature = signer.sign_digest(e_pdf), signer.sign_digest(e_ofd)
@@ -354,10 +363,16 @@ def _write_pdf(
     now: dt.datetime,
     title: str | None,
     timestamp_room: int,
+    revocation_evidence: bytes | None,
 ) -> tuple[bytes, tuple[int, int], tuple[int, int, int, int], bytes, tuple[int, Any]]:
     page_height = layout.height * PT_PER_MM
     x1, y1, x2, y2 = box.to_pdf_rect(page_height)
     builder = build_pdf(layout, fonts, title=title, created=now, fixed=_seal_objects(picture_png, x2 - x1, y2 - y1))
+    if revocation_evidence is not None:  # long-term validation: the status at sealing time travels along
+        response, store = builder.reserve(), builder.reserve()
+        builder.objects[response] = pdf_stream(b"", revocation_evidence)
+        builder.objects[store] = b"<< /OCSPs [%d 0 R] >>" % response
+        builder.catalog_entries.append(b"/DSS %d 0 R" % store)
     widget = builder.reserve()
     signature = builder.reserve()  # last: the second range is only the xref and trailer
     rect = b" ".join(pdf_number(v) for v in (x1, y1, x2, y2))
@@ -450,6 +465,7 @@ def _ofd(
     title: str | None,
     doc_id: str | None,
     custom: Mapping[str, str] | None,
+    revocation_evidence: bytes | None,
 ) -> tuple[tuple[tuple[str, bytes], ...], bytes, bytes]:
     """The package parts but SignedValue.dat, SM3(Signature.xml) and DER(TBS_Sign)."""
     local = now.astimezone(BEIJING)
@@ -464,6 +480,8 @@ def _ofd(
     )
     parts[SIGNATURES_PATH] = _signatures_xml()
     parts[SEAL_PATH] = bytes(seal_der)
+    if revocation_evidence is not None:
+        parts[EVIDENCE_PATH] = bytes(revocation_evidence)
     references = "".join(
         f'<ofd:Reference FileRef="/{name}"><ofd:CheckValue>{base64.b64encode(_sm3_part(data)).decode()}'
         "</ofd:CheckValue></ofd:Reference>"

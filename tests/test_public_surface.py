@@ -82,7 +82,7 @@ SURFACE: dict[str, list[str]] = {
         "WrongPassphraseError",
     ],
     "keys.keystore": ["KeyStore", "SoftwareKeyStore"],
-    "keys.ocsp": ["ocsp_error_response"],
+    "keys.ocsp": ["CertStatus", "OcspResult", "ocsp_error_response", "ocsp_request", "parse_ocsp_response"],
     "keys.oids": ["SM2_SIGN", "SM2_WITH_SM3", "SM2_WITH_SM3_NAME", "SM3", "SM3_NAME"],
     "keys.signer": ["Signer"],
     "keys.sm2": ["SIGNATURE_MAX_DER", "SM2PrivateKey", "backend_version", "sm3"],

@@ -29,6 +29,9 @@ class SignatureEvidence:
     # the signature value it must cover.
     timestamp: bytes | None = None
     signature_value: bytes | None = None
+    # Revocation evidence kept in the file at sealing time (DER OCSP responses): PDF /DSS /OCSPs,
+    # OFD OCSP.der beside the signature (long-term validation).
+    embedded_ocsp: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ def inspect_pdf(data: bytes) -> FileInspection:
         if reader.xrefs.total_revisions > MAX_REVISIONS:
             return _bad("too_many_revisions", f"PDF 文件修订次数过多（上限 {MAX_REVISIONS} 次）")
         found = _embedded_signatures(reader)
+        embedded_ocsp = _document_security_store(reader)
     except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
         return _bad("malformed_file", f"PDF 文件无法解析（{type(exc).__name__}）")
     if found is None:
@@ -75,6 +76,7 @@ def inspect_pdf(data: bytes) -> FileInspection:
     checks = [Check.ok("file", f"PDF 文件可解析，含 {len(found)} 个签章")]
     for index, embedded in enumerate(found):
         evidence, covers_all = _signature(data, embedded.sig_object)
+        evidence = replace(evidence, embedded_ocsp=embedded_ocsp)
         certified = embedded.docmdp_level is MDPPerm.NO_CHANGES
         if covers_all:
             signatures.append(replace(evidence, certified=certified))
@@ -102,6 +104,18 @@ def _embedded_signatures(reader: FastHexPdfReader) -> list[EmbeddedPdfSignature]
     if skipped:
         log.info("skipped %d signature field(s) of a type we do not read", skipped)
     return sorted(readable, key=lambda embedded: embedded.signed_revision)
+
+
+MAX_DSS_ENTRIES = 16
+
+
+def _document_security_store(reader: FastHexPdfReader) -> tuple[bytes, ...]:
+    """The OCSP responses of the catalog's /DSS (ISO 32000-2 §12.8.4.3), at most MAX_DSS_ENTRIES."""
+    store = reader.root.get("/DSS")
+    if store is None:
+        return ()
+    responses = store.get_object().get("/OCSPs") or []
+    return tuple(bytes(entry.get_object().data) for entry in list(responses)[:MAX_DSS_ENTRIES])
 
 
 def _later_revisions(embedded: EmbeddedPdfSignature, certified: bool) -> tuple[str, Check | None]:

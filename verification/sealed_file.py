@@ -10,9 +10,9 @@ from typing import Any
 from verification.evidence import FileInspection, SignatureEvidence
 from verification.ofd_file import inspect_ofd
 from verification.pdf_file import inspect_pdf
-from verification.report import Check, Report
+from verification.report import Check, Report, Status
 from verification.timestamp import check_timestamp
-from verification.trust import TrustAnchors, check_chain, check_revocation
+from verification.trust import TrustAnchors, check_chain, check_embedded_revocation, check_revocation
 
 __all__ = ["verify_sealed_file"]
 
@@ -52,11 +52,11 @@ def _trust(evidence: SignatureEvidence, anchors: TrustAnchors, now: dt.datetime)
     if evidence.timestamp is not None and evidence.signature_value is not None:
         stamped, token = check_timestamp(evidence.timestamp, evidence.signature_value, anchors)
         if token is not None:  # the certificate as it stood at the proven time
-            return [
-                stamped,
-                check_chain(evidence.signer, anchors, token.gen_time),
-                check_revocation(evidence.signer, anchors, token.gen_time, now, timestamped=True),
-            ]
+            revocation = check_revocation(evidence.signer, anchors, token.gen_time, now, timestamped=True)
+            if revocation.status is Status.INDETERMINATE:  # no usable CRL at hand (offline, expired)
+                embedded = check_embedded_revocation(evidence.signer, anchors, token.gen_time, evidence.embedded_ocsp)
+                revocation = embedded or revocation
+            return [stamped, check_chain(evidence.signer, anchors, token.gen_time), revocation]
         return [stamped, *_claimed(evidence, anchors, now)]
     return _claimed(evidence, anchors, now)
 

@@ -11,10 +11,14 @@ from dataclasses import dataclass
 
 from keys.crl import Crl, reason_text
 from keys.errors import KeysError
+from keys.ocsp import parse_ocsp_response
+from keys.oids import SM2_SIGN, SM2_WITH_SM3
 from keys.x509 import Certificate
 from verification.report import Check
 
 __all__ = ["TrustAnchors"]
+
+_SM2_SIGNATURES = {SM2_WITH_SM3, SM2_SIGN}
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,47 @@ def check_revocation(
         before = "时间戳时间" if timestamped else "签章"
         return Check.invalid("revocation", "certificate_revoked", f"签章人证书在{before}前已被吊销：{when}")
     if timestamped:
-        return Check.ok(
-            "revocation", f"签章人证书在时间戳之后被吊销：{when}；可信时间戳证明签章在吊销前完成，签章有效"
-        )
+        return Check.ok("revocation", f"签章人证书在时间戳之后被吊销：{when}；可信时间戳证明签章在吊销前完成，签章有效")
     return Check.unknown("revocation", "revoked_after_signing", f"签章人证书在签章后被吊销：{when}")
+
+
+# How long before the trusted time the embedded status may have been taken: issuance asks its CA
+# once per chunk of licences, just before sealing them (seconds before the timestamp).
+EVIDENCE_WINDOW = dt.timedelta(minutes=10)
+
+
+def check_embedded_revocation(
+    signer: Certificate, anchors: TrustAnchors, when: dt.datetime, responses: tuple[bytes, ...]
+) -> Check | None:
+    """The signer's status at `when` (a trusted timestamp's time) from OCSP responses kept in the
+    file: signed by the signer's CA (by its own key, as our branch answers), about this serial, taken
+    at most EVIDENCE_WINDOW before `when` and not after it. None when none of them says."""
+    issuer = issuer_of(signer, anchors)
+    if issuer is None:
+        return None
+    for der in responses:
+        try:
+            result = parse_ocsp_response(der)
+        except KeysError:
+            continue
+        status = result.statuses.get(signer.serial)
+        if (
+            result.status != "successful"
+            or status is None
+            or result.signature_algorithm not in _SM2_SIGNATURES
+            or result.signature is None
+            or result.tbs_response_data is None
+            or result.this_update is None
+            or not issuer.public_key.verify(result.signature, result.tbs_response_data)
+        ):
+            continue
+        taken = f"{result.this_update:%Y-%m-%d %H:%M:%S}Z"
+        if status.state == "revoked" and status.revoked_at is not None and status.revoked_at <= when:
+            return Check.invalid(
+                "revocation", "certificate_revoked", f"文件内嵌的 OCSP 应答（{taken}）表明证书在签章前已被吊销"
+            )
+        if status.state == "good" and when - EVIDENCE_WINDOW <= result.this_update <= when:
+            return Check.ok(
+                "revocation", f"文件内嵌的签章时吊销状态（{issuer.common_name} 的 OCSP 应答，{taken}）：证书未被吊销"
+            )
+    return None

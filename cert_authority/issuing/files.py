@@ -23,10 +23,12 @@ def make_licence_files(
     doc_id: str,
     custom: Mapping[str, str],
     stamper: tuple[Callable[[Sequence[bytes]], Sequence[bytes] | None], int] | None = None,
+    revocation_evidence: bytes | None = None,
 ) -> SealedLicence:
     """The PDF and OFD of `layout`, sealed with `seal` at `now` in the template's seal box; `custom`
     goes into the OFD's CustomDatas (the record's digest: `issuing.binding`); `stamper` (the TSA's
-    `licence_stamper`) puts a timestamp over each signature."""
+    `licence_stamper`) puts a timestamp over each signature; `revocation_evidence` (the seal
+    certificate's OCSP response) is kept in both files."""
     timestamper, room = stamper if stamper is not None else (None, 0)
     return seal_licence(
         layout,
@@ -40,4 +42,5 @@ def make_licence_files(
         custom=custom,
         timestamper=timestamper,
         timestamp_room=room,
+        revocation_evidence=revocation_evidence,
     )

@@ -61,6 +61,7 @@ from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import IdempotencyRow, LicenceRow
 from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import local_date, utc_now
+from keys.ocsp import ocsp_request
 from keys.sm2 import sm3
 from seals.licence_files import SealedLicence
 from templates.errors import FontError
@@ -319,6 +320,7 @@ class IssuanceService:
         made: list[tuple[_Checked, LicenceRow | ServiceError]] = []
         produced = []
         stamper = self._stamper()
+        evidence = self._revocation_evidence(seal, now)
         for offset, item in enumerate(items):
             identifier = LicenceIdentifier(type_code, issuer, identifier_serial(serial + offset), 1)
             printed_number = licence_number(context.department, number + offset)
@@ -328,7 +330,7 @@ class IssuanceService:
                 made.append((item, exc))
                 continue
             row = self._row(context, item.face, item.validity, identifier, printed_number, seal, now, today, actor)
-            files = self._produce(context, layout, row, seal, now, stamper)
+            files = self._produce(context, layout, row, seal, now, stamper, evidence)
             produced.append((item, row, files))
         stored = self._store_files([(files, item.face.photo) for item, _, files in produced])
         for (item, row, _), names in zip(produced, stored, strict=True):
@@ -454,7 +456,7 @@ class IssuanceService:
         seal = self.seals.active_seal(old.issuer_code, now)
         layout = self._layout(context, face, validity, new_identifier, old.licence_number, today)
         row = self._row(context, face, validity, new_identifier, old.licence_number, seal, now, today, actor)
-        files = self._produce(context, layout, row, seal, now, self._stamper())
+        files = self._produce(context, layout, row, seal, now, self._stamper(), self._revocation_evidence(seal, now))
         (stored,) = self._store_files([(files, face.photo)])
         row = _with_files(row, stored)
         before = json.loads(old.face_json)
@@ -561,6 +563,15 @@ class IssuanceService:
         """The TSA's licence stamper for one chunk (its clock checked once), or None without one."""
         return self.timestamps.licence_stamper() if self.timestamps is not None else None
 
+    def _revocation_evidence(self, seal: SealMaterial, now: dt.datetime) -> bytes | None:
+        """The seal certificate's OCSP response from the branch CA, now: it goes into the files so
+        they verify offline once the certificate has expired (long-term validation). Only with
+        timestamps, which give the time it speaks for; one per chunk of licences."""
+        if self.timestamps is None:
+            return None
+        certificate, issuer = seal.signer.certificate_chain[0], seal.signer.certificate_chain[1]
+        return self.seals.pki.ocsp_response(ocsp_request(certificate, issuer), now)
+
     def _produce(
         self,
         context: _Context,
@@ -569,13 +580,22 @@ class IssuanceService:
         seal: SealMaterial,
         now: dt.datetime,
         stamper: tuple[Callable[[Sequence[bytes]], Sequence[bytes] | None], int] | None,
+        evidence: bytes | None,
     ) -> SealedLicence:
         """The sealed files of `row`, its record's digest sealed into the OFD (`issuing.binding`)."""
         title = f"{context.spec.name} {row.licence_number}"
         doc_id = sm3(row.identifier.encode()).hex()[:32]
         custom = sealed_custom_data(row)
         return make_licence_files(
-            layout, self.registry.fonts, seal, now, title=title, doc_id=doc_id, custom=custom, stamper=stamper
+            layout,
+            self.registry.fonts,
+            seal,
+            now,
+            title=title,
+            doc_id=doc_id,
+            custom=custom,
+            stamper=stamper,
+            revocation_evidence=evidence,
         )
 
     def _store_files(self, licences: list[tuple[SealedLicence, Picture | None]]) -> list[_StoredFiles]:

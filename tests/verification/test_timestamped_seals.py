@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -76,6 +77,10 @@ class Setup:
     pki: PkiHierarchy
     tsa: SoftwareSigner
     seal: Callable[..., SealedLicence]
+    layout: Any
+    fonts: FontSet
+    eseal: bytes
+    picture: bytes
 
     def anchors(self, revoked_at: dt.datetime | None = None, serial: int | None = None) -> TrustAnchors:
         entries = (
@@ -108,7 +113,7 @@ def setup(pki: PkiHierarchy, eseal: bytes, seal_picture: bytes, fonts: FontSet) 
             layout, fonts, pki.seal_signer, eseal, seal_picture, NOW, timestamper=timestamper, timestamp_room=3000
         )
 
-    return Setup(pki, tsa, seal)
+    return Setup(pki, tsa, seal, layout, fonts, eseal, seal_picture)
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +267,160 @@ def test_revoked_tsa_before_its_token_is_invalid(setup: Setup, stamped: SealedLi
     tsa_serial = setup.tsa.certificate_chain[0].serial
     report, _ = verify_sealed_file(stamped.pdf, setup.anchors(NOW, serial=tsa_serial), LATER)
     assert (report.result, report.reason) == (Status.INVALID, "tsa_revoked")
+
+
+# --- long-term validation ------------------------------------------------------------------------
+
+AFTER_EXPIRY_DAYS = 800  # the test seal certificate is valid for 730 days
+
+
+def _resigned(response_der: bytes, signer: SoftwareSigner) -> bytes:
+    from asn1crypto import ocsp
+
+    response = ocsp.OCSPResponse.load(response_der)
+    basic = response["response_bytes"]["response"].parsed
+    basic["signature"] = signer.sign(basic["tbs_response_data"].dump())
+    response["response_bytes"]["response"] = basic
+    return bytes(response.dump(force=True))
+
+
+def _ocsp(setup: Setup, taken: dt.datetime, signer: SoftwareSigner | None = None, state: str = "good") -> bytes:
+    from keys.ocsp import CertStatus, ocsp_request, respond_ocsp
+
+    status = CertStatus(state) if state == "good" else CertStatus("revoked", revoked_at=NOW, reason="key_compromise")
+    return respond_ocsp(
+        ocsp_request(setup.pki.seal, setup.pki.branch),
+        issuer=setup.pki.branch,
+        responder_signer=signer or setup.pki.branch_signer,
+        status_of=lambda serial: status,
+        now=taken,
+    )
+
+
+def _expired_anchors(setup: Setup) -> TrustAnchors:
+    """The anchors an offline verifier holds years later: its bundle's CRL long past next update."""
+    return setup.anchors()
+
+
+def _sealed_with_evidence(setup: Setup, evidence: bytes) -> SealedLicence:
+    return seal_licence(
+        setup.layout,
+        setup.fonts,
+        setup.pki.seal_signer,
+        setup.eseal,
+        setup.picture,
+        NOW,
+        timestamper=_stamper(setup.tsa),
+        timestamp_room=3000,
+        revocation_evidence=evidence,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "ofd"])
+def test_expired_certificate_verifies_with_embedded_evidence(setup: Setup, fmt: str) -> None:
+    later = setup.pki.seal.not_after + dt.timedelta(days=AFTER_EXPIRY_DAYS - 730)
+    sealed = _sealed_with_evidence(setup, _ocsp(setup, NOW))
+    report, _ = verify_sealed_file(getattr(sealed, fmt), _expired_anchors(setup), later)
+    assert report.result is Status.VALID, report.to_dict()
+    [revocation] = [c for c in report.checks if c.name == "revocation"]
+    assert "文件内嵌的签章时吊销状态" in revocation.message
+    # Without the evidence the same file is INDETERMINATE offline (the CRL has expired).
+    bare = setup.seal()
+    report, _ = verify_sealed_file(getattr(bare, fmt), _expired_anchors(setup), later)
+    assert (report.result, report.reason) == (Status.INDETERMINATE, "crl_expired")
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "ofd"])
+def test_evidence_that_proves_nothing_is_ignored(setup: Setup, fmt: str) -> None:
+    later = setup.pki.seal.not_after + dt.timedelta(days=1)
+    forged = _resigned(_ocsp(setup, NOW), setup.pki.seal_signer)  # "good", signed by another key than the CA's
+    stale = _ocsp(setup, NOW - dt.timedelta(hours=2))  # taken long before the timestamp
+    for evidence in (forged, stale):
+        report, _ = verify_sealed_file(
+            getattr(_sealed_with_evidence(setup, evidence), fmt), _expired_anchors(setup), later
+        )
+        assert (report.result, report.reason) == (Status.INDETERMINATE, "crl_expired"), report.to_dict()
+    revoked = _ocsp(setup, NOW, state="revoked")
+    report, _ = verify_sealed_file(getattr(_sealed_with_evidence(setup, revoked), fmt), _expired_anchors(setup), later)
+    assert (report.result, report.reason) == (Status.INVALID, "certificate_revoked")
+
+
+def test_pdf_evidence_is_in_the_document_security_store(setup: Setup, tmp_path: Path) -> None:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    evidence = _ocsp(setup, NOW)
+    sealed = _sealed_with_evidence(setup, evidence)
+    reader = PdfFileReader(__import__("io").BytesIO(sealed.pdf))
+    [stream] = reader.root["/DSS"]["/OCSPs"]
+    assert stream.get_object().data == evidence
+    (tmp_path / "ocsp.der").write_bytes(evidence)
+    text = openssl("ocsp", "-respin", str(tmp_path / "ocsp.der"), "-resp_text", "-noverify").stdout.decode()
+    assert "Cert Status: good" in text
+
+
+def test_offline_verifier_after_the_certificate_expired(setup: Setup, tmp_path: Path) -> None:
+    """examples/offline_verifier.py, no network, years later: VALID from what the file carries."""
+    import base64
+    import json
+    import os
+    import sys
+
+    from keys.sm2 import sm3 as sm3_of
+    from seals.signed_data import signed_attributes, signed_data
+    from verification.trust_bundle import BUNDLE_FORMAT, canonical
+
+    later = setup.pki.seal.not_after + dt.timedelta(days=30)
+    service_key = SoftwareSigner(SM2PrivateKey.generate())
+    uscc = "11350100MB0000000Y"
+    service = build_certificate(
+        subject=make_name("电子证照共享服务", serial_number=uscc),
+        public_key=service_key.public_key,
+        serial=0x5005,
+        not_before=NOW - dt.timedelta(days=1),
+        not_after=NOW + dt.timedelta(days=1500),
+        issuer_signer=setup.pki.branch_signer,
+        issuer=setup.pki.branch,
+        ca=False,
+        key_usage={"digital_signature"},
+        uscc=uscc,
+    )
+    crl = setup.anchors().crls[0]
+    body = {
+        "format": BUNDLE_FORMAT,
+        "issued_at": NOW.isoformat(),
+        "base_url": "http://127.0.0.1:8000",
+        "root": setup.pki.root.pem.decode(),
+        "branch": setup.pki.branch.pem.decode(),
+        "service": service.pem.decode(),
+        "crl": base64.b64encode(crl.der).decode(),
+        "crl_next_update": crl.next_update.isoformat(),  # type: ignore[union-attr]
+    }
+    chain = (service, setup.pki.branch, setup.pki.root)
+    attributes = signed_attributes(sm3_of(canonical(body)), NOW, service.der)
+    body["signature"] = base64.b64encode(signed_data(chain, attributes, service_key.sign(attributes))).decode()
+    (tmp_path / "bundle.json").write_text(json.dumps(body), encoding="utf-8")
+    (tmp_path / "root.pem").write_bytes(setup.pki.root.pem)
+    sealed = _sealed_with_evidence(setup, _ocsp(setup, NOW))
+    for fmt in ("pdf", "ofd"):
+        (tmp_path / f"licence.{fmt}").write_bytes(getattr(sealed, fmt))
+        script = Path(__file__).resolve().parents[2] / "examples" / "offline_verifier.py"
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                "--root",
+                str(tmp_path / "root.pem"),
+                "--authority",
+                uscc,
+                "--bundle",
+                str(tmp_path / "bundle.json"),
+                "--now",
+                later.isoformat(),
+                str(tmp_path / f"licence.{fmt}"),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(script.parents[1])},
+        )
+        assert result.returncode == 0 and result.stdout.startswith("VALID"), result.stdout + result.stderr
+        assert "文件内嵌的签章时吊销状态" in result.stdout

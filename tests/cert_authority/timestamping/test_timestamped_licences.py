@@ -43,3 +43,30 @@ def test_unsynchronised_tsa_leaves_licences_without_timestamps(licence_env: Lice
         report = env.services.verification.verify_file(data)
         assert report.result is Status.VALID
         assert not any(c.name == "timestamp" for c in report.checks)
+
+
+def test_licences_carry_their_revocation_evidence(licence_env: LicenceEnv) -> None:
+    """Long-term validation: years later, offline, with the bundle's CRL long expired and the seal
+    certificate expired, the files verify from the timestamp and the OCSP response they carry."""
+    import io
+    import zipfile
+
+    from keys.crl import Crl
+    from verification.sealed_file import verify_sealed_file
+    from verification.trust import TrustAnchors
+
+    env = licence_env
+    licence = issue_example(env, FOOD_TYPE).licence
+    pdf, ofd = _files(env, licence.identifier)
+    assert b"/DSS" in pdf
+    with zipfile.ZipFile(io.BytesIO(ofd)) as package:
+        assert "Doc_0/Signs/Sign_0/OCSP.der" in package.namelist()
+    now = dt.datetime.now(dt.timezone.utc)
+    anchors = TrustAnchors(
+        (env.pki.root_certificate(),), (env.pki.branch_certificate(),), (Crl.load(env.pki.current_crl(now)),)
+    )
+    serial = verify_sealed_file(pdf, anchors, now)[0].subject["signatures"][0]["certificate_serial"]
+    years_later = env.pki.certificate(int(serial, 16)).certificate.not_after + dt.timedelta(days=30)
+    for data in (pdf, ofd):
+        report, _ = verify_sealed_file(data, anchors, years_later)
+        assert report.result is Status.VALID, report.to_dict()
