@@ -6,9 +6,14 @@ Serials never repeat across workers: each process takes a block of SERIAL_BLOCK 
 `tsa_serial` counter (one committed statement, `store.counters`) and hands them out under a lock;
 a crash leaves a gap, never a value used twice, and no row is touched per token.
 
-    POST /tsa (application/timestamp-query) → `reply`      one request, one DER TimeStampResp
-    issuance (a chunk of licences)           → `stamp`      many imprints, one clock check and
-                                                            one serial block for all
+    POST /tsa (application/timestamp-query) → `reply_for`         one request, one TimeStampResp
+    issuance (a chunk of licences)           → `licence_stamper`   the clock checked for the chunk,
+                                                                   then two tokens a licence (its
+                                                                   PDF and OFD signatures)
+
+A token per signature, not one over a hash tree of a chunk's signatures: PAdES and GB/T 38540
+readers check a token's imprint against the signature it sits on, and the two TSA signatures a
+licence cost under 10 % of issuance (docs/timestamping.md).
 """
 
 from __future__ import annotations
