@@ -79,6 +79,9 @@ _USED_KEYS = sql.select(_IDEMPOTENCY.c.key).where(
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, as HTTP headers carry it
 SERIAL_DIGITS = 10  # identifier serial: the per-(type, issuer) counter, zero-padded
 NUMBER_DIGITS = 8  # licence number: area code + department + the per-issuer counter
+# How long one OCSP response about a seal certificate is put into the licences sealed with it:
+# well inside the verifier's window (verification.trust.EVIDENCE_WINDOW, 10 minutes).
+EVIDENCE_REUSE = dt.timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ class IssuanceService:
         self.layouts = layouts
         self.clock = clock
         self.timestamps = timestamps  # every seal carries a timestamp from it (when its clock is right)
+        self._evidence: dict[int, tuple[dt.datetime, bytes]] = {}  # seal certificate → (taken, OCSP)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._postgresql = engine.dialect.name == "postgresql"
 
@@ -566,11 +570,18 @@ class IssuanceService:
     def _revocation_evidence(self, seal: SealMaterial, now: dt.datetime) -> bytes | None:
         """The seal certificate's OCSP response from the branch CA, now: it goes into the files so
         they verify offline once the certificate has expired (long-term validation). Only with
-        timestamps, which give the time it speaks for; one per chunk of licences."""
+        timestamps, which give the time it speaks for. One response serves this process for
+        EVIDENCE_REUSE (a response cost 20 ms, 0.4 ms a licence in chunks of 50); a revoked seal
+        certificate seals nothing, so a reused "good" never goes into a file sealed after it."""
         if self.timestamps is None:
             return None
         certificate, issuer = seal.signer.certificate_chain[0], seal.signer.certificate_chain[1]
-        return self.seals.pki.ocsp_response(ocsp_request(certificate, issuer), now)
+        kept = self._evidence.get(certificate.serial)
+        if kept is not None and dt.timedelta(0) <= now - kept[0] < EVIDENCE_REUSE:
+            return kept[1]
+        response = self.seals.pki.ocsp_response(ocsp_request(certificate, issuer), now)
+        self._evidence = {certificate.serial: (now, response)}  # the seal of this batch only
+        return response
 
     def _produce(
         self,
