@@ -35,7 +35,7 @@ from keys.signer import Signer
 from keys.sm2 import sm3
 from keys.x509 import Certificate
 from seals.errors import SealInputError
-from seals.signed_data import timestamp_token, tst_signed_attributes
+from seals.signed_data import TST_INFO, timestamp_token, tst_signed_attributes
 
 __all__ = [
     "HASH_ALGORITHMS",
@@ -62,7 +62,6 @@ HASH_ALGORITHMS: dict[str, tuple[int, Any]] = {
     "2.16.840.1.101.3.4.2.3": (64, lambda data: hashlib.sha512(data).digest()),
 }
 MAX_NONCE_BITS = 256
-TST_INFO = "1.2.840.113549.1.9.16.1.4"
 _SIGNATURE_ALGORITHMS = {SM2_WITH_SM3, SM2_SIGN}
 
 
@@ -119,8 +118,11 @@ class TimeStampToken:
         return known is not None and bool(known[1](data) == self.hashed_message)
 
     def content_digest_matches(self) -> bool:
+        """The signed attributes name a TSTInfo and carry the digest of this one."""
         known = HASH_ALGORITHMS.get(self.digest_algorithm)
-        return known is not None and bool(known[1](self.tst_info_der) == self.message_digest)
+        if known is None or self.content_type != TST_INFO:
+            return False
+        return bool(known[1](self.tst_info_der) == self.message_digest)
 
     def signature_valid(self) -> bool:
         if self.signer is None or self.signature_algorithm not in _SIGNATURE_ALGORITHMS:

@@ -18,7 +18,6 @@ from verification.trust import TrustAnchors, issuer_of
 __all__ = ["TIME_STAMPING", "check_timestamp"]
 
 TIME_STAMPING = "1.3.6.1.5.5.7.3.8"  # id-kp-timeStamping
-TST_INFO = "1.2.840.113549.1.9.16.1.4"
 
 
 def check_timestamp(
@@ -31,7 +30,7 @@ def check_timestamp(
         return Check.invalid("timestamp", "malformed_timestamp", str(exc)), None
     if not token.imprint_matches(signature_value):
         return Check.invalid("timestamp", "timestamp_mismatch", "时间戳不是对本签章签名值签发的（摘要不符）"), None
-    if token.content_type != TST_INFO or not token.content_digest_matches():
+    if not token.content_digest_matches():
         return Check.invalid("timestamp", "bad_timestamp", "时间戳内容已被改动：与时间戳签名的摘要不符"), None
     tsa = token.signer
     if tsa is None:
