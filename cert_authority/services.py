@@ -51,7 +51,8 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     """Seals, issuance, lifecycle and queries sharing the registry's engine, files and fonts."""
     engine, files = registry.engine, registry.filestore
     timestamps = TimeStampAuthority(pki, engine)
-    seals = SealService(engine, files, pki, lambda: registry.fonts)
+    stamps = timestamps if pki.settings.tsa_stamp_seals else None
+    seals = SealService(engine, files, pki, lambda: registry.fonts, timestamps=stamps)
     layouts = LicenceLayouts(registry, files, pki.settings.base_url)
     accounts = LocalAccounts(engine)
     verification = VerificationService(engine, files, pki, layouts)
@@ -61,9 +62,7 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     sharing = SharingService(engine, files, pki, registry, layouts, duty_rules)
     return LicenceServices(
         seals=seals,
-        issuance=IssuanceService(
-            engine, files, registry, seals, layouts, timestamps=timestamps if pki.settings.tsa_stamp_licences else None
-        ),
+        issuance=IssuanceService(engine, files, registry, seals, layouts, timestamps=stamps),
         lifecycle=LifecycleService(engine),
         queries=LicenceQueryService(engine, files, LicenceImages(engine, files, layouts)),
         verification=verification,

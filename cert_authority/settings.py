@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     tsa_policy: str = Field(default="2.25.125957908671018374453362166525687090653", pattern=r"^[0-2](\.\d+)+$")
     tsa_name: str = "电子证照时间戳服务"
     # Whether issuance puts a timestamp over every licence seal (off: licences as before timestamps).
-    tsa_stamp_licences: bool = True
+    tsa_stamp_seals: bool = True
 
     @field_validator("base_url")
     @classmethod

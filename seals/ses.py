@@ -556,7 +556,9 @@ def tbs_sign_constant_prefix(seal_der: bytes, data_hash_length: int, property_in
     return SHAPES.constant_prefix(("tbs_sign", seal_der, data_hash_length, property_info))
 
 
-def assemble_signature(tbs_der: bytes, signer_certificate: bytes, signature: bytes) -> bytes:
+def assemble_signature(
+    tbs_der: bytes, signer_certificate: bytes, signature: bytes, timestamp: bytes | None = None
+) -> bytes:
     """DER SES_Signature from DER(TBS_Sign), the signer's DER certificate and its DER SM2 signature.
 
     Checks before it packs: the certificate is one the seal lists, and the signature verifies over
@@ -571,7 +573,7 @@ def assemble_signature(tbs_der: bytes, signer_certificate: bytes, signature: byt
         raise _not_listed(cert, seal)
     if not cert.public_key.verify(signature, tbs_der):
         raise SealSigningError("签章签名验证失败：签名设备返回的签名值与签章人证书不符")
-    return encode_signature(tbs_der, cert.der, signature)
+    return encode_signature(tbs_der, cert.der, signature, timestamp)
 
 
 def encode_signature(

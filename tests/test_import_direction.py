@@ -40,7 +40,7 @@ ROOMS: dict[str, frozenset[str]] = {
     "pki": frozenset({"store"}),
     "timestamping": frozenset({"store", "pki"}),
     "registry": frozenset({"store"}),
-    "eseals": frozenset({"store", "pki"}),
+    "eseals": frozenset({"store", "pki", "timestamping"}),
     "issuing": frozenset({"store", "registry", "pki", "timestamping", "eseals"}),
     "checking": frozenset({"store", "pki", "registry", "issuing"}),
     "holders": frozenset({"store", "access", "pki", "registry", "issuing"}),

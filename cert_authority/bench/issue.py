@@ -8,7 +8,7 @@ committed), after a warm-up that loads keys and templates. The baseline, OpenSSL
 sign rate, is measured in the same run: the machines are shared and noisy, so only same-run ratios
 mean much. Each licence makes two SM2 signatures (PDF and OFD), and two more by the TSA for the
 timestamps over them. What the timestamps cost is measured in the same run too: a second pool of
-workers issues with ECAS_TSA_STAMP_LICENCES off, the two pools taking turns on slices of the rows
+workers issues with ECAS_TSA_STAMP_SEALS off, the two pools taking turns on slices of the rows
 (`ROUNDS`), so both see the same machine. The TSA's clock is taken as is (ECAS_TSA_CLOCK=unchecked:
 development machines often have no NTP; the kernel check is one system call per chunk).
 """
@@ -108,7 +108,7 @@ def issue_benchmark(
         issuer = DEPARTMENTS[0].uscc
         single_ms = _single_issue_ms(services, directory)
         openssl_sign, _ = measure_openssl(openssl_seconds)  # before the workers start: an idle machine
-        plain_settings = settings.model_copy(update={"tsa_stamp_licences": False})
+        plain_settings = settings.model_copy(update={"tsa_stamp_seals": False})
         summaries = {"stamped": BatchSummary(), "plain": BatchSummary()}
 
         def recorder(summary: BatchSummary) -> Callable[[RowResult], None]:

@@ -147,6 +147,19 @@ class TimeStampAuthority:
 
         return stamp, room
 
+    def document_stamper(self) -> tuple[Callable[[bytes], bytes | None], int] | None:
+        """As `licence_stamper`, for one signature (a department's own document)."""
+        stamper = self.licence_stamper()
+        if stamper is None:
+            return None
+        stamp_all, room = stamper
+
+        def stamp(value: bytes) -> bytes | None:
+            tokens = stamp_all([value])
+            return tokens[0] if tokens else None
+
+        return stamp, room
+
     def reply(self, request_der: bytes, now: dt.datetime | None = None) -> tuple[int, bytes, int | None]:
         """(HTTP status, DER TimeStampResp, the token's serial) for one DER TimeStampReq: 200 and a
         granted reply, 400 and a rejection naming the failure (RFC 3161 §2.4.2), or 503 and
