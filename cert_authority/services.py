@@ -59,7 +59,7 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     matters = MatterService(engine, registry)
     duty_rules = DutyRules(engine, registry, matters)
     authorisations = Authorisations(engine, registry, matters)
-    sharing = SharingService(engine, files, pki, registry, layouts, duty_rules)
+    sharing = SharingService(engine, files, pki, registry, layouts, duty_rules, timestamps=stamps)
     return LicenceServices(
         seals=seals,
         issuance=IssuanceService(engine, files, registry, seals, layouts, timestamps=stamps),

@@ -44,7 +44,7 @@ ROOMS: dict[str, frozenset[str]] = {
     "issuing": frozenset({"store", "registry", "pki", "timestamping", "eseals"}),
     "checking": frozenset({"store", "pki", "registry", "issuing"}),
     "holders": frozenset({"store", "access", "pki", "registry", "issuing"}),
-    "sharing": frozenset({"store", "pki", "registry", "issuing", "holders"}),
+    "sharing": frozenset({"store", "pki", "timestamping", "registry", "issuing", "holders"}),
     "services": _DOMAIN,
     "demo": _DOMAIN | {"services"},
     "boundary": frozenset(),

@@ -414,7 +414,9 @@ class CaseService:
             authority_name=self.pki.settings.authority_name,
             url=f"{self.pki.settings.base_url}/api/v1/cases/{row.id}/receipt",
         )
-        return render_receipt(content, self.registry.fonts, signer, picture, now)
+        timestamps = self.sharing.timestamps
+        stamper = timestamps.document_stamper() if timestamps is not None else None
+        return render_receipt(content, self.registry.fonts, signer, picture, now, stamper)
 
     @cached_property
     def _seal_picture(self) -> bytes:

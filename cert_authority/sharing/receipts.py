@@ -150,10 +150,20 @@ def _height(line: ReceiptLine, heading: float, detail: float) -> float:
 
 
 def render_receipt(
-    content: ReceiptContent, fonts: FontSet, signer: Signer, seal_picture: bytes, now: dt.datetime
+    content: ReceiptContent,
+    fonts: FontSet,
+    signer: Signer,
+    seal_picture: bytes,
+    now: dt.datetime,
+    stamper: tuple[Callable[[bytes], bytes | None], int] | None = None,
 ) -> bytes:
-    """The receipt as a PDF sealed with `signer` (the authority's service key)."""
+    """The receipt as a PDF sealed with `signer` (the authority's service key), with a timestamp
+    over the seal from `stamper` (the TSA's `document_stamper`)."""
+    timestamper, room = stamper if stamper is not None else (None, 0)
     layout = receipt_layout(content, fonts)
     pdf = render_pdf(layout, fonts, title=f"材料复用清单（办件 {content.case_id}）", created=now)
     box = SealBox(x=SEAL_BOX.x, y=SEAL_BOX.y, w=SEAL_BOX.w, h=SEAL_BOX.h)
-    return seal_pdf(pdf, signer, seal_picture, 0, box, reason=f"材料复用清单：办件 {content.case_id}", now=now)
+    reason = f"材料复用清单：办件 {content.case_id}"
+    return seal_pdf(
+        pdf, signer, seal_picture, 0, box, reason=reason, now=now, timestamper=timestamper, timestamp_room=room
+    )

@@ -46,6 +46,7 @@ from cert_authority.sharing.rules import DutyRules
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
+from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 from seals.box import SealBox
 from seals.pdf_seal import seal_pdf
@@ -107,8 +108,10 @@ class SharingService:
         layouts: LicenceLayouts,
         duty_rules: DutyRules,
         clock: Callable[[], dt.datetime] = utc_now,
+        timestamps: TimeStampAuthority | None = None,
     ) -> None:
         self.engine = engine
+        self.timestamps = timestamps  # a timestamp over the seal of annotated copies and receipts
         self.filestore = filestore
         self.pki = pki
         self.registry = registry
@@ -371,7 +374,19 @@ class SharingService:
         pdf = render_pdf(layout, fonts, title=f"{row.name} 加注件", created=now)
         box = SealBox(x=layout.width - 48, y=layout.height - 48, w=38, h=38)
         signer = self.pki.service_signer(now)
-        sealed = seal_pdf(pdf, signer, self._service_seal_picture, 0, box, reason=f"加注件：{cause}", now=now)
+        stamper = self.timestamps.document_stamper() if self.timestamps is not None else None
+        timestamper, room = stamper if stamper is not None else (None, 0)
+        sealed = seal_pdf(
+            pdf,
+            signer,
+            self._service_seal_picture,
+            0,
+            box,
+            reason=f"加注件：{cause}",
+            now=now,
+            timestamper=timestamper,
+            timestamp_room=room,
+        )
         token = secrets.token_urlsafe(24)
         with Session(self.engine) as session:
             session.add(
