@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from cert_authority.errors import InvalidRequestError, PermissionDeniedError
 
-ROLES = ("admin", "issuer", "user", "auditor")
-ROLE_NAMES = {"admin": "管理员", "issuer": "颁证部门", "user": "用证部门", "auditor": "审计"}
+ROLES = ("admin", "issuer", "user", "auditor", "exchange")
+# exchange: reads the change feed (GET /api/v1/feed), for the provincial library; nothing else.
+ROLE_NAMES = {"admin": "管理员", "issuer": "颁证部门", "user": "用证部门", "auditor": "审计", "exchange": "数据交换"}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 from cert_authority.errors import (
     AlreadyInitialisedError,
     AuthenticationError,
+    BatchSignatureError,
+    CityNotRegisteredError,
     ConfigError,
     ConflictError,
     DatabaseUnavailableError,
@@ -29,6 +31,7 @@ from cert_authority.errors import (
     SealNameError,
     SealPictureConflictError,
     SealStatusError,
+    SequenceGapError,
     StorageUnavailableError,
     StoredFileError,
     TimeNotAvailableError,
@@ -50,6 +53,7 @@ from templates.errors import FontError, ImageError, LayoutError, MissingGlyphErr
 # (error class, HTTP status, machine-readable code); first match wins.
 ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (AuthenticationError, 401, "unauthenticated"),
+    (CityNotRegisteredError, 403, "city_not_registered"),
     (PermissionDeniedError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
     (KeyNotFoundError, 404, "key_not_found"),
@@ -63,6 +67,7 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (RecordMismatchError, 409, "record_mismatch"),
     (SealPictureConflictError, 409, "seal_picture_resembles"),
     (SealStatusError, 409, "seal_status_conflict"),
+    (SequenceGapError, 409, "sequence_gap"),
     (ConflictError, 409, "conflict"),
     (PayloadTooLargeError, 413, "payload_too_large"),
     (TooManyAttemptsError, 429, "too_many_attempts"),
@@ -70,6 +75,7 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (LicenceDataError, 422, "invalid_licence_data"),
     (SealNameError, 422, "invalid_seal_name"),
     (SealImportError, 422, "invalid_seal_import"),
+    (BatchSignatureError, 422, "bad_signature"),
     (InvalidRequestError, 422, "invalid_request"),
     (SpecError, 422, "invalid_spec"),
     (LayoutError, 422, "layout_overflow"),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
+from sqlmodel import Session, col, select
 
 from cert_authority.access.staff import StaffAccounts
 from cert_authority.actors import CLI_ACTOR
@@ -27,7 +28,9 @@ from cert_authority.registry.spec_input import load_definition, parse_type_spec
 from cert_authority.services import LicenceServices, licence_services_for
 from cert_authority.settings import Settings
 from cert_authority.sharing.matters import parse_matter_spec
+from cert_authority.store.models import StaffAccountRow
 from cert_authority.timeutil import local_date
+from keys.keystore import create_key_file, open_key_file
 from keys.uscc import uscc_check_character
 from templates.identifier import ID_CHECK, ID_WEIGHTS
 
@@ -81,7 +84,9 @@ def build_demo(
     done += register_seals(services, now)
     done += issue_demo_licences(services, now)
     done += register_demo_holders(services)
-    done += register_demo_staff(StaffAccounts(registry.engine))
+    staff = StaffAccounts(registry.engine)
+    done += register_demo_staff(staff)
+    done += register_demo_signin_key(staff, demo_signin_key_path(pki.settings))
     done += register_example_matters(services)
     done += grant_demo_bases(services, now)
     return done
@@ -373,6 +378,27 @@ def register_demo_staff(staff: StaffAccounts) -> list[str]:
             staff.create(member.username, member.name, member.role, uscc, DEMO_PASSWORD)
             done.append(f"建立工作人员演示账号 {member.username}（{member.duty}）")
     return done
+
+
+def demo_signin_key_path(settings: Settings) -> Path:
+    """The demo administrator's SM2 sign-in key (a UKey in a deployment), under the demo password."""
+    return settings.data_dir / "demo-admin-signin.key.pem"
+
+
+def register_demo_signin_key(staff: StaffAccounts, path: Path) -> list[str]:
+    """Administrators sign in with an SM2 key (access/signin.py): the demo admin's is a key file."""
+    admin = next(member for member in DEMO_STAFF if member.role == "admin")
+    with Session(staff.engine) as session:
+        row = session.exec(select(StaffAccountRow).where(col(StaffAccountRow.username) == admin.username)).one()
+    assert row.id is not None
+    if staff.signin.active_keys(row.id):
+        return []
+    if path.exists():
+        public = open_key_file(path, DEMO_PASSWORD.encode()).public_key
+    else:
+        public = create_key_file(path, DEMO_PASSWORD.encode())
+    staff.signin.register(CLI_ACTOR, admin.username, public.to_der(), "演示软件密钥")
+    return [f"为管理员 {admin.username} 生成并登记 SM2 签名登录密钥 {path}"]
 
 
 REVOKED_KEY = f"demo:{DRAINAGE_TYPE}:2"

@@ -110,3 +110,25 @@ class SealStatusError(ConflictError):
 
 class TimeNotAvailableError(ServiceError):
     """The time-stamping authority's clock is not known to be right: it refuses rather than stamp a wrong time."""
+
+
+class CityNotRegisteredError(PermissionDeniedError):
+    """Province mode: a batch or request from a city authority not registered here (403)."""
+
+
+class BatchSignatureError(InvalidRequestError):
+    """Province mode: a batch or request whose signature is missing or not the city's (422)."""
+
+
+class SequenceGapError(ConflictError):
+    """Province mode: a batch that does not follow on from what the province acknowledged (409)."""
+
+    def __init__(self, message: str, acked: int) -> None:
+        super().__init__(message)
+        self.acked = acked
+
+
+class SealedDataError(RecordMismatchError):
+    """Personal data kept encrypted in a row does not open: the value was edited, moved from
+    another row, or sealed under a key this service does not have; or the row is from before
+    `ecas data encrypt` and has no sealed value yet."""

@@ -24,8 +24,11 @@ from cert_authority.sharing.matters import MatterService
 from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import SharingService
 from cert_authority.sharing.stats import StatsService
+from cert_authority.store.data_keys import data_key_ring, open_keys_early
 from cert_authority.store.db import open_database
+from cert_authority.store.personal import PersonalData, RingDataKeys
 from cert_authority.timestamping.authority import TimeStampAuthority
+from cert_authority.transparency.log import TransparencyLog
 
 
 @dataclass(frozen=True)
@@ -45,38 +48,51 @@ class LicenceServices:
     cases: CaseService
     stats: StatsService
     timestamps: TimeStampAuthority
+    log: TransparencyLog
+    personal: PersonalData  # the codec of personal data at rest (store.personal)
 
 
 def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceServices:
     """Seals, issuance, lifecycle and queries sharing the registry's engine, files and fonts."""
     engine, files = registry.engine, registry.filestore
+    personal = personal_data_for(pki.settings)
     timestamps = TimeStampAuthority(pki, engine)
     stamps = timestamps if pki.settings.tsa_stamp_seals else None
     seals = SealService(engine, files, pki, lambda: registry.fonts, timestamps=stamps)
     layouts = LicenceLayouts(registry, files, pki.settings.base_url)
-    accounts = LocalAccounts(engine)
-    verification = VerificationService(engine, files, pki, layouts)
+    accounts = LocalAccounts(engine, personal)
+    transparency = TransparencyLog(engine, pki)
+    verification = VerificationService(engine, files, pki, layouts, transparency, personal)
     matters = MatterService(engine, registry)
     duty_rules = DutyRules(engine, registry, matters)
-    authorisations = Authorisations(engine, registry, matters)
-    sharing = SharingService(engine, files, pki, registry, layouts, duty_rules, timestamps=stamps)
+    authorisations = Authorisations(engine, registry, matters, personal)
+    sharing = SharingService(engine, files, pki, registry, layouts, duty_rules, personal, timestamps=stamps)
     return LicenceServices(
         seals=seals,
-        issuance=IssuanceService(engine, files, registry, seals, layouts, timestamps=stamps),
-        lifecycle=LifecycleService(engine),
-        queries=LicenceQueryService(engine, files, LicenceImages(engine, files, layouts)),
+        issuance=IssuanceService(engine, files, registry, seals, layouts, personal, timestamps=stamps),
+        lifecycle=LifecycleService(engine, personal),
+        queries=LicenceQueryService(engine, files, LicenceImages(engine, files, layouts), personal),
         verification=verification,
         accounts=accounts,
-        holders=HolderService(engine, accounts, pki, registry, verification.binding),
-        show_tokens=ShowTokenVerifier(engine, pki),
+        holders=HolderService(engine, accounts, pki, registry, verification.binding, personal),
+        show_tokens=ShowTokenVerifier(engine, pki, personal),
         sharing=sharing,
         matters=matters,
         duty_rules=duty_rules,
         authorisations=authorisations,
-        cases=CaseService(engine, files, pki, registry, sharing, matters, duty_rules, authorisations),
+        cases=CaseService(engine, files, pki, registry, sharing, matters, duty_rules, authorisations, personal),
         stats=StatsService(engine),
         timestamps=timestamps,
+        log=transparency,
+        personal=personal,
     )
+
+
+def personal_data_for(settings: Settings) -> PersonalData:
+    """The codec of personal data at rest: data keys of purpose "pii" in the key hierarchy under
+    ECAS_KEK (store/data_keys.py), so `ecas keys rotate pii` and a KEK change work without
+    re-encrypting anything."""
+    return PersonalData(RingDataKeys(data_key_ring(settings)))
 
 
 def migrated_engine(settings: Settings) -> Engine:
@@ -91,4 +107,6 @@ def licence_services(settings: Settings) -> LicenceServices:
 
 def issuance_service(settings: Settings) -> IssuanceService:
     """What a batch worker process needs (see `issuing.batch.BatchPool`)."""
-    return licence_services(settings).issuance
+    services = licence_services(settings)
+    open_keys_early(settings)
+    return services.issuance

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cert_authority.errors import ConfigError
+
+# The SM cipher suites (TLCP, GB/T 38636; TLS 1.3, RFC 8998) a TLS front may report.
+SM_SUITES = (
+    "ECC-SM2-SM4-CBC-SM3",
+    "ECC-SM2-SM4-GCM-SM3",
+    "ECDHE-SM2-SM4-CBC-SM3",
+    "ECDHE-SM2-SM4-GCM-SM3",
+    "TLS_SM4_GCM_SM3",
+    "TLS_SM4_CCM_SM3",
+)
 
 
 class Settings(BaseSettings):
@@ -35,6 +46,10 @@ class Settings(BaseSettings):
     # across all workers on PostgreSQL, per worker on SQLite.
     rate_limit_per_key: int = Field(default=6000, ge=0)
     rate_limit_per_address: int = Field(default=1200, ge=0)
+    # Behind a TLS/TLCP front (docs/deployment.md): the request header in which the front reports
+    # the negotiated cipher suite, and the suites accepted (default: the SM ones).
+    tls_cipher_header: str | None = None
+    tls_ciphers: list[str] = Field(default_factory=lambda: list(SM_SUITES))
     # CJK fonts for licence files (CFF OpenType .otf). Default: Noto Serif SC / Noto Sans SC,
     # installed with the project.
     font_serif: Path | None = None
@@ -49,6 +64,16 @@ class Settings(BaseSettings):
     tsa_name: str = "电子证照时间戳服务"
     # Whether issuance puts a timestamp over every licence seal (off: licences as before timestamps).
     tsa_stamp_seals: bool = True
+    # The provincial library this city pushes its change feed to (`ecas sync push`), and the
+    # provincial root CA (a PEM file) pinned out of band: a city's certificates must chain to it
+    # (checked before pushing, and by the province when it registers a city: `ecas cities add`).
+    province_url: str | None = None
+    province_root: Path | None = None
+    # The time zone every time shown to a person is in (pages, counter verdicts): an IANA name.
+    timezone: str = "Asia/Shanghai"
+    # How often the server sequences the transparency log's queued leaves and signs a head (0: never
+    # on a timer; proofs and verification still sequence on demand).
+    log_interval_seconds: float = Field(default=1.0, ge=0)
 
     @field_validator("base_url")
     @classmethod
@@ -57,6 +82,26 @@ class Settings(BaseSettings):
             raise ValueError("ECAS_BASE_URL must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("province_url")
+    @classmethod
+    def _province_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("ECAS_PROVINCE_URL must start with http:// or https://")
+        return value.rstrip("/") if value else None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"ECAS_TIMEZONE {value!r} is not a known time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
     @property
     def pki_dir(self) -> Path:
         return self.data_dir / "pki"
@@ -64,6 +109,11 @@ class Settings(BaseSettings):
     @property
     def key_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def data_keys_path(self) -> Path:
+        """The data-encryption keys, wrapped under the KEK (keys.datakeys)."""
+        return self.key_dir / "data-keys.json"
 
     @property
     def files_dir(self) -> Path:

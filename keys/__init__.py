@@ -2,7 +2,10 @@
 the CA hierarchy (provincial root → municipal branch → seal certificates), CRL and OCSP.
 
     signer      the `Signer` interface: what every package outside `keys` gets instead of a key
+    datakeys    the key hierarchy below the KEK: data-encryption keys by purpose and version, rotated;
+                SM4-GCM and HMAC-SM3 with them
     keystore    key stores (encrypted at rest): a `Signer` by label, never key bytes
+    aead        SM4-GCM for values at rest, HMAC-SM3
     sm2         SM2 signatures with SM3 on OpenSSL's libcrypto; `sm3`
     x509        X.509 v3 certificates and PKCS#10 requests with SM2 keys (GM/T 0015)
     ca          the CA hierarchy: provincial root → municipal branch → department seal certificates
@@ -12,7 +15,8 @@ the CA hierarchy (provincial root → municipal branch → seal certificates), C
     uscc        unified social credit codes (GB 32100-2015)
     errors      the one exception tree (KeysError)
 
-Internal: _openssl (the cffi binding to libcrypto), armor (PEM/DER reading), pkcs8 (keys at rest).
+Internal: _openssl (the cffi binding to libcrypto), armor (PEM/DER reading), pkcs8 (keys at rest,
+PBES2 with SM4-CBC).
 Each public module's `__all__` is its surface; tests/test_public_surface.py pins both lists.
 
 Only this package touches private-key material. It imports nothing else from the project and no
@@ -24,4 +28,4 @@ web or database framework.
 from keys import oids
 
 # The modules other packages may import (the rest are internal to keys).
-__all__ = ["ca", "crl", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"]
+__all__ = ["aead", "ca", "crl", "datakeys", "errors", "keystore", "ocsp", "oids", "signer", "sm2", "uscc", "x509"]

@@ -9,7 +9,8 @@ boundary so callers handle one tree:
     ├── InvalidCertificateError  malformed certificate/CSR/CRL, or one that fails a check
     ├── InvalidCodeError       a USCC with a wrong length, alphabet or check character
     │   └── CheckCharacterError    … only the check character is wrong
-    └── CAError                the CA cannot do what was asked (not initialised, unknown serial, ...)
+    ├── CAError                the CA cannot do what was asked (not initialised, unknown serial, ...)
+    └── SealedValueError       an encrypted value (SM4-GCM) that does not open: altered, moved or wrong key
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "KeyExistsError",
     "KeyNotFoundError",
     "KeysError",
+    "SealedValueError",
     "WrongPassphraseError",
 ]
 
@@ -67,3 +69,7 @@ class CheckCharacterError(InvalidCodeError):
 
 class CAError(KeysError):
     pass
+
+
+class SealedValueError(KeysError):
+    """An SM4-GCM value whose tag does not match: altered, sealed for another place, or another key."""

@@ -14,12 +14,12 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from keys.errors import KeyExistsError, KeyNotFoundError
-from keys.pkcs8 import DEFAULT_ITERATIONS, decrypt_private_key, encrypt_private_key
+from keys.errors import InvalidKeyError, KeyExistsError, KeyNotFoundError, WrongPassphraseError
+from keys.pkcs8 import DEFAULT_ITERATIONS, decrypt_private_key, encrypt_private_key, key_file_cipher
 from keys.signer import Signer, SoftwareSigner
 from keys.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
 
-__all__ = ["KeyStore", "SoftwareKeyStore"]
+__all__ = ["KeyStore", "SoftwareKeyStore", "create_key_file", "open_key_file"]
 
 LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 
@@ -63,14 +63,45 @@ class SoftwareKeyStore:
     def _path(self, label: str) -> Path:
         return self.directory / f"{_check_label(label)}.key.pem"
 
-    def exists(self, label: str) -> bool:
-        return self._path(label).exists()
+    def labels(self) -> list[str]:
+        """Every key's label, sorted."""
+        return sorted(path.name.removesuffix(".key.pem") for path in self.directory.glob("*.key.pem"))
 
-    def generate(self, label: str) -> SM2PublicKey:
+    def cipher(self, label: str) -> str:
+        """The cipher of the key's file at rest ("sm4-cbc", or "aes-256-cbc" before `rewrap`)."""
+        return key_file_cipher(self._path(label).read_bytes())
+
+    def rewrap(self, label: str, *, old_passphrase: bytes | None = None) -> bool:
+        """Write the key's file again in the current format (SM4-CBC) under the store's passphrase,
+        in place and atomically: the new file is written beside it, synced, read back, and only then
+        renamed over the old one, so an interruption leaves the old file or the new one, never
+        neither. `old_passphrase`: the one the file may still be under (a change of ECAS_KEK); a
+        file already under the store's passphrase opens with it first, so a run that was
+        interrupted can simply be repeated. True if the file was rewritten."""
         path = self._path(label)
-        key = SM2PrivateKey.generate()
-        data = encrypt_private_key(key, self._passphrase, iterations=self._iterations)
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = path.read_bytes()
+        try:
+            key = decrypt_private_key(data, self._passphrase)
+            current = True
+        except WrongPassphraseError:
+            if old_passphrase is None:
+                raise
+            key = decrypt_private_key(data, old_passphrase)
+            current = False
+        if current and key_file_cipher(data) == "sm4-cbc":
+            return False
+        new = encrypt_private_key(key, self._passphrase, iterations=self._iterations)
+        if decrypt_private_key(new, self._passphrase).public_key != key.public_key:  # never replace blind
+            raise InvalidKeyError(f"re-encrypting {label!r} did not give the same key back")
+        tmp = self._write_temporary(path, new)
+        try:
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _sync_directory(self.directory)
+        return True
+
+    def _write_temporary(self, path: Path, data: bytes) -> Path:
         # Unique per call: threads of one process must not collide on the temporary name.
         tmp = path.with_suffix(f".tmp{os.getpid()}-{secrets.token_hex(8)}")
         # O_EXCL + 0600 from creation: the file is never readable by others, not even briefly.
@@ -80,6 +111,21 @@ class SoftwareKeyStore:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def exists(self, label: str) -> bool:
+        return self._path(label).exists()
+
+    def generate(self, label: str) -> SM2PublicKey:
+        path = self._path(label)
+        key = SM2PrivateKey.generate()
+        data = encrypt_private_key(key, self._passphrase, iterations=self._iterations)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self._write_temporary(path, data)
+        try:
             # link() fails if the label was taken meanwhile: a key is never overwritten.
             os.link(tmp, path)
         except FileExistsError as exc:
@@ -123,3 +169,30 @@ class SoftwareKeyStore:
         with self._lock:
             self._cache.pop(label, None)
         self._path(label).unlink(missing_ok=True)
+
+
+def create_key_file(path: Path, passphrase: bytes, *, iterations: int = DEFAULT_ITERATIONS) -> SM2PublicKey:
+    """A new SM2 key alone in an encrypted file (PKCS#8, SM4-CBC; 0600; never overwrites): a
+    person's own key, such as a staff member's sign-in key, rather than one of the store's."""
+    key = SM2PrivateKey.generate()
+    data = encrypt_private_key(key, passphrase, iterations=iterations)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key.public_key
+
+
+def open_key_file(path: Path, passphrase: bytes, signer_id: bytes = DEFAULT_ID) -> Signer:
+    """The signer of a key file `create_key_file` (or `openssl pkcs8 -topk8 -v2 sm4-cbc`) wrote."""
+    return SoftwareSigner(decrypt_private_key(Path(path).read_bytes(), passphrase), signer_id=signer_id)
+
+
+def _sync_directory(directory: Path) -> None:
+    """fsync a directory, so a rename in it survives a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -21,7 +21,7 @@ from keys.armor import der_from
 from keys.errors import ASN1_DECODE_ERRORS, InvalidKeyError
 from keys.oids import SM2_CURVE, SM2_CURVE_NAME
 
-__all__ = ["SIGNATURE_MAX_DER", "SM2PrivateKey", "backend_version", "sm3"]
+__all__ = ["SIGNATURE_MAX_DER", "SM2PrivateKey", "SM2PublicKey", "backend_version", "raw_to_der", "sm3"]
 
 # The recommended curve parameters (GB/T 32918.5).
 P = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF

@@ -29,8 +29,11 @@ from cert_authority.registry.schemas import DepartmentCreate, DepartmentPublic
 from cert_authority.registry.service import RegistryService
 from cert_authority.services import LicenceServices, licence_services_for
 from cert_authority.settings import Settings
+from cert_authority.store.chain import attach_chain
+from cert_authority.store.data_keys import RECORDS, data_key_ring
 from cert_authority.store.db import create_db_engine, migrate
 from cert_authority.store.filestore import FileStore
+from keys import datakeys
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey, SM2PublicKey
 from keys.x509 import Certificate, build_certificate, make_name
@@ -231,6 +234,8 @@ def tmp_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # CREATE DATABASE ... TEMPLATE (about 0.1 s), empty ones are a schema in the session's database.
 POSTGRES_ADMIN_URL = os.environ.get("ECAS_TEST_POSTGRES_URL", "postgresql+psycopg://127.0.0.1:5432/test")
 KEK = "test-passphrase"
+# The data-key ring of a new data directory with few PBKDF2 rounds (200,000 by default: 0.2 s each).
+datakeys.DEFAULT_ITERATIONS = 1000
 
 
 @dataclass
@@ -571,6 +576,8 @@ def open_licence_env(settings: Settings, fonts: FontSet, engine: Engine | None =
     from keys.keystore import SoftwareKeyStore
 
     engine = engine or create_db_engine(settings.effective_database_url)
+    # Audit rows and status events chained, as `open_database` does for the app and the CLI.
+    attach_chain(engine, lambda: data_key_ring(settings).current(RECORDS))
     # Keys with few PBKDF2 rounds. The app and the CLI open them with the settings' passphrase (the
     # iteration count is in each key file), so a test can start an app on the same data directory.
     pki = PkiService(settings, engine, SoftwareKeyStore(settings.key_dir, settings.require_kek(), iterations=1000))

@@ -31,7 +31,8 @@ INNER = ("keys", "templates", "seals", "verification")
 # cert_authority's top-level modules that every room may use: values and helpers with no room of their own.
 CORE = frozenset({"cert_authority", "actors", "errors", "settings", "timeutil"})
 _DOMAIN = frozenset(
-    {"store", "access", "pki", "timestamping", "registry", "eseals", "issuing", "checking", "holders", "sharing"}
+    {"store", "access", "pki", "timestamping", "registry", "eseals", "transparency", "issuing", "checking",
+     "holders", "sharing", "exchange"}
 )
 # Rooms of cert_authority (a sub-package or a top-level module) and the other rooms each may import.
 ROOMS: dict[str, frozenset[str]] = {
@@ -41,17 +42,20 @@ ROOMS: dict[str, frozenset[str]] = {
     "timestamping": frozenset({"store", "pki"}),
     "registry": frozenset({"store"}),
     "eseals": frozenset({"store", "pki", "timestamping"}),
-    "issuing": frozenset({"store", "registry", "pki", "timestamping", "eseals"}),
-    "checking": frozenset({"store", "pki", "registry", "issuing"}),
+    "transparency": frozenset({"store", "pki"}),
+    "issuing": frozenset({"store", "registry", "pki", "timestamping", "eseals", "transparency"}),
+    "checking": frozenset({"store", "pki", "registry", "issuing", "transparency"}),
     "holders": frozenset({"store", "access", "pki", "registry", "issuing"}),
     "sharing": frozenset({"store", "pki", "timestamping", "registry", "issuing", "holders"}),
+    "exchange": frozenset({"store", "pki", "registry", "issuing", "checking"}),
     "services": _DOMAIN,
     "demo": _DOMAIN | {"services"},
+    "data_encryption": _DOMAIN,
     "boundary": frozenset(),
     "web": _DOMAIN | {"services", "demo", "boundary"},
     "http": _DOMAIN | {"services", "demo", "boundary", "web"},
     "bench": _DOMAIN | {"services", "demo"},
-    "cli": _DOMAIN | {"services", "demo", "boundary", "web", "http", "bench"},
+    "cli": _DOMAIN | {"services", "demo", "boundary", "web", "http", "bench", "data_encryption"},
 }
 
 
@@ -61,6 +65,8 @@ def room_of(module: str) -> str | None:
     if parts[0] != "cert_authority" or len(parts) == 1 or parts[1] in CORE:
         return None
     return parts[1]
+
+
 FRAMEWORKS = frozenset(
     {
         "fastapi",

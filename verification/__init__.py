@@ -8,6 +8,8 @@
     trust         trust anchors: chain at signing time and revocation from the branch CA's CRL
     trust_bundle  reading a trust bundle offline, checked against the pinned root and USCC
     show_token    show tokens (亮证码): short-lived, SM2-signed, for a QR on the holder's phone
+    merkle        RFC 9162 Merkle trees (SM3 or SHA-256): roots, inclusion and consistency proofs
+    transparency  the transparency log's leaf and signed tree head formats
     report        results as values: Status (INDETERMINATE kept apart), Check, Report
 
 Internal: evidence (what a file proves by itself), pdf_file (inspecting a sealed PDF).
@@ -15,4 +17,15 @@ Each public module's `__all__` is its surface; tests/test_public_surface.py pins
 """
 
 # The modules other packages may import (the rest are internal to verification).
-__all__ = ["eseal", "ofd_file", "report", "sealed_file", "show_token", "timestamp", "trust", "trust_bundle"]
+__all__ = [
+    "eseal",
+    "merkle",
+    "ofd_file",
+    "report",
+    "sealed_file",
+    "show_token",
+    "timestamp",
+    "transparency",
+    "trust",
+    "trust_bundle",
+]

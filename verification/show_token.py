@@ -29,7 +29,7 @@ from keys.signer import Signer
 from keys.x509 import Certificate
 from verification.report import Check
 
-__all__ = ["PREFIX", "ShowToken", "make_token", "read_token"]
+__all__ = ["MAX_TOKEN_CHARS", "PREFIX", "ShowToken", "make_token", "read_token"]
 
 PREFIX = "ECT1"
 MAX_TOKEN_CHARS = 2000

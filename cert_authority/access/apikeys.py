@@ -154,9 +154,9 @@ class ApiKeyService:
 
     @staticmethod
     def _department_for(session: Session, role: str, uscc: str | None) -> int | None:
-        if role == "admin":
+        if role in ("admin", "exchange"):
             if uscc is not None:
-                raise InvalidRequestError("管理员密钥不属于任何部门：创建时不要给出部门")
+                raise InvalidRequestError(f"{ROLE_NAMES[role]}密钥不属于任何部门：创建时不要给出部门")
             return None
         if uscc is None:
             raise InvalidRequestError(f"{ROLE_NAMES[role]}密钥须属于一个部门：请给出部门统一社会信用代码")

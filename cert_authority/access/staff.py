@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cert_authority.access.passwords import PasswordGate
+from cert_authority.access.signin import SignatureRequiredError, SignInKeys
 from cert_authority.actors import ROLE_NAMES, ROLES, Actor
 from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
 from cert_authority.store.models import DepartmentRow, StaffAccountRow, StaffSessionRow
@@ -42,10 +43,12 @@ class StaffMember:
 
 
 class StaffAccounts:
-    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = utc_now, origin: str = "") -> None:
         self.engine = engine
         self.clock = clock
         self.passwords = PasswordGate(engine, clock)
+        # `origin` (ECAS_BASE_URL) goes into every sign-in challenge: a signature is for this server.
+        self.signin = SignInKeys(engine, origin, clock)
 
     def create(self, username: str, name: str, role: str, department_uscc: str | None, password: str) -> StaffMember:
         if not USERNAME.fullmatch(username):
@@ -93,6 +96,30 @@ class StaffAccounts:
         matched = self.passwords.check(ANONYMOUS, "staff:" + name, stored, password, client=client)
         if row is None or not matched:
             raise AuthenticationError("用户名或密码错误")
+        assert row.id is not None
+        if self.signin.required(row):
+            if not self.signin.active_keys(row.id):
+                raise AuthenticationError(
+                    "该账号须用 SM2 密钥签名登录，但尚未登记密钥（ecas staff register-key 或 keygen）"
+                )
+            raise SignatureRequiredError(self.signin.challenge(row))
+        return self._open_session(row, department)
+
+    def finish_login(
+        self, challenge_id: str, signature: str, client: str = "unknown"
+    ) -> tuple[str, dt.datetime, StaffMember]:
+        """The second step for an account that signs in with its SM2 key (access/signin.py)."""
+        staff_id = self.signin.redeem(challenge_id, signature, client)
+        with Session(self.engine) as session:
+            row = session.get(StaffAccountRow, staff_id)
+            department = session.get(DepartmentRow, row.department_id) if row and row.department_id else None
+        if row is None or row.disabled:
+            raise AuthenticationError("账号不可用")
+        return self._open_session(row, department)
+
+    def _open_session(
+        self, row: StaffAccountRow, department: DepartmentRow | None
+    ) -> tuple[str, dt.datetime, StaffMember]:
         assert row.id is not None
         token = SESSION_PREFIX + secrets.token_urlsafe(32)
         now = self.clock()

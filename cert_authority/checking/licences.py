@@ -6,6 +6,7 @@ and current CRL as anchors); here the registry adds what only it knows:
 - status: the licence is current, or superseded (变更), revoked (吊销), cancelled (注销), expired;
 - record: the record is the one sealed into the OFD (its digest, `issuing.binding`) and the face
   data are exactly what the sealed page shows, so a record edited in the database is caught too;
+- log: the record is what the transparency log recorded, under a signed head (`checking.logged`);
 - a file that verifies but is not a licence issued here (a department's own sealed document, or a
   licence re-sealed after a change of its content) is INDETERMINATE: not a registered licence;
   a reuse receipt (材料复用清单) this authority sealed when closing a case is VALID, as what it is.
@@ -28,14 +29,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor
-from cert_authority.errors import StoredFileError
+from cert_authority.checking.logged import log_check
+from cert_authority.errors import SealedDataError, StoredFileError
 from cert_authority.issuing.binding import RecordBinding
 from cert_authority.issuing.layouts import LicenceLayouts
+from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import CaseRow, LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, local_date, utc_now
+from cert_authority.transparency.log import TransparencyLog
 from keys.crl import Crl
 from keys.errors import CheckCharacterError, InvalidCodeError
 from keys.sm2 import sm3
@@ -55,6 +60,9 @@ _STATUS_MESSAGES = {
 }
 
 
+UNREADABLE_RECORD = Check.invalid("record", "record_mismatch", "登记记录中的加密个人信息无法解密：登记记录可能被篡改")
+
+
 class VerificationService:
     def __init__(
         self,
@@ -62,12 +70,16 @@ class VerificationService:
         filestore: FileStore,
         pki: PkiService,
         layouts: LicenceLayouts,
+        log: TransparencyLog,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
         self.filestore = filestore
         self.pki = pki
         self.layouts = layouts
+        self.log = log
+        self.personal = personal
         self.clock = clock
         self.binding = RecordBinding(filestore, layouts)
 
@@ -146,8 +158,13 @@ class VerificationService:
         return self._with_record(report, row, now, show_face=_may_see_face(actor, row))
 
     # --- what the registry adds ---------------------------------------------------------------
-    def _with_record(self, report: Report, row: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
-        checks = [licence_status_check(row, now), self.binding.check(row)]
+    def _with_record(self, report: Report, stored: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
+        try:
+            row = open_licence(self.personal, stored)
+        except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
+            log.error("licence %s: %s", stored.identifier, exc)
+            return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
+        checks = [licence_status_check(row, now), self.binding.check(row), log_check(self.log, row, now)]
         subject = {
             "identifier": row.identifier,
             "name": row.name,
@@ -156,6 +173,8 @@ class VerificationService:
             "valid_until": row.valid_until.isoformat() if row.valid_until else None,
             "status": effective_status(row, local_date(now)),
         }
+        if row.origin != "new":  # a converted paper licence prints its own issuer and dates
+            subject |= {"origin": row.origin, "original_issuer_name": row.original_issuer_name}
         if show_face:  # who holds it is personal data too: not for anyone who can guess an identifier
             subject |= {
                 "licence_number": row.licence_number,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -17,10 +17,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from cert_authority.actors import Actor
-from cert_authority.checking.licences import licence_status_check
+from cert_authority.checking.licences import UNREADABLE_RECORD, licence_status_check
+from cert_authority.errors import SealedDataError
+from cert_authority.issuing.personal import open_holder
 from cert_authority.pki.service import PkiService
 from cert_authority.store.audit import audit_row
+from cert_authority.store.chain import chain_link
 from cert_authority.store.models import AuditEventRow, LicenceRow, ShowTokenUseRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import utc_now
 from verification.report import Check, Report, Status
 from verification.show_token import read_token
@@ -37,8 +41,8 @@ _USES = ShowTokenUseRow.__table__  # type: ignore[attr-defined]
 _COLUMNS = (
     "identifier",
     "name",
-    "holder_name",
-    "holder_code",
+    "personal_sealed",
+    "holder_code_index",
     "status",
     "valid_until",
     "superseded_by",
@@ -51,8 +55,11 @@ _USE_AND_AUDIT = text(
     "WITH used AS (INSERT INTO show_token_use (nonce, verifier, identifier, expires_at) "
     "VALUES (:nonce, :verifier, :identifier, :expires_at) ON CONFLICT DO NOTHING RETURNING 1) "
     "INSERT INTO audit_event (at, actor, actor_role, actor_department, action, target, holder_code_masked, "
-    "detail_json) SELECT :at, :actor, :actor_role, :actor_department, :action, :target, :holder_code_masked, "
-    "CASE WHEN EXISTS (SELECT 1 FROM used) THEN :detail_json ELSE :replay_detail_json END "
+    "detail_json, chain_partition, chain_seq, chain_prev, chain_mac) "
+    "SELECT :at, :actor, :actor_role, :actor_department, :action, :target, :holder_code_masked, "
+    "CASE WHEN EXISTS (SELECT 1 FROM used) THEN :detail_json ELSE :replay_detail_json END, "
+    ":chain_partition, :chain_seq, :chain_prev, "
+    "CASE WHEN EXISTS (SELECT 1 FROM used) THEN :chain_mac ELSE :replay_chain_mac END "
     "RETURNING EXISTS (SELECT 1 FROM used)"
 )
 FIRST_USE = Check.ok("replay", "首次核验此亮证码")
@@ -60,9 +67,12 @@ REPLAYED = Check.invalid("replay", "replayed", "此亮证码已被核验过（�
 
 
 class ShowTokenVerifier:
-    def __init__(self, engine: Engine, pki: PkiService, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(
+        self, engine: Engine, pki: PkiService, personal: PersonalData, clock: Callable[[], dt.datetime] = utc_now
+    ) -> None:
         self.engine = engine
         self.pki = pki
+        self.personal = personal
         self.clock = clock
         self._next_cleanup = clock()
         self._postgresql = engine.dialect.name == "postgresql"
@@ -85,17 +95,26 @@ class ShowTokenVerifier:
                 checks.append(Check.invalid("status", "not_found", f"本机构没有证照 {token.identifier}"))
                 return Report(tuple(checks), subject, checked_at=now)
             checks.append(licence_status_check(row, now))
-            subject |= {"name": row.name, "holder_name": row.holder_name}
+            holder: Mapping[str, str | None]
+            try:
+                holder = open_holder(self.personal, row.identifier, row.personal_sealed, row.holder_code_index)
+            except SealedDataError as exc:
+                log.error("show token for %s: %s", row.identifier, exc)
+                holder = {"holder_name": None, "holder_code": None}
+                checks.append(UNREADABLE_RECORD)
+            subject |= {"name": row.name, "holder_name": holder["holder_name"]}
 
             def report_and_audit(*last: Check) -> tuple[Report, dict[str, object]]:
                 report = Report((*checks, *last), subject, face_data=token.fields, checked_at=now)
                 detail = {"result": report.result.value, "reason": report.reason, "fields": sorted(token.fields)}
-                audit = audit_row(actor, "show_verify", row.identifier, now, holder_code=row.holder_code, detail=detail)
+                code = holder["holder_code"]
+                audit = audit_row(actor, "show_verify", row.identifier, now, holder_code=code, detail=detail)
                 return report, audit.model_dump(exclude={"id"})
 
             if checks[-1].status is not Status.VALID:
                 report, audit = report_and_audit()
-                connection.execute(insert(_AUDIT).values(**audit))
+                with chain_link(connection) as link:
+                    connection.execute(insert(_AUDIT).values(**(link.seal("audit_event", audit) if link else audit)))
             else:
                 first, first_audit = report_and_audit(FIRST_USE)
                 replay, replay_audit = report_and_audit(REPLAYED)
@@ -116,14 +135,23 @@ class ShowTokenVerifier:
     ) -> bool:
         """Record the token as accepted (the primary key makes a second record fail, whichever worker
         or department tries) with the audit row for the outcome; true if this was the first use."""
-        if self._postgresql:
-            parameters = use | first | {"replay_detail_json": replay["detail_json"]}
-            return bool(connection.execute(_USE_AND_AUDIT, parameters).scalar_one())
-        statement = sqlite_insert(_USES).values(**use).on_conflict_do_nothing().returning(_USES.c.nonce)
-        inserted = connection.execute(statement)
-        is_first = inserted.first() is not None
-        connection.execute(insert(_AUDIT).values(**(first if is_first else replay)))
-        return is_first
+        with chain_link(connection) as link:
+            if self._postgresql:
+                # Which of the two audit rows the statement writes is known after it: both are made
+                # for the same place in the chain, and the one written is accepted.
+                if link is not None:
+                    first, replay = link.candidate("audit_event", first), link.candidate("audit_event", replay)
+                extra = {"replay_detail_json": replay["detail_json"], "replay_chain_mac": replay["chain_mac"]}
+                is_first = bool(connection.execute(_USE_AND_AUDIT, use | first | extra).scalar_one())
+                if link is not None:
+                    link.accept(first if is_first else replay)
+                return is_first
+            statement = sqlite_insert(_USES).values(**use).on_conflict_do_nothing().returning(_USES.c.nonce)
+            inserted = connection.execute(statement)
+            is_first = inserted.first() is not None
+            audit = first if is_first else replay
+            connection.execute(insert(_AUDIT).values(**(link.seal("audit_event", audit) if link else audit)))
+            return is_first
 
     def _forget_expired(self, now: dt.datetime) -> None:
         """Drop accepted tokens past their expiry (they can no longer be replayed), once a minute per worker."""

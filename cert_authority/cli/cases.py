@@ -18,7 +18,7 @@ from cert_authority.registry.spec_input import MAX_DEFINITION_BYTES, load_defini
 from cert_authority.services import LicenceServices, licence_services
 from cert_authority.sharing.cases import Case
 from cert_authority.sharing.matters import parse_matter_spec
-from cert_authority.sharing.stats import METRICS, GroupBy, Period
+from cert_authority.sharing.stats import METRICS, GroupBy, Period, stats_xlsx
 from cert_authority.timeutil import local_date
 
 matters_app = typer.Typer(help="办事事项：登记与查看（所需材料、办理部门）", no_args_is_help=True)
@@ -115,6 +115,33 @@ def _print_case(case: Case) -> None:
                 typer.echo(f"       {c.identifier}  {BASIS_NAMES[c.basis]}")
 
 
+@cases_app.command("list")
+@friendly_errors
+def cases_list(
+    ctx: typer.Context,
+    department: Annotated[str | None, typer.Option(help="只列此部门（统一社会信用代码）的办件")] = None,
+    closed: Annotated[bool, typer.Option("--closed", help="列已办结的办件（默认列办理中的）")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """列出办件：办理中（或已办结）的，最新的在前。"""
+    found = _services(ctx).cases.list_cases(CLI_ACTOR, department, "closed" if closed else "open")
+    if as_json:
+        rows = [
+            {"case": c.id, "matter": c.matter_code, "department_uscc": c.department_uscc, "applicant": c.applicant,
+             "case_number": c.case_number, "status": c.status, "opened_at": c.opened_at.isoformat(),
+             "materials_required": c.required, "materials_reused": c.reused}
+            for c in found
+        ]
+        _echo_json(rows)
+        return
+    if not found:
+        typer.echo("没有办件")
+    for c in found:
+        number = f" 办件号 {c.case_number}" if c.case_number else ""
+        progress = f"已复用 {c.reused}/{c.required}"
+        typer.echo(f"{c.id:>6}  {c.matter_name}  {c.applicant}{number}  {progress}  {c.department_uscc}")
+
+
 @cases_app.command("open")
 @friendly_errors
 def cases_open(
@@ -151,14 +178,17 @@ def cases_show(
 def cases_reuse(
     ctx: typer.Context,
     case_id: Annotated[int, typer.Argument(help="办件编号", min=1)],
-    identifier: Annotated[str, typer.Option(help="申请人名下证照的证照标识")],
+    identifier: Annotated[
+        str | None, typer.Option(help="申请人名下证照的证照标识（给出 --show-token 时可省略）")
+    ] = None,
     use_code: Annotated[str | None, typer.Option(help="持证人给办理部门的用证码")] = None,
+    show_token: Annotated[str | None, typer.Option(help="持证人当面出示的亮证码（ECT1.…），只能用一次")] = None,
     copy: Annotated[Path | None, typer.Option(help="把加注件 PDF 写入此文件")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """复用申请人的证照：取得照面信息与加注件，记入用证记录。"""
     services = _services(ctx)
-    reuse = services.cases.reuse(CLI_ACTOR, case_id, identifier, use_code)
+    reuse = services.cases.reuse(CLI_ACTOR, case_id, identifier, use_code, show_token)
     use = reuse.use
     if copy is not None:
         copy.write_bytes(services.sharing.shared_file(use.copy_token))
@@ -269,6 +299,7 @@ def stats(
     period: Annotated[str, typer.Option(help="统计周期：day、month、quarter")] = "day",
     as_json: JsonOption = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV 输出")] = False,
+    xlsx: Annotated[Path | None, typer.Option("--xlsx", help="另存为 Excel 文件（XLSX）")] = None,
 ) -> None:
     """统计：颁证、用证、亮证核验、办件、所需材料、复用材料与复用率（减材料）。"""
     if by not in (None, "department", "type", "matter"):
@@ -277,6 +308,9 @@ def stats(
         raise UsageError(f"--period 应为 day、month 或 quarter，收到 {period!r}")
     since, until = option_date(start, "--from"), option_date(end, "--to")
     result = _services(ctx).stats.compute(CLI_ACTOR, since, until, cast(GroupBy | None, by), cast(Period, period))
+    if xlsx is not None:
+        xlsx.write_bytes(stats_xlsx(result))
+        typer.echo(f"统计表已写入 {xlsx}", err=as_json or as_csv)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return

@@ -13,6 +13,7 @@ import typer
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from
 from cert_authority.issuing.face_data import PHOTO_MAX_BYTES
+from cert_authority.issuing.origin import ORIGIN_NAMES
 from cert_authority.issuing.schemas import FILE_FORMATS, LICENCE_STATUSES, STATUS_NAMES, LicencePublic
 from cert_authority.services import LicenceServices, licence_services
 
@@ -66,6 +67,10 @@ def _print_licence(licence: LicencePublic) -> None:
                + (f"  {licence.status_reason}" if licence.status_reason else ""))
     typer.echo(f"持证主体 {licence.holder.name}（{licence.holder.code_type} {licence.holder.code}）")
     typer.echo(f"颁证单位 {licence.issuer.name}（{licence.issuer.code}）  颁证日期 {licence.issue_date}")
+    if licence.origin != "new":
+        original = f"  原颁证单位 {licence.original_issuer_name}" if licence.original_issuer_name else ""
+        made = f"{licence.created_at:%Y-%m-%d %H:%M:%S}Z"
+        typer.echo(f"来源 {ORIGIN_NAMES[licence.origin]}（{licence.origin}）  电子证照生成于 {made}{original}")
     typer.echo(f"有效期 {licence.valid_from} 至 {until}")
     typer.echo(f"签章 {licence.seal.seal_name}  {licence.seal.sealed_at:%Y-%m-%d %H:%M:%S}Z")
     if licence.superseded_by:

@@ -12,15 +12,26 @@ from typing import Annotated, Any
 import typer
 
 from cert_authority.actors import CLI_ACTOR
+from cert_authority.cli.audit import audit_app
 from cert_authority.cli.batch import issue_batch
 from cert_authority.cli.cases import cases_app, duty_rules_app, matters_app, stats
+from cert_authority.cli.data import data_app
 from cert_authority.cli.holders import holders_app
+from cert_authority.cli.keys import keys_app
 from cert_authority.cli.licences import issue, licence_app
+from cert_authority.cli.log import log_app
 from cert_authority.cli.registry import apikey_app, departments_app, types_app
 from cert_authority.cli.seals import seals_app
 from cert_authority.cli.staff import staff_app
-from cert_authority.cli.support import UsageError, friendly_errors, settings_from
+from cert_authority.cli.support import (
+    UsageError,
+    friendly_errors,
+    public_address,
+    quiet_closed_pipe,
+    settings_from,
+)
 from cert_authority.cli.support import now as _now
+from cert_authority.cli.sync import cities_app, sync_app
 from cert_authority.cli.tsa import tsa_app
 from cert_authority.cli.verify import verify
 from cert_authority.pki.service import CaNames, PkiService
@@ -45,6 +56,12 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(matters_app, name="matters")
 app.add_typer(cases_app, name="cases")
 app.add_typer(duty_rules_app, name="duty-rules")
+app.add_typer(sync_app, name="sync")
+app.add_typer(cities_app, name="cities")
+app.add_typer(data_app, name="data")
+app.add_typer(log_app, name="log")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 app.command("issue")(issue)
 app.command("issue-batch")(issue_batch)
 app.command("verify")(verify)
@@ -64,8 +81,8 @@ def main_options(
     ctx.obj = overrides
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    return settings_from(ctx)
+def _settings(ctx: typer.Context, new_ok: bool = False) -> Settings:
+    return settings_from(ctx, new_ok)
 
 
 def _pki(settings: Settings) -> PkiService:
@@ -88,7 +105,7 @@ def pki_init(
     branch_name: Annotated[str, typer.Option(help="分中心CA名称")] = CaNames.branch,
 ) -> None:
     """Create the provincial root CA and the municipal branch CA under it."""
-    pki = _pki(_settings(ctx))
+    pki = _pki(_settings(ctx, new_ok=True))
     root, branch = pki.init(_now(), CaNames(root=root_name, branch=branch_name))
     typer.echo(f"根CA：    {root.subject_text}  序列号 {root.serial_hex}  至 {root.not_after:%Y-%m-%d}")
     typer.echo(f"分中心CA：{branch.subject_text}  序列号 {branch.serial_hex}  至 {branch.not_after:%Y-%m-%d}")
@@ -103,7 +120,7 @@ def pki_csr(
     branch_name: Annotated[str, typer.Option(help="分中心CA名称")] = CaNames.branch,
 ) -> None:
     """Make the branch CA's certificate request for an existing provincial root."""
-    pki = _pki(_settings(ctx))
+    pki = _pki(_settings(ctx, new_ok=True))
     request = pki.make_branch_request(_now(), CaNames(branch=branch_name))
     if output:
         output.write_bytes(request.pem)
@@ -297,6 +314,75 @@ def bench_issue(
     )
 
 
+@bench_app.command("sync")
+@friendly_errors
+def bench_sync(
+    licences: Annotated[int, typer.Option(min=2, help="积压阶段颁发的证照份数（其中一半随后吊销）")] = 300,
+    seconds: Annotated[float, typer.Option(min=1, max=60, help="边颁发边推送阶段的秒数")] = 5.0,
+    batch_events: Annotated[int, typer.Option(min=1, max=1000, help="每批最多事件数")] = 500,
+    database_url: Annotated[
+        str, typer.Option(help="数据库（默认本机 PostgreSQL，每个实例一个 schema；sqlite：各用数据目录）")
+    ] = "postgresql+psycopg://127.0.0.1:5432/test",
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """Events per second from a city to a province (two local instances), and the push lag."""
+    from cert_authority.bench.sync import sync_benchmark
+
+    result = sync_benchmark(licences, seconds, database_url, batch_events)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(
+        f"{result['events']} events pushed in {result['seconds']} s on {result['database']}: "
+        f"{result['events_per_s']} events/s (target ≥ {result['target_events_per_s']})"
+    )
+    typer.echo(
+        f"issue events {result['issue_events_per_s']}/s, revocations {result['revocation_events_per_s']}/s; "
+        f"then {result['files_sent']} sealed files in {result['files_seconds']} s ({result['file_mb_per_s']} MB/s)"
+    )
+    typer.echo(
+        f"live: {result['live_licences']} licences, lag p50 {result['lag_p50_ms']} ms, p99 {result['lag_p99_ms']} ms"
+    )
+
+
+@bench_app.command("log")
+@friendly_errors
+def bench_log(
+    leaves: Annotated[int, typer.Option(min=100, help="追加的日志记录数")] = 20000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="追加与取证明的进程数（默认每核一个）")] = (
+        os.cpu_count() or 1
+    ),
+    seconds: Annotated[float, typer.Option(min=0.5, max=60, help="取包含证明的测量秒数")] = 3.0,
+    chunk: Annotated[int, typer.Option(min=1, max=10000, help="每个事务写入的日志记录数（批量颁证每块 50）")] = 50,
+    database_url: Annotated[str, typer.Option(help="数据库（默认本机 PostgreSQL，在其中新建 schema，测完删除）")] = (
+        "postgresql+psycopg://127.0.0.1:5432/test"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """Transparency log: leaves appended (queued and sequenced) and inclusion proofs served per second."""
+    from cert_authority.bench.log import log_benchmark
+
+    result = log_benchmark(leaves, workers, seconds, database_url, chunk=chunk)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(
+        f"{result['leaves']} leaves from {result['workers']} processes on {result['database']}, "
+        f"{result['leaves_per_transaction']} a transaction: "
+        f"{result['append_leaves_per_s']} leaves/s appended and sequenced (target ≥ {result['target_append_per_s']}); "
+        f"queueing alone {result['queue_leaves_per_s']}/s, sequencing alone {result['sequence_leaves_per_s']}/s, "
+        f"{result['heads_signed']} heads signed"
+    )
+    typer.echo(
+        f"inclusion proofs: {result['proofs_per_s']}/s (target ≥ {result['target_proofs_per_s']}); "
+        f"{result['proofs_checked']} sampled proofs verified"
+    )
+    typer.echo(
+        f"baselines, same run: SM3 {result['baseline_sm3_per_s']}/s in one process, "
+        f"database round trips {result['baseline_db_round_trips_per_s']}/s on one connection"
+    )
+
+
 # --- serve ---------------------------------------------------------------------------------
 @app.command("serve")
 @friendly_errors
@@ -306,8 +392,11 @@ def serve(
     port: Annotated[int, typer.Option(help="端口")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="工作进程数（多进程时建议使用 PostgreSQL）")] = 1,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="逐条记录请求")] = True,
+    data_dir: Annotated[Path | None, typer.Option(help="数据目录（同全局 --data-dir，例如省级库的目录）")] = None,
 ) -> None:
     """Run the HTTP service (API docs at /docs); several worker processes share one database."""
+    if data_dir is not None:
+        ctx.find_root().obj = {**(ctx.find_root().obj or {}), "data_dir": data_dir}
     import uvicorn
 
     from cert_authority.cli import serve as serve_workers
@@ -315,7 +404,8 @@ def serve(
     from cert_authority.http.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(ctx)
+    settings = public_address(_settings(ctx, new_ok=True), host, port)
+    os.environ.setdefault("ECAS_BASE_URL", settings.base_url)  # worker processes build their own settings
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log,
                     log_config=log_config())
@@ -340,9 +430,17 @@ def demo(
     port: Annotated[int, typer.Option(help="端口")] = 8000,
 ) -> None:
     """Build a local demo authority (idempotent), then serve it on 127.0.0.1."""
-    from cert_authority.demo import DEMO_PASSWORD, DEMO_STAFF, build_demo, demo_holders, ensure_demo_kek
+    from cert_authority.demo import (
+        DEMO_PASSWORD,
+        DEMO_STAFF,
+        build_demo,
+        demo_holders,
+        demo_signin_key_path,
+        ensure_demo_kek,
+    )
+    from cert_authority.exchange.province_setup import ensure_province
 
-    settings = _settings(ctx)
+    settings = public_address(_settings(ctx, new_ok=True), "127.0.0.1", port)
     if ensure_demo_kek(settings):
         typer.secho(
             f"演示模式：未设置 ECAS_KEK，已生成演示用密钥加密口令 {settings.demo_kek_path}"
@@ -354,6 +452,9 @@ def demo(
     registry = registry_for(settings, engine)
     services = licence_services_for(pki, registry)
     for line in build_demo(pki, registry, _now(), services) or ["演示数据已存在，未做改动"]:
+        typer.echo(f"· {line}")
+    province_dir, province_lines = ensure_province(pki, _now())
+    for line in province_lines:
         typer.echo(f"· {line}")
     for record in pki.registry.list_issued():
         cert = record.certificate
@@ -371,8 +472,19 @@ def demo(
         typer.echo(f"  持证人  {code}  {name}")
     for member in DEMO_STAFF:
         typer.echo(f"  工作人员 {member.username:8} {member.name}（{member.duty}）")
-    base = f"http://127.0.0.1:{port}"
+    typer.echo(
+        f"  管理员登录须 SM2 签名：ecas staff sign-challenge --key {demo_signin_key_path(settings)}"
+        "（密钥口令同上），粘贴登录页给出的挑战"
+    )
+    base = settings.base_url
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
+    typer.echo(f"对外地址（写入证书与证照二维码）：{base}")
+    typer.echo(f"省级电子证照库（另一实例）：ecas serve --data-dir {province_dir} --port {port + 1}")
+    typer.echo(
+        f"  推送：ECAS_PROVINCE_URL=http://127.0.0.1:{port + 1} ecas --data-dir {settings.data_dir} "
+        "sync push --once --json"
+    )
+    typer.echo(f"  在省级库核验：ecas --data-dir {province_dir} verify 证照标识 --json")
     if not serve_after:
         return
     typer.echo("打开以下地址：")
@@ -384,4 +496,8 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # output after a command returned (click's own), to a closed pipe
+        quiet_closed_pipe()
+        sys.exit(0)

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from cert_authority.access.apikeys import ApiKeyService
 from cert_authority.actors import CLI_ACTOR, ROLES
 from cert_authority.cli.support import UsageError, friendly_errors, settings_from
+from cert_authority.registry.catalogue import claim_type, load_catalogue
 from cert_authority.registry.schemas import DepartmentCreate
 from cert_authority.registry.service import RegistryService, registry_for
 from cert_authority.registry.spec_input import MAX_DEFINITION_BYTES, load_definition, parse_template, parse_type_spec
@@ -24,7 +25,7 @@ from templates.spec import parse_model
 
 departments_app = typer.Typer(help="部门：登记与查看颁证、用证部门", no_args_is_help=True)
 apikey_app = typer.Typer(help="API 密钥：创建、查看、吊销", no_args_is_help=True)
-types_app = typer.Typer(help="证照类型：登记、查看、新增模板版本、预览", no_args_is_help=True)
+types_app = typer.Typer(help="证照类型：登记、认领、查看、新增模板版本、预览", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON 输出")]
 
@@ -161,6 +162,28 @@ def types_register(
     images = _images(spec.template, file.parent) if spec.template else {}
     registered = _registry(ctx).register_type(spec, images, CLI_ACTOR)
     typer.echo(f"已登记证照类型 {registered.code} {registered.name}（模板第 {registered.latest_version} 版）")
+
+
+@types_app.command("claim")
+@friendly_errors
+def types_claim(
+    ctx: typer.Context,
+    catalogue_file: Annotated[Path, typer.Argument(help="省级证照目录文件（YAML 或 JSON）")],
+    code: Annotated[str, typer.Argument(help="要认领的证照类型代码（目录中的代码）")],
+    template_file: Annotated[
+        Path, typer.Option("--template", help="本部门的模板定义（YAML 或 JSON；底图路径相对于此文件）")
+    ],
+    issuer: Annotated[str, typer.Option(help="认领部门的统一社会信用代码")],
+) -> None:
+    """认领证照目录中的证照类型：沿用目录的类型代码与照面字段，加上本部门的模板和底图。"""
+    catalogue = load_catalogue(_read_file(catalogue_file, MAX_DEFINITION_BYTES, "证照目录文件"), catalogue_file.name)
+    template = parse_template(_load(template_file))
+    images = _images(template, template_file.parent)
+    claimed = claim_type(_registry(ctx), catalogue, code, issuer, template, images, CLI_ACTOR)
+    typer.echo(
+        f"已认领证照类型 {claimed.code} {claimed.name}（{catalogue.publisher} {catalogue.edition}），"
+        f"颁发部门 {issuer}，模板第 {claimed.latest_version} 版"
+    )
 
 
 @types_app.command("list")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,12 +26,16 @@ class UsageError(Exception):
 
 
 def friendly_errors(command: F) -> F:
-    """Users get one clear line and exit code 1, never a stack trace."""
+    """Users get one clear line and exit code 1, never a stack trace. A reader that closed the pipe
+    (`ecas licence list | head -1`) is no error: the command stops quietly."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except BrokenPipeError:
+            quiet_closed_pipe()
+            raise typer.Exit(0) from None
         except (ServiceError, KeysError, SealError, TemplateError, UsageError, OSError) as exc:
             typer.secho(f"错误：{exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
@@ -37,8 +43,46 @@ def friendly_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def settings_from(ctx: typer.Context) -> Settings:
-    return load_settings(**(ctx.find_root().obj or {}))
+def quiet_closed_pipe() -> None:
+    """The reader went away: write nothing more (Python would complain while flushing stdout at
+    exit). The caller exits with status 0: `head` saw all it wanted."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test runner's buffer): nothing to silence
+        pass
+
+
+def public_address(settings: Settings, host: str, port: int) -> Settings:
+    """The address written into certificates and licence QR codes: ECAS_BASE_URL when it is set,
+    else where `serve`/`demo` listens (a wildcard host as this machine's loopback)."""
+    if "base_url" in settings.model_fields_set:
+        return settings
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (compared, not bound)
+    shown = f"[{shown}]" if ":" in shown else shown
+    return settings.model_copy(update={"base_url": f"http://{shown}:{port}"})
+
+
+def require_data(settings: Settings) -> Settings:
+    """Read and change commands work on an existing authority: a mistyped or unset data directory
+    must not become a new empty database that answers 共 0 条."""
+    if settings.database_url is None and not (settings.data_dir / "ecas.db").is_file():
+        raise NoDataError(
+            f"数据目录 {settings.data_dir.resolve()} 中没有 ECAS 数据：请用 --data-dir 或环境变量 ECAS_DATA_DIR "
+            "指定数据目录，或先运行 ecas demo（演示）或 ecas pki init（正式部署）"
+        )
+    return settings
+
+
+class NoDataError(UsageError):
+    """The data directory holds no ECAS database."""
+
+
+def settings_from(ctx: typer.Context, new_ok: bool = False) -> Settings:
+    """The settings from the environment and the global options; unless `new_ok` (commands that
+    set up an authority), the data directory must hold one."""
+    settings = load_settings(**(ctx.find_root().obj or {}))
+    return settings if new_ok else require_data(settings)
 
 
 def now() -> dt.datetime:

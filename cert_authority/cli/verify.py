@@ -1,5 +1,7 @@
 """`ecas verify FILE_OR_IDENTIFIER [--json]`: the same report as the API. Exit status 0 for VALID,
-1 for INVALID, 2 for INDETERMINATE (a usage or configuration error is also 1, with one 错误： line)."""
+1 for INVALID, 2 when no verdict could be reached: INDETERMINATE, or a usage or file error (a missing
+file, a data directory without ECAS data), with one 错误： line. So a script reads 1 as "this licence
+is not valid" and nothing else."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import typer
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.checking.licences import MAX_UPLOAD_BYTES
 from cert_authority.cli.support import UsageError, friendly_errors, settings_from
+from cert_authority.exchange.province import ProvinceLibrary
 from cert_authority.services import licence_services
 from cert_authority.timeutil import BEIJING
 from verification.report import Report, Status
@@ -26,13 +29,33 @@ COLOURS = {
 }
 
 
+NO_VERDICT = 2  # INDETERMINATE's code: a usage or file error reached no verdict either
+
+
 @friendly_errors
 def verify(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="盖章的 PDF/OFD 文件路径，或证照标识")],
     as_json: Annotated[bool, typer.Option("--json", help="输出 JSON 报告")] = False,
 ) -> None:
-    """验证证照：文件完整性、签名、印章、证书链、吊销状态、证照状态与登记记录。"""
+    """验证证照：文件完整性、签名、印章、证书链、吊销状态、证照状态与登记记录。
+
+    退出码：0 有效（VALID）；1 无效（INVALID）；2 无法确认（INDETERMINATE），
+    或用法、文件错误（文件不存在、数据目录中没有 ECAS 数据等）。
+    """
+    try:
+        report = _report(ctx, target)
+    except (UsageError, OSError) as exc:
+        typer.secho(f"错误：{exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(NO_VERDICT) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print(report)
+    raise typer.Exit(EXIT_CODES[report.result])
+
+
+def _report(ctx: typer.Context, target: str) -> Report:
     services = licence_services(settings_from(ctx))
     path = Path(target)
     if path.is_file():
@@ -43,11 +66,10 @@ def verify(
         raise UsageError(f"文件 {target} 不存在")
     else:  # an identifier; a malformed one gets a report saying exactly what is wrong
         report = services.verification.verify_identifier(CLI_ACTOR, target)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
-    else:
-        _print(report)
-    raise typer.Exit(EXIT_CODES[report.result])
+        if report.reason == "not_found":  # province mode: a licence a city pushed here
+            province = ProvinceLibrary(services.verification.engine, services.verification.filestore)
+            report = province.verify_identifier(CLI_ACTOR, target) or report
+    return report
 
 
 def _print(report: Report) -> None:

@@ -64,7 +64,8 @@ from cert_authority.pki.service import PkiService, revocation_reason
 from cert_authority.store.audit import audit_row
 from cert_authority.store.counters import next_values, seal_counter
 from cert_authority.store.filestore import FileStore
-from cert_authority.store.models import DepartmentRow, IssuedCertificateRow, SealRow
+from cert_authority.store.models import DepartmentRow, ExchangeEventRow, IssuedCertificateRow, SealRow
+from cert_authority.store.outbox import outbox_event
 from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import BEIJING, aware, utc_now
 from keys.ca import years_later
@@ -407,6 +408,7 @@ class SealService:
                     session.rollback()
                     raise SealStatusError(f"{_describe(seal)}已由他人审批")
                 session.add(audit_row(actor, "seal_approve", f"seal:{seal.id}", now, detail=detail))
+                session.add(_feed_event("seal_approve", seal, "active", now, detail | values))
                 session.commit()
         except IntegrityError:
             raise ConflictError(
@@ -490,6 +492,7 @@ class SealService:
                 current = STATUS_NAMES.get(_status(seal, now), seal.status)
                 raise SealStatusError(f"{_describe(seal)}当前为「{current}」，不能{_ACTION_NAMES[action]}")
             session.add(audit_row(actor, action, f"seal:{seal_id}", now, detail=detail))
+            session.add(_feed_event(action, seal, after, now, detail))
             session.commit()
         with self._lock:
             self._material.pop(seal_id, None)
@@ -750,6 +753,7 @@ class SealService:
                 raise SealStatusError(f"印章 {seal_id}（{seal.name}）已吊销")
             detail = {"reason": reason, "note": note}
             session.add(audit_row(actor, "seal_revoke", f"seal:{seal_id}", now, detail=detail))
+            session.add(_feed_event("seal_revoke", seal, "revoked", now, detail))
             session.commit()
         with self._lock:
             self._material.pop(seal_id, None)
@@ -871,3 +875,19 @@ class SealService:
         if found is None:
             raise NotFoundError(f"没有编号为 {seal_id} 的印章")
         return found
+
+
+def _feed_event(
+    action: str, seal: SealRow, status: str, now: dt.datetime, detail: dict[str, Any] | None
+) -> ExchangeEventRow:
+    """The change feed's event for a seal decision (`store.outbox`), beside its audit row."""
+    payload = {
+        "seal_id": seal.id,
+        "es_id": (detail or {}).get("es_id") or seal.es_id,
+        "name": seal.name,
+        "status": status,
+        "cert_serial": (detail or {}).get("cert_serial") or seal.cert_serial,
+        "detail": {k: v for k, v in (detail or {}).items() if isinstance(v, (str, int, type(None)))},
+    }
+    kind = "seal." + action.removeprefix("seal_")
+    return outbox_event(kind, f"seal:{seal.id}", payload, now)

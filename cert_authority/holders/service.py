@@ -30,14 +30,17 @@ from cert_authority.errors import (
     IllegalTransitionError,
     InvalidRequestError,
     NotFoundError,
+    SealedDataError,
 )
 from cert_authority.issuing.binding import RecordBinding
+from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import effective_status, licence_summary
 from cert_authority.issuing.schemas import LicenceSummary
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.models import HolderAccountRow, HolderSessionRow, LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, local_date, utc_now
 from keys.errors import InvalidCodeError
 from keys.uscc import validate_uscc
@@ -73,8 +76,9 @@ class IdentityProvider(Protocol):
 class LocalAccounts:
     """Built-in holder accounts with argon2id password hashes."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(self, engine: Engine, personal: PersonalData, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self.engine = engine
+        self.personal = personal
         self.clock = clock
         self.passwords = PasswordGate(engine, clock)
 
@@ -83,49 +87,55 @@ class LocalAccounts:
         if not name.strip():
             raise InvalidRequestError("姓名或名称不能为空")
         row = HolderAccountRow(
-            holder_code=code, name=name.strip(), password_hash=self.passwords.hash(password), created_at=self.clock()
+            holder_code_index=self.personal.index(code),
+            password_hash=self.passwords.hash(password),
+            created_at=self.clock(),
         )
         with Session(self.engine, expire_on_commit=False) as session:
             session.add(row)
             try:
-                session.commit()
+                session.flush()  # the id, which the sealed values are bound to
             except IntegrityError:
                 raise ConflictError(f"持证主体 {mask_holder_code(code)} 已有账号") from None
-        assert row.id is not None
+            row.personal_sealed = seal_account(self.personal, row, code, name.strip())
+            session.commit()
         log.info("holder account created for %s", mask_holder_code(code))
-        return Holder(row.id, row.holder_code, row.name)
+        return open_account(self.personal, row)
 
     def unlock(self, actor: Actor, holder_code: str) -> None:
         """Clear the failed-login count of this holder code (an administrator's decision; audited)."""
-        self.passwords.unlock(actor, holder_code.strip().upper())
+        self.passwords.unlock(actor, self._login(holder_code.strip().upper()))
 
     def exists(self, holder_code: str) -> bool:
-        with Session(self.engine) as session:
-            return (
-                session.exec(select(HolderAccountRow).where(col(HolderAccountRow.holder_code) == holder_code)).first()
-                is not None
-            )
+        return self._find(holder_code) is not None
 
     def holder(self, holder_code: str) -> Holder:
         """The account of `holder_code` (for the operator and the demo; holders log in)."""
-        with Session(self.engine) as session:
-            row = session.exec(select(HolderAccountRow).where(col(HolderAccountRow.holder_code) == holder_code)).first()
+        row = self._find(holder_code)
         if row is None:
             raise NotFoundError(f"持证主体 {mask_holder_code(holder_code)} 没有账号")
-        assert row.id is not None
-        return Holder(row.id, row.holder_code, row.name)
+        return open_account(self.personal, row)
 
     def authenticate(self, holder_code: str, password: str, client: str = "unknown") -> Holder:
         code = holder_code.strip().upper()
-        with Session(self.engine) as session:
-            row = session.exec(select(HolderAccountRow).where(col(HolderAccountRow.holder_code) == code)).first()
+        row = self._find(code)
         stored = row.password_hash if row is not None and not row.disabled else None
         # Checked (and audited) whether or not the account exists: the answer takes as long either way.
-        matched = self.passwords.check(ANONYMOUS, code, stored, password, holder_code=code, client=client)
+        matched = self.passwords.check(ANONYMOUS, self._login(code), stored, password, holder_code=code, client=client)
         if row is None or not matched:
             raise AuthenticationError("持证主体代码或密码错误")
-        assert row.id is not None
-        return Holder(row.id, row.holder_code, row.name)
+        return open_account(self.personal, row)
+
+    def _login(self, holder_code: str) -> str:
+        """What failed log-ins are counted against: the code's blind index, not the code (the
+        audit keeps a hash of it, which for an unkeyed hash of an ID number could be reversed)."""
+        return "holder:" + self.personal.index(holder_code)
+
+    def _find(self, holder_code: str) -> HolderAccountRow | None:
+        index = self.personal.index(holder_code)
+        with Session(self.engine) as session:
+            found = select(HolderAccountRow).where(col(HolderAccountRow.holder_code_index) == index)
+            return session.exec(found).first()
 
 
 class HolderService:
@@ -136,9 +146,11 @@ class HolderService:
         pki: PkiService,
         registry: RegistryService,
         binding: RecordBinding,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
+        self.personal = personal
         self.identity = identity
         self.pki = pki
         self.registry = registry
@@ -165,8 +177,7 @@ class HolderService:
             account = session.get(HolderAccountRow, found.holder_id) if found is not None else None
         if found is None or account is None or account.disabled or aware(found.expires_at) < self.clock():
             raise AuthenticationError("登录已失效，请重新登录")
-        assert account.id is not None
-        return Holder(account.id, account.holder_code, account.name)
+        return open_account(self.personal, account)
 
     def logout(self, token: str) -> None:
         with Session(self.engine) as session:
@@ -178,10 +189,10 @@ class HolderService:
         with Session(self.engine) as session:
             rows = session.exec(
                 select(LicenceRow)
-                .where(col(LicenceRow.holder_code) == holder.holder_code)
+                .where(col(LicenceRow.holder_code_index) == self.personal.index(holder.holder_code))
                 .order_by(col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
             ).all()
-        return [licence_summary(row, today) for row in rows]
+        return [licence_summary(open_licence(self.personal, row), today) for row in rows]
 
     def show_token(
         self, holder: Holder, identifier: str, fields: Sequence[str] | None = None, seconds: int | None = None
@@ -193,9 +204,10 @@ class HolderService:
         if not 10 <= seconds <= MAX_SHOW_SECONDS:
             raise InvalidRequestError(f"亮证码有效期应在 10–{MAX_SHOW_SECONDS} 秒之间")
         with Session(self.engine) as session:
-            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
-        if row is None or row.holder_code != holder.holder_code:
+            stored = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+        if stored is None or stored.holder_code_index != self.personal.index(holder.holder_code):
             raise NotFoundError(f"您名下没有证照 {identifier}")
+        row = open_licence(self.personal, stored)
         status = effective_status(row, local_date(now))
         if status != "issued":
             raise IllegalTransitionError(f"证照状态为 {status}，不能亮证")
@@ -245,3 +257,21 @@ def _checked_code(holder_code: str) -> str:
 
 def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+ACCOUNT_TABLE = "holder_account"
+
+
+def seal_account(personal: PersonalData, row: HolderAccountRow, holder_code: str, name: str) -> str:
+    """An account's code and name, sealed to its id (so they cannot be moved to another account)."""
+    return personal.seal({"holder_code": holder_code, "name": name}, table=ACCOUNT_TABLE, row=str(row.id))
+
+
+def open_account(personal: PersonalData, row: HolderAccountRow) -> Holder:
+    """The holder of an account row; SealedDataError if its sealed values were edited or moved, or
+    its index is not its code's."""
+    assert row.id is not None
+    values = personal.open(row.personal_sealed, table=ACCOUNT_TABLE, row=str(row.id))
+    if personal.index(values["holder_code"]) != row.holder_code_index:
+        raise SealedDataError(f"{ACCOUNT_TABLE} {row.id}：持证主体代码的索引与加密记录不符，记录可能被篡改")
+    return Holder(row.id, values["holder_code"], values["name"])

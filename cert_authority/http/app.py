@@ -20,11 +20,16 @@ from cert_authority.access.denials import record_denial
 from cert_authority.access.staff import StaffAccounts
 from cert_authority.boundary import ErrorPublic, classify
 from cert_authority.errors import ServiceError
+from cert_authority.exchange.feed import ChangeFeed
+from cert_authority.exchange.province import ProvinceLibrary
+from cert_authority.http.log_sequencer import log_sequencer
 from cert_authority.http.middleware.body_limit import MB, BodyLimit
 from cert_authority.http.middleware.rate_limit import Limits, RateLimit, request_counter
 from cert_authority.http.middleware.security_headers import SecurityHeaders
 from cert_authority.http.middleware.show_token_lane import ShowTokenLane
+from cert_authority.http.middleware.transport import TransportCheck
 from cert_authority.http.routes import cases as routes_cases
+from cert_authority.http.routes import exchange as routes_exchange
 from cert_authority.http.routes import holder as routes_holder
 from cert_authority.http.routes import licences as routes_licences
 from cert_authority.http.routes import pki as routes_pki
@@ -32,6 +37,7 @@ from cert_authority.http.routes import registry as routes_registry
 from cert_authority.http.routes import seals as routes_seals
 from cert_authority.http.routes import sharing as routes_sharing
 from cert_authority.http.routes import stats as routes_stats
+from cert_authority.http.routes import transparency as routes_transparency
 from cert_authority.http.routes import tsa as routes_tsa
 from cert_authority.http.routes import verify as routes_verify
 from cert_authority.http.uploads import definition_schemas
@@ -40,8 +46,9 @@ from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import registry_for
 from cert_authority.services import licence_services_for
 from cert_authority.settings import Settings, load_settings
+from cert_authority.store.data_keys import open_keys_early
 from cert_authority.store.db import open_database
-from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error
+from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error, wants_html
 from cert_authority.web.pages import include_pages
 from keys.errors import KeysError
 from seals.errors import SealError
@@ -58,16 +65,20 @@ OPERATOR_MESSAGES = {
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     engine = open_database(settings)
+    open_keys_early(settings)
     app = FastAPI(
         title="ECAS 电子证照与电子印章服务",
         version="0.1.0",
         description="E-licence and e-seal authority: SM2 PKI, sealed licences, verification.",
         responses={429: {"model": ErrorPublic, "description": "请求过于频繁（每分钟限次），见 Retry-After"}},
+        docs_url=None,  # served by the pages from the package's own files (no CDN): web.pages
+        redoc_url=None,
+        lifespan=log_sequencer,
     )
     app.state.settings = settings
     app.state.pki = PkiService(settings, engine)
     app.state.api_keys = ApiKeyService(engine)
-    app.state.staff = StaffAccounts(engine)
+    app.state.staff = StaffAccounts(engine, origin=settings.base_url)
     app.state.registry = registry_for(settings, engine)
     services = licence_services_for(app.state.pki, app.state.registry)
     app.state.seals = services.seals
@@ -84,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cases = services.cases
     app.state.stats = services.stats
     app.state.tsa = services.timestamps
+    app.state.feed = ChangeFeed(engine)
+    app.state.province = ProvinceLibrary(engine, app.state.registry.filestore)
+    app.state.transparency_log = services.log
     app.state.batch_jobs = BatchJobs(engine, app.state.registry.filestore, services.issuance)
     # The busiest route first: requests are matched against the routers in order (≈80 µs saved).
     app.include_router(routes_holder.verify_router)
@@ -97,6 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_sharing.router)
     app.include_router(routes_cases.router)
     app.include_router(routes_stats.router)
+    app.include_router(routes_exchange.feed_router)
+    app.include_router(routes_exchange.province_router)
+    app.include_router(routes_exchange.province_files_router)
+    app.include_router(routes_transparency.router)
+    app.include_router(routes_transparency.api_router)
     include_pages(app)
     app.add_middleware(BodyLimit, skip=PAGE_PREFIXES)
     # Pages: a sealed file of up to 20 MB to check at the counter, in a multipart form.
@@ -110,6 +129,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         counter=app.state.request_counter,
         limits=limits,
         known_key=lambda key: app.state.api_keys.remembered(key) is not None,
+    )
+    # Behind the TLS/TLCP front: what did not come through it is refused before anything else.
+    app.add_middleware(
+        TransportCheck,
+        require_https=settings.base_url.startswith("https://"),
+        cipher_header=settings.tls_cipher_header,
+        ciphers=frozenset(settings.tls_ciphers),
     )
     app.add_middleware(SecurityHeaders, page_prefixes=PAGE_PREFIXES)  # outermost: on refusals too
     _document_definitions(app)
@@ -152,7 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if is_page(request):  # an unknown page, say: an error page, not JSON
+        if is_page(request) or wants_html(request):  # an unknown page, say: an error page, not JSON
             return page_error(request, exc.status_code, "页面不存在" if exc.status_code == 404 else str(exc.detail))
         return await http_exception_handler(request, exc)
 

@@ -4,6 +4,9 @@
   (relative to the batch file); `valid_from` / `valid_until` (YYYY-MM-DD) give the validity for
   types that take it at issue. Columns whose name starts with "_" are ignored, so a rejects file
   (`_line`, `_reason`), once corrected, can be run again as it is.
+- Under an origin (`issuing.origin`), more columns: stock (存量转换) `licence_number`, `issue_date`,
+  `valid_from` / `valid_until` (any type: the paper licence's) and `original_issuer_name`;
+  paper_twin (同步制发) `licence_number`. Without one, these columns are refused as unknown fields.
 - Every row gets an Idempotency-Key, the SM3 of the type, the issuer and the row: running a file
   again skips the rows already issued and never issues one twice, however the first run ended.
 - Rows go in chunks to worker processes (one per core); each chunk is one `issue_many` call: one
@@ -24,9 +27,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cert_authority.actors import CLI_ACTOR, Actor
-from cert_authority.errors import PermissionDeniedError
+from cert_authority.errors import LicenceDataError, PermissionDeniedError
 from cert_authority.issuing.face_data import PHOTO_MAX_BYTES, photo_field
 from cert_authority.issuing.issuance import IssuanceService, IssueRequest
+from cert_authority.issuing.origin import original_licence
 from cert_authority.settings import Settings
 from keys.sm2 import sm3
 
@@ -34,6 +38,17 @@ CHUNK_ROWS = 50
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 VALIDITY_COLUMNS = ("valid_from", "valid_until")
 MAX_LINE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BatchOrigin:
+    """Where every row of a batch comes from: new, stock or paper_twin (`issuing.origin`)."""
+
+    origin: str = "new"
+    include_expired: bool = False  # stock: import licences already expired (they read as expired)
+
+
+NEW = BatchOrigin()
 
 
 @dataclass(frozen=True)
@@ -134,27 +149,47 @@ def _jsonl_rows(path: Path) -> Iterator[BatchRow | RowResult]:
             yield BatchRow(number, {k: v for k, v in values.items() if not k.startswith("_")})
 
 
-def row_key(type_code: str, issuer: str, row: BatchRow) -> str:
-    """The row's Idempotency-Key: the same row of the same type and issuer, the same key."""
-    canonical = json.dumps([type_code, issuer, row.values], ensure_ascii=False, sort_keys=True)
+def row_key(type_code: str, issuer: str, row: BatchRow, origin: BatchOrigin = NEW) -> str:
+    """The row's Idempotency-Key: the same row of the same type, issuer and origin, the same key
+    (a new licence's key is as it was before origins existed)."""
+    parts: list[Any] = [type_code, issuer, row.values]
+    if origin.origin != "new":
+        parts.append(origin.origin)
+    canonical = json.dumps(parts, ensure_ascii=False, sort_keys=True)
     return "batch:" + sm3(canonical.encode()).hex()
 
 
-def row_request(row: BatchRow, key: str, photo_key: str | None, folder: Path) -> IssueRequest:
+def row_request(
+    row: BatchRow, key: str, photo_key: str | None, folder: Path, origin: BatchOrigin = NEW
+) -> IssueRequest:
     """The issue request for one row (ValueError names what is wrong with the row)."""
     values = dict(row.values)
-    dates = {}
-    for column in VALIDITY_COLUMNS:
-        text = values.pop(column, None)
-        if text is not None:
-            try:
-                dates[column] = dt.date.fromisoformat(str(text).strip())
-            except ValueError:
-                raise ValueError(f"{column}：日期应为 YYYY-MM-DD，收到 {str(text)[:40]!r}") from None
+    dates = {column: _date(values.pop(column, None), column) for column in VALIDITY_COLUMNS}
+    original = None
+    if origin.origin != "new":  # else these columns stay in the face data, refused as unknown
+        number = values.pop("licence_number", None)
+        issue_date = _date(values.pop("issue_date", None), "issue_date")
+        issuer_name = values.pop("original_issuer_name", None)
+        original = original_licence(
+            origin.origin,
+            str(number) if number is not None else None,
+            issue_date,
+            str(issuer_name) if issuer_name is not None else None,
+            origin.include_expired,
+        )
     photo = None
     if photo_key is not None and photo_key in values:
         photo = _photo(folder, str(values.pop(photo_key)))
-    return IssueRequest(values, photo, key, dates.get("valid_from"), dates.get("valid_until"))
+    return IssueRequest(values, photo, key, dates["valid_from"], dates["valid_until"], original)
+
+
+def _date(text: Any, column: str) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{column}：日期应为 YYYY-MM-DD，收到 {str(text)[:40]!r}") from None
 
 
 def _photo(folder: Path, name: str) -> bytes:
@@ -181,6 +216,7 @@ def issue_rows(
     rows: list[BatchRow],
     folder: Path,
     actor: Actor = CLI_ACTOR,
+    origin: BatchOrigin = NEW,
 ) -> list[RowResult]:
     """Issue one chunk of rows (as the CLI operator unless `actor` says who); every row gets its result."""
     photo_key = photo_field(issuance.registry.type_spec(type_code))
@@ -188,9 +224,9 @@ def issue_rows(
     requests, lines = [], []
     for row in rows:
         try:
-            requests.append(row_request(row, row_key(type_code, issuer, row), photo_key, folder))
+            requests.append(row_request(row, row_key(type_code, issuer, row, origin), photo_key, folder, origin))
             lines.append(row.line)
-        except ValueError as exc:
+        except (ValueError, LicenceDataError) as exc:
             results[row.line] = RowResult(row.line, reason=str(exc), values=row.values)
     outcomes = issuance.issue_many(actor, type_code, requests, issuer_uscc=issuer) if requests else []
     by_line = {row.line: row for row in rows}
@@ -206,25 +242,27 @@ def issue_rows(
 # The issuance service for a worker process, built from the settings there (a module-level
 # function, so that it can be handed to a spawned process).
 IssuanceFactory = Callable[[Settings], IssuanceService]
-_worker: tuple[IssuanceService, str, str, Path] | None = None
+_worker: tuple[IssuanceService, str, str, Path, BatchOrigin] | None = None
 
 
-def _start_worker(factory: IssuanceFactory, settings: Settings, type_code: str, issuer: str, folder: Path) -> None:
+def _start_worker(
+    factory: IssuanceFactory, settings: Settings, type_code: str, issuer: str, folder: Path, origin: BatchOrigin
+) -> None:
     global _worker
-    _worker = (factory(settings), type_code, issuer, folder)
+    _worker = (factory(settings), type_code, issuer, folder, origin)
 
 
 def _work(rows: list[BatchRow]) -> list[RowResult]:
     assert _worker is not None, "worker not started"
-    issuance, type_code, issuer, folder = _worker
-    return issue_rows(issuance, type_code, issuer, rows, folder)
+    issuance, type_code, issuer, folder, origin = _worker
+    return issue_rows(issuance, type_code, issuer, rows, folder, origin=origin)
 
 
 def _warm_up() -> None:
     """Load what the first licence would: the seal's key and picture, the template, the fonts, the
     TSA's key."""
     assert _worker is not None, "worker not started"
-    issuance, type_code, issuer, _ = _worker
+    issuance, type_code, issuer, _, _ = _worker
     issuance.seals.active_seal(issuer, dt.datetime.now(dt.timezone.utc))
     if issuance.timestamps is not None:
         issuance.timestamps.licence_stamper()
@@ -244,12 +282,12 @@ class BatchPool:
         issuer: str,
         folder: Path,
         workers: int | None = None,
+        origin: BatchOrigin = NEW,
     ):
         self.workers = workers or os.cpu_count() or 1
         # spawn, not fork: each worker opens its own database connections and keys.
-        self._pool = ProcessPoolExecutor(
-            self.workers, get_context("spawn"), _start_worker, (factory, settings, type_code, issuer, folder.resolve())
-        )
+        arguments = (factory, settings, type_code, issuer, folder.resolve(), origin)
+        self._pool = ProcessPoolExecutor(self.workers, get_context("spawn"), _start_worker, arguments)
 
     def __enter__(self) -> BatchPool:
         return self

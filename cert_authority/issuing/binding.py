@@ -50,6 +50,10 @@ BOUND_FIELDS = (
     "face_json",
     "photo_sm3",
 )
+# Bound since stock conversion (存量) came: in the canonical form only when not their default, so
+# the digests sealed into licences issued before stay right, and an edit either way (a new
+# licence marked stock, a stock licence marked new, an original issuer added) changes it.
+BOUND_UNLESS_DEFAULT = {"origin": "new", "original_issuer_name": None}
 CHECKS_KEPT = 10_000
 
 
@@ -57,6 +61,7 @@ def record_digest(row: LicenceRow) -> str:
     """SM3 (hex) of the bound fields as canonical JSON: sorted keys, dates in ISO form, face data
     as the object it stores (not its text, so key order or spacing do not matter)."""
     bound: dict[str, Any] = {name: getattr(row, name) for name in BOUND_FIELDS}
+    bound |= {name: value for name, default in BOUND_UNLESS_DEFAULT.items() if (value := getattr(row, name)) != default}
     bound["face_json"] = json.loads(row.face_json)
     canonical = json.dumps(bound, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_iso)
     return sm3(canonical.encode()).hex()

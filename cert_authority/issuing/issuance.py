@@ -6,7 +6,8 @@
     ─► the department's active seal (409 without one)
     ─► a block of serials and licence numbers from the counters, committed on its own
     ─► per licence: layout ─► `make_licence_files`: the sealed PDF and OFD ─► files into the store
-    ─► ONE transaction: for every licence its row, status event, audit event, idempotency record
+    ─► ONE transaction: for every licence its row, status event, audit event, transparency-log leaf,
+       idempotency record
 
 A batch (`issue_many`) is the same pipeline with one counter step and one transaction for all its
 licences; a single issue is a batch of one.
@@ -19,6 +20,7 @@ serial it took stays a gap and is never handed out again, so no identifier is ev
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -35,6 +37,7 @@ from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor, ensure_may_write_for, issuing_department
 from cert_authority.errors import (
+    ConflictError,
     IdempotencyConflictError,
     IllegalTransitionError,
     InvalidRequestError,
@@ -47,9 +50,21 @@ from cert_authority.eseals.service import SealMaterial, SealService
 from cert_authority.issuing.binding import sealed_custom_data
 from cert_authority.issuing.dates import Validity, validity_for
 from cert_authority.issuing.face_data import CheckedFace, check_face
+from cert_authority.issuing.feed_payload import licence_outbox_event
 from cert_authority.issuing.files import make_licence_files
 from cert_authority.issuing.layouts import LayoutContext, LicenceLayouts
 from cert_authority.issuing.lifecycle import check_transition, status_event
+from cert_authority.issuing.log_leaves import log_licence_events
+from cert_authority.issuing.origin import (
+    ORIGIN_FIELDS,
+    STOCK_HINT,
+    OriginalLicence,
+    Provenance,
+    check_printed_meta,
+    check_provenance,
+    numbers_taken,
+)
+from cert_authority.issuing.personal import open_licence, sealed_columns, stored_licence
 from cert_authority.issuing.record_writes import NewIssue, insert_issue_at_once, insert_issues
 from cert_authority.issuing.records import find_licence, licence_public
 from cert_authority.issuing.schemas import LicencePublic
@@ -59,6 +74,7 @@ from cert_authority.store.audit import audit_row
 from cert_authority.store.counters import next_values, number_counter, serial_counter
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import IdempotencyRow, LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import local_date, utc_now
 from keys.ocsp import ocsp_request
@@ -99,6 +115,7 @@ class IssueRequest:
     idempotency_key: str | None = None
     valid_from: dt.date | None = None
     valid_until: dt.date | None = None
+    original: OriginalLicence | None = None  # a stock or paper-twin licence (`issuing.origin`)
 
 
 @dataclass(frozen=True)
@@ -126,7 +143,7 @@ class _Checked:
     index: int
     key: str | None
     face: CheckedFace
-    validity: Validity
+    provenance: Provenance  # origin, number when given, issue date and validity
     fingerprint: str
 
 
@@ -158,6 +175,7 @@ class IssuanceService:
         registry: RegistryService,
         seals: SealService,
         layouts: LicenceLayouts,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
         timestamps: TimeStampAuthority | None = None,
     ) -> None:
@@ -166,6 +184,7 @@ class IssuanceService:
         self.registry = registry
         self.seals = seals
         self.layouts = layouts
+        self.personal = personal
         self.clock = clock
         self.timestamps = timestamps  # every seal carries a timestamp from it (when its clock is right)
         self._evidence: dict[int, tuple[dt.datetime, bytes]] = {}  # seal certificate → (taken, OCSP)
@@ -184,10 +203,12 @@ class IssuanceService:
         valid_until: dt.date | None = None,
         issuer_uscc: str | None = None,
         now: dt.datetime | None = None,
+        original: OriginalLicence | None = None,
     ) -> IssueResult:
         """Issue a sealed licence of `type_code` for the actor's department (or, for an admin, the
-        department `issuer_uscc`). The same `idempotency_key` returns the same licence."""
-        request = IssueRequest(data, photo, idempotency_key, valid_from, valid_until)
+        department `issuer_uscc`). The same `idempotency_key` returns the same licence. `original`:
+        the paper licence behind a stock or paper-twin licence (`issuing.origin`)."""
+        request = IssueRequest(data, photo, idempotency_key, valid_from, valid_until, original)
         (outcome,) = self.issue_many(actor, type_code, [request], issuer_uscc, now)
         if outcome.error is not None:
             raise outcome.error
@@ -221,13 +242,12 @@ class IssuanceService:
                 except (InvalidRequestError, LicenceDataError) as exc:
                     outcomes[index] = IssueOutcome(error=exc)
             fresh, repeats = self._split_replays(connection, checked, issuer, today, outcomes)
+            fresh = self._refuse_numbers_taken(connection, type_code, issuer, fresh, outcomes)
             if fresh:
                 seal = self.seals.active_seal(issuer, now, connection)
-                serial, number = next_values(
-                    connection, [serial_counter(type_code, issuer), number_counter(issuer)], count=len(fresh)
-                )
+                serial, number = self._numbers(connection, type_code, issuer, fresh)
         if fresh:
-            made = self._make(context, fresh, serial, number, seal, now, today, actor)
+            made = self._make(context, fresh, serial, number, seal, now, actor)
             for item, outcome in self._record_issues(made, actor, now, issuer):
                 outcomes[item.index] = outcome
         for item, first in repeats:  # a key used twice in this batch: the second is a replay
@@ -246,19 +266,54 @@ class IssuanceService:
         key = request.idempotency_key
         if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
             raise InvalidRequestError("Idempotency-Key 应为 1–200 个可打印 ASCII 字符（不含空格）")
-        face, validity = self._checked(
-            context.spec, request.data, request.photo, today, request.valid_from, request.valid_until
-        )
+        face, provenance = self._checked(context, request, today)
         try:
             # The one way a checked value can still fail the layout (lengths were proved at
             # registration): refused here, before a serial is taken.
             check_glyphs(context.spec, context.layout.template, face.values, self.registry.fonts)
+            check_printed_meta(context.layout.template, provenance, self.registry.fonts)
         except FontError as exc:
             raise LicenceDataError([str(exc)]) from None
-        fingerprint = _fingerprint(
-            context.spec.code, issuer, face, request.photo, request.valid_from, request.valid_until
-        )
-        return _Checked(index, key, face, validity, fingerprint)
+        fingerprint = _fingerprint(context.spec.code, issuer, face, request)
+        return _Checked(index, key, face, provenance, fingerprint)
+
+    @staticmethod
+    def _numbers(connection: Connection, type_code: str, issuer: str, fresh: list[_Checked]) -> tuple[int, int]:
+        """The first of a block of serials, one per licence, and of licence numbers, one per licence
+        that does not bring its own (stock and paper-twin licences do)."""
+        to_number = sum(1 for item in fresh if item.provenance.licence_number is None)
+        if to_number == len(fresh):  # both in one statement
+            serial, number = next_values(
+                connection, [serial_counter(type_code, issuer), number_counter(issuer)], count=len(fresh)
+            )
+            return serial, number
+        (serial,) = next_values(connection, [serial_counter(type_code, issuer)], count=len(fresh))
+        number = next_values(connection, [number_counter(issuer)], count=to_number)[0] if to_number else 0
+        return serial, number
+
+    @staticmethod
+    def _refuse_numbers_taken(
+        connection: Connection, type_code: str, issuer: str, fresh: list[_Checked], outcomes: list[IssueOutcome | None]
+    ) -> list[_Checked]:
+        """A licence number given twice (in the database or earlier in this batch) is refused: one
+        number, one licence of a type and issuer (its versions share it). A check, not a
+        constraint: two requests at the same moment with the same number and different content
+        could both pass (the same row twice is caught by its idempotency key)."""
+        given = [item.provenance.licence_number for item in fresh if item.provenance.licence_number is not None]
+        if not given:
+            return fresh
+        taken = numbers_taken(connection, type_code, issuer, given)
+        kept: list[_Checked] = []
+        for item in fresh:
+            number = item.provenance.licence_number
+            if number is not None and number in taken:
+                message = f"licence_number：证照编号 {number} 已被证照 {taken[number]} 使用，不能重复颁发"
+                outcomes[item.index] = IssueOutcome(error=ConflictError(message))
+                continue
+            if number is not None:
+                taken[number] = "（本批前面的一行）"
+            kept.append(item)
+        return kept
 
     def _split_replays(
         self,
@@ -286,9 +341,8 @@ class IssuanceService:
                 fresh.append(item)
         return fresh, repeats
 
-    @staticmethod
     def _known_keys(
-        connection: Connection, issuer: str, keys: list[str]
+        self, connection: Connection, issuer: str, keys: list[str]
     ) -> dict[str, tuple[IdempotencyRow, LicenceRow]]:
         """The keys among `keys` that made a licence before, with that licence: usually none, found
         with one light query; the rows are loaded only for keys that are there."""
@@ -304,7 +358,7 @@ class IssuanceService:
                     .where(col(IdempotencyRow.scope) == issuer)
                     .where(col(IdempotencyRow.key).in_(used))
                 ).all()
-            found.update({record.key: (record, licence) for record, licence in rows})
+            found.update({record.key: (record, open_licence(self.personal, licence)) for record, licence in rows})
         return found
 
     def _make(
@@ -315,7 +369,6 @@ class IssuanceService:
         number: int,
         seal: SealMaterial,
         now: dt.datetime,
-        today: dt.date,
         actor: Actor,
     ) -> list[tuple[_Checked, LicenceRow | ServiceError]]:
         """Lay out, seal and store each licence, numbered from `serial` and `number` on: a block the
@@ -325,15 +378,17 @@ class IssuanceService:
         produced = []
         stamper = self._stamper()
         evidence = self._revocation_evidence(seal, now)
+        numbers = iter(range(number, number + len(items)))
         for offset, item in enumerate(items):
             identifier = LicenceIdentifier(type_code, issuer, identifier_serial(serial + offset), 1)
-            printed_number = licence_number(context.department, number + offset)
+            given = item.provenance.licence_number
+            printed_number = given if given is not None else licence_number(context.department, next(numbers))
+            row = self._row(context, item.face, item.provenance, identifier, printed_number, seal, now, actor)
             try:
-                layout = self._layout(context, item.face, item.validity, identifier, printed_number, today)
+                layout = self.layouts.of_row(context.layout, row, item.face.photo)
             except LicenceDataError as exc:  # did not fit after all: this serial stays a gap
                 made.append((item, exc))
                 continue
-            row = self._row(context, item.face, item.validity, identifier, printed_number, seal, now, today, actor)
             files = self._produce(context, layout, row, seal, now, stamper, evidence)
             produced.append((item, row, files))
         stored = self._store_files([(files, item.face.photo) for item, _, files in produced])
@@ -381,7 +436,10 @@ class IssuanceService:
 
     def _insert(self, rows: list[tuple[_Checked, LicenceRow]], actor: Actor, now: dt.datetime, issuer: str) -> None:
         """The licences' records, all or none: one statement for a single licence on PostgreSQL."""
-        issues = [NewIssue(row, item.face.holder_code, item.key, item.fingerprint) for item, row in rows]
+        issues = [
+            NewIssue(row, sealed_columns(self.personal, row), item.face.holder_code, item.key, item.fingerprint)
+            for item, row in rows
+        ]
         if self._postgresql and len(issues) == 1:
             with self._autocommit.connect() as connection:
                 insert_issue_at_once(connection, issues[0], actor, now)
@@ -405,7 +463,7 @@ class IssuanceService:
                 return None
             row = session.get(LicenceRow, record.licence_id)
             assert row is not None
-            return _replayed((record, row), item, today)
+            return _replayed((record, open_licence(self.personal, row)), item, today)
 
     # --- change --------------------------------------------------------------------------------
     def change_licence(
@@ -424,7 +482,7 @@ class IssuanceService:
         now = (now or self.clock()).astimezone(dt.timezone.utc).replace(microsecond=0)
         today = local_date(now)
         with Session(self.engine) as session:
-            old = find_licence(session, identifier)
+            old = open_licence(self.personal, find_licence(session, identifier))
         ensure_may_write_for(actor, old.issuer_code, f"证照 {identifier} ")
         check_transition(old, "change", today)
         if not isinstance(data, Mapping):
@@ -458,8 +516,10 @@ class IssuanceService:
         assert face is not None and validity is not None
         new_identifier = LicenceIdentifier.parse(old.identifier).next_version()
         seal = self.seals.active_seal(old.issuer_code, now)
-        layout = self._layout(context, face, validity, new_identifier, old.licence_number, today)
-        row = self._row(context, face, validity, new_identifier, old.licence_number, seal, now, today, actor)
+        # A new version is issued today by the department (a converted licence keeps its origin).
+        provenance = Provenance(old.origin, old.licence_number, today, validity, None)
+        row = self._row(context, face, provenance, new_identifier, old.licence_number, seal, now, actor)
+        layout = self.layouts.of_row(context.layout, row, face.photo)
         files = self._produce(context, layout, row, seal, now, self._stamper(), self._revocation_evidence(seal, now))
         (stored,) = self._store_files([(files, face.photo)])
         row = _with_files(row, stored)
@@ -499,15 +559,18 @@ class IssuanceService:
                 current = find_licence(session, old.identifier)
                 check_transition(current, "change", today)
                 raise IllegalTransitionError(f"证照 {old.identifier} 正在被同时办理，请稍后重试")
-            session.add(row)
+            stored = stored_licence(self.personal, row)
+            session.add(stored)
             try:
                 session.flush()
             except IntegrityError:  # the same next version, made by a concurrent change
                 session.rollback()
                 raise IllegalTransitionError(f"证照 {old.identifier} 已被同时变更，请查看最新版本") from None
+            row.id = stored.id
             superseded = find_licence(session, old.identifier)
             session.add(status_event(superseded, "issued", "change", reason, now, actor))
             session.add(status_event(row, None, "change", reason, now, actor))
+            log_licence_events(session.connection(), [(row, "change", now)], now)
             session.add(
                 audit_row(
                     actor,
@@ -518,8 +581,9 @@ class IssuanceService:
                     detail={"supersedes": old.identifier, "reason": reason, "changed_fields": changed},
                 )
             )
+            session.add(licence_outbox_event("licence.superseded", superseded, now))
+            session.add(licence_outbox_event("licence.changed", row, now))
             session.commit()
-            session.refresh(row)
             return row
 
     # --- the shared pipeline -------------------------------------------------------------------
@@ -533,35 +597,34 @@ class IssuanceService:
             raise NotFoundError(f"统一社会信用代码为 {issuer} 的部门尚未登记")
         return _Context(self.layouts.context(type_code, spec=spec, stored=template), department)
 
-    def _checked(
-        self,
-        spec: LicenceTypeSpec,
-        data: Mapping[str, Any],
-        photo: bytes | None,
-        today: dt.date,
-        valid_from: dt.date | None,
-        valid_until: dt.date | None,
-    ) -> tuple[CheckedFace, Validity]:
-        face, problems = check_face(spec, data, photo)
-        validity, more = validity_for(spec.validity, today, valid_from, valid_until)
+    @staticmethod
+    def _checked(context: _Context, request: IssueRequest, today: dt.date) -> tuple[CheckedFace, Provenance]:
+        """The face data and the provenance: a new licence's number, issue date and validity are the
+        authority's to make; a stock or paper-twin licence brings some of them (`issuing.origin`)."""
+        spec = context.spec
+        face, problems = check_face(spec, request.data, request.photo)
+        provenance: Provenance | None
+        if request.original is None:
+            validity, more = validity_for(spec.validity, today, request.valid_from, request.valid_until)
+            provenance = Provenance("new", None, today, validity, None) if validity is not None else None
+            if isinstance(request.data, Mapping) and any(key in request.data for key in ORIGIN_FIELDS):
+                problems.append(STOCK_HINT)  # after "未知字段：licence_number、issue_date"
+            elif more and spec.validity.kind != "given_at_issue":
+                more.append(STOCK_HINT)
+        else:
+            provenance, more = check_provenance(
+                spec.validity,
+                request.original,
+                request.valid_from,
+                request.valid_until,
+                today,
+                context.department.name,
+            )
         problems += more
         if problems:
             raise LicenceDataError(problems)
-        assert face is not None and validity is not None
-        return face, validity
-
-    def _layout(
-        self,
-        context: _Context,
-        face: CheckedFace,
-        validity: Validity,
-        identifier: LicenceIdentifier,
-        number: str,
-        today: dt.date,
-    ) -> PageLayout:
-        return self.layouts.layout(
-            context.layout, face.values, face.photo, validity, identifier, number, context.department.name, today
-        )
+        assert face is not None and provenance is not None
+        return face, provenance
 
     def _stamper(self) -> tuple[Callable[[Sequence[bytes]], Sequence[bytes] | None], int] | None:
         """The TSA's licence stamper for one chunk (its clock checked once), or None without one."""
@@ -628,12 +691,11 @@ class IssuanceService:
     def _row(
         context: _Context,
         face: CheckedFace,
-        validity: Validity,
+        provenance: Provenance,
         identifier: LicenceIdentifier,
         number: str,
         seal: SealMaterial,
         now: dt.datetime,
-        today: dt.date,
         actor: Actor,
     ) -> LicenceRow:
         """The record, but for the names of its sealed files (`_with_files`, once they are stored)."""
@@ -649,12 +711,12 @@ class IssuanceService:
             issuer_code=department.uscc,
             issuer_level=department.level,
             department_id=department.id,
-            issue_date=today,
+            issue_date=provenance.issue_date,
             holder_name=face.holder_name,
             holder_code=face.holder_code,
             holder_code_type=face.holder_code_type,
-            valid_from=validity.valid_from,
-            valid_until=validity.valid_until,
+            valid_from=provenance.validity.valid_from,
+            valid_until=provenance.validity.valid_until,
             seal_id=seal.seal_id,
             seal_name=seal.name,
             sealed_by=seal.signer_name,
@@ -666,8 +728,10 @@ class IssuanceService:
             ofd_sm3="",
             status="issued",
             status_changed_at=now,
-            created_at=now,
+            created_at=now,  # for a converted licence: when it was converted
             created_by=actor.label,
+            origin=provenance.origin,
+            original_issuer_name=provenance.original_issuer_name,
         )
 
 
@@ -703,22 +767,17 @@ def _repeat_of(first: IssueOutcome | None, item: _Checked, first_item: _Checked)
     return IssueOutcome(IssueResult(first.result.licence, replayed=True))
 
 
-def _fingerprint(
-    type_code: str,
-    issuer: str,
-    face: CheckedFace,
-    photo: bytes | None,
-    valid_from: dt.date | None,
-    valid_until: dt.date | None,
-) -> str:
+def _fingerprint(type_code: str, issuer: str, face: CheckedFace, request: IssueRequest) -> str:
     """SM3 of the request as checked (canonical values), so a retry that differs only in spacing
     or key order is the same request, and any real difference is another one."""
-    request = {
+    canonical: dict[str, Any] = {
         "type_code": type_code,
         "issuer": issuer,
         "data": face.values,
-        "photo": sm3(photo).hex() if photo is not None else None,
-        "valid_from": valid_from.isoformat() if valid_from else None,
-        "valid_until": valid_until.isoformat() if valid_until else None,
+        "photo": sm3(request.photo).hex() if request.photo is not None else None,
+        "valid_from": request.valid_from.isoformat() if request.valid_from else None,
+        "valid_until": request.valid_until.isoformat() if request.valid_until else None,
     }
-    return sm3(json.dumps(request, ensure_ascii=False, sort_keys=True).encode()).hex()
+    if request.original is not None:  # absent for a new licence, so its fingerprint is as before
+        canonical["original"] = dataclasses.asdict(request.original)
+    return sm3(json.dumps(canonical, ensure_ascii=False, sort_keys=True, default=str).encode()).hex()

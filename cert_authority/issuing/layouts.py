@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from cert_authority.errors import LicenceDataError
 from cert_authority.issuing.dates import Validity
+from cert_authority.issuing.origin import printed_issuer
 from cert_authority.registry.service import RegistryService, StoredTemplate
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import LicenceRow
@@ -39,6 +40,7 @@ class LicenceLayouts:
         self.filestore = filestore
         self.base_url = base_url.rstrip("/")
         self._backgrounds: dict[str, Picture] = {}
+        self._contexts: dict[tuple[str, int], LayoutContext] = {}
         self._lock = threading.Lock()
 
     def context(
@@ -50,6 +52,19 @@ class LicenceLayouts:
     ) -> LayoutContext:
         """Type `type_code` (whose `spec` and template the caller may have read already) with
         template `template_version` (the latest when None)."""
+        if template_version is not None and spec is None and stored is None:
+            # A type's definition and its template versions never change once registered: a
+            # stored licence's context is read once per process (each use lays the licence out).
+            key = (type_code, template_version)
+            with self._lock:
+                known = self._contexts.get(key)
+            if known is None:
+                known = self.context(type_code, template_version, self.registry.type_spec(type_code))
+                with self._lock:
+                    if len(self._contexts) > 256:
+                        self._contexts.clear()
+                    self._contexts[key] = known
+            return known
         stored = stored or self.registry.get_template(type_code, template_version)
         return LayoutContext(
             spec=spec or self.registry.type_spec(type_code),
@@ -90,14 +105,19 @@ class LicenceLayouts:
     def of_record(self, row: LicenceRow) -> PageLayout:
         """The layout of a stored licence, as it was sealed: its template version, values and dates."""
         photo = Picture.from_jpeg(self.filestore.get(row.photo_sm3)) if row.photo_sm3 else None
+        return self.of_row(self.context(row.type_code, row.template_version), row, photo)
+
+    def of_row(self, context: LayoutContext, row: LicenceRow, photo: Picture | None) -> PageLayout:
+        """The layout of the licence `row` records (sealing it, or laying it out again): what is
+        printed comes from the record, so the two can never differ."""
         return self.layout(
-            self.context(row.type_code, row.template_version),
+            context,
             json.loads(row.face_json),
             photo,
             Validity(row.valid_from, row.valid_until),
             row.identifier,
             row.licence_number,
-            row.issuer_name,
+            printed_issuer(row),
             row.issue_date,
         )
 

@@ -9,7 +9,8 @@ its rule is here too.
 
 Every step is one conditional UPDATE (WHERE status = 'issued'), so two concurrent steps on one
 licence cannot both succeed; the loser gets 409 with the status it found. Each step adds a status
-event and an audit event in the same transaction.
+event, an audit event, a transparency-log leaf and a change-feed event (`store.outbox`) in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ from sqlmodel import Session, col
 
 from cert_authority.actors import Actor, ensure_may_write_for
 from cert_authority.errors import IllegalTransitionError, InvalidRequestError
+from cert_authority.issuing.feed_payload import licence_outbox_event
+from cert_authority.issuing.log_leaves import log_licence_events
+from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import effective_status, find_licence, licence_public
 from cert_authority.issuing.schemas import STATUS_NAMES, LicencePublic
 from cert_authority.store.audit import audit_row
 from cert_authority.store.models import LicenceEventRow, LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, local_date, utc_now
 from templates.identifier import mask_holder_code
 
@@ -73,8 +78,11 @@ def status_event(
 
 
 class LifecycleService:
-    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(
+        self, engine: Engine, personal: PersonalData, clock: Callable[[], dt.datetime] = utc_now
+    ) -> None:
         self.engine = engine
+        self.personal = personal
         self.clock = clock
 
     def revoke(self, actor: Actor, identifier: str, reason: str, now: dt.datetime | None = None) -> LicencePublic:
@@ -109,11 +117,14 @@ class LifecycleService:
                 check_transition(row, action, today)
                 raise IllegalTransitionError(f"证照 {identifier} 正在被同时办理，请稍后重试")
             session.refresh(row)
+            opened = open_licence(self.personal, row)
             session.add(status_event(row, previous, action, reason, now, actor))
+            log_licence_events(session.connection(), [(opened, action, now)], now)
             session.add(
-                audit_row(actor, action, identifier, now, holder_code=row.holder_code, detail={"reason": reason})
+                audit_row(actor, action, identifier, now, holder_code=opened.holder_code, detail={"reason": reason})
             )
+            session.add(licence_outbox_event(f"licence.{RESULT[action]}", row, now))
             session.commit()
             session.refresh(row)
-            log.info("licence %s %s (holder %s)", identifier, action, mask_holder_code(row.holder_code))
-            return licence_public(row, today)
+            log.info("licence %s %s (holder %s)", identifier, action, mask_holder_code(opened.holder_code))
+            return licence_public(open_licence(self.personal, row), today)

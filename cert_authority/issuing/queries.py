@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from cert_authority.actors import Actor, ensure_may_read_for, readable_department
 from cert_authority.errors import InvalidRequestError, NotFoundError
 from cert_authority.issuing.images import LicenceImages
+from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import find_licence, licence_public, licence_summary
 from cert_authority.issuing.schemas import (
     FILE_FORMATS,
@@ -29,6 +30,7 @@ from cert_authority.issuing.schemas import (
 )
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import LicenceEventRow, LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 
 MAX_PAGE_SIZE = 200
@@ -40,18 +42,20 @@ class LicenceQueryService:
         engine: Engine,
         filestore: FileStore,
         images: LicenceImages,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
         self.filestore = filestore
         self.images = images
+        self.personal = personal
         self.clock = clock
 
     def get(self, actor: Actor, identifier: str) -> LicencePublic:
         with Session(self.engine) as session:
             row = find_licence(session, identifier)
         ensure_may_read_for(actor, row.issuer_code, f"证照 {identifier} ")
-        return licence_public(row, self._today())
+        return licence_public(open_licence(self.personal, row), self._today())
 
     def search(
         self,
@@ -61,10 +65,12 @@ class LicenceQueryService:
         status: str | None = None,
         holder_code: str | None = None,
         issuer: str | None = None,
+        text: str | None = None,
         page: int = 1,
         page_size: int = 20,
     ) -> LicencePage:
-        """A page of licence versions, newest first, with the total that match."""
+        """A page of licence versions, newest first, with the total that match; `text` is any part
+        of the holder's code or name, the licence number or the identifier (within the caller's scope)."""
         if status is not None and status not in LICENCE_STATUSES:
             raise InvalidRequestError(f"status：未知状态 {status!r}，可选：{'、'.join(LICENCE_STATUSES)}")
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -77,9 +83,11 @@ class LicenceQueryService:
         if type_code:
             conditions.append(col(LicenceRow.type_code) == type_code)
         if holder_code:
-            conditions.append(col(LicenceRow.holder_code) == holder_code.strip().upper())
+            conditions.append(col(LicenceRow.holder_code_index) == self.personal.index(holder_code.strip().upper()))
         if status is not None:
             conditions.append(_status_condition(status, today))
+        if text and text.strip():
+            conditions.append(_text_condition(text.strip()[:60]))
         with Session(self.engine) as session:
             total = session.exec(select(func.count()).select_from(LicenceRow).where(*conditions)).one()
             rows = session.exec(
@@ -89,9 +97,8 @@ class LicenceQueryService:
                 .offset((page - 1) * page_size)
                 .limit(page_size)
             ).all()
-        return LicencePage(
-            total=int(total), page=page, page_size=page_size, items=[licence_summary(r, today) for r in rows]
-        )
+        items = [licence_summary(open_licence(self.personal, r), today) for r in rows]
+        return LicencePage(total=int(total), page=page, page_size=page_size, items=items)
 
     def file(self, actor: Actor, identifier: str, fmt: str) -> bytes:
         """The sealed PDF or OFD, or the PNG (rendered on first request), checked against its recorded SM3."""
@@ -101,7 +108,7 @@ class LicenceQueryService:
             row = find_licence(session, identifier)
         ensure_may_read_for(actor, row.issuer_code, f"证照 {identifier} ")
         if fmt == "png":
-            return self.images.png(row)
+            return self.images.png(open_licence(self.personal, row))
         return self.filestore.get(row.pdf_sm3 if fmt == "pdf" else row.ofd_sm3)
 
     def holder_licence(self, holder_code: str, identifier: str) -> LicencePublic:
@@ -119,9 +126,9 @@ class LicenceQueryService:
     def _holders_row(self, holder_code: str, identifier: str) -> LicenceRow:
         with Session(self.engine) as session:
             row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
-        if row is None or row.holder_code != holder_code:
+        if row is None or row.holder_code_index != self.personal.index(holder_code):
             raise NotFoundError(f"您名下没有证照 {identifier}")
-        return row
+        return open_licence(self.personal, row)
 
     def history(self, actor: Actor, identifier: str) -> list[LicenceEventPublic]:
         """Every status event of every version of this licence (same serial), oldest first, with
@@ -182,3 +189,15 @@ def _status_condition(status: str, today: dt.date) -> ColumnElement[bool]:
     if status == "expired":
         return and_(col(LicenceRow.status) == "issued", col(LicenceRow.valid_until) < today)
     return col(LicenceRow.status) == status
+
+
+def _text_condition(text: str) -> ColumnElement[bool]:
+    """Part of a holder code (any case), a holder name, a licence number or an identifier."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    return or_(
+        col(LicenceRow.holder_code).like(pattern.upper(), escape="\\"),
+        col(LicenceRow.holder_name).like(pattern, escape="\\"),
+        col(LicenceRow.licence_number).like(pattern, escape="\\"),
+        col(LicenceRow.identifier).like(pattern.upper(), escape="\\"),
+    )

@@ -63,6 +63,10 @@ def metadata_36903(row: LicenceRow, status: str) -> dict[str, str | None]:
         "ZZQZSJ": aware(row.sealed_at).isoformat(),
         "ZZQZMC": row.seal_name,
         "ZZZT": status,
+        # ECAS extensions (not GB/T 36903 elements): where the licence comes from (new, stock,
+        # paper_twin) and, for a converted licence from a merged department, the issuer it prints.
+        "KZ_ZZLY": row.origin,
+        "KZ_YBZJG": row.original_issuer_name,
     }
 
 
@@ -93,6 +97,8 @@ def licence_public(row: LicenceRow, today: dt.date) -> LicencePublic:
         created_at=aware(row.created_at),
         created_by=row.created_by,
         metadata=metadata_36903(row, status),
+        origin=row.origin,
+        original_issuer_name=row.original_issuer_name,
     )
 
 
@@ -112,6 +118,7 @@ def licence_summary(row: LicenceRow, today: dt.date) -> LicenceSummary:
         valid_from=row.valid_from,
         valid_until=row.valid_until,
         status=effective_status(row, today),
+        origin=row.origin,
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +49,14 @@ class LicenceIssue(_Input):
     valid_from: Annotated[dt.date, Field(description="有效期起始日期（仅有效期在颁证时给出的类型）")] | None = None
     valid_until: Annotated[dt.date, Field(description="有效期截止日期（仅有效期在颁证时给出的类型）")] | None = None
     issuer_uscc: Annotated[str, Field(description="颁证部门（仅管理员代为颁证时给出）")] | None = None
+    origin: Annotated[
+        Literal["new", "stock", "paper_twin"],
+        Field(description="new 新办；stock 存量转换（给出原证编号、日期）；paper_twin 纸质证照同步制发（给出编号）"),
+    ] = "new"
+    licence_number: Annotated[str, Field(description="证照编号（仅 stock、paper_twin）")] | None = None
+    issue_date: Annotated[dt.date, Field(description="原证颁证日期（仅 stock，不能晚于今天）")] | None = None
+    original_issuer_name: Annotated[str, Field(description="原颁证单位名称（仅 stock，与本部门不同时）")] | None = None
+    include_expired: Annotated[bool, Field(description="仅 stock：原证已过期的也转换入库（状态为已过期）")] = False
 
 
 class LicenceChange(_Input):
@@ -119,6 +127,8 @@ class LicencePublic(BaseModel):
     created_at: dt.datetime
     created_by: str
     metadata: Annotated[dict[str, str | None], Field(description="GB/T 36903 元数据（ZZMC、ZZBS 等代码）")]
+    origin: Annotated[str, Field(description="new 新办、stock 存量转换、paper_twin 纸质证照同步制发")] = "new"
+    original_issuer_name: Annotated[str | None, Field(description="存量证照的原颁证单位（与颁证部门不同时）")] = None
 
 
 class LicenceSummary(BaseModel):
@@ -138,6 +148,7 @@ class LicenceSummary(BaseModel):
     valid_from: dt.date
     valid_until: dt.date | None
     status: str
+    origin: str = "new"
 
 
 class LicencePage(BaseModel):

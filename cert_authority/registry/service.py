@@ -32,7 +32,14 @@ from cert_authority.registry.schemas import (
 )
 from cert_authority.settings import Settings
 from cert_authority.store.filestore import FileStore
-from cert_authority.store.models import DepartmentRow, LicenceTypeIssuerRow, LicenceTypeRow, TemplateVersionRow
+from cert_authority.store.models import (
+    DepartmentRow,
+    ExchangeEventRow,
+    LicenceTypeIssuerRow,
+    LicenceTypeRow,
+    TemplateVersionRow,
+)
+from cert_authority.store.outbox import outbox_event
 from cert_authority.timeutil import aware, utc_now
 from templates.errors import SpecError
 from templates.images import Picture
@@ -232,6 +239,7 @@ class RegistryService:
                 assert row.id is not None
                 session.add_all(LicenceTypeIssuerRow(type_id=row.id, department_id=d) for d in issuer_ids)
                 session.add(self._version_row(row.id, 1, template, digest, now, actor))
+                session.add(_type_feed_event("type.registered", row, 1, now))
                 session.commit()
             except IntegrityError:
                 session.rollback()
@@ -315,6 +323,7 @@ class RegistryService:
                 ).one()
                 version = (latest or 0) + 1
                 session.add(self._version_row(row.id, version, template, digest, self.clock(), actor))
+                session.add(_type_feed_event("type.template_added", row, version, self.clock()))
                 try:
                     session.commit()
                 except IntegrityError:
@@ -463,3 +472,18 @@ class RegistryService:
 def registry_for(settings: Settings, engine: Engine) -> RegistryService:
     """The registry as the app and the CLI use it: files and fonts from the settings."""
     return RegistryService(engine, FileStore(settings.files_dir), font_paths=(settings.font_serif, settings.font_sans))
+
+
+def _type_feed_event(kind: str, row: LicenceTypeRow, version: int, now: dt.datetime) -> ExchangeEventRow:
+    """The change feed's event for a licence type and its template version (`store.outbox`)."""
+    payload = {
+        "code": row.code,
+        "name": row.name,
+        "authority_name": row.authority_name,
+        "authority_uscc": row.authority_uscc,
+        "issuer_level": row.issuer_level,
+        "holder_category": row.holder_category,
+        "template_version": version,
+        "spec": json.loads(row.spec_json),
+    }
+    return outbox_event(kind, f"type:{row.code}", payload, now)

@@ -4,8 +4,10 @@
         type valid now (and as long as the matter asks), each with the basis this department has:
         duty_rule (a duty rule for the type, for any use or this matter), consent (the holder's
         standing authorisation for this department and matter), or null (ask for a use code)
-    reuse(identifier[, use code]) ─► a use as in `service` (face data, annotated copy, audited with
-        the matter and case number, so the holder sees it), and the material marked as met
+    reuse(identifier[, use code | show token]) ─► a use as in `service` (face data, annotated copy,
+        audited with the matter and case number, so the holder sees it), and the material marked as
+        met; a show token (亮证码) the holder shows at the counter is their consent for the licence
+        it shows, accepted once wherever it is checked first (`consent`)
     close ─► the sealed receipt (材料复用清单), kept in the file store; closing again returns it
 
 A use and the material it meets are written in one transaction, which also checks that the case is
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -33,11 +35,13 @@ from cert_authority.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    SealedDataError,
 )
 from cert_authority.holders.service import checked_holder_code
 from cert_authority.issuing.records import effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
+from cert_authority.sharing import consent
 from cert_authority.sharing.matters import MaterialSpec, MatterService, MatterSpec
 from cert_authority.sharing.receipts import ReceiptContent, ReceiptLine, render_receipt
 from cert_authority.sharing.rules import Authorisations, DutyRules
@@ -45,6 +49,7 @@ from cert_authority.sharing.service import LicenceUse, SharingService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import CaseMaterialRow, CaseRow, LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, local_date, utc_now
 from keys.signer import Signer
 from seals.picture import generate_round_seal
@@ -52,18 +57,20 @@ from templates.identifier import mask_holder_code
 
 log = logging.getLogger("ecas.cases")
 
+CASE_TABLE = "service_case"
 MAX_CASE_NUMBER = 60
+MAX_LISTED = 200
 # How a basis is named to the counter: duty_rule or consent (by a use code or a standing
 # authorisation); the case and the audit keep which one.
 BasisName = Literal["duty_rule", "consent"]
-ConsentKind = Literal["use_code", "authorisation"]
+ConsentKind = Literal["use_code", "show_token", "authorisation"]
+CONSENT_KINDS: tuple[ConsentKind, ...] = ("use_code", "show_token", "authorisation")
 
 
 def split_basis(basis: str) -> tuple[BasisName, ConsentKind | None]:
-    if basis == "use_code":
-        return "consent", "use_code"
-    if basis == "authorisation":
-        return "consent", "authorisation"
+    for kind in CONSENT_KINDS:
+        if basis == kind:
+            return "consent", kind
     assert basis == "duty_rule", basis
     return "duty_rule", None
 
@@ -110,6 +117,22 @@ class Case:
 
 
 @dataclass(frozen=True)
+class CaseSummary:
+    """A case in a department's list: what it is and how far the materials are."""
+
+    id: int
+    matter_code: str
+    matter_name: str
+    department_uscc: str
+    applicant: str  # masked
+    case_number: str | None
+    status: str
+    opened_at: dt.datetime
+    required: int
+    reused: int
+
+
+@dataclass(frozen=True)
 class CaseReuse:
     case_id: int
     material: str
@@ -136,9 +159,11 @@ class CaseService:
         matters: MatterService,
         duty_rules: DutyRules,
         authorisations: Authorisations,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
+        self.personal = personal
         self.filestore = filestore
         self.pki = pki
         self.registry = registry
@@ -171,7 +196,7 @@ class CaseService:
         row = CaseRow(
             matter_code=matter.code,
             department_uscc=department,
-            applicant_code=applicant,
+            applicant_index=self.personal.index(applicant),
             case_number=number,
             status="open",
             opened_at=now,
@@ -181,6 +206,7 @@ class CaseService:
             session.add(row)
             session.flush()
             assert row.id is not None
+            row.applicant_sealed = self.personal.seal({"applicant_code": applicant}, table=CASE_TABLE, row=str(row.id))
             for position, material in enumerate(matter.materials):
                 session.add(
                     CaseMaterialRow(
@@ -200,14 +226,15 @@ class CaseService:
         _ensure_may_see(actor, row)
         matter = self.matters.spec(row.matter_code)
         now = self.clock()
-        candidates = self._candidates(row, matter, now) if row.status == "open" else {}
+        applicant = self._applicant(row)
+        candidates = self._candidates(row, applicant, matter, now) if row.status == "open" else {}
         assert row.id is not None
         return Case(
             id=row.id,
             matter_code=row.matter_code,
             matter_name=matter.name,
             department_uscc=row.department_uscc,
-            applicant=mask_holder_code(row.applicant_code),
+            applicant=mask_holder_code(applicant),
             case_number=row.case_number,
             status=row.status,
             opened_at=aware(row.opened_at),
@@ -225,7 +252,56 @@ class CaseService:
             ),
         )
 
-    def _candidates(self, row: CaseRow, matter: MatterSpec, now: dt.datetime) -> dict[int, tuple[Candidate, ...]]:
+    def list_cases(
+        self, actor: Actor, department_uscc: str | None = None, status: str = "open", limit: int = MAX_LISTED
+    ) -> list[CaseSummary]:
+        """A department's cases (open ones by default), newest first, with the count of materials
+        required and reused (counted by the database): a using department's own; administrators and
+        auditors any department's, or all."""
+        ensure_role(actor, "user", "admin", "auditor")
+        if actor.role == "user":
+            if department_uscc and department_uscc != actor.department_uscc:
+                raise PermissionDeniedError(f"权限不足：只能查看本部门（{actor.department_uscc}）的办件")
+            department_uscc = actor.department_uscc
+        if status not in ("open", "closed"):
+            raise InvalidRequestError("办件状态应为 open（办理中）或 closed（已办结）")
+        if not 1 <= limit <= MAX_LISTED:
+            raise InvalidRequestError(f"每次至多列出 {MAX_LISTED} 件")
+        materials = (
+            select(
+                col(CaseMaterialRow.case_id),
+                func.count().label("required"),
+                func.count(col(CaseMaterialRow.identifier)).label("reused"),
+            )
+            .group_by(col(CaseMaterialRow.case_id))
+            .subquery()
+        )
+        query = (
+            select(CaseRow, materials.c.required, materials.c.reused)
+            .join(materials, materials.c.case_id == col(CaseRow.id), isouter=True)
+            .where(col(CaseRow.status) == status)
+            .order_by(col(CaseRow.opened_at).desc(), col(CaseRow.id).desc())
+            .limit(limit)
+        )
+        if department_uscc:
+            query = query.where(col(CaseRow.department_uscc) == department_uscc)
+        with Session(self.engine) as session:
+            found = session.exec(query).all()
+        summaries = []
+        for row, required, reused in found:
+            assert row.id is not None
+            summaries.append(
+                CaseSummary(
+                    row.id, row.matter_code, self.matters.spec(row.matter_code).name, row.department_uscc,
+                    mask_holder_code(self._applicant(row)), row.case_number, row.status, aware(row.opened_at),
+                    required or 0, reused or 0,
+                )
+            )
+        return summaries
+
+    def _candidates(
+        self, row: CaseRow, applicant: str, matter: MatterSpec, now: dt.datetime
+    ) -> dict[int, tuple[Candidate, ...]]:
         """Per licence material: the applicant's licences of its type usable now, with the basis."""
         types = matter.licence_types
         if not types:
@@ -234,12 +310,12 @@ class CaseService:
         with Session(self.engine) as session:
             licences = session.exec(
                 select(LicenceRow)
-                .where(col(LicenceRow.holder_code) == row.applicant_code)
+                .where(col(LicenceRow.holder_code_index) == self.personal.index(applicant))
                 .where(col(LicenceRow.type_code).in_(types))
                 .where(col(LicenceRow.status) == "issued")
                 .order_by(col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
             ).all()
-        basis = {code: _public(self._standing_basis(row, code, now)) for code in types}
+        basis = {code: _public(self._standing_basis(row, applicant, code, now)) for code in types}
         found: dict[int, tuple[Candidate, ...]] = {}
         for position, material in enumerate(matter.materials):
             if material.licence_type is None:
@@ -251,42 +327,83 @@ class CaseService:
             )
         return found
 
-    def _standing_basis(self, row: CaseRow, type_code: str, now: dt.datetime) -> str | None:
+    def _standing_basis(self, row: CaseRow, applicant: str, type_code: str, now: dt.datetime) -> str | None:
         """The basis the department has without a use code in hand: a duty rule, else the holder's
         standing authorisation, else none."""
         if self.duty_rules.find(row.department_uscc, type_code, row.matter_code, local_date(now)) is not None:
             return "duty_rule"
-        if self.authorisations.find(row.applicant_code, row.department_uscc, row.matter_code, now) is not None:
+        if self.authorisations.find(applicant, row.department_uscc, row.matter_code, now) is not None:
             return "authorisation"
         return None
 
-    # --- reuse --------------------------------------------------------------------------------
-    def reuse(self, actor: Actor, case_id: int, identifier: str, use_code: str | None = None) -> CaseReuse:
-        """Use one of the applicant's licences for the case: on the use code given, else a duty
-        rule, else the holder's standing authorisation; with none of them, 403 and nothing recorded."""
+    def licence_presented(
+        self, actor: Actor, *, show_token: str | None = None, use_code: str | None = None
+    ) -> tuple[str, str]:
+        """The holder and licence a show token, or a use code given to `actor`'s department, presents
+        at the counter: (holder code, identifier), so a case can be opened for that holder. Nothing
+        is spent here (`reuse` spends it); an invalid one is a 403."""
         ensure_role(actor, "user", "admin")
+        now = self.clock()
+        identifier = (
+            consent.read_show_token(self.pki, show_token, now).identifier
+            if show_token
+            else self.sharing.use_code_licence(actor, use_code or "")
+        )
+        if identifier is None:
+            raise PermissionDeniedError("用证码无效：不存在、不是给本部门的、已撤回、已过期或次数已用完")
+        licence = self.sharing.find_licence(identifier)
+        if licence is None:
+            raise NotFoundError(f"没有证照标识为 {identifier} 的证照")
+        return licence.holder_code, licence.identifier
+
+    # --- reuse --------------------------------------------------------------------------------
+    def reuse(
+        self,
+        actor: Actor,
+        case_id: int,
+        identifier: str | None,
+        use_code: str | None = None,
+        show_token: str | None = None,
+    ) -> CaseReuse:
+        """Use one of the applicant's licences for the case: on the use code or the show token
+        given (the identifier may then be left out: the token names its licence), else a duty rule,
+        else the holder's standing authorisation; with none of them, 403 and nothing recorded."""
+        ensure_role(actor, "user", "admin")
+        if use_code and show_token:
+            raise InvalidRequestError("用证码和亮证码只需提供一个")
         case, materials = self._case(case_id)
         _ensure_may_act(actor, case)
         if case.status != "open":
             raise IllegalTransitionError(f"办件 {case_id} 已办结，不能再复用证照")
         now = self.clock()
+        applicant = self._applicant(case)
+        shown = consent.read_show_token(self.pki, show_token, now) if show_token else None
+        if shown is not None:
+            identifier = consent.shown_licence(shown, identifier)
+        if not identifier or not identifier.strip():
+            raise InvalidRequestError("请提供证照标识（或持证人出示的亮证码）")
         licence = self.sharing.find_licence(identifier.strip())
-        if licence is None or licence.holder_code != case.applicant_code:
+        if shown is not None and (licence is None or licence.holder_code != applicant):
+            raise PermissionDeniedError("亮证码出示的不是申请人的证照：须由申请人本人出示其证照的亮证码")
+        if licence is None or licence.holder_code != applicant:
             raise NotFoundError(f"申请人名下没有证照 {identifier.strip()}")
         matter = self.matters.spec(case.matter_code)
         position = _material_for(licence, materials, matter)
         material = matter.materials[position]
-        self.sharing.current_licence(licence.identifier, now)  # 409 unless valid now
+        self.sharing.ensure_current(licence, now)  # 409 unless valid now
         if not _meets(licence, material, local_date(now)):
             days = material.conditions.valid_for_days if material.conditions else 0
             raise IllegalTransitionError(
                 f"证照 {licence.identifier} 不满足材料「{material.name}」的要求：须在申请日后至少 {days} 天内有效"
             )
         acting = Actor(actor.label, actor.role, case.department_uscc)  # an admin acts for the case's department
+        refund: Callable[[], None] | None = None
         if use_code:
             basis = self.sharing.spend_use_code(acting, licence, use_code, now)
+        elif shown is not None:
+            basis, refund = consent.accept_show_token(self.engine, acting, shown)
         else:
-            standing = self._standing_basis(case, licence.type_code, now)
+            standing = self._standing_basis(case, applicant, licence.type_code, now)
             if standing is None:
                 raise PermissionDeniedError(
                     f"没有用证依据：本部门没有适用于事项「{matter.name}」的证照类型「{licence.name}」依职责用证规则，"
@@ -331,7 +448,7 @@ class CaseService:
                     raise ConflictError(f"材料「{material.name}」已复用其他证照")
 
         use = self.sharing.hand_over(
-            acting, licence, cause, basis, now, use_code=use_code, detail=detail, record=record
+            acting, licence, cause, basis, now, use_code=use_code, detail=detail, record=record, refund=refund
         )
         return CaseReuse(case_id, material.name, *split_basis(basis), use)
 
@@ -355,8 +472,9 @@ class CaseService:
             )
             if claimed.rowcount == 1:
                 row = session.get_one(CaseRow, case_id)
+                applicant = self._applicant(row)
                 materials = _materials(session, case_id)
-                pdf = self._render(row, materials, now, signer, picture)
+                pdf = self._render(row, applicant, materials, now, signer, picture)
                 digest = self.filestore.put(pdf)
                 row.receipt_sm3 = digest
                 session.add(row)
@@ -364,7 +482,7 @@ class CaseService:
                 detail = {"matter": row.matter_code, "receipt_sm3": digest, "required": len(materials),
                           "reused": reused}
                 session.add(
-                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=row.applicant_code,
+                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=applicant,
                               detail=detail)
                 )
                 session.commit()
@@ -382,12 +500,18 @@ class CaseService:
         return Receipt(case_id, case.receipt_sm3, self.filestore.get(case.receipt_sm3))
 
     def _render(
-        self, row: CaseRow, materials: list[CaseMaterialRow], now: dt.datetime, signer: Signer, picture: bytes
+        self,
+        row: CaseRow,
+        applicant: str,
+        materials: list[CaseMaterialRow],
+        now: dt.datetime,
+        signer: Signer,
+        picture: bytes,
     ) -> bytes:
         assert row.id is not None
         matter = self.matters.spec(row.matter_code)
         department = self.registry.get_department_by_uscc(row.department_uscc)
-        names = {m.identifier: _licence_name(self.sharing, m.identifier) for m in materials if m.identifier}
+        names = self._licence_names([m.identifier for m in materials if m.identifier])
         lines = tuple(
             ReceiptLine(
                 name=m.name,
@@ -406,7 +530,7 @@ class CaseService:
             matter_name=matter.name,
             department_name=department.name,
             department_uscc=department.uscc,
-            applicant=mask_holder_code(row.applicant_code),
+            applicant=mask_holder_code(applicant),
             case_number=row.case_number,
             opened_at=aware(row.opened_at),
             closed_at=now,
@@ -418,11 +542,29 @@ class CaseService:
         stamper = timestamps.document_stamper() if timestamps is not None else None
         return render_receipt(content, self.registry.fonts, signer, picture, now, stamper)
 
+    def _licence_names(self, identifiers: list[str]) -> dict[str, str]:
+        if not identifiers:
+            return {}
+        with Session(self.engine) as session:
+            found = session.exec(
+                select(LicenceRow.identifier, LicenceRow.name).where(col(LicenceRow.identifier).in_(identifiers))
+            ).all()
+        return dict(found)
+
     @cached_property
     def _seal_picture(self) -> bytes:
         return generate_round_seal(self.pki.settings.authority_name, "办件专用", fonts=self.registry.fonts)
 
     # --- inside ---------------------------------------------------------------------------------
+    def _applicant(self, row: CaseRow) -> str:
+        """The case's applicant code, opened; SealedDataError if it was edited or moved from
+        another case, or its index (what the case's licences are found by) is not the code's."""
+        assert row.id is not None
+        code: str = self.personal.open(row.applicant_sealed, table=CASE_TABLE, row=str(row.id))["applicant_code"]
+        if self.personal.index(code) != row.applicant_index:
+            raise SealedDataError(f"{CASE_TABLE} {row.id}：申请人代码的索引与加密记录不符，记录可能被篡改")
+        return code
+
     def _case(self, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow]]:
         with Session(self.engine) as session:
             row = session.get(CaseRow, case_id)
@@ -443,11 +585,6 @@ def _materials(session: Session, case_id: int) -> list[CaseMaterialRow]:
             .order_by(col(CaseMaterialRow.position))
         ).all()
     )
-
-
-def _licence_name(sharing: SharingService, identifier: str) -> str:
-    row = sharing.find_licence(identifier)
-    return row.name if row is not None else ""
 
 
 def _reused(row: CaseMaterialRow) -> Reused | None:

@@ -126,6 +126,8 @@ class MatterService:
         self.registry = registry
         self.clock = clock
         self._parsed: dict[str, MatterSpec] = {}
+        # A registered matter never changes (no update, no delete): read once per process by code.
+        self._by_code: dict[str, MatterSpec] = {}
 
     def register(self, actor: Actor, spec: MatterSpec) -> MatterPublic:
         """Register a matter (administrators): every department and licence type it names must be
@@ -176,7 +178,13 @@ class MatterService:
         return self._public(self._row(code))
 
     def spec(self, code: str) -> MatterSpec:
-        return self._spec(self._row(code).spec_json)
+        spec = self._by_code.get(code)
+        if spec is None:
+            spec = self._spec(self._row(code).spec_json)
+            if len(self._by_code) > 1000:
+                self._by_code.clear()
+            self._by_code[code] = spec
+        return spec
 
     def exists(self, code: str) -> bool:
         with Session(self.engine) as session:

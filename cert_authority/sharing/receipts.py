@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from cert_authority.timeutil import BEIJING
 from keys.signer import Signer
 from seals.box import SealBox
-from seals.pdf_seal import seal_pdf
+from seals.licence_files import seal_page_pdf
 from templates.fonts import FontSet
 from templates.layout import PT_MM, BlockStyle, PageLayout, TextRun, make_qr, text_block
 from templates.layout_spec import Box
-from templates.render import render_pdf
 
 BASIS_TEXT = {
     "duty_rule": "依职责用证（本部门的依职责用证规则）",
     "use_code": "持证人同意（用证码）",
+    "show_token": "持证人同意（亮证码）",
     "authorisation": "持证人同意（授权用证）",
 }
 PAGE_W, PAGE_H = 210.0, 297.0
@@ -161,9 +161,16 @@ def render_receipt(
     over the seal from `stamper` (the TSA's `document_stamper`)."""
     timestamper, room = stamper if stamper is not None else (None, 0)
     layout = receipt_layout(content, fonts)
-    pdf = render_pdf(layout, fonts, title=f"材料复用清单（办件 {content.case_id}）", created=now)
     box = SealBox(x=SEAL_BOX.x, y=SEAL_BOX.y, w=SEAL_BOX.w, h=SEAL_BOX.h)
-    reason = f"材料复用清单：办件 {content.case_id}"
-    return seal_pdf(
-        pdf, signer, seal_picture, 0, box, reason=reason, now=now, timestamper=timestamper, timestamp_room=room
+    return seal_page_pdf(
+        layout,
+        fonts,
+        signer,
+        seal_picture,
+        box,
+        now,
+        title=f"材料复用清单（办件 {content.case_id}）",
+        reason=f"材料复用清单：办件 {content.case_id}",
+        timestamper=timestamper,
+        timestamp_room=room,
     )

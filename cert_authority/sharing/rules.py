@@ -27,6 +27,7 @@ from cert_authority.registry.service import RegistryService
 from cert_authority.sharing.matters import MatterService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.models import DutyRuleRow, StandingAuthorisationRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, local_date, utc_now
 
 MAX_AUTHORISATION_DAYS = 366
@@ -206,11 +207,13 @@ class Authorisations:
         engine: Engine,
         registry: RegistryService,
         matters: MatterService,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
     ) -> None:
         self.engine = engine
         self.registry = registry
         self.matters = matters
+        self.personal = personal
         self.clock = clock
 
     def grant(self, holder: Holder, department_uscc: str, matter_code: str, days: int = 90) -> Authorisation:
@@ -224,7 +227,7 @@ class Authorisations:
         now = self.clock()
         row = StandingAuthorisationRow(
             holder_id=holder.id,
-            holder_code=holder.holder_code,
+            holder_code_index=self.personal.index(holder.holder_code),  # the code itself is not kept
             department_uscc=department_uscc,
             matter_code=matter_code,
             expires_at=now + dt.timedelta(days=days),
@@ -274,7 +277,7 @@ class Authorisations:
         with Session(self.engine) as session:
             rows = session.exec(
                 select(StandingAuthorisationRow)
-                .where(col(StandingAuthorisationRow.holder_code) == holder_code)
+                .where(col(StandingAuthorisationRow.holder_code_index) == self.personal.index(holder_code))
                 .where(col(StandingAuthorisationRow.department_uscc) == department_uscc)
                 .where(col(StandingAuthorisationRow.matter_code) == matter_code)
                 .where(col(StandingAuthorisationRow.withdrawn_at).is_(None))

@@ -39,6 +39,7 @@ from cert_authority.errors import (
 from cert_authority.holders.service import Holder
 from cert_authority.issuing.binding import RecordBinding
 from cert_authority.issuing.layouts import LicenceLayouts
+from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
@@ -46,14 +47,14 @@ from cert_authority.sharing.rules import DutyRules
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 from seals.box import SealBox
-from seals.pdf_seal import seal_pdf
+from seals.licence_files import seal_page_pdf
 from seals.picture import generate_round_seal
 from templates.identifier import mask_holder_code
 from templates.layout import annotate
-from templates.render import render_pdf
 
 log = logging.getLogger("ecas.sharing")
 
@@ -96,6 +97,8 @@ class UseRecord:
     matter: str | None = None  # in a case at the counter: the matter's code, name and case number
     matter_name: str | None = None
     case_number: str | None = None
+    result: str | None = None  # a show-token check's verdict (VALID, INVALID…) and why: a refused replay
+    reason: str | None = None
 
 
 class SharingService:
@@ -107,10 +110,12 @@ class SharingService:
         registry: RegistryService,
         layouts: LicenceLayouts,
         duty_rules: DutyRules,
+        personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
         timestamps: TimeStampAuthority | None = None,
     ) -> None:
         self.engine = engine
+        self.personal = personal
         self.timestamps = timestamps  # a timestamp over the seal of annotated copies and receipts
         self.filestore = filestore
         self.pki = pki
@@ -179,7 +184,9 @@ class SharingService:
         """Who used the holder's licences, when and why (uses and show-token checks), newest first."""
         with Session(self.engine) as session:
             identifiers = session.exec(
-                select(LicenceRow.identifier).where(col(LicenceRow.holder_code) == holder.holder_code)
+                select(LicenceRow.identifier).where(
+                    col(LicenceRow.holder_code_index) == self.personal.index(holder.holder_code)
+                )
             ).all()
             events = session.exec(
                 select(AuditEventRow)
@@ -200,6 +207,8 @@ class SharingService:
                     detail.get("matter"),
                     detail.get("matter_name"),
                     detail.get("case_number"),
+                    detail.get("result"),
+                    detail.get("reason"),
                 )
             )
         return records
@@ -261,8 +270,10 @@ class SharingService:
         return self.hand_over(actor, row, cause, basis, now, use_code=use_code)
 
     def find_licence(self, identifier: str) -> LicenceRow | None:
+        """The licence with its personal data opened (SealedDataError, a 409, if it does not open)."""
         with Session(self.engine) as session:
-            return session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
+        return open_licence(self.personal, row) if row is not None else None
 
     def current_licence(self, identifier: str, now: dt.datetime) -> LicenceRow:
         """The licence, if it may be used now: 404 if unknown, 409 unless it is valid and its record
@@ -270,9 +281,13 @@ class SharingService:
         row = self.find_licence(identifier)
         if row is None:
             raise NotFoundError(f"没有证照标识为 {identifier} 的证照")
+        self.ensure_current(row, now)
+        return row
+
+    def ensure_current(self, row: LicenceRow, now: dt.datetime) -> None:
+        """409 unless the licence read as `row` is valid now and its record is the one sealed."""
         ensure_usable(row, now)
         self.binding.ensure(row)
-        return row
 
     def hand_over(
         self,
@@ -285,22 +300,26 @@ class SharingService:
         use_code: str | None = None,
         detail: dict[str, Any] | None = None,
         record: Callable[[Session], None] | None = None,
+        refund: Callable[[], None] | None = None,
     ) -> LicenceUse:
         """Give `actor`'s department the face data and an annotated copy of `row`, and record the
         use (with `detail`, and whatever `record` writes, in the same transaction). If anything
-        fails, a use code spent for it is given back: nothing was handed over."""
+        fails, a use code spent for it is given back (or `refund` runs): nothing was handed over."""
         face: dict[str, str] = json.loads(row.face_json)
         try:
-            token, expires = self._annotated_copy(actor, row, cause, now)
+            token, expires, shared = self._annotated_copy(actor, row, cause, now)
             with Session(self.engine) as session:
                 if record is not None:
                     record(session)
+                session.add(shared)  # the copy's link, committed with the use it belongs to
                 recorded = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": True, **(detail or {})}
                 session.add(audit_row(actor, "use", row.identifier, now, holder_code=row.holder_code, detail=recorded))
                 session.commit()
         except BaseException:
             if use_code:
                 self._refund_code(use_code)
+            if refund is not None:
+                refund()
             raise
         log.info(
             "licence %s (holder %s) used by %s: %s",
@@ -322,9 +341,9 @@ class SharingService:
     def _own_licence(self, holder: Holder, identifier: str) -> LicenceRow:
         with Session(self.engine) as session:
             row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
-        if row is None or row.holder_code != holder.holder_code:
+        if row is None or row.holder_code_index != self.personal.index(holder.holder_code):
             raise NotFoundError(f"您名下没有证照 {identifier}")
-        return row
+        return open_licence(self.personal, row)
 
     def spend_use_code(self, actor: Actor, row: LicenceRow, code: str, now: dt.datetime) -> str:
         """Spend one use of the holder's code for this licence and `actor`'s department, atomically:
@@ -364,41 +383,41 @@ class SharingService:
             )
         return "duty"
 
-    def _annotated_copy(self, actor: Actor, row: LicenceRow, cause: str, now: dt.datetime) -> tuple[str, dt.datetime]:
+    def _annotated_copy(
+        self, actor: Actor, row: LicenceRow, cause: str, now: dt.datetime
+    ) -> tuple[str, dt.datetime, SharedFileRow]:
+        """The sealed copy in the file store, its link's token and expiry, and the link's row (for
+        the caller to commit with the use)."""
         department = self.registry.get_department_by_uscc(actor.department_uscc or "")
         expires = now + dt.timedelta(minutes=LINK_MINUTES)
         local = now.astimezone(BEIJING)
         note = f"本件仅供{department.name}用于「{cause}」，{local:%Y-%m-%d %H:%M} 由电子证照共享服务出具，复制无效"
         fonts = self.registry.fonts
         layout = annotate(self.layouts.of_record(row), note, fonts)
-        pdf = render_pdf(layout, fonts, title=f"{row.name} 加注件", created=now)
         box = SealBox(x=layout.width - 48, y=layout.height - 48, w=38, h=38)
         signer = self.pki.service_signer(now)
+        # Written sealed in one pass, as licences are: no render, then re-parse to seal.
+        picture = self._service_seal_picture
         stamper = self.timestamps.document_stamper() if self.timestamps is not None else None
         timestamper, room = stamper if stamper is not None else (None, 0)
-        sealed = seal_pdf(
-            pdf,
+        sealed = seal_page_pdf(
+            layout,
+            fonts,
             signer,
-            self._service_seal_picture,
-            0,
+            picture,
             box,
+            now,
+            title=f"{row.name} 加注件",
             reason=f"加注件：{cause}",
-            now=now,
             timestamper=timestamper,
             timestamp_room=room,
         )
         token = secrets.token_urlsafe(24)
-        with Session(self.engine) as session:
-            session.add(
-                SharedFileRow(
-                    token_sha256=_sha256(token),
-                    file_sm3=self.filestore.put(sealed),
-                    identifier=row.identifier,
-                    expires_at=expires,
-                )
-            )
-            session.commit()
-        return token, expires
+        digest = self.filestore.put(sealed)
+        shared = SharedFileRow(
+            token_sha256=_sha256(token), file_sm3=digest, identifier=row.identifier, expires_at=expires
+        )
+        return token, expires, shared
 
     @cached_property
     def _service_seal_picture(self) -> bytes:

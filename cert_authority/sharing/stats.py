@@ -2,8 +2,9 @@
 or per department, licence type or matter — licences issued, uses by departments, show-token checks,
 cases opened, materials those cases required and how many were met by reusing a licence.
 
-Counted from the audit (issue, use, show_verify events, joined to the licence for its type and
-issuer) and from the case tables; materials are counted on the day their case was opened, so the
+Counted by the database (one GROUP BY per source: only the groups come back, however many events)
+from the audit (issue, use, show_verify events, joined to the licence for its type and issuer) and
+from the case tables; materials are counted on the day their case was opened, so the
 reuse rate of a day compares like with like. Where a figure has no such key (a case per licence
 type, an issuance per matter), its key is null.
 """
@@ -13,26 +14,30 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import xlsxwriter
+from sqlalchemy import JSON, Executable, Integer, String, cast, func, literal
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from cert_authority.actors import Actor, ensure_role
 from cert_authority.errors import InvalidRequestError
 from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow, LicenceRow
-from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
+from cert_authority.timeutil import BEIJING, local_date, utc_now
 
 Period = Literal["day", "month", "quarter"]
 GroupBy = Literal["department", "type", "matter"]
 METRICS = ("licences_issued", "uses", "show_checks", "cases", "materials_required", "materials_reused")
 DEFAULT_DAYS = 30
 MAX_DAYS = 3660
+# A column or SQL expression (the models' columns are typed as the ORM's Mapped[...]).
+Expr = Any
+BEIJING_ZONE = "Asia/Shanghai"  # no daylight saving since 1991: UTC+8, as timeutil.BEIJING
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,42 @@ class Stats:
         return out.getvalue()
 
 
+# Column headings for people (the dashboard and the XLSX file); CSV and JSON keep the METRICS keys.
+METRIC_LABELS = {
+    "licences_issued": "颁发证照",
+    "uses": "用证",
+    "show_checks": "亮证核验",
+    "cases": "办件",
+    "materials_required": "所需材料",
+    "materials_reused": "复用材料",
+}
+GROUP_LABELS = {None: "合计", "department": "部门", "type": "证照类型", "matter": "事项"}
+PERIOD_LABELS = {"day": "日", "month": "月", "quarter": "季度"}
+
+
+def stats_xlsx(stats: Stats) -> bytes:
+    """The statistics as an Excel workbook (XLSX, Office Open XML): one sheet, a heading row, a row
+    per period and group, the totals last; the reuse rate as a percentage."""
+    out = io.BytesIO()
+    book = xlsxwriter.Workbook(out, {"in_memory": True})
+    book.set_properties({"title": f"电子证照统计 {stats.start} 至 {stats.end}", "author": "ECAS"})
+    sheet = book.add_worksheet("统计")
+    bold = book.add_format({"bold": True})
+    percent = book.add_format({"num_format": "0.00%"})
+    headings = [f"统计周期（{PERIOD_LABELS[stats.period]}）", GROUP_LABELS[stats.by], *METRIC_LABELS.values(), "复用率"]
+    sheet.write_row(0, 0, headings, bold)
+    for index, row in enumerate((*stats.rows, stats.totals), start=1):
+        label = "合计" if row is stats.totals else row.period
+        sheet.write_row(index, 0, [label, row.key or "", *(row.counts[m] for m in METRICS)])
+        if row.reuse_rate is not None:
+            sheet.write_number(index, len(headings) - 1, row.reuse_rate, percent)
+    sheet.set_column(0, 1, 22)
+    sheet.set_column(2, len(headings) - 1, 10)
+    sheet.freeze_panes(1, 0)
+    book.close()
+    return out.getvalue()
+
+
 class StatsService:
     def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self.engine = engine
@@ -102,46 +143,14 @@ class StatsService:
             raise InvalidRequestError(f"统计区间至多 {MAX_DAYS} 天")
         since = dt.datetime.combine(start, dt.time(), BEIJING).astimezone(dt.timezone.utc)
         until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), BEIJING).astimezone(dt.timezone.utc)
+        sql = _Sql(self.engine.dialect.name, period)
         counts: dict[tuple[str, str | None], dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
-        totals = dict.fromkeys(METRICS, 0)
-
-        def add(metric: str, at: dt.datetime, keys: dict[str, str | None]) -> None:
-            label = _period(local_date(aware(at)), period)
-            counts[(label, keys[by] if by else None)][metric] += 1
-            totals[metric] += 1
-
         with Session(self.engine) as session:
-            for at, department, type_code, _detail in self._licence_events(session, "issue", since, until):
-                add("licences_issued", at, {"department": department, "type": type_code, "matter": None})
-            for at, department, type_code, detail in self._licence_events(session, "use", since, until):
-                matter = _matter(detail) if by == "matter" else None
-                add("uses", at, {"department": department, "type": type_code, "matter": matter})
-            for at, department, type_code, _detail in self._licence_events(session, "show_verify", since, until):
-                add("show_checks", at, {"department": department, "type": type_code, "matter": None})
-            cases = session.exec(
-                select(CaseRow.opened_at, CaseRow.department_uscc, CaseRow.matter_code)
-                .where(col(CaseRow.opened_at) >= since)
-                .where(col(CaseRow.opened_at) < until)
-            ).all()
-            for at, department, matter in cases:
-                add("cases", at, {"department": department, "type": None, "matter": matter})
-            materials = session.execute(
-                sql_select(
-                    col(CaseRow.opened_at),
-                    col(CaseRow.department_uscc),
-                    col(CaseRow.matter_code),
-                    col(CaseMaterialRow.type_code),
-                    col(CaseMaterialRow.reused_at),
-                )
-                .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id))
-                .where(col(CaseRow.opened_at) >= since)
-                .where(col(CaseRow.opened_at) < until)
-            ).all()
-            for at, department, matter, type_code, reused_at in materials:
-                keys = {"department": department, "type": type_code, "matter": matter}
-                add("materials_required", at, keys)
-                if reused_at is not None:
-                    add("materials_reused", at, keys)
+            for query in self._queries(sql, by, since, until):
+                for label, key, *values in session.execute(query.query).all():
+                    for metric, value in zip(query.metrics, values, strict=True):
+                        counts[(label, key)][metric] += int(value)
+        totals = {metric: sum(row[metric] for row in counts.values()) for metric in METRICS}
         rows = tuple(
             StatsRow(label, key, values)
             for (label, key), values in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1] or ""))
@@ -149,31 +158,88 @@ class StatsService:
         return Stats(start, end, by, period, rows, StatsRow("total", None, totals))
 
     @staticmethod
-    def _licence_events(
-        session: Session, action: str, since: dt.datetime, until: dt.datetime
-    ) -> Iterable[tuple[dt.datetime, str | None, str, str | None]]:
-        """(time, department, licence type, detail) of each audit event `action` on a licence: the
-        issuing department for issuance, the acting department otherwise."""
-        department = col(LicenceRow.issuer_code) if action == "issue" else col(AuditEventRow.actor_department)
-        return session.exec(
-            select(AuditEventRow.at, department, LicenceRow.type_code, AuditEventRow.detail_json)
-            .join(LicenceRow, col(LicenceRow.identifier) == col(AuditEventRow.target))
-            .where(col(AuditEventRow.action) == action)
-            .where(col(AuditEventRow.at) >= since)
-            .where(col(AuditEventRow.at) < until)
-        ).all()
+    def _queries(sql: _Sql, by: GroupBy | None, since: dt.datetime, until: dt.datetime) -> list[_Counted]:
+        """One GROUP BY query per source, each giving (period, key, its metrics...): the database
+        counts, only the groups come back."""
+        audit_at, opened_at = col(AuditEventRow.at), col(CaseRow.opened_at)
+        events = {
+            "licences_issued": ("issue", col(LicenceRow.issuer_code)),
+            "uses": ("use", col(AuditEventRow.actor_department)),
+            "show_checks": ("show_verify", col(AuditEventRow.actor_department)),
+        }
+        queries = []
+        for metric, (action, department) in events.items():
+            matter = sql.matter(col(AuditEventRow.detail_json)) if action == "use" else None
+            key, label = _key(by, department, col(LicenceRow.type_code), matter), sql.period(audit_at)
+            queries.append(
+                _Counted(
+                    (metric,),
+                    sql_select(label, key, func.count())
+                    .select_from(AuditEventRow)
+                    .join(LicenceRow, col(LicenceRow.identifier) == col(AuditEventRow.target))
+                    .where(col(AuditEventRow.action) == action, audit_at >= since, audit_at < until)
+                    .group_by(label, key),
+                )
+            )
+        opened, label = (opened_at >= since, opened_at < until), sql.period(opened_at)
+        key = _key(by, col(CaseRow.department_uscc), None, col(CaseRow.matter_code))
+        queries.append(
+            _Counted(
+                ("cases",),
+                sql_select(label, key, func.count()).select_from(CaseRow).where(*opened).group_by(label, key),
+            )
+        )
+        key = _key(by, col(CaseRow.department_uscc), col(CaseMaterialRow.type_code), col(CaseRow.matter_code))
+        queries.append(
+            _Counted(
+                ("materials_required", "materials_reused"),
+                sql_select(label, key, func.count(), func.count(col(CaseMaterialRow.reused_at)))
+                .select_from(CaseRow)
+                .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id))
+                .where(*opened)
+                .group_by(label, key),
+            )
+        )
+        return queries
 
 
-def _period(day: dt.date, period: Period) -> str:
-    if period == "month":
-        return f"{day:%Y-%m}"
-    if period == "quarter":
-        return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
-    return day.isoformat()
+@dataclass(frozen=True)
+class _Counted:
+    metrics: tuple[str, ...]
+    query: Executable  # SELECT period, key, *metrics … GROUP BY period, key
 
 
-def _matter(detail: str | None) -> str | None:
-    if not detail:
-        return None
-    matter = json.loads(detail).get("matter")
-    return matter if isinstance(matter, str) else None
+class _Sql:
+    """What differs between PostgreSQL and SQLite: the period label of a UTC timestamp on China's
+    calendar (UTC+8 all year), and a key of the JSON detail of an audit event."""
+
+    def __init__(self, dialect: str, period: Period) -> None:
+        self.postgresql = dialect == "postgresql"
+        self.kind = period
+
+    def period(self, at: Expr) -> Expr:
+        if self.postgresql:
+            local = func.timezone(BEIJING_ZONE, at)
+            formats = {"day": "YYYY-MM-DD", "month": "YYYY-MM", "quarter": 'YYYY-"Q"Q'}
+            return func.to_char(local, formats[self.kind])
+        shift = "+8 hours"
+        if self.kind == "quarter":
+            month = cast(func.strftime("%m", at, shift), Integer)
+            quarter = cast((month + 2) // 3, String)
+            return func.strftime("%Y-Q", at, shift, type_=String).concat(quarter)
+        return func.strftime("%Y-%m-%d" if self.kind == "day" else "%Y-%m", at, shift, type_=String)
+
+    def matter(self, detail: Expr) -> Expr:
+        if self.postgresql:
+            return func.json_extract_path_text(cast(detail, JSON), "matter")
+        return func.json_extract(detail, "$.matter")
+
+
+def _key(
+    by: GroupBy | None,
+    department: Expr,
+    type_code: Expr | None,
+    matter: Expr | None,
+) -> Expr:
+    chosen = {"department": department, "type": type_code, "matter": matter}.get(by) if by else None
+    return chosen if chosen is not None else literal(None, String)

@@ -23,6 +23,8 @@ from sqlmodel import create_engine
 
 from cert_authority.errors import DatabaseUnavailableError
 from cert_authority.settings import Settings
+from cert_authority.store.chain import attach_chain
+from cert_authority.store.data_keys import RECORDS, data_key_ring
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PING_AFTER_IDLE_SECONDS = 2.0
@@ -106,6 +108,8 @@ def open_database(settings: Settings) -> Engine:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = create_db_engine(settings.effective_database_url)
     migrate(engine)
+    # Audit rows and status events are chained with the `records` key, opened at the first one.
+    attach_chain(engine, lambda: data_key_ring(settings).current(RECORDS))
     return engine
 
 

@@ -217,8 +217,13 @@ class LicenceRow(SQLModel, table=True):
     issuer_level: str = Field(max_length=10)  # ZZBFJGJB
     department_id: int = Field(sa_column=Column(Integer, ForeignKey("department.id"), nullable=False))
     issue_date: dt.date = Field(sa_column=Column(Date, nullable=False))  # ZZBFRQ
-    holder_name: str = Field(sa_column=Column(Text, nullable=False))  # CZZT
-    holder_code: str = Field(max_length=40, index=True)  # CZZTDM
+    # CZZT, CZZTDM and the face data are personal: in the database they are only in
+    # `personal_sealed` and `face_sealed` (SM4-GCM, see store.personal and issuing.personal); these
+    # three columns are NULL there (rows from
+    # before 0014 hold them until `ecas data encrypt`) and filled in rows read through
+    # issuing.personal.open_licence.
+    holder_name: str = Field(default=None, sa_column=Column(Text, nullable=True))  # CZZT
+    holder_code: str = Field(default=None, sa_column=Column(String(40), nullable=True))  # CZZTDM
     holder_code_type: str = Field(max_length=3)  # CZZTDMLX: 111 ID number, 001 USCC
     valid_from: dt.date = Field(sa_column=Column(Date, nullable=False))  # ZZYXQQSRQ
     valid_until: dt.date | None = Field(default=None, sa_column=Column(Date, nullable=True))  # ZZYXQJZRQ
@@ -227,7 +232,10 @@ class LicenceRow(SQLModel, table=True):
     sealed_by: str = Field(max_length=200)  # ZZQZR: the seal certificate's subject
     sealed_at: dt.datetime = Field(sa_column=_utc_column())  # ZZQZSJ
     template_version: int
-    face_json: str = Field(sa_column=Column(Text, nullable=False))  # stored face values, by key
+    face_json: str = Field(default=None, sa_column=Column(Text, nullable=True))  # face values, by key
+    personal_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # holder name, code
+    face_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    holder_code_index: str | None = Field(default=None, max_length=64, index=True)  # HMAC-SM3 blind index
     photo_sm3: str | None = Field(default=None, max_length=64)
     pdf_sm3: str = Field(max_length=64)
     ofd_sm3: str = Field(max_length=64)
@@ -238,6 +246,12 @@ class LicenceRow(SQLModel, table=True):
     superseded_by: str | None = Field(default=None, max_length=120)
     created_at: dt.datetime = Field(sa_column=_utc_column())
     created_by: str = Field(max_length=40)
+    # new (新办), stock (存量: a paper licence converted; issue_date and validity are the paper's,
+    # created_at/sealed_at the conversion) or paper_twin (同步制发: the department's own number).
+    origin: str = Field(
+        default="new", sa_column=Column(String(12), nullable=False, server_default="new", index=True)
+    )
+    original_issuer_name: str | None = Field(default=None, max_length=100)  # printed, if not issuer_name
 
 
 class LicenceEventRow(SQLModel, table=True):
@@ -254,6 +268,11 @@ class LicenceEventRow(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=500)
     at: dt.datetime = Field(sa_column=_utc_column())
     actor: str = Field(max_length=40)
+    # The HMAC-SM3 chain (store/chain.py): set when the row is written, never changed.
+    chain_partition: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_prev: str | None = Field(default=None, max_length=64)
+    chain_mac: str | None = Field(default=None, max_length=64)
 
 
 class AuditEventRow(SQLModel, table=True):
@@ -270,6 +289,11 @@ class AuditEventRow(SQLModel, table=True):
     target: str = Field(max_length=120, index=True)  # licence identifier or seal:<id>
     holder_code_masked: str | None = Field(default=None, max_length=40)
     detail_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The HMAC-SM3 chain (store/chain.py): set when the row is written, never changed.
+    chain_partition: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    chain_prev: str | None = Field(default=None, max_length=64)
+    chain_mac: str | None = Field(default=None, max_length=64)
 
 
 class IdempotencyRow(SQLModel, table=True):
@@ -291,8 +315,12 @@ class HolderAccountRow(SQLModel, table=True):
     __tablename__ = "holder_account"
 
     id: int | None = Field(default=None, primary_key=True)
-    holder_code: str = Field(max_length=18, unique=True)  # ID number or USCC
-    name: str = Field(max_length=200)
+    # ID number or USCC, and name: personal, sealed in `personal_sealed` (NULL here since 0014, as
+    # for licences); the account is found by `holder_code_index`.
+    holder_code: str = Field(default=None, sa_column=Column(String(18), nullable=True, unique=True))
+    name: str = Field(default=None, sa_column=Column(String(200), nullable=True))
+    personal_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    holder_code_index: str | None = Field(default=None, max_length=64, unique=True)
     password_hash: str = Field(max_length=200)  # argon2id, with its own salt and parameters
     created_at: dt.datetime = Field(sa_column=_utc_column())
     disabled: bool = False
@@ -387,6 +415,33 @@ class StaffAccountRow(SQLModel, table=True):
     disabled: bool = False
 
 
+class StaffSignKeyRow(SQLModel, table=True):
+    """An SM2 public key registered for a staff account to sign in with (access/signin.py): a
+    software key file for the demo, a USB key (UKey) in a deployment."""
+
+    __tablename__ = "staff_sign_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(sa_column=Column(Integer, ForeignKey("staff_account.id"), nullable=False, index=True))
+    public_key_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    fingerprint: str = Field(max_length=64, unique=True)  # SM3 of the SubjectPublicKeyInfo
+    label: str = Field(max_length=100)
+    registered_at: dt.datetime = Field(sa_column=_utc_column())
+    registered_by: str = Field(max_length=40)
+    revoked_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class StaffChallengeRow(SQLModel, table=True):
+    """A sign-in challenge issued after the password was right, spent by the first answer."""
+
+    __tablename__ = "staff_challenge"
+
+    challenge_sha256: str = Field(primary_key=True, max_length=64)
+    staff_id: int = Field(sa_column=Column(Integer, ForeignKey("staff_account.id"), nullable=False))
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    expires_at: dt.datetime = Field(sa_column=_utc_column())
+
+
 class StaffSessionRow(SQLModel, table=True):
     """A signed-in staff member: the SHA-256 of the session cookie's token."""
 
@@ -456,7 +511,8 @@ class StandingAuthorisationRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     holder_id: int = Field(sa_column=Column(Integer, ForeignKey("holder_account.id"), nullable=False))
-    holder_code: str = Field(max_length=18, index=True)
+    holder_code: str | None = Field(default=None, max_length=18)  # NULL since 0014: only its index is kept
+    holder_code_index: str | None = Field(default=None, max_length=64, index=True)  # HMAC-SM3 blind index
     department_uscc: str = Field(max_length=18)
     matter_code: str = Field(max_length=40)
     expires_at: dt.datetime = Field(sa_column=_utc_column())
@@ -473,7 +529,9 @@ class CaseRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     matter_code: str = Field(max_length=40, index=True)
     department_uscc: str = Field(max_length=18, index=True)
-    applicant_code: str = Field(max_length=18)  # ID number or USCC, checked
+    applicant_code: str = Field(default=None, sa_column=Column(String(18), nullable=True))  # as licence.holder_code
+    applicant_sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    applicant_index: str | None = Field(default=None, max_length=64, index=True)  # HMAC-SM3 blind index
     case_number: str | None = Field(default=None, max_length=60)  # the department's own number
     status: str = Field(max_length=10)  # open, closed
     opened_at: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
@@ -499,3 +557,149 @@ class CaseMaterialRow(SQLModel, table=True):
     basis: str | None = Field(default=None, max_length=20)  # duty_rule, use_code, authorisation
     reused_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     reused_by: str | None = Field(default=None, max_length=40)
+
+
+# --- the provincial link (归集): the city's outbox, and the province's copy of every city's ----------
+
+
+class ExchangeEventRow(SQLModel, table=True):
+    """One change for the province (a licence, seal or type event), written in the transaction that
+    makes the change. `seq` is stamped after commit, in commit order (`store.outbox.stamp_events`):
+    a transaction still open cannot end up behind a sequence number the feed has already shown."""
+
+    __tablename__ = "exchange_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=64, unique=True)  # the receiver deduplicates on it
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True, unique=True))
+    kind: str = Field(max_length=30)  # licence.issued, licence.revoked, seal.approved, type.registered...
+    subject: str = Field(max_length=120, index=True)  # licence identifier, seal:<esID>, type:<code>
+    at: dt.datetime = Field(sa_column=_utc_column())
+    day: dt.date = Field(sa_column=Column(Date, nullable=False, index=True))  # China's calendar day of `at`
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ExchangePushRow(SQLModel, table=True):
+    """The pusher's state per province address: what the province acknowledged, and the failures."""
+
+    __tablename__ = "exchange_push"
+
+    target: str = Field(primary_key=True, max_length=200)  # ECAS_PROVINCE_URL
+    acked_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    sent_events: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    failures: int = 0  # consecutive failed attempts (0 after a success)
+    total_failures: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    last_attempt_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    last_success_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class ProvinceCityRow(SQLModel, table=True):
+    """Province mode: a city authority registered to push its licences here, with the certificates
+    its batches must be signed with (the service certificate, its branch CA, the provincial root)."""
+
+    __tablename__ = "province_city"
+
+    uscc: str = Field(primary_key=True, max_length=18)
+    name: str = Field(max_length=100)
+    certificate_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # the city's service cert
+    branch_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    root_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # the pinned provincial root
+    crl_der: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))  # newest sent
+    acked_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    registered_at: dt.datetime = Field(sa_column=_utc_column())
+    last_batch_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class ProvinceEventRow(SQLModel, table=True):
+    """Province mode: every event a city pushed, once (the primary key refuses a second copy)."""
+
+    __tablename__ = "province_event"
+    __table_args__ = (UniqueConstraint("city_uscc", "seq", name="uq_province_event_city_seq"),)
+
+    city_uscc: str = Field(primary_key=True, max_length=18)
+    event_id: str = Field(primary_key=True, max_length=64)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    kind: str = Field(max_length=30)
+    subject: str = Field(max_length=120, index=True)
+    at: dt.datetime = Field(sa_column=_utc_column())
+    day: dt.date = Field(sa_column=Column(Date, nullable=False))
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class ProvinceLicenceRow(SQLModel, table=True):
+    """Province mode: a city's licence version as its latest event described it; the sealed files
+    are in this instance's file store under their SM3 names once the city has sent them."""
+
+    __tablename__ = "province_licence"
+
+    identifier: str = Field(primary_key=True, max_length=120)
+    city_uscc: str = Field(max_length=18, index=True)
+    type_code: str = Field(max_length=21)
+    issuer_code: str = Field(max_length=18)
+    holder_code: str = Field(max_length=40, index=True)
+    status: str = Field(max_length=12)
+    status_reason: str | None = Field(default=None, max_length=500)
+    superseded_by: str | None = Field(default=None, max_length=120)
+    valid_until: dt.date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    pdf_sm3: str = Field(max_length=64)
+    ofd_sm3: str = Field(max_length=64)
+    files_complete: bool = False  # both sealed files are in the store (they follow the events)
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+# --- the issuance transparency log (cert_authority.transparency) ----------------------------------
+
+_LOG_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite numbers only INTEGER PRIMARY KEY rows
+
+
+class LogEntryRow(SQLModel, table=True):
+    """A leaf of the transparency log (`verification.transparency.LogLeaf`), written in the
+    transaction of the event it records. Its place in the tree (`leaf_index`) is given later by the
+    sequencer, in batches: appenders only insert, so no row is shared between them."""
+
+    __tablename__ = "log_entry"
+
+    id: int | None = Field(default=None, sa_column=Column(_LOG_ID, primary_key=True, autoincrement=True))
+    identifier: str = Field(max_length=120, index=True)
+    event: str = Field(max_length=12)
+    leaf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    leaf_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True, unique=True))
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class LogTileRow(SQLModel, table=True):
+    """A tile of the tree (C2SP tlog-tiles, height 8): up to 256 hashes of one tree level 8 × level.
+    The rightmost tile of each level grows until it is full; a full tile never changes."""
+
+    __tablename__ = "log_tile"
+
+    level: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    index: int = Field(sa_column=Column("idx", BigInteger, primary_key=True, autoincrement=False))
+    hashes: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # 32 bytes each, left to right
+
+
+class LogHeadRow(SQLModel, table=True):
+    """Every signed tree head, kept (`verification.transparency.SignedTreeHead`)."""
+
+    __tablename__ = "log_head"
+
+    tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    timestamp: int = Field(sa_column=Column(BigInteger, nullable=False))  # milliseconds since the epoch
+    origin: str = Field(max_length=200)
+    signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class ChainAnchorRow(SQLModel, table=True):
+    """A chain head recorded at a point in time (`ecas audit anchor`): the rows up to it can no
+    longer be cut off the end of their partition unnoticed. The anchors of one run share `at`; the
+    SM3 of the run's heads is what goes to the transparency log (store/chain.py)."""
+
+    __tablename__ = "chain_anchor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(sa_column=_utc_column())
+    chain_partition: int = Field(sa_column=Column(BigInteger, nullable=False))
+    chain_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    chain_mac: str = Field(max_length=64)

@@ -12,10 +12,11 @@ from urllib.parse import quote, unquote
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 
 from cert_authority.errors import PermissionDeniedError
 from cert_authority.issuing.schemas import STATUS_NAMES
-from cert_authority.timeutil import BEIJING
+from cert_authority.timeutil import BEIJING, aware
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -27,20 +28,44 @@ PAGE_PREFIXES = ("/wallet", "/counter", "/console", "/staff", "/v/")
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
 
 
-def local_time(value: dt.datetime | str | None) -> str:
-    """A time as people at the counter read it: Beijing time to the second."""
-    if value is None:
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the one format for every time a person reads
+
+
+def local_time(value: dt.datetime | str | None, zone: dt.tzinfo = BEIJING) -> str:
+    """A time as people read it: in the service's time zone (ECAS_TIMEZONE), to the second.
+    Naive times are UTC (what SQLite gives back)."""
+    if value is None or value == "":
         return ""
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
-    return value.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+    return aware(value).astimezone(zone).strftime(TIME_FORMAT)
+
+
+def zone_of(request: Request) -> dt.tzinfo:
+    zone: dt.tzinfo = request.app.state.settings.zone
+    return zone
+
+
+@pass_context
+def _local_time_filter(context: Any, value: dt.datetime | str | None) -> str:
+    request = context.get("request")
+    return local_time(value, zone_of(request) if request is not None else BEIJING)
+
+
+def face_value(field_type: str, value: object) -> str:
+    """A face value as people read it: a date range "2026-01-01/2030-12-31" as "2026-01-01 至 2030-12-31"."""
+    text = str(value)
+    if field_type == "date_range" and "/" in text:
+        start, _, end = text.partition("/")
+        return f"{start or '—'} 至 {end or '长期'}"
+    return text
 
 
 def status_tone(status: str) -> str:
     return {"issued": "ok", "expired": "warn", "superseded": "warn"}.get(status, "bad")
 
 
-templates.env.filters["local_time"] = local_time
+templates.env.filters["local_time"] = _local_time_filter
 templates.env.filters["status_name"] = lambda status: STATUS_NAMES.get(status, status)
 templates.env.filters["status_tone"] = status_tone
 
@@ -53,10 +78,13 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)  # after a POST: the browser follows with GET
 
 
-def flash(response: Response, tone: str, message: str, path: str = "/") -> Response:
+def flash(response: Response, tone: str, message: str, path: str = "/", **extra: str) -> Response:
     """Carry a message (tone ok, bad or warn) to the next page: the post answers with a redirect
-    and the page the browser then gets shows it once. Text only: the page escapes it."""
-    value = quote(json.dumps({"tone": tone, "message": message[:1000]}, ensure_ascii=False))
+    and the page the browser then gets shows it once (a reload does not post again). Text only: the
+    page escapes it. `extra` carries a short value the page shows with it (a new one-time code, a
+    link to what was made)."""
+    found = {"tone": tone, "message": message[:1000]} | {k: v[:500] for k, v in extra.items()}
+    value = quote(json.dumps(found, ensure_ascii=False))
     response.set_cookie(FLASH_COOKIE, value, path=path, httponly=True, samesite="strict", max_age=120)
     return response
 
@@ -72,7 +100,7 @@ def take_flash(request: Request) -> dict[str, str] | None:
         return None
     if not isinstance(found, dict) or found.get("tone") not in ("ok", "bad", "warn"):
         return None
-    return {"tone": str(found["tone"]), "message": str(found.get("message", ""))}
+    return {str(key): str(value) for key, value in found.items()}
 
 
 def forget_flash(response: Response, request: Request, path: str = "/") -> Response:
@@ -108,6 +136,11 @@ def client_address(request: Request) -> str:
 def is_page(request: Request) -> bool:
     path = request.url.path
     return path == "/" or path.startswith(PAGE_PREFIXES)
+
+
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page outside the API (a mistyped address): it gets a page, not JSON."""
+    return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/")
 
 
 def page_error(request: Request, status: int, message: str) -> Response:

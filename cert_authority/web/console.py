@@ -24,7 +24,7 @@ from cert_authority.issuing.lifecycle import LifecycleService
 from cert_authority.issuing.queries import LicenceQueryService
 from cert_authority.issuing.schemas import LICENCE_STATUSES, LicencePublic
 from cert_authority.registry.service import RegistryService
-from cert_authority.web.common import redirect, render, same_origin
+from cert_authority.web.common import flash, forget_flash, redirect, render, same_origin, take_flash
 from cert_authority.web.staff_pages import Staff
 from templates.render import MEDIA_TYPES
 from templates.spec import FieldType, LicenceTypeSpec
@@ -58,6 +58,7 @@ def console_home(
     type_code: str = "",
     status: str = "",
     holder_code: str = "",
+    q: str = "",
     page: int = 1,
 ) -> Response:
     registry, queries, _, _ = _state(request)
@@ -67,15 +68,17 @@ def console_home(
         type_code=type_code or None,
         status=status if status in LICENCE_STATUSES else None,
         holder_code=holder_code or None,
+        text=q[:60] or None,
         page=min(max(page, 1), 1_000_000),
         page_size=PAGE_SIZE,
     )
     types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
-    return render(
+    page_ = render(
         request, "console/home.html", staff=staff, results=results, types=types, statuses=LICENCE_STATUSES,
-        query={"type_code": type_code, "status": status, "holder_code": holder_code},
-        pages=(results.total + PAGE_SIZE - 1) // PAGE_SIZE,
+        query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:60]},
+        pages=(results.total + PAGE_SIZE - 1) // PAGE_SIZE, flash=take_flash(request),
     )
+    return forget_flash(page_, request)
 
 
 @router.get("/licences/{identifier}")
@@ -84,15 +87,17 @@ def licence_page(identifier: str, request: Request, staff: Staff) -> Response:
 
 
 def _licence_view(
-    request: Request, staff: StaffMember, identifier: str, error: str = "", status: int = 200
+    request: Request, staff: StaffMember, identifier: str, error: str = "", status: int = 200, act: str = ""
 ) -> Response:
     registry, queries, _, _ = _state(request)
     licence = queries.get(staff.actor(), identifier)
-    return render(
+    page = render(
         request, "console/licence.html", status, staff=staff, licence=licence, error=error,
         fields=_labelled(registry.type_spec(licence.type_code), licence.data),
-        history=queries.history(staff.actor(), identifier),
+        history=queries.history(staff.actor(), identifier), flash=take_flash(request),
+        revoke_reasons=REVOKE_REASONS, cancel_reasons=CANCEL_REASONS, act=act,
     )
+    return forget_flash(page, request)
 
 
 @router.get("/licences/{identifier}/file.{fmt}")
@@ -104,27 +109,62 @@ def licence_file(identifier: str, fmt: str, request: Request, staff: Staff) -> R
 
 
 # --- revoking and cancelling ------------------------------------------------------------------------
+# Two different acts: 吊销 takes a licence away as a penalty, 注销 ends it (the holder asked, the
+# holder ceased to exist...). Each has its own form, a reason from its own list plus a free-text
+# explanation, and a confirmation box; both reasons end up in the status record.
+REVOKE_REASONS = (
+    "违反法律法规，依法吊销",
+    "以欺骗、贿赂等不正当手段取得",
+    "不再具备许可条件，依法吊销",
+    "其他",
+)
+CANCEL_REASONS = (
+    "持证人申请注销",
+    "持证主体已终止（注销登记、死亡等）",
+    "许可被依法撤销或撤回",
+    "证照信息有误，需重新颁发",
+    "其他",
+)
+ACTS = {"revoke": ("吊销", REVOKE_REASONS), "cancel": ("注销", CANCEL_REASONS)}
+Text = Annotated[str, Form(max_length=200)]
+
+
 @router.post("/licences/{identifier}/revoke", dependencies=[Posted])
-def revoke(identifier: str, request: Request, staff: Staff, reason: Annotated[str, Form(max_length=200)]) -> Response:
-    return _change_status(request, staff, identifier, "revoke", reason)
+def revoke(
+    identifier: str, request: Request, staff: Staff, category: Text = "", reason: Text = "", confirm: Text = ""
+) -> Response:
+    return _change_status(request, staff, identifier, "revoke", category, reason, confirm)
 
 
 @router.post("/licences/{identifier}/cancel", dependencies=[Posted])
-def cancel(identifier: str, request: Request, staff: Staff, reason: Annotated[str, Form(max_length=200)]) -> Response:
-    return _change_status(request, staff, identifier, "cancel", reason)
+def cancel(
+    identifier: str, request: Request, staff: Staff, category: Text = "", reason: Text = "", confirm: Text = ""
+) -> Response:
+    return _change_status(request, staff, identifier, "cancel", category, reason, confirm)
 
 
-def _change_status(request: Request, staff: StaffMember, identifier: str, action: str, reason: str) -> Response:
+def _change_status(
+    request: Request, staff: StaffMember, identifier: str, action: str, category: str, reason: str, confirm: str
+) -> Response:
     lifecycle = _state(request)[3]
+    word, categories = ACTS[action]
     try:
+        if category not in categories:
+            raise InvalidRequestError(f"请选择{word}原因")
+        if not reason.strip():
+            raise InvalidRequestError(f"请填写{word}的具体说明（例如处罚决定书文号）")
+        if confirm != "yes":
+            raise InvalidRequestError(f"请勾选确认后再{word}：{word}后不可恢复")
+        text = f"{category}：{reason.strip()}"[:200]
         if action == "revoke":
-            lifecycle.revoke(staff.actor(), identifier, reason)
+            lifecycle.revoke(staff.actor(), identifier, text)
         else:
-            lifecycle.cancel(staff.actor(), identifier, reason)
+            lifecycle.cancel(staff.actor(), identifier, text)
     except ServiceError as exc:
         _raise_if_not_the_forms_fault(exc)
-        return _licence_view(request, staff, identifier, error=str(exc), status=_status(exc))
-    return redirect(f"/console/licences/{identifier}")
+        return _licence_view(request, staff, identifier, error=str(exc), status=_status(exc), act=action)
+    page = f"/console/licences/{identifier}"
+    return flash(redirect(page), "ok", f"已{word}此证照：{text}。持证人的亮证码与核验随即失效", link=page)
 
 
 # --- issuing and changing ---------------------------------------------------------------------------
@@ -159,7 +199,9 @@ async def issue(type_code: str, request: Request, staff: Staff) -> Response:
     except ServiceError as exc:
         _raise_if_not_the_forms_fault(exc)
         return _form(request, staff, spec, values, f"/console/issue/{type_code}", form=form, error=str(exc))
-    return redirect(f"/console/licences/{result.licence.identifier}")
+    page = f"/console/licences/{result.licence.identifier}"
+    message = f"已颁发{spec.name}，证照编号 {result.licence.licence_number}，已盖电子印章"
+    return flash(redirect(page), "ok", message, link=page, link_text="查看证照")
 
 
 @router.get("/licences/{identifier}/change")
@@ -198,7 +240,8 @@ async def change(identifier: str, request: Request, staff: Staff) -> Response:
         _raise_if_not_the_forms_fault(exc)
         action = f"/console/licences/{identifier}/change"
         return _form(request, staff, spec, values, action, form=form, licence=licence, error=str(exc))
-    return redirect(f"/console/licences/{changed.identifier}")
+    page = f"/console/licences/{changed.identifier}"
+    return flash(redirect(page), "ok", f"已变更，生成第 {changed.version} 版并重新盖章", link=page)
 
 
 # --- batch files ------------------------------------------------------------------------------------

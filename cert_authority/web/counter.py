@@ -6,7 +6,6 @@ licence points to (status only, no personal data)."""
 from __future__ import annotations
 
 import io
-import re
 from typing import Annotated
 
 import zxingcpp
@@ -20,12 +19,18 @@ from cert_authority.checking.licences import MAX_UPLOAD_BYTES as MAX_FILE_BYTES
 from cert_authority.checking.licences import VerificationService
 from cert_authority.checking.show_tokens import ShowTokenVerifier
 from cert_authority.registry.service import RegistryService
-from cert_authority.web.common import forget_flash, render, same_origin, take_flash
-from cert_authority.web.counter_cases import as_use_code, department_matters, scanned_use_code
+from cert_authority.web.common import forget_flash, redirect, render, same_origin, take_flash, zone_of
+from cert_authority.web.counter_cases import (
+    LICENCE_URL,
+    as_use_code,
+    department_matters,
+    department_open_cases,
+    scanned_use_code,
+)
+from cert_authority.web.counter_results import recall, remember
 from cert_authority.web.staff_pages import Staff
 from cert_authority.web.verdicts import verdict
 from templates.errors import ImageError
-from templates.identifier import ROOT
 from templates.images import MAX_UPLOAD_BYTES, load_picture
 from verification.report import Report
 from verification.show_token import PREFIX as TOKEN_PREFIX
@@ -34,7 +39,6 @@ router = APIRouter(include_in_schema=False)
 Posted = Depends(same_origin)
 PUBLIC = Actor(label="public", role="public")
 MAX_PHOTO_SIDE = 2400  # larger photos are scaled down first: a QR code needs no more
-LICENCE_URL = re.compile(r"/v/(" + re.escape(ROOT) + r"\.[0-9A-Z.]+)$")
 
 
 def _verification(request: Request) -> VerificationService:
@@ -50,7 +54,8 @@ def _registry(request: Request) -> RegistryService:
 @router.get("/counter")
 def counter_page(request: Request, staff: Staff) -> Response:
     page = render(
-        request, "counter/scan.html", staff=staff, matters=department_matters(request, staff), flash=take_flash(request)
+        request, "counter/scan.html", staff=staff, matters=department_matters(request, staff),
+        open_cases=department_open_cases(request, staff), flash=take_flash(request),
     )
     return forget_flash(page, request)
 
@@ -93,7 +98,7 @@ def check_file(request: Request, staff: Staff, file: Annotated[UploadFile, File(
 def public_check(identifier: str, request: Request) -> Response:
     """Where the QR code on a printed licence leads: is this licence genuine and valid now?"""
     report = _verification(request).verify_identifier(PUBLIC, identifier)
-    return render(request, "counter/public.html", verdict=verdict(report, _registry(request)))
+    return render(request, "counter/public.html", verdict=verdict(report, _registry(request), zone_of(request)))
 
 
 def _check_text(request: Request, actor: Actor, text: str) -> Report:
@@ -105,11 +110,21 @@ def _check_text(request: Request, actor: Actor, text: str) -> Report:
     return _verification(request).verify_identifier(actor, address.group(1) if address else text)
 
 
+@router.get("/counter/result")
+def result_page(request: Request, staff: Staff) -> Response:
+    """The last check's verdict (a reload shows it again instead of checking the code twice)."""
+    found = recall(request)
+    if found is None:
+        return redirect("/counter")
+    return render(request, "counter/scan.html", staff=staff, verdict=found, matters=department_matters(request, staff))
+
+
 def _result(request: Request, staff: StaffMember, report: Report) -> Response:
-    return render(
-        request, "counter/scan.html", staff=staff, verdict=verdict(report, _registry(request)),
-        matters=department_matters(request, staff),
-    )
+    found = verdict(report, _registry(request), zone_of(request))
+    response = redirect("/counter/result")
+    if remember(request, response, found):
+        return response
+    return render(request, "counter/scan.html", staff=staff, verdict=found, matters=department_matters(request, staff))
 
 
 def _scan_error(request: Request, staff: StaffMember, message: str, status: int) -> Response:

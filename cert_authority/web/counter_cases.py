@@ -4,14 +4,20 @@ applicant's licences that meet it and the basis this department has for each), r
 one click (a use code field where the holder's consent is needed), see the face data of what was
 reused, and close the case with the sealed receipt (材料复用清单) to download.
 
-Also the use code typed or scanned into the scan field (用证码): the licence it was given for, a
-cause, and the face data after the use.
+The applicant field and the case's scan field take what a holder presents, as the counter's scan
+field does: an applicant code (opening only), a licence's identifier or the address in its QR code,
+a show token (亮证码: the holder's consent, once) or a use code (用证码); a show token or a use code
+at opening opens the case for its holder and reuses that licence at once.
+
+Also the use code typed or scanned into the check page's scan field: the licence it was given for,
+a cause, and the face data after the use.
 
 Every form post answers with a redirect; its message travels in a one-time cookie (`flash`)."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -21,12 +27,15 @@ from cert_authority.access.staff import StaffMember
 from cert_authority.boundary import RowId
 from cert_authority.errors import NotFoundError, ServiceError
 from cert_authority.registry.service import RegistryService
-from cert_authority.sharing.cases import CaseService
+from cert_authority.sharing.cases import CaseReuse, CaseService, CaseSummary
 from cert_authority.sharing.matters import MatterPublic, MatterService
 from cert_authority.sharing.service import CODE_ALPHABET, CODE_LENGTH, SharingService
 from cert_authority.store.models import LicenceRow
 from cert_authority.web.common import flash, forget_flash, redirect, render, same_origin, take_flash
 from cert_authority.web.staff_pages import Staff
+from templates.identifier import ROOT
+from verification.show_token import MAX_TOKEN_CHARS
+from verification.show_token import PREFIX as TOKEN_PREFIX
 
 router = APIRouter(include_in_schema=False)
 Posted = Depends(same_origin)
@@ -34,8 +43,14 @@ USE_CODE_COOKIE = "ecas_use_code"
 USE_PATH = "/counter/use"
 # How a basis reads at the counter: in the checklist (before a reuse) and after it.
 BASIS_NAMES = {"duty_rule": "依职责", "consent": "持证人授权", None: "需持证人同意"}
-REUSED_NAMES = {"duty_rule": "依职责", "authorisation": "持证人授权（授权用证）", "use_code": "持证人同意（用证码）"}
+REUSED_NAMES = {
+    "duty_rule": "依职责",
+    "authorisation": "持证人授权（授权用证）",
+    "use_code": "持证人同意（用证码）",
+    "show_token": "持证人同意（当面亮证）",
+}
 MAX_TEXT = 200
+LICENCE_URL = re.compile(r"/v/(" + re.escape(ROOT) + r"\.[0-9A-Z.]+)$")
 
 
 def _cases(request: Request) -> CaseService:
@@ -65,6 +80,13 @@ def department_matters(request: Request, staff: StaffMember) -> list[MatterPubli
     return [m for m in _matters(request).list() if staff.department_uscc in m.departments]
 
 
+def department_open_cases(request: Request, staff: StaffMember) -> list[CaseSummary]:
+    """The staff member's department's cases still open (for its using-department staff)."""
+    if staff.department_uscc is None or staff.role != "user":
+        return []
+    return _cases(request).list_cases(staff.actor(), staff.department_uscc, "open", limit=50)
+
+
 def as_use_code(text: str) -> str | None:
     """The text as a use code, if it is one: 8 characters of the use-code alphabet, in any case,
     with or without a dash in the middle."""
@@ -92,20 +114,43 @@ def open_case(
     request: Request,
     staff: Staff,
     matter: Annotated[str, Form()] = "",
-    applicant: Annotated[str, Form()] = "",
+    applicant: Annotated[str, Form(max_length=MAX_TOKEN_CHARS)] = "",
     case_number: Annotated[str, Form()] = "",
 ) -> Response:
     if not matter.strip():
         return _back("/counter", "bad", "请选择办理事项")
     if not applicant.strip():
         return _back("/counter", "bad", "请输入或扫描申请人的统一社会信用代码或公民身份号码")
+    cases, actor = _cases(request), staff.actor()
+    presented = _presented(applicant)
     try:
-        case = _cases(request).open(
-            staff.actor(), _short(matter), _short(applicant).upper(), case_number=_short(case_number) or None
+        holder, identifier = (
+            cases.licence_presented(actor, **presented) if presented else (_short(applicant).upper(), None)
         )
+        case = cases.open(actor, _short(matter), holder, case_number=_short(case_number) or None)
     except ServiceError as exc:
         return _back("/counter", "bad", f"未能受理：{exc}")
-    return _back(f"/counter/cases/{case.id}", "ok", f"已受理办件 {case.id}：{case.matter_name}")
+    opened = f"已受理办件 {case.id}：{case.matter_name}"
+    if identifier is None:
+        return _back(f"/counter/cases/{case.id}", "ok", opened)
+    try:
+        done = cases.reuse(actor, case.id, identifier, **presented)
+    except ServiceError as exc:
+        return _back(f"/counter/cases/{case.id}", "bad", f"{opened}；持证人出示的证照未能复用：{exc}")
+    return _back(f"/counter/cases/{case.id}", "ok", f"{opened}；{_reused_message(done)}")
+
+
+def _presented(text: str) -> dict[str, str]:
+    """A show token or a use code, as `CaseService.reuse` takes it; empty for anything else."""
+    text = text.strip()
+    if text.startswith(TOKEN_PREFIX + "."):
+        return {"show_token": text}
+    code = as_use_code(text)
+    return {"use_code": code} if code else {}
+
+
+def _reused_message(done: CaseReuse) -> str:
+    return f"已复用「{done.use.name}」作为材料「{done.material}」，申请人无需再提交"
 
 
 @router.get("/counter/cases/{case_id}")
@@ -135,7 +180,31 @@ def reuse(
         done = _cases(request).reuse(staff.actor(), case_id, _short(identifier), code or None)
     except ServiceError as exc:
         return _back(back, "bad", f"未能复用：{exc}")
-    return _back(back, "ok", f"已复用「{done.use.name}」作为材料「{done.material}」，申请人无需再提交")
+    return _back(back, "ok", _reused_message(done))
+
+
+@router.post("/counter/cases/{case_id}/scan", dependencies=[Posted])
+def scan_into_case(
+    case_id: RowId, request: Request, staff: Staff, code: Annotated[str, Form(max_length=MAX_TOKEN_CHARS)] = ""
+) -> Response:
+    """What the holder presents, scanned or typed into the case: a show token or a use code (the
+    holder's consent for that licence), or a licence's identifier or QR address (on the basis the
+    department has)."""
+    back = f"/counter/cases/{case_id}"
+    if not code.strip():
+        return _back(back, "bad", "请扫描或输入亮证码、用证码、证照二维码或证照标识")
+    cases, actor = _cases(request), staff.actor()
+    presented = _presented(code)
+    try:
+        if presented:
+            identifier = cases.licence_presented(actor, **presented)[1]
+        else:
+            address = LICENCE_URL.search(code.strip())
+            identifier = address.group(1) if address else _short(code)
+        done = cases.reuse(actor, case_id, identifier, **presented)
+    except ServiceError as exc:
+        return _back(back, "bad", f"未能复用：{exc}")
+    return _back(back, "ok", _reused_message(done))
 
 
 @router.post("/counter/cases/{case_id}/close", dependencies=[Posted])

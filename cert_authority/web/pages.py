@@ -3,18 +3,53 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from cert_authority.web import console, console_types, counter, counter_cases, staff_pages, wallet
+from cert_authority.web import (
+    console,
+    console_batch_files,
+    console_type_form,
+    console_types,
+    counter,
+    counter_cases,
+    rules_pages,
+    staff_pages,
+    stats_pages,
+    wallet,
+)
 from cert_authority.web.common import STATIC_DIR, render
 
 
 def include_pages(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (staff_pages, wallet, counter, counter_cases, console, console_types):
+    for module in (
+        staff_pages,
+        wallet,
+        counter,
+        counter_cases,
+        console_batch_files,
+        console,
+        console_type_form,
+        console_types,
+        stats_pages,
+        rules_pages,
+    ):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
     def index(request: Request) -> Response:
         return render(request, "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> Response:
+        """Swagger UI from the package's own copy (static/docs): it works without internet access."""
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} · 接口文档",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+        )

@@ -12,10 +12,16 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cert_authority.boundary import RowId
-from cert_authority.errors import AuthenticationError, ServiceError, TooManyAttemptsError
+from cert_authority.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    ServiceError,
+    TooManyAttemptsError,
+)
 from cert_authority.holders.service import DEFAULT_SHOW_SECONDS, MAX_SHOW_SECONDS, Holder, HolderService
 from cert_authority.issuing.queries import LicenceQueryService
-from cert_authority.issuing.schemas import LicencePublic
+from cert_authority.issuing.schemas import STATUS_NAMES, LicencePublic
 from cert_authority.registry.service import RegistryService
 from cert_authority.sharing.matters import MatterService
 from cert_authority.sharing.rules import MAX_AUTHORISATION_DAYS, Authorisations
@@ -23,6 +29,7 @@ from cert_authority.sharing.service import SharingService
 from cert_authority.web.common import (
     HOLDER_COOKIE,
     client_address,
+    face_value,
     flash,
     forget_flash,
     redirect,
@@ -32,10 +39,20 @@ from cert_authority.web.common import (
     set_session,
     take_flash,
 )
+from cert_authority.web.licence_images import pictures_for
 from templates.qr import qr_svg
 from templates.render import MEDIA_TYPES
+from templates.spec import FieldType
 
 router = APIRouter(prefix="/wallet", include_in_schema=False)
+NO_DOWNLOAD = ("revoked", "cancelled")
+REFUSALS = {  # why a show-code check was refused, as the holder reads it in 用证记录
+    "replayed": "同一个亮证码被再次出示，已拒绝：每个亮证码只能核验一次（截图或转发的码无效）",
+    "revoked": "证照已吊销，核验未通过",
+    "cancelled": "证照已注销，核验未通过",
+    "expired": "证照已过期，核验未通过",
+    "superseded": "证照已变更为新版本，旧版本核验未通过",
+}
 Posted = Depends(same_origin)
 
 
@@ -118,25 +135,51 @@ def logout(request: Request) -> Response:
 def wallet(request: Request, me: Me) -> Response:
     licences = _holders(request).licences(me)
     current = [lic for lic in licences if lic.status != "superseded"]  # old versions stay on the licence page
-    return render(request, "wallet/home.html", me=me, licences=current, tab="licences")
+    reasons = {
+        lic.identifier: _queries(request).holder_licence(me.holder_code, lic.identifier).status_reason or ""
+        for lic in current
+        if lic.status in NO_DOWNLOAD
+    }
+    return render(request, "wallet/home.html", me=me, licences=current, reasons=reasons, tab="licences")
 
 
 @router.get("/licences/{identifier}")
 def licence_page(identifier: str, request: Request, me: Me) -> Response:
     licence = _queries(request).holder_licence(me.holder_code, identifier)
     departments = [d for d in _registry(request).list_departments() if "user" in d.roles]
+    spec = _registry(request).type_spec(licence.type_code)
+    photos = {f.key for f in spec.fields if f.type is FieldType.PHOTO}
+    # The validity dates are shown once, formatted; a photo field's value is a file digest, not text.
+    facts = [(label, value) for key, label, value, _ in _labelled(request, licence) if key not in photos
+             and label != "有效期"]
     return render(
-        request, "wallet/licence.html", me=me, licence=licence, fields=_labelled(request, licence),
-        departments=departments, tab="licences",
+        request, "wallet/licence.html", me=me, licence=licence, facts=facts, departments=departments, tab="licences",
     )
 
 
 @router.get("/licences/{identifier}/file.{fmt}")
 def licence_file(identifier: str, fmt: str, request: Request, me: Me) -> Response:
+    """The picture (marked across once the licence is no longer valid) or the sealed file (not at
+    all for a revoked or cancelled licence: no clean copy of it leaves the wallet)."""
+    licence = _queries(request).holder_licence(me.holder_code, identifier)
+    if fmt != "png" and licence.status in NO_DOWNLOAD:
+        raise ConflictError(f"此证照{STATUS_NAMES[licence.status]}，不再提供 PDF 或 OFD 下载")
     data = _queries(request).holder_file(me.holder_code, identifier, fmt)
+    media_type = MEDIA_TYPES.get(fmt, "application/octet-stream")
+    if fmt == "png":
+        data, media_type = pictures_for(request.app.state).full(data, licence.status)
     disposition = "inline" if fmt == "png" else f'attachment; filename="{identifier}.{fmt}"'
-    headers = {"Content-Disposition": disposition, "Cache-Control": "private, max-age=300"}
-    return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
+    headers = {"Content-Disposition": disposition, "Cache-Control": "private, no-cache"}
+    return Response(data, media_type=media_type, headers=headers)
+
+
+@router.get("/licences/{identifier}/thumb.webp")
+def licence_thumbnail(identifier: str, request: Request, me: Me) -> Response:
+    """A small picture for the list (marked like the full one); revalidated, so a revocation shows."""
+    licence = _queries(request).holder_licence(me.holder_code, identifier)
+    png = _queries(request).holder_file(me.holder_code, identifier, "png")
+    data = pictures_for(request.app.state).thumbnail(png, licence.status)
+    return Response(data, media_type="image/webp", headers={"Cache-Control": "private, no-cache"})
 
 
 # --- showing (亮证) ---------------------------------------------------------------------------------
@@ -163,6 +206,24 @@ def show_page(
         request, "wallet/show.html", me=me, licence=licence, token=token, choices=choices,
         chosen=chosen or [], seconds=seconds,
     )
+
+
+@router.get("/licences/{identifier}/status")
+def licence_status(identifier: str, request: Request, me: Me) -> dict[str, str]:
+    """The show screen asks every few seconds: a licence revoked meanwhile takes its code off at once."""
+    licence = _queries(request).holder_licence(me.holder_code, identifier)
+    return {"status": licence.status, "status_name": STATUS_NAMES.get(licence.status, licence.status)}
+
+
+@router.get("/licences/{identifier}/photo")
+def licence_photo(identifier: str, request: Request, me: Me) -> Response:
+    """The holder's photo on a personal licence, for the show screen."""
+    licence = _queries(request).holder_licence(me.holder_code, identifier)
+    if not licence.photo_sm3:
+        raise NotFoundError("此证照没有照片")
+    data = _registry(request).filestore.get(licence.photo_sm3)
+    media_type = "image/jpeg" if data.startswith(b"\xff\xd8") else "image/png"
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
 
 
 class ShowTokenAsk(BaseModel):
@@ -196,10 +257,11 @@ def create_use_code(
     days: Annotated[int, Form(ge=1, le=30)] = 7,
 ) -> Response:
     try:
-        text, code = _sharing(request).create_use_code(me, identifier, department_uscc, purpose, max_uses, days)
+        text, _code = _sharing(request).create_use_code(me, identifier, department_uscc, purpose, max_uses, days)
     except ServiceError as exc:
         return _uses_page(request, me, error=str(exc), status=400)
-    return _uses_page(request, me, new_code=text, new_code_id=code.id, status=201)
+    # Post/redirect/get: the code rides to the next page once, so a reload shows no second code.
+    return flash(redirect("/wallet/uses"), "ok", "用证码已生成（只显示这一次）", new_code=text)
 
 
 @router.post("/use-codes/{code_id}/withdraw", dependencies=[Posted])
@@ -253,14 +315,17 @@ def _uses_page(request: Request, me: Holder, status: int = 200, **extra: object)
         request, "wallet/uses.html", status, me=me, uses=sharing.uses(me), codes=sharing.use_codes(me),
         departments=names, licences=licences, now=dt.datetime.now(dt.UTC), tab="uses",
         authorisations=_authorisations(request).list(me), matter_names={m.code: m.name for m in matters},
-        choices=choices, max_days=MAX_AUTHORISATION_DAYS, flash=take_flash(request), **extra,
+        choices=choices, max_days=MAX_AUTHORISATION_DAYS, flash=take_flash(request), refusals=REFUSALS, **extra,
     )
     return forget_flash(page, request)
 
 
 def _labelled(request: Request, licence: LicencePublic) -> list[tuple[str, str, str, bool]]:
-    """(key, label, value, disclosable) of each face field, in the type's order."""
+    """(key, label, value, disclosable) of each face field, in the type's order; a date range as
+    "from 至 to" (the licence's own 有效期 row is shown once, from its validity dates)."""
     spec = _registry(request).type_spec(licence.type_code)
     return [
-        (f.key, f.label, str(licence.data[f.key]), f.disclosable) for f in spec.fields if f.key in licence.data
+        (f.key, f.label, face_value(f.type, licence.data[f.key]), f.disclosable)
+        for f in spec.fields
+        if f.key in licence.data
     ]

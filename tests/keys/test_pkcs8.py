@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keys.errors import InvalidKeyError, WrongPassphraseError
-from keys.pkcs8 import DEFAULT_ITERATIONS, MAX_ITERATIONS, decrypt_private_key, encrypt_private_key
+from keys.pkcs8 import DEFAULT_ITERATIONS, MAX_ITERATIONS, decrypt_private_key, encrypt_private_key, key_file_cipher
 from keys.sm2 import SM2PrivateKey
 from tests.conftest import openssl
 
@@ -55,7 +55,7 @@ def test_round_trip(key: SM2PrivateKey, encrypted: bytes) -> None:
     assert decrypt_private_key(_der(encrypted), PASS).public_key == key.public_key
 
 
-def test_default_parameters_are_pbes2_pbkdf2_sha256_aes256(key: SM2PrivateKey) -> None:
+def test_default_parameters_are_pbes2_pbkdf2_sha256_sm4_cbc(key: SM2PrivateKey) -> None:
     data = encrypt_private_key(key, PASS)
     info = asn1_keys.EncryptedPrivateKeyInfo.load(_der(data))
     algorithm = info["encryption_algorithm"]
@@ -65,8 +65,16 @@ def test_default_parameters_are_pbes2_pbkdf2_sha256_aes256(key: SM2PrivateKey) -
     assert kdf["parameters"]["iteration_count"].native == DEFAULT_ITERATIONS
     assert kdf["parameters"]["prf"]["algorithm"].native == "sha256"
     assert len(kdf["parameters"]["salt"].native) >= 16
-    assert algorithm["parameters"]["encryption_scheme"]["algorithm"].native == "aes256_cbc"
+    assert algorithm["parameters"]["encryption_scheme"]["algorithm"].dotted == "1.2.156.10197.1.104.2"  # SM4-CBC
+    assert key_file_cipher(data) == "sm4-cbc"
     assert decrypt_private_key(data, PASS).public_key == key.public_key
+
+
+def test_openssl_names_the_cipher_sm4_cbc(encrypted: bytes, work: Path) -> None:
+    path = work / "parse.pem"
+    path.write_bytes(encrypted)
+    parsed = openssl("asn1parse", "-in", str(path)).stdout.decode()
+    assert ":sm4-cbc" in parsed and ":hmacWithSHA256" in parsed and "aes" not in parsed.lower()
 
 
 def test_salt_and_iv_are_fresh(key: SM2PrivateKey, encrypted: bytes) -> None:
@@ -82,14 +90,16 @@ def test_openssl_reads_our_file(key: SM2PrivateKey, encrypted: bytes, work: Path
     assert wrong.returncode != 0
 
 
-def test_we_read_openssl_encrypted_file(work: Path) -> None:
+@pytest.mark.parametrize("cipher", ["sm4-cbc", "aes-256-cbc"])
+def test_we_read_openssl_encrypted_file(work: Path, cipher: str) -> None:
     plain = work / "plain.pem"
     enc = work / "openssl_enc.pem"
     openssl("genpkey", "-algorithm", "SM2", "-out", str(plain))
     openssl(
-        "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", str(plain), "-out", str(enc),
+        "pkcs8", "-topk8", "-v2", cipher, "-in", str(plain), "-out", str(enc),
         "-passout", "pass:s3cret",
     )  # fmt: skip
+    assert key_file_cipher(enc.read_bytes()) == cipher
     assert enc.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     opened = decrypt_private_key(enc.read_bytes(), b"s3cret")
     expected = SM2PrivateKey.from_pkcs8_der(plain.read_bytes())
@@ -184,7 +194,7 @@ def test_corrupted_file_only_raises_key_errors(encrypted: bytes, data: st.DataOb
 def test_iv_of_wrong_type_rejected(encrypted: bytes) -> None:
     der = _der(encrypted)
     info = asn1_keys.EncryptedPrivateKeyInfo.load(der)
-    iv = info["encryption_algorithm"]["parameters"]["encryption_scheme"]["parameters"].native
+    iv = info["encryption_algorithm"]["parameters"]["encryption_scheme"]["parameters"].parse().native
     header = b"\x04\x10" + iv
     assert der.count(header) == 1
     with pytest.raises(InvalidKeyError):

@@ -22,8 +22,16 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import SignatureCoverageLevel
 
 from seals import licence_files
-from seals.errors import PictureError, SealInputError, SealSigningError
-from seals.licence_files import digests, finish_licence, messages, prepare_licence, seal_licence
+from seals.box import SealBox
+from seals.errors import DocumentError, PictureError, SealInputError, SealSigningError
+from seals.licence_files import (
+    digests,
+    finish_licence,
+    messages,
+    prepare_licence,
+    seal_licence,
+    seal_page_pdf,
+)
 from templates.backgrounds import prepare_background
 from templates.fonts import FontSet
 from templates.images import Picture
@@ -381,3 +389,58 @@ def test_refusals(food: Food, pki: PkiHierarchy, eseal: bytes, seal_picture: byt
         seal_licence(layout, food.fonts, pki.seal_signer, eseal, b"GIF89a", NOW)
     with pytest.raises(SealInputError, match="证书链"):
         prepare_licence(layout, food.fonts, signer_chain=[], seal_der=eseal, seal_picture_png=seal_picture, now=NOW)
+
+
+# --- a page written sealed (annotated copies, receipts) ---------------------------------------------
+
+
+def test_a_page_written_sealed_is_read_by_qpdf_pyhanko_gmssl_and_poppler(
+    food: Food, pki: PkiHierarchy, seal_picture: bytes, tmp_path: Path
+) -> None:
+    layout = food.layout(3)
+    box = SealBox(x=layout.width - 48, y=layout.height - 48, w=38, h=38)
+    signer = pki.seal_signer
+    pdf = seal_page_pdf(layout, food.fonts, signer, seal_picture, box, NOW, title="加注件", reason="加注件：检查")
+    path = tmp_path / "page.pdf"
+    path.write_bytes(pdf)
+    _qpdf_check(path)
+    checked = check_sealed_pdf(pdf, pki.seal)  # digest, algorithms, signer; gmssl over the attributes
+    assert checked.field_names == ["ECAS_Seal_1"] and checked.signing_time == NOW
+    reader = PdfFileReader(io.BytesIO(pdf), strict=True)
+    [signature] = reader.embedded_signatures
+    assert signature.sig_object["/Reason"] == "加注件：检查"
+    assert signature.docmdp_level is not None  # certified: nothing may be added afterwards
+    signature.compute_integrity_info()
+    assert signature.coverage == SignatureCoverageLevel.ENTIRE_FILE
+    expected = (box.x, layout.height - box.y - box.h, box.x + box.w, layout.height - box.y)
+    assert [float(v) for v in signature.sig_field["/Rect"]] == pytest.approx(
+        [v / 25.4 * 72 for v in expected], abs=0.002
+    )
+    # The same text as the page rendered plain.
+    (tmp_path / "plain.pdf").write_bytes(render_pdf(layout, food.fonts, title="加注件", created=NOW))
+    pdftotext = require_tool_or_skip("pdftotext")
+    texts = [
+        subprocess.run([pdftotext, "-layout", str(tmp_path / name), "-"], capture_output=True, check=True).stdout
+        for name in ("page.pdf", "plain.pdf")
+    ]
+    assert texts[0] == texts[1] and layout.texts["operator_name"].encode() in texts[0].replace(b" ", b"")
+    # One flipped byte anywhere signed breaks the digest.
+    for position in (9, pdf.index(b"/Reason") + 12, len(pdf) - 3):
+        tampered = bytearray(pdf)
+        tampered[position] ^= 0x01
+        assert not _digest_ok(bytes(tampered))
+
+
+def test_a_page_written_sealed_refuses_bad_input(food: Food, pki: PkiHierarchy, seal_picture: bytes) -> None:
+    layout = food.layout()
+    box = SealBox(x=10, y=10, w=30, h=30)
+    with pytest.raises(SealInputError, match="时区"):
+        seal_page_pdf(layout, food.fonts, pki.seal_signer, seal_picture, box, NOW.replace(tzinfo=None))
+    with pytest.raises(SealInputError, match="有效期"):
+        seal_page_pdf(layout, food.fonts, pki.seal_signer, seal_picture, box, NOW + dt.timedelta(days=4000))
+    with pytest.raises(SealInputError, match="证书"):
+        seal_page_pdf(layout, food.fonts, pki.seal_signer.with_chain(()), seal_picture, box, NOW)
+    with pytest.raises(DocumentError):
+        seal_page_pdf(layout, food.fonts, pki.seal_signer, seal_picture, SealBox(x=layout.width, y=0, w=30, h=30), NOW)
+    with pytest.raises(PictureError):
+        seal_page_pdf(layout, food.fonts, pki.seal_signer, b"GIF89a", box, NOW)

@@ -20,6 +20,7 @@ PATH_LIMITS = {
     "/api/v1/licences": 4 * MB,
     "/api/v1/seals": 4 * MB,
     "/api/v1/verify": 20 * MB,
+    "/api/v1/exchange": 32 * MB,  # a city's batch with its sealed files (exchange.pusher)
     "/pki/ocsp": 64 * 1024,
 }
 DOCUMENT_LIMIT = 20 * MB  # a department's own document sent to be sealed (/api/v1/seals/{id}/sign)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -18,9 +18,18 @@ from cert_authority.actors import Actor
 from cert_authority.boundary import ErrorPublic, RowId
 from cert_authority.http.auth import current_actor
 from cert_authority.http.uploads import read_text_definition, text_definition_body
-from cert_authority.sharing.cases import BasisName, Case, CaseService, ConsentKind, Reused, split_basis
+from cert_authority.sharing.cases import (
+    MAX_LISTED,
+    BasisName,
+    Case,
+    CaseService,
+    ConsentKind,
+    Reused,
+    split_basis,
+)
 from cert_authority.sharing.matters import MATTER_CODE, MatterPublic, MatterService, parse_matter_spec
 from cert_authority.sharing.service import LINK_MINUTES
+from verification.show_token import MAX_TOKEN_CHARS
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorPublic, "description": text}
@@ -101,7 +110,8 @@ class ReusedPublic(BaseModel):
     licence_sm3: Annotated[str, Field(description="所复用证照盖章 PDF 的 SM3")]
     basis: BasisName
     consent: Annotated[
-        ConsentKind | None, Field(description="持证人同意的方式：use_code 用证码，authorisation 授权用证")
+        ConsentKind | None,
+        Field(description="持证人同意的方式：use_code 用证码，show_token 当面出示的亮证码，authorisation 授权用证"),
     ]
     at: dt.datetime
 
@@ -131,8 +141,14 @@ class CasePublic(BaseModel):
 
 class CaseReuseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    identifier: Annotated[str, Field(max_length=120, description="证照标识")]
+    identifier: Annotated[
+        str | None, Field(max_length=120, description="证照标识；给出亮证码时可省略（以亮证码出示的证照为准）")
+    ] = None
     use_code: Annotated[str | None, Field(max_length=20, description="持证人给本部门此证照的用证码")] = None
+    show_token: Annotated[
+        str | None,
+        Field(max_length=MAX_TOKEN_CHARS, description="持证人当面出示的亮证码（ECT1.…），作为持证人同意，只能用一次"),
+    ] = None
 
 
 class CaseReusePublic(BaseModel):
@@ -198,6 +214,47 @@ def open_case(body: CaseOpen, request: Request, actor: Caller) -> CasePublic:
     return case_public(case)
 
 
+class CaseSummaryPublic(BaseModel):
+    case: int
+    matter: str
+    matter_name: str
+    department_uscc: str
+    applicant: Annotated[str, Field(description="申请人代码（部分隐藏）")]
+    case_number: str | None
+    status: Literal["open", "closed"]
+    opened_at: dt.datetime
+    materials_required: int
+    materials_reused: int
+
+
+@router.get("/cases")
+def list_cases(
+    request: Request,
+    actor: Caller,
+    status: Annotated[Literal["open", "closed"], Query(description="open 办理中（默认），closed 已办结")] = "open",
+    department_uscc: Annotated[
+        str | None, Query(max_length=18, description="管理员、审计可指定部门；部门密钥只能查看本部门")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 100,
+) -> list[CaseSummaryPublic]:
+    """A department's cases, newest first: its user keys see their own; admins and auditors any or all."""
+    return [
+        CaseSummaryPublic(
+            case=c.id,
+            matter=c.matter_code,
+            matter_name=c.matter_name,
+            department_uscc=c.department_uscc,
+            applicant=c.applicant,
+            case_number=c.case_number,
+            status="closed" if c.status == "closed" else "open",
+            opened_at=c.opened_at,
+            materials_required=c.required,
+            materials_reused=c.reused,
+        )
+        for c in _cases(request).list_cases(actor, department_uscc, status, limit)
+    ]
+
+
 @router.get("/cases/{case_id}")
 def get_case(case_id: RowId, request: Request, actor: Caller) -> CasePublic:
     """A case and its checklist (the department's user keys, admins and auditors)."""
@@ -207,7 +264,7 @@ def get_case(case_id: RowId, request: Request, actor: Caller) -> CasePublic:
 @router.post("/cases/{case_id}/reuse")
 def reuse_licence(case_id: RowId, body: CaseReuseRequest, request: Request, actor: Caller) -> CaseReusePublic:
     """Reuse one of the applicant's licences for the case: face data and an annotated copy, audited."""
-    reuse = _cases(request).reuse(actor, case_id, body.identifier, body.use_code)
+    reuse = _cases(request).reuse(actor, case_id, body.identifier, body.use_code, body.show_token)
     use = reuse.use
     return CaseReusePublic(
         case=reuse.case_id,

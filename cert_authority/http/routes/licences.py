@@ -15,6 +15,7 @@ from cert_authority.boundary import ErrorPublic
 from cert_authority.http.auth import current_actor
 from cert_authority.issuing.issuance import IssuanceService
 from cert_authority.issuing.lifecycle import LifecycleService
+from cert_authority.issuing.origin import original_licence
 from cert_authority.issuing.queries import MAX_PAGE_SIZE, LicenceQueryService
 from cert_authority.issuing.schemas import (
     LicenceChange,
@@ -76,6 +77,9 @@ def issue_licence(
         valid_from=body.valid_from,
         valid_until=body.valid_until,
         issuer_uscc=body.issuer_uscc,
+        original=original_licence(
+            body.origin, body.licence_number, body.issue_date, body.original_issuer_name, body.include_expired
+        ),
     )
     if result.replayed:
         response.status_code = 200

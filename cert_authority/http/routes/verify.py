@@ -31,7 +31,7 @@ Caller = Annotated[Actor, Depends(current_actor)]
 class CheckPublic(BaseModel):
     name: Annotated[
         str,
-        Field(description="integrity、signature、seal、timestamp、chain、revocation、status、record、identifier、file"),
+        Field(description="integrity、signature、seal、timestamp、chain、revocation、status、record、log、identifier、file"),
     ]
     status: Literal["VALID", "INVALID", "INDETERMINATE"]
     reason: Annotated[str, Field(description="机读原因：ok 表示通过")]
@@ -68,5 +68,8 @@ async def verify_file(request: Request, _caller: Caller) -> dict[str, Any]:
 
 @router.get("/{identifier}", response_model=VerificationPublic)
 def verify_identifier(identifier: str, request: Request, caller: Caller) -> dict[str, Any]:
-    """Verify a licence by its identifier (证照标识)."""
-    return _service(request).verify_identifier(caller, identifier).to_dict()
+    """Verify a licence by its identifier (证照标识); in province mode also the cities' licences."""
+    report = _service(request).verify_identifier(caller, identifier)
+    if report.reason == "not_found":
+        report = request.app.state.province.verify_identifier(caller, identifier) or report
+    return report.to_dict()

@@ -122,6 +122,7 @@ def endpoints(
         Endpoint("cancel", lambda _: ("POST", f"/api/v1/licences/{fresh()}/cancel", {"json": {"reason": "测试"}}),
                  WRITERS),
         Endpoint("verify identifier", lambda _: ("GET", f"/api/v1/verify/{food}", {}), ANY),
+        Endpoint("log proof", lambda _: ("GET", f"/api/v1/licences/{food}/proof", {}), ANY),
         Endpoint("verify file", lambda _: ("POST", "/api/v1/verify",
                                            {"content": pdf, "headers": {"Content-Type": "application/pdf"}}), ANY),
         Endpoint("verify show token", lambda _: ("POST", "/api/v1/show-tokens/verify", {"json": {"token": token()}}),

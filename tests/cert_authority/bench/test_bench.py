@@ -44,3 +44,15 @@ def test_bench_serve_runs_a_case_end_to_end(postgres_server: str) -> None:
     result = json.loads(out.strip().splitlines()[-1])
     assert result["case"]["requests"] > 0 and result["case"]["errors"] == 0, result["case"]
     assert result["healthz"]["errors"] == 0
+
+
+def test_bench_log_appends_and_proves(postgres_server: str, tmp_data_dir: Path) -> None:
+    """Leaves queued by worker processes are all sequenced, and the sampled proofs verify."""
+    code, out = ecas("bench", "log", "--leaves", "300", "--workers", "1", "--seconds", "0.5", "--json",
+                     "--database-url", postgres_server)
+    assert code == 0, out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["leaves"] == 300 and result["heads_signed"] >= 1
+    assert result["proofs"] > 0 and result["proofs_checked"] >= 1
+    for key in ("append_leaves_per_s", "sequence_leaves_per_s", "baseline_sm3_per_s", "baseline_db_round_trips_per_s"):
+        assert result[key] > 0

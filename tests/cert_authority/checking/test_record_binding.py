@@ -2,7 +2,12 @@
 was in a field the page does not show exactly (holder_name, holder_code, a key added to the face
 data), and a changed holder code let another holder show the licence. The record's digest is now
 sealed into the OFD; any edit is INVALID record_mismatch, and the licence is neither shown nor
-used until the issuer has looked at it."""
+used until the issuer has looked at it.
+
+Since issue 25 the holder's name and code and the face data are sealed (SM4-GCM) in the row: an
+edit by someone without the data key does not even open (tests/cert_authority/store/
+test_personal_data.py). Here the attacker has the data key and seals the edited values anew, as
+`_edit` does: the sealed OFD still catches it."""
 
 from __future__ import annotations
 
@@ -10,11 +15,12 @@ import json
 from typing import Any
 
 import pytest
-from sqlmodel import Session, col, update
+from sqlmodel import Session, col, select, update
 
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.errors import RecordMismatchError
 from cert_authority.issuing.binding import RECORD_SM3, record_digest
+from cert_authority.issuing.personal import open_licence, sealed_columns
 from cert_authority.store.models import LicenceRow
 from tests.conftest import FOOD_TYPE, USER_USCC, LicenceEnv, example_data, issue_example
 from verification.ofd_file import inspect_ofd
@@ -22,17 +28,26 @@ from verification.report import Status
 
 HOLDER = example_data(FOOD_TYPE)["operator_code"]
 PASSWORD = "record-binding-1"
+PERSONAL_FIELDS = ("holder_name", "holder_code", "face_json")
 
 
 def _edit(env: LicenceEnv, identifier: str, **values: Any) -> None:
+    """Edit the row; personal fields are sealed again with the service's own data key."""
+    personal = env.services.queries.personal
+    opened = _row(env, identifier)
+    edited = LicenceRow(**(opened.model_dump() | values))
+    stored = {k: v for k, v in values.items() if k not in PERSONAL_FIELDS}
+    if set(values) & set(PERSONAL_FIELDS):
+        stored |= sealed_columns(personal, edited)
     with Session(env.registry.engine) as session:
-        session.exec(update(LicenceRow).where(col(LicenceRow.identifier) == identifier).values(**values))
+        session.exec(update(LicenceRow).where(col(LicenceRow.identifier) == identifier).values(**stored))
         session.commit()
 
 
 def _row(env: LicenceEnv, identifier: str) -> LicenceRow:
     with Session(env.registry.engine) as session:
-        return session.exec(LicenceRow.__table__.select().where(LicenceRow.identifier == identifier)).one()
+        row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).one()
+    return open_licence(env.services.queries.personal, row)
 
 
 def test_the_sealed_ofd_carries_the_records_digest(licence_env: LicenceEnv) -> None:

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.cli.main import app as cli_app
 from cert_authority.http.app import create_app
+from cert_authority.issuing.personal import open_licence, sealed_columns
 from cert_authority.settings import Settings
 from cert_authority.store.models import LicenceRow
 from templates.identifier import LicenceIdentifier
@@ -161,14 +162,16 @@ def test_status_and_record_come_from_the_registry(issued: tuple[LicenceEnv, str]
     # A record edited in the database no longer matches its sealed file.
     tampered = issue_example(env, FOOD_TYPE).licence.identifier
     assert verification.verify_identifier(CLI_ACTOR, tampered).result is Status.VALID  # the match remembered
+    # (The face data is sealed in the row: this attacker has the data key and seals the edit anew.)
+    personal = env.services.queries.personal
     with Session(env.registry.engine) as session:
-        row = session.exec(LicenceRow.__table__.select().where(LicenceRow.identifier == tampered)).one()
+        stored = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == tampered)).one()
+        row = open_licence(personal, stored)
         face = json.loads(row.face_json)
         face["operator_name"] = "冒名顶替餐饮有限公司"
+        row.face_json = json.dumps(face, ensure_ascii=False)
         session.exec(
-            update(LicenceRow)
-            .where(col(LicenceRow.identifier) == tampered)
-            .values(face_json=json.dumps(face, ensure_ascii=False))
+            update(LicenceRow).where(col(LicenceRow.identifier) == tampered).values(**sealed_columns(personal, row))
         )
         session.commit()
     assert verification.verify_identifier(CLI_ACTOR, tampered).reason == "record_mismatch"
@@ -284,7 +287,8 @@ def test_cli_exit_codes(licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
     result = runner.invoke(cli_app, ["verify", str(tmp_path / "l.pdf")])
     assert result.exit_code == 2 and "无法确认（INDETERMINATE）" in result.output, result.output
     result = runner.invoke(cli_app, ["verify", str(tmp_path / "missing.pdf")])
-    assert result.exit_code == 1 and "不存在" in result.output and "Traceback" not in result.output
+    # A usage error reaches no verdict: 2, never INVALID's 1 (issue 23).
+    assert result.exit_code == 2 and "不存在" in result.output and "Traceback" not in result.output
 
 
 def test_http(issued: tuple[LicenceEnv, str]) -> None:

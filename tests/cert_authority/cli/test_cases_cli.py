@@ -9,9 +9,12 @@ import json
 import re
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from cert_authority.demo import BUSINESS_TYPE, DEMO_CASE_MATTER, DEPARTMENTS, FOOD_TYPE, demo_holders
+from cert_authority.services import licence_services
+from cert_authority.settings import load_settings
 from tests.cert_authority.cli_runner import ecas, fails, ok
 
 COUNTER_USCC = DEPARTMENTS[2].uscc
@@ -78,6 +81,9 @@ def test_a_case_on_the_demo_from_the_command_line(demo: Path, tmp_path: Path) ->
     by_matter = json.loads(ok("stats", "--by", "matter", "--json"))
     assert any(r["key"] == DEMO_CASE_MATTER and r["materials_required"] == 3 for r in by_matter["rows"])
     assert ok("stats", "--csv").startswith("period,key,")
+    ok("stats", "--by", "department", "--xlsx", str(tmp_path / "stats.xlsx"))
+    sheet = openpyxl.load_workbook(tmp_path / "stats.xlsx").active
+    assert sheet["A1"].value == "统计周期（日）" and sheet["B1"].value == "部门"
     assert "复用率" in ok("stats", "--period", "month")
 
 
@@ -109,3 +115,20 @@ def test_duty_rules_and_bad_input_from_the_command_line(demo: Path, tmp_path: Pa
     bad.write_text("code: x\nname: 事项\ndepartments: []\nmaterials: []\ncolour: red\n", encoding="utf-8")
     assert "未知的键" in fails("matters", "register", str(bad))
     assert "--by 应为" in fails("stats", "--by", "colour")
+
+
+def test_a_show_token_as_consent_from_the_command_line(demo: Path) -> None:
+    """`ecas cases reuse CASE --show-token TOKEN`: the licence the token shows, once."""
+    applicant = demo_holders()[0][0]
+    services = licence_services(load_settings())
+    holder = services.accounts.holder(applicant)
+    [food] = [item.identifier for item in services.holders.licences(holder) if item.type_code == FOOD_TYPE]
+    token, _ = services.holders.show_token(holder, food)
+    opened = json.loads(ok("cases", "open", "--department", COUNTER_USCC, "--matter", DEMO_CASE_MATTER,
+                           "--applicant", applicant, "--json"))
+    case = str(opened["case"])
+    reused = json.loads(ok("cases", "reuse", case, "--show-token", token, "--json"))
+    assert (reused["identifier"], reused["basis"], reused["consent"]) == (food, "consent", "show_token")
+    assert "只能用一次" in fails("cases", "reuse", case, "--show-token", token)
+    assert "亮证码" in fails("cases", "reuse", case, "--show-token", token[:-4] + "AAAA")
+    assert "证照标识" in fails("cases", "reuse", case)

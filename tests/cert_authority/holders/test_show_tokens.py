@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
 from cert_authority.http.app import create_app
-from cert_authority.store.models import AuditEventRow, HolderAccountRow
+from cert_authority.store.models import AuditEventRow
 from tests.conftest import (
     FOOD_TYPE,
     ISSUER_USCC,
@@ -65,9 +65,7 @@ def test_token_format_and_its_failures(shared_licence_env: LicenceEnv) -> None:
 def test_show_and_verify(shared_licence_env: LicenceEnv, tmp_path: Path) -> None:
     env = shared_licence_env
     services = env.services
-    with Session(env.registry.engine) as session:
-        known = session.exec(select(HolderAccountRow).where(HolderAccountRow.holder_code == HOLDER)).first()
-    if known is None:
+    if not services.accounts.exists(HOLDER):
         services.accounts.create(HOLDER, "演示市鼓楼区好味道餐饮有限公司", PASSWORD)
     with pytest.raises(ConflictError):
         services.accounts.create(HOLDER, "重复", PASSWORD)
@@ -209,7 +207,7 @@ def test_guessing_passwords_slows_that_address_and_locks_nobody_out(shared_licen
 
     engine = shared_licence_env.registry.engine
     now = [dt.datetime(2026, 12, 5, 9, 0, tzinfo=dt.timezone.utc)]
-    accounts = LocalAccounts(engine, clock=lambda: now[0])
+    accounts = LocalAccounts(engine, shared_licence_env.services.accounts.personal, clock=lambda: now[0])
     code, password = "110105197001010011", "the-right-password"
     accounts.create(code, "李四", password)
     attacker, holder = "198.51.100.7", "203.0.113.9"

@@ -457,10 +457,13 @@ def _records(engine: Engine, identifier: str) -> dict[str, list[dict[str, Any]]]
         audits = session.exec(select(AuditEventRow).where(AuditEventRow.target == identifier)).all()
         keys = session.exec(select(IdempotencyRow).where(IdempotencyRow.licence_id == licence.id)).all()
     assert all(event.identifier == identifier for event in events)
+    # Each row has its own place in the HMAC-SM3 chain (store/chain.py): present, and different.
+    chain = {"chain_partition", "chain_seq", "chain_prev", "chain_mac"}
+    assert all(getattr(row, name) is not None for row in (*events, *audits) for name in chain)
     return {
-        "events": [event.model_dump(exclude={"id", "licence_id", "identifier"}) for event in events],
+        "events": [event.model_dump(exclude={"id", "licence_id", "identifier", *chain}) for event in events],
         "audits": [
-            audit.model_dump(exclude={"id", "target", "detail_json"})
+            audit.model_dump(exclude={"id", "target", "detail_json", *chain})
             | {"detail": {**json.loads(audit.detail_json or "{}"), "licence_number": "n"}}
             for audit in audits
         ],

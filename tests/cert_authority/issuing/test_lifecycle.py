@@ -147,7 +147,8 @@ def test_expiry_is_derived_from_the_validity_dates(shared_licence_env: LicenceEn
     licence = issue_example(env, DRAINAGE_TYPE).licence  # valid until 2030-12-31
     later = dt.datetime(2031, 1, 1, 1, 0, tzinfo=dt.timezone.utc)  # 2031-01-01 09:00 in Beijing
     queries = LicenceQueryService(
-        env.registry.engine, env.registry.filestore, env.services.queries.images, clock=lambda: later
+        env.registry.engine, env.registry.filestore, env.services.queries.images, env.services.queries.personal,
+        clock=lambda: later,
     )
     assert env.services.queries.get(CLI_ACTOR, licence.identifier).status == "issued"
     assert queries.get(CLI_ACTOR, licence.identifier).status == "expired"
@@ -161,7 +162,7 @@ def test_expiry_is_derived_from_the_validity_dates(shared_licence_env: LicenceEn
         ("expire", "expired", True),
     ]
 
-    lifecycle = LifecycleService(env.registry.engine, clock=lambda: later)
+    lifecycle = LifecycleService(env.registry.engine, env.services.lifecycle.personal, clock=lambda: later)
     with pytest.raises(IllegalTransitionError, match="有效期已于 2030-12-31 届满，只能注销"):
         lifecycle.revoke(CLI_ACTOR, licence.identifier, "违法排水")
     with pytest.raises(IllegalTransitionError, match="已过期"):

@@ -6,15 +6,19 @@ sealed receipt (qpdf, pdftotext, our verifier) and the bad-input and concurrency
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlmodel import Session, col, func, select
 
 from cert_authority.actors import CLI_ACTOR, Actor
@@ -28,7 +32,7 @@ from cert_authority.errors import (
 )
 from cert_authority.http.app import create_app
 from cert_authority.sharing.matters import parse_matter_spec
-from cert_authority.store.models import AuditEventRow, CaseMaterialRow
+from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow
 from cert_authority.timeutil import local_date
 from templates.errors import SpecError
 from tests.conftest import (
@@ -39,11 +43,13 @@ from tests.conftest import (
     USER_USCC,
     VOCATIONAL_TYPE,
     LicenceEnv,
+    PkiHierarchy,
     example_data,
     issue_example,
     require_tool_or_skip,
 )
 from verification.report import Status
+from verification.show_token import make_token
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 HOLDER = example_data(FOOD_TYPE)["operator_code"]  # 91350100M000100Y43: a company
@@ -598,6 +604,10 @@ def test_statistics_count_what_was_issued_used_shown_and_reused(env: LicenceEnv)
         assert csv_answer.status_code == 200 and csv_answer.headers["content-type"].startswith("text/csv")
         lines = csv_answer.text.strip().splitlines()
         assert lines[0].startswith("period,key,licences_issued") and lines[-1].startswith("total,,2,1,1,2,7,1,0.1429")
+        xlsx = client.get("/api/v1/stats?format=xlsx&by=type", headers=auditor)
+        assert xlsx.status_code == 200 and xlsx.headers["content-type"].startswith("application/vnd.openxmlformats")
+        sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
+        assert [c.value for c in sheet[sheet.max_row]][:8] == ["合计", None, 2, 1, 1, 2, 7, 1]
         assert client.get("/api/v1/stats?from=2026-02-01&to=2026-01-01", headers=admin).status_code == 422
         assert client.get("/api/v1/stats?by=colour", headers=admin).status_code == 422
 
@@ -666,3 +676,194 @@ def test_every_caller_against_the_case_endpoints(env: LicenceEnv) -> None:
 
 def _rule(env: LicenceEnv) -> int:
     return env.services.duty_rules.add(CLI_ACTOR, USER_USCC, FOOD_TYPE, valid_until=dt.date(2100, 1, 1)).id
+
+
+# --- a show token scanned at the counter as the holder's consent -----------------------------------
+def test_a_show_token_is_the_holders_consent_once_for_the_licence_it_shows(env: LicenceEnv, pki: PkiHierarchy) -> None:
+    services = env.services
+    food, business = issue_food(env), issue_business(env)
+    other = _other_company()
+    other_food = issue_food(env, holder=other)
+    services.accounts.create(other, "另一家公司", PASSWORD)
+    app = create_app(env.settings)
+    counter = {"Authorization": f"Bearer {app.state.api_keys.create('user', USER_USCC).key}"}
+
+    with TestClient(app) as client:
+
+        def login(code: str) -> dict[str, str]:
+            answer = client.post("/api/v1/holder/login", json={"holder_code": code, "password": PASSWORD}).json()
+            return {"Authorization": f"Bearer {answer['session_token']}"}
+
+        holder, other_holder = login(HOLDER), login(other)
+
+        def shown(identifier: str, who: dict[str, str] = holder) -> str:
+            made = client.post(f"/api/v1/holder/licences/{identifier}/show-token", json={}, headers=who)
+            assert made.status_code == 200, made.text
+            return str(made.json()["token"])
+
+        def open_case(number: str) -> str:
+            opened = client.post("/api/v1/cases", headers=counter,
+                                 json={"matter": CATERING, "applicant": HOLDER, "case_number": number})
+            assert opened.status_code == 201, opened.text
+            return f"/api/v1/cases/{opened.json()['case']}/reuse"
+
+        reuse = open_case("LZ-1")
+        before = use_count(env)
+        # Attacks: each refused with 403 and nothing recorded.
+        token = shown(food)
+        payload = token.split(".")[1]
+        flipped = payload[:40] + ("A" if payload[40] != "A" else "B") + payload[41:]
+        signer = services.cases.pki.service_signer(dt.datetime.now(dt.timezone.utc))
+        long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+        expired = make_token(signer, food, {"operator_name": "x"}, long_ago, dt.timedelta(seconds=60))[0]
+        foreign = make_token(pki.seal_signer, food, {"operator_name": "x"}, dt.datetime.now(dt.timezone.utc),
+                             dt.timedelta(seconds=60))[0]
+        attacks = {
+            "another holder's licence": {"show_token": shown(other_food, other_holder)},
+            "another licence than the one named": {"identifier": business, "show_token": token},
+            "expired": {"show_token": expired},
+            "altered": {"show_token": ".".join([token.split(".")[0], flipped, token.split(".")[2]])},
+            "signed by another key": {"show_token": foreign},
+            "not a token": {"show_token": "ECT1.abc.def"},
+        }
+        for what, body in attacks.items():
+            answer = client.post(reuse, json=body, headers=counter)
+            assert answer.status_code == 403, (what, answer.text)
+            assert "亮证码" in answer.json()["message"], what
+        assert client.post(reuse, json={"identifier": food, "use_code": "ABCD1234", "show_token": token},
+                           headers=counter).status_code == 422
+        assert use_count(env) == before
+
+        # The holder's own token for the licence: consent, the identifier taken from the token.
+        done = client.post(reuse, json={"show_token": token}, headers=counter)
+        assert done.status_code == 200, done.text
+        assert (done.json()["identifier"], done.json()["basis"], done.json()["consent"]) == (
+            food, "consent", "show_token")
+        assert use_count(env) == before + 1
+        # Replayed: in another case, and at the plain check after it.
+        again = client.post(open_case("LZ-2"), json={"show_token": token}, headers=counter)
+        assert again.status_code == 403 and "只能用一次" in again.json()["message"]
+        verified = client.post("/api/v1/show-tokens/verify", json={"token": token}, headers=counter).json()
+        assert verified["reason"] == "replayed"
+        # A token checked at the plain check first is spent too.
+        checked = shown(food)
+        assert client.post("/api/v1/show-tokens/verify", json={"token": checked}, headers=counter).json()[
+            "result"] == "VALID"
+        assert client.post(open_case("LZ-3"), json={"show_token": checked}, headers=counter).status_code == 403
+
+        # The holder sees the use with the matter and case number; the receipt names the basis.
+        uses = [u for u in client.get("/api/v1/holder/uses", headers=holder).json() if u["action"] == "use"]
+        assert (food, CATERING, "LZ-1") in {(u["identifier"], u["matter"], u["case_number"]) for u in uses}
+        case_id = int(reuse.split("/")[-2])
+        shown_case = client.get(f"/api/v1/cases/{case_id}", headers=counter).json()
+        assert shown_case["materials"][1]["reused"]["consent"] == "show_token"
+        receipt = services.cases.close(COUNTER, case_id)
+        assert services.verification.verify_file(receipt.pdf).result is Status.VALID
+
+
+def test_a_failed_reuse_gives_the_show_token_back_and_two_counters_get_it_once(
+    env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = env.services
+    food = issue_food(env)
+    holder = services.accounts.holder(HOLDER)
+    token, _ = services.holders.show_token(holder, food)
+    case = services.cases.open(COUNTER, CATERING, HOLDER, case_number="F1").id
+    original = services.sharing._annotated_copy
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(services.sharing, "_annotated_copy", broken)
+    with pytest.raises(OSError):
+        services.cases.reuse(COUNTER, case, None, show_token=token)
+    monkeypatch.setattr(services.sharing, "_annotated_copy", original)
+    assert services.cases.reuse(COUNTER, case, None, show_token=token).consent == "show_token"
+
+    for _round in range(3):
+        token, _ = services.holders.show_token(holder, food)
+        cases = [services.cases.open(COUNTER, CATERING, HOLDER, case_number=f"T{n}").id for n in range(2)]
+        outcomes = _at_once([lambda c=c, t=token: services.cases.reuse(COUNTER, c, None, show_token=t) for c in cases])
+        assert sorted(type(o).__name__ for o in outcomes) == ["CaseReuse", "PermissionDeniedError"], outcomes
+
+
+def test_statistics_are_counted_by_the_database_on_chinas_calendar(env: LicenceEnv) -> None:
+    """Events either side of midnight, a month's end and a quarter's end in Beijing (UTC+8) land in
+    the right day, month and quarter; the database groups them: one statement a source, however many
+    events."""
+    services = env.services
+    food = issue_food(env)
+    utc = dt.timezone.utc
+    moments = {
+        dt.datetime(2025, 3, 31, 15, 59, tzinfo=utc): ("2025-03-31", "2025-03", "2025-Q1"),  # 23:59 Beijing
+        dt.datetime(2025, 3, 31, 16, 1, tzinfo=utc): ("2025-04-01", "2025-04", "2025-Q2"),  # 00:01 on 1 April
+        dt.datetime(2025, 12, 31, 16, 30, tzinfo=utc): ("2026-01-01", "2026-01", "2026-Q1"),
+    }
+    with Session(env.engine) as session:
+        for at in moments:
+            for n in range(3):
+                session.add(AuditEventRow(at=at, actor="apikey:x", actor_role="user", actor_department=USER_USCC,
+                                          action="use", target=food, detail_json=json.dumps({"matter": CATERING})))
+                session.add(CaseRow(matter_code=CATERING, department_uscc=USER_USCC, applicant_code=HOLDER,
+                                    status="open", opened_at=at + dt.timedelta(seconds=n), opened_by="x"))
+        session.commit()
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(env.engine, "before_cursor_execute", count)
+    try:
+        for index, period in enumerate(("day", "month", "quarter")):
+            statements.clear()
+            stats = services.stats.compute(CLI_ACTOR, dt.date(2025, 3, 1), dt.date(2026, 1, 31), "matter", period)
+            assert len(statements) == 5, statements  # issued, uses, show checks, cases, materials
+            assert all("GROUP BY" in s for s in statements)
+            got = {(r.period, r.key): (r.counts["uses"], r.counts["cases"]) for r in stats.rows}
+            assert got == {(labels[index], CATERING): (3, 3) for labels in moments.values()}, got
+            assert stats.totals.counts["uses"] == 9 and stats.totals.counts["materials_required"] == 0
+    finally:
+        event.remove(env.engine, "before_cursor_execute", count)
+    # The first day of the range begins at midnight in Beijing: 23:59 on 31 March is outside 1 April on.
+    april = services.stats.compute(CLI_ACTOR, dt.date(2025, 4, 1), dt.date(2025, 4, 30))
+    assert april.totals.counts["uses"] == 3 and [r.period for r in april.rows] == ["2025-04-01"]
+
+
+# --- a department's list of its cases ----------------------------------------------------------------
+def test_a_department_lists_its_own_open_cases(env: LicenceEnv) -> None:
+    services = env.services
+    business = issue_business(env)
+    services.duty_rules.add(CLI_ACTOR, USER_USCC, BUSINESS_TYPE, [CATERING])
+    first = services.cases.open(COUNTER, CATERING, HOLDER, case_number="A-1").id
+    second = services.cases.open(COUNTER, CATERING, HOLDER, case_number="A-2").id
+    services.cases.reuse(COUNTER, second, business)
+    closed = services.cases.open(COUNTER, CATERING, HOLDER).id
+    services.cases.close(COUNTER, closed)
+    market = Actor("apikey:m", "user", ISSUER_USCC)
+    theirs = services.cases.open(market, "food-licence-change", HOLDER).id
+
+    listed = services.cases.list_cases(COUNTER)
+    assert [(c.id, c.required, c.reused) for c in listed] == [(second, 3, 1), (first, 3, 0)]  # newest first
+    assert listed[0].applicant != HOLDER and listed[0].case_number == "A-2"
+    assert [c.id for c in services.cases.list_cases(COUNTER, status="closed")] == [closed]
+    assert [c.id for c in services.cases.list_cases(market)] == [theirs]
+    with pytest.raises(PermissionDeniedError):
+        services.cases.list_cases(COUNTER, ISSUER_USCC)  # another department's
+    assert {c.id for c in services.cases.list_cases(CLI_ACTOR)} == {first, second, theirs}
+
+    app = create_app(env.settings)
+    keys = app.state.api_keys
+    with TestClient(app) as client:
+        counter = {"Authorization": f"Bearer {keys.create('user', USER_USCC).key}"}
+        auditor = {"Authorization": f"Bearer {keys.create('auditor', OTHER_ISSUER_USCC).key}"}
+        issuer = {"Authorization": f"Bearer {keys.create('issuer', USER_USCC).key}"}
+        body = client.get("/api/v1/cases", headers=counter).json()
+        assert [(c["case"], c["materials_required"], c["materials_reused"]) for c in body] == [(second, 3, 1),
+                                                                                               (first, 3, 0)]
+        assert client.get(f"/api/v1/cases?department_uscc={ISSUER_USCC}", headers=counter).status_code == 403
+        assert client.get("/api/v1/cases?status=closed", headers=counter).json()[0]["case"] == closed
+        assert [c["case"] for c in client.get(f"/api/v1/cases?department_uscc={ISSUER_USCC}",
+                                              headers=auditor).json()] == [theirs]
+        assert client.get("/api/v1/cases", headers=issuer).status_code == 403
+        assert client.get("/api/v1/cases?status=nope", headers=counter).status_code == 422
+        assert client.get("/api/v1/cases").status_code == 401

@@ -207,3 +207,53 @@ def test_the_holder_grants_and_withdraws_a_standing_authorisation(site: Counter)
     _, checklist = open_case(counter, "CG-3")
     assert "需持证人同意" in checklist
     assert "未能撤回" in flash(posted(wallet, "/wallet/authorisations/99999/withdraw"))
+
+
+def test_the_scan_fields_take_show_tokens_use_codes_and_identifiers(site: Counter) -> None:
+    """At opening, a show token opens the case for its holder and reuses that licence; in the case,
+    the scan field takes a use code, an identifier or a QR address, and a replayed token is refused."""
+    services = site.env.services
+    services.duty_rules.add(CLI_ACTOR, USER_USCC, BUSINESS_TYPE, [CATERING])
+    counter = staff_client(site.app, "counter")
+    holder = services.accounts.holder(HOLDER)
+
+    token, _ = services.holders.show_token(holder, site.food)
+    opened = counter.post("/counter/cases", data={"matter": CATERING, "applicant": token, "case_number": "LZ-9"},
+                          follow_redirects=False)
+    assert opened.status_code == 303 and opened.headers["location"].startswith("/counter/cases/"), opened.text
+    case_id = int(opened.headers["location"].rsplit("/", 1)[1])
+    page = counter.get(opened.headers["location"]).text
+    assert "已受理办件" in flash(page) and "已复用「食品经营许可证」" in flash(page)
+    assert "持证人同意（当面亮证）" in page and 'id="case-scan-form"' in page
+    # The same token again, in this case's scan field: a replay.
+    replayed = posted(counter, f"/counter/cases/{case_id}/scan", {"code": token})
+    assert "未能复用" in flash(replayed) and "只能用一次" in flash(replayed)
+    # The licence's QR address: reused on the duty rule.
+    done = posted(counter, f"/counter/cases/{case_id}/scan", {"code": f"http://x/v/{site.business}"})
+    assert "已复用「营业执照」" in flash(done) and done.count('data-state="reused"') == 2
+    assert "请扫描" in flash(posted(counter, f"/counter/cases/{case_id}/scan", {"code": " "}))
+
+    # A use code at opening: the case for its holder, the licence reused with the code.
+    code, _ = services.sharing.create_use_code(holder, site.food, USER_USCC, "排水许可")
+    second = posted(counter, "/counter/cases", {"matter": CATERING, "applicant": code})
+    assert "已复用「食品经营许可证」" in flash(second) and "持证人同意（用证码）" in second
+    # In a case's scan field: a use code spent already, and one of another licence, are refused.
+    third_id, _ = open_case(counter, "LZ-11")
+    assert "用证码无效" in flash(posted(counter, f"/counter/cases/{third_id}/scan", {"code": code}))
+    wrong, _ = services.sharing.create_use_code(holder, site.business, USER_USCC, "排水许可")
+    done = posted(counter, f"/counter/cases/{third_id}/scan", {"code": wrong})
+    assert "已复用「营业执照」" in flash(done)  # the code names its own licence: the business licence
+    bad = posted(counter, "/counter/cases", {"matter": CATERING, "applicant": token})
+    assert "未能受理" not in flash(bad) and "只能用一次" in flash(bad)  # opened, the replayed token refused
+
+
+def test_the_counter_lists_its_departments_open_cases(site: Counter) -> None:
+    counter = staff_client(site.app, "counter")
+    mine, _ = open_case(counter, "MINE-1")
+    market = staff_client(site.app, "market")
+    home = counter.get("/counter").text
+    assert 'id="open-cases"' in home and f'href="/counter/cases/{mine}"' in home and "MINE-1" in home
+    assert HOLDER not in home  # masked
+    assert f'href="/counter/cases/{mine}"' not in market.get("/counter").text
+    posted(counter, f"/counter/cases/{mine}/close")
+    assert f'href="/counter/cases/{mine}"' not in counter.get("/counter").text

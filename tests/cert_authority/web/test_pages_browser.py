@@ -315,3 +315,65 @@ def test_a_case_at_the_counter_reuses_two_licences_and_the_receipt_verifies(
     phone.screenshot(path=artifacts / "phone-uses-after-case.png", full_page=True)
     matters = phone.locator(".use-matter").all_inner_texts()
     assert len(matters) == 2 and all("CG-2026-0100" in text for text in matters)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_show_token_scanned_into_a_case_and_the_statistics_dashboard(
+    licence_env: LicenceEnv, served_app: FastAPI, server: str, browser: object, artifacts: Path
+) -> None:
+    """The holder shows the food licence on the phone; zbarimg reads the QR code off the screen; the
+    counter scans it into the open case: reused on the holder's consent (当面亮证), once. Then an
+    administrator's dashboard draws its charts as inline SVG, within the pages' CSP."""
+    services = licence_env.services
+    register_example_matters(services)
+    food = issue_example(licence_env, FOOD_TYPE).licence.identifier
+    served_app.state.staff.create("boss", "王强", "admin", None, PASSWORD)
+    phone = browser.new_context(**PHONE).new_page()  # type: ignore[attr-defined]
+    counter = browser.new_context(**DESK).new_page()  # type: ignore[attr-defined]
+
+    counter.goto(f"{server}/counter")
+    counter.fill("#username", "counter")
+    counter.fill("#password", PASSWORD)
+    counter.click("button[type=submit]")
+    counter.wait_for_url(f"{server}/counter")
+    counter.select_option("#matter", CATERING)
+    counter.fill("#applicant", HOLDER)
+    counter.fill("#case_number", "LZ-2026-0001")
+    counter.click("#case-form button[type=submit]")
+    counter.wait_for_url(f"{server}/counter/cases/*")
+    assert counter.get_attribute("#material-1", "data-state") == "open"
+
+    phone.goto(f"{server}/wallet")
+    phone.fill("#holder_code", HOLDER)
+    phone.fill("#password", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url(f"{server}/wallet")
+    phone.goto(f"{server}/wallet/licences/{food}/show")
+    phone.wait_for_selector("#qr svg")
+    phone.screenshot(path=artifacts / "phone-show-for-case.png")
+    token = zbar(artifacts / "phone-show-for-case.png")
+    assert token.startswith("ECT1.")
+
+    counter.fill("#case-code", token)  # a scanner gun types it and presses Enter
+    counter.press("#case-code", "Enter")
+    counter.wait_for_selector("#material-1[data-state=reused]")
+    counter.screenshot(path=artifacts / "counter-case-show-token.png", full_page=True)
+    assert "当面亮证" in counter.inner_text("#material-1 .basis")
+    assert "已复用「食品经营许可证」" in counter.inner_text("#flash")
+    counter.fill("#case-code", token)  # the same token again: refused
+    counter.press("#case-code", "Enter")
+    counter.wait_for_selector("#flash")
+    assert "只能用一次" in counter.inner_text("#flash")
+
+    admin = browser.new_context(**DESK).new_page()  # type: ignore[attr-defined]
+    admin.goto(f"{server}/console/stats")
+    admin.fill("#username", "boss")
+    admin.fill("#password", PASSWORD)
+    admin.click("button[type=submit]")
+    admin.wait_for_url(f"{server}/console/stats")
+    admin.goto(f"{server}/console/stats?by=matter")
+    admin.wait_for_selector("svg.bars rect")
+    admin.screenshot(path=artifacts / "stats-dashboard.png", full_page=True)
+    assert admin.inner_text("#totals [data-metric=materials_reused]") == "1"
+    box = admin.locator("svg.bars").first.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 80  # drawn, scaled to the card

@@ -110,7 +110,7 @@ def test_holder_sees_and_downloads_only_own_licences(site: Site) -> None:
 def test_show_screen_gives_a_token_that_verifies_and_refreshes(site: Site) -> None:
     client = holder_client(site.app, HOLDER)
     page = client.get(f"/wallet/licences/{site.food}/show")
-    assert page.status_code == 200 and "<svg" in page.text and "秒后自动刷新" in page.text
+    assert page.status_code == 200 and "<svg" in page.text and "秒后自动更新" in page.text
     # Least disclosure by default: the fields the type marks as fit to show alone.
     fresh = client.post(f"/wallet/licences/{site.food}/show-token", json={"seconds": 30})
     assert fresh.status_code == 200 and fresh.json()["seconds"] == 30 and "<svg" in fresh.json()["qr_svg"]
@@ -133,11 +133,18 @@ def test_revoked_licence_shows_red_and_no_code(site: Site) -> None:
 
 def test_use_codes_from_the_wallet(site: Site) -> None:
     client = holder_client(site.app, HOLDER)
+    codes_before = len(site.env.services.sharing.use_codes(site.env.services.accounts.holder(HOLDER)))
     made = client.post("/wallet/use-codes", data={"identifier": site.food, "department_uscc": USER_USCC,
-                                                  "purpose": "办理排水许可", "max_uses": "2", "days": "3"})
-    assert made.status_code == 201
-    code = re.search(r'id="new-code"[^>]*>([0-9A-Z]{8})<', made.text)
-    assert code, made.text
+                                                  "purpose": "办理排水许可", "max_uses": "2", "days": "3"},
+                       follow_redirects=False)
+    assert made.status_code == 303 and made.headers["location"] == "/wallet/uses"  # post/redirect/get
+    shown = client.get("/wallet/uses")
+    code = re.search(r'id="new-code"[^>]*>([0-9A-Z]{8})<', shown.text)
+    assert code, shown.text
+    # A reload gets the page again: no second code is made, and the first is not shown again.
+    reloaded = client.get("/wallet/uses")
+    assert 'id="new-code"' not in reloaded.text
+    assert len(site.env.services.sharing.use_codes(site.env.services.accounts.holder(HOLDER))) == codes_before + 1
     use = site.env.services.sharing.use_licence(
         site.app.state.api_keys.authenticate(site.app.state.api_keys.create("user", USER_USCC).key),
         site.food, "办理排水许可", use_code=code.group(1),
@@ -251,11 +258,13 @@ def test_console_roles_and_departments(site: Site) -> None:
 def test_console_revokes_with_a_reason(site: Site) -> None:
     target = issue_example(site.env, FOOD_TYPE).licence.identifier
     market = staff_client(site.app, "market")
-    assert market.post(f"/console/licences/{target}/revoke", data={"reason": ""}).status_code == 422
-    done = market.post(f"/console/licences/{target}/revoke", data={"reason": "依法吊销"}, follow_redirects=False)
+    form = {"category": "违反法律法规，依法吊销", "reason": "", "confirm": "yes"}
+    assert market.post(f"/console/licences/{target}/revoke", data=form).status_code == 422
+    form["reason"] = "榕市监罚〔2026〕12号"
+    done = market.post(f"/console/licences/{target}/revoke", data=form, follow_redirects=False)
     assert done.status_code == 303
     assert site.env.services.queries.get(CLI_ACTOR, target).status == "revoked"
-    twice = market.post(f"/console/licences/{target}/revoke", data={"reason": "再次"})
+    twice = market.post(f"/console/licences/{target}/revoke", data=form)
     assert twice.status_code == 409 and "alert bad" in twice.text
 
 

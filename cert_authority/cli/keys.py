@@ -1,0 +1,91 @@
+"""`ecas keys list|rewrap|rotate`: private keys at rest (SM4) and the data-encryption keys under the KEK."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated
+
+import typer
+from sqlmodel import Session
+
+from cert_authority.actors import CLI_ACTOR
+from cert_authority.cli.support import UsageError, friendly_errors, now, settings_from
+from cert_authority.services import migrated_engine
+from cert_authority.settings import Settings
+from cert_authority.store.audit import audit_row
+from cert_authority.store.data_keys import PII, RECORDS
+from keys.datakeys import DataKeyRing
+from keys.errors import WrongPassphraseError
+from keys.keystore import SoftwareKeyStore
+
+keys_app = typer.Typer(help="密钥：私钥静态加密（SM4）、数据加密密钥的轮换", no_args_is_help=True)
+PURPOSES = (RECORDS, PII)
+
+
+def _audit(settings: Settings, action: str, target: str, detail: dict[str, object]) -> None:
+    with Session(migrated_engine(settings)) as session:
+        session.add(audit_row(CLI_ACTOR, action, target, now(), detail=detail))
+        session.commit()
+
+
+@keys_app.command("list")
+@friendly_errors
+def keys_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """列出私钥文件（及其加密算法）和数据加密密钥的版本。"""
+    settings = settings_from(ctx)
+    store = SoftwareKeyStore(settings.key_dir, settings.require_kek())
+    private: list[dict[str, object]] = [{"label": label, "cipher": store.cipher(label)} for label in store.labels()]
+    ring = DataKeyRing(settings.data_keys_path, settings.require_kek())
+    data = [{"purpose": p, "version": v, "created_at": c} for p, v, c in ring.versions()]
+    if as_json:
+        typer.echo(json.dumps({"private_keys": private, "data_keys": data}, ensure_ascii=False))
+        return
+    for item in private:
+        typer.echo(f"私钥 {item['label']}\t{item['cipher']}")
+    for item in data:
+        typer.echo(f"数据密钥 {item['purpose']} v{item['version']}\t{item['created_at']}")
+
+
+@keys_app.command("rewrap")
+@friendly_errors
+def keys_rewrap(
+    ctx: typer.Context,
+    old_kek_env: Annotated[
+        str | None, typer.Option(help="更换 ECAS_KEK 时：保存旧口令的环境变量名（新口令在 ECAS_KEK）")
+    ] = None,
+) -> None:
+    """将私钥文件原地改为 SM4-CBC 加密（PKCS#8 PBES2），可中断后重跑；同时可更换 KEK 口令。"""
+    settings = settings_from(ctx)
+    old = None
+    if old_kek_env is not None:
+        value = os.environ.get(old_kek_env)
+        if not value:
+            raise UsageError(f"环境变量 {old_kek_env} 未设置（应为旧的 KEK 口令）")
+        old = value.encode()
+    store = SoftwareKeyStore(settings.key_dir, settings.require_kek())
+    changed = [label for label in store.labels() if store.rewrap(label, old_passphrase=old)]
+    if settings.data_keys_path.exists():
+        try:
+            DataKeyRing(settings.data_keys_path, settings.require_kek())
+        except WrongPassphraseError:
+            if old is None:
+                raise
+            DataKeyRing(settings.data_keys_path, old).rewrap(settings.require_kek())
+            changed.append("data-keys")
+    _audit(settings, "keys_rewrap", "keys", {"rewrapped": changed, "kek_changed": old is not None})
+    typer.echo(f"已重新加密 {len(changed)} 个密钥文件（SM4-CBC）；其余已是当前格式")
+
+
+@keys_app.command("rotate")
+@friendly_errors
+def keys_rotate(
+    ctx: typer.Context, purpose: Annotated[str, typer.Argument(help=f"用途：{'、'.join(PURPOSES)}")]
+) -> None:
+    """为一种用途新增一版数据加密密钥并启用；旧版本保留以读取已有数据，无需重新签发任何证书或证照。"""
+    if purpose not in PURPOSES:
+        raise UsageError(f"未知的密钥用途 {purpose!r}，可选：{'、'.join(PURPOSES)}")
+    settings = settings_from(ctx)
+    key = DataKeyRing(settings.data_keys_path, settings.require_kek()).rotate(purpose, now=now())
+    _audit(settings, "keys_rotate", f"data-key:{purpose}", {"purpose": purpose, "version": key.version})
+    typer.echo(f"已启用数据加密密钥 {purpose} 第 {key.version} 版（旧版本保留用于读取）")

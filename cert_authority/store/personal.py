@@ -1,0 +1,160 @@
+"""Personal data at rest (issue 25, item 2): holder codes, names, face data and contact details
+are kept in the database only as SM4-GCM values, and found by equality through a keyed blind
+index (HMAC-SM3) instead of the code itself.
+
+A sealed value is text, `<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>`, of a JSON object. Its
+associated data names the table and the row's identity (the licence identifier, the account's or
+case's id), so a value copied into another row, or another table, does not open there. The key id
+travels with every value, so values sealed under an older data key still open after a rotation.
+
+Data keys come from a `DataKeys` provider. `PassphraseDataKeys` is the minimal one: a single data
+key and the index key derived from the key store's passphrase (ECAS_KEK). `RingDataKeys` takes
+them from a key hierarchy (a KEK wrapping rotatable data keys) behind the same three methods."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+from cert_authority.errors import SealedDataError
+from keys.aead import SM4_KEY_BYTES, hmac_sm3, sm4_gcm_open, sm4_gcm_seal
+from keys.errors import KeysError, SealedValueError
+
+INDEX_KEY_BYTES = 32
+
+
+class DataKeys(Protocol):
+    """Where data keys come from: the one new values are sealed with, and any by its id."""
+
+    def current(self) -> tuple[str, bytes]:
+        """(key id, 16-byte SM4 key) to seal new values with."""
+        ...
+
+    def key(self, key_id: str) -> bytes | None:
+        """The SM4 key with this id; None when this provider does not have it."""
+        ...
+
+    def index_key(self) -> bytes:
+        """The HMAC-SM3 key of the blind index (not rotated with the data keys: a new index key
+        means recomputing every index, as `ecas data encrypt` does for rows it seals)."""
+        ...
+
+
+class PassphraseDataKeys:
+    """One data key ("p1") and the index key, derived from the key store's passphrase with
+    PBKDF2-HMAC-SM3 (a fixed, purpose-bound salt: the passphrase is the only secret, as for the
+    keys it protects)."""
+
+    KEY_ID = "p1"
+    ITERATIONS = 100_000  # about 0.2 s, once a process (derived keys are cached)
+
+    def __init__(self, passphrase: bytes) -> None:
+        derived = _derive(passphrase)
+        self._data_key, self._index_key = derived[:SM4_KEY_BYTES], derived[SM4_KEY_BYTES:]
+
+    def current(self) -> tuple[str, bytes]:
+        return self.KEY_ID, self._data_key
+
+    def key(self, key_id: str) -> bytes | None:
+        return self._data_key if key_id == self.KEY_ID else None
+
+    def index_key(self) -> bytes:
+        return self._index_key
+
+
+@functools.lru_cache(maxsize=4)
+def _derive(passphrase: bytes) -> bytes:
+    length, salt = SM4_KEY_BYTES + INDEX_KEY_BYTES, b"ecas/personal-data/v1"
+    kdf = PBKDF2HMAC(hashes.SM3(), length, salt, PassphraseDataKeys.ITERATIONS)
+    return kdf.derive(passphrase)
+
+
+class RingKey(Protocol):
+    """One version of a data key in a key hierarchy (keys.datakeys.DataKey on branch mipin)."""
+
+    @property
+    def version(self) -> int: ...
+
+    def subkey(self, label: str, length: int = 32) -> bytes: ...
+
+
+class KeyRing(Protocol):
+    """Versioned data keys under a KEK (keys.datakeys.DataKeyRing on branch mipin)."""
+
+    def current(self, purpose: str) -> RingKey: ...
+
+    def get(self, purpose: str, version: int) -> RingKey: ...
+
+
+class RingDataKeys:
+    """Data keys from a key hierarchy, purpose "pii": version N seals as key id "vN" with its
+    subkey "sm4-gcm"; `ecas keys rotate pii` adds a version for new values while the old ones
+    keep opening. The index key is version 1's subkey "blind-index", the same after every
+    rotation (indexes are not versioned). A change of KEK re-wraps the versions: nothing here
+    changes."""
+
+    PURPOSE = "pii"
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    def current(self) -> tuple[str, bytes]:
+        key = self.ring.current(self.PURPOSE)
+        return f"v{key.version}", key.subkey("sm4-gcm", SM4_KEY_BYTES)
+
+    def key(self, key_id: str) -> bytes | None:
+        if not (key_id.startswith("v") and key_id[1:].isdigit()):
+            return None
+        try:
+            return self.ring.get(self.PURPOSE, int(key_id[1:])).subkey("sm4-gcm", SM4_KEY_BYTES)
+        except KeysError:  # keys.errors.KeyNotFoundError: a version this ring does not have
+            return None
+
+    def index_key(self) -> bytes:
+        self.ring.current(self.PURPOSE)  # version 1 exists from the first use on
+        return self.ring.get(self.PURPOSE, 1).subkey("blind-index", INDEX_KEY_BYTES)
+
+
+class PersonalData:
+    """Seals and opens personal data for a row, and computes blind indexes of holder codes."""
+
+    def __init__(self, keys: DataKeys) -> None:
+        self.keys = keys
+
+    def seal(self, values: Mapping[str, Any], *, table: str, row: str) -> str:
+        key_id, key = self.keys.current()
+        plaintext = json.dumps(values, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+        sealed = sm4_gcm_seal(key, plaintext, _associated(table, row, key_id))
+        return f"{key_id}.{base64.urlsafe_b64encode(sealed).decode()}"
+
+    def open(self, sealed: str | None, *, table: str, row: str) -> dict[str, Any]:
+        """The values sealed for this row; SealedDataError if they were sealed elsewhere, edited,
+        or are missing (a row from before `ecas data encrypt`)."""
+        if sealed is None:
+            raise SealedDataError(f"{table} {row}：个人信息尚未加密，请先运行 ecas data encrypt")
+        key_id, _, body = sealed.partition(".")
+        key = self.keys.key(key_id)
+        if key is None:
+            raise SealedDataError(f"{table} {row}：个人信息的数据密钥 {key_id!r} 不可用")
+        try:
+            plaintext = sm4_gcm_open(key, base64.urlsafe_b64decode(body.encode()), _associated(table, row, key_id))
+        except (SealedValueError, ValueError):
+            raise SealedDataError(f"{table} {row}：加密的个人信息无法解密，记录可能被篡改或移动") from None
+        values: dict[str, Any] = json.loads(plaintext)
+        return values
+
+    def index(self, holder_code: str) -> str:
+        """The blind index of a holder code (ID number or USCC), as written: callers normalise.
+        Equal codes give equal indexes; without the index key it tells nothing about the code."""
+        return hmac_sm3(self.keys.index_key(), b"holder_code\0" + holder_code.encode()).hex()
+
+
+def _associated(table: str, row: str, key_id: str) -> bytes:
+    return f"ecas/personal/{table}/{row}/{key_id}".encode()
+

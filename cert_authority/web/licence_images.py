@@ -1,0 +1,93 @@
+"""Licence pictures for the pages: small WebP thumbnails for lists (a licence PNG is 400–600 KB),
+and, for a licence that is no longer valid, every picture marked across with its status (已吊销) so
+that no clean image of it is offered. Derived pictures are cached on disk by the PNG's SM3 digest
+(written whole, then renamed: safe with several workers); the PNG itself stays the stored one."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+from starlette.datastructures import State
+
+from templates.fonts import FontSet
+
+THUMB_WIDTH = 360  # CSS shows 112 px (phone at 3x) up to a 360 px card
+WEBP_QUALITY = 78
+MARKS = {"revoked": "已吊销", "cancelled": "已注销", "expired": "已过期", "superseded": "已变更"}
+MARK_RED = (179, 38, 30)
+
+
+def pictures_for(state: State) -> LicencePictures:
+    """The app's picture maker (made on first use: an app that shows no licence needs no fonts)."""
+    found: LicencePictures | None = getattr(state, "licence_pictures", None)
+    if found is None:
+        found = LicencePictures(state.settings.data_dir / "cache" / "pictures", state.registry.fonts)
+        state.licence_pictures = found
+    return found
+
+
+class LicencePictures:
+    def __init__(self, cache_dir: Path, fonts: FontSet) -> None:
+        self.cache_dir = cache_dir
+        self.fonts = fonts
+
+    def thumbnail(self, png: bytes, status: str) -> bytes:
+        """A WebP of the licence face, THUMB_WIDTH wide, marked when the licence is not valid."""
+        mark = MARKS.get(status)
+        return self._cached(png, f"thumb-{THUMB_WIDTH}-{status if mark else 'clean'}.webp",
+                            lambda: self._webp(png, THUMB_WIDTH, mark))
+
+    def full(self, png: bytes, status: str) -> tuple[bytes, str]:
+        """The full picture and its media type: the stored PNG while valid, a marked WebP after."""
+        mark = MARKS.get(status)
+        if mark is None:
+            return png, "image/png"
+        return self._cached(png, f"full-{status}.webp", lambda: self._webp(png, None, mark)), "image/webp"
+
+    def _webp(self, png: bytes, width: int | None, mark: str | None) -> bytes:
+        with Image.open(io.BytesIO(png)) as opened:
+            image = opened.convert("RGB")
+        if width is not None and image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
+        if mark is not None:
+            image = self._marked(image, mark)
+        out = io.BytesIO()
+        image.save(out, "WEBP", quality=WEBP_QUALITY, method=4)
+        return out.getvalue()
+
+    def _marked(self, image: Image.Image, mark: str) -> Image.Image:
+        """A red frame and the status across the middle, large, at an angle: a screenshot of it can
+        not pass for a valid licence."""
+        size = max(image.width // 6, 16)
+        font = ImageFont.truetype(str(self.fonts.sans.path), size)
+        stamp = Image.new("RGBA", (size * len(mark) + size, size * 2), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(stamp)
+        draw.rounded_rectangle((2, 2, stamp.width - 3, stamp.height - 3), radius=size // 4,
+                               outline=(*MARK_RED, 230), width=max(size // 10, 2), fill=(255, 255, 255, 150))
+        draw.text((stamp.width / 2, stamp.height / 2), mark, font=font, fill=(*MARK_RED, 235), anchor="mm")
+        stamp = stamp.rotate(20, expand=True, resample=Image.Resampling.BICUBIC)
+        framed = image.convert("RGBA")
+        ImageDraw.Draw(framed).rectangle((0, 0, framed.width - 1, framed.height - 1), outline=MARK_RED,
+                                         width=max(image.width // 60, 3))
+        framed.alpha_composite(stamp, ((framed.width - stamp.width) // 2, (framed.height - stamp.height) // 2))
+        return framed.convert("RGB")
+
+    def _cached(self, png: bytes, name: str, make: Callable[[], bytes]) -> bytes:
+        path = self.cache_dir / f"{hashlib.sha256(png).hexdigest()}-{name}"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        data = make()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.cache_dir, prefix=".part-")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+        return data
