@@ -23,7 +23,8 @@ from keys.crl import Crl, RevokedEntry, build_crl
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey, sm3
 from keys.x509 import Certificate, build_certificate, make_name
-from seals.licence_files import SealedLicence, seal_licence
+from seals.box import SealBox
+from seals.licence_files import SealedLicence, seal_licence, seal_page_pdf
 from seals.timestamp import StampRequest, make_tokens, parse_token
 from templates.backgrounds import prepare_background
 from templates.fonts import FontSet
@@ -131,6 +132,32 @@ def test_timestamped_seal_verifies_at_the_timestamp(setup: Setup, stamped: Seale
     [timestamp] = [c for c in report.checks if c.name == "timestamp"]
     assert "可信时间戳" in timestamp.message and f"{STAMPED:%Y-%m-%d %H:%M:%S}Z" in timestamp.message
     assert report.subject["signatures"][0]["timestamped"]
+
+
+def test_a_page_written_already_sealed_carries_its_timestamp(setup: Setup) -> None:
+    """Annotated copies and reuse receipts are written sealed in one pass (`seal_page_pdf`), not
+    through pyHanko: their seal is timestamped all the same, and verified at the stamp's time."""
+    stamp_all = _stamper(setup.tsa)
+    box = SealBox(x=10, y=10, w=38, h=38)
+    pdf = seal_page_pdf(
+        setup.layout,
+        setup.fonts,
+        setup.pki.seal_signer,
+        setup.picture,
+        box,
+        NOW,
+        title="加注件",
+        reason="加注件：检查",
+        timestamper=lambda value: stamp_all([value])[0],
+        timestamp_room=3000,
+    )
+    report, _ = verify_sealed_file(pdf, setup.anchors(STAMPED + dt.timedelta(hours=1)), LATER)
+    assert report.result is Status.VALID, report.to_dict()
+    [timestamp] = [c for c in report.checks if c.name == "timestamp"]
+    assert timestamp.status is Status.VALID and f"{STAMPED:%Y-%m-%d %H:%M:%S}Z" in timestamp.message
+    # Revoked before the stamp: the timestamp does not save it.
+    report, _ = verify_sealed_file(pdf, setup.anchors(NOW - dt.timedelta(hours=1)), LATER)
+    assert report.result is Status.INVALID, report.to_dict()
 
 
 @pytest.mark.parametrize("fmt", ["pdf", "ofd"])
