@@ -34,6 +34,7 @@ from cert_authority.errors import (
     SequenceGapError,
     StorageUnavailableError,
     StoredFileError,
+    TimeNotAvailableError,
     TooManyAttemptsError,
     UnsupportedMediaTypeError,
 )
@@ -95,6 +96,7 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (StoredFileError, 500, "stored_file_damaged"),
     (StorageUnavailableError, 503, "storage_unavailable"),
     (DatabaseUnavailableError, 503, "database_unavailable"),
+    (TimeNotAvailableError, 503, "time_not_available"),
 ]
 
 

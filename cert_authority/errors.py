@@ -108,6 +108,10 @@ class SealStatusError(ConflictError):
     """A seal step its status does not allow (approving a filed seal, resuming an active one...)."""
 
 
+class TimeNotAvailableError(ServiceError):
+    """The time-stamping authority's clock is not known to be right: it refuses rather than stamp a wrong time."""
+
+
 class CityNotRegisteredError(PermissionDeniedError):
     """Province mode: a batch or request from a city authority not registered here (403)."""
 

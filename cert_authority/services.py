@@ -27,6 +27,7 @@ from cert_authority.sharing.stats import StatsService
 from cert_authority.store.data_keys import open_keys_early
 from cert_authority.store.db import open_database
 from cert_authority.store.personal import PersonalData, personal_data_for
+from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.transparency.log import TransparencyLog
 
 
@@ -46,6 +47,7 @@ class LicenceServices:
     authorisations: Authorisations
     cases: CaseService
     stats: StatsService
+    timestamps: TimeStampAuthority
     log: TransparencyLog
     personal: PersonalData  # the codec of personal data at rest (store.personal)
 
@@ -54,7 +56,9 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     """Seals, issuance, lifecycle and queries sharing the registry's engine, files and fonts."""
     engine, files = registry.engine, registry.filestore
     personal = personal_data_for(pki.settings)
-    seals = SealService(engine, files, pki, lambda: registry.fonts)
+    timestamps = TimeStampAuthority(pki, engine)
+    stamps = timestamps if pki.settings.tsa_stamp_seals else None
+    seals = SealService(engine, files, pki, lambda: registry.fonts, timestamps=stamps)
     layouts = LicenceLayouts(registry, files, pki.settings.base_url)
     accounts = LocalAccounts(engine, personal)
     transparency = TransparencyLog(engine, pki)
@@ -62,10 +66,10 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
     matters = MatterService(engine, registry)
     duty_rules = DutyRules(engine, registry, matters)
     authorisations = Authorisations(engine, registry, matters, personal)
-    sharing = SharingService(engine, files, pki, registry, layouts, duty_rules, personal)
+    sharing = SharingService(engine, files, pki, registry, layouts, duty_rules, personal, timestamps=stamps)
     return LicenceServices(
         seals=seals,
-        issuance=IssuanceService(engine, files, registry, seals, layouts, personal),
+        issuance=IssuanceService(engine, files, registry, seals, layouts, personal, timestamps=stamps),
         lifecycle=LifecycleService(engine, personal),
         queries=LicenceQueryService(engine, files, LicenceImages(engine, files, layouts), personal),
         verification=verification,
@@ -78,6 +82,7 @@ def licence_services_for(pki: PkiService, registry: RegistryService) -> LicenceS
         authorisations=authorisations,
         cases=CaseService(engine, files, pki, registry, sharing, matters, duty_rules, authorisations, personal),
         stats=StatsService(engine),
+        timestamps=timestamps,
         log=transparency,
         personal=personal,
     )

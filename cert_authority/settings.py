@@ -4,6 +4,7 @@ import time, so tests and commands can each make their own."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
@@ -53,6 +54,16 @@ class Settings(BaseSettings):
     # installed with the project.
     font_serif: Path | None = None
     font_sans: Path | None = None
+    # The time-stamping authority (cert_authority/timestamping, docs/timestamping.md): how its clock
+    # is trusted (kernel: refuse while the kernel's NTP state says unsynchronised; unchecked: for
+    # development machines without NTP), the largest clock error it stamps with, its policy OID
+    # (a UUID-derived OID, ITU-T X.667: ours without registration) and its name.
+    tsa_clock: Literal["kernel", "unchecked"] = "kernel"
+    tsa_max_clock_error_ms: int = Field(default=1000, ge=1)
+    tsa_policy: str = Field(default="2.25.125957908671018374453362166525687090653", pattern=r"^[0-2](\.\d+)+$")
+    tsa_name: str = "电子证照时间戳服务"
+    # Whether issuance puts a timestamp over every licence seal (off: licences as before timestamps).
+    tsa_stamp_seals: bool = True
     # The provincial library this city pushes its change feed to (`ecas sync push`), and the
     # provincial root CA (a PEM file) pinned out of band: a city's certificates must chain to it
     # (checked before pushing, and by the province when it registers a city: `ecas cities add`).

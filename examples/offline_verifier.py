@@ -8,6 +8,11 @@ installed once from a trusted source (the installation medium, or a known-good l
 against those two before use. Then a shown token (亮证码, the QR code's text) or a sealed PDF/OFD is
 checked with no network at all.
 
+A sealed file with a trusted timestamp and the revocation evidence of its sealing time (every
+licence ECAS issues carries both) verifies offline for as long as the bundle's root and branch are
+valid: the seal certificate is checked at the timestamp's time, with the OCSP response kept in the
+file when the bundle's CRL has expired, so even after the seal certificate itself has expired.
+
 Offline, what only the registry knows is out of reach: whether the licence was revoked after the
 bundle's CRL, and whether the token was already used elsewhere. The verdict says so; check online
 when the link is back.
@@ -32,9 +37,10 @@ def main() -> int:
     parser.add_argument("--root", type=Path, required=True, help="预置的根证书（PEM）")
     parser.add_argument("--authority", required=True, help="预置的证照服务机构统一社会信用代码")
     parser.add_argument("--bundle", type=Path, required=True, help="信任包 trust-bundle.json")
+    parser.add_argument("--now", help="按此时间核验（ISO 8601，带时区；默认当前时间），用于审计与测试")
     parser.add_argument("target", help="亮证码文本，或盖章的 PDF/OFD 文件路径")
     args = parser.parse_args()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.timezone.utc)
     try:
         root = Certificate.load(args.root.read_bytes())
         bundle = load_trust_bundle(args.bundle.read_bytes(), root, args.authority, now)

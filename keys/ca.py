@@ -36,6 +36,8 @@ ROOT_KEY_USAGE = frozenset({"key_cert_sign", "crl_sign"})
 # digital_signature: the branch signs its OCSP responses itself (RFC 6960 §4.2.2.2).
 BRANCH_KEY_USAGE = frozenset({"key_cert_sign", "crl_sign", "digital_signature"})
 SEAL_KEY_USAGE = frozenset({"digital_signature", "non_repudiation"})
+# RFC 3161 §2.3: a TSA's certificate names id-kp-timeStamping as its only, critical, extended usage.
+TSA_EXTENDED_KEY_USAGE = ("time_stamping",)
 
 
 def new_serial() -> int:
@@ -231,6 +233,34 @@ class BranchCA:
             ocsp_url=self.urls.ocsp,
             ca_issuers_url=self.urls.branch_certificate,
             uscc=uscc,
+        )
+        self.registry.record_issued(certificate, key_label)
+        return certificate
+
+    def issue_tsa_certificate(
+        self, public_key: SM2PublicKey, *, name: str, uscc: str, now: dt.datetime, years: int, key_label: str
+    ) -> Certificate:
+        """The time-stamping authority's certificate (RFC 3161 §2.3): signing only, with the critical
+        extendedKeyUsage id-kp-timeStamping and nothing else."""
+        self.branch.check_valid_at(now)
+        serial = new_serial()
+        while self.registry.find(serial) is not None:
+            serial = new_serial()
+        certificate = build_certificate(
+            subject=make_name(name, organization=name, serial_number=uscc),
+            public_key=public_key,
+            serial=serial,
+            not_before=now,
+            not_after=min(years_later(utc(now), years), self.branch.not_after),
+            issuer_signer=self.signer,
+            issuer=self.branch,
+            ca=False,
+            key_usage=SEAL_KEY_USAGE,
+            crl_url=self.urls.crl,
+            ocsp_url=self.urls.ocsp,
+            ca_issuers_url=self.urls.branch_certificate,
+            uscc=uscc,
+            extended_key_usage=TSA_EXTENDED_KEY_USAGE,
         )
         self.registry.record_issued(certificate, key_label)
         return certificate

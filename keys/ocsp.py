@@ -22,7 +22,7 @@ from keys.signer import Signer
 from keys.sm2 import sm3
 from keys.x509 import SIGNATURE_ALGORITHM, Certificate, octet_aligned, utc
 
-__all__ = ["ocsp_error_response"]
+__all__ = ["CertStatus", "OcspResult", "ocsp_error_response", "ocsp_request", "parse_ocsp_response"]
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_CERT_IDS = 100
@@ -284,3 +284,18 @@ def parse_ocsp_response(der: bytes) -> OcspResult:
         )
     except ASN1_DECODE_ERRORS as exc:
         raise InvalidCertificateError(f"malformed OCSP response: {exc}") from exc
+
+
+def ocsp_request(certificate: Certificate, issuer: Certificate) -> bytes:
+    """A DER OCSPRequest (RFC 6960 §4.1.1) for one certificate, its CertID by SHA-256 and no nonce:
+    what a sealer asks its own CA at sealing time to keep the answer with the sealed file (LTV)."""
+    hashes = _issuer_hashes(issuer, "sha256")
+    assert hashes is not None
+    cert_id = {
+        "hash_algorithm": {"algorithm": "sha256"},
+        "issuer_name_hash": hashes[0],
+        "issuer_key_hash": hashes[1],
+        "serial_number": certificate.serial,
+    }
+    request = ocsp.OCSPRequest({"tbs_request": {"request_list": [{"req_cert": cert_id}]}})
+    return cast(bytes, request.dump())  # asn1crypto is untyped

@@ -171,6 +171,15 @@ class Certificate:
         return set(value.native) if value else set()
 
     @property
+    def extended_key_usage(self) -> tuple[set[str], bool]:
+        """The purposes named by extendedKeyUsage (dotted OIDs; empty without one) and whether it
+        is critical."""
+        for ext in self.tbs["extensions"]:
+            if ext["extn_id"].native == "extended_key_usage":
+                return {p.dotted for p in ext["extn_value"].parsed}, bool(ext["critical"].native)
+        return set(), False
+
+    @property
     def key_identifier(self) -> bytes | None:
         value = self.asn1.key_identifier_value
         return value.native if value else None
@@ -282,8 +291,11 @@ def build_certificate(
     ocsp_url: str | None = None,
     ca_issuers_url: str | None = None,
     uscc: str | None = None,
+    extended_key_usage: Iterable[str] = (),
 ) -> Certificate:
-    """Build and sign an X.509 v3 certificate. `issuer=None` makes a self-signed root."""
+    """Build and sign an X.509 v3 certificate. `issuer=None` makes a self-signed root.
+    `extended_key_usage` (asn1crypto purpose names) is written critical: a certificate that names
+    its purposes is for those only (RFC 3161 §2.3 requires it so for a TSA)."""
     if serial <= 0 or serial.bit_length() > 159:
         raise ValueError("RFC 5280 §4.1.2.2: serial must be positive and at most 20 octets")
     if utc(not_after) <= utc(not_before):
@@ -303,6 +315,8 @@ def build_certificate(
         _extension("key_identifier", public_key.key_identifier),
         _extension("authority_key_identifier", {"key_identifier": issuer_key_id}),
     ]
+    if extended_key_usage:
+        extensions.append(_extension("extended_key_usage", list(extended_key_usage), critical=True))
     if crl_url:
         extensions.append(
             _extension(

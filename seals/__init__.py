@@ -6,6 +6,7 @@
     pdf_seal       seal any PDF with SM2 through pyHanko, staged: prepare → sign → finish
     licence_files  sealed licence PDF and OFD straight from a layout: the issuance hot path
     signed_data    CMS SignedData with SM2 and SM3: the one encoder of it in the project
+    timestamp      RFC 3161 / GB/T 20520 time-stamp requests, tokens (SM2, SM3) and replies
     ofd_package    reading OFD packages safely (ZIP limits, part paths, XML without DTDs)
     pdf_reader     pyHanko's PDF reader with a fast hex-string reader
     box            where the seal goes: mm from the page's top-left
@@ -28,4 +29,5 @@ __all__ = [
     "picture",
     "ses",
     "signed_data",
+    "timestamp",
 ]

@@ -39,7 +39,7 @@ import datetime as dt
 import uuid
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
@@ -82,6 +82,8 @@ SIGN_DIR = f"{SIGNS_DIR}/Sign_0"
 SIGNATURE_PATH = f"{SIGN_DIR}/{SIGNATURE_FILE}"
 SEAL_PATH = f"{SIGN_DIR}/{SEAL_FILE}"
 SIGNED_VALUE_PATH = f"{SIGN_DIR}/{SIGNED_VALUE_FILE}"
+EVIDENCE_FILE = "OCSP.der"  # the seal certificate's OCSP response at sealing time, beside the signature
+EVIDENCE_PATH = f"{SIGN_DIR}/{EVIDENCE_FILE}"
 SIGN_ID, ANNOT_ID = "s001", "s002"
 # /ByteRange [0 a b c], written over a placeholder of fixed width once the offsets are known.
 BYTE_RANGE_WIDTH = 40
@@ -142,13 +144,19 @@ def prepare_licence(
     title: str | None = None,
     doc_id: str | None = None,
     custom: Mapping[str, str] | None = None,
+    timestamp_room: int = 0,
+    revocation_evidence: bytes | None = None,
 ) -> PreparedLicence:
     """Write the licence's PDF and OFD with every sealing part in place but the signature values.
 
     `signer_chain` is the seal certificate first, then its issuers (all go into the CMS);
     `seal_der` the SES_Seal listing that certificate; the seal sits at `layout.seal` on the page.
     `doc_id` is the OFD DocID (a fresh UUID when None); `custom`, the OFD's CustomDatas (sealed with
-    the rest: the authority binds its record of the licence to the file this way)."""
+    the rest: the authority binds its record of the licence to the file this way);
+    `timestamp_room`, the bytes a time-stamp token may take (reserved in the PDF signature);
+    `revocation_evidence`, the seal certificate's DER OCSP response from sealing time, kept in the
+    files for long-term validation: the PDF's document security store (/DSS /OCSPs, ISO 32000-2
+    §12.8.4.3) and the OFD part Doc_0/Signs/Sign_0/OCSP.der (EVIDENCE_FILE), both signed with the rest."""
     chain = tuple(signer_chain)
     if not chain or not all(isinstance(c, Certificate) for c in chain):
         raise SealInputError("签章人证书链不能为空（签章证书在前）")
@@ -166,10 +174,10 @@ def prepare_licence(
     box.check_inside(layout.width, layout.height)
 
     pdf_file, hole, byte_range, pdf_digest, pdf_prefix = _write_pdf(
-        layout, fonts, chain, seal_picture_png, box, now, title, None
+        layout, fonts, chain, seal_picture_png, box, now, title, None, timestamp_room, revocation_evidence
     )
     attributes = signed_attributes(pdf_digest, now, chain[0].der)
-    parts, data_hash, tbs = _ofd(layout, fonts, seal_der, box, now, title, doc_id, custom)
+    parts, data_hash, tbs = _ofd(layout, fonts, seal_der, box, now, title, doc_id, custom, revocation_evidence)
     return PreparedLicence(
         pdf=pdf_file,
         pdf_hole=hole,
@@ -199,11 +207,21 @@ def digests(prepared: PreparedLicence, signer: Signer) -> tuple[bytes, bytes]:
 
 
 def finish_licence(
-    prepared: PreparedLicence, pdf_signature: bytes, ofd_signature: bytes, *, verify: bool = True
+    prepared: PreparedLicence,
+    pdf_signature: bytes,
+    ofd_signature: bytes,
+    *,
+    verify: bool = True,
+    timestamps: tuple[bytes, bytes] | None = None,
 ) -> SealedLicence:
     """The sealed files: `pdf_signature` and `ofd_signature` are the DER SM2 signatures (r, s) of
     `messages(prepared)` by the seal certificate's key (default ID). With `verify` both are checked
-    first, so a faulty signing device never yields a sealed file (about 0.6 ms each)."""
+    first, so a faulty signing device never yields a sealed file (about 0.6 ms each).
+
+    `timestamps`: DER RFC 3161 tokens over the two signature values (the DER SM2 signatures as they
+    stand in the files: the SignerInfo's signature OCTET STRING, RFC 3161 App. A; the SES_Signature's
+    signature BIT STRING without its unused-bits octet, GB/T 38540), written as the PDF SignerInfo's unsigned attribute
+    id-aa-signatureTimeStampToken (PAdES B-T) and the SES_Signature's timeStamp (GB/T 38540)."""
     leaf = prepared.certificate_chain[0]
     for signature in (pdf_signature, ofd_signature):
         if not isinstance(signature, bytes) or not 8 <= len(signature) <= SIGNATURE_MAX_DER:
@@ -215,13 +233,15 @@ def finish_licence(
         ):
             raise SealSigningError("签章签名验证失败：签名设备返回的签名值与签章人证书不符")
 
-    contents = signed_data(prepared.certificate_chain, prepared.pdf_signed_attributes, pdf_signature).hex().encode()
+    pdf_stamp, ofd_stamp = timestamps if timestamps is not None else (None, None)
+    cms = signed_data(prepared.certificate_chain, prepared.pdf_signed_attributes, pdf_signature, pdf_stamp)
+    contents = cms.hex().encode()
     start, end = prepared.pdf_hole
     if len(contents) > end - start:
         raise SealSigningError("签名数据超出预留空间")
     pdf = prepared.pdf[:start] + contents + prepared.pdf[start + len(contents) :]
 
-    ses_signature = encode_signature(prepared.ofd_tbs, leaf.der, ofd_signature)
+    ses_signature = encode_signature(prepared.ofd_tbs, leaf.der, ofd_signature, ofd_stamp)
     parts = [*prepared.ofd_parts, (SIGNED_VALUE_PATH, ses_signature)]
     ofd = write_package(package_entries(parts, package_time(prepared.time)))
     prefix_length, prefix_state = prepared.pdf_prefix
@@ -242,9 +262,14 @@ def seal_licence(
     doc_id: str | None = None,
     custom: Mapping[str, str] | None = None,
     verify: bool = True,
+    timestamper: Callable[[Sequence[bytes]], Sequence[bytes] | None] | None = None,
+    timestamp_room: int = 0,
+    revocation_evidence: bytes | None = None,
 ) -> SealedLicence:
     """Both sealed files of one licence in one call; `signer` holds the seal certificate's key
-    and chain (seal certificate first)."""
+    and chain (seal certificate first). `timestamper` turns the two signature values into two
+    time-stamp tokens (or None: no timestamp), each at most `timestamp_room` bytes;
+    `revocation_evidence` as for `prepare_licence`."""
     if not signer.certificate_chain:
         raise SealInputError("签章人的签名密钥没有证书")
     prepared = prepare_licence(
@@ -257,9 +282,14 @@ def seal_licence(
         title=title,
         doc_id=doc_id,
         custom=custom,
+        timestamp_room=timestamp_room if timestamper is not None else 0,
+        revocation_evidence=revocation_evidence,
     )
     e_pdf, e_ofd = digests(prepared, signer)
-    return finish_licence(prepared, signer.sign_digest(e_pdf), signer.sign_digest(e_ofd), verify=verify)
+    pdf_signature, ofd_signature = signer.sign_digest(e_pdf), signer.sign_digest(e_ofd)
+    tokens = timestamper((pdf_signature, ofd_signature)) if timestamper is not None else None
+    stamps = (tokens[0], tokens[1]) if tokens is not None else None
+    return finish_licence(prepared, pdf_signature, ofd_signature, verify=verify, timestamps=stamps)
 
 
 def seal_page_pdf(
@@ -272,24 +302,31 @@ def seal_page_pdf(
     *,
     title: str | None = None,
     reason: str | None = None,
+    timestamper: Callable[[bytes], bytes | None] | None = None,
+    timestamp_room: int = 0,
 ) -> bytes:
     """A one-page PDF written already sealed, as a licence's PDF is (certified, no change
     permitted), with the seal picture at `box` (mm from the top left); `signer` holds the key and
     its chain (leaf first). About a fifth of the time of rendering, then sealing with
-    `seals.pdf_seal` (pyHanko's incremental update), which parses the file back."""
+    `seals.pdf_seal` (pyHanko's incremental update), which parses the file back. `timestamper`
+    gives a token over the signature value (at most `timestamp_room` bytes), as for `seal_pdf`."""
     chain = tuple(signer.certificate_chain)
     if not chain:
         raise SealInputError("签章人的签名密钥没有证书")
     now = _signing_time(now, chain[0].der)
     box = SealBox.of(box)
     box.check_inside(layout.width, layout.height)
-    pdf, (start, end), _, digest, _ = _write_pdf(layout, fonts, chain, seal_picture_png, box, now, title, reason)
+    room = timestamp_room if timestamper is not None else 0
+    pdf, (start, end), _, digest, _ = _write_pdf(
+        layout, fonts, chain, seal_picture_png, box, now, title, reason, room, None
+    )
     attributes = signed_attributes(digest, now, chain[0].der)
     e = signer.digest(attributes)
     signature = signer.sign_digest(e)
     if not chain[0].public_key.verify_digest(signature, e):
         raise SealSigningError("签章签名验证失败：签名设备返回的签名值与签章人证书不符")
-    contents = signed_data(chain, attributes, signature).hex().encode()
+    timestamp = timestamper(signature) if timestamper is not None else None
+    contents = signed_data(chain, attributes, signature, timestamp).hex().encode()
     if len(contents) > end - start:
         raise SealSigningError("签名数据超出预留空间")
     return pdf[:start] + contents + pdf[start + len(contents) :]
@@ -378,10 +415,17 @@ def _write_pdf(
     now: dt.datetime,
     title: str | None,
     reason: str | None,
+    timestamp_room: int,
+    revocation_evidence: bytes | None,
 ) -> tuple[bytes, tuple[int, int], tuple[int, int, int, int], bytes, tuple[int, Any]]:
     page_height = layout.height * PT_PER_MM
     x1, y1, x2, y2 = box.to_pdf_rect(page_height)
     builder = build_pdf(layout, fonts, title=title, created=now, fixed=_seal_objects(picture_png, x2 - x1, y2 - y1))
+    if revocation_evidence is not None:  # long-term validation: the status at sealing time travels along
+        response, store = builder.reserve(), builder.reserve()
+        builder.objects[response] = pdf_stream(b"", revocation_evidence)
+        builder.objects[store] = b"<< /OCSPs [%d 0 R] >>" % response
+        builder.catalog_entries.append(b"/DSS %d 0 R" % store)
     widget = builder.reserve()
     signature = builder.reserve()  # last: the second range is only the xref and trailer
     rect = b" ".join(pdf_number(v) for v in (x1, y1, x2, y2))
@@ -401,7 +445,7 @@ def _write_pdf(
             DOCMDP_NO_CHANGES,
         )
     )
-    reserved = 2 * reserved_length(tuple(c.der for c in chain))
+    reserved = 2 * reserved_length(tuple(c.der for c in chain), timestamp_room)
     between = b" /Contents <"
     builder.objects[signature] = head + b" " * BYTE_RANGE_WIDTH + between + b"0" * reserved + b"> >>"
     builder.page_entries.append(b"/Annots [%d 0 R]" % widget)
@@ -478,6 +522,7 @@ def _ofd(
     title: str | None,
     doc_id: str | None,
     custom: Mapping[str, str] | None,
+    revocation_evidence: bytes | None,
 ) -> tuple[tuple[tuple[str, bytes], ...], bytes, bytes]:
     """The package parts but SignedValue.dat, SM3(Signature.xml) and DER(TBS_Sign)."""
     local = now.astimezone(BEIJING)
@@ -492,6 +537,8 @@ def _ofd(
     )
     parts[SIGNATURES_PATH] = _signatures_xml()
     parts[SEAL_PATH] = bytes(seal_der)
+    if revocation_evidence is not None:
+        parts[EVIDENCE_PATH] = bytes(revocation_evidence)
     references = "".join(
         f'<ofd:Reference FileRef="/{name}"><ofd:CheckValue>{base64.b64encode(_sm3_part(data)).decode()}'
         "</ofd:CheckValue></ofd:Reference>"

@@ -33,6 +33,7 @@ import datetime as dt
 import posixpath
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import cast
 
@@ -348,10 +349,14 @@ def seal_ofd(
     page_index: int,
     box: SealBox | tuple[float, float, float, float],
     now: dt.datetime,
+    timestamper: Callable[[bytes], bytes | None] | None = None,
 ) -> bytes:
-    """Seal an OFD in one call: `signer` must hold a certificate the seal lists."""
+    """Seal an OFD in one call: `signer` must hold a certificate the seal lists; `timestamper`
+    gives a token over the signature value, the SES_Signature's timeStamp (GB/T 38540)."""
     if not signer.certificate_chain:
         raise SealInputError("签章人的签名密钥没有证书")
     prepared = prepare_ofd_seal(ofd_bytes, seal_der, page_index, box, now)
     certificate = signer.certificate_chain[0].der
-    return finish_ofd_seal(prepared, assemble_signature(prepared.tbs, certificate, signer.sign(prepared.tbs)))
+    signature = signer.sign(prepared.tbs)
+    timestamp = timestamper(signature) if timestamper is not None else None
+    return finish_ofd_seal(prepared, assemble_signature(prepared.tbs, certificate, signature, timestamp))

@@ -223,6 +223,7 @@ def prepare_pdf_seal(
     location: str | None = None,
     now: dt.datetime | None = None,
     field_name: str | None = None,
+    timestamp_room: int = 0,
 ) -> PreparedPdf:
     """Add a signature field showing the seal picture in `box_mm` (mm from the page's top-left) on
     page `page_index`, reserve /Contents, digest the /ByteRange with SM3 and build the signed
@@ -272,7 +273,7 @@ def prepare_pdf_seal(
                 box=box.to_pdf_rect(height, left, bottom),  # type: ignore[arg-type]
             ),
         )
-        document, digest, attributes = _run(_prepare(pdf_signer, cms_signer, writer, now))
+        document, digest, attributes = _run(_prepare(pdf_signer, cms_signer, writer, now, timestamp_room))
     except (PdfError, SigningError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise DocumentError(f"PDF 文件无法盖章（{exc}）") from None
     return PreparedPdf(document, digest, attributes, chain, name)
@@ -283,6 +284,7 @@ async def _prepare(
     cms_signer: Sm2CmsSigner,
     writer: IncrementalPdfFileWriter,
     now: dt.datetime,
+    timestamp_room: int,
 ) -> tuple[bytes, PreparedByteRangeDigest, bytes]:
     # PdfSigner.async_digest_doc_for_signing, step by step, to set the signing time (the
     # session's system_time: /M in the signature dictionary and the signingTime attribute).
@@ -291,7 +293,7 @@ async def _prepare(
     validation_info = await session.perform_presign_validation(writer)
     # pyHanko would size /Contents by building a dummy CMS (a third of the time of a seal); ours
     # knows its longest SignedData for this chain. Twice that: /Contents is written as hex.
-    reserved = 2 * reserved_length(tuple(c.der for c in cms_signer.chain))
+    reserved = 2 * reserved_length(tuple(c.der for c in cms_signer.chain), timestamp_room)
     tbs_document = session.prepare_tbs_document(validation_info=validation_info, bytes_reserved=reserved)
     output = io.BytesIO()
     digest, _output = tbs_document.digest_tbs_document(output=output)
@@ -299,14 +301,15 @@ async def _prepare(
     return output.getvalue(), digest, attributes
 
 
-def finish_pdf_seal(prepared: PreparedPdf, signature: bytes) -> bytes:
+def finish_pdf_seal(prepared: PreparedPdf, signature: bytes, timestamp: bytes | None = None) -> bytes:
     """The sealed PDF: `signature` (DER SM2 over `prepared.tbs` by the seal certificate's key),
-    checked, packed into the CMS SignedData and written into the /Contents hole."""
+    checked, packed into the CMS SignedData and written into the /Contents hole; `timestamp`, a
+    token over `signature`, as its signature-time-stamp attribute (PAdES B-T)."""
     leaf = prepared.certificate_chain[0]
     if not isinstance(signature, bytes) or not leaf.public_key.verify(signature, prepared.tbs):
         raise SealSigningError("签章签名验证失败：签名设备返回的签名值与签章人证书不符")
     output = io.BytesIO(prepared.document)
-    content = signed_data(prepared.certificate_chain, prepared.tbs, signature)
+    content = signed_data(prepared.certificate_chain, prepared.tbs, signature, timestamp)
     try:
         _run(PdfTBSDocument.async_finish_signing(output, prepared.byte_range_digest, content))
     except (PdfError, SigningError, ValueError) as exc:
@@ -323,8 +326,11 @@ def seal_pdf(
     reason: str | None = None,
     location: str | None = None,
     now: dt.datetime | None = None,
+    timestamper: Callable[[bytes], bytes | None] | None = None,
+    timestamp_room: int = 0,
 ) -> bytes:
-    """Seal a PDF in one call with `signer` (its certificate chain goes into the CMS)."""
+    """Seal a PDF in one call with `signer` (its certificate chain goes into the CMS);
+    `timestamper` gives a token over the signature value (at most `timestamp_room` bytes)."""
     if not signer.certificate_chain:
         raise SealInputError("签章人的签名密钥没有证书")
     prepared = prepare_pdf_seal(
@@ -336,5 +342,7 @@ def seal_pdf(
         reason=reason,
         location=location,
         now=now,
+        timestamp_room=timestamp_room if timestamper is not None else 0,
     )
-    return finish_pdf_seal(prepared, signer.sign(prepared.tbs))
+    signature = signer.sign(prepared.tbs)
+    return finish_pdf_seal(prepared, signature, timestamper(signature) if timestamper is not None else None)

@@ -556,7 +556,9 @@ def tbs_sign_constant_prefix(seal_der: bytes, data_hash_length: int, property_in
     return SHAPES.constant_prefix(("tbs_sign", seal_der, data_hash_length, property_info))
 
 
-def assemble_signature(tbs_der: bytes, signer_certificate: bytes, signature: bytes) -> bytes:
+def assemble_signature(
+    tbs_der: bytes, signer_certificate: bytes, signature: bytes, timestamp: bytes | None = None
+) -> bytes:
     """DER SES_Signature from DER(TBS_Sign), the signer's DER certificate and its DER SM2 signature.
 
     Checks before it packs: the certificate is one the seal lists, and the signature verifies over
@@ -571,26 +573,31 @@ def assemble_signature(tbs_der: bytes, signer_certificate: bytes, signature: byt
         raise _not_listed(cert, seal)
     if not cert.public_key.verify(signature, tbs_der):
         raise SealSigningError("签章签名验证失败：签名设备返回的签名值与签章人证书不符")
-    return encode_signature(tbs_der, cert.der, signature)
+    return encode_signature(tbs_der, cert.der, signature, timestamp)
 
 
-def encode_signature(tbs_der: bytes, signer_certificate: bytes, signature: bytes) -> bytes:
+def encode_signature(
+    tbs_der: bytes, signer_certificate: bytes, signature: bytes, timestamp: bytes | None = None
+) -> bytes:
     """DER SES_Signature as it is, without `assemble_signature`'s checks: for a caller that has
-    made them (seals.licence_files verifies each signature it packs)."""
-    key = ("ses_signature", len(tbs_der), signer_certificate, len(signature))
+    made them (seals.licence_files verifies each signature it packs). `timestamp` is a DER RFC 3161
+    token over the signature value (GB/T 38540 §7.2.3 timeStamp), written [0] EXPLICIT BIT STRING."""
+    stamped = () if timestamp is None else (len(timestamp),)
+    key = ("ses_signature", len(tbs_der), signer_certificate, len(signature), *stamped)
 
     def build() -> bytes:
-        ses_signature = SESSignature(
-            {
-                "to_sign": core.Any.load(tbs_der),
-                "cert": signer_certificate,
-                "signature_alg_id": SM2_WITH_SM3,
-                "signature": signature,
-            }
-        )
-        return cast(bytes, ses_signature.dump())  # asn1crypto is untyped
+        fields = {
+            "to_sign": core.Any.load(tbs_der),
+            "cert": signer_certificate,
+            "signature_alg_id": SM2_WITH_SM3,
+            "signature": signature,
+        }
+        if timestamp is not None:
+            fields["time_stamp"] = timestamp
+        return cast(bytes, SESSignature(fields).dump())  # asn1crypto is untyped
 
-    return SHAPES.encode(key, (tbs_der, signature), build)
+    values = (tbs_der, signature) if timestamp is None else (tbs_der, signature, timestamp)
+    return SHAPES.encode(key, values, build)
 
 
 def sign_tbs(signer: Signer, seal_der: bytes, data_hash: bytes, property_info: str, time: dt.datetime) -> bytes:

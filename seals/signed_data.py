@@ -33,7 +33,11 @@ from keys.sm2 import SIGNATURE_MAX_DER
 from keys.x509 import Certificate
 from seals.der_shapes import SHAPES
 
-__all__ = ["signed_attributes", "signed_data"]
+__all__ = ["signed_attributes", "signed_data", "timestamp_token", "tst_signed_attributes"]
+
+TST_INFO = "1.2.840.113549.1.9.16.1.4"  # id-ct-TSTInfo (RFC 3161 §2.4.2)
+# id-aa-signatureTimeStampToken (RFC 3161 App. A; an OID, not a secret)
+SIGNATURE_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # noqa: S105
 
 # Margin on top of the longest possible SignedData when reserving room for it in a file.
 RESERVE_MARGIN = 16
@@ -52,39 +56,80 @@ def signed_attributes(document_digest: bytes, signing_time: dt.datetime, leaf_de
     return SHAPES.encode(key, (digest, time.dump()), lambda: _build_signed_attributes(digest, time, leaf_der))
 
 
-def signed_data(chain: Sequence[Certificate], attributes: bytes, signature: bytes) -> bytes:
+def signed_data(
+    chain: Sequence[Certificate], attributes: bytes, signature: bytes, timestamp: bytes | None = None
+) -> bytes:
     """DER ContentInfo holding the detached SignedData: the chain (signer's certificate first), one
     SignerInfo with `attributes` (the DER SET OF that was signed, from `signed_attributes`) and the
-    DER SM2 `signature` over them."""
-    return _signed_data(tuple(c.der for c in chain), bytes(attributes), bytes(signature))
+    DER SM2 `signature` over them; with `timestamp` (a DER time-stamp token over the signature
+    value), the unsigned attribute id-aa-signatureTimeStampToken as PAdES B-T has it."""
+    return _signed_data(tuple(c.der for c in chain), bytes(attributes), bytes(signature), timestamp)
 
 
-def _signed_data(chain_der: tuple[bytes, ...], attributes: bytes, signature: bytes) -> bytes:
+def _signed_data(
+    chain_der: tuple[bytes, ...], attributes: bytes, signature: bytes, timestamp: bytes | None = None
+) -> bytes:
     # RFC 5652 §5.4: the signature covers the attributes as a SET OF (tag 0x31); the SignerInfo
     # carries the same content as [0] IMPLICIT (tag 0xA0).
     tagged = b"\xa0" + attributes[1:]
-    key = ("signed_data", chain_der, len(attributes), len(signature))
-    return SHAPES.encode(key, (tagged, signature), lambda: _build_signed_data(chain_der, tagged, signature))
+    if timestamp is None:
+        key: tuple[object, ...] = ("signed_data", chain_der, len(attributes), len(signature))
+        return SHAPES.encode(key, (tagged, signature), lambda: _build_signed_data(chain_der, tagged, signature))
+    key = ("signed_data_ts", chain_der, len(attributes), len(signature), len(timestamp))
+    return SHAPES.encode(
+        key, (tagged, signature, timestamp), lambda: _build_signed_data(chain_der, tagged, signature, timestamp)
+    )
 
 
 @lru_cache(maxsize=16)
-def reserved_length(chain_der: tuple[bytes, ...]) -> int:
+def reserved_length(chain_der: tuple[bytes, ...], timestamp_room: int = 0) -> int:
     """Bytes to reserve for the DER SignedData of this chain: as long as it can get (the longest DER
-    SM2 signature, a GeneralizedTime signing time), plus a margin. The attributes' length does not
-    depend on their values otherwise (the digest is 32 bytes)."""
+    SM2 signature, a GeneralizedTime signing time), plus a margin, plus `timestamp_room` for a
+    time-stamp token and its attribute. The attributes' length does not depend on their values
+    otherwise (the digest is 32 bytes)."""
     attributes = signed_attributes(bytes(32), dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc), chain_der[0])
-    return len(_signed_data(chain_der, attributes, bytes(SIGNATURE_MAX_DER))) + RESERVE_MARGIN
+    length = len(_signed_data(chain_der, attributes, bytes(SIGNATURE_MAX_DER))) + RESERVE_MARGIN
+    return length + (timestamp_room + 16 if timestamp_room else 0)  # the attribute's own headers
+
+
+def tst_signed_attributes(tst_info_digest: bytes, leaf_der: bytes) -> bytes:
+    """DER SET OF the signed attributes of a time-stamp token (RFC 3161 §2.4.2, RFC 5816):
+    contentType id-ct-TSTInfo, CMSAlgorithmProtection, signingCertificateV2, messageDigest (the
+    SM3 of the DER TSTInfo)."""
+    digest = bytes(tst_info_digest)
+    key = ("tst_attributes", leaf_der, len(digest))
+    return SHAPES.encode(key, (digest,), lambda: _build_signed_attributes(digest, None, leaf_der, TST_INFO))
+
+
+def timestamp_token(
+    certificates: Sequence[Certificate], signer: Certificate, tst_info: bytes, attributes: bytes, signature: bytes
+) -> bytes:
+    """DER ContentInfo of the SignedData whose eContent is the DER `tst_info` (RFC 3161 §2.4.2),
+    signed by `signer` with `attributes` (from `tst_signed_attributes`) and `signature`;
+    `certificates` go in the certificates field (the TSA's own when the request asked for it)."""
+    tagged = b"\xa0" + attributes[1:]
+    chain_der = tuple(c.der for c in certificates)
+    key = ("tst_token", chain_der, signer.der, len(tst_info), len(attributes), len(signature))
+    return SHAPES.encode(
+        key,
+        (tst_info, tagged, signature),
+        lambda: _build_signed_data(chain_der, tagged, signature, None, (TST_INFO, tst_info), signer.der),
+    )
 
 
 # --- asn1crypto ----------------------------------------------------------------------------------
 
 
-def _build_signed_attributes(digest: bytes, time: cms.Time, leaf_der: bytes) -> bytes:
+def _build_signed_attributes(
+    digest: bytes, time: cms.Time | None, leaf_der: bytes, content_type: str = "data"
+) -> bytes:
     leaf = asn1_x509.Certificate.load(leaf_der)
+    # RFC 3161 §2.4.2: a token's signing time is its TSTInfo's genTime, so it carries no signingTime.
+    when = [cms.CMSAttribute({"type": "signing_time", "values": [time]})] if time is not None else []
     attributes = cms.CMSAttributes(
         [
-            cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
-            cms.CMSAttribute({"type": "signing_time", "values": [time]}),
+            cms.CMSAttribute({"type": "content_type", "values": [content_type]}),
+            *when,
             # RFC 6211: binds the digest and signature algorithms into what is signed.
             cms.CMSAttribute(
                 {
@@ -125,9 +170,20 @@ def _signing_certificate_v2(cert: asn1_x509.Certificate) -> tsp.SigningCertifica
     )
 
 
-def _build_signed_data(chain_der: tuple[bytes, ...], tagged_attributes: bytes, signature: bytes) -> bytes:
-    leaf = asn1_x509.Certificate.load(chain_der[0])
+def _build_signed_data(
+    chain_der: tuple[bytes, ...],
+    tagged_attributes: bytes,
+    signature: bytes,
+    timestamp: bytes | None = None,
+    content: tuple[str, bytes] | None = None,
+    signer_der: bytes | None = None,
+) -> bytes:
+    leaf = asn1_x509.Certificate.load(signer_der or chain_der[0])
     sm3 = algos.DigestAlgorithm({"algorithm": SM3_NAME})  # no parameters, as pyHanko writes it
+    unsigned = {}
+    if timestamp is not None:
+        token = cms.ContentInfo.load(timestamp)
+        unsigned["unsigned_attrs"] = [{"type": SIGNATURE_TIME_STAMP_TOKEN, "values": [token]}]
     signer_info = cms.SignerInfo(
         {
             "version": "v1",
@@ -136,16 +192,21 @@ def _build_signed_data(chain_der: tuple[bytes, ...], tagged_attributes: bytes, s
             "signed_attrs": cms.CMSAttributes.load(tagged_attributes, implicit=0),
             "signature_algorithm": {"algorithm": SM2_WITH_SM3_NAME},
             "signature": signature,
+            **unsigned,
         }
     )
-    content = cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [sm3],
-            "encap_content_info": {"content_type": "data"},
-            # A SET OF: asn1crypto writes the certificates in DER order (X.690 §11.6), as pyHanko does.
-            "certificates": [cms.CertificateChoices.load(der) for der in chain_der],
-            "signer_infos": [signer_info],
-        }
-    )
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": content}).dump())
+    if content is None:
+        encapsulated: dict[str, object] = {"content_type": "data"}
+    else:  # RFC 5652 §5.3: version 3 when the content is not id-data
+        encapsulated = {"content_type": content[0], "content": cms.ParsableOctetString(content[1])}
+    fields: dict[str, object] = {
+        "version": "v1" if content is None else "v3",
+        "digest_algorithms": [sm3],
+        "encap_content_info": encapsulated,
+        "signer_infos": [signer_info],
+    }
+    if chain_der:
+        # A SET OF: asn1crypto writes the certificates in DER order (X.690 §11.6), as pyHanko does.
+        fields["certificates"] = [cms.CertificateChoices.load(der) for der in chain_der]
+    signed = cms.SignedData(fields)
+    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump())

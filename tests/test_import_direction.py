@@ -31,21 +31,22 @@ INNER = ("keys", "templates", "seals", "verification")
 # cert_authority's top-level modules that every room may use: values and helpers with no room of their own.
 CORE = frozenset({"cert_authority", "actors", "errors", "settings", "timeutil"})
 _DOMAIN = frozenset(
-    {"store", "access", "pki", "registry", "eseals", "transparency", "issuing", "checking", "holders", "sharing",
-     "exchange"}
+    {"store", "access", "pki", "timestamping", "registry", "eseals", "transparency", "issuing", "checking",
+     "holders", "sharing", "exchange"}
 )
 # Rooms of cert_authority (a sub-package or a top-level module) and the other rooms each may import.
 ROOMS: dict[str, frozenset[str]] = {
     "store": frozenset(),
     "access": frozenset({"store"}),
     "pki": frozenset({"store"}),
+    "timestamping": frozenset({"store", "pki"}),
     "registry": frozenset({"store"}),
-    "eseals": frozenset({"store", "pki"}),
+    "eseals": frozenset({"store", "pki", "timestamping"}),
     "transparency": frozenset({"store", "pki"}),
-    "issuing": frozenset({"store", "registry", "pki", "eseals", "transparency"}),
+    "issuing": frozenset({"store", "registry", "pki", "timestamping", "eseals", "transparency"}),
     "checking": frozenset({"store", "pki", "registry", "issuing", "transparency"}),
     "holders": frozenset({"store", "access", "pki", "registry", "issuing"}),
-    "sharing": frozenset({"store", "pki", "registry", "issuing", "holders"}),
+    "sharing": frozenset({"store", "pki", "timestamping", "registry", "issuing", "holders"}),
     "exchange": frozenset({"store", "pki", "registry", "issuing", "checking"}),
     "services": _DOMAIN,
     "demo": _DOMAIN | {"services"},

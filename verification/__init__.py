@@ -4,6 +4,7 @@
     sealed_file   `verify_sealed_file`: a sealed PDF or OFD checked by itself and against trust anchors
     ofd_file      inspecting a sealed OFD: every signature, part check values, SES_Signature
     eseal         an e-seal (SES_Seal) checked on its own: maker signature and maker chain
+    timestamp     a time-stamp token over a signature: its imprint, TSA signature and certificate
     trust         trust anchors: chain at signing time and revocation from the branch CA's CRL
     trust_bundle  reading a trust bundle offline, checked against the pinned root and USCC
     show_token    show tokens (亮证码): short-lived, SM2-signed, for a QR on the holder's phone
@@ -23,6 +24,7 @@ __all__ = [
     "report",
     "sealed_file",
     "show_token",
+    "timestamp",
     "transparency",
     "trust",
     "trust_bundle",

@@ -25,6 +25,13 @@ class SignatureEvidence:
     covers_whole_file: bool = True
     later_changes: str | None = None
     certified: bool = False
+    # A time-stamp token over the signature (PAdES signature-time-stamp; GB/T 38540 timeStamp), and
+    # the signature value it must cover.
+    timestamp: bytes | None = None
+    signature_value: bytes | None = None
+    # Revocation evidence kept in the file at sealing time (DER OCSP responses): PDF /DSS /OCSPs,
+    # OFD OCSP.der beside the signature (long-term validation).
+    embedded_ocsp: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ _SM3_NAMES = {SM3, "SM3", "sm3"}
 # is a few hundred kilobytes, and 50 MB bounds the memory a hostile upload can take.
 MAX_UNPACKED_BYTES = 50 * 1024 * 1024
 _SIGNATURE_ALGORITHMS = {SM2_WITH_SM3, SM2_SIGN}
+EVIDENCE_FILE = "OCSP.der"  # the signer's OCSP response at sealing time, beside Signature.xml (LTV)
 
 
 def inspect_ofd(data: bytes) -> FileInspection:
@@ -122,7 +123,18 @@ def _signature(files: dict[str, bytes], kind: str, path: str) -> tuple[Signature
     ]
     maker = seal_maker(ses.seal)
     certificates = (signer, maker) if maker is not None else (signer,)
-    return SignatureEvidence(tuple(checks), signer, certificates, ses.time, ses.seal), referenced, value_path
+    ocsp = files.get(posixpath.join(folder, EVIDENCE_FILE))
+    evidence = SignatureEvidence(
+        tuple(checks),
+        signer,
+        certificates,
+        ses.time,
+        ses.seal,
+        timestamp=ses.timestamp,
+        signature_value=ses.signature,
+        embedded_ocsp=(ocsp,) if ocsp is not None else (),
+    )
+    return evidence, referenced, value_path
 
 
 def _references(files: dict[str, bytes], info: ET.Element, folder: str) -> tuple[Check, set[str]]:

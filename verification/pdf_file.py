@@ -39,6 +39,7 @@ MAX_PDF_BYTES = 50 * 1024 * 1024
 MAX_SIGNATURE_FIELDS = 32
 MAX_REVISIONS = 64
 _SIGNATURE_ALGORITHMS = {SM2_WITH_SM3, SM2_SIGN}
+SIGNATURE_TIME_STAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # noqa: S105  (an OID)
 _SUBFILTERS = {"/adbe.pkcs7.detached", "/ETSI.CAdES.detached"}
 # What revisions after a signature may do without touching what it signed, by DocMDP permission
 # (none: an approval signature; other signatures and their fields may follow).
@@ -64,6 +65,7 @@ def inspect_pdf(data: bytes) -> FileInspection:
         if reader.xrefs.total_revisions > MAX_REVISIONS:
             return _bad("too_many_revisions", f"PDF 文件修订次数过多（上限 {MAX_REVISIONS} 次）")
         found = _embedded_signatures(reader)
+        embedded_ocsp = _document_security_store(reader)
     except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
         return _bad("malformed_file", f"PDF 文件无法解析（{type(exc).__name__}）")
     if found is None:
@@ -74,6 +76,7 @@ def inspect_pdf(data: bytes) -> FileInspection:
     checks = [Check.ok("file", f"PDF 文件可解析，含 {len(found)} 个签章")]
     for index, embedded in enumerate(found):
         evidence, covers_all = _signature(data, embedded.sig_object)
+        evidence = replace(evidence, embedded_ocsp=embedded_ocsp)
         certified = embedded.docmdp_level is MDPPerm.NO_CHANGES
         if covers_all:
             signatures.append(replace(evidence, certified=certified))
@@ -101,6 +104,18 @@ def _embedded_signatures(reader: FastHexPdfReader) -> list[EmbeddedPdfSignature]
     if skipped:
         log.info("skipped %d signature field(s) of a type we do not read", skipped)
     return sorted(readable, key=lambda embedded: embedded.signed_revision)
+
+
+MAX_DSS_ENTRIES = 16
+
+
+def _document_security_store(reader: FastHexPdfReader) -> tuple[bytes, ...]:
+    """The OCSP responses of the catalog's /DSS (ISO 32000-2 §12.8.4.3), at most MAX_DSS_ENTRIES."""
+    store = reader.root.get("/DSS")
+    if store is None:
+        return ()
+    responses = store.get_object().get("/OCSPs") or []
+    return tuple(bytes(entry.get_object().data) for entry in list(responses)[:MAX_DSS_ENTRIES])
 
 
 def _later_revisions(embedded: EmbeddedPdfSignature, certified: bool) -> tuple[str, Check | None]:
@@ -176,6 +191,7 @@ def _signature(data: bytes, sig_object: object) -> tuple[SignatureEvidence, bool
         sid = signer_info["sid"]
         serial = sid.chosen["serial_number"].native if sid.name == "issuer_and_serial_number" else None
         signed_attrs_der = b"\x31" + signed_attrs.dump()[1:]  # RFC 5652 §5.4: signed as a SET OF
+        timestamp = _signature_timestamp(signer_info)
     except (ValueError, KeyError, TypeError, IndexError, KeysError) as exc:
         return _broken("malformed_signature", f"签章数据（CMS）无法解析（{type(exc).__name__}）"), end == len(data)
     covers_all = end == len(data)
@@ -194,7 +210,18 @@ def _signature(data: bytes, sig_object: object) -> tuple[SignatureEvidence, bool
         checks.append(Check.ok("signature", f"SM2 签名有效（签章人：{signer.common_name}）"))
     else:
         checks.append(Check.invalid("signature", "bad_signature", "SM2 签名无效：签名值与签章人证书不符"))
-    return SignatureEvidence(tuple(checks), signer, certificates, when), covers_all
+    evidence = SignatureEvidence(
+        tuple(checks), signer, certificates, when, timestamp=timestamp, signature_value=signature
+    )
+    return evidence, covers_all
+
+
+def _signature_timestamp(signer_info: cms.SignerInfo) -> bytes | None:
+    """The DER token of the unsigned attribute id-aa-signatureTimeStampToken (PAdES B-T), if any."""
+    for attribute in signer_info["unsigned_attrs"] or []:
+        if attribute["type"].dotted == SIGNATURE_TIME_STAMP_TOKEN:
+            return bytes(attribute["values"][0].dump())
+    return None
 
 
 def _gap_is_contents(data: bytes, first: int, second_start: int, contents: bytes) -> bool:

@@ -21,7 +21,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True)
 class Check:
-    name: str  # integrity, signature, seal, chain, revocation, status, record, log, identifier, file
+    name: str  # integrity, signature, seal, timestamp, chain, revocation, status, record, log, identifier, file
     status: Status
     reason: str  # machine-readable: "ok" when VALID, otherwise what went wrong
     message: str  # for people, in Chinese

@@ -10,8 +10,9 @@ from typing import Any
 from verification.evidence import FileInspection, SignatureEvidence
 from verification.ofd_file import inspect_ofd
 from verification.pdf_file import inspect_pdf
-from verification.report import Check, Report
-from verification.trust import TrustAnchors, check_chain, check_revocation
+from verification.report import Check, Report, Status
+from verification.timestamp import check_timestamp
+from verification.trust import TrustAnchors, check_chain, check_embedded_revocation, check_revocation
 
 __all__ = ["verify_sealed_file"]
 
@@ -48,6 +49,21 @@ def verify_sealed_file(data: bytes, anchors: TrustAnchors, now: dt.datetime) -> 
 def _trust(evidence: SignatureEvidence, anchors: TrustAnchors, now: dt.datetime) -> list[Check]:
     if evidence.signer is None:
         return []
+    if evidence.timestamp is not None and evidence.signature_value is not None:
+        stamped, token = check_timestamp(evidence.timestamp, evidence.signature_value, anchors)
+        if token is not None:  # the certificate as it stood at the proven time
+            revocation = check_revocation(evidence.signer, anchors, token.gen_time, now, timestamped=True)
+            if revocation.status is Status.INDETERMINATE:  # no usable CRL at hand (offline, expired)
+                embedded = check_embedded_revocation(evidence.signer, anchors, token.gen_time, evidence.embedded_ocsp)
+                revocation = embedded or revocation
+            return [stamped, check_chain(evidence.signer, anchors, token.gen_time), revocation]
+        return [stamped, *_claimed(evidence, anchors, now)]
+    return _claimed(evidence, anchors, now)
+
+
+def _claimed(evidence: SignatureEvidence, anchors: TrustAnchors, now: dt.datetime) -> list[Check]:
+    """Without a trusted timestamp: the chain and revocation at the signer's own signing time."""
+    assert evidence.signer is not None
     when = evidence.signing_time or now
     if evidence.signing_time is None:
         missing = Check.unknown("signature", "no_signing_time", "签章没有签章时间，按当前时间校验证书")
@@ -72,4 +88,5 @@ def _describe(evidence: SignatureEvidence) -> dict[str, Any]:
         "covers_whole_file": evidence.covers_whole_file,
         "later_changes": evidence.later_changes,
         "certified": evidence.certified,
+        "timestamped": evidence.timestamp is not None,
     }

@@ -6,7 +6,11 @@ licences of the food business licence type (食品经营许可证) through the b
 worker process per core (layout, PDF and OFD sealed with SM2, files stored and synced, records
 committed), after a warm-up that loads keys and templates. The baseline, OpenSSL's single-core SM2
 sign rate, is measured in the same run: the machines are shared and noisy, so only same-run ratios
-mean much. Each licence makes two SM2 signatures (PDF and OFD).
+mean much. Each licence makes two SM2 signatures (PDF and OFD), and two more by the TSA for the
+timestamps over them. What the timestamps cost is measured in the same run too: a second pool of
+workers issues with ECAS_TSA_STAMP_SEALS off, the two pools taking turns on slices of the rows
+(`ROUNDS`), so both see the same machine. The TSA's clock is taken as is (ECAS_TSA_CLOCK=unchecked:
+development machines often have no NTP; the kernel check is one system call per chunk).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from cert_authority.timeutil import utc_now
 TARGET_PER_S = 200
 TARGET_RATIO = 0.15
 SINGLE_SAMPLES = 20
+ROUNDS = 3  # turns each pool takes (with and without timestamps)
 
 
 def prepare(settings: Settings) -> LicenceServices:
@@ -92,38 +97,55 @@ def issue_benchmark(
     openssl_seconds: float = 3.0,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Issue `count` licences and return the figures (see the module docstring)."""
+    """Issue `count` licences with timestamps and `count` without, and return the figures (see the
+    module docstring)."""
     workers = workers or os.cpu_count() or 1
     scratch = data_dir is None
     directory = data_dir or Path(tempfile.mkdtemp(prefix="ecas-bench-"))
     try:
-        settings = load_settings(data_dir=directory, database_url=database_url)
+        settings = load_settings(data_dir=directory, database_url=database_url, tsa_clock="unchecked")
         services = prepare(settings)
         issuer = DEPARTMENTS[0].uscc
         single_ms = _single_issue_ms(services, directory)
         openssl_sign, _ = measure_openssl(openssl_seconds)  # before the workers start: an idle machine
-        rows = directory / "bench-rows.csv"
-        write_rows(rows, count)
-        summary = BatchSummary()
+        plain_settings = settings.model_copy(update={"tsa_stamp_seals": False})
+        summaries = {"stamped": BatchSummary(), "plain": BatchSummary()}
 
-        def record(result: RowResult) -> None:
-            summary.add(result)
-            if progress is not None:
-                progress(1)
+        def recorder(summary: BatchSummary) -> Callable[[RowResult], None]:
+            def record(result: RowResult) -> None:
+                summary.add(result)
+                if progress is not None:
+                    progress(1)
 
-        with BatchPool(issuance_service, settings, FOOD_TYPE, issuer, directory, workers) as pool:
-            pool.warm_up()
-            started = time.perf_counter()
-            pool.run(rows, record)
-            summary.seconds = time.perf_counter() - started
+            return record
+
+        with (
+            BatchPool(issuance_service, settings, FOOD_TYPE, issuer, directory, workers) as stamped,
+            BatchPool(issuance_service, plain_settings, FOOD_TYPE, issuer, directory, workers) as plain,
+        ):
+            stamped.warm_up()
+            plain.warm_up()
+            for turn in range(ROUNDS):
+                share = count // ROUNDS + (1 if turn < count % ROUNDS else 0)
+                for name, pool in (("plain", plain), ("stamped", stamped)):
+                    rows = directory / f"bench-rows-{name}-{turn}.csv"
+                    write_rows(rows, share)
+                    started = time.perf_counter()
+                    pool.run(rows, recorder(summaries[name]))
+                    summaries[name].seconds += time.perf_counter() - started
     finally:
         if scratch:
             shutil.rmtree(directory, ignore_errors=True)
-    if summary.issued != count:
-        raise RuntimeError(f"基准测试只颁发了 {summary.issued}/{count} 份（拒绝 {summary.rejected} 行）")
+    summary, without = summaries["stamped"], summaries["plain"]
+    for measured in (summary, without):
+        if measured.issued != count:
+            raise RuntimeError(f"基准测试只颁发了 {measured.issued}/{count} 份（拒绝 {measured.rejected} 行）")
     rate = summary.issued / summary.seconds
+    rate_without = without.issued / without.seconds
     return {
         "licences_per_s": round(rate, 1),
+        "licences_per_s_without_timestamps": round(rate_without, 1),
+        "timestamp_cost_percent": round((1 - rate / rate_without) * 100, 1),
         "openssl_sign_per_s": openssl_sign,
         "ratio": round(rate / openssl_sign, 3),
         "target_licences_per_s": TARGET_PER_S,
@@ -135,6 +157,7 @@ def issue_benchmark(
         "single_issue_ms": single_ms,
         "database": settings.effective_database_url.split(":", 1)[0],
         "signatures_per_licence": 2,
+        "tsa_signatures_per_licence": 2,
     }
 
 

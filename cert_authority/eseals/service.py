@@ -66,6 +66,7 @@ from cert_authority.store.counters import next_values, seal_counter
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import DepartmentRow, ExchangeEventRow, IssuedCertificateRow, SealRow
 from cert_authority.store.outbox import outbox_event
+from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import BEIJING, aware, utc_now
 from keys.ca import years_later
 from keys.errors import CAError, KeysError
@@ -190,10 +191,12 @@ class SealService:
         pki: PkiService,
         fonts: Callable[[], FontSet],
         clock: Callable[[], dt.datetime] = utc_now,
+        timestamps: TimeStampAuthority | None = None,
     ) -> None:
         self.engine = engine
         self.filestore = filestore
         self.pki = pki
+        self.timestamps = timestamps  # a timestamp over every document sealed (when its clock is right)
         self._fonts = fonts
         self.clock = clock
         # Opening a key from the key store costs a PBKDF2 run (hundreds of ms): keep each seal's
@@ -787,12 +790,24 @@ class SealService:
         material = self.material(seal)
         side = size_mm or seal.width_mm
         box = SealBox(x=x_mm, y=y_mm, w=side, h=side * seal.height_mm / seal.width_mm)
+        stamper = self.timestamps.document_stamper() if self.timestamps is not None else None
+        timestamper, room = stamper if stamper is not None else (None, 0)
         if document[:5] == b"%PDF-":
             fmt = "pdf"
-            sealed = seal_pdf(document, material.signer, material.picture_png, page, box, reason="电子签章", now=now)
+            sealed = seal_pdf(
+                document,
+                material.signer,
+                material.picture_png,
+                page,
+                box,
+                reason="电子签章",
+                now=now,
+                timestamper=timestamper,
+                timestamp_room=room,
+            )
         elif document[:4] == b"PK\x03\x04":
             fmt = "ofd"
-            sealed = seal_ofd(document, material.signer, material.seal_der, page, box, now)
+            sealed = seal_ofd(document, material.signer, material.seal_der, page, box, now, timestamper)
         else:
             raise InvalidRequestError("只能对 PDF 或 OFD 文件签章")
         detail = {"format": fmt, "page": page, "input_sm3": sm3(document).hex(), "output_sm3": sm3(sealed).hex()}

@@ -38,6 +38,7 @@ from cert_authority.http.routes import seals as routes_seals
 from cert_authority.http.routes import sharing as routes_sharing
 from cert_authority.http.routes import stats as routes_stats
 from cert_authority.http.routes import transparency as routes_transparency
+from cert_authority.http.routes import tsa as routes_tsa
 from cert_authority.http.routes import verify as routes_verify
 from cert_authority.http.uploads import definition_schemas
 from cert_authority.issuing.batch_jobs import BatchJobs
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authorisations = services.authorisations
     app.state.cases = services.cases
     app.state.stats = services.stats
+    app.state.tsa = services.timestamps
     app.state.feed = ChangeFeed(engine, personal_data_for(settings))
     app.state.province = ProvinceLibrary(engine, app.state.registry.filestore)
     app.state.transparency_log = services.log
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The busiest route first: requests are matched against the routers in order (≈80 µs saved).
     app.include_router(routes_holder.verify_router)
     app.include_router(routes_pki.router)
+    app.include_router(routes_tsa.router)
     app.include_router(routes_registry.router)
     app.include_router(routes_seals.router)
     app.include_router(routes_licences.router)

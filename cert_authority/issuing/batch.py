@@ -259,10 +259,13 @@ def _work(rows: list[BatchRow]) -> list[RowResult]:
 
 
 def _warm_up() -> None:
-    """Load what the first licence would: the seal's key and picture, the template, the fonts."""
+    """Load what the first licence would: the seal's key and picture, the template, the fonts, the
+    TSA's key."""
     assert _worker is not None, "worker not started"
     issuance, type_code, issuer, _, _ = _worker
     issuance.seals.active_seal(issuer, dt.datetime.now(dt.timezone.utc))
+    if issuance.timestamps is not None:
+        issuance.timestamps.licence_stamper()
     issuance.layouts.context(type_code)
     for role in ("serif", "sans"):
         issuance.registry.fonts.get(role).width("证照")

@@ -538,7 +538,9 @@ class CaseService:
             authority_name=self.pki.settings.authority_name,
             url=f"{self.pki.settings.base_url}/api/v1/cases/{row.id}/receipt",
         )
-        return render_receipt(content, self.registry.fonts, signer, picture, now)
+        timestamps = self.sharing.timestamps
+        stamper = timestamps.document_stamper() if timestamps is not None else None
+        return render_receipt(content, self.registry.fonts, signer, picture, now, stamper)
 
     def _licence_names(self, identifiers: list[str]) -> dict[str, str]:
         if not identifiers:

@@ -150,12 +150,27 @@ def _height(line: ReceiptLine, heading: float, detail: float) -> float:
 
 
 def render_receipt(
-    content: ReceiptContent, fonts: FontSet, signer: Signer, seal_picture: bytes, now: dt.datetime
+    content: ReceiptContent,
+    fonts: FontSet,
+    signer: Signer,
+    seal_picture: bytes,
+    now: dt.datetime,
+    stamper: tuple[Callable[[bytes], bytes | None], int] | None = None,
 ) -> bytes:
-    """The receipt as a PDF sealed with `signer` (the authority's service key)."""
+    """The receipt as a PDF sealed with `signer` (the authority's service key), with a timestamp
+    over the seal from `stamper` (the TSA's `document_stamper`)."""
+    timestamper, room = stamper if stamper is not None else (None, 0)
     layout = receipt_layout(content, fonts)
     box = SealBox(x=SEAL_BOX.x, y=SEAL_BOX.y, w=SEAL_BOX.w, h=SEAL_BOX.h)
     return seal_page_pdf(
-        layout, fonts, signer, seal_picture, box, now,
-        title=f"材料复用清单（办件 {content.case_id}）", reason=f"材料复用清单：办件 {content.case_id}",
+        layout,
+        fonts,
+        signer,
+        seal_picture,
+        box,
+        now,
+        title=f"材料复用清单（办件 {content.case_id}）",
+        reason=f"材料复用清单：办件 {content.case_id}",
+        timestamper=timestamper,
+        timestamp_room=room,
     )

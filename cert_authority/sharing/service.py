@@ -48,6 +48,7 @@ from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
 from cert_authority.store.personal import PersonalData
+from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 from seals.box import SealBox
 from seals.licence_files import seal_page_pdf
@@ -111,9 +112,11 @@ class SharingService:
         duty_rules: DutyRules,
         personal: PersonalData,
         clock: Callable[[], dt.datetime] = utc_now,
+        timestamps: TimeStampAuthority | None = None,
     ) -> None:
         self.engine = engine
         self.personal = personal
+        self.timestamps = timestamps  # a timestamp over the seal of annotated copies and receipts
         self.filestore = filestore
         self.pki = pki
         self.registry = registry
@@ -395,8 +398,19 @@ class SharingService:
         signer = self.pki.service_signer(now)
         # Written sealed in one pass, as licences are: no render, then re-parse to seal.
         picture = self._service_seal_picture
+        stamper = self.timestamps.document_stamper() if self.timestamps is not None else None
+        timestamper, room = stamper if stamper is not None else (None, 0)
         sealed = seal_page_pdf(
-            layout, fonts, signer, picture, box, now, title=f"{row.name} 加注件", reason=f"加注件：{cause}"
+            layout,
+            fonts,
+            signer,
+            picture,
+            box,
+            now,
+            title=f"{row.name} 加注件",
+            reason=f"加注件：{cause}",
+            timestamper=timestamper,
+            timestamp_room=room,
         )
         token = secrets.token_urlsafe(24)
         digest = self.filestore.put(sealed)

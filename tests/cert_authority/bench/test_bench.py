@@ -21,6 +21,8 @@ def test_bench_issue_prints_rates(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     result = json.loads(out.strip().splitlines()[-1])
     assert result["licences"] == 2 and result["licences_per_s"] > 0 and result["openssl_sign_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["licences_per_s"] / result["openssl_sign_per_s"], abs=1e-3)
+    # The same run without timestamps, for their cost (docs/timestamping.md).
+    assert result["licences_per_s_without_timestamps"] > 0 and "timestamp_cost_percent" in result
 
 
 def test_bench_crypto_prints_figures(tmp_data_dir: Path) -> None:

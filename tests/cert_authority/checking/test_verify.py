@@ -218,8 +218,9 @@ def test_stored_ofd_damaged_after_a_check_is_caught(licence_env: LicenceEnv) -> 
     assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
 
 
-def test_revoked_seal_certificate_is_never_valid(licence_env: LicenceEnv) -> None:
+def test_revoked_seal_certificate_is_never_valid_without_a_timestamp(licence_env: LicenceEnv) -> None:
     env = licence_env
+    env.services.issuance.timestamps = None  # as licences sealed before timestamps (or while the TSA refused)
     sealed_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)  # revoked later, not in the same second
     licence = issue_example(env, FOOD_TYPE, now=sealed_at).licence
     pdf, ofd = files(env, licence.identifier)
@@ -263,6 +264,7 @@ def test_cli_exit_codes(licence_env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("ECAS_DATABASE_URL", settings.effective_database_url)
     monkeypatch.setenv("ECAS_KEK", "test-passphrase")
     runner = CliRunner()
+    licence_env.services.issuance.timestamps = None  # revoked after signing is INDETERMINATE (exit 2) without one
     licence = issue_example(
         licence_env, FOOD_TYPE, now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)
     ).licence

@@ -45,14 +45,15 @@ def test_sealing_own_documents(licence_env: LicenceEnv, tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout
     report = env.services.verification.verify_file(sealed)
     passed = {c.name for c in report.checks if c.status is Status.VALID}
-    assert {"integrity", "signature", "chain", "revocation"} <= passed
+    assert {"integrity", "signature", "timestamp", "chain", "revocation"} <= passed  # a timestamp on every seal
     # Sound and ours, but not a registered licence.
     assert (report.result, report.reason) == (Status.INDETERMINATE, "not_in_registry")
 
     unsealed_ofd = render_sample_ofd(env)
     sealed_ofd = seals.seal_document(issuer, seal_id(env), unsealed_ofd, 0, 20.0, 20.0, size_mm=30.0)
     ofd_report = env.services.verification.verify_file(sealed_ofd)
-    assert ofd_report.reason == "not_in_registry" and "seal" in {c.name for c in ofd_report.checks}
+    assert ofd_report.reason == "not_in_registry"
+    assert {"seal", "timestamp"} <= {c.name for c in ofd_report.checks if c.status is Status.VALID}
 
     with Session(env.registry.engine) as session:
         actions = [e.action for e in session.exec(select(AuditEventRow))]

@@ -438,6 +438,7 @@ def test_closing_twice_at_once_gives_one_receipt_and_races_with_reuse(env: Licen
         assert reused is not None
     text = services.verification.verify_file(receipts[0].pdf)  # type: ignore[union-attr]
     assert text.result is Status.VALID
+    assert any(c.name == "timestamp" and c.status is Status.VALID for c in text.checks)  # the seal is timestamped
 
 
 def _at_once(calls: list[Callable[[], object]]) -> list[object]:

@@ -82,7 +82,8 @@ def test_use_codes_duty_rules_and_annotated_copies(shared_licence_env: LicenceEn
         ).stdout.decode()
         assert "仅供" in text and "办理食品经营许可变更" in text
         report = env.services.verification.verify_file(copy.content)
-        assert {c.name for c in report.checks if c.status is Status.VALID} >= {"integrity", "signature", "chain"}
+        valid = {c.name for c in report.checks if c.status is Status.VALID}
+        assert valid >= {"integrity", "signature", "timestamp", "chain"}  # timestamped, as every seal
         assert report.reason == "not_in_registry"  # a copy, not the licence itself
 
         # A withdrawn code no longer works.
