@@ -70,7 +70,10 @@ class LicenceQueryService:
         page_size: int = 20,
     ) -> LicencePage:
         """A page of licence versions, newest first, with the total that match; `text` is any part
-        of the holder's code or name, the licence number or the identifier (within the caller's scope)."""
+        of the licence number or the identifier, or a holder's whole code (within the caller's
+        scope). Holders' codes and names are stored sealed, found only whole through their blind
+        index: a partial match would need an index that gives away region and birth date
+        (docs/personal-data.md)."""
         if status is not None and status not in LICENCE_STATUSES:
             raise InvalidRequestError(f"status：未知状态 {status!r}，可选：{'、'.join(LICENCE_STATUSES)}")
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -87,7 +90,7 @@ class LicenceQueryService:
         if status is not None:
             conditions.append(_status_condition(status, today))
         if text and text.strip():
-            conditions.append(_text_condition(text.strip()[:60]))
+            conditions.append(_text_condition(text.strip()[:60], self.personal.index(text.strip().upper())))
         with Session(self.engine) as session:
             total = session.exec(select(func.count()).select_from(LicenceRow).where(*conditions)).one()
             rows = session.exec(
@@ -191,13 +194,12 @@ def _status_condition(status: str, today: dt.date) -> ColumnElement[bool]:
     return col(LicenceRow.status) == status
 
 
-def _text_condition(text: str) -> ColumnElement[bool]:
-    """Part of a holder code (any case), a holder name, a licence number or an identifier."""
+def _text_condition(text: str, holder_index: str) -> ColumnElement[bool]:
+    """Part of a licence number or an identifier, or a whole holder code (its blind index)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     pattern = f"%{escaped}%"
     return or_(
-        col(LicenceRow.holder_code).like(pattern.upper(), escape="\\"),
-        col(LicenceRow.holder_name).like(pattern, escape="\\"),
+        col(LicenceRow.holder_code_index) == holder_index,
         col(LicenceRow.licence_number).like(pattern, escape="\\"),
         col(LicenceRow.identifier).like(pattern.upper(), escape="\\"),
     )

@@ -462,6 +462,8 @@ class CaseService:
         # Made before the claim: the service key's certificate is written on first use, which on
         # SQLite would wait for the write lock the claim holds (the same process: a deadlock).
         signer, picture = self.pki.service_signer(now), self._seal_picture
+        timestamps = self.sharing.timestamps  # its certificate and serials likewise, before the claim
+        stamper = timestamps.document_stamper() if timestamps is not None else None
         with Session(self.engine) as session:
             # The claim: of two closing at once, one renders; the other waits here, then reads it.
             claimed = session.exec(
@@ -474,7 +476,7 @@ class CaseService:
                 row = session.get_one(CaseRow, case_id)
                 applicant = self._applicant(row)
                 materials = _materials(session, case_id)
-                pdf = self._render(row, applicant, materials, now, signer, picture)
+                pdf = self._render(row, applicant, materials, now, signer, picture, stamper)
                 digest = self.filestore.put(pdf)
                 row.receipt_sm3 = digest
                 session.add(row)
@@ -507,6 +509,7 @@ class CaseService:
         now: dt.datetime,
         signer: Signer,
         picture: bytes,
+        stamper: tuple[Callable[[bytes], bytes | None], int] | None,
     ) -> bytes:
         assert row.id is not None
         matter = self.matters.spec(row.matter_code)
@@ -538,8 +541,6 @@ class CaseService:
             authority_name=self.pki.settings.authority_name,
             url=f"{self.pki.settings.base_url}/api/v1/cases/{row.id}/receipt",
         )
-        timestamps = self.sharing.timestamps
-        stamper = timestamps.document_stamper() if timestamps is not None else None
         return render_receipt(content, self.registry.fonts, signer, picture, now, stamper)
 
     def _licence_names(self, identifiers: list[str]) -> dict[str, str]:

@@ -65,11 +65,21 @@ class SerialBlocks:
     def __init__(self, engine: Engine, name: str = SERIAL_COUNTER, block: int = SERIAL_BLOCK) -> None:
         self.engine, self.name, self.block = engine, name, block
         self._next = self._end = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # take() reserves under it
         self._pid = os.getpid()
 
     def take(self, count: int) -> int:
         """The first of `count` consecutive serials, unused anywhere else."""
+        with self._lock:
+            self.reserve(count)
+            first = self._next
+            self._next += count
+            return first
+
+    def reserve(self, count: int) -> None:
+        """Have `count` serials in hand, so that taking them writes nothing: a caller about to
+        stamp inside its own write transaction calls this first (on SQLite the counter's write
+        would wait for that transaction's lock: a deadlock in one process)."""
         with self._lock:
             if self._pid != os.getpid():  # a forked worker must not reuse its parent's block
                 self._next = self._end = 0
@@ -78,9 +88,6 @@ class SerialBlocks:
                 size = max(self.block, count)
                 [first] = next_values(self.engine, [self.name], count=size)
                 self._next, self._end = first, first + size
-            first = self._next
-            self._next += count
-            return first
 
 
 class TimeStampAuthority:
@@ -148,10 +155,12 @@ class TimeStampAuthority:
         return stamp, room
 
     def document_stamper(self) -> tuple[Callable[[bytes], bytes | None], int] | None:
-        """As `licence_stamper`, for one signature (a department's own document)."""
+        """As `licence_stamper`, for one signature (a department's own document, an annotated copy,
+        a receipt). Made before the caller's write transaction, its stamp then writes nothing."""
         stamper = self.licence_stamper()
         if stamper is None:
             return None
+        self.serials.reserve(1)
         stamp_all, room = stamper
 
         def stamp(value: bytes) -> bytes | None:

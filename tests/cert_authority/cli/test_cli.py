@@ -82,7 +82,7 @@ def test_data_dir_option_and_demo_is_idempotent(tmp_path: Path, monkeypatch: pyt
     code, second = ecas("--data-dir", str(data), "demo", "--no-serve")
     assert code == 0 and "未做改动" in second
     code, listing = ecas("--data-dir", str(data), "pki", "list", "--json")
-    assert len(json.loads(listing)) == 3
+    assert len(json.loads(listing)) == 4  # three seals and the authority's service certificate
     code, types = ecas("--data-dir", str(data), "types", "list", "--json")
     assert code == 0
     assert {t["name"] for t in json.loads(types)} == {

@@ -146,7 +146,7 @@ def test_demo_twice_adds_nothing_the_second_time(tmp_path: Path, monkeypatch: py
     settings = Settings(data_dir=data)
     engine = create_db_engine(settings.effective_database_url)
     counts, files = table_counts(engine), stored_files(settings)
-    assert counts["licence"] == 40 and counts["seal"] == 3 and counts["issued_certificate"] == 3
+    assert counts["licence"] == 40 and counts["seal"] == 3 and counts["issued_certificate"] == 4
     assert "吊销城镇污水排入排水管网许可证" in first and "工作人员 counter" in first
     assert "持证人  350102199005170121" in first
     accounts = _account_counts(engine)

@@ -17,9 +17,10 @@ from cert_authority.http.app import create_app
 from tests.conftest import FOOD_TYPE, ISSUER_USCC, LicenceEnv, example_data, table_counts
 
 
-@schemathesis.serializer("application/pdf", "application/ofd")
+@schemathesis.serializer("application/pdf", "application/ofd", "application/timestamp-query")
 def _file_body(_context: Any, value: Any) -> bytes:
-    """Files to verify or seal are sent as the raw body (the schema says: a binary string)."""
+    """Files to verify or seal, and time-stamp requests, are sent as the raw body (the schema
+    says: a binary string)."""
     return value if isinstance(value, bytes) else str(value).encode()
 
 

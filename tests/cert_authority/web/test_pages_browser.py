@@ -6,6 +6,7 @@ artifacts ($ECAS_ARTIFACTS_DIR, else the test's temporary folder) for people to 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
 import socket
@@ -25,6 +26,7 @@ from cert_authority.actors import CLI_ACTOR
 from cert_authority.demo import BUSINESS_TYPE, register_example_matters
 from cert_authority.http.app import create_app
 from cert_authority.timeutil import utc_now
+from keys.sm2 import SM2PrivateKey
 from tests.cert_authority.web.web_pages import PASSWORD
 from tests.conftest import (
     FOOD_TYPE,
@@ -328,6 +330,8 @@ def test_a_show_token_scanned_into_a_case_and_the_statistics_dashboard(
     register_example_matters(services)
     food = issue_example(licence_env, FOOD_TYPE).licence.identifier
     served_app.state.staff.create("boss", "王强", "admin", None, PASSWORD)
+    admin_key = SM2PrivateKey.generate()  # what the administrator's UKey holds
+    served_app.state.staff.signin.register(CLI_ACTOR, "boss", admin_key.public_key.to_der(), "UKey")
     phone = browser.new_context(**PHONE).new_page()  # type: ignore[attr-defined]
     counter = browser.new_context(**DESK).new_page()  # type: ignore[attr-defined]
 
@@ -369,6 +373,10 @@ def test_a_show_token_scanned_into_a_case_and_the_statistics_dashboard(
     admin.goto(f"{server}/console/stats")
     admin.fill("#username", "boss")
     admin.fill("#password", PASSWORD)
+    admin.click("button[type=submit]")
+    # The second step: the page shows the challenge; the key signs it (SM2, SM3, the standard ID).
+    message = admin.input_value("#message")
+    admin.fill("#signature", base64.b64encode(admin_key.sign(message.encode())).decode())
     admin.click("button[type=submit]")
     admin.wait_for_url(f"{server}/console/stats")
     admin.goto(f"{server}/console/stats?by=matter")
