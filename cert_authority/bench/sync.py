@@ -157,7 +157,7 @@ def _live(services: LicenceServices, pusher: Pusher, seconds: float) -> list[flo
         now = time.perf_counter()
         if result.acked > acked:
             with pusher.engine.connect() as connection:
-                for event in read_feed(connection, acked, result.acked - acked):
+                for event in read_feed(connection, pusher.feed.personal, acked, result.acked - acked):
                     acked_at.setdefault(event.subject, now)
             acked = result.acked
         else:

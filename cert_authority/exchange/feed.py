@@ -27,8 +27,10 @@ from cert_authority.store.outbox import (
     latest_seq,
     lock_stamping,
     outbox_values,
+    payload_text,
     read_feed,
     stamp_events,
+    stored_payload,
 )
 from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import local_date, utc_now
@@ -67,6 +69,7 @@ class ChangeFeed:
                         licence_event_payload(open_licence(self.personal, row), "expired"),
                         at,
                         event_id=expiry_event_id(row.identifier),
+                        personal=self.personal,
                     )
                     for row in expired
                 ],
@@ -78,7 +81,7 @@ class ChangeFeed:
             raise InvalidRequestError(f"after 应为非负整数，limit 应在 1–{FEED_LIMIT} 之间")
         self.refresh()
         with self.engine.connect() as connection:
-            return read_feed(connection, after, limit)
+            return read_feed(connection, self.personal, after, limit)
 
     def latest(self) -> int:
         with self.engine.connect() as connection:
@@ -99,7 +102,12 @@ class ChangeFeed:
                 .where(OUTBOX.c.seq.is_not(None), OUTBOX.c.day >= first, OUTBOX.c.day <= last)
                 .order_by(OUTBOX.c.day, OUTBOX.c.seq)
             ).all()
-        return summarise_days([(row[0], *row[1:]) for row in rows])
+        return summarise_days(
+            [
+                (day, seq, event_id, kind, subject, payload_text(stored_payload(text, event_id, self.personal)))
+                for day, seq, event_id, kind, subject, text in rows
+            ]
+        )
 
     def events_on(self, day: dt.date) -> list[FeedEvent]:
         """The stamped events of one day, in sequence order."""
@@ -111,7 +119,7 @@ class ChangeFeed:
                 .scalars()
                 .all()
             )
-            return [event for seq in seqs for event in read_feed(connection, seq - 1, 1)]
+            return [event for seq in seqs for event in read_feed(connection, self.personal, seq - 1, 1)]
 
 
 def _expired_query(today: dt.date) -> Select[LicenceRow]:

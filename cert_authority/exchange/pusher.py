@@ -111,7 +111,7 @@ class Pusher:
             missing |= set(self.ask(STATUS_PATH).get("missing_files") or [])  # left by an earlier run
             while True:
                 with self.engine.connect() as connection:
-                    events = read_feed(connection, acked, self.batch_events)
+                    events = read_feed(connection, self.feed.personal, acked, self.batch_events)
                 if not events:
                     break
                 answer = self.post_batch(events)
@@ -249,7 +249,7 @@ class Pusher:
         acked = int(state["acked_seq"])
         latest = self.feed.latest()
         with self.engine.connect() as connection:
-            oldest = read_feed(connection, acked, 1)
+            oldest = read_feed(connection, self.feed.personal, acked, 1)
         lag_s = (self.clock() - oldest[0].at).total_seconds() if oldest else 0.0
         when = {k: aware(state[k]).isoformat() if state[k] else None for k in ("last_attempt_at", "last_success_at")}
         return {

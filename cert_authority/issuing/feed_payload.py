@@ -15,6 +15,7 @@ from typing import Any
 from cert_authority.issuing.records import metadata_36903
 from cert_authority.store.models import ExchangeEventRow, LicenceRow
 from cert_authority.store.outbox import outbox_values
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware
 
 
@@ -34,11 +35,12 @@ def licence_event_payload(row: LicenceRow, status: str | None = None) -> dict[st
     }
 
 
-def licence_outbox_values(kind: str, row: LicenceRow, at: dt.datetime) -> dict[str, Any]:
-    """The outbox row for a licence event (`kind`: licence.issued, .changed, .revoked, .cancelled)."""
-    return outbox_values(kind, row.identifier, licence_event_payload(row), at)
+def licence_outbox_values(kind: str, row: LicenceRow, at: dt.datetime, personal: PersonalData) -> dict[str, Any]:
+    """The outbox row for a licence event (`kind`: licence.issued, .changed, .revoked, .cancelled),
+    its payload sealed: it carries the holder and the face data."""
+    return outbox_values(kind, row.identifier, licence_event_payload(row), at, personal=personal)
 
 
-def licence_outbox_event(kind: str, row: LicenceRow, at: dt.datetime) -> ExchangeEventRow:
+def licence_outbox_event(kind: str, row: LicenceRow, at: dt.datetime, personal: PersonalData) -> ExchangeEventRow:
     """The same, as a row for `session.add`."""
-    return ExchangeEventRow(**licence_outbox_values(kind, row, at))
+    return ExchangeEventRow(**licence_outbox_values(kind, row, at, personal))

@@ -442,10 +442,10 @@ class IssuanceService:
         ]
         if self._postgresql and len(issues) == 1:
             with self._autocommit.connect() as connection:
-                insert_issue_at_once(connection, issues[0], actor, now)
+                insert_issue_at_once(connection, issues[0], actor, now, self.personal)
         else:
             with self.engine.begin() as connection:
-                insert_issues(connection, issues, actor, now)
+                insert_issues(connection, issues, actor, now, self.personal)
         for item, row in rows:
             log.info(
                 "licence %s issued by %s (type %s, holder %s)",
@@ -581,8 +581,9 @@ class IssuanceService:
                     detail={"supersedes": old.identifier, "reason": reason, "changed_fields": changed},
                 )
             )
-            session.add(licence_outbox_event("licence.superseded", open_licence(self.personal, superseded), now))
-            session.add(licence_outbox_event("licence.changed", row, now))
+            opened_superseded = open_licence(self.personal, superseded)
+            session.add(licence_outbox_event("licence.superseded", opened_superseded, now, self.personal))
+            session.add(licence_outbox_event("licence.changed", row, now, self.personal))
             session.commit()
             return row
 

@@ -123,7 +123,7 @@ class LifecycleService:
             session.add(
                 audit_row(actor, action, identifier, now, holder_code=opened.holder_code, detail={"reason": reason})
             )
-            session.add(licence_outbox_event(f"licence.{RESULT[action]}", opened, now))
+            session.add(licence_outbox_event(f"licence.{RESULT[action]}", opened, now, self.personal))
             session.commit()
             session.refresh(row)
             log.info("licence %s %s (holder %s)", identifier, action, mask_holder_code(opened.holder_code))

@@ -32,6 +32,7 @@ from cert_authority.store.models import (
     LicenceRow,
     LogEntryRow,
 )
+from cert_authority.store.personal import PersonalData
 
 _LICENCES: Table = LicenceRow.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = LicenceEventRow.__table__  # type: ignore[attr-defined]
@@ -55,7 +56,9 @@ class NewIssue:
     request_sm3: str  # the request's fingerprint, kept with its key
 
 
-def insert_issues(connection: Connection, issues: Sequence[NewIssue], actor: Actor, now: dt.datetime) -> None:
+def insert_issues(
+    connection: Connection, issues: Sequence[NewIssue], actor: Actor, now: dt.datetime, personal: PersonalData
+) -> None:
     """Every licence's four records, one INSERT per table, in the caller's transaction."""
     ids = connection.execute(_INSERT_LICENCES, [_licence(issue) for issue in issues]).scalars().all()
     for issue, licence_id in zip(issues, ids, strict=True):
@@ -68,14 +71,16 @@ def insert_issues(connection: Connection, issues: Sequence[NewIssue], actor: Act
             audits = [link.seal("audit_event", row) for row in audits]
         connection.execute(insert(_EVENTS), events)
         connection.execute(insert(_AUDIT), audits)
-    connection.execute(insert(_OUTBOX), [_outbox(issue, now) for issue in issues])
+    connection.execute(insert(_OUTBOX), [_outbox(issue, now, personal) for issue in issues])
     log_licence_events(connection, [(issue.licence, "issue", now) for issue in issues], now)
     keys = [_key(issue, now) | _of(issue) for issue in issues if issue.idempotency_key is not None]
     if keys:
         connection.execute(insert(_KEYS), keys)
 
 
-def insert_issue_at_once(connection: Connection, issue: NewIssue, actor: Actor, now: dt.datetime) -> None:
+def insert_issue_at_once(
+    connection: Connection, issue: NewIssue, actor: Actor, now: dt.datetime, personal: PersonalData
+) -> None:
     """One licence's five records in one PostgreSQL statement (on an autocommit connection)."""
     with_key = issue.idempotency_key is not None
     with chain_link(connection) as link:
@@ -87,7 +92,7 @@ def insert_issue_at_once(connection: Connection, issue: NewIssue, actor: Actor, 
             event_mac = link.seal("licence_event", _event(issue, actor, now))["chain_mac"]
         parameters = _prefixed("licence", _licence(issue)) | _prefixed("audit", audit) | {"event_chain_mac": event_mac}
         parameters["log_leaf"] = licence_leaf(issue.licence, "issue", now).encode()
-        outbox = _outbox(issue, now)
+        outbox = _outbox(issue, now, personal)
         parameters |= {f"outbox_{name}": outbox[name] for name in ("event_id", "day", "payload_json")}
         if with_key:
             parameters |= {"key": issue.idempotency_key, "request_sm3": issue.request_sm3}
@@ -203,9 +208,9 @@ def _audit(issue: NewIssue, actor: Actor, now: dt.datetime) -> dict[str, Any]:
     return row.model_dump(exclude={"id"})
 
 
-def _outbox(issue: NewIssue, now: dt.datetime) -> dict[str, Any]:
+def _outbox(issue: NewIssue, now: dt.datetime, personal: PersonalData) -> dict[str, Any]:
     """The change feed's event for the new licence (`store.outbox`)."""
-    return licence_outbox_values("licence.issued", issue.licence, now)
+    return licence_outbox_values("licence.issued", issue.licence, now, personal)
 
 
 def _key(issue: NewIssue, now: dt.datetime) -> dict[str, Any]:

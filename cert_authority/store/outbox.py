@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from cert_authority.store.models import CounterRow, ExchangeEventRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, local_date
 from keys.sm2 import sm3
 
@@ -31,6 +32,7 @@ OUTBOX: Table = ExchangeEventRow.__table__  # type: ignore[attr-defined]
 _COUNTER: Table = CounterRow.__table__  # type: ignore[attr-defined]
 STAMP_LOCK = "exchange_seq"  # the counter row whose lock serialises stampers
 FEED_LIMIT = 1000
+SEALED_PAYLOADS = "exchange_event"  # the table named in a sealed payload's associated data
 
 
 @dataclass(frozen=True)
@@ -56,19 +58,43 @@ class FeedEvent:
 
 
 def outbox_values(
-    kind: str, subject: str, payload: dict[str, Any], at: dt.datetime, event_id: str | None = None
+    kind: str,
+    subject: str,
+    payload: dict[str, Any],
+    at: dt.datetime,
+    event_id: str | None = None,
+    personal: PersonalData | None = None,
 ) -> dict[str, Any]:
-    """The columns of one outbox row (for a Core INSERT in the caller's transaction)."""
+    """The columns of one outbox row (for a Core INSERT in the caller's transaction). With
+    `personal` the payload is stored sealed (SM4-GCM, bound to the event id): a licence event's
+    payload carries the holder and the face data, which are never kept in plain text."""
     at = at.astimezone(dt.timezone.utc)
+    event_id = event_id or secrets.token_hex(16)
     return {
-        "event_id": event_id or secrets.token_hex(16),
+        "event_id": event_id,
         "seq": None,
         "kind": kind,
         "subject": subject,
         "at": at,
         "day": local_date(at),
-        "payload_json": json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+        "payload_json": (
+            payload_text(payload) if personal is None else personal.seal(payload, table=SEALED_PAYLOADS, row=event_id)
+        ),
     }
+
+
+def payload_text(payload: dict[str, Any]) -> str:
+    """A payload as canonical JSON: the form stored in plain, and the one day digests cover."""
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def stored_payload(text: str, event_id: str, personal: PersonalData) -> dict[str, Any]:
+    """An outbox row's payload, opened when it is sealed (a licence event's); SealedDataError when
+    the sealed value was edited or moved from another event."""
+    if text.startswith("{"):  # plain JSON: a seal or type event, nothing personal in it
+        loaded: dict[str, Any] = json.loads(text)
+        return loaded
+    return personal.open(text, table=SEALED_PAYLOADS, row=event_id)
 
 
 def outbox_event(kind: str, subject: str, payload: dict[str, Any], at: dt.datetime) -> ExchangeEventRow:
@@ -127,7 +153,7 @@ def add_expiry_events(connection: Connection, events: list[dict[str, Any]]) -> i
     return len(fresh)
 
 
-def read_feed(connection: Connection, after: int, limit: int = FEED_LIMIT) -> list[FeedEvent]:
+def read_feed(connection: Connection, personal: PersonalData, after: int, limit: int = FEED_LIMIT) -> list[FeedEvent]:
     """Stamped events after `after`, in sequence order."""
     rows = connection.execute(
         select(
@@ -144,7 +170,15 @@ def read_feed(connection: Connection, after: int, limit: int = FEED_LIMIT) -> li
         .limit(max(1, min(limit, FEED_LIMIT * 10)))
     ).all()
     return [
-        FeedEvent(row.seq, row.event_id, row.kind, row.subject, aware(row.at), row.day, json.loads(row.payload_json))
+        FeedEvent(
+            row.seq,
+            row.event_id,
+            row.kind,
+            row.subject,
+            aware(row.at),
+            row.day,
+            stored_payload(row.payload_json, row.event_id, personal),
+        )
         for row in rows
     ]
 

@@ -7,16 +7,17 @@ import datetime as dt
 import json
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.errors import LicenceDataError
+from cert_authority.errors import LicenceDataError, SealedDataError
 from cert_authority.exchange.feed import ChangeFeed
 from cert_authority.http.app import create_app
 from cert_authority.issuing.binding import record_digest
 from cert_authority.issuing.personal import open_licence
-from cert_authority.store.models import LicenceRow
+from cert_authority.store.models import ExchangeEventRow, LicenceRow
 from tests.conftest import DRAINAGE_TYPE, FOOD_TYPE, ISSUER_USCC, LicenceEnv, issue_example
 
 
@@ -145,3 +146,25 @@ def test_feed_over_http_needs_an_exchange_key(licence_env: LicenceEnv) -> None:
         assert body["next_after"] == 5 and body["latest"] >= 5
         bad = client.get("/api/v1/feed?limit=0", headers={"Authorization": f"Bearer {exchange}"})
         assert bad.status_code == 422
+
+
+def test_licence_payloads_are_sealed_at_rest_and_bound_to_their_event(licence_env: LicenceEnv) -> None:
+    """A licence event's payload (holder, face data) is stored sealed with SM4-GCM: no holder code
+    in the outbox table, and a sealed payload moved to another event does not open."""
+    first = issue_example(licence_env, FOOD_TYPE).licence
+    second = issue_example(licence_env, DRAINAGE_TYPE).licence
+    holder = all_events(licence_env)[-2].payload["metadata"]
+    table = ExchangeEventRow.__table__  # type: ignore[attr-defined]
+    with licence_env.engine.begin() as connection:
+        rows = {
+            row.subject: row
+            for row in connection.execute(select(table.c.id, table.c.subject, table.c.payload_json)).all()
+            if row.subject in (first.identifier, second.identifier)
+        }
+        stored = " ".join(row.payload_json for row in rows.values())
+        assert first.holder.code not in stored and second.holder.code not in stored
+        assert json.dumps(holder, ensure_ascii=False) not in stored
+        a, b = rows[first.identifier], rows[second.identifier]
+        connection.execute(update(table).where(table.c.id == a.id).values(payload_json=b.payload_json))
+    with pytest.raises(SealedDataError):
+        all_events(licence_env)

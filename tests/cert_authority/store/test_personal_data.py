@@ -65,20 +65,11 @@ def _issue_company(env: LicenceEnv) -> str:
     return issue_example(env, FOOD_TYPE, example_data(FOOD_TYPE) | {"operator_code": COMPANY}).licence.identifier
 
 
-# KNOWN GAP, open in issue 25: the change feed's outbox (issue 20, merged the same day) keeps each
-# licence event's payload, face data included, in plain text until it is sealed like the licence
-# row. Listed here so that every other table stays checked; the demo-file test below is a strict
-# xfail for the same reason.
-NOT_YET_SEALED = {"exchange_event"}
-
-
 def _every_value(env: LicenceEnv) -> str:
     """Every column of every row of every table, as text (what a database dump shows)."""
     out = []
     with env.engine.connect() as connection:
         for table in SQLModel.metadata.sorted_tables:
-            if table.name in NOT_YET_SEALED:
-                continue
             for row in connection.execute(select(table)):
                 for value in row:
                     out.append(value.decode("latin-1") if isinstance(value, bytes) else str(value))
@@ -198,7 +189,6 @@ def test_another_key_opens_nothing(licence_env: LicenceEnv) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 25 gap: the change feed's outbox holds licence payloads in plain text")
 def test_the_demo_database_file_holds_no_holder_code_or_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The issue's proof: the raw bytes of a demo's SQLite file (and its WAL, if any) contain no
     holder's ID number, USCC or personal name, in UTF-8 or as ASCII digits."""
