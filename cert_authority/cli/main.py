@@ -438,7 +438,7 @@ def demo(
         demo_signin_key_path,
         ensure_demo_kek,
     )
-    from cert_authority.exchange.province_setup import ensure_province
+    from cert_authority.exchange.province_setup import ensure_province, province_settings
 
     settings = public_address(_settings(ctx, new_ok=True), "127.0.0.1", port)
     if ensure_demo_kek(settings):
@@ -454,6 +454,7 @@ def demo(
     for line in build_demo(pki, registry, _now(), services) or ["演示数据已存在，未做改动"]:
         typer.echo(f"· {line}")
     province_dir, province_lines = ensure_province(pki, _now())
+    ensure_demo_kek(province_settings(settings))  # the province is another authority: its own passphrase
     for line in province_lines:
         typer.echo(f"· {line}")
     for record in pki.registry.list_issued():
