@@ -79,6 +79,7 @@ def test_data_dir_option_and_demo_is_idempotent(tmp_path: Path, monkeypatch: pyt
     code, first = ecas("--data-dir", str(data), "demo", "--no-serve")
     assert code == 0 and "演示模式" in first, first
     assert (data / "demo-kek").stat().st_mode & 0o777 == 0o600
+    assert (data / "province" / "demo-kek").stat().st_mode & 0o777 == 0o600  # the province: its own
     code, second = ecas("--data-dir", str(data), "demo", "--no-serve")
     assert code == 0 and "未做改动" in second
     code, listing = ecas("--data-dir", str(data), "pki", "list", "--json")
