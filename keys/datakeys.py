@@ -36,14 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from keys.errors import InvalidKeyError, KeyNotFoundError, WrongPassphraseError
+from keys.aead import hmac_sm3, sm4_gcm_open, sm4_gcm_seal
+from keys.errors import InvalidKeyError, KeyNotFoundError, SealedValueError, WrongPassphraseError
 
-__all__ = ["DataKey", "DataKeyRing", "hmac_sm3", "sm4_gcm_decrypt", "sm4_gcm_encrypt"]
+__all__ = ["DataKey", "DataKeyRing"]
 
 FORMAT = "ecas-data-keys/1"
 # PBKDF2-HMAC-SM3 (our own file, so no interoperability limit on the PRF). SM3 in libcrypto is about
@@ -51,37 +50,6 @@ FORMAT = "ecas-data-keys/1"
 DEFAULT_ITERATIONS = 200_000
 MAX_ITERATIONS = 10_000_000
 PURPOSE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
-NONCE_BYTES = 12
-TAG_BYTES = 16
-
-
-def hmac_sm3(key: bytes, message: bytes) -> bytes:
-    """HMAC-SM3 (GB/T 15852.2 with SM3), 32 bytes."""
-    mac = hmac.HMAC(key, hashes.SM3())
-    mac.update(message)
-    return mac.finalize()
-
-
-def sm4_gcm_encrypt(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
-    """nonce (12 random bytes) ‖ ciphertext ‖ tag (16) under a 16-byte SM4 key."""
-    nonce = os.urandom(NONCE_BYTES)
-    encryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
-    encryptor.authenticate_additional_data(associated_data)
-    return nonce + encryptor.update(plaintext) + encryptor.finalize() + encryptor.tag
-
-
-def sm4_gcm_decrypt(key: bytes, sealed: bytes, associated_data: bytes) -> bytes:
-    """The plaintext of `sm4_gcm_encrypt`'s output; InvalidKeyError if anything was changed (the
-    ciphertext, the tag, or the associated data: a value moved to another row)."""
-    if len(sealed) < NONCE_BYTES + TAG_BYTES:
-        raise InvalidKeyError("SM4-GCM value too short")
-    nonce, body, tag = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:-TAG_BYTES], sealed[-TAG_BYTES:]
-    decryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce, tag)).decryptor()
-    decryptor.authenticate_additional_data(associated_data)
-    try:
-        return decryptor.update(body) + decryptor.finalize()
-    except InvalidTag as exc:
-        raise InvalidKeyError("SM4-GCM authentication failed") from exc
 
 
 @dataclass(frozen=True)
@@ -233,8 +201,8 @@ class DataKeyRing:
             self._iterations = iterations  # what _save writes beside the KEK derived with it
             check = _unb64(document["kek_check"])
             try:
-                sm4_gcm_decrypt(self._kek, check, b"ecas-kek-check")
-            except InvalidKeyError as exc:
+                sm4_gcm_open(self._kek, check, b"ecas-kek-check")
+            except SealedValueError as exc:
                 raise WrongPassphraseError(f"ECAS_KEK does not open the data keys in {self.path}") from exc
             keys: dict[tuple[str, int], DataKey] = {}
             created: dict[tuple[str, int], str] = {}
@@ -242,7 +210,10 @@ class DataKeyRing:
                 purpose, version = _check_purpose(entry["purpose"]), entry["version"]
                 if not isinstance(version, int) or version < 1:
                     raise InvalidKeyError("malformed data-key file: bad version")
-                secret = sm4_gcm_decrypt(self._kek, _unb64(entry["wrapped"]), _wrap_aad(purpose, version))
+                try:
+                    secret = sm4_gcm_open(self._kek, _unb64(entry["wrapped"]), _wrap_aad(purpose, version))
+                except SealedValueError as exc:  # altered, or moved to another purpose or version
+                    raise InvalidKeyError(f"data key {purpose!r} version {version} does not open") from exc
                 keys[(purpose, version)] = DataKey(purpose, version, secret)
                 created[(purpose, version)] = str(entry["created_at"])
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -259,13 +230,13 @@ class DataKeyRing:
         document = {
             "format": FORMAT,
             "kdf": {"algorithm": "pbkdf2-hmac-sm3", "salt": _b64(self._salt), "iterations": self._iterations},
-            "kek_check": _b64(sm4_gcm_encrypt(kek, b"", b"ecas-kek-check")),
+            "kek_check": _b64(sm4_gcm_seal(kek, b"", b"ecas-kek-check")),
             "keys": [
                 {
                     "purpose": purpose,
                     "version": version,
                     "created_at": self._created[(purpose, version)],
-                    "wrapped": _b64(sm4_gcm_encrypt(kek, key.secret, _wrap_aad(purpose, version))),
+                    "wrapped": _b64(sm4_gcm_seal(kek, key.secret, _wrap_aad(purpose, version))),
                 }
                 for (purpose, version), key in sorted(self._keys.items())
             ],

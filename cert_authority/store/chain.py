@@ -44,7 +44,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from cert_authority.store.models import AuditEventRow, ChainAnchorRow, LicenceEventRow
-from keys.datakeys import DataKey, hmac_sm3
+from keys.aead import hmac_sm3
+from keys.datakeys import DataKey
 from keys.sm2 import sm3
 
 __all__ = [

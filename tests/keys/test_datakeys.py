@@ -13,8 +13,11 @@ import pytest
 from gmssl import sm3 as gm_sm3
 from gmssl import sm4 as gm_sm4
 
-from keys.datakeys import DataKeyRing, hmac_sm3, sm4_gcm_decrypt, sm4_gcm_encrypt
-from keys.errors import InvalidKeyError, KeyNotFoundError, WrongPassphraseError
+from keys.aead import hmac_sm3
+from keys.aead import sm4_gcm_open as sm4_gcm_decrypt
+from keys.aead import sm4_gcm_seal as sm4_gcm_encrypt
+from keys.datakeys import DataKeyRing
+from keys.errors import InvalidKeyError, KeyNotFoundError, SealedValueError, WrongPassphraseError
 
 PASS = b"test-kek-0123456789"
 FAST = 1000
@@ -98,13 +101,13 @@ def test_sm4_gcm_round_trip_and_tamper() -> None:
     sealed = sm4_gcm_encrypt(key, b"350102199005170121", b"holder:1")
     assert sm4_gcm_encrypt(key, b"same", b"") != sm4_gcm_encrypt(key, b"same", b"")  # fresh nonce
     assert sm4_gcm_decrypt(key, sealed, b"holder:1") == b"350102199005170121"
-    with pytest.raises(InvalidKeyError):
+    with pytest.raises(SealedValueError):
         sm4_gcm_decrypt(key, sealed, b"holder:2")  # moved to another row
     flipped = bytearray(sealed)
     flipped[14] ^= 1
-    with pytest.raises(InvalidKeyError):
+    with pytest.raises(SealedValueError):
         sm4_gcm_decrypt(key, bytes(flipped), b"holder:1")
-    with pytest.raises(InvalidKeyError):
+    with pytest.raises(SealedValueError):
         sm4_gcm_decrypt(key, sealed[:20], b"holder:1")
 
 
