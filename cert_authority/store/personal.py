@@ -7,20 +7,15 @@ associated data names the table and the row's identity (the licence identifier, 
 case's id), so a value copied into another row, or another table, does not open there. The key id
 travels with every value, so values sealed under an older data key still open after a rotation.
 
-Data keys come from a `DataKeys` provider. `PassphraseDataKeys` is the minimal one: a single data
-key and the index key derived from the key store's passphrase (ECAS_KEK). `RingDataKeys` takes
-them from a key hierarchy (a KEK wrapping rotatable data keys) behind the same three methods."""
+Data keys come from a `DataKeys` provider: `RingDataKeys` takes them from the key hierarchy (a KEK
+wrapping rotatable data keys, `personal_data_for`)."""
 
 from __future__ import annotations
 
 import base64
-import functools
 import json
 from collections.abc import Mapping
 from typing import Any, Protocol
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from cert_authority.errors import SealedDataError
 from cert_authority.settings import Settings
@@ -46,35 +41,6 @@ class DataKeys(Protocol):
         """The HMAC-SM3 key of the blind index (not rotated with the data keys: a new index key
         means recomputing every index, as `ecas data encrypt` does for rows it seals)."""
         ...
-
-
-class PassphraseDataKeys:
-    """One data key ("p1") and the index key, derived from the key store's passphrase with
-    PBKDF2-HMAC-SM3 (a fixed, purpose-bound salt: the passphrase is the only secret, as for the
-    keys it protects)."""
-
-    KEY_ID = "p1"
-    ITERATIONS = 100_000  # about 0.2 s, once a process (derived keys are cached)
-
-    def __init__(self, passphrase: bytes) -> None:
-        derived = _derive(passphrase)
-        self._data_key, self._index_key = derived[:SM4_KEY_BYTES], derived[SM4_KEY_BYTES:]
-
-    def current(self) -> tuple[str, bytes]:
-        return self.KEY_ID, self._data_key
-
-    def key(self, key_id: str) -> bytes | None:
-        return self._data_key if key_id == self.KEY_ID else None
-
-    def index_key(self) -> bytes:
-        return self._index_key
-
-
-@functools.lru_cache(maxsize=4)
-def _derive(passphrase: bytes) -> bytes:
-    length, salt = SM4_KEY_BYTES + INDEX_KEY_BYTES, b"ecas/personal-data/v1"
-    kdf = PBKDF2HMAC(hashes.SM3(), length, salt, PassphraseDataKeys.ITERATIONS)
-    return kdf.derive(passphrase)
 
 
 class RingKey(Protocol):

@@ -26,8 +26,9 @@ from cert_authority.errors import NotFoundError, SealedDataError
 from cert_authority.services import licence_services
 from cert_authority.settings import Settings
 from cert_authority.store.models import CaseRow, HolderAccountRow, LicenceRow
-from cert_authority.store.personal import PassphraseDataKeys, PersonalData, RingDataKeys
+from cert_authority.store.personal import PersonalData, RingDataKeys
 from keys.aead import hmac_sm3
+from keys.datakeys import DataKeyRing
 from keys.errors import KeyNotFoundError
 from tests.cert_authority.cli_runner import ok
 from tests.conftest import FOOD_TYPE, USER_USCC, VOCATIONAL_TYPE, LicenceEnv, example_data, issue_example
@@ -173,10 +174,10 @@ def test_swapped_accounts_and_cases_are_caught(licence_env: LicenceEnv) -> None:
         services.cases.get(COUNTER, second.id)
 
 
-def test_another_key_opens_nothing(licence_env: LicenceEnv) -> None:
+def test_another_key_opens_nothing(licence_env: LicenceEnv, tmp_path: Path) -> None:
     env = licence_env
     identifier = _issue_person(env)
-    other = PersonalData(PassphraseDataKeys(b"another passphrase"))
+    other = PersonalData(RingDataKeys(DataKeyRing(tmp_path / "other-keys.json", b"another passphrase")))
     with env.engine.connect() as connection:
         query = select(LICENCES.c.personal_sealed).where(LICENCES.c.identifier == identifier)
         sealed = connection.execute(query).scalar()
