@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -212,6 +213,7 @@ class BranchCA:
         years: int = 3,
         organization: str | None = None,
         key_label: str | None = None,
+        extended_key_usage: Iterable[str] = (),
     ) -> Certificate:
         """A department's seal (signing) certificate; `uscc` goes in the subject and GM/T 0015."""
         self.branch.check_valid_at(now)
@@ -233,6 +235,7 @@ class BranchCA:
             ocsp_url=self.urls.ocsp,
             ca_issuers_url=self.urls.branch_certificate,
             uscc=uscc,
+            extended_key_usage=extended_key_usage,
         )
         self.registry.record_issued(certificate, key_label)
         return certificate
@@ -240,30 +243,12 @@ class BranchCA:
     def issue_tsa_certificate(
         self, public_key: SM2PublicKey, *, name: str, uscc: str, now: dt.datetime, years: int, key_label: str
     ) -> Certificate:
-        """The time-stamping authority's certificate (RFC 3161 §2.3): signing only, with the critical
-        extendedKeyUsage id-kp-timeStamping and nothing else."""
-        self.branch.check_valid_at(now)
-        serial = new_serial()
-        while self.registry.find(serial) is not None:
-            serial = new_serial()
-        certificate = build_certificate(
-            subject=make_name(name, organization=name, serial_number=uscc),
-            public_key=public_key,
-            serial=serial,
-            not_before=now,
-            not_after=min(years_later(utc(now), years), self.branch.not_after),
-            issuer_signer=self.signer,
-            issuer=self.branch,
-            ca=False,
-            key_usage=SEAL_KEY_USAGE,
-            crl_url=self.urls.crl,
-            ocsp_url=self.urls.ocsp,
-            ca_issuers_url=self.urls.branch_certificate,
-            uscc=uscc,
+        """The time-stamping authority's certificate (RFC 3161 §2.3): a signing certificate with the
+        critical extendedKeyUsage id-kp-timeStamping and nothing else."""
+        return self.issue_seal_certificate(
+            public_key, name=name, uscc=uscc, now=now, years=years, organization=name, key_label=key_label,
             extended_key_usage=TSA_EXTENDED_KEY_USAGE,
-        )
-        self.registry.record_issued(certificate, key_label)
-        return certificate
+        )  # fmt: skip
 
     def revoke(self, serial: int, reason: str, now: dt.datetime) -> IssuedCertificate:
         record = self.registry.mark_revoked(serial, reason, utc(now))
