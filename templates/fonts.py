@@ -71,8 +71,14 @@ class Font:
         return sum(map(self._advance.get, map(ord, text), repeat(1.0)))  # 1 em for an unknown character
 
     def subset(self, chars: Iterable[str]) -> SubsetFont:
+        return self._subset(self.subset_chars(chars))
+
+    @staticmethod
+    def subset_chars(chars: Iterable[str]) -> frozenset[str]:
+        """The characters `subset` cuts for `chars`: `CffSubsetter(font file).subset(this)` is the
+        same subset (a store can recompute it from the font file)."""
         # Line breaks are not drawn; other spaces (U+3000 too) are glyphs with a width.
-        return self._subset(frozenset(c for c in chars if c != "\n") | {" "})
+        return frozenset(c for c in chars if c != "\n") | {" "}
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - fonts live as long as the process
     def _subset(self, chars: frozenset[str]) -> SubsetFont:
