@@ -39,9 +39,10 @@ from __future__ import annotations
 import json
 import struct
 import threading
+import weakref
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -55,7 +56,7 @@ from cert_authority.errors import StoredFileError
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import PackedFileRow
 from keys.sm2 import sm3
-from templates.cff_subset import CffSubsetter, SubsetFont
+from templates.fonts import SubsetFont, subsetter_from_bytes
 
 __all__ = ["Constant", "FontSubset", "PackedFiles", "Part", "packed_size"]
 
@@ -199,7 +200,7 @@ class PackedFiles:
             blobs.append((manifest, manifest_sm3))
             packed.append({"sm3": digest, "manifest_sm3": manifest_sm3.hex(), "size": len(data)})
         self.store.put_many(blobs)
-        _STORED.update(shared)
+        _known(self).update(shared)
         if packed:
             self._record(packed)
         return names
@@ -260,7 +261,7 @@ def _pack(
     for part in parts:
         if isinstance(part, Constant):
             name = _digest_of(part.data)
-            blob = None if name in _STORED or _present(files, name) else (part.data, bytes.fromhex(name))
+            blob = None if _present(files, name) else (part.data, bytes.fromhex(name))
             needle = part.data.hex().encode() if part.form == "hex" else part.data
             candidates.append((needle, ["const", name, part.form], blob))
         else:
@@ -322,9 +323,10 @@ _LOCK = threading.Lock()
 _CONSTANTS: OrderedDict[str, bytes] = OrderedDict()  # constant SM3 → bytes, read and checked
 _CONSTANTS_SIZE = [0]
 _DIGESTS: dict[bytes, str] = {}  # constant bytes → SM3 hex (bytes cache their hash)
-_STORED: set[str] = set()  # constants and font files known to be in the store
+# Per store object: the constants and font files it is known to have.
+_STORED: weakref.WeakKeyDictionary[FileStore, set[str]] = weakref.WeakKeyDictionary()
 _FONTS: dict[Path, tuple[str, bytes]] = {}  # font file → (SM3 hex, bytes)
-_SUBSETTERS: dict[str, CffSubsetter] = {}
+_SUBSETTERS: dict[str, Callable[[frozenset[str]], SubsetFont]] = {}
 _ALIKE: dict[str, bool] = {}  # font SM3 → its subsets cut from bytes equal those cut from its path
 _SUBSETS: OrderedDict[tuple[str, frozenset[str]], SubsetFont] = OrderedDict()
 
@@ -351,10 +353,22 @@ def _remember(digest: str, data: bytes) -> None:
             _CONSTANTS_SIZE[0] -= len(dropped)
 
 
+def _known(files: PackedFiles) -> set[str]:
+    with _LOCK:
+        known = _STORED.get(files.store)
+        if known is None:
+            known = _STORED[files.store] = set()
+        return known
+
+
 def _present(files: PackedFiles, name: str) -> bool:
-    """Whether the store has `name` (asked once per process; a constant is never deleted)."""
+    """Whether the store has the constant `name` (asked once per store and process: constants are
+    never deleted)."""
+    known = _known(files)
+    if name in known:
+        return True
     if files.store.exists(name):
-        _STORED.add(name)
+        known.add(name)
         return True
     return False
 
@@ -366,7 +380,7 @@ def _font(files: PackedFiles, path: Path) -> tuple[str, tuple[bytes, bytes | Non
         data = path.read_bytes()
         known = _FONTS[path] = (sm3(data).hex(), data)
     name, data = known
-    return name, None if name in _STORED or _present(files, name) else (data, bytes.fromhex(name))
+    return name, None if _present(files, name) else (data, bytes.fromhex(name))
 
 
 def _cut_alike(files: PackedFiles, font_sm3: str, part: FontSubset) -> bool:
@@ -390,8 +404,8 @@ def _derive(files: PackedFiles, font_sm3: str, chars: frozenset[str]) -> SubsetF
     if subsetter is None:
         local = next((data for name, data in _FONTS.values() if name == font_sm3), None)
         source = local if local is not None else files._constant(font_sm3)
-        subsetter = _SUBSETTERS[font_sm3] = CffSubsetter(source)
-    subset = subsetter.subset(chars)
+        subsetter = _SUBSETTERS[font_sm3] = subsetter_from_bytes(source)
+    subset = subsetter(chars)
     with _LOCK:
         _SUBSETS[key] = subset
         if len(_SUBSETS) > 256:

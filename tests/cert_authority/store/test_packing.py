@@ -9,6 +9,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete
@@ -19,8 +20,7 @@ from cert_authority.errors import StoredFileError
 from cert_authority.store.models import PackedFileRow
 from cert_authority.store.packing import MAGIC, Constant, PackedFiles
 from keys.sm2 import sm3
-from templates.cff_subset import CffSubsetter
-from templates.fonts import FontSet
+from templates.fonts import FontSet, subsetter_from_bytes
 from tests.cert_authority.issuing.test_issuance import _seal_certificate, check_ofd, check_pdf
 from tests.conftest import FOOD_TYPE, VOCATIONAL_TYPE, LicenceEnv, issue_example, stored_path
 from verification.report import Status
@@ -31,7 +31,7 @@ TARGET = 20 * 1024  # issue 24: at most 20 KB stored per licence
 @pytest.fixture
 def fresh_process() -> Iterator[None]:
     """Forget what this process cached (constants, font files, subsetters), as a new worker would."""
-    saved = [dict(c) if isinstance(c, dict) else set(c) for c in _caches()]
+    saved = [dict(c) for c in _caches()]
     for cache in _caches():
         cache.clear()
     packing._CONSTANTS_SIZE[0] = 0
@@ -41,7 +41,7 @@ def fresh_process() -> Iterator[None]:
         cache.update(content)
 
 
-def _caches() -> list[dict | set]:
+def _caches() -> list[Any]:
     return [packing._CONSTANTS, packing._DIGESTS, packing._STORED, packing._FONTS, packing._SUBSETTERS,
             packing._SUBSETS, packing._ALIKE]
 
@@ -193,9 +193,9 @@ def test_subsets_cut_from_font_bytes_are_pinned(fonts: FontSet) -> None:
     keep the old cutting for stored manifests (a new segment kind for the new one)."""
     chars = frozenset("中华人民共和国食品经营许可证 演示市第1号餐饮有限公司ABC（）")
     for font in (fonts.serif, fonts.sans):
-        subset = CffSubsetter(font.path.read_bytes()).subset(chars)
+        subset = subsetter_from_bytes(font.path.read_bytes())(chars)
         assert subset.cff == font.subset(chars).cff and subset.otf == font.subset(chars).otf
-    serif = CffSubsetter(fonts.serif.path.read_bytes()).subset(chars)
+    serif = subsetter_from_bytes(fonts.serif.path.read_bytes())(chars)
     assert (len(serif.cff), len(serif.otf)) == KNOWN_SERIF_LENGTHS
     assert sm3(serif.otf).hex() == KNOWN_SERIF_OTF_SM3
 
