@@ -177,6 +177,12 @@ class PackedFiles:
     def put_many(self, items: Sequence[tuple[bytes, bytes | None]]) -> list[str]:
         return self.store.put_many(items)
 
+    def warm_up(self, font_paths: Iterable[Path]) -> None:
+        """Read and hash the font files and parse them for cutting, as the first licence would."""
+        for path in font_paths:
+            name, _ = _font(self, path)
+            _derive(self, name, frozenset(" "))
+
     def put_packed(self, items: Sequence[tuple[bytes, bytes | None, Sequence[Part]]]) -> list[str]:
         """Store files (each with its SM3 if known, and the parts it may share with other files)
         packed, made durable together like `FileStore.put_many`, and return their SM3 names. A file
