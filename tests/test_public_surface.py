@@ -103,7 +103,7 @@ SURFACE: dict[str, list[str]] = {
     "keys.uscc": ["uscc_check_character", "validate_uscc"],
     "keys.x509": ["Certificate", "CertificationRequest", "make_name"],
     "templates.errors": ["FontError", "ImageError", "LayoutError", "MissingGlyphError", "SpecError", "TemplateError"],
-    "templates.fonts": ["FontSet"],
+    "templates.fonts": ["FontSet", "SubsetFont", "subsetter_from_bytes"],
     "templates.identifier": [
         "ID_CHECK",
         "ID_WEIGHTS",

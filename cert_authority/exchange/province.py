@@ -56,6 +56,7 @@ from cert_authority.exchange.wire import (
 from cert_authority.issuing.binding import RECORD_SM3, record_digest
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import LicenceRow, ProvinceCityRow, ProvinceEventRow, ProvinceLicenceRow
+from cert_authority.store.packing import PackedFiles
 from cert_authority.timeutil import aware, utc_now
 from keys.crl import Crl
 from keys.errors import KeysError
@@ -121,6 +122,7 @@ class ProvinceLibrary:
     def __init__(self, engine: Engine, filestore: FileStore, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self.engine = engine
         self.filestore = filestore
+        self.packed = PackedFiles(filestore, engine)  # a city sharing this store may have packed them
         self.clock = clock
 
     # --- cities ---------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ class ProvinceLibrary:
             self.filestore.put_many([(data, None) for data in batch.files.values()])
         missing = set()
         for values in states.values():
-            absent = {name for name in (values["pdf_sm3"], values["ofd_sm3"]) if not self.filestore.exists(name)}
+            absent = {name for name in (values["pdf_sm3"], values["ofd_sm3"]) if not self.packed.exists(name)}
             values["files_complete"] = not absent
             missing |= absent
         now = self.clock()
@@ -234,7 +236,7 @@ class ProvinceLibrary:
         complete = [
             row.identifier
             for row in waiting
-            if self.filestore.exists(row.pdf_sm3) and self.filestore.exists(row.ofd_sm3)
+            if self.packed.exists(row.pdf_sm3) and self.packed.exists(row.ofd_sm3)
         ]
         if complete:
             with self.engine.begin() as connection:
@@ -251,7 +253,7 @@ class ProvinceLibrary:
                 .where(_LICENCES.c.city_uscc == uscc, ~_LICENCES.c.files_complete)
                 .limit(limit)
             ).all()
-        return sorted({name for row in rows for name in row if not self.filestore.exists(name)})
+        return sorted({name for row in rows for name in row if not self.packed.exists(name)})
 
     def _checked_crl(self, batch: Batch, city: ProvinceCityRow) -> bytes | None:
         if batch.crl is None:
@@ -394,7 +396,7 @@ class ProvinceLibrary:
             )
             return Report((pending, licence_status_check(row, now)), subject, checked_at=now)
         try:
-            pdf = self.filestore.get(row.pdf_sm3)
+            pdf = self.packed.get(row.pdf_sm3)
         except StoredFileError as exc:
             return Report((Check.invalid("record", "stored_file_damaged", str(exc)),), subject, checked_at=now)
         report, _ = verify_sealed_file(pdf, _anchors(city), now)
@@ -426,7 +428,7 @@ class ProvinceLibrary:
     def _binding(self, record: LicenceRow, row: ProvinceLicenceRow) -> Check:
         """The record the city pushed is the one sealed into the OFD (`issuing.binding`)."""
         try:
-            inspection = inspect_ofd(self.filestore.get(row.ofd_sm3))
+            inspection = inspect_ofd(self.packed.get(row.ofd_sm3))
         except StoredFileError as exc:
             return Check.invalid("record", "stored_file_damaged", str(exc))
         sealed = inspection.custom_data.get(RECORD_SM3)
@@ -441,7 +443,7 @@ class ProvinceLibrary:
         row, _ = found
         if not row.files_complete:
             raise NotFoundError(f"证照 {identifier} 的盖章文件尚未从城市送达省级库")
-        return self.filestore.get(row.pdf_sm3 if kind == "pdf" else row.ofd_sm3)
+        return self.packed.get(row.pdf_sm3 if kind == "pdf" else row.ofd_sm3)
 
 
 class _Moved(Exception):

@@ -703,3 +703,14 @@ class ChainAnchorRow(SQLModel, table=True):
     chain_partition: int = Field(sa_column=Column(BigInteger, nullable=False))
     chain_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     chain_mac: str = Field(max_length=64)
+
+
+class PackedFileRow(SQLModel, table=True):
+    """A file kept in the file store as a manifest of literal bytes and shared parts
+    (`store.packing`): the file's SM3 (the name the records use) → the manifest's SM3."""
+
+    __tablename__ = "packed_file"
+
+    sm3: str = Field(primary_key=True, max_length=64)
+    manifest_sm3: str = Field(max_length=64)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))  # of the file put back together

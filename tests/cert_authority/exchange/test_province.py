@@ -15,6 +15,7 @@ from cert_authority.exchange.pusher import BATCHES_PATH, PushError, backoff_dela
 from cert_authority.exchange.reconcile import reconcile
 from cert_authority.exchange.signing import SIGNATURE_HEADER, sign_body
 from cert_authority.exchange.wire import encode_batch
+from cert_authority.store.packing import PackedFiles
 from cert_authority.timeutil import utc_now
 from keys.sm2 import sm3
 from tests.cert_authority.exchange.conftest import Province, pusher_for, register
@@ -275,7 +276,7 @@ def signed_batch(city: LicenceEnv, events: list) -> tuple[bytes, str]:
     for event in events:
         if event.kind == "licence.issued":
             for name in (event.payload["files"]["pdf_sm3"], event.payload["files"]["ofd_sm3"]):
-                files[name] = city.registry.filestore.get(name)
+                files[name] = PackedFiles(city.registry.filestore, city.engine).get(name)
     body = encode_batch(city.settings.authority_uscc, now, events, files, city.pki.current_crl(now))
     return body, sign_body(city.pki.service_signer(now), body, now)
 
