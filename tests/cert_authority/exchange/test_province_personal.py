@@ -126,7 +126,9 @@ def _as_before_0017(province: Province) -> None:
         for row in connection.execute(select(LICENCES)).all():
             payload = personal.open(row.payload_json, table=LICENCE_TABLE, row=row.identifier)
             connection.execute(
-                update(LICENCES).where(LICENCES.c.identifier == row.identifier).values(
+                update(LICENCES)
+                .where(LICENCES.c.identifier == row.identifier)
+                .values(
                     holder_code=payload["metadata"]["CZZTDM"],
                     holder_code_index=None,
                     payload_json=json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
