@@ -166,7 +166,8 @@ class VerificationService:
         except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
             log.error("licence %s: %s", stored.identifier, exc)
             return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
-        checks = [licence_status_check(row, now), self.binding.check(row), log_check(self.log, row, now)]
+        log_checked = log_check(self.log, row, now, self.personal)
+        checks = [licence_status_check(row, now), self.binding.check(row), log_checked]
         subject = {
             "identifier": row.identifier,
             "name": row.name,

@@ -573,7 +573,7 @@ class IssuanceService:
             superseded = find_licence(session, old.identifier)
             session.add(status_event(superseded, "issued", "change", reason, now, actor))
             session.add(status_event(row, None, "change", reason, now, actor))
-            log_licence_events(session.connection(), [(row, "change", now)], now)
+            log_licence_events(session.connection(), [(row, "change", now)], now, self.personal)
             session.add(
                 audit_row(
                     actor,

@@ -4,13 +4,13 @@ batch signed by another key, an unregistered city, a changed body, a gap) changi
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 from sqlalchemy import text
 
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.exchange.feed import ChangeFeed
+from cert_authority.exchange.province import open_licence_payload
 from cert_authority.exchange.pusher import BATCHES_PATH, PushError, backoff_delay
 from cert_authority.exchange.reconcile import reconcile
 from cert_authority.exchange.signing import SIGNATURE_HEADER, sign_body
@@ -60,7 +60,9 @@ def test_push_then_the_province_verifies_and_hears_the_revocation(licence_env: L
     assert download.status_code == 200 and download.content.startswith(b"%PDF")
     assert (
         sm3(download.content).hex()
-        == json.loads(province.library.find(person.identifier)[0].payload_json)["files"]["pdf_sm3"]
+        == open_licence_payload(province.library.personal, province.library.find(person.identifier)[0])["files"][
+            "pdf_sm3"
+        ]
     )
 
 
@@ -82,7 +84,9 @@ def test_a_stock_licence_verifies_at_the_province_with_its_marker(licence_env: L
     pusher_for(licence_env, province).push_once()
     report = province.library.verify_identifier(CLI_ACTOR, licence.identifier)
     assert report is not None and report.result.value == "VALID", report.to_dict()
-    pushed = json.loads(province.library.find(licence.identifier)[0].payload_json)["metadata"]
+    pushed = open_licence_payload(province.library.personal, province.library.find(licence.identifier)[0])[
+        "metadata"
+    ]
     assert (pushed["KZ_ZZLY"], pushed["KZ_YBZJG"], pushed["ZZBFRQ"]) == (
         "stock",
         original.original_issuer_name,
