@@ -120,7 +120,7 @@ def test_sealed_event_payloads_swapped_between_events_are_caught(licence_env: Li
 
 
 def _as_before_0018(province: Province) -> None:
-    """Turn the province's sealed rows back into the plain form a database before 0017 holds."""
+    """Turn the province's sealed rows back into the plain form a database before 0018 holds."""
     personal = province.library.personal
     with province.engine.begin() as connection:
         for row in connection.execute(select(LICENCES)).all():
@@ -147,7 +147,7 @@ class Interrupted(Exception):
     pass
 
 
-def test_data_encrypt_seals_the_province_rows_stored_before_0017(licence_env: LicenceEnv, province: Province) -> None:
+def test_data_encrypt_seals_the_province_rows_stored_before_0018(licence_env: LicenceEnv, province: Province) -> None:
     person, company = _pushed(licence_env, province)
     _as_before_0018(province)
     assert PERSON in _every_value(province)
