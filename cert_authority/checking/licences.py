@@ -84,11 +84,11 @@ class VerificationService:
         self.clock = clock
         self.binding = RecordBinding(filestore, layouts)
         # The expensive, deterministic parts of a verification, keyed on all their inputs (see
-        # checking.verdicts): a sealed file's checks by (file SM3, anchors), a record's opened row
-        # and its binding to the sealed OFD by the stored row's columns.
+        # checking.verdicts): a sealed file's checks by (file SM3, anchors), a record's opened
+        # (decrypted) row by the stored row's columns.
         self._anchors: Remembered[TrustAnchors] = Remembered()
         self._file_checks: Remembered[Report] = Remembered()
-        self._records: Remembered[tuple[LicenceRow, Check]] = Remembered()
+        self._records: Remembered[LicenceRow] = Remembered()
 
     def anchors(self, now: dt.datetime) -> TrustAnchors:
         return self._anchors_keyed(now)[1]
@@ -191,25 +191,17 @@ class VerificationService:
     # --- what the registry adds ---------------------------------------------------------------
     def _with_record(self, report: Report, stored: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
         key = tuple(getattr(stored, name) for name in _COLUMNS)  # the row as stored, every column
-        remembered = self._records.get(key)
-        if remembered is None:
+        row = self._records.get(key)
+        if row is None:
             try:
                 row = open_licence(self.personal, stored)
             except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
                 log.error("licence %s: %s", stored.identifier, exc)
                 return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
-            bound = self.binding.check(row)
-            if bound.status is Status.VALID:
-                self._records.put(key, (row, bound))
-        else:
-            row, bound = remembered
-            # The stored OFD is read and its digest checked every time, as binding.check does: a
-            # file damaged on disk is caught at once, remembered or not.
-            try:
-                self.filestore.get(row.ofd_sm3)
-            except StoredFileError as exc:
-                bound = Check.invalid("record", "stored_file_damaged", str(exc))
-        logged = log_check(self.log, row, now)  # the log's own tables are not in the key: every time
+            self._records.put(key, row)
+        # The binding reads the stored OFD and checks its digest every time (its comparison with the
+        # record is remembered per record content); the log's tables are in no key: both every time.
+        bound, logged = self.binding.check(row), log_check(self.log, row, now)
         checks = [licence_status_check(row, now), bound, logged]
         subject = {
             "identifier": row.identifier,

@@ -3,14 +3,14 @@ short while, under a key that holds every input they depend on.
 
 A verification repeats work whose outcome only changes when its inputs change: parsing a sealed
 file and checking its SM2 signatures, timestamps, chain and revocation (inputs: the file's bytes
-and the trust anchors, i.e. root, branch CA certificate and the current CRL), and comparing the
-record with its sealed OFD (inputs: the record row as stored, and the OFD its row names). So the
-key of a remembered part is those inputs themselves (the stored row's columns, the anchors' bytes,
-the file's SM3), read afresh on every request: a revocation, a change, an edited row or a new CRL
-is a different key, never a stale VALID. The stored files are still read and their SM3 checked on
-every request (a damaged file is caught at once), and the transparency-log check, whose tables are
-in no key, is made every time. The lifetime only bounds memory and anything missed in this
-reasoning.
+and the trust anchors, i.e. root, branch CA certificate and the current CRL), and opening the
+record's sealed personal data (input: the record row as stored). So the key of a remembered part
+is those inputs themselves (the anchors' bytes, the file's SM3, the stored row's columns), read
+afresh on every request: a revocation, a change, an edited row or a new CRL is a different key,
+never a stale VALID. The stored files are still read and their SM3 checked on every request (a
+damaged file is caught at once), and the record-against-OFD binding (remembered by
+issuing.binding per record content) and the transparency-log check, whose tables are in no key,
+are made every time. The lifetime only bounds memory and anything missed in this reasoning.
 
 Only VALID parts are kept: a failure is cheap to find again, and "could not check" must not stick.
 Per process and in memory: several workers each keep their own, all keyed on the shared database.
