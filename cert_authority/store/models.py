@@ -10,6 +10,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -203,6 +204,8 @@ class LicenceRow(SQLModel, table=True):
     __tablename__ = "licence"
     __table_args__ = (
         UniqueConstraint("type_code", "issuer_code", "serial", "version", name="uq_licence_serial_version"),
+        # Lists page by key, newest first (issuing.queries): a page is an index range at any depth.
+        Index("ix_licence_created_at_id", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -59,24 +59,27 @@ def console_home(
     status: str = "",
     holder_code: str = "",
     q: str = "",
-    page: int = 1,
+    cursor: str = "",
+    before: str = "",
 ) -> Response:
     registry, queries, _, _ = _state(request)
     _reader(staff)
+    # Pages by key (next: cursor, previous: before): page 400 costs what page 1 does.
     results = queries.search(
         staff.actor(),
         type_code=type_code or None,
         status=status if status in LICENCE_STATUSES else None,
         holder_code=holder_code or None,
         text=q[:60] or None,
-        page=min(max(page, 1), 1_000_000),
         page_size=PAGE_SIZE,
+        cursor=cursor[:200] or None,
+        before=None if cursor else before[:200] or None,
     )
     types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
     page_ = render(
         request, "console/home.html", staff=staff, results=results, types=types, statuses=LICENCE_STATUSES,
         query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:60]},
-        pages=(results.total + PAGE_SIZE - 1) // PAGE_SIZE, flash=take_flash(request),
+        flash=take_flash(request),
     )
     return forget_flash(page_, request)
 

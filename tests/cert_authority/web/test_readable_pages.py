@@ -315,6 +315,28 @@ def test_console_search_by_a_whole_code_or_part_of_a_number(site: Site) -> None:
     assert "没有符合条件的证照" in staff_client(site.app, "hrss4").get("/console", params={"q": "好味道"}).text
 
 
+def test_console_pages_by_key(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """下一页 and 上一页 carry a cursor: each licence once going forward, the same pages going back."""
+    monkeypatch.setattr("cert_authority.web.console.PAGE_SIZE", 2)
+    market = staff_client(site.app, "market")
+    for _ in range(3):
+        issue_example(site.env, FOOD_TYPE)
+    listed = site.env.services.queries.search(CLI_ACTOR, issuer=ISSUER_USCC, page_size=200).items
+    link = re.compile(r'href="\?([^"]*&amp;(?:cursor|before)=[^"]*)">(上一页|下一页)<')
+    url, seen, pages = "/console", [], []
+    while True:
+        page = market.get(url).text
+        pages.append(re.findall(r'href="/console/licences/([^"]+)"', page))
+        seen += pages[-1]
+        links = {label: html.unescape(target) for target, label in link.findall(page)}
+        if "下一页" not in links:
+            break
+        url = "/console?" + links["下一页"]
+    assert seen == [item.identifier for item in listed]  # each once, newest first
+    back = market.get("/console?" + links["上一页"]).text
+    assert re.findall(r'href="/console/licences/([^"]+)"', back) == pages[-2]
+
+
 def test_counter_check_redirects_and_a_reload_does_not_check_again(site: Site) -> None:
     counter = staff_client(site.app, "counter")
     token = _shown_token(site)
