@@ -14,13 +14,13 @@ from cert_authority.cli.support import UsageError, friendly_errors, now, setting
 from cert_authority.services import migrated_engine
 from cert_authority.settings import Settings
 from cert_authority.store.audit import audit_row
-from cert_authority.store.data_keys import PII, RECORDS
+from cert_authority.store.data_keys import FILES, PII, RECORDS
 from keys.datakeys import DataKeyRing
 from keys.errors import WrongPassphraseError
 from keys.keystore import SoftwareKeyStore
 
 keys_app = typer.Typer(help="密钥：私钥静态加密（SM4）、数据加密密钥的轮换", no_args_is_help=True)
-PURPOSES = (RECORDS, PII)
+PURPOSES = (RECORDS, PII, FILES)
 
 
 def _audit(settings: Settings, action: str, target: str, detail: dict[str, object]) -> None:

@@ -2,7 +2,8 @@
 settings: the audit chain and personal data at rest take their keys from here.
 
 Purposes in use: `RECORDS` (the HMAC-SM3 chain of audit rows, use records and status changes) and
-`PII` (personal data at rest: SM4-GCM values and blind indexes). A caller protects new data with
+`PII` (personal data at rest: SM4-GCM values and blind indexes), `FILES` (the file store's
+SM4-GCM-sealed files, store/filestore.py). A caller protects new data with
 `ring.current(PURPOSE)`, stores `key.version` beside it and reads it back with
 `ring.get(PURPOSE, version)`; `ecas keys rotate PURPOSE` adds a version without touching old data.
 """
@@ -14,10 +15,11 @@ import threading
 from cert_authority.settings import Settings
 from keys.datakeys import DataKeyRing
 
-__all__ = ["PII", "RECORDS", "data_key_ring", "open_keys_early"]
+__all__ = ["FILES", "PII", "RECORDS", "data_key_ring", "open_keys_early"]
 
 RECORDS = "records"
 PII = "pii"
+FILES = "files"
 
 _rings: dict[str, DataKeyRing] = {}
 _lock = threading.Lock()

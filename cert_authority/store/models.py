@@ -703,3 +703,15 @@ class ChainAnchorRow(SQLModel, table=True):
     chain_partition: int = Field(sa_column=Column(BigInteger, nullable=False))
     chain_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     chain_mac: str = Field(max_length=64)
+
+
+class StoredFileRow(SQLModel, table=True):
+    """A file of the database file store (store/filestore_db.py): named by the SM3 digest of its
+    content, the value SM4-GCM-sealed (store/filestore.py)."""
+
+    __tablename__ = "stored_file"
+
+    digest: str = Field(primary_key=True, max_length=64)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))  # of the stored value, for reports
+    stored_at: dt.datetime = Field(sa_column=_utc_column())

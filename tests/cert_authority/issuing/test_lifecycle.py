@@ -35,7 +35,9 @@ from tests.conftest import (
     VOCATIONAL_TYPE,
     LicenceEnv,
     example_data,
+    flip_stored_bit,
     issue_example,
+    overwrite_stored,
     table_counts,
 )
 
@@ -220,8 +222,8 @@ def test_files_are_checked_when_read(shared_licence_env: LicenceEnv) -> None:
     licence = issue_example(shared_licence_env, FOOD_TYPE).licence
     ofd = shared_licence_env.services.queries.file(CLI_ACTOR, licence.identifier, "ofd")
     assert zipfile.is_zipfile(io.BytesIO(ofd))
-    path = shared_licence_env.settings.files_dir / licence.files.ofd[:2] / licence.files.ofd
-    path.write_bytes(ofd[:-1] + bytes([ofd[-1] ^ 1]))
+    store = shared_licence_env.registry.filestore
+    stored = flip_stored_bit(store, licence.files.ofd, -1)
     with pytest.raises(Exception, match="已损坏"):
         shared_licence_env.services.queries.file(CLI_ACTOR, licence.identifier, "ofd")
-    path.write_bytes(ofd)
+    overwrite_stored(store, licence.files.ofd, stored)
