@@ -715,3 +715,14 @@ class StoredFileRow(SQLModel, table=True):
     content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     size: int = Field(sa_column=Column(BigInteger, nullable=False))  # of the stored value, for reports
     stored_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class DataKeyRingRow(SQLModel, table=True):
+    """The data-encryption keys (keys.datakeys), wrapped under the KEK, kept in the database on
+    PostgreSQL so that every host shares one ring (store/data_keys.py)."""
+
+    __tablename__ = "data_key_ring"
+
+    name: str = Field(primary_key=True, max_length=40)
+    document: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: dt.datetime = Field(sa_column=_utc_column())
