@@ -18,31 +18,34 @@ down_revision = "0016_personal_data"
 
 
 def upgrade() -> None:
-    op.create_table(
-        "stored_file",
-        sa.Column("digest", sa.String(64), primary_key=True),
-        sa.Column("content", sa.LargeBinary(), nullable=False),
-        sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
-    )
-    op.create_table(
-        "data_key_ring",
-        sa.Column("name", sa.String(40), primary_key=True),
-        sa.Column("document", sa.Text(), nullable=True),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    )
-    if op.get_bind().dialect.name == "postgresql":
-        # Sealed values do not compress: keep them out of line without trying (TOAST EXTERNAL).
-        op.execute("ALTER TABLE stored_file ALTER COLUMN content SET STORAGE EXTERNAL")
+    # Created only if absent: a downgrade leaves tables that hold files or keys in place (below).
+    existing = set(sa.inspect(op.get_bind()).get_table_names())
+    if "stored_file" not in existing:
+        op.create_table(
+            "stored_file",
+            sa.Column("digest", sa.String(64), primary_key=True),
+            sa.Column("content", sa.LargeBinary(), nullable=False),
+            sa.Column("size", sa.BigInteger(), nullable=False),
+            sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
+        )
+        if op.get_bind().dialect.name == "postgresql":
+            # Sealed values do not compress: keep them out of line without trying (TOAST EXTERNAL).
+            op.execute("ALTER TABLE stored_file ALTER COLUMN content SET STORAGE EXTERNAL")
+    if "data_key_ring" not in existing:
+        op.create_table(
+            "data_key_ring",
+            sa.Column("name", sa.String(40), primary_key=True),
+            sa.Column("document", sa.Text(), nullable=True),
+            sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        )
 
 
 def downgrade() -> None:
-    """Refused while the tables hold files or keys: they would be lost (copy the files to a local
-    store and the ring to data-keys.json first)."""
+    """Drops each table only while it is empty: files and data keys are never lost to a downgrade.
+    A table that holds them stays (older code does not look at it; upgrading again uses it), so
+    copy the files out (a local store) before running older code on this database."""
     connection = op.get_bind()
-    if connection.execute(sa.text("SELECT 1 FROM data_key_ring WHERE document IS NOT NULL LIMIT 1")).first():
-        raise RuntimeError("data_key_ring holds the data keys: dropping it would lose them")
-    if connection.execute(sa.text("SELECT 1 FROM stored_file LIMIT 1")).first():
-        raise RuntimeError("stored_file holds files: dropping it would lose them")
-    op.drop_table("stored_file")
-    op.drop_table("data_key_ring")
+    if not connection.execute(sa.text("SELECT 1 FROM stored_file LIMIT 1")).first():
+        op.drop_table("stored_file")
+    if not connection.execute(sa.text("SELECT 1 FROM data_key_ring WHERE document IS NOT NULL LIMIT 1")).first():
+        op.drop_table("data_key_ring")
