@@ -213,9 +213,15 @@ class RingFileKeys:
     plain files never needs ECAS_KEK."""
 
     def __init__(self, ring: Callable[[], DataKeyRing]) -> None:
-        self._ring = ring
+        self._open_ring = ring
+        self._opened: DataKeyRing | None = None
         self._keys: dict[str, bytes] = {}
         self._lock = threading.Lock()
+
+    def _ring(self) -> DataKeyRing:
+        if self._opened is None:
+            self._opened = self._open_ring()
+        return self._opened
 
     def current(self) -> tuple[str, bytes]:
         key = self._ring().current(FILES_PURPOSE)
