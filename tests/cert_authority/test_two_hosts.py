@@ -135,8 +135,17 @@ def test_two_hosts_share_one_database_and_serve_each_others_licences(host_a: Lic
                 checked = httpx.get(f"{base}/api/v1/verify/{identifier_}", headers=headers, timeout=60)
                 assert checked.json()["result"] == "VALID", checked.text
 
+    # A host that lacks a seal's key (made on another host, not copied yet) refuses to seal: 500
+    # misconfigured (the log names the key and what to copy), not a 404 to the caller.
+    provision(env.settings.data_dir, tmp_path / "c")
+    for key_file in (tmp_path / "c" / "keys").glob("seal-*.key.pem"):
+        key_file.unlink()
+    with serving(tmp_path / "c", url) as c:
+        refused = httpx.post(f"{c}/api/v1/licences", json=body, headers=headers, timeout=60)
+    assert refused.status_code == 500 and refused.json()["error"] == "misconfigured", refused.text
+
     # Nothing but caches on the hosts: every file is in the database, neither host has a file store.
-    for data_dir in (env.settings.data_dir, tmp_path / "b"):
+    for data_dir in (env.settings.data_dir, tmp_path / "b", tmp_path / "c"):
         assert not (data_dir / "files").exists()
         assert not (data_dir / "keys" / "data-keys.json").exists()  # the ring is in the database too
     with env.engine.connect() as connection:
