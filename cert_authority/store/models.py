@@ -721,3 +721,26 @@ class PackedFileRow(SQLModel, table=True):
     sm3: str = Field(primary_key=True, max_length=64)
     manifest_sm3: str = Field(max_length=64)
     size: int = Field(sa_column=Column(BigInteger, nullable=False))  # of the file put back together
+
+
+class StoredFileRow(SQLModel, table=True):
+    """A file of the database file store (store/filestore_db.py): named by the SM3 digest of its
+    content, the value SM4-GCM-sealed (store/filestore.py)."""
+
+    __tablename__ = "stored_file"
+
+    digest: str = Field(primary_key=True, max_length=64)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))  # of the stored value, for reports
+    stored_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class DataKeyRingRow(SQLModel, table=True):
+    """The data-encryption keys (keys.datakeys), wrapped under the KEK, kept in the database on
+    PostgreSQL so that every host shares one ring (store/data_keys.py)."""
+
+    __tablename__ = "data_key_ring"
+
+    name: str = Field(primary_key=True, max_length=40)
+    document: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: dt.datetime = Field(sa_column=_utc_column())

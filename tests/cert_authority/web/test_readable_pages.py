@@ -110,6 +110,8 @@ def test_thumbnails_are_small_webp_and_cached(site: Site) -> None:
     assert len(thumb.content) * 10 < len(full.content), (len(thumb.content), len(full.content))
     cached = list((site.env.settings.data_dir / "cache" / "pictures").glob("*thumb*"))
     assert cached and client.get(f"/wallet/licences/{site.food}/thumb.webp").content == thumb.content
+    # Sealed on disk like the file store's files (the picture shows the holder): not a WebP there.
+    assert all(not p.read_bytes().startswith(b"RIFF") and thumb.content not in p.read_bytes() for p in cached)
     home = client.get("/wallet")
     assert f"/wallet/licences/{site.food}/thumb.webp" in home.text and "file.png" not in home.text
     # Someone else's licence: not found, as for every other file.
