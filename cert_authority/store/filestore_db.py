@@ -14,7 +14,7 @@ Why bytea and not large objects (pg_largeobject):
   orphans it unless something runs lo_unlink/vacuumlo, pg_dump needs --large-objects rights, and
   every object takes an OID from one 4-billion space shared by the cluster's catalogue.
 - The same column works on SQLite (a BLOB), so the backend is tested on both databases.
-The column is STORAGE EXTERNAL on PostgreSQL (migration 0017): values are SM4-GCM ciphertext,
+The column is STORAGE EXTERNAL on PostgreSQL (migration 0020): values are SM4-GCM ciphertext,
 which does not compress, so TOAST should not try.
 
 Concurrency: two hosts putting the same content at once both insert with ON CONFLICT DO NOTHING;

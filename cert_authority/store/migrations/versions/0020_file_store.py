@@ -6,15 +6,15 @@ one row per file named by the SM3 digest of its content, the (SM4-GCM-sealed) va
 (wrapped under the KEK, keys.datakeys) are kept there, so that every host shares one ring
 (store/data_keys.py); a host's data-keys.json is imported on first use.
 
-Revision ID: 0017_file_store
-Revises: 0016_personal_data
+Revision ID: 0020_file_store
+Revises: 0019_licence_keyset
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017_file_store"
-down_revision = "0016_personal_data"
+revision = "0020_file_store"
+down_revision = "0019_licence_keyset"
 
 
 def upgrade() -> None:
