@@ -33,7 +33,7 @@ from tests.conftest import (
     flip_stored_bit,
     issue_example,
     ofd_vector,
-    stored_path,
+    stored_name,
 )
 from verification.report import Status
 

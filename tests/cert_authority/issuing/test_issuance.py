@@ -58,7 +58,7 @@ from tests.conftest import (
     require_tool_or_skip,
     ses_asn1,
     stored_files,
-    stored_path,
+    stored_name,
     table_counts,
     template_data,
     type_spec_data,

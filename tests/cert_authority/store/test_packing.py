@@ -22,7 +22,16 @@ from cert_authority.store.packing import MAGIC, Constant, PackedFiles
 from keys.sm2 import sm3
 from templates.fonts import FontSet, subsetter_from_bytes
 from tests.cert_authority.issuing.test_issuance import _seal_certificate, check_ofd, check_pdf
-from tests.conftest import FOOD_TYPE, VOCATIONAL_TYPE, LicenceEnv, issue_example, flip_stored_bit, overwrite_stored, remove_stored, stored_name
+from tests.conftest import (
+    FOOD_TYPE,
+    VOCATIONAL_TYPE,
+    LicenceEnv,
+    flip_stored_bit,
+    issue_example,
+    overwrite_stored,
+    remove_stored,
+    stored_name,
+)
 from verification.report import Status
 
 TARGET = 20 * 1024  # issue 24: at most 20 KB stored per licence
