@@ -15,7 +15,15 @@ from cert_authority.actors import CLI_ACTOR
 from cert_authority.checking.verdicts import Remembered
 from cert_authority.issuing.personal import open_licence, sealed_columns
 from cert_authority.store.models import LicenceRow
-from tests.conftest import FOOD_TYPE, LicenceEnv, issue_example, open_licence_env
+from tests.conftest import (
+    FOOD_TYPE,
+    LicenceEnv,
+    flip_stored_bit,
+    issue_example,
+    open_licence_env,
+    overwrite_stored,
+    stored_name,
+)
 from verification.report import Status
 
 
@@ -95,13 +103,13 @@ def test_a_damaged_stored_file_is_caught_with_its_checks_remembered(licence_env:
     _warm(env, identifier)
     with Session(env.engine) as session:
         row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).one()
+    store = env.registry.filestore
     for digest in (row.pdf_sm3, row.ofd_sm3):
-        path = env.settings.files_dir / digest[:2] / digest
-        original = path.read_bytes()
-        path.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+        manifest = stored_name(env, digest)  # what the store keeps: the packed file's manifest
+        original = flip_stored_bit(store, manifest)
         report = env.services.verification.verify_identifier(CLI_ACTOR, identifier)
         assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
-        path.write_bytes(original)
+        overwrite_stored(store, manifest, original)
     assert env.services.verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
 
 
