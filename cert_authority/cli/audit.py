@@ -25,7 +25,9 @@ KIND_NAMES = {
 
 @audit_app.command("verify")
 @friendly_errors
-def audit_verify(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def audit_verify(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="JSON 输出")] = False
+) -> None:
     """校验审计记录、用证记录和证照状态变更的 HMAC-SM3 链：找出被修改、插入或删除的行（有问题时退出码 1）。"""
     settings = settings_from(ctx)
     engine = migrated_engine(settings)
@@ -50,7 +52,9 @@ def audit_verify(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
 
 @audit_app.command("anchor")
 @friendly_errors
-def audit_anchor(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def audit_anchor(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="JSON 输出")] = False
+) -> None:
     """记录各条链当前的链头（定期运行）；打印本次锚定的 SM3 摘要，可交透明日志或另行保存。"""
     engine = migrated_engine(settings_from(ctx))
     with engine.begin() as connection:
