@@ -391,3 +391,34 @@ def test_show_screen_has_status_issuer_and_the_holders_photo(site: Site) -> None
     assert food.get(f"/wallet/licences/{licence.identifier}/status").status_code == 404
     site.env.services.lifecycle.revoke(CLI_ACTOR, licence.identifier, "以欺骗手段取得")
     assert client.get(f"/wallet/licences/{licence.identifier}/status").json()["status"] == "revoked"
+
+
+def test_counter_verdict_shows_status_issuer_and_the_photo_of_an_accepted_show_code(site: Site) -> None:
+    person = {**example_data(VOCATIONAL_TYPE), "id_number": "350102199212120012", "holder_name": "郑一鸣"}
+    site.env.services.accounts.create(person["id_number"], person["holder_name"], PASSWORD)
+    licence = issue_example(site.env, VOCATIONAL_TYPE, person).licence
+    stored = site.env.registry.filestore.get(licence.photo_sm3 or "")
+    holder = site.env.services.accounts.holder(person["id_number"])
+    counter = staff_client(site.app, "counter")
+    text, _ = site.app.state.holders.show_token(holder, licence.identifier, None, 60)
+    page = counter.post("/counter/check", data={"code": text}).text
+    assert verdict_of(page) == "VALID"
+    facts = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    assert licence.issuer.name in facts and "证照状态" in facts and "有效" in facts
+    assert licence.photo_sm3 not in facts.replace(f"/counter/result/photo/{licence.photo_sm3}", "")  # no digest as text
+    photo = counter.get(f"/counter/result/photo/{licence.photo_sm3}")
+    assert photo.status_code == 200 and photo.content == stored and "no-store" in photo.headers["cache-control"]
+
+    # Attacks: another stored file's digest, a forged or missing verdict cookie, a refused code.
+    assert counter.get(f"/counter/result/photo/{'0' * 64}").status_code == 404
+    cookie = counter.cookies.get("ecas_verdict")
+    counter.cookies.set("ecas_verdict", cookie[:-6] + ("AAAAAA" if not cookie.endswith("AAAAAA") else "BBBBBB"),
+                        path="/counter")
+    assert counter.get(f"/counter/result/photo/{licence.photo_sm3}").status_code == 404
+    fresh = staff_client(site.app, "counter")
+    assert fresh.get(f"/counter/result/photo/{licence.photo_sm3}").status_code == 404
+    replay = verdict_of(fresh.post("/counter/check", data={"code": text}).text)
+    assert replay == "INVALID"
+    assert fresh.get(f"/counter/result/photo/{licence.photo_sm3}").status_code == 404
+    holders = holder_client(site.app, HOLDER).get(f"/counter/result/photo/{licence.photo_sm3}", follow_redirects=False)
+    assert holders.status_code in (303, 401, 403) and holders.content != stored  # staff only
