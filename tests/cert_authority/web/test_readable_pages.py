@@ -422,3 +422,45 @@ def test_counter_verdict_shows_status_issuer_and_the_photo_of_an_accepted_show_c
     assert fresh.get(f"/counter/result/photo/{licence.photo_sm3}").status_code == 404
     holders = holder_client(site.app, HOLDER).get(f"/counter/result/photo/{licence.photo_sm3}", follow_redirects=False)
     assert holders.status_code in (303, 401, 403) and holders.content != stored  # staff only
+
+
+def test_the_form_type_editor_takes_an_uploaded_background(site: Site) -> None:
+    site.app.state.staff.create("hrss6", "周文", "issuer", OTHER_ISSUER_USCC, PASSWORD)
+    client = staff_client(site.app, "hrss6")
+    page = client.get("/console/types/form", params={"example": "vocational-qualification"})
+    assert 'id="background_image"' in page.text and 'enctype="multipart/form-data"' in page.text
+    found = re.search(r'<textarea name="base" id="base" hidden>(.*?)</textarea>', page.text, re.S)
+    assert found
+    base = html.unescape(found.group(1))
+    definition = yaml.safe_load(base)
+    rows = rows_of(definition)
+    data: dict[str, object] = {"base": base, "code": definition["code"], "name": "职业资格证书（自有底图）",
+                               "background": "upload", "required": [str(i) for i, r in enumerate(rows) if r.required]}
+    for part in ("key", "label", "type", "example", "values", "x", "y", "w", "h"):
+        data[part] = [getattr(r, part) for r in rows]
+    picture = io.BytesIO()
+    Image.new("RGB", (840, 1188), (40, 160, 200)).save(picture, "PNG")
+    upload = {"background_image": ("底图 v1.png", picture.getvalue(), "image/png")}
+
+    shown = client.post("/console/types/form/preview", data=data, files=upload)
+    assert shown.status_code == 200, shown.text
+    assert "image: 底图v1.png" in shown.json()["yaml"]  # the name, without its space
+    with Image.open(io.BytesIO(base64.b64decode(shown.json()["png"]))) as face:
+        corner = face.convert("RGB").getpixel((3, 3))
+    assert all(abs(a - b) < 12 for a, b in zip(corner, (40, 160, 200), strict=True)), corner  # our picture
+
+    # Not a picture, or "upload" without a file: a precise 4xx, nothing registered.
+    text_file = {"background_image": ("bg.png", b"not a picture", "image/png")}
+    refused = client.post("/console/types/form/preview", data=data, files=text_file)
+    assert refused.status_code in (400, 413, 415, 422) and re.search(r"[\u4e00-\u9fff]", refused.json()["message"])
+    missing = client.post("/console/types/form/preview", data=data)
+    assert missing.status_code == 422 and "底图" in missing.json()["message"]
+    assert client.post("/console/types/form", data=data, files=text_file).status_code in (400, 413, 415, 422)
+    assert definition["code"] not in {t.code for t in site.env.registry.list_types()}
+
+    done = client.post("/console/types/form", data=data, files=upload, follow_redirects=False)
+    assert done.status_code == 303, done.text[:2000]
+    assert site.env.registry.type_spec(definition["code"]).name == "职业资格证书（自有底图）"
+    # A built-in design chosen instead goes into the definition as such.
+    plain = client.post("/console/types/form/preview", data={**data, "background": "gold"})
+    assert plain.status_code == 200 and "design: gold" in plain.json()["yaml"]
