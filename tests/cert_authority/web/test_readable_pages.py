@@ -10,6 +10,7 @@ import csv
 import html
 import io
 import re
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from cert_authority.actors import CLI_ACTOR
@@ -464,3 +466,15 @@ def test_the_form_type_editor_takes_an_uploaded_background(site: Site) -> None:
     # A built-in design chosen instead goes into the definition as such.
     plain = client.post("/console/types/form/preview", data={**data, "background": "gold"})
     assert plain.status_code == 200 and "design: gold" in plain.json()["yaml"]
+
+
+def test_a_starting_server_warms_the_licence_pictures(site: Site) -> None:
+    """The first licence picture after a start does not wait for the fonts (1-2 s): the server's
+    start loads them in the background. Building an app (tests build many) does not."""
+    app = create_app(site.env.settings)
+    assert app.state.registry._fonts is None
+    with TestClient(app):
+        for thread in threading.enumerate():
+            if thread.name == "ecas-warm":
+                thread.join(timeout=120)
+        assert app.state.registry._fonts is not None
