@@ -24,6 +24,7 @@ from PIL import Image
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.http.app import create_app
+from cert_authority.web.common import keep_units
 from cert_authority.web.console_type_form import rows_of
 from keys.uscc import uscc_check_character
 from tests.cert_authority.web.web_pages import PASSWORD, browser, holder_client, staff_client, verdict_of
@@ -478,3 +479,9 @@ def test_a_starting_server_warms_the_licence_pictures(site: Site) -> None:
             if thread.name == "ecas-warm":
                 thread.join(timeout=120)
         assert app.state.registry._fonts is not None
+
+
+def test_pages_keep_units_together_and_escape() -> None:
+    shown = str(keep_units("<b>≤45 mg/L；排水量（立方米/日）"))
+    assert shown.startswith("&lt;b&gt;")
+    assert '<span class="nowrap">≤45 mg/L</span>' in shown and '<span class="nowrap">（立方米/日）</span>' in shown
