@@ -25,6 +25,7 @@ from cert_authority.issuing.queries import LicenceQueryService
 from cert_authority.issuing.schemas import LICENCE_STATUSES, LicencePublic
 from cert_authority.registry.service import RegistryService
 from cert_authority.web.common import flash, forget_flash, redirect, render, same_origin, take_flash
+from cert_authority.web.console_search import SCAN_LIMIT, holder_scan
 from cert_authority.web.staff_pages import Staff
 from templates.render import MEDIA_TYPES
 from templates.spec import FieldType, LicenceTypeSpec
@@ -72,9 +73,18 @@ def console_home(
         page=min(max(page, 1), 1_000_000),
         page_size=PAGE_SIZE,
     )
+    by_holder, scan_stopped = False, False
+    if results.total == 0 and q.strip() and not holder_code:  # not a number, identifier or whole code
+        results, scan_stopped = holder_scan(
+            queries, staff.actor(), q[:60], type_code=type_code or None,
+            status=status if status in LICENCE_STATUSES else None, page=min(max(page, 1), 1_000_000),
+            page_size=PAGE_SIZE,
+        )
+        by_holder = True
     types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
     page_ = render(
         request, "console/home.html", staff=staff, results=results, types=types, statuses=LICENCE_STATUSES,
+        by_holder=by_holder, scan_stopped=scan_stopped, scan_limit=SCAN_LIMIT,
         query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:60]},
         pages=(results.total + PAGE_SIZE - 1) // PAGE_SIZE, flash=take_flash(request),
     )
