@@ -26,6 +26,7 @@ from cert_authority.issuing.schemas import LICENCE_STATUSES, LicencePublic
 from cert_authority.registry.service import RegistryService
 from cert_authority.web.common import flash, forget_flash, redirect, render, same_origin, take_flash
 from cert_authority.web.console_search import SCAN_LIMIT, holder_scan
+from cert_authority.web.licence_images import pictures_for
 from cert_authority.web.staff_pages import Staff
 from templates.render import MEDIA_TYPES
 from templates.spec import FieldType, LicenceTypeSpec
@@ -114,7 +115,14 @@ def _licence_view(
 def licence_file(identifier: str, fmt: str, request: Request, staff: Staff) -> Response:
     _, queries, _, _ = _state(request)
     data = queries.file(staff.actor(), identifier, fmt)
-    disposition = "inline" if fmt == "png" else f'attachment; filename="{identifier}.{fmt}"'
+    if fmt == "png":
+        # The picture of a licence that is no longer valid is marked across (已吊销), as in the
+        # wallet: a screenshot of the console must not pass for a valid licence. The sealed PDF and
+        # OFD stay as issued (the department's record; their status is checked where they are used).
+        status = queries.get(staff.actor(), identifier).status
+        data, media_type = pictures_for(request.app.state).full(data, status)
+        return Response(data, media_type=media_type, headers={"Content-Disposition": "inline"})
+    disposition = f'attachment; filename="{identifier}.{fmt}"'
     return Response(data, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": disposition})
 
 

@@ -491,3 +491,20 @@ def test_pages_keep_units_together_and_escape() -> None:
     shown = str(keep_units("<b>≤45 mg/L；排水量（立方米/日）"))
     assert shown.startswith("&lt;b&gt;")
     assert '<span class="nowrap">≤45 mg/L</span>' in shown and '<span class="nowrap">（立方米/日）</span>' in shown
+
+
+def test_console_marks_the_picture_of_a_licence_no_longer_valid(site: Site) -> None:
+    market = staff_client(site.app, "market")
+    licence = issue_example(site.env, FOOD_TYPE).licence
+    valid = market.get(f"/console/licences/{licence.identifier}/file.png")
+    assert valid.status_code == 200 and valid.headers["content-type"] == "image/png"
+    site.env.services.lifecycle.revoke(CLI_ACTOR, licence.identifier, "违反食品安全法，依法吊销")
+    marked = market.get(f"/console/licences/{licence.identifier}/file.png")
+    assert marked.status_code == 200 and marked.headers["content-type"] == "image/webp"
+    assert marked.content != valid.content
+    with Image.open(io.BytesIO(marked.content)) as picture, Image.open(io.BytesIO(valid.content)) as clean:
+        # The red mark across the middle: the centre differs from the clean picture's.
+        box = (clean.width // 2 - 40, clean.height // 2 - 20, clean.width // 2 + 40, clean.height // 2 + 20)
+        assert picture.convert("RGB").crop(box).tobytes() != clean.convert("RGB").crop(box).tobytes()
+    page = market.get(f"/console/licences/{licence.identifier}").text
+    assert 'id="archive-note"' in page and "已吊销" in page
