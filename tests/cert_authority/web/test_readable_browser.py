@@ -347,7 +347,7 @@ def test_form_type_editor_with_live_preview(
 
     # A background of the department's own: chosen as a file, it is in the preview and the YAML.
     picture = artifacts / "own-background.png"
-    Image.new("RGB", (840, 1188), (40, 160, 200)).save(picture)
+    Image.new("RGB", (1188, 840), (40, 160, 200)).save(picture)  # the food licence is A4 landscape
     before = page.get_attribute("#preview", "src")
     page.set_input_files("#background_image", str(picture))
     page.wait_for_function("() => document.getElementById('yaml').value.includes('image: own-background.png')")
