@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["UNBREAKABLE", "unbreakable_spans"]
+__all__ = ["unbreakable_spans"]
 
 # Measure words and units written after a number on Chinese licences (longest first).
 CJK_UNITS = (
