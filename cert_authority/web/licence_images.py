@@ -39,19 +39,16 @@ def pictures_for(state: State) -> LicencePictures:
 
 def warm_pictures(state: State) -> None:
     """What the first licence picture of a fresh server would otherwise wait for (1-2 s on two
-    busy cores): the registry's fonts, Pillow's PNG and WebP codecs, and one preview of a registered
-    type (FreeType faces and the scaled background kept for the next render). Run in a background
-    thread as the server starts; a failure only means the first picture is slower."""
+    busy cores): the registry's fonts and Pillow's PNG and WebP codecs. No database access: the
+    warm-up never competes with the first requests for a lock. Run in a background thread as the
+    server starts; a failure only means the first picture is slower."""
     try:
-        registry = state.registry
-        registry.fonts  # noqa: B018 (loads them)
+        state.registry.fonts  # noqa: B018 (loads them)
         sample = Image.new("RGB", (64, 64), (255, 255, 255))
         for kind in ("PNG", "WEBP"):
-            sample.save(io.BytesIO(), kind)
-        types = registry.list_types()
-        if types:
-            preview = registry.preview(types[0].code, None, "png")
-            with Image.open(io.BytesIO(preview)) as opened:
+            out = io.BytesIO()
+            sample.save(out, kind)
+            with Image.open(io.BytesIO(out.getvalue())) as opened:
                 opened.load()
     except Exception:
         log.warning("warming the licence pictures failed; the first one will be slower", exc_info=True)
