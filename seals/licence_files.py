@@ -128,6 +128,9 @@ class SealedLicence:
     pdf: bytes
     ofd: bytes
     pdf_sm3: bytes  # SM3 of the whole PDF, from the cached state of its constant start
+    # Length of that constant start (seal picture and page background objects): the same bytes in
+    # every PDF of this template and seal, so a store can keep them once.
+    pdf_constant: int = 0
 
 
 # --- staged API ----------------------------------------------------------------------------------
@@ -247,7 +250,7 @@ def finish_licence(
     prefix_length, prefix_state = prepared.pdf_prefix
     whole = prefix_state.copy()
     whole.update(memoryview(pdf)[prefix_length:])
-    return SealedLicence(pdf=pdf, ofd=ofd, pdf_sm3=whole.finalize())
+    return SealedLicence(pdf=pdf, ofd=ofd, pdf_sm3=whole.finalize(), pdf_constant=prefix_length)
 
 
 def seal_licence(

@@ -8,7 +8,7 @@ the font cannot draw is an error naming it, never a tofu box.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import repeat
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from fontTools.ttLib import TTFont, TTLibError
 from templates.cff_subset import CffSubsetter, SubsetFont
 from templates.errors import FontError, MissingGlyphError
 
-__all__ = ["FontSet"]
+__all__ = ["FontSet", "SubsetFont", "subsetter_from_bytes"]
 
 # Characters every licence font must have; a font without them is not a Chinese font.
 PROBE = "中华人民共和国证照许可有效期至年月日统一社会信用代码"
@@ -71,8 +71,14 @@ class Font:
         return sum(map(self._advance.get, map(ord, text), repeat(1.0)))  # 1 em for an unknown character
 
     def subset(self, chars: Iterable[str]) -> SubsetFont:
+        return self._subset(self.subset_chars(chars))
+
+    @staticmethod
+    def subset_chars(chars: Iterable[str]) -> frozenset[str]:
+        """The characters `subset` cuts for `chars`: `CffSubsetter(font file).subset(this)` is the
+        same subset (a store can recompute it from the font file)."""
         # Line breaks are not drawn; other spaces (U+3000 too) are glyphs with a width.
-        return self._subset(frozenset(c for c in chars if c != "\n") | {" "})
+        return frozenset(c for c in chars if c != "\n") | {" "}
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - fonts live as long as the process
     def _subset(self, chars: frozenset[str]) -> SubsetFont:
@@ -121,3 +127,9 @@ def _packaged_fonts() -> tuple[Path, Path]:
     except ImportError:
         raise FontError(f"未安装中文字体。{INSTALL_HINT}") from None
     return Path(packaged.serif_path()), Path(packaged.sans_path())
+
+
+def subsetter_from_bytes(data: bytes) -> Callable[[frozenset[str]], SubsetFont]:
+    """Cut subsets from a font file's bytes exactly as `Font.subset` cuts them from its path, given
+    `Font.subset_chars` of the text (a store that keeps the font file can recompute a subset)."""
+    return CffSubsetter(data).subset

@@ -654,6 +654,15 @@ def table_counts(engine: Engine) -> dict[str, int]:
         return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in COUNTED_TABLES}  # noqa: S608
 
 
+def stored_path(env: LicenceEnv, digest: str) -> Path:
+    """Where the file store keeps the file `digest`: its manifest if it is stored packed
+    (`store.packing`, every licence PDF and OFD), else the file itself."""
+    from cert_authority.store.packing import PackedFiles
+
+    name = PackedFiles(env.registry.filestore, env.engine).stored_name(digest)
+    return env.settings.files_dir / name[:2] / name
+
+
 def stored_files(settings: Settings) -> set[str]:
     """Names in the content-addressed file store."""
     root = settings.files_dir

@@ -104,7 +104,7 @@ SURFACE: dict[str, list[str]] = {
     "keys.uscc": ["uscc_check_character", "validate_uscc"],
     "keys.x509": ["Certificate", "CertificationRequest", "make_name"],
     "templates.errors": ["FontError", "ImageError", "LayoutError", "MissingGlyphError", "SpecError", "TemplateError"],
-    "templates.fonts": ["FontSet"],
+    "templates.fonts": ["FontSet", "SubsetFont", "subsetter_from_bytes"],
     "templates.identifier": [
         "ID_CHECK",
         "ID_WEIGHTS",
@@ -226,7 +226,18 @@ SURFACE: dict[str, list[str]] = {
     "verification.timestamp": ["TIME_STAMPING", "check_timestamp"],
     "verification.sealed_file": ["verify_sealed_file"],
     "verification.show_token": ["MAX_TOKEN_CHARS", "PREFIX", "ShowToken", "make_token", "read_token"],
-    "verification.transparency": ["EVENTS", "LeafFormatError", "LogLeaf", "SignedTreeHead", "decode_hashes"],
+    "verification.transparency": [
+        "AnchorLeaf",
+        "COMMITTED_FORMAT",
+        "EVENTS",
+        "LEAF_FORMAT",
+        "LeafFormatError",
+        "LogLeaf",
+        "SignedTreeHead",
+        "decode_hashes",
+        "decode_leaf",
+        "record_commitment",
+    ],
     "verification.trust": ["TrustAnchors"],
     "verification.trust_bundle": ["BUNDLE_FORMAT", "TrustBundleError", "canonical", "load_trust_bundle"],
 }

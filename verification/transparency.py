@@ -1,14 +1,31 @@
-"""The issuance transparency log's formats: the leaf (one licence event) and the signed tree head.
+"""The issuance transparency log's formats: the leaves (a licence event; an audit-chain anchor) and
+the signed tree head.
 
-A leaf, format 1 (integers big-endian; strings ASCII, each after a one-byte length):
+A licence leaf, format 1 or 2 (integers big-endian; strings ASCII, each after a one-byte length):
 
-    u8   format           1
+    u8   format           1 or 2
     str  identifier       the licence identifier (GB/T 36904), this version's
     u32  version          the licence version
     str  event            issue | change | revoke | cancel
     u64  time             when the event happened, milliseconds since 1970-01-01T00:00:00Z
     u8   file count       then per sealed file: str name (pdf, ofd), 32 bytes SM3 of the file
-    32   record SM3       SM3 of the licence record's canonical form (the digest sealed in its OFD)
+    32   record           format 1: SM3 of the licence record's canonical form (the digest sealed
+                          in its OFD); format 2: the record commitment,
+                          SM3("ecas/log/record-commitment/2" 0x00 || salt || record SM3), salt 32
+                          bytes the authority derives per licence and discloses with its proof
+
+Format 2 exists because the record includes the holder's code: with a format-1 leaf public and the
+other fields of the record known, a low-entropy ID number can be found by trying them all against
+the record SM3. The salt makes that impossible without asking the authority.
+
+A chain-anchor leaf, format 3: the heads of the audit trail's HMAC-SM3 chains at one time
+(`cert_authority.store.chain.AnchorRun`), so that rows cut off the end of a chain, or an edited
+anchor, are found against the log:
+
+    u8   format           3
+    u64  time             the anchor run's time, milliseconds since the epoch
+    u32  heads            how many chain heads the run recorded
+    32   digest           SM3 of the run's heads (AnchorRun.digest)
 
 A signed tree head is a C2SP checkpoint (https://c2sp.org/tlog-checkpoint) with one extension
 line, the time it was made, signed with SM2 (SM3, the default ID 1234567812345678) by the
@@ -31,11 +48,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from keys.sm2 import sm3
 from keys.x509 import Certificate
 
-__all__ = ["EVENTS", "LeafFormatError", "LogLeaf", "SignedTreeHead", "decode_hashes"]
+__all__ = [
+    "COMMITTED_FORMAT",
+    "EVENTS",
+    "LEAF_FORMAT",
+    "AnchorLeaf",
+    "LeafFormatError",
+    "LogLeaf",
+    "SignedTreeHead",
+    "decode_hashes",
+    "decode_leaf",
+    "record_commitment",
+]
 
-LEAF_FORMAT = 1
+LEAF_FORMAT = 1  # a licence leaf binding the record SM3 itself (leaves written before format 2)
+COMMITTED_FORMAT = 2  # a licence leaf binding a salted commitment to the record SM3
+ANCHOR_FORMAT = 3
+_COMMITMENT_LABEL = b"ecas/log/record-commitment/2\x00"
 EVENTS = ("issue", "change", "revoke", "cancel")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _SIGNATURE_TYPE_OTHER = b"\xff"
@@ -62,6 +94,13 @@ def _short(text: str) -> bytes:
     return bytes([len(data)]) + data
 
 
+def record_commitment(salt: bytes, record_sm3: bytes) -> bytes:
+    """What a format-2 leaf binds in place of the record SM3."""
+    if len(salt) != 32 or len(record_sm3) != 32:
+        raise LeafFormatError("the salt and the record SM3 are 32 bytes each")
+    return sm3(_COMMITMENT_LABEL + salt + record_sm3)
+
+
 @dataclass(frozen=True)
 class LogLeaf:
     identifier: str
@@ -69,15 +108,18 @@ class LogLeaf:
     event: str
     time: dt.datetime
     files: tuple[tuple[str, bytes], ...]  # (name, SM3), in the order written
-    record_sm3: bytes
+    record_sm3: bytes  # format 1: the record SM3; format 2: record_commitment(salt, record SM3)
+    format: int = COMMITTED_FORMAT
 
     def encode(self) -> bytes:
+        if self.format not in (LEAF_FORMAT, COMMITTED_FORMAT):
+            raise LeafFormatError(f"unknown licence leaf format {self.format}")
         if self.event not in EVENTS:
             raise LeafFormatError(f"unknown event {self.event!r}")
         if len(self.record_sm3) != 32 or any(len(digest) != 32 for _, digest in self.files):
             raise LeafFormatError("SM3 digests are 32 bytes")
         parts = [
-            bytes([LEAF_FORMAT]),
+            bytes([self.format]),
             _short(self.identifier),
             self.version.to_bytes(4, "big"),
             _short(self.event),
@@ -91,8 +133,9 @@ class LogLeaf:
     @classmethod
     def decode(cls, data: bytes) -> LogLeaf:
         reader = _Reader(data)
-        if reader.take(1) != bytes([LEAF_FORMAT]):
-            raise LeafFormatError("not a leaf of format 1")
+        format_ = reader.take(1)[0]
+        if format_ not in (LEAF_FORMAT, COMMITTED_FORMAT):
+            raise LeafFormatError("not a licence leaf (format 1 or 2)")
         identifier = reader.short()
         version = int.from_bytes(reader.take(4), "big")
         event = reader.short()
@@ -103,17 +146,64 @@ class LogLeaf:
             raise LeafFormatError("bytes after the record SM3")
         if event not in EVENTS:
             raise LeafFormatError(f"unknown event {event!r}")
-        return cls(identifier, version, event, time, files, record)
+        return cls(identifier, version, event, time, files, record, format_)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "format": self.format,
             "identifier": self.identifier,
             "version": self.version,
             "event": self.event,
             "time": self.time.isoformat(),
             "files": {name: digest.hex() for name, digest in self.files},
-            "record_sm3": self.record_sm3.hex(),
+            ("record_sm3" if self.format == LEAF_FORMAT else "record_commitment"): self.record_sm3.hex(),
         }
+
+
+@dataclass(frozen=True)
+class AnchorLeaf:
+    """The heads of the audit trail's chains at one time (format 3)."""
+
+    time: dt.datetime
+    heads: int
+    digest: bytes
+
+    def encode(self) -> bytes:
+        if len(self.digest) != 32 or not 0 < self.heads < 2**32:
+            raise LeafFormatError("an anchor leaf has 1 or more heads and a 32-byte SM3")
+        return (
+            bytes([ANCHOR_FORMAT])
+            + _milliseconds(self.time).to_bytes(8, "big")
+            + self.heads.to_bytes(4, "big")
+            + self.digest
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> AnchorLeaf:
+        reader = _Reader(data)
+        if reader.take(1) != bytes([ANCHOR_FORMAT]):
+            raise LeafFormatError("not an anchor leaf (format 3)")
+        time = _from_milliseconds(int.from_bytes(reader.take(8), "big"))
+        heads = int.from_bytes(reader.take(4), "big")
+        digest = reader.take(32)
+        if not reader.done():
+            raise LeafFormatError("bytes after the anchor digest")
+        return cls(time, heads, digest)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": ANCHOR_FORMAT,
+            "time": self.time.isoformat(),
+            "heads": self.heads,
+            "digest": self.digest.hex(),
+        }
+
+
+def decode_leaf(data: bytes) -> LogLeaf | AnchorLeaf:
+    """Any leaf of the log, by its format byte."""
+    if data[:1] == bytes([ANCHOR_FORMAT]):
+        return AnchorLeaf.decode(data)
+    return LogLeaf.decode(data)
 
 
 class _Reader:

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import Session, col, select
+
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.bench.crypto import measure_openssl
 from cert_authority.demo import (
@@ -46,12 +48,16 @@ from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import registry_for
 from cert_authority.services import LicenceServices, issuance_service, licence_services_for, migrated_engine
 from cert_authority.settings import Settings, load_settings
+from cert_authority.store.models import LicenceRow
 from cert_authority.timeutil import utc_now
 
 TARGET_PER_S = 200
 TARGET_RATIO = 0.15
 SINGLE_SAMPLES = 20
 ROUNDS = 3  # turns each pool takes (with and without timestamps)
+TARGET_STORED_BYTES = 20 * 1024  # issue 24: at most 20 KB stored per licence
+STORAGE_SAMPLE = 300  # licences whose stored size and download time are measured
+DOWNLOAD_ROUNDS = 2
 
 
 def prepare(settings: Settings) -> LicenceServices:
@@ -133,6 +139,7 @@ def issue_benchmark(
                     started = time.perf_counter()
                     pool.run(rows, recorder(summaries[name]))
                     summaries[name].seconds += time.perf_counter() - started
+        storage = storage_figures(services)
     finally:
         if scratch:
             shutil.rmtree(directory, ignore_errors=True)
@@ -158,7 +165,60 @@ def issue_benchmark(
         "database": settings.effective_database_url.split(":", 1)[0],
         "signatures_per_licence": 2,
         "tsa_signatures_per_licence": 2,
+        **storage,
     }
+
+
+def storage_figures(services: LicenceServices, sample: int = STORAGE_SAMPLE) -> dict[str, Any]:
+    """What the licences of this run take in the file store, and what reading one back costs.
+
+    - stored_bytes_per_licence: bytes a licence adds to the file store (its PDF and OFD manifests,
+      `store.packing`), mean over up to `sample` licences of the run; target ≤ 20 KB.
+    - unpacked_bytes_per_licence: the same files whole, as stored before packing (the "before").
+    - shared_bytes: the constants those licences refer to, stored once for all of them (PDF
+      constant starts, background JPEG, seals, certificates, OCSP responses, the two font files).
+    - download_ms_p50 / _p99: one sealed file (PDF and OFD taking turns) read back from the store
+      as downloads read it: put back together from its manifest and checked against its SM3
+      (warm process: constants and font subsetters already loaded).
+    - download_unpacked_ms_p50 / _p99: the same files stored whole, read and checked the way they
+      were before packing; measured interleaved with the above, in the same process.
+    """
+    packed = services.issuance.packed
+    with Session(services.issuance.engine) as session:
+        rows = session.exec(
+            select(LicenceRow.pdf_sm3, LicenceRow.ofd_sm3).order_by(col(LicenceRow.id).desc()).limit(sample)
+        ).all()
+    names = [name for row in rows for name in row]
+    stored = sum(packed.stored_size(name) for name in names)
+    shared = set().union(*(packed.shared_parts(name) for name in names))
+    whole = {name: packed.get(name) for name in names}
+    plain = packed.store  # the same bytes stored whole, under the same names: main's layout
+    plain.put_many([(data, bytes.fromhex(name)) for name, data in whole.items()])
+    packed_times, plain_times = [], []
+    for _ in range(DOWNLOAD_ROUNDS):
+        for name in names:
+            started = time.perf_counter()
+            packed.get(name)
+            packed_times.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            plain.get(name)
+            plain_times.append((time.perf_counter() - started) * 1000)
+    return {
+        "stored_bytes_per_licence": round(stored / len(rows)),
+        "target_stored_bytes_per_licence": TARGET_STORED_BYTES,
+        "unpacked_bytes_per_licence": round(sum(map(len, whole.values())) / len(rows)),
+        "shared_bytes": sum(len(packed.store.get(name)) for name in shared),
+        "storage_sample_licences": len(rows),
+        "download_ms_p50": _percentile(packed_times, 50),
+        "download_ms_p99": _percentile(packed_times, 99),
+        "download_unpacked_ms_p50": _percentile(plain_times, 50),
+        "download_unpacked_ms_p99": _percentile(plain_times, 99),
+    }
+
+
+def _percentile(values: list[float], percent: int) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, len(ordered) * percent // 100)], 2)
 
 
 def _single_issue_ms(services: LicenceServices, directory: Path) -> float:

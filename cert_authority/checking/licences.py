@@ -38,6 +38,7 @@ from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import CaseRow, LicenceRow
+from cert_authority.store.packing import PackedFiles
 from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, local_date, utc_now
 from cert_authority.transparency.log import TransparencyLog
@@ -76,6 +77,7 @@ class VerificationService:
     ) -> None:
         self.engine = engine
         self.filestore = filestore
+        self.packed = PackedFiles(filestore, engine)  # licence files may be stored packed
         self.pki = pki
         self.layouts = layouts
         self.log = log
@@ -146,7 +148,7 @@ class VerificationService:
             missing = Check.invalid("identifier", "not_found", f"证照标识格式正确，但本机构没有证照 {text}")
             return Report((missing,), subject, checked_at=now)
         try:
-            stored = self.filestore.get(row.pdf_sm3)
+            stored = self.packed.get(row.pdf_sm3)
         except StoredFileError as exc:
             return Report((Check.invalid("record", "stored_file_damaged", str(exc)),), subject, checked_at=now)
         report, _ = verify_sealed_file(stored, self.anchors(now), now)
@@ -164,7 +166,8 @@ class VerificationService:
         except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
             log.error("licence %s: %s", stored.identifier, exc)
             return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
-        checks = [licence_status_check(row, now), self.binding.check(row), log_check(self.log, row, now)]
+        log_checked = log_check(self.log, row, now, self.personal)
+        checks = [licence_status_check(row, now), self.binding.check(row), log_checked]
         subject = {
             "identifier": row.identifier,
             "name": row.name,

@@ -7,6 +7,10 @@ checked against the head, whose SM2 signature is checked).
     the record differs from its leaf                      INVALID log_mismatch
     the log says revoked or cancelled, the registry not   INVALID log_status_mismatch
     a proof or the head's signature does not check        INVALID log_proof_failed
+
+A leaf is rebuilt in the format it was logged in: format 2 (a salted commitment to the record SM3)
+since issue 22's privacy fix, format 1 (the record SM3 itself) for leaves logged before; both bind
+the same record.
 """
 
 from __future__ import annotations
@@ -15,15 +19,22 @@ import datetime as dt
 
 from cert_authority.issuing.log_leaves import ENDING_EVENTS, creation_event, licence_leaf
 from cert_authority.store.models import LicenceRow
+from cert_authority.store.personal import PersonalData
 from cert_authority.transparency.log import Inclusion, LoggedEntry, TransparencyLog
 from cert_authority.transparency.tiles import TileError
 from verification.merkle import verify_inclusion
 from verification.report import Check
+from verification.transparency import COMMITTED_FORMAT
 
 _NOT_LOGGED = "证照未记入透明日志（可能在日志启用前颁发且未补记，或登记记录未经正常颁证流程写入）"
 
 
-def log_check(log: TransparencyLog, row: LicenceRow, now: dt.datetime) -> Check:
+def _rebuilt(row: LicenceRow, event: str, at: dt.datetime, personal: PersonalData, logged: bytes) -> bytes:
+    """The leaf this record should have been logged as, in the format of the leaf that was."""
+    return licence_leaf(row, event, at, personal, logged[0] if logged else COMMITTED_FORMAT).encode()
+
+
+def log_check(log: TransparencyLog, row: LicenceRow, now: dt.datetime, personal: PersonalData) -> Check:
     try:
         entries, proofs = log.proofs_of(row.identifier)
         if any(entry.leaf_index is None for entry in entries):
@@ -35,12 +46,12 @@ def log_check(log: TransparencyLog, row: LicenceRow, now: dt.datetime) -> Check:
     if not created:
         return Check.unknown("log", "not_logged", _NOT_LOGGED)
     needed = [created[0]]
-    if created[0].leaf != licence_leaf(row, creation_event(row), row.created_at).encode():
+    if created[0].leaf != _rebuilt(row, creation_event(row), row.created_at, personal, created[0].leaf):
         return Check.invalid("log", "log_mismatch", "登记记录与透明日志记载的颁证记录不一致：登记记录可能被篡改")
     ended = [entry for entry in entries if entry.event in ENDING_EVENTS.values()]
     if row.status in ENDING_EVENTS:
-        expected = licence_leaf(row, ENDING_EVENTS[row.status], row.status_changed_at).encode()
-        matching = [entry for entry in ended if entry.leaf == expected]
+        event, at = ENDING_EVENTS[row.status], row.status_changed_at
+        matching = [entry for entry in ended if entry.leaf == _rebuilt(row, event, at, personal, entry.leaf)]
         if not matching:
             return Check.unknown("log", "not_logged", "证照的吊销或注销未记入透明日志")
         needed.append(matching[0])

@@ -110,6 +110,16 @@ def bench_issue(
         f"ratio {result['ratio']} (target ≥ {result['target_ratio']}); "
         f"target ≥ {result['target_licences_per_s']} licences/s on 2 cores"
     )
+    typer.echo(
+        f"stored per licence: {result['stored_bytes_per_licence']} bytes (PDF and OFD packed; "
+        f"target ≤ {result['target_stored_bytes_per_licence']}); whole files: "
+        f"{result['unpacked_bytes_per_licence']} bytes; shared parts stored once: {result['shared_bytes']} bytes"
+    )
+    typer.echo(
+        f"download of one stored file: p50 {result['download_ms_p50']} ms, p99 {result['download_ms_p99']} ms "
+        f"(stored whole, same run: p50 {result['download_unpacked_ms_p50']} ms, "
+        f"p99 {result['download_unpacked_ms_p99']} ms)"
+    )
 
 
 @bench_app.command("sync")

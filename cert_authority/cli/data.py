@@ -17,6 +17,8 @@ TABLE_NAMES = {
     "holder_account": "持证人账号",
     "standing_authorisation": "授权用证",
     "service_case": "办件",
+    "province_licence": "省级库证照",
+    "province_event": "省级库事件",
 }
 
 
@@ -26,7 +28,9 @@ def data_encrypt(
     ctx: typer.Context,
     batch_size: Annotated[int, typer.Option(help="每批加密的行数（每批一个事务）")] = DEFAULT_BATCH,
 ) -> None:
-    """加密 0014 版迁移以前写入的个人信息（分批进行；中断后再次运行即从中断处继续）。请先停止服务。"""
+    """加密 0016、0017 版迁移以前写入的个人信息（含省级库收存的各市证照）。
+
+    分批进行；中断后再次运行即从中断处继续。请先停止服务。"""
     if not 1 <= batch_size <= 100_000:
         raise UsageError("--batch-size 应在 1–100000 之间")
     settings = settings_from(ctx)

@@ -67,7 +67,8 @@ def _report(ctx: typer.Context, target: str) -> Report:
     else:  # an identifier; a malformed one gets a report saying exactly what is wrong
         report = services.verification.verify_identifier(CLI_ACTOR, target)
         if report.reason == "not_found":  # province mode: a licence a city pushed here
-            province = ProvinceLibrary(services.verification.engine, services.verification.filestore)
+            verification = services.verification
+            province = ProvinceLibrary(verification.engine, verification.filestore, verification.personal)
             report = province.verify_identifier(CLI_ACTOR, target) or report
     return report
 

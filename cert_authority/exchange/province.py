@@ -13,6 +13,14 @@ The sealed files follow the events (`receive_files`, signed the same way, by SM3
 city's licences name): the receipt and the status list what is missing, so a pusher that died
 between the two sends them on its next run. Until both files are here, verifying that licence is
 INDETERMINATE (files_pending). Why not in the batch: docs/exchange.md (measured).
+
+Personal data at rest, as in the city's own tables (issue 25, item 2; store.personal): a licence
+event's payload carries the holder's name and code and the face data, so the province keeps it
+only sealed with its own data key (SM4-GCM; the associated data names the table and the row's
+identity: the city and event id for `province_event`, the identifier for `province_licence`), and
+the holder code only as its blind index (HMAC-SM3) for equality look-ups. Seal and type events
+carry nothing personal and stay plain JSON. A sealed payload that does not open, or whose holder
+code does not match the row's index, makes verification INVALID (record_mismatch), never a guess.
 """
 
 from __future__ import annotations
@@ -36,9 +44,11 @@ from cert_authority.checking.licences import licence_status_check
 from cert_authority.errors import (
     BatchSignatureError,
     CityNotRegisteredError,
+    ConfigError,
     ConflictError,
     InvalidRequestError,
     NotFoundError,
+    SealedDataError,
     SequenceGapError,
     StoredFileError,
 )
@@ -56,6 +66,8 @@ from cert_authority.exchange.wire import (
 from cert_authority.issuing.binding import RECORD_SM3, record_digest
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import LicenceRow, ProvinceCityRow, ProvinceEventRow, ProvinceLicenceRow
+from cert_authority.store.packing import PackedFiles
+from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import aware, utc_now
 from keys.crl import Crl
 from keys.errors import KeysError
@@ -77,6 +89,8 @@ _CITIES = ProvinceCityRow.__table__  # type: ignore[attr-defined]
 # 2.6 s and 0.57-0.61 s.
 _INSERT_EVENTS = insert(_EVENTS)
 _INSERT_LICENCES = insert(_LICENCES)
+EVENT_TABLE = "province_event"  # the tables named in a sealed payload's associated data
+LICENCE_TABLE = "province_licence"
 
 
 @dataclass(frozen=True)
@@ -118,10 +132,24 @@ class Receipt:
 
 
 class ProvinceLibrary:
-    def __init__(self, engine: Engine, filestore: FileStore, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        filestore: FileStore,
+        personal: PersonalData | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
         self.engine = engine
         self.filestore = filestore
+        self.packed = PackedFiles(filestore, engine)  # a city sharing this store may have packed them
+        self._personal_codec = personal  # None: only cities are registered or listed (no data key needed)
         self.clock = clock
+
+    @property
+    def personal(self) -> PersonalData:
+        if self._personal_codec is None:
+            raise ConfigError("省级库收存或核验证照需要个人信息数据密钥（ECAS_KEK）")
+        return self._personal_codec
 
     # --- cities ---------------------------------------------------------------------------------
     def register_city(self, uscc: str, name: str, chain_pem: bytes, root: Certificate) -> CityPublic:
@@ -198,7 +226,7 @@ class ProvinceLibrary:
             self.filestore.put_many([(data, None) for data in batch.files.values()])
         missing = set()
         for values in states.values():
-            absent = {name for name in (values["pdf_sm3"], values["ofd_sm3"]) if not self.filestore.exists(name)}
+            absent = {name for name in (values["pdf_sm3"], values["ofd_sm3"]) if not self.packed.exists(name)}
             values["files_complete"] = not absent
             missing |= absent
         now = self.clock()
@@ -234,7 +262,7 @@ class ProvinceLibrary:
         complete = [
             row.identifier
             for row in waiting
-            if self.filestore.exists(row.pdf_sm3) and self.filestore.exists(row.ofd_sm3)
+            if self.packed.exists(row.pdf_sm3) and self.packed.exists(row.ofd_sm3)
         ]
         if complete:
             with self.engine.begin() as connection:
@@ -251,7 +279,7 @@ class ProvinceLibrary:
                 .where(_LICENCES.c.city_uscc == uscc, ~_LICENCES.c.files_complete)
                 .limit(limit)
             ).all()
-        return sorted({name for row in rows for name in row if not self.filestore.exists(name)})
+        return sorted({name for row in rows for name in row if not self.packed.exists(name)})
 
     def _checked_crl(self, batch: Batch, city: ProvinceCityRow) -> bytes | None:
         if batch.crl is None:
@@ -305,9 +333,9 @@ class ProvinceLibrary:
                 if moved != 1:  # another delivery of this city moved on meanwhile: the city retries
                     raise _Moved()
                 if events:
-                    rows = [_event_row(city.uscc, event, now) for event in events]
+                    rows = [_event_row(self.personal, city.uscc, event, now) for event in events]
                     connection.execute(_INSERT_EVENTS, rows)
-                _apply(connection, city.uscc, states)
+                _apply(connection, self.personal, city.uscc, states)
         except (_Moved, IntegrityError):
             current = self.acked(city.uscc)
             raise SequenceGapError(
@@ -355,7 +383,12 @@ class ProvinceLibrary:
                 .where(_EVENTS.c.city_uscc == city.uscc, _EVENTS.c.day >= first, _EVENTS.c.day <= last)
                 .order_by(_EVENTS.c.day, _EVENTS.c.seq)
             ).all()
-        summaries: list[DaySummary] = summarise_days([tuple(row) for row in rows])
+        summaries: list[DaySummary] = summarise_days(
+            [
+                (row.day, row.seq, row.event_id, row.kind, row.subject, self._event_payload_text(city.uscc, row))
+                for row in rows
+            ]
+        )
         answer: dict[str, Any] = {"city": city.uscc, "days": [s.to_dict() for s in summaries]}
         wanted = set(value.get("event_ids_of") or [])
         if wanted:
@@ -363,6 +396,12 @@ class ProvinceLibrary:
                 day: [row.event_id for row in rows if row.day.isoformat() == day] for day in sorted(wanted)
             }
         return answer
+
+    def _event_payload_text(self, city: str, row: Any) -> str:
+        """A stored event's payload as canonical JSON (what the day digests cover), opened if sealed."""
+        if row.payload_json.startswith("{"):
+            return str(row.payload_json)
+        return payload_text(self.personal.open(row.payload_json, table=EVENT_TABLE, row=f"{city}/{row.event_id}"))
 
     def _check_request(self, value: dict[str, Any]) -> None:
         try:
@@ -394,11 +433,14 @@ class ProvinceLibrary:
             )
             return Report((pending, licence_status_check(row, now)), subject, checked_at=now)
         try:
-            pdf = self.filestore.get(row.pdf_sm3)
+            pdf = self.packed.get(row.pdf_sm3)
         except StoredFileError as exc:
             return Report((Check.invalid("record", "stored_file_damaged", str(exc)),), subject, checked_at=now)
         report, _ = verify_sealed_file(pdf, _anchors(city), now)
-        record = _record_row(row)
+        try:
+            record = _record_row(row, self.personal)
+        except SealedDataError as exc:
+            return Report((Check.invalid("record", "record_mismatch", str(exc)),), subject, checked_at=now)
         checks = [licence_status_check(row, now), self._binding(record, row)]
         subject |= {
             "name": record.name,
@@ -426,7 +468,7 @@ class ProvinceLibrary:
     def _binding(self, record: LicenceRow, row: ProvinceLicenceRow) -> Check:
         """The record the city pushed is the one sealed into the OFD (`issuing.binding`)."""
         try:
-            inspection = inspect_ofd(self.filestore.get(row.ofd_sm3))
+            inspection = inspect_ofd(self.packed.get(row.ofd_sm3))
         except StoredFileError as exc:
             return Check.invalid("record", "stored_file_damaged", str(exc))
         sealed = inspection.custom_data.get(RECORD_SM3)
@@ -441,7 +483,7 @@ class ProvinceLibrary:
         row, _ = found
         if not row.files_complete:
             raise NotFoundError(f"证照 {identifier} 的盖章文件尚未从城市送达省级库")
-        return self.filestore.get(row.pdf_sm3 if kind == "pdf" else row.ofd_sm3)
+        return self.packed.get(row.pdf_sm3 if kind == "pdf" else row.ofd_sm3)
 
 
 class _Moved(Exception):
@@ -474,7 +516,7 @@ def _anchors(city: ProvinceCityRow) -> TrustAnchors:
     return TrustAnchors((Certificate.load(city.root_der),), (Certificate.load(city.branch_der),), crls)
 
 
-def _event_row(city: str, event: Any, now: dt.datetime) -> dict[str, Any]:
+def _event_row(personal: PersonalData, city: str, event: Any, now: dt.datetime) -> dict[str, Any]:
     return {
         "city_uscc": city,
         "event_id": event.event_id,
@@ -483,7 +525,11 @@ def _event_row(city: str, event: Any, now: dt.datetime) -> dict[str, Any]:
         "subject": event.subject,
         "at": event.at.astimezone(dt.timezone.utc),
         "day": event.day,
-        "payload_json": payload_text(event.payload),
+        "payload_json": (
+            personal.seal(event.payload, table=EVENT_TABLE, row=f"{city}/{event.event_id}")
+            if event.kind in KINDS
+            else payload_text(event.payload)
+        ),
         "received_at": now,
     }
 
@@ -504,14 +550,14 @@ def _licence_states(city: str, events: list[Any]) -> dict[str, dict[str, Any]]:
                 "city_uscc": city,
                 "type_code": metadata["ZZLXDM"],
                 "issuer_code": metadata["ZZBFJGDM"],
-                "holder_code": metadata["CZZTDM"],
+                "holder_code": metadata["CZZTDM"],  # checked here; stored only as its blind index (_apply)
                 "status": payload["status"],
                 "status_reason": payload.get("status_reason"),
                 "superseded_by": payload.get("superseded_by"),
                 "valid_until": dt.date.fromisoformat(metadata["ZZYXQJZRQ"]) if metadata.get("ZZYXQJZRQ") else None,
                 "pdf_sm3": payload["files"]["pdf_sm3"],
                 "ofd_sm3": payload["files"]["ofd_sm3"],
-                "payload_json": payload_text(payload),
+                "payload": payload,
                 "updated_seq": event.seq,
             }
         except (KeyError, TypeError, ValueError, KeysError) as exc:
@@ -524,7 +570,28 @@ def _licence_states(city: str, events: list[Any]) -> dict[str, dict[str, Any]]:
     return states
 
 
-def _apply(connection: Connection, city: str, states: dict[str, dict[str, Any]]) -> None:
+def sealed_licence_values(personal: PersonalData, identifier: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The stored form of a licence's payload: sealed to its identifier, the holder code only as
+    its blind index."""
+    return {
+        "holder_code": None,
+        "holder_code_index": personal.index(payload["metadata"]["CZZTDM"]),
+        "payload_json": personal.seal(payload, table=LICENCE_TABLE, row=identifier),
+    }
+
+
+def open_licence_payload(personal: PersonalData, row: Any) -> dict[str, Any]:
+    """A stored licence's payload; SealedDataError when it was edited, moved from another licence,
+    or its holder code is not the one the row's blind index names (the index moved)."""
+    if row.holder_code is not None:  # from before 0017: `ecas data encrypt` has not sealed it yet
+        raise SealedDataError(f"{LICENCE_TABLE} {row.identifier}：个人信息尚未加密，请先运行 ecas data encrypt")
+    payload = personal.open(row.payload_json, table=LICENCE_TABLE, row=row.identifier)
+    if personal.index(payload["metadata"]["CZZTDM"]) != row.holder_code_index:
+        raise SealedDataError(f"{LICENCE_TABLE} {row.identifier}：持证主体代码的索引与加密记录不符，记录可能被篡改")
+    return payload
+
+
+def _apply(connection: Connection, personal: PersonalData, city: str, states: dict[str, dict[str, Any]]) -> None:
     """The licences as the events describe them, unless a later event described them already:
     one read, one multi-row INSERT and one batched UPDATE for the whole batch."""
     identifiers = list(states)
@@ -537,13 +604,17 @@ def _apply(connection: Connection, city: str, states: dict[str, dict[str, Any]])
         ).all()
         current.update({row.identifier: row for row in rows})
     new, changed = [], []
-    for identifier, values in states.items():
+    for identifier, state in states.items():
         known = current.get(identifier)
+        if known is not None and known.city_uscc != city:
+            raise InvalidRequestError(f"证照 {identifier} 已由另一城市报送")
+        if known is not None and known.updated_seq >= state["updated_seq"]:
+            continue
+        values = {k: v for k, v in state.items() if k != "payload"}
+        values |= sealed_licence_values(personal, identifier, state["payload"])
         if known is None:
             new.append({"identifier": identifier, **values})
-        elif known.city_uscc != city:
-            raise InvalidRequestError(f"证照 {identifier} 已由另一城市报送")
-        elif known.updated_seq < values["updated_seq"]:
+        else:
             changed.append({"key": identifier, **values})
     if new:
         connection.execute(_INSERT_LICENCES, new)
@@ -551,10 +622,10 @@ def _apply(connection: Connection, city: str, states: dict[str, dict[str, Any]])
         connection.execute(update(_LICENCES).where(_LICENCES.c.identifier == bindparam("key")), changed)
 
 
-def _record_row(row: ProvinceLicenceRow) -> LicenceRow:
+def _record_row(row: ProvinceLicenceRow, personal: PersonalData) -> LicenceRow:
     """The pushed record as a (transient) LicenceRow: what `issuing.binding` digests and the status
     check reads."""
-    payload = json.loads(row.payload_json)
+    payload = open_licence_payload(personal, row)
     metadata = payload["metadata"]
     return LicenceRow(
         identifier=metadata["ZZBS"],

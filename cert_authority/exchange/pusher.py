@@ -36,6 +36,7 @@ from cert_authority.pki.service import PkiService
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import ExchangePushRow
 from cert_authority.store.outbox import FeedEvent, read_feed
+from cert_authority.store.packing import PackedFiles
 from cert_authority.store.personal import personal_data_for
 from cert_authority.timeutil import aware, utc_now
 from keys.errors import KeysError
@@ -90,6 +91,7 @@ class Pusher:
             raise ConfigError("未设置省级电子证照库地址 ECAS_PROVINCE_URL，无法推送")
         self.engine = engine
         self.filestore = filestore
+        self.packed = PackedFiles(filestore, engine)  # licence files may be stored packed
         self.pki = pki
         self.target = settings.province_url
         self.city = settings.authority_uscc
@@ -158,7 +160,7 @@ class Pusher:
         chunk: dict[str, str] = {}
         size = sent = 0
         for name in names:
-            data = self.filestore.get(name)
+            data = self.packed.get(name)  # the sealed file itself, never its packed form
             if chunk and size + len(data) > BATCH_FILE_BYTES:
                 self.ask(FILES_PATH, files=chunk)
                 sent, chunk, size = sent + len(chunk), {}, 0

@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.stats = services.stats
     app.state.tsa = services.timestamps
     app.state.feed = ChangeFeed(engine, personal_data_for(settings))
-    app.state.province = ProvinceLibrary(engine, app.state.registry.filestore)
+    app.state.province = ProvinceLibrary(engine, app.state.registry.filestore, services.verification.personal)
     app.state.transparency_log = services.log
     app.state.batch_jobs = BatchJobs(engine, app.state.registry.filestore, services.issuance)
     # The busiest route first: requests are matched against the routers in order (≈80 µs saved).

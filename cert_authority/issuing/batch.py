@@ -259,8 +259,8 @@ def _work(rows: list[BatchRow]) -> list[RowResult]:
 
 
 def _warm_up() -> None:
-    """Load what the first licence would: the seal's key and picture, the template, the fonts, the
-    TSA's key."""
+    """Load what the first licence would: the seal's key and picture, the template, the fonts (and
+    their files for the packed store), the TSA's key."""
     assert _worker is not None, "worker not started"
     issuance, type_code, issuer, _, _ = _worker
     issuance.seals.active_seal(issuer, dt.datetime.now(dt.timezone.utc))
@@ -269,6 +269,7 @@ def _warm_up() -> None:
     issuance.layouts.context(type_code)
     for role in ("serif", "sans"):
         issuance.registry.fonts.get(role).width("证照")
+    issuance.packed.warm_up(issuance.registry.fonts.get(role).path for role in ("serif", "sans"))
 
 
 class BatchPool:

@@ -22,6 +22,7 @@ from cert_authority.errors import RecordMismatchError, StoredFileError
 from cert_authority.issuing.layouts import LicenceLayouts
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import LicenceRow
+from cert_authority.store.packing import PackedFiles
 from keys.sm2 import sm3
 from verification.ofd_file import inspect_ofd
 from verification.report import Check, Status
@@ -81,6 +82,7 @@ def _iso(value: object) -> str:
 class RecordBinding:
     def __init__(self, filestore: FileStore, layouts: LicenceLayouts) -> None:
         self.filestore = filestore
+        self.packed = PackedFiles(filestore, layouts.registry.engine)  # licence files may be stored packed
         self.layouts = layouts
         self._checks: dict[str, Check] = {}  # the record as JSON -> outcome of _compare
 
@@ -88,7 +90,7 @@ class RecordBinding:
         """The record against its stored, sealed OFD: `record` VALID, or INVALID record_mismatch
         (or stored_file_damaged). The OFD is read and its digest checked every time."""
         try:
-            ofd = self.filestore.get(row.ofd_sm3)
+            ofd = self.packed.get(row.ofd_sm3)
         except StoredFileError as exc:
             return Check.invalid("record", "stored_file_damaged", str(exc))
         key = json.dumps(row.model_dump(mode="json"), sort_keys=True)

@@ -8,6 +8,8 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 
 from cert_authority.eseals.service import SealMaterial
+from cert_authority.store.packing import Constant, FontSubset, Part
+from keys.x509 import Certificate
 from seals.licence_files import SealedLicence, seal_licence
 from templates.fonts import FontSet
 from templates.layout import PageLayout
@@ -44,3 +46,37 @@ def make_licence_files(
         timestamp_room=room,
         revocation_evidence=revocation_evidence,
     )
+
+
+def shared_parts(
+    files: SealedLicence,
+    layout: PageLayout,
+    fonts: FontSet,
+    seal: SealMaterial,
+    *,
+    tsa_chain: Sequence[Certificate] = (),
+    revocation_evidence: bytes | None = None,
+) -> tuple[list[Part], list[Part]]:
+    """What the PDF and the OFD of `files` share with other licences, for `store.packing`: the
+    PDF's constant start, the background JPEG, the seal, the certificates (hex in the PDF's
+    /Contents, binary in the OFD), the OCSP response, and the font subsets (recomputed on read)."""
+    certificates = [c.der for c in (*seal.signer.certificate_chain, *tsa_chain)]
+    if revocation_evidence is not None:
+        certificates.append(revocation_evidence)
+    pdf: list[Part] = [Constant(files.pdf[: files.pdf_constant])] if files.pdf_constant else []
+    ofd: list[Part] = [Constant(seal.seal_der)]
+    if layout.background is not None:
+        ofd.append(Constant(layout.background.data))
+    # The PDF carries the certificates in its CMS, written as hex in /Contents, and the OCSP
+    # response both there and as a stream of its own.
+    pdf += [Constant(der, "hex") for der in certificates]
+    if revocation_evidence is not None:
+        pdf.append(Constant(revocation_evidence))
+    ofd += [Constant(der) for der in certificates]
+    for role in sorted({run.font for run in layout.runs}):
+        font = fonts.get(role)
+        chars = layout.characters(role)
+        subset, cut = font.subset(chars), font.subset_chars(chars)
+        pdf.append(FontSubset(font.path, cut, subset, "cff"))
+        ofd.append(FontSubset(font.path, cut, subset, "otf"))
+    return pdf, ofd

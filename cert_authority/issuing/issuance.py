@@ -51,7 +51,7 @@ from cert_authority.issuing.binding import sealed_custom_data
 from cert_authority.issuing.dates import Validity, validity_for
 from cert_authority.issuing.face_data import CheckedFace, check_face
 from cert_authority.issuing.feed_payload import licence_outbox_event
-from cert_authority.issuing.files import make_licence_files
+from cert_authority.issuing.files import make_licence_files, shared_parts
 from cert_authority.issuing.layouts import LayoutContext, LicenceLayouts
 from cert_authority.issuing.lifecycle import check_transition, status_event
 from cert_authority.issuing.log_leaves import log_licence_events
@@ -74,6 +74,7 @@ from cert_authority.store.audit import audit_row
 from cert_authority.store.counters import next_values, number_counter, serial_counter
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import IdempotencyRow, LicenceRow
+from cert_authority.store.packing import PackedFiles, Part
 from cert_authority.store.personal import PersonalData
 from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import local_date, utc_now
@@ -181,6 +182,7 @@ class IssuanceService:
     ) -> None:
         self.engine = engine
         self.filestore = filestore
+        self.packed = PackedFiles(filestore, engine)
         self.registry = registry
         self.seals = seals
         self.layouts = layouts
@@ -390,9 +392,9 @@ class IssuanceService:
                 made.append((item, exc))
                 continue
             files = self._produce(context, layout, row, seal, now, stamper, evidence)
-            produced.append((item, row, files))
-        stored = self._store_files([(files, item.face.photo) for item, _, files in produced])
-        for (item, row, _), names in zip(produced, stored, strict=True):
+            produced.append((item, row, files, self._shared(files, layout, seal, now, stamper, evidence)))
+        stored = self._store_files([(files, item.face.photo, parts) for item, _, files, parts in produced])
+        for (item, row, _, _), names in zip(produced, stored, strict=True):
             made.append((item, _with_files(row, names)))
         return made
 
@@ -520,8 +522,9 @@ class IssuanceService:
         provenance = Provenance(old.origin, old.licence_number, today, validity, None)
         row = self._row(context, face, provenance, new_identifier, old.licence_number, seal, now, actor)
         layout = self.layouts.of_row(context.layout, row, face.photo)
-        files = self._produce(context, layout, row, seal, now, self._stamper(), self._revocation_evidence(seal, now))
-        (stored,) = self._store_files([(files, face.photo)])
+        stamper, evidence = self._stamper(), self._revocation_evidence(seal, now)
+        files = self._produce(context, layout, row, seal, now, stamper, evidence)
+        (stored,) = self._store_files([(files, face.photo, self._shared(files, layout, seal, now, stamper, evidence))])
         row = _with_files(row, stored)
         before = json.loads(old.face_json)
         changed = sorted(k for k in set(before) | set(face.values) if before.get(k) != face.values.get(k))
@@ -570,7 +573,7 @@ class IssuanceService:
             superseded = find_licence(session, old.identifier)
             session.add(status_event(superseded, "issued", "change", reason, now, actor))
             session.add(status_event(row, None, "change", reason, now, actor))
-            log_licence_events(session.connection(), [(row, "change", now)], now)
+            log_licence_events(session.connection(), [(row, "change", now)], now, self.personal)
             session.add(
                 audit_row(
                     actor,
@@ -673,17 +676,35 @@ class IssuanceService:
             revocation_evidence=evidence,
         )
 
-    def _store_files(self, licences: list[tuple[SealedLicence, Picture | None]]) -> list[_StoredFiles]:
+    def _shared(
+        self,
+        files: SealedLicence,
+        layout: PageLayout,
+        seal: SealMaterial,
+        now: dt.datetime,
+        stamper: object | None,
+        evidence: bytes | None,
+    ) -> tuple[list[Part], list[Part]]:
+        """What the licence's PDF and OFD share with other licences (`issuing.files.shared_parts`)."""
+        tsa_chain = self.timestamps.signer(now).certificate_chain[:1] if stamper and self.timestamps else ()
+        return shared_parts(
+            files, layout, self.registry.fonts, seal, tsa_chain=tsa_chain, revocation_evidence=evidence
+        )
+
+    def _store_files(
+        self, licences: list[tuple[SealedLicence, Picture | None, tuple[list[Part], list[Part]]]]
+    ) -> list[_StoredFiles]:
         """Each licence's files into the store, durable together before any record is written (see
-        the module docstring): an orphan file is harmless, a record without its file is not."""
-        blobs: list[tuple[bytes, bytes | None]] = []
-        for files, photo in licences:
-            blobs += [(files.pdf, files.pdf_sm3), (files.ofd, None)]
+        the module docstring): an orphan file is harmless, a record without its file is not. The
+        PDF and OFD are stored packed (`store.packing`): what they share with other licences once."""
+        blobs: list[tuple[bytes, bytes | None, Sequence[Part]]] = []
+        for files, photo, (pdf_parts, ofd_parts) in licences:
+            blobs += [(files.pdf, files.pdf_sm3, pdf_parts), (files.ofd, None, ofd_parts)]
             if photo is not None:
-                blobs.append((photo.data, None))
-        names = iter(self.filestore.put_many(blobs))
+                blobs.append((photo.data, None, ()))
+        names = iter(self.packed.put_packed(blobs))
         stored = []
-        for _, photo in licences:
+        for _, photo, _ in licences:
             pdf, ofd = next(names), next(names)
             stored.append(_StoredFiles(pdf=pdf, ofd=ofd, photo=next(names) if photo is not None else None))
         return stored

@@ -119,7 +119,7 @@ class LifecycleService:
             session.refresh(row)
             opened = open_licence(self.personal, row)
             session.add(status_event(row, previous, action, reason, now, actor))
-            log_licence_events(session.connection(), [(opened, action, now)], now)
+            log_licence_events(session.connection(), [(opened, action, now)], now, self.personal)
             session.add(
                 audit_row(actor, action, identifier, now, holder_code=opened.holder_code, detail={"reason": reason})
             )

@@ -16,7 +16,7 @@ from cert_authority.issuing.personal import open_licence
 from cert_authority.store.models import LicenceRow, LogEntryRow
 from cert_authority.store.personal import PersonalData
 from cert_authority.transparency.log import queue_leaves
-from verification.transparency import LogLeaf
+from verification.transparency import COMMITTED_FORMAT, LEAF_FORMAT, LogLeaf, record_commitment
 
 _LOG: Table = LogEntryRow.__table__  # type: ignore[attr-defined]
 ENDING_EVENTS = {"revoked": "revoke", "cancelled": "cancel"}  # a final status and the event that set it
@@ -27,16 +27,30 @@ def creation_event(row: LicenceRow) -> str:
     return "issue" if row.version == 1 else "change"
 
 
-def licence_leaf(row: LicenceRow, event: str, at: dt.datetime) -> LogLeaf:
+def licence_leaf(
+    row: LicenceRow, event: str, at: dt.datetime, personal: PersonalData, format: int = COMMITTED_FORMAT
+) -> LogLeaf:
+    """The leaf of a licence event; `row` with its personal data opened. New leaves are format 2:
+    they bind a salted commitment to the record SM3, not the SM3 itself (which, the record's
+    other fields being public, would let anyone try every ID number against it). Format 1 is
+    rebuilt only to compare with leaves logged before format 2."""
     files = (("pdf", bytes.fromhex(row.pdf_sm3)), ("ofd", bytes.fromhex(row.ofd_sm3)))
-    return LogLeaf(row.identifier, row.version, event, at, files, bytes.fromhex(record_digest(row)))
+    record = bytes.fromhex(record_digest(row))
+    if format == COMMITTED_FORMAT:
+        record = record_commitment(personal.record_salt(row.identifier), record)
+    elif format != LEAF_FORMAT:
+        raise ValueError(f"unknown leaf format {format}")
+    return LogLeaf(row.identifier, row.version, event, at, files, record, format)
 
 
 def log_licence_events(
-    connection: Connection, events: Sequence[tuple[LicenceRow, str, dt.datetime]], now: dt.datetime
+    connection: Connection,
+    events: Sequence[tuple[LicenceRow, str, dt.datetime]],
+    now: dt.datetime,
+    personal: PersonalData,
 ) -> None:
     """Queue one leaf per (licence version, event, time) in the caller's transaction."""
-    queue_leaves(connection, [licence_leaf(row, event, at) for row, event, at in events], now)
+    queue_leaves(connection, [licence_leaf(row, event, at, personal) for row, event, at in events], now)
 
 
 def backfill_log(engine: Engine, personal: PersonalData, now: dt.datetime, chunk: int = 1000) -> int:
@@ -66,6 +80,6 @@ def backfill_log(engine: Engine, personal: PersonalData, now: dt.datetime, chunk
                 ended = ENDING_EVENTS.get(row.status)
                 if ended is not None and (row.identifier, ended) not in logged:
                     missing.append((row, ended, row.status_changed_at))
-            log_licence_events(session.connection(), missing, now)
+            log_licence_events(session.connection(), missing, now, personal)
             session.commit()
             added += len(missing)

@@ -30,6 +30,7 @@ from cert_authority.issuing.schemas import (
 )
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import LicenceEventRow, LicenceRow
+from cert_authority.store.packing import PackedFiles
 from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 
@@ -47,6 +48,7 @@ class LicenceQueryService:
     ) -> None:
         self.engine = engine
         self.filestore = filestore
+        self.packed = PackedFiles(filestore, engine)  # licence files may be stored packed
         self.images = images
         self.personal = personal
         self.clock = clock
@@ -112,7 +114,7 @@ class LicenceQueryService:
         ensure_may_read_for(actor, row.issuer_code, f"证照 {identifier} ")
         if fmt == "png":
             return self.images.png(open_licence(self.personal, row))
-        return self.filestore.get(row.pdf_sm3 if fmt == "pdf" else row.ofd_sm3)
+        return self.packed.get(row.pdf_sm3 if fmt == "pdf" else row.ofd_sm3)
 
     def holder_licence(self, holder_code: str, identifier: str) -> LicencePublic:
         """One of the holder's own licences (NotFoundError for anyone else's: no hint that it exists)."""
@@ -124,7 +126,7 @@ class LicenceQueryService:
             return self.images.png(row)
         if fmt not in FILE_FORMATS:
             raise InvalidRequestError(f"不支持的格式 {fmt!r}，可选：{'、'.join(FILE_FORMATS)}")
-        return self.filestore.get(row.pdf_sm3 if fmt == "pdf" else row.ofd_sm3)
+        return self.packed.get(row.pdf_sm3 if fmt == "pdf" else row.ofd_sm3)
 
     def _holders_row(self, holder_code: str, identifier: str) -> LicenceRow:
         with Session(self.engine) as session:

@@ -72,7 +72,7 @@ def insert_issues(
         connection.execute(insert(_EVENTS), events)
         connection.execute(insert(_AUDIT), audits)
     connection.execute(insert(_OUTBOX), [_outbox(issue, now, personal) for issue in issues])
-    log_licence_events(connection, [(issue.licence, "issue", now) for issue in issues], now)
+    log_licence_events(connection, [(issue.licence, "issue", now) for issue in issues], now, personal)
     keys = [_key(issue, now) | _of(issue) for issue in issues if issue.idempotency_key is not None]
     if keys:
         connection.execute(insert(_KEYS), keys)
@@ -91,7 +91,7 @@ def insert_issue_at_once(
             audit = link.seal("audit_event", audit)
             event_mac = link.seal("licence_event", _event(issue, actor, now))["chain_mac"]
         parameters = _prefixed("licence", _licence(issue)) | _prefixed("audit", audit) | {"event_chain_mac": event_mac}
-        parameters["log_leaf"] = licence_leaf(issue.licence, "issue", now).encode()
+        parameters["log_leaf"] = licence_leaf(issue.licence, "issue", now, personal).encode()
         outbox = _outbox(issue, now, personal)
         parameters |= {f"outbox_{name}": outbox[name] for name in ("event_id", "day", "payload_json")}
         if with_key:

@@ -16,9 +16,10 @@ A process that ends leaves its partitions as they are; the next one starts new o
 
 What the chain does not see by itself: rows cut off the end of a partition. Anchors do: `anchor`
 records every partition's head (`chain_anchor`), and verification requires each anchored row to
-be there unchanged. The SM3 of an anchor run's heads (`AnchorRun.digest`) is the value to publish
-outside the database: the transparency log (branch `tlog`) appends it as a leaf; until then the
-anchors live in the same database and an operator may export the digests.
+be there unchanged. The SM3 of an anchor run's heads (`AnchorRun.digest`) is the value published
+outside the database: `ecas audit anchor` appends it to the transparency log as a leaf
+(transparency/anchors.py, which also checks the anchors against the log for `ecas audit verify`),
+so an anchor edited or deleted to hide a cut-off tail is found there.
 
 The key: the `records` data-encryption key (store/data_keys.py); a partition keeps the key version
 it started with, so `ecas keys rotate records` takes effect for partitions started afterwards and
@@ -424,7 +425,8 @@ class AnchorRun:
 
     @property
     def digest(self) -> str:
-        """SM3 over the heads: the one value to append to the transparency log for this run."""
+        """SM3 over the heads: the one value appended to the transparency log for this run (`at`
+        in UTC: transparency.anchors.anchor_and_log passes it so, and rebuilds runs so)."""
         text = "\n".join(f"{p}:{s}:{m}" for p, s, m in self.heads)
         return sm3(f"ecas-chain-anchor/1\n{self.at.isoformat()}\n{text}".encode()).hex()
 

@@ -624,7 +624,7 @@ class ProvinceEventRow(SQLModel, table=True):
     subject: str = Field(max_length=120, index=True)
     at: dt.datetime = Field(sa_column=_utc_column())
     day: dt.date = Field(sa_column=Column(Date, nullable=False))
-    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))  # a licence event's: sealed
     received_at: dt.datetime = Field(sa_column=_utc_column())
 
 
@@ -638,7 +638,11 @@ class ProvinceLicenceRow(SQLModel, table=True):
     city_uscc: str = Field(max_length=18, index=True)
     type_code: str = Field(max_length=21)
     issuer_code: str = Field(max_length=18)
-    holder_code: str = Field(max_length=40, index=True)
+    # The holder code is personal: NULL here (rows from before 0017 hold it until `ecas data
+    # encrypt`), kept only as its blind index, and sealed in `payload_json` with the rest of the
+    # licence (exchange.province: SM4-GCM bound to the identifier).
+    holder_code: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    holder_code_index: str | None = Field(default=None, max_length=64, index=True)  # HMAC-SM3 blind index
     status: str = Field(max_length=12)
     status_reason: str | None = Field(default=None, max_length=500)
     superseded_by: str | None = Field(default=None, max_length=120)
@@ -646,7 +650,7 @@ class ProvinceLicenceRow(SQLModel, table=True):
     pdf_sm3: str = Field(max_length=64)
     ofd_sm3: str = Field(max_length=64)
     files_complete: bool = False  # both sealed files are in the store (they follow the events)
-    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))  # sealed (store.personal)
     updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 # --- the issuance transparency log (cert_authority.transparency) ----------------------------------
 
@@ -703,3 +707,14 @@ class ChainAnchorRow(SQLModel, table=True):
     chain_partition: int = Field(sa_column=Column(BigInteger, nullable=False))
     chain_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     chain_mac: str = Field(max_length=64)
+
+
+class PackedFileRow(SQLModel, table=True):
+    """A file kept in the file store as a manifest of literal bytes and shared parts
+    (`store.packing`): the file's SM3 (the name the records use) → the manifest's SM3."""
+
+    __tablename__ = "packed_file"
+
+    sm3: str = Field(primary_key=True, max_length=64)
+    manifest_sm3: str = Field(max_length=64)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))  # of the file put back together

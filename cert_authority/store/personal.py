@@ -122,6 +122,13 @@ class PersonalData:
         Equal codes give equal indexes; without the index key it tells nothing about the code."""
         return hmac_sm3(self.keys.index_key(), b"holder_code\0" + holder_code.encode()).hex()
 
+    def record_salt(self, identifier: str) -> bytes:
+        """The 32-byte salt of a licence's record commitment in the transparency log (leaf format
+        2, verification.transparency.record_commitment): derived, not stored, from the index key
+        (never rotated, so a leaf's salt never changes) and the identifier. Disclosed per licence
+        with its proof; without it a public leaf tells nothing about the holder's code."""
+        return hmac_sm3(self.keys.index_key(), b"log_record_salt\0" + identifier.encode())
+
 
 def _associated(table: str, row: str, key_id: str) -> bytes:
     return f"ecas/personal/{table}/{row}/{key_id}".encode()

@@ -41,7 +41,7 @@ from cert_authority.transparency.tiles import (
 )
 from keys.signer import Signer
 from verification.merkle import SM3_TREE, consistency_proof, inclusion_proof, root_hash
-from verification.transparency import LogLeaf, SignedTreeHead
+from verification.transparency import AnchorLeaf, LogLeaf, SignedTreeHead, decode_leaf
 
 log = logging.getLogger("ecas.transparency")
 
@@ -63,14 +63,23 @@ _ENTRIES_AND_HEAD = text(
 BATCH_LIMIT = 50_000
 
 
-def queue_leaves(connection: Connection, leaves: Sequence[LogLeaf], now: dt.datetime) -> None:
+ANCHOR_IDENTIFIER = "audit-chain"  # log_entry.identifier and .event of chain-anchor leaves
+ANCHOR_EVENT = "anchor"
+
+
+def queue_leaves(connection: Connection, leaves: Sequence[LogLeaf | AnchorLeaf], now: dt.datetime) -> None:
     """Queue the leaves of events recorded in the caller's transaction (they are logged with it,
     or not at all); the sequencer gives them their places."""
     if leaves:
         connection.execute(
             insert(_ENTRIES),
             [
-                {"identifier": leaf.identifier, "event": leaf.event, "leaf": leaf.encode(), "created_at": now}
+                {
+                    "identifier": leaf.identifier if isinstance(leaf, LogLeaf) else ANCHOR_IDENTIFIER,
+                    "event": leaf.event if isinstance(leaf, LogLeaf) else ANCHOR_EVENT,
+                    "leaf": leaf.encode(),
+                    "created_at": now,
+                }
                 for leaf in leaves
             ],
         )
@@ -90,7 +99,7 @@ class Inclusion:
             "leaf_index": self.leaf_index,
             "tree_size": self.head.tree_size,
             "leaf": base64.b64encode(self.leaf).decode(),
-            "leaf_data": LogLeaf.decode(self.leaf).to_json(),
+            "leaf_data": decode_leaf(self.leaf).to_json(),
             "hashes": [base64.b64encode(h).decode() for h in self.hashes],
             "root_hash": base64.b64encode(self.head.root_hash).decode(),
         }

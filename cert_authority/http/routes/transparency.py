@@ -105,16 +105,19 @@ def tile(request: Request, path: str) -> Response:
 async def licence_proof(request: Request, identifier: str) -> dict[str, Any]:
     """Inclusion proof of the licence version's leaf under the latest signed head (RFC 9162, SM3):
     `leaf_index`, `tree_size`, `leaf`, `hashes` (leaf to root), `root_hash`, `signed_head`; and
-    `events`: every leaf logged for it (issue or change, then revoke or cancel) with its proof."""
+    `events`: every leaf logged for it (issue or change, then revoke or cancel) with its proof;
+    `record_salt` opens a format-2 leaf's record commitment (docs/transparency-log.md)."""
     log = _log(request)
     proofs = await run_in_threadpool(licence_proofs, log, identifier)
     if not proofs:
         raise NotFoundError(f"证照 {identifier} 未记入透明日志")
     _, first = proofs[0]
     head = await run_in_threadpool(log.published, first.head)
+    salt = request.app.state.verification.personal.record_salt(identifier)
     return {
         "identifier": identifier,
         **first.to_json(),
+        "record_salt": base64.b64encode(salt).decode(),
         "signed_head": head,
         "events": [{"event": event, **proof.to_json()} for event, proof in proofs],
     }

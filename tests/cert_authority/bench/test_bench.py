@@ -23,6 +23,11 @@ def test_bench_issue_prints_rates(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert result["ratio"] == pytest.approx(result["licences_per_s"] / result["openssl_sign_per_s"], abs=1e-3)
     # The same run without timestamps, for their cost (docs/timestamping.md).
     assert result["licences_per_s_without_timestamps"] > 0 and "timestamp_cost_percent" in result
+    # What the licences take in the file store, and what reading one back costs (docs/storage.md):
+    # sizes are asserted (they do not depend on the machine), times only reported.
+    assert 0 < result["stored_bytes_per_licence"] <= result["target_stored_bytes_per_licence"] == 20 * 1024
+    assert result["unpacked_bytes_per_licence"] > 10 * result["stored_bytes_per_licence"]
+    assert result["download_ms_p50"] > 0 and result["download_unpacked_ms_p50"] > 0
 
 
 def test_bench_crypto_prints_figures(tmp_data_dir: Path) -> None:

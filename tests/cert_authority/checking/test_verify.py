@@ -32,6 +32,7 @@ from tests.conftest import (
     build_licence_env,
     issue_example,
     ofd_vector,
+    stored_path,
 )
 from verification.report import Status
 
@@ -196,7 +197,7 @@ def _damage_stored_file(env: LicenceEnv, identifier: str, kind: str) -> None:
     with Session(env.registry.engine) as session:
         row = session.exec(LicenceRow.__table__.select().where(LicenceRow.identifier == identifier)).one()
     digest = row.pdf_sm3 if kind == "pdf" else row.ofd_sm3
-    path = env.settings.files_dir / digest[:2] / digest
+    path = stored_path(env, digest)  # the file's manifest (store.packing)
     data = bytearray(path.read_bytes())
     data[100] ^= 1
     path.write_bytes(bytes(data))

@@ -100,7 +100,11 @@ def test_audit_verify_and_anchor_from_the_command_line(tmp_data_dir: Path) -> No
     ok("keys", "rotate", "pii")  # audited: chained rows
     report = json.loads(ok("audit", "verify", "--json"))
     assert report["ok"] and report["rows"] >= 1 and report["problems"] == []
-    assert "摘要（SM3）" in ok("audit", "anchor")
+    anchored = ok("audit", "anchor")
+    assert "摘要（SM3）" in anchored and "已记入透明日志" in anchored
+    assert "无需锚定" in ok("audit", "anchor")  # nothing moved since
+    report = json.loads(ok("audit", "verify", "--json"))
+    assert report["ok"] and report["anchor_log"] == {"runs": 1, "logged": 1, "unlogged_before": 0}
     engine = migrated_engine(load_settings())
     with engine.begin() as connection:
         row_id = connection.execute(text("SELECT max(id) FROM audit_event")).scalar_one()

@@ -101,9 +101,10 @@ def test_expiry_is_recorded_once_when_the_end_date_passes(licence_env: LicenceEn
 def test_payload_carries_every_field_the_sealed_file_binds(licence_env: LicenceEnv) -> None:
     """The province checks the pushed record against the OFD's sealed digest: it must be able to
     rebuild the record from the payload alone."""
-    from cert_authority.exchange.province import _record_row
+    from cert_authority.exchange.province import _record_row, sealed_licence_values
     from cert_authority.store.models import ProvinceLicenceRow
 
+    personal = licence_env.services.personal
     licence = issue_example(licence_env, FOOD_TYPE).licence
     event = all_events(licence_env)[-1]
     with Session(licence_env.engine) as session:
@@ -116,14 +117,13 @@ def test_payload_carries_every_field_the_sealed_file_binds(licence_env: LicenceE
         city_uscc="x",
         type_code=FOOD_TYPE,
         issuer_code=ISSUER_USCC,
-        holder_code=row.holder_code,
         status="issued",
         pdf_sm3=row.pdf_sm3,
         ofd_sm3=row.ofd_sm3,
-        payload_json=json.dumps(event.payload),
         updated_seq=event.seq,
+        **sealed_licence_values(personal, licence.identifier, event.payload),
     )
-    assert record_digest(_record_row(pushed)) == record_digest(row)
+    assert record_digest(_record_row(pushed, personal)) == record_digest(row)
 
 
 def test_feed_over_http_needs_an_exchange_key(licence_env: LicenceEnv) -> None:

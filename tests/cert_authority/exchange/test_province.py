@@ -4,17 +4,18 @@ batch signed by another key, an unregistered city, a changed body, a gap) changi
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 from sqlalchemy import text
 
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.exchange.feed import ChangeFeed
+from cert_authority.exchange.province import open_licence_payload
 from cert_authority.exchange.pusher import BATCHES_PATH, PushError, backoff_delay
 from cert_authority.exchange.reconcile import reconcile
 from cert_authority.exchange.signing import SIGNATURE_HEADER, sign_body
 from cert_authority.exchange.wire import encode_batch
+from cert_authority.store.packing import PackedFiles
 from cert_authority.timeutil import utc_now
 from keys.sm2 import sm3
 from tests.cert_authority.exchange.conftest import Province, pusher_for, register
@@ -59,7 +60,9 @@ def test_push_then_the_province_verifies_and_hears_the_revocation(licence_env: L
     assert download.status_code == 200 and download.content.startswith(b"%PDF")
     assert (
         sm3(download.content).hex()
-        == json.loads(province.library.find(person.identifier)[0].payload_json)["files"]["pdf_sm3"]
+        == open_licence_payload(province.library.personal, province.library.find(person.identifier)[0])["files"][
+            "pdf_sm3"
+        ]
     )
 
 
@@ -81,7 +84,9 @@ def test_a_stock_licence_verifies_at_the_province_with_its_marker(licence_env: L
     pusher_for(licence_env, province).push_once()
     report = province.library.verify_identifier(CLI_ACTOR, licence.identifier)
     assert report is not None and report.result.value == "VALID", report.to_dict()
-    pushed = json.loads(province.library.find(licence.identifier)[0].payload_json)["metadata"]
+    pushed = open_licence_payload(province.library.personal, province.library.find(licence.identifier)[0])[
+        "metadata"
+    ]
     assert (pushed["KZ_ZZLY"], pushed["KZ_YBZJG"], pushed["ZZBFRQ"]) == (
         "stock",
         original.original_issuer_name,
@@ -275,7 +280,7 @@ def signed_batch(city: LicenceEnv, events: list) -> tuple[bytes, str]:
     for event in events:
         if event.kind == "licence.issued":
             for name in (event.payload["files"]["pdf_sm3"], event.payload["files"]["ofd_sm3"]):
-                files[name] = city.registry.filestore.get(name)
+                files[name] = PackedFiles(city.registry.filestore, city.engine).get(name)
     body = encode_batch(city.settings.authority_uscc, now, events, files, city.pki.current_crl(now))
     return body, sign_body(city.pki.service_signer(now), body, now)
 

@@ -78,10 +78,11 @@ def test_database_away_gives_503_and_recovers(proxied_env: tuple[LicenceEnv, Cut
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MB tmpfs for the file store, to fill up and to make read-only."""
+    """A 48 MB tmpfs for the file store, to fill up and to make read-only (the first packed licence
+    stores the two font files its subsets are recomputed from, 20 MB: docs/storage.md)."""
     where = tmp_path / "files"
     where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(where)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", str(where)],
                              capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")

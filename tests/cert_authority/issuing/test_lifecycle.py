@@ -36,6 +36,7 @@ from tests.conftest import (
     LicenceEnv,
     example_data,
     issue_example,
+    stored_path,
     table_counts,
 )
 
@@ -220,8 +221,9 @@ def test_files_are_checked_when_read(shared_licence_env: LicenceEnv) -> None:
     licence = issue_example(shared_licence_env, FOOD_TYPE).licence
     ofd = shared_licence_env.services.queries.file(CLI_ACTOR, licence.identifier, "ofd")
     assert zipfile.is_zipfile(io.BytesIO(ofd))
-    path = shared_licence_env.settings.files_dir / licence.files.ofd[:2] / licence.files.ofd
-    path.write_bytes(ofd[:-1] + bytes([ofd[-1] ^ 1]))
+    path = stored_path(shared_licence_env, licence.files.ofd)  # the OFD's manifest (store.packing)
+    stored = path.read_bytes()
+    path.write_bytes(stored[:-1] + bytes([stored[-1] ^ 1]))
     with pytest.raises(Exception, match="已损坏"):
         shared_licence_env.services.queries.file(CLI_ACTOR, licence.identifier, "ofd")
-    path.write_bytes(ofd)
+    path.write_bytes(stored)

@@ -20,7 +20,7 @@ from cert_authority.issuing.personal import open_licence
 from cert_authority.store.models import LicenceRow
 from tests.conftest import FOOD_TYPE, ISSUER_USCC, LicenceEnv, example_data, gmssl_verify, issue_example, openssl
 from tests.verification import rfc9162_verifier as rfc
-from verification.transparency import LogLeaf
+from verification.transparency import LogLeaf, record_commitment
 
 
 def _all_leaves(env: LicenceEnv) -> list[bytes]:
@@ -80,7 +80,9 @@ def test_every_event_is_a_leaf_proved_under_a_signed_head(licence_env: LicenceEn
         2,
         {"pdf": bytes.fromhex(row.pdf_sm3), "ofd": bytes.fromhex(row.ofd_sm3)},
     )
-    assert leaf.record_sm3.hex() == record_digest(row)
+    # Format 2: a salted commitment to the record's digest, not the digest (issue 22's privacy fix).
+    salt = services.personal.record_salt(changed.identifier)
+    assert leaf.format == 2 and leaf.record_sm3 == record_commitment(salt, bytes.fromhex(record_digest(row)))
     for index, leaf_bytes in enumerate(leaves):
         proof = services.log.inclusion(index, leaf_bytes, head)
         assert rfc.inclusion_holds(rfc.sm3, index, head.tree_size, leaf_bytes, proof.hashes, head.root_hash)
@@ -170,7 +172,7 @@ def test_a_leaf_edited_with_its_record_fails_the_proof(licence_env: LicenceEnv) 
     from cert_authority.issuing.log_leaves import licence_leaf
 
     row = _row(env, licence.identifier)
-    forged = licence_leaf(row, "issue", row.created_at).encode()
+    forged = licence_leaf(row, "issue", row.created_at, env.services.personal).encode()
     with env.engine.begin() as connection:
         connection.execute(
             text("UPDATE log_entry SET leaf = :leaf WHERE identifier = :id"), {"leaf": forged, "id": licence.identifier}
