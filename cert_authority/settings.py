@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     province_root: Path | None = None
     # The time zone every time shown to a person is in (pages, counter verdicts): an IANA name.
     timezone: str = "Asia/Shanghai"
+    # Where the file store keeps files (licence files, photos, uploads; store/filestore.py): `local`
+    # (<data dir>/files) or `database` (table stored_file, shared by every host). Default: local
+    # on SQLite, database on PostgreSQL (docs/deployment.md, "File store").
+    file_store: Literal["local", "database"] | None = None
     # How often the server sequences the transparency log's queued leaves and signs a head (0: never
     # on a timer; proofs and verification still sequence on demand).
     log_interval_seconds: float = Field(default=1.0, ge=0)
@@ -119,6 +123,12 @@ class Settings(BaseSettings):
     def files_dir(self) -> Path:
         """The content-addressed file store (template backgrounds, licence files)."""
         return self.data_dir / "files"
+
+    @property
+    def effective_file_store(self) -> Literal["local", "database"]:
+        if self.file_store is not None:
+            return self.file_store
+        return "local" if self.effective_database_url.startswith("sqlite") else "database"
 
     @property
     def effective_database_url(self) -> str:

@@ -16,9 +16,10 @@ new version is the data owner's job, done at its own pace.
 
 A DEK is one secret per (purpose, version); a caller needing several keys from it (an SM4 key and a
 blind-index key) derives them with `DataKey.subkey(label)`, HMAC-SM3 of the label, so one rotation
-renews them all. The file is replaced atomically under an exclusive lock (fcntl), so two rotations at
-once do not lose one. An HSM would hold the KEK instead of a passphrase: `wrap`/`unwrap` are the two
-operations it would do.
+renews them all. The document is replaced atomically under an exclusive lock (fcntl on the file;
+a row lock when it is kept in the service's database, `RingStorage`, so that several hosts share one
+ring), so two rotations at once do not lose one. An HSM would hold the KEK instead of a
+passphrase: `wrap`/`unwrap` are the two operations it would do.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ import os
 import secrets
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
@@ -42,7 +43,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from keys.aead import hmac_sm3, sm4_gcm_open, sm4_gcm_seal
 from keys.errors import InvalidKeyError, KeyNotFoundError, SealedValueError, WrongPassphraseError
 
-__all__ = ["DataKey", "DataKeyRing"]
+__all__ = ["DataKey", "DataKeyRing", "FileRingStorage", "RingStorage"]
 
 FORMAT = "ecas-data-keys/1"
 # PBKDF2-HMAC-SM3 (our own file, so no interoperability limit on the PRF). SM3 in libcrypto is about
@@ -94,10 +95,11 @@ class DataKeyRing:
     """The DEKs of one installation, in `path` (JSON, 0600), wrapped under a KEK derived from the
     passphrase. Thread-safe; several processes may share the file."""
 
-    def __init__(self, path: Path, passphrase: bytes, *, iterations: int | None = None) -> None:
+    def __init__(self, path: Path | RingStorage, passphrase: bytes, *, iterations: int | None = None) -> None:
         if not passphrase:
             raise ValueError("the data-key ring needs the key-encryption passphrase (ECAS_KEK)")
-        self.path = Path(path)
+        self.storage: RingStorage = path if isinstance(path, RingStorage) else FileRingStorage(Path(path))
+        self.path = self.storage.where
         self._passphrase = passphrase
         self._iterations = iterations or DEFAULT_ITERATIONS  # for a new file; an existing one says its own
         self._kek: bytes | None = None
@@ -146,10 +148,11 @@ class DataKeyRing:
     def reload(self) -> None:
         """Read the file again (it may not exist yet: an empty ring)."""
         with self._lock:
-            try:
-                document = json.loads(self.path.read_bytes())
-            except FileNotFoundError:
+            data = self.storage.read()
+            if data is None:
                 return
+            try:
+                document = json.loads(data)
             except ValueError as exc:
                 raise InvalidKeyError(f"malformed data-key file {self.path}: {exc}") from exc
             self._load(document)
@@ -160,7 +163,7 @@ class DataKeyRing:
         older versions changes: they stay in the ring for reading."""
         _check_purpose(purpose)
         created = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-        with self._lock, self._file_lock():
+        with self._lock, self.storage.locked():
             self.reload()
             versions = [version for (name, version) in self._keys if name == purpose]
             if only_if_none and versions:
@@ -176,7 +179,7 @@ class DataKeyRing:
         DEKs themselves, and so all data protected with them, do not change."""
         if not new_passphrase:
             raise ValueError("an empty passphrase cannot protect the data keys")
-        with self._lock, self._file_lock():
+        with self._lock, self.storage.locked():
             self.reload()
             self._salt, self._kek = None, None
             self._save(new_passphrase)
@@ -241,7 +244,50 @@ class DataKeyRing:
                 for (purpose, version), key in sorted(self._keys.items())
             ],
         }
-        data = json.dumps(document, indent=1).encode()
+        self.storage.write(json.dumps(document, indent=1).encode())
+
+
+@runtime_checkable
+class RingStorage(Protocol):
+    """Where the ring's document (the wrapped keys, never a plain one) is kept: a file beside the
+    key files (one host), or a row of the service's database that every host shares."""
+
+    @property
+    def where(self) -> str:
+        """For messages."""
+        ...
+
+    def read(self) -> bytes | None:
+        """The document, None when there is none yet."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Replace the document atomically (called only inside `locked`)."""
+        ...
+
+    def locked(self) -> AbstractContextManager[None]:
+        """Exclusive against every other writer (other processes, other hosts) while the document
+        is read, changed and written, so two rotations at once do not lose one."""
+        ...
+
+
+class FileRingStorage:
+    """The document in a file (JSON, 0600), replaced atomically under an fcntl lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def read(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, data: bytes) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}-{secrets.token_hex(8)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -259,8 +305,7 @@ class DataKeyRing:
             os.close(directory)
 
     @contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        """An exclusive lock across processes while the file is read, changed and replaced."""
+    def locked(self) -> Iterator[None]:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:

@@ -32,7 +32,8 @@ from cert_authority.settings import Settings
 from cert_authority.store.chain import attach_chain
 from cert_authority.store.data_keys import RECORDS, data_key_ring
 from cert_authority.store.db import create_db_engine, migrate
-from cert_authority.store.filestore import FileStore
+from cert_authority.store.filestore import FileStore, LocalDirectory, all_names, file_store_for
+from cert_authority.store.filestore_db import DatabaseFiles
 from keys import datakeys
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey, SM2PublicKey
@@ -477,7 +478,7 @@ def registry(settings: Settings, fonts: FontSet) -> RegistryService:
     """The licence-type registry on a fresh database (SQLite and PostgreSQL) and file store."""
     engine = create_db_engine(settings.effective_database_url)
     migrate(engine)
-    return RegistryService(engine, FileStore(settings.files_dir), fonts)
+    return RegistryService(engine, file_store_for(settings, engine), fonts)
 
 
 def add_department(
@@ -581,7 +582,7 @@ def open_licence_env(settings: Settings, fonts: FontSet, engine: Engine | None =
     # Keys with few PBKDF2 rounds. The app and the CLI open them with the settings' passphrase (the
     # iteration count is in each key file), so a test can start an app on the same data directory.
     pki = PkiService(settings, engine, SoftwareKeyStore(settings.key_dir, settings.require_kek(), iterations=1000))
-    registry = RegistryService(engine, FileStore(settings.files_dir), fonts)
+    registry = RegistryService(engine, file_store_for(settings, engine), fonts)
     return LicenceEnv(settings, pki, registry, licence_services_for(pki, registry))
 
 
@@ -654,19 +655,56 @@ def table_counts(engine: Engine) -> dict[str, int]:
         return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in COUNTED_TABLES}  # noqa: S608
 
 
-def stored_path(env: LicenceEnv, digest: str) -> Path:
-    """Where the file store keeps the file `digest`: its manifest if it is stored packed
-    (`store.packing`, every licence PDF and OFD), else the file itself."""
+def stored_name(env: LicenceEnv, digest: str) -> str:
+    """The name under which the file store keeps the file `digest`: its manifest if it is stored
+    packed (`store.packing`, every licence PDF and OFD), else the file itself."""
     from cert_authority.store.packing import PackedFiles
 
-    name = PackedFiles(env.registry.filestore, env.engine).stored_name(digest)
-    return env.settings.files_dir / name[:2] / name
+    return PackedFiles(env.registry.filestore, env.engine).stored_name(digest)
 
 
 def stored_files(settings: Settings) -> set[str]:
-    """Names in the content-addressed file store."""
-    root = settings.files_dir
-    return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    """Names in the content-addressed file store (on a local store: every file, temporary ones too)."""
+    if settings.effective_file_store == "local":
+        root = settings.files_dir
+        return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    engine = create_db_engine(settings.effective_database_url)
+    try:
+        return set(all_names(file_store_for(settings, engine).backend, 1000))
+    finally:
+        engine.dispose()
+
+
+def raw_stored(store: FileStore, digest: str) -> bytes:
+    """A file's stored value as the backend keeps it (sealed), not opened."""
+    value = store.backend.read(digest)
+    assert value is not None, f"{digest} is not in the store"
+    return value
+
+
+def overwrite_stored(store: FileStore, digest: str, value: bytes) -> None:
+    """Put `value` in place of a file's stored value, as someone with access to the disk or the
+    table could."""
+    store.backend.write([(digest, value)], replace=True)
+
+
+def flip_stored_bit(store: FileStore, digest: str, offset: int = 100) -> bytes:
+    """Flip one bit of a stored value; returns the value as it was."""
+    value = raw_stored(store, digest)
+    damaged = bytearray(value)
+    damaged[offset] ^= 1
+    overwrite_stored(store, digest, bytes(damaged))
+    return value
+
+
+def remove_stored(store: FileStore, digest: str) -> None:
+    """Delete a stored value, as someone with access to the disk or the table could."""
+    if isinstance(store.backend, LocalDirectory):
+        store.backend.path(digest).unlink()
+    else:
+        assert isinstance(store.backend, DatabaseFiles)
+        with store.backend.engine.begin() as connection:
+            connection.execute(text("DELETE FROM stored_file WHERE digest = :d"), {"d": digest})
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from cert_authority.exchange.pusher import Pusher
 from cert_authority.issuing.issuance import IssueRequest
 from cert_authority.services import LicenceServices, migrated_engine
 from cert_authority.settings import load_settings
-from cert_authority.store.filestore import FileStore
+from cert_authority.store.filestore import file_store_for
 from cert_authority.store.outbox import read_feed
 from cert_authority.timeutil import utc_now
 
@@ -55,7 +55,7 @@ def sync_benchmark(licences: int, seconds: float, database_url: str, batch_event
         pki = services.issuance.seals.pki
         service, branch, city_root = pki.service_signer(utc_now()).certificate_chain
         province_engine = migrated_engine(province_settings)
-        ProvinceLibrary(province_engine, FileStore(province_settings.files_dir)).register_city(
+        ProvinceLibrary(province_engine, file_store_for(province_settings, province_engine)).register_city(
             city_settings.authority_uscc, CITY_NAME, service.pem + branch.pem, city_root
         )
         province_engine.dispose()

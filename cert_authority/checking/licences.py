@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor
 from cert_authority.checking.logged import log_check
+from cert_authority.checking.verdicts import Remembered
 from cert_authority.errors import SealedDataError, StoredFileError
 from cert_authority.issuing.binding import RecordBinding
 from cert_authority.issuing.layouts import LicenceLayouts
@@ -84,10 +85,40 @@ class VerificationService:
         self.personal = personal
         self.clock = clock
         self.binding = RecordBinding(filestore, layouts)
+        # The expensive, deterministic parts of a verification, keyed on all their inputs (see
+        # checking.verdicts): a sealed file's checks by (file SM3, anchors), a record's opened
+        # (decrypted) row by the stored row's columns.
+        self._anchors: Remembered[TrustAnchors] = Remembered()
+        self._file_checks: Remembered[Report] = Remembered()
+        self._records: Remembered[LicenceRow] = Remembered()
 
     def anchors(self, now: dt.datetime) -> TrustAnchors:
-        branch = self.pki.branch_certificate()
-        return TrustAnchors((self.pki.root_certificate(),), (branch,), (Crl.load(self.pki.current_crl(now)),))
+        return self._anchors_keyed(now)[1]
+
+    def _anchors_keyed(self, now: dt.datetime) -> tuple[bytes, TrustAnchors]:
+        """The trust anchors and a key naming them: the SM3 of root, branch CA and current CRL as
+        stored (read every time; parsed once per distinct set)."""
+        crl = self.pki.current_crl(now)
+        root, branch = self.pki.root_path.read_bytes(), self.pki.branch_path.read_bytes()
+        key = sm3(b"".join(sm3(part) for part in (root, branch, crl)))
+        anchors = self._anchors.get(key)
+        if anchors is None:
+            anchors = TrustAnchors((self.pki.root_certificate(),), (self.pki.branch_certificate(),), (Crl.load(crl),))
+            self._anchors.put(key, anchors)
+        return key, anchors
+
+    def _sealed_file(self, data: bytes, digest: str, now: dt.datetime) -> Report:
+        """verify_sealed_file, remembered while VALID for the same bytes and anchors; the report's
+        time is this check's."""
+        anchors_key, anchors = self._anchors_keyed(now)
+        key = (digest, anchors_key)
+        report = self._file_checks.get(key)
+        if report is not None:
+            return Report(report.checks, dict(report.subject), checked_at=now)
+        report, _ = verify_sealed_file(data, anchors, now)
+        if report.result is Status.VALID:
+            self._file_checks.put(key, report)
+        return report
 
     # --- a file -------------------------------------------------------------------------------
     def verify_file(self, data: bytes) -> Report:
@@ -95,10 +126,10 @@ class VerificationService:
         if len(data) > MAX_UPLOAD_BYTES:
             too_large = Check.invalid("file", "file_too_large", f"文件过大（上限 {MAX_UPLOAD_BYTES // 1048576} MB）")
             return Report((too_large,), {"kind": "file"}, checked_at=now)
-        report, _ = verify_sealed_file(data, self.anchors(now), now)
+        digest = sm3(data).hex()
+        report = self._sealed_file(data, digest, now)
         if report.result is Status.INVALID:
             return report
-        digest = sm3(data).hex()
         with Session(self.engine) as session:
             row = session.exec(
                 select(LicenceRow).where(or_(col(LicenceRow.pdf_sm3) == digest, col(LicenceRow.ofd_sm3) == digest))
@@ -151,7 +182,7 @@ class VerificationService:
             stored = self.packed.get(row.pdf_sm3)
         except StoredFileError as exc:
             return Report((Check.invalid("record", "stored_file_damaged", str(exc)),), subject, checked_at=now)
-        report, _ = verify_sealed_file(stored, self.anchors(now), now)
+        report = self._sealed_file(stored, row.pdf_sm3, now)  # the store checked the bytes are that SM3
         report = Report(
             (Check.ok("identifier", "证照标识格式与校验位正确"), *report.checks),
             report.subject | subject,
@@ -161,13 +192,19 @@ class VerificationService:
 
     # --- what the registry adds ---------------------------------------------------------------
     def _with_record(self, report: Report, stored: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
-        try:
-            row = open_licence(self.personal, stored)
-        except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
-            log.error("licence %s: %s", stored.identifier, exc)
-            return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
-        log_checked = log_check(self.log, row, now, self.personal)
-        checks = [licence_status_check(row, now), self.binding.check(row), log_checked]
+        key = tuple(getattr(stored, name) for name in _COLUMNS)  # the row as stored, every column
+        row = self._records.get(key)
+        if row is None:
+            try:
+                row = open_licence(self.personal, stored)
+            except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
+                log.error("licence %s: %s", stored.identifier, exc)
+                return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
+            self._records.put(key, row)
+        # The binding reads the stored OFD and checks its digest every time (its comparison with the
+        # record is remembered per record content); the log's tables are in no key: both every time.
+        bound, logged = self.binding.check(row), log_check(self.log, row, now, self.personal)
+        checks = [licence_status_check(row, now), bound, logged]
         subject = {
             "identifier": row.identifier,
             "name": row.name,
@@ -188,6 +225,10 @@ class VerificationService:
         verified = report.with_checks(checks, subject=subject, face_data=face)
         log.info("verified %s: %s (%s)", row.identifier, verified.result.value, verified.reason)
         return verified
+
+
+_COLUMNS = tuple(column.name for column in LicenceRow.__table__.columns)  # type: ignore[attr-defined]
+
 
 def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:
     """The licence's status in the registry on the issuer's calendar day."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,13 +15,13 @@ from cert_authority.cli.support import UsageError, friendly_errors, now, setting
 from cert_authority.services import migrated_engine
 from cert_authority.settings import Settings
 from cert_authority.store.audit import audit_row
-from cert_authority.store.data_keys import PII, RECORDS
+from cert_authority.store.data_keys import FILES, PII, RECORDS, ring_storage
 from keys.datakeys import DataKeyRing
 from keys.errors import WrongPassphraseError
 from keys.keystore import SoftwareKeyStore
 
 keys_app = typer.Typer(help="密钥：私钥静态加密（SM4）、数据加密密钥的轮换", no_args_is_help=True)
-PURPOSES = (RECORDS, PII)
+PURPOSES = (RECORDS, PII, FILES)
 
 
 def _audit(settings: Settings, action: str, target: str, detail: dict[str, object]) -> None:
@@ -36,7 +37,7 @@ def keys_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json"
     settings = settings_from(ctx)
     store = SoftwareKeyStore(settings.key_dir, settings.require_kek())
     private: list[dict[str, object]] = [{"label": label, "cipher": store.cipher(label)} for label in store.labels()]
-    ring = DataKeyRing(settings.data_keys_path, settings.require_kek())
+    ring = DataKeyRing(ring_storage(settings), settings.require_kek())
     data = [{"purpose": p, "version": v, "created_at": c} for p, v, c in ring.versions()]
     if as_json:
         typer.echo(json.dumps({"private_keys": private, "data_keys": data}, ensure_ascii=False))
@@ -65,13 +66,14 @@ def keys_rewrap(
         old = value.encode()
     store = SoftwareKeyStore(settings.key_dir, settings.require_kek())
     changed = [label for label in store.labels() if store.rewrap(label, old_passphrase=old)]
-    if settings.data_keys_path.exists():
+    storage = ring_storage(settings)  # the file on SQLite, the shared database row on PostgreSQL
+    if not isinstance(storage, Path) or storage.exists():
         try:
-            DataKeyRing(settings.data_keys_path, settings.require_kek())
+            DataKeyRing(storage, settings.require_kek())
         except WrongPassphraseError:
             if old is None:
                 raise
-            DataKeyRing(settings.data_keys_path, old).rewrap(settings.require_kek())
+            DataKeyRing(storage, old).rewrap(settings.require_kek())
             changed.append("data-keys")
     _audit(settings, "keys_rewrap", "keys", {"rewrapped": changed, "kek_changed": old is not None})
     typer.echo(f"已重新加密 {len(changed)} 个密钥文件（SM4-CBC）；其余已是当前格式")
@@ -86,6 +88,6 @@ def keys_rotate(
     if purpose not in PURPOSES:
         raise UsageError(f"未知的密钥用途 {purpose!r}，可选：{'、'.join(PURPOSES)}")
     settings = settings_from(ctx)
-    key = DataKeyRing(settings.data_keys_path, settings.require_kek()).rotate(purpose, now=now())
+    key = DataKeyRing(ring_storage(settings), settings.require_kek()).rotate(purpose, now=now())
     _audit(settings, "keys_rotate", f"data-key:{purpose}", {"purpose": purpose, "version": key.version})
     typer.echo(f"已启用数据加密密钥 {purpose} 第 {key.version} 版（旧版本保留用于读取）")

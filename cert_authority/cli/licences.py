@@ -14,7 +14,7 @@ from cert_authority.actors import CLI_ACTOR
 from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from
 from cert_authority.issuing.face_data import PHOTO_MAX_BYTES
 from cert_authority.issuing.origin import ORIGIN_NAMES
-from cert_authority.issuing.schemas import FILE_FORMATS, LICENCE_STATUSES, STATUS_NAMES, LicencePublic
+from cert_authority.issuing.schemas import FILE_FORMATS, LICENCE_STATUSES, STATUS_NAMES, LicencePublic, LicenceSummary
 from cert_authority.services import LicenceServices, licence_services
 
 licence_app = typer.Typer(help="证照：查看、列表、导出、变更、吊销、注销、历史", no_args_is_help=True)
@@ -57,14 +57,14 @@ def _photo(path: Path | None) -> bytes | None:
     return path.read_bytes()
 
 
-
-
 def _print_licence(licence: LicencePublic) -> None:
     until = licence.valid_until.isoformat() if licence.valid_until else "长期"
     typer.echo(f"证照标识 {licence.identifier}")
     typer.echo(f"{licence.name}  证照编号 {licence.licence_number}  第 {licence.version} 版")
-    typer.echo(f"状态 {STATUS_NAMES.get(licence.status, licence.status)}（{licence.status}）"
-               + (f"  {licence.status_reason}" if licence.status_reason else ""))
+    typer.echo(
+        f"状态 {STATUS_NAMES.get(licence.status, licence.status)}（{licence.status}）"
+        + (f"  {licence.status_reason}" if licence.status_reason else "")
+    )
     typer.echo(f"持证主体 {licence.holder.name}（{licence.holder.code_type} {licence.holder.code}）")
     typer.echo(f"颁证单位 {licence.issuer.name}（{licence.issuer.code}）  颁证日期 {licence.issue_date}")
     if licence.origin != "new":
@@ -139,28 +139,39 @@ def licence_list(
     status: Annotated[str | None, typer.Option(help="状态：" + "、".join(LICENCE_STATUSES))] = None,
     issuer: Annotated[str | None, typer.Option(help="颁证部门统一社会信用代码")] = None,
     holder_code: Annotated[str | None, typer.Option(help="持证主体代码（完整）")] = None,
-    page: Annotated[int, typer.Option(help="页码")] = 1,
+    page: Annotated[int, typer.Option(help="页码（按偏移，越往后越慢；请用 --cursor）")] = 1,
     page_size: Annotated[int, typer.Option(help="每页条数")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="从上一页给出的“下一页游标”接着列")] = None,
+    all_pages: Annotated[bool, typer.Option("--all", help="列出全部（按键逐页读取，每条恰好一次）")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """列出证照（持证主体代码脱敏显示）。"""
-    result = _services(ctx).queries.search(
-        CLI_ACTOR,
-        type_code=type_code,
-        status=status,
-        issuer=issuer,
-        holder_code=holder_code,
-        page=page,
-        page_size=page_size,
-    )
+    queries = _services(ctx).queries
+    filters: dict[str, Any] = {"type_code": type_code, "status": status, "issuer": issuer, "holder_code": holder_code}
+    if all_pages:
+        if page > 1 or cursor is not None:
+            raise typer.BadParameter("--all 从头列出全部，不能与 --page 或 --cursor 同用")
+        items = [item for found in queries.search_all(CLI_ACTOR, **filters) for item in found.items]
+        if as_json:
+            typer.echo(json.dumps([item.model_dump(mode="json") for item in items], ensure_ascii=False, indent=2))
+            return
+        _echo_items(items)
+        typer.echo(f"共 {len(items)} 条")
+        return
+    result = queries.search(CLI_ACTOR, **filters, page=page, page_size=page_size, cursor=cursor)
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False, indent=2))
         return
-    for item in result.items:
-        typer.echo(
-            f"{item.identifier}  {item.status:10} {item.licence_number}  {item.holder_code}  {item.holder_name}"
-        )
-    typer.echo(f"共 {result.total} 条，第 {result.page} 页（每页 {result.page_size} 条）")
+    _echo_items(result.items)
+    shown = f"共 {result.total} 条，本页 {len(result.items)} 条（每页 {result.page_size} 条）"
+    typer.echo(shown if cursor is not None else f"{shown}，第 {result.page} 页")
+    if result.next_cursor:
+        typer.echo(f"下一页：--cursor {result.next_cursor}")
+
+
+def _echo_items(items: list[LicenceSummary]) -> None:
+    for item in items:
+        typer.echo(f"{item.identifier}  {item.status:10} {item.licence_number}  {item.holder_code}  {item.holder_name}")
 
 
 @licence_app.command("export")
@@ -238,5 +249,7 @@ def licence_history(
         return
     for e in events:
         reason = f"  {e.reason}" if e.reason else ""
-        typer.echo(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.action:7} {e.previous_status or '-':>10} → {e.status:10} "
-                   f"{e.identifier}  {e.actor}{reason}")
+        typer.echo(
+            f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.action:7} {e.previous_status or '-':>10} → {e.status:10} "
+            f"{e.identifier}  {e.actor}{reason}"
+        )

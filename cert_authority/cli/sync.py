@@ -17,7 +17,7 @@ from cert_authority.exchange.pusher import BATCH_EVENTS, Pusher, PushError
 from cert_authority.exchange.reconcile import reconcile
 from cert_authority.pki.service import PkiService
 from cert_authority.services import migrated_engine
-from cert_authority.store.filestore import FileStore
+from cert_authority.store.filestore import file_store_for
 from keys.errors import KeysError
 from keys.x509 import Certificate
 
@@ -29,7 +29,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="输出 JSON")]
 def _pusher(ctx: typer.Context, batch_events: int = BATCH_EVENTS) -> Pusher:
     settings = settings_from(ctx)
     engine = migrated_engine(settings)
-    return Pusher(engine, FileStore(settings.files_dir), PkiService(settings, engine), batch_events=batch_events)
+    return Pusher(engine, file_store_for(settings, engine), PkiService(settings, engine), batch_events=batch_events)
 
 
 def _echo_json(value: Any) -> None:
@@ -145,7 +145,7 @@ def cities_add(
     except KeysError as exc:
         raise UsageError(f"省级根证书 {root_path} 无法读取：{exc}") from None
     engine = migrated_engine(settings)
-    city = ProvinceLibrary(engine, FileStore(settings.files_dir)).register_city(
+    city = ProvinceLibrary(engine, file_store_for(settings, engine)).register_city(
         uscc, name, certificate.read_bytes(), root_certificate
     )
     if as_json:
@@ -159,7 +159,8 @@ def cities_add(
 def cities_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """列出已登记的城市及其已确认的序号。"""
     settings = settings_from(ctx)
-    cities = ProvinceLibrary(migrated_engine(settings), FileStore(settings.files_dir)).list_cities()
+    engine = migrated_engine(settings)
+    cities = ProvinceLibrary(engine, file_store_for(settings, engine)).list_cities()
     if as_json:
         _echo_json([city.to_dict() for city in cities])
         return

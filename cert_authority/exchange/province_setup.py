@@ -12,7 +12,7 @@ from cert_authority.exchange.province import ProvinceLibrary
 from cert_authority.pki.service import PkiService
 from cert_authority.settings import Settings, load_settings
 from cert_authority.store.db import open_database
-from cert_authority.store.filestore import FileStore
+from cert_authority.store.filestore import file_store_for
 
 CITY_NAME = "演示市"
 
@@ -30,7 +30,7 @@ def ensure_province(pki: PkiService, now: dt.datetime) -> tuple[Path, list[str]]
     settings = province_settings(pki.settings)
     engine = open_database(settings)
     try:
-        library = ProvinceLibrary(engine, FileStore(settings.files_dir))
+        library = ProvinceLibrary(engine, file_store_for(settings, engine))
         service, branch, root = pki.service_signer(now).certificate_chain
         try:
             library.register_city(pki.settings.authority_uscc, CITY_NAME, service.pem + branch.pem, root)

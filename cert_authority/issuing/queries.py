@@ -8,10 +8,12 @@ authorisation (see `actors.ensure_may_read_for`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, func, or_, tuple_
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
@@ -70,16 +72,26 @@ class LicenceQueryService:
         text: str | None = None,
         page: int = 1,
         page_size: int = 20,
+        cursor: str | None = None,
+        before: str | None = None,
     ) -> LicencePage:
         """A page of licence versions, newest first, with the total that match; `text` is any part
         of the licence number or the identifier, or a holder's whole code (within the caller's
         scope). Holders' codes and names are stored sealed, found only whole through their blind
         index: a partial match would need an index that gives away region and birth date
-        (docs/personal-data.md)."""
+        (docs/personal-data.md).
+
+        Pages by key (keyset): `cursor` (a page's `next_cursor`) gives the versions after it,
+        `before` (a page's `prev_cursor`) those before it, each found through the index on
+        (created_at, id) however deep in the list, and each version exactly once even while
+        licences are issued between pages (they are newer than any cursor). `page` (by offset) is
+        kept for old clients: its cost grows with the page number."""
         if status is not None and status not in LICENCE_STATUSES:
             raise InvalidRequestError(f"status：未知状态 {status!r}，可选：{'、'.join(LICENCE_STATUSES)}")
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidRequestError(f"page 从 1 开始，page_size 在 1–{MAX_PAGE_SIZE} 之间")
+        if (cursor is not None) + (before is not None) + (page > 1) > 1:
+            raise InvalidRequestError("cursor、before 与 page 只能使用其中一个")
         scope = readable_department(actor, issuer)
         today = self._today()
         conditions = []
@@ -93,17 +105,61 @@ class LicenceQueryService:
             conditions.append(_status_condition(status, today))
         if text and text.strip():
             conditions.append(_text_condition(text.strip()[:60], self.personal.index(text.strip().upper())))
+        newest_first = (col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
+        query = select(LicenceRow).where(*conditions)
+        if cursor is not None:
+            query = query.where(_older_than(*_decode_cursor(cursor, "cursor"))).order_by(*newest_first)
+        elif before is not None:
+            query = query.where(_newer_than(*_decode_cursor(before, "before")))
+            query = query.order_by(col(LicenceRow.created_at), col(LicenceRow.id))
+        else:
+            query = query.order_by(*newest_first).offset((page - 1) * page_size)
         with Session(self.engine) as session:
             total = session.exec(select(func.count()).select_from(LicenceRow).where(*conditions)).one()
-            rows = session.exec(
-                select(LicenceRow)
-                .where(*conditions)
-                .order_by(col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
-                .offset((page - 1) * page_size)
-                .limit(page_size)
-            ).all()
+            rows = list(session.exec(query.limit(page_size + 1)).all())  # one more: is there a next page?
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        if before is not None:
+            rows.reverse()
+            newer, older = more, True  # `before` came from a page after these
+        else:
+            newer, older = cursor is not None or page > 1, more
         items = [licence_summary(open_licence(self.personal, r), today) for r in rows]
-        return LicencePage(total=int(total), page=page, page_size=page_size, items=items)
+        return LicencePage(
+            total=int(total),
+            page=page,
+            page_size=page_size,
+            items=items,
+            next_cursor=_encode_cursor(rows[-1]) if rows and older else None,
+            prev_cursor=_encode_cursor(rows[0]) if rows and newer else None,
+        )
+
+    def search_all(
+        self,
+        actor: Actor,
+        *,
+        type_code: str | None = None,
+        status: str | None = None,
+        holder_code: str | None = None,
+        issuer: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[LicencePage]:
+        """Every page of a search, by key (an export: each version once, however many there are)."""
+        cursor: str | None = None
+        while True:
+            found = self.search(
+                actor,
+                type_code=type_code,
+                status=status,
+                holder_code=holder_code,
+                issuer=issuer,
+                page_size=page_size,
+                cursor=cursor,
+            )
+            yield found
+            if found.next_cursor is None:
+                return
+            cursor = found.next_cursor
 
     def file(self, actor: Actor, identifier: str, fmt: str) -> bytes:
         """The sealed PDF or OFD, or the PNG (rendered on first request), checked against its recorded SM3."""
@@ -184,6 +240,33 @@ class LicenceQueryService:
 
     def _today(self) -> dt.date:
         return local_date(self.clock())
+
+
+def _encode_cursor(row: LicenceRow) -> str:
+    """A position in the newest-first order: the version's creation time (UTC) and row id."""
+    created = aware(row.created_at).astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
+    return base64.urlsafe_b64encode(f"{created}~{row.id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(text: str, name: str) -> tuple[dt.datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+        created, _, row_id = raw.partition("~")
+        when = dt.datetime.strptime(created, "%Y%m%dT%H%M%S.%f").replace(tzinfo=dt.timezone.utc)
+        position = int(row_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidRequestError(f"{name} 无效：应为上一次列表结果中的 next_cursor 或 prev_cursor") from None
+    return when, position
+
+
+def _older_than(created: dt.datetime, row_id: int) -> ColumnElement[bool]:
+    # A row-value comparison, which PostgreSQL (and SQLite) answer as one range of the index on
+    # (created_at, id); the equivalent OR of two conditions is a filter over a scan from the top.
+    return tuple_(col(LicenceRow.created_at), col(LicenceRow.id)) < tuple_(created, row_id)
+
+
+def _newer_than(created: dt.datetime, row_id: int) -> ColumnElement[bool]:
+    return tuple_(col(LicenceRow.created_at), col(LicenceRow.id)) > tuple_(created, row_id)
 
 
 def _status_condition(status: str, today: dt.date) -> ColumnElement[bool]:

@@ -153,9 +153,13 @@ class LicenceSummary(BaseModel):
 
 class LicencePage(BaseModel):
     total: int
-    page: int
+    page: Annotated[int, Field(description="按页码翻页时的页码（以 cursor/before 翻页时为 1）")]
     page_size: int
     items: list[LicenceSummary]
+    next_cursor: Annotated[
+        str | None, Field(description="下一页：作为 cursor 传回；没有更多时为 null（键集分页，深翻页不变慢）")
+    ] = None
+    prev_cursor: Annotated[str | None, Field(description="上一页：作为 before 传回；已是第一页时为 null")] = None
 
 
 class LicenceEventPublic(BaseModel):

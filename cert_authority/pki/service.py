@@ -12,7 +12,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from cert_authority.errors import AlreadyInitialisedError, InvalidRequestError, NotFoundError, NotInitialisedError
+from cert_authority.errors import (
+    AlreadyInitialisedError,
+    ConfigError,
+    InvalidRequestError,
+    NotFoundError,
+    NotInitialisedError,
+)
 from cert_authority.pki.certificates import SqlCertificateRegistry
 from cert_authority.settings import Settings
 from keys.ca import (
@@ -25,6 +31,7 @@ from keys.ca import (
     years_later,
 )
 from keys.crl import REASONS, build_crl, parse_reason
+from keys.errors import KeyNotFoundError
 from keys.keystore import KeyStore, SoftwareKeyStore
 from keys.signer import Signer
 from keys.uscc import validate_uscc
@@ -241,7 +248,7 @@ class PkiService:
         certificate = Certificate.load(self.service_path.read_bytes())
         record = self.certificate(certificate.serial)
         assert record.key_label is not None
-        self._service = self.keystore.signer(record.key_label).with_chain(
+        self._service = self.host_signer(record.key_label).with_chain(
             (certificate, self.branch_certificate(), self.root_certificate())
         )
         return self._service
@@ -262,12 +269,24 @@ class PkiService:
             self.keystore.delete(label)
             raise
 
+    def host_signer(self, label: str) -> Signer:
+        """The key `label` from this host's key store. On several hosts every host holds a copy of
+        the key files (docs/deployment.md, "Several hosts"): a key made on another host and not yet
+        copied here is the operator's to fix, said as such (not a 404 to the caller)."""
+        try:
+            return self.keystore.signer(label)
+        except KeyNotFoundError as exc:
+            raise ConfigError(
+                f"本机密钥库（{self.settings.key_dir}）中没有私钥 {label}：多主机部署时，请把签发该证书的主机上的"
+                " keys/ 与 pki/ 目录复制到本机（docs/deployment.md，Several hosts）"
+            ) from exc
+
     def seal_signer(self, serial: int) -> Signer:
         """The signer of a seal certificate, with its chain (used by the sealing work)."""
         record = self.certificate(serial)
         if record.key_label is None:
             raise NotFoundError(f"证书 {serial:X} 的私钥不由本系统保管")
-        signer = self.keystore.signer(record.key_label)
+        signer = self.host_signer(record.key_label)
         return signer.with_chain(
             (record.certificate, self.branch_certificate(), self.root_certificate())
         )

@@ -31,7 +31,7 @@ from cert_authority.registry.schemas import (
     TemplateVersionPublic,
 )
 from cert_authority.settings import Settings
-from cert_authority.store.filestore import FileStore
+from cert_authority.store.filestore import FileStore, file_store_for
 from cert_authority.store.models import (
     DepartmentRow,
     ExchangeEventRow,
@@ -471,7 +471,8 @@ class RegistryService:
 
 def registry_for(settings: Settings, engine: Engine) -> RegistryService:
     """The registry as the app and the CLI use it: files and fonts from the settings."""
-    return RegistryService(engine, FileStore(settings.files_dir), font_paths=(settings.font_serif, settings.font_sans))
+    files = file_store_for(settings, engine)
+    return RegistryService(engine, files, font_paths=(settings.font_serif, settings.font_sans))
 
 
 def _type_feed_event(kind: str, row: LicenceTypeRow, version: int, now: dt.datetime) -> ExchangeEventRow:

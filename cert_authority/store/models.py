@@ -10,6 +10,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -203,6 +204,8 @@ class LicenceRow(SQLModel, table=True):
     __tablename__ = "licence"
     __table_args__ = (
         UniqueConstraint("type_code", "issuer_code", "serial", "version", name="uq_licence_serial_version"),
+        # Lists page by key, newest first (issuing.queries): a page is an index range at any depth.
+        Index("ix_licence_created_at_id", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -718,3 +721,26 @@ class PackedFileRow(SQLModel, table=True):
     sm3: str = Field(primary_key=True, max_length=64)
     manifest_sm3: str = Field(max_length=64)
     size: int = Field(sa_column=Column(BigInteger, nullable=False))  # of the file put back together
+
+
+class StoredFileRow(SQLModel, table=True):
+    """A file of the database file store (store/filestore_db.py): named by the SM3 digest of its
+    content, the value SM4-GCM-sealed (store/filestore.py)."""
+
+    __tablename__ = "stored_file"
+
+    digest: str = Field(primary_key=True, max_length=64)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))  # of the stored value, for reports
+    stored_at: dt.datetime = Field(sa_column=_utc_column())
+
+
+class DataKeyRingRow(SQLModel, table=True):
+    """The data-encryption keys (keys.datakeys), wrapped under the KEK, kept in the database on
+    PostgreSQL so that every host shares one ring (store/data_keys.py)."""
+
+    __tablename__ = "data_key_ring"
+
+    name: str = Field(primary_key=True, max_length=40)
+    document: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: dt.datetime = Field(sa_column=_utc_column())

@@ -249,7 +249,7 @@ class TimeStampAuthority:
                 f"时间戳服务证书（{certificate.serial_hex}）已吊销：删除 {path} 后将由分中心签发新证书"
             )
         chain = (certificate, self.pki.branch_certificate(), self.pki.root_certificate())
-        return self.pki.keystore.signer(record.key_label).with_chain(chain)
+        return self.pki.host_signer(record.key_label).with_chain(chain)
 
     def _issue_certificate(self, now: dt.datetime) -> Certificate:
         label = f"tsa-{os.urandom(6).hex()}"

@@ -25,7 +25,7 @@ from cert_authority.issuing.queries import LicenceQueryService
 from cert_authority.issuing.schemas import LICENCE_STATUSES, LicencePublic
 from cert_authority.registry.service import RegistryService
 from cert_authority.web.common import flash, forget_flash, redirect, render, same_origin, take_flash
-from cert_authority.web.console_search import SCAN_LIMIT, holder_scan
+from cert_authority.web.console_search import SCAN_LIMIT, holder_scan, scan_offset
 from cert_authority.web.licence_images import pictures_for
 from cert_authority.web.staff_pages import Staff
 from templates.render import MEDIA_TYPES
@@ -61,25 +61,30 @@ def console_home(
     status: str = "",
     holder_code: str = "",
     q: str = "",
-    page: int = 1,
+    cursor: str = "",
+    before: str = "",
 ) -> Response:
     registry, queries, _, _ = _state(request)
     _reader(staff)
-    results = queries.search(
-        staff.actor(),
-        type_code=type_code or None,
-        status=status if status in LICENCE_STATUSES else None,
-        holder_code=holder_code or None,
-        text=q[:60] or None,
-        page=min(max(page, 1), 1_000_000),
-        page_size=PAGE_SIZE,
-    )
+    # Pages by key (next: cursor, previous: before): page 400 costs what page 1 does. A search by
+    # name or part of a code (web/console_search.py) pages by its own "scan:N" cursors.
+    scan_at = scan_offset(cursor or before)
     by_holder, scan_stopped = False, False
-    if results.total == 0 and q.strip() and not holder_code:  # not a number, identifier or whole code
+    if scan_at is None:
+        results = queries.search(
+            staff.actor(),
+            type_code=type_code or None,
+            status=status if status in LICENCE_STATUSES else None,
+            holder_code=holder_code or None,
+            text=q[:60] or None,
+            page_size=PAGE_SIZE,
+            cursor=cursor[:200] or None,
+            before=None if cursor else before[:200] or None,
+        )
+    if scan_at is not None or (results.total == 0 and q.strip() and not holder_code):
         results, scan_stopped = holder_scan(
             queries, staff.actor(), q[:60], type_code=type_code or None,
-            status=status if status in LICENCE_STATUSES else None, page=min(max(page, 1), 1_000_000),
-            page_size=PAGE_SIZE,
+            status=status if status in LICENCE_STATUSES else None, offset=scan_at or 0, page_size=PAGE_SIZE,
         )
         by_holder = True
     types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
@@ -87,7 +92,7 @@ def console_home(
         request, "console/home.html", staff=staff, results=results, types=types, statuses=LICENCE_STATUSES,
         by_holder=by_holder, scan_stopped=scan_stopped, scan_limit=SCAN_LIMIT,
         query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:60]},
-        pages=(results.total + PAGE_SIZE - 1) // PAGE_SIZE, flash=take_flash(request),
+        flash=take_flash(request),
     )
     return forget_flash(page_, request)
 

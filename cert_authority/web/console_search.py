@@ -16,6 +16,7 @@ from cert_authority.issuing.schemas import LicencePage
 from cert_authority.store.models import LicenceRow
 from cert_authority.timeutil import local_date
 
+SCAN = "scan:"  # the cursor prefix of this search's pages
 SCAN_LIMIT = 5000  # versions opened per search: about a second on one core at the most
 
 
@@ -26,7 +27,7 @@ def holder_scan(
     *,
     type_code: str | None,
     status: str | None,
-    page: int,
+    offset: int,
     page_size: int,
 ) -> tuple[LicencePage, bool]:
     """Versions whose holder's name contains `text`, or whose holder's code contains it (two
@@ -51,5 +52,20 @@ def holder_scan(
                 summary = licence_summary(opened, today)
                 if status is None or summary.status == status:
                     found.append(summary)
-    start = (page - 1) * page_size
-    return LicencePage(total=len(found), page=page, page_size=page_size, items=found[start : start + page_size]), more
+    start = max(offset, 0)
+    page = LicencePage(
+        total=len(found), page=start // page_size + 1, page_size=page_size, items=found[start : start + page_size],
+        next_cursor=f"{SCAN}{start + page_size}" if start + page_size < len(found) else None,
+        prev_cursor=f"{SCAN}{max(start - page_size, 0)}" if start > 0 else None,
+    )
+    return page, more
+
+
+def scan_offset(cursor: str) -> int | None:
+    """The offset in a "scan:N" cursor; None for any other cursor (the regular search's)."""
+    if not cursor.startswith(SCAN):
+        return None
+    try:
+        return min(max(int(cursor[len(SCAN) :]), 0), SCAN_LIMIT)
+    except ValueError:
+        return 0

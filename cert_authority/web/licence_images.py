@@ -1,7 +1,10 @@
 """Licence pictures for the pages: small WebP thumbnails for lists (a licence PNG is 400–600 KB),
 and, for a licence that is no longer valid, every picture marked across with its status (已吊销) so
-that no clean image of it is offered. Derived pictures are cached on disk by the PNG's SM3 digest
-(written whole, then renamed: safe with several workers); the PNG itself stays the stored one."""
+that no clean image of it is offered. Derived pictures are cached on disk by the PNG's digest
+(written whole, then renamed: safe with several workers); the PNG itself stays the stored one.
+A cached picture shows a holder's face data, so it is sealed like the file store's files (SM4-GCM,
+the data key `files`, bound to its cache name); an entry that does not open is drawn again. The
+cache is per host and disposable: a new host starts with none."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 from starlette.datastructures import State
 
+from cert_authority.store.filestore import FileSealer
 from templates.fonts import FontSet
 
 log = logging.getLogger("ecas.web")
@@ -32,7 +36,9 @@ def pictures_for(state: State) -> LicencePictures:
     found: LicencePictures | None = getattr(state, "licence_pictures", None)
     if found is None:
         registry = state.registry
-        found = LicencePictures(state.settings.data_dir / "cache" / "pictures", lambda: registry.fonts)
+        found = LicencePictures(
+            state.settings.data_dir / "cache" / "pictures", lambda: registry.fonts, registry.filestore.sealer
+        )
         state.licence_pictures = found
     return found
 
@@ -55,9 +61,10 @@ def warm_pictures(state: State) -> None:
 
 
 class LicencePictures:
-    def __init__(self, cache_dir: Path, fonts: Callable[[], FontSet]) -> None:
+    def __init__(self, cache_dir: Path, fonts: Callable[[], FontSet], sealer: FileSealer | None = None) -> None:
         self.cache_dir = cache_dir
         self._fonts = fonts
+        self.sealer = sealer
 
     @property
     def fonts(self) -> FontSet:
@@ -110,15 +117,20 @@ class LicencePictures:
         return framed.convert("RGB")
 
     def _cached(self, png: bytes, name: str, make: Callable[[], bytes]) -> bytes:
-        path = self.cache_dir / f"{hashlib.sha256(png).hexdigest()}-{name}"
+        entry = f"{hashlib.sha256(png).hexdigest()}-{name}"
+        path = self.cache_dir / entry
         try:
-            return path.read_bytes()
+            stored = path.read_bytes()
         except FileNotFoundError:
             pass
+        else:
+            opened = stored if self.sealer is None else self.sealer.open(f"cache/{entry}", stored)
+            if opened is not None:
+                return opened
         data = make()
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         handle, temporary = tempfile.mkstemp(dir=self.cache_dir, prefix=".part-")
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
+            out.write(data if self.sealer is None else self.sealer.seal(f"cache/{entry}", data))
         os.replace(temporary, path)
         return data

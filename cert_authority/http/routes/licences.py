@@ -98,12 +98,16 @@ def list_licences(
     ] = None,
     holder_code: Annotated[str | None, Query(description="持证主体代码（完整代码；结果中脱敏显示）")] = None,
     issuer: Annotated[str | None, Query(description="颁证部门统一社会信用代码")] = None,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page: Annotated[
+        int, Query(ge=1, le=1_000_000, description="页码（旧式按偏移翻页，越往后越慢；请改用 cursor）")
+    ] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, description="上一页结果的 next_cursor：其后的一页")] = None,
+    before: Annotated[str | None, Query(max_length=200, description="某页结果的 prev_cursor：其前的一页")] = None,
 ) -> LicencePage:
-    """List licence versions, newest first, with filters and pages; holder codes masked."""
+    """List licence versions, newest first, with filters; pages by key (cursor), holder codes masked."""
     filters = {"type_code": type_code, "status": status, "holder_code": holder_code, "issuer": issuer}
-    return _queries(request).search(actor, **filters, page=page, page_size=page_size)
+    return _queries(request).search(actor, **filters, page=page, page_size=page_size, cursor=cursor, before=before)
 
 
 @router.get("/licences/{identifier}")

@@ -30,9 +30,10 @@ from tests.conftest import (
     USER_USCC,
     LicenceEnv,
     build_licence_env,
+    flip_stored_bit,
     issue_example,
     ofd_vector,
-    stored_path,
+    stored_name,
 )
 from verification.report import Status
 
@@ -197,10 +198,7 @@ def _damage_stored_file(env: LicenceEnv, identifier: str, kind: str) -> None:
     with Session(env.registry.engine) as session:
         row = session.exec(LicenceRow.__table__.select().where(LicenceRow.identifier == identifier)).one()
     digest = row.pdf_sm3 if kind == "pdf" else row.ofd_sm3
-    path = stored_path(env, digest)  # the file's manifest (store.packing)
-    data = bytearray(path.read_bytes())
-    data[100] ^= 1
-    path.write_bytes(bytes(data))
+    flip_stored_bit(env.registry.filestore, stored_name(env, digest))  # the file's manifest (store.packing)
 
 
 def test_damaged_stored_file(licence_env: LicenceEnv) -> None:

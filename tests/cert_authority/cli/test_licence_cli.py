@@ -97,6 +97,14 @@ def test_seals_issue_and_licence_commands(cli_env: Path, tmp_path: Path) -> None
     other = ok(*issue).splitlines()[0]
     assert "已注销" in ok("licence", "cancel", other, "--reason", "申请人歇业")
     assert json.loads(ok("licence", "list", "--status", "cancelled", "--json"))["total"] == 1
+    # Pages by key: --page-size 1 and the printed cursor give each version once; --all lists them all.
+    every = [i["identifier"] for i in json.loads(ok("licence", "list", "--all", "--json"))]
+    first = ok("licence", "list", "--page-size", "1")
+    cursor = first.strip().splitlines()[-1].split("--cursor ")[1]
+    second = json.loads(ok("licence", "list", "--page-size", "1", "--cursor", cursor, "--json"))
+    assert first.split()[0] == every[0] and second["items"][0]["identifier"] == every[1]
+    assert len(set(every)) == len(every) == 3
+    assert "cursor 无效" in fails("licence", "list", "--cursor", "not-a-cursor")
 
     revoked = ok("seals", "revoke", str(seal["id"]), "--reason", "keyCompromise", "--note", "测试")
     assert "已吊销印章 1" in revoked and seal["cert_serial"] in revoked

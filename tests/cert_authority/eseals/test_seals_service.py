@@ -72,7 +72,7 @@ def test_registered_seal_is_made_and_signed_by_the_branch(shared_licence_env: Li
     assert (seal.valid_start, seal.valid_end) == (certificate.not_before, certificate.not_after)
 
     asn1 = ses_asn1()
-    seal_der = (env.settings.files_dir / seal.seal_sm3[:2] / seal.seal_sm3).read_bytes()
+    seal_der = env.registry.filestore.get(seal.seal_sm3)
     assert sm3(seal_der) == seal.seal_sm3
     decoded = asn1.decode(seal_der, asn1.SESeal())
     info = decoded["eSealInfo"]

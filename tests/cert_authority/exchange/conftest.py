@@ -19,7 +19,7 @@ from cert_authority.exchange.pusher import Pusher
 from cert_authority.http.app import create_app
 from cert_authority.settings import Settings
 from cert_authority.store.db import create_db_engine, migrate
-from cert_authority.store.filestore import FileStore
+from cert_authority.store.filestore import file_store_for
 from cert_authority.store.personal import personal_data_for
 from tests.conftest import NOW, LicenceEnv, PostgresDatabases, make_settings
 
@@ -51,7 +51,7 @@ def province(request: pytest.FixtureRequest, tmp_path: Path, licence_env: Licenc
     settings = make_settings(tmp_path / "province", url)
     engine = create_db_engine(url)
     migrate(engine)
-    library = ProvinceLibrary(engine, FileStore(settings.files_dir), personal_data_for(settings))
+    library = ProvinceLibrary(engine, file_store_for(settings, engine), personal_data_for(settings))
     with TestClient(create_app(settings)) as client:
         yield Province(settings, engine, library, client)
     engine.dispose()

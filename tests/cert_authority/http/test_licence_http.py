@@ -174,6 +174,12 @@ def test_list_is_masked_and_paged(api: Api) -> None:
     second = api("GET", "/licences", "auditor", params={**params, "page": 2}).json()
     assert second["total"] == page["total"]
     assert not {i["identifier"] for i in second["items"]} & {i["identifier"] for i in page["items"]}
+    by_key = api("GET", "/licences", "auditor", params={**params, "cursor": page["next_cursor"]}).json()
+    assert by_key["items"] == second["items"] and page["prev_cursor"] is None
+    back = api("GET", "/licences", "auditor", params={**params, "before": by_key["prev_cursor"]}).json()
+    assert back["items"] == page["items"]
+    error(api("GET", "/licences", "admin", params={"cursor": "x"}), 422, "invalid_request", "cursor")
+    error(api("GET", "/licences", "admin", params={"cursor": page["next_cursor"], "page": 2}), 422, "invalid_request")
     only_vocational = api("GET", "/licences", "admin", params={"type_code": VOCATIONAL_TYPE, "status": "issued"})
     assert {i["type_code"] for i in only_vocational.json()["items"]} == {VOCATIONAL_TYPE}
     error(api("GET", "/licences", "admin", params={"page_size": 1000}), 422, "invalid_request", "page_size")

@@ -54,10 +54,11 @@ from tests.conftest import (
     gmssl_verify,
     issue_example,
     licence_env_copy,
+    raw_stored,
     require_tool_or_skip,
     ses_asn1,
     stored_files,
-    stored_path,
+    stored_name,
     table_counts,
     template_data,
     type_spec_data,
@@ -203,11 +204,12 @@ def test_issued_licence_files_check_out(env: LicenceEnv, type_code: str, tmp_pat
     for fmt, content in files.items():
         digest = getattr(recorded, fmt)
         assert sm3(content).hex() == digest
+        assert env.registry.filestore.get(digest) == content
         if fmt == "png":
-            assert (env.settings.files_dir / digest[:2] / digest).read_bytes() == content
-        else:  # stored packed (store.packing): a manifest, far smaller than the file
-            assert not (env.settings.files_dir / digest[:2] / digest).exists()
-            assert stored_path(env, digest).stat().st_size < len(content) // 8
+            assert content[:200] not in raw_stored(env.registry.filestore, digest)  # sealed at rest
+        else:  # stored packed (store.packing): a manifest, far smaller than the file, sealed at rest
+            assert not env.registry.filestore.exists(digest)
+            assert len(raw_stored(env.registry.filestore, stored_name(env, digest))) < len(content) // 8
 
     seal_certificate = _seal_certificate(env, licence)
     check_pdf(files["pdf"], seal_certificate, tmp_path / "licence.pdf")
@@ -505,7 +507,7 @@ def test_photo_is_stored_normalised(shared_licence_env: LicenceEnv) -> None:
 
     licence = issue_example(shared_licence_env, VOCATIONAL_TYPE, photo=demo_photo(3)).licence
     assert licence.photo_sm3 is not None
-    stored = (shared_licence_env.settings.files_dir / licence.photo_sm3[:2] / licence.photo_sm3).read_bytes()
+    stored = shared_licence_env.registry.filestore.get(licence.photo_sm3)
     with Image.open(io.BytesIO(stored)) as image:
         assert image.format == "JPEG" and image.size == (300, 400)
     assert licence.photo_sm3 != sm3(demo_photo(3)).hex()  # the checked JPEG, not the PNG upload

@@ -35,8 +35,10 @@ from tests.conftest import (
     VOCATIONAL_TYPE,
     LicenceEnv,
     example_data,
+    flip_stored_bit,
     issue_example,
-    stored_path,
+    overwrite_stored,
+    stored_name,
     table_counts,
 )
 
@@ -221,9 +223,9 @@ def test_files_are_checked_when_read(shared_licence_env: LicenceEnv) -> None:
     licence = issue_example(shared_licence_env, FOOD_TYPE).licence
     ofd = shared_licence_env.services.queries.file(CLI_ACTOR, licence.identifier, "ofd")
     assert zipfile.is_zipfile(io.BytesIO(ofd))
-    path = stored_path(shared_licence_env, licence.files.ofd)  # the OFD's manifest (store.packing)
-    stored = path.read_bytes()
-    path.write_bytes(stored[:-1] + bytes([stored[-1] ^ 1]))
+    store = shared_licence_env.registry.filestore
+    manifest = stored_name(shared_licence_env, licence.files.ofd)  # the OFD's manifest (store.packing)
+    stored = flip_stored_bit(store, manifest, -1)
     with pytest.raises(Exception, match="已损坏"):
         shared_licence_env.services.queries.file(CLI_ACTOR, licence.identifier, "ofd")
-    path.write_bytes(stored)
+    overwrite_stored(store, manifest, stored)

@@ -25,6 +25,7 @@ from cert_authority.errors import (
 from cert_authority.registry.schemas import DepartmentCreate
 from cert_authority.registry.service import RegistryService
 from cert_authority.registry.spec_input import parse_template, parse_type_spec
+from cert_authority.store.filestore import all_names
 from cert_authority.store.models import DepartmentRow, LicenceTypeIssuerRow, LicenceTypeRow, TemplateVersionRow
 from keys.sm2 import sm3
 from templates.errors import LayoutError, SpecError
@@ -36,6 +37,8 @@ from tests.conftest import (
     TYPE_CODE,
     USER_USCC,
     add_department,
+    overwrite_stored,
+    raw_stored,
     template_data,
     type_spec_data,
 )
@@ -49,8 +52,7 @@ def row_counts(registry: RegistryService) -> dict[str, int]:
 
 
 def stored_files(registry: RegistryService) -> list[str]:
-    root = registry.filestore.root
-    return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    return list(all_names(registry.filestore.backend))
 
 
 def register(registry: RegistryService, data: dict[str, Any] | None = None, **images: bytes) -> str:
@@ -354,8 +356,7 @@ def test_preview_refuses_unknown_formats_and_damaged_files(registry: RegistrySer
     with pytest.raises(InvalidRequestError, match="不支持的格式 'tiff'"):
         registry.preview(TYPE_CODE, 1, "tiff")
     digest = registry.get_template(TYPE_CODE, 1).background_sm3
-    path = registry.filestore.path(digest)
-    path.write_bytes(path.read_bytes()[:-10])
+    overwrite_stored(registry.filestore, digest, raw_stored(registry.filestore, digest)[:-10])
     with pytest.raises(StoredFileError, match="已损坏"):
         registry.preview(TYPE_CODE, 1, "png")
 

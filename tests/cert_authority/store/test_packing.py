@@ -22,7 +22,16 @@ from cert_authority.store.packing import MAGIC, Constant, PackedFiles
 from keys.sm2 import sm3
 from templates.fonts import FontSet, subsetter_from_bytes
 from tests.cert_authority.issuing.test_issuance import _seal_certificate, check_ofd, check_pdf
-from tests.conftest import FOOD_TYPE, VOCATIONAL_TYPE, LicenceEnv, issue_example, stored_path
+from tests.conftest import (
+    FOOD_TYPE,
+    VOCATIONAL_TYPE,
+    LicenceEnv,
+    flip_stored_bit,
+    issue_example,
+    overwrite_stored,
+    remove_stored,
+    stored_name,
+)
 from verification.report import Status
 
 TARGET = 20 * 1024  # issue 24: at most 20 KB stored per licence
@@ -51,7 +60,7 @@ def _packed(env: LicenceEnv) -> PackedFiles:
 
 
 def _segments(env: LicenceEnv, digest: str) -> list[list[object]]:
-    header, _ = packing._read_manifest(digest, stored_path(env, digest).read_bytes())
+    header, _ = packing._read_manifest(digest, env.registry.filestore.get(stored_name(env, digest)))
     return header["segments"]
 
 
@@ -65,7 +74,7 @@ def test_a_packed_licence_downloads_byte_identical_and_verifies(
         for fmt, digest in (("pdf", licence.files.pdf), ("ofd", licence.files.ofd)):
             data = env.services.queries.file(CLI_ACTOR, licence.identifier, fmt)
             assert sm3(data).hex() == digest
-            assert not (env.settings.files_dir / digest[:2] / digest).exists()  # not stored whole
+            assert not env.registry.filestore.exists(digest)  # not stored whole
             kinds = {segment[0] for segment in _segments(env, digest)}
             assert {"lit", "const", "cff" if fmt == "pdf" else "otf"} <= kinds
         seal_certificate = _seal_certificate(env, licence)
@@ -115,14 +124,11 @@ def test_a_damaged_shared_part_is_a_storage_error(licence_env: LicenceEnv, fresh
     [background] = [s[1] for s in _segments(env, licence.files.ofd) if s[0] == "const"
                     and len(env.registry.filestore.get(str(s[1]))) > 90_000 and b"JFIF" in
                     env.registry.filestore.get(str(s[1]))[:32]]
-    path = env.settings.files_dir / str(background)[:2] / str(background)
-    data = bytearray(path.read_bytes())
-    data[5000] ^= 1
-    path.write_bytes(bytes(data))
+    flip_stored_bit(env.registry.filestore, str(background), 5000)
     packing._CONSTANTS.clear()
     with pytest.raises(StoredFileError, match="已损坏"):
         env.services.queries.file(CLI_ACTOR, licence.identifier, "ofd")
-    path.unlink()
+    remove_stored(env.registry.filestore, str(background))
     with pytest.raises(StoredFileError, match="缺少文件"):
         env.services.queries.file(CLI_ACTOR, licence.identifier, "ofd")
     # The verifier says the stored file is damaged; it never checks some other file.
@@ -133,14 +139,12 @@ def test_a_damaged_shared_part_is_a_storage_error(licence_env: LicenceEnv, fresh
 def test_a_damaged_or_forged_manifest_is_a_storage_error(licence_env: LicenceEnv) -> None:
     env = licence_env
     first, second = (issue_example(env, FOOD_TYPE).licence for _ in range(2))
-    path = stored_path(env, first.files.pdf)
-    original = path.read_bytes()
-    damaged = bytearray(original)
-    damaged[-10] ^= 1
-    path.write_bytes(bytes(damaged))
+    store, name = env.registry.filestore, stored_name(env, first.files.pdf)
+    stored = flip_stored_bit(store, name, -10)
     with pytest.raises(StoredFileError, match="已损坏"):
         env.services.queries.file(CLI_ACTOR, first.identifier, "pdf")
-    path.write_bytes(original)
+    overwrite_stored(store, name, stored)
+    original = store.get(name)
 
     # A manifest that is intact in the store (its own SM3 matches) but rebuilds other bytes: one
     # literal changed, or the manifest of another licence put in its place.

@@ -17,6 +17,7 @@ from cert_authority.http.app import create_app
 from cert_authority.issuing.binding import RECORD_SM3, record_digest
 from cert_authority.issuing.log_leaves import licence_leaf
 from cert_authority.store.models import LicenceRow
+from cert_authority.store.packing import PackedFiles
 from tests.cert_authority.store.test_personal_data import PERSON, _issue_person
 from tests.cert_authority.transparency.test_log import _row
 from tests.conftest import USER_USCC, LicenceEnv
@@ -67,7 +68,7 @@ def test_the_proof_gives_the_salt_that_opens_the_commitment_with_the_sealed_ofd(
     with TestClient(app) as client:
         proof = client.get(f"/api/v1/licences/{identifier}/proof", headers=user).json()
     leaf = LogLeaf.decode(base64.b64decode(proof["leaf"]))
-    ofd = env.registry.filestore.get(_row(env, identifier).ofd_sm3)
+    ofd = PackedFiles(env.registry.filestore, env.engine).get(_row(env, identifier).ofd_sm3)
     sealed = bytes.fromhex(inspect_ofd(ofd).custom_data[RECORD_SM3])  # what the holder's own file carries
     assert leaf.record_sm3 == record_commitment(base64.b64decode(proof["record_salt"]), sealed)
     assert proof["leaf_data"]["format"] == 2 and "record_sm3" not in proof["leaf_data"]

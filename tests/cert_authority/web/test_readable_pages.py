@@ -113,6 +113,8 @@ def test_thumbnails_are_small_webp_and_cached(site: Site) -> None:
     assert len(thumb.content) * 10 < len(full.content), (len(thumb.content), len(full.content))
     cached = list((site.env.settings.data_dir / "cache" / "pictures").glob("*thumb*"))
     assert cached and client.get(f"/wallet/licences/{site.food}/thumb.webp").content == thumb.content
+    # Sealed on disk like the file store's files (the picture shows the holder): not a WebP there.
+    assert all(not p.read_bytes().startswith(b"RIFF") and thumb.content not in p.read_bytes() for p in cached)
     home = client.get("/wallet")
     assert f"/wallet/licences/{site.food}/thumb.webp" in home.text and "file.png" not in home.text
     # Someone else's licence: not found, as for every other file.
@@ -322,6 +324,28 @@ def test_console_search_by_code_number_name_or_part_of_them(site: Site) -> None:
     # Another department's staff find none of this department's licences, whatever they type.
     site.app.state.staff.create("hrss4", "周文", "issuer", OTHER_ISSUER_USCC, PASSWORD)
     assert "没有符合条件的证照" in staff_client(site.app, "hrss4").get("/console", params={"q": "好味道"}).text
+
+
+def test_console_pages_by_key(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """下一页 and 上一页 carry a cursor: each licence once going forward, the same pages going back."""
+    monkeypatch.setattr("cert_authority.web.console.PAGE_SIZE", 2)
+    market = staff_client(site.app, "market")
+    for _ in range(3):
+        issue_example(site.env, FOOD_TYPE)
+    listed = site.env.services.queries.search(CLI_ACTOR, issuer=ISSUER_USCC, page_size=200).items
+    link = re.compile(r'href="\?([^"]*&amp;(?:cursor|before)=[^"]*)">(上一页|下一页)<')
+    url, seen, pages = "/console", [], []
+    while True:
+        page = market.get(url).text
+        pages.append(re.findall(r'href="/console/licences/([^"]+)"', page))
+        seen += pages[-1]
+        links = {label: html.unescape(target) for target, label in link.findall(page)}
+        if "下一页" not in links:
+            break
+        url = "/console?" + links["下一页"]
+    assert seen == [item.identifier for item in listed]  # each once, newest first
+    back = market.get("/console?" + links["上一页"]).text
+    assert re.findall(r'href="/console/licences/([^"]+)"', back) == pages[-2]
 
 
 def test_counter_check_redirects_and_a_reload_does_not_check_again(site: Site) -> None:

@@ -1,0 +1,113 @@
+"""The file store's database backend: table `stored_file`, one row per name (the SM3 digest of
+the content), the stored value (sealed, see store/filestore.py) in a bytea column. With it, every
+host sharing the PostgreSQL database reads every file: nothing a host must keep on its own disk.
+
+Why bytea and not large objects (pg_largeobject):
+- The values are small and read whole: a licence file is tens to hundreds of KB (and shrinks to a
+  few KB once template-constant bytes are factored out), an upload at most 20 MB; bytea takes up
+  to 1 GB. Large objects pay off for streaming or partial reads of bigger values, which nothing
+  here does.
+- A bytea row is an ordinary row: written in the same kind of transaction as everything else (one
+  commit makes a batch of files durable together, and a rolled-back transaction leaves nothing),
+  dumped by pg_dump, copied by streaming replication, readable under row-level privileges, and
+  deleted with its row. A large object lives apart from the row that names it: deleting the row
+  orphans it unless something runs lo_unlink/vacuumlo, pg_dump needs --large-objects rights, and
+  every object takes an OID from one 4-billion space shared by the cluster's catalogue.
+- The same column works on SQLite (a BLOB), so the backend is tested on both databases.
+The column is STORAGE EXTERNAL on PostgreSQL (migration 0020): values are SM4-GCM ciphertext,
+which does not compress, so TOAST should not try.
+
+Concurrency: two hosts putting the same content at once both insert with ON CONFLICT DO NOTHING;
+the first commit wins and the other's value (the same plaintext under another nonce) is dropped.
+A damaged value is replaced (`replace=True`) with ON CONFLICT DO UPDATE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from cert_authority.errors import StorageUnavailableError
+from cert_authority.store.models import StoredFileRow
+from cert_authority.timeutil import utc_now
+
+TABLE: Table = StoredFileRow.__table__  # type: ignore[attr-defined]
+
+
+class DatabaseFiles:
+    """Stored values in table `stored_file` of the service's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    def where(self, name: str) -> str:
+        return f"数据库表 stored_file，digest={name}"
+
+    def read(self, name: str) -> bytes | None:
+        with self._connection() as connection:
+            value = connection.execute(select(TABLE.c.content).where(TABLE.c.digest == name)).scalar()
+        return None if value is None else bytes(value)
+
+    def read_many(self, names: Sequence[str]) -> dict[str, bytes]:
+        if not names:
+            return {}
+        with self._connection() as connection:
+            rows = connection.execute(select(TABLE.c.digest, TABLE.c.content).where(TABLE.c.digest.in_(list(names))))
+            return {digest: bytes(content) for digest, content in rows}
+
+    def contains(self, name: str) -> bool:
+        with self._connection() as connection:
+            return connection.execute(select(TABLE.c.digest).where(TABLE.c.digest == name)).first() is not None
+
+    def names(self, after: str = "", limit: int = 1000) -> list[str]:
+        query = select(TABLE.c.digest).where(TABLE.c.digest > after).order_by(TABLE.c.digest).limit(limit)
+        with self._connection() as connection:
+            return list(connection.execute(query).scalars())
+
+    def write(self, items: Sequence[tuple[str, bytes]], *, replace: bool = False) -> None:
+        """All the values in one transaction: durable together when it commits, none of them if
+        it does not."""
+        if not items:
+            return
+        now = utc_now()
+        rows = [{"digest": name, "content": data, "size": len(data), "stored_at": now} for name, data in items]
+        statement = self._insert(TABLE)
+        if replace:
+            statement = statement.on_conflict_do_update(
+                index_elements=[TABLE.c.digest],
+                set_={"content": statement.excluded.content, "size": statement.excluded.size},
+            )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=[TABLE.c.digest])
+        with self._connection(begin=True) as connection:
+            connection.execute(statement, rows)
+
+    @contextmanager
+    def _connection(self, begin: bool = False) -> Iterator[Connection]:
+        """A connection (a transaction when writing); a database that is gone or full is
+        StorageUnavailableError, and the transaction is rolled back: nothing stored."""
+        try:
+            with self.engine.begin() if begin else self.engine.connect() as connection:
+                yield connection
+        except DBAPIError as exc:
+            if not (exc.connection_invalidated or _is_unavailable(exc)):
+                raise
+            raise StorageUnavailableError(
+                "文件存储（数据库）暂不可用，本次未保存任何内容，请联系管理员"
+            ) from exc
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    """Connection lost, server gone, disk full (SQLSTATE class 08, 53, 57; SQLite's I/O errors)."""
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    if state[:2] in {"08", "53", "57", "58"}:
+        return True
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(exc, OperationalError)

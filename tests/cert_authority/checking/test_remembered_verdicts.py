@@ -1,0 +1,117 @@
+"""Attacks on the remembered verdicts (checking.verdicts): a verification whose parts were kept after
+a VALID answer must never answer VALID again once any input changed: the licence revoked (here or
+through another worker's services), its row edited in the database without the data key or with
+it, a new CRL revoking the seal certificate, the licence's validity run out, a stored file damaged.
+Each test warms the cache first (two VALID answers), so the second answer is a remembered one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from sqlmodel import Session, col, select, update
+
+from cert_authority.actors import CLI_ACTOR
+from cert_authority.checking.verdicts import Remembered
+from cert_authority.issuing.personal import open_licence, sealed_columns
+from cert_authority.store.models import LicenceRow
+from tests.conftest import FOOD_TYPE, LicenceEnv, issue_example, open_licence_env
+from verification.report import Status
+
+
+def _warm(env: LicenceEnv, identifier: str) -> bytes:
+    """Two VALID verdicts by identifier and two by file: the parts are remembered now."""
+    verification = env.services.verification
+    pdf = env.services.queries.file(CLI_ACTOR, identifier, "pdf")
+    for _ in range(2):
+        assert verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
+        assert verification.verify_file(pdf).result is Status.VALID
+    assert len(verification._file_checks) >= 1 and len(verification._records) >= 1
+    return pdf
+
+
+def test_a_revoked_licence_is_never_served_a_remembered_valid(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    identifier = issue_example(env, FOOD_TYPE).licence.identifier
+    pdf = _warm(env, identifier)
+    # Revoked through another process's services (another worker): only the database is shared.
+    other = open_licence_env(env.settings, env.registry.fonts)
+    other.services.lifecycle.revoke(CLI_ACTOR, identifier, "违法经营")
+    report = env.services.verification.verify_identifier(CLI_ACTOR, identifier)
+    assert (report.result, report.reason, report.to_dict()["face_data"]) == (Status.INVALID, "revoked", None)
+    assert env.services.verification.verify_file(pdf).reason == "revoked"
+
+
+def test_an_edited_row_is_never_served_a_remembered_valid(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    first = issue_example(env, FOOD_TYPE).licence.identifier
+    second = issue_example(env, FOOD_TYPE).licence.identifier
+    _warm(env, first)
+    _warm(env, second)
+    verification = env.services.verification
+    # Without the data key: a plain column edited (the licence number on the row).
+    with Session(env.engine) as session:
+        session.exec(update(LicenceRow).where(col(LicenceRow.identifier) == first).values(licence_number="JY9"))
+        session.commit()
+    assert verification.verify_identifier(CLI_ACTOR, first).reason == "record_mismatch"
+    # With the data key: the holder's name sealed anew, every other column as it was.
+    personal = env.services.queries.personal
+    with Session(env.engine) as session:
+        row = open_licence(personal, session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == second)).one())
+        face = json.loads(row.face_json) | {"operator_name": "冒名顶替餐饮有限公司"}
+        row.face_json = json.dumps(face, ensure_ascii=False)
+        session.exec(
+            update(LicenceRow).where(col(LicenceRow.identifier) == second).values(**sealed_columns(personal, row))
+        )
+        session.commit()
+    assert verification.verify_identifier(CLI_ACTOR, second).reason == "record_mismatch"
+
+
+def test_a_new_crl_is_never_served_a_remembered_valid(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    env.services.issuance.timestamps = None  # without a timestamp a revoked seal certificate is never VALID
+    sealed_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)
+    licence = issue_example(env, FOOD_TYPE, now=sealed_at).licence
+    pdf = _warm(env, licence.identifier)
+    env.services.seals.revoke(CLI_ACTOR, licence.seal.seal_id)  # publishes a new CRL
+    verification = env.services.verification
+    for report in (verification.verify_identifier(CLI_ACTOR, licence.identifier), verification.verify_file(pdf)):
+        assert (report.result, report.reason) == (Status.INDETERMINATE, "revoked_after_signing")
+
+
+def test_time_running_out_is_never_served_a_remembered_valid(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    identifier = issue_example(env, FOOD_TYPE).licence.identifier
+    _warm(env, identifier)
+    verification = env.services.verification
+    verification.clock = lambda: dt.datetime(2040, 1, 1, tzinfo=dt.timezone.utc)
+    report = verification.verify_identifier(CLI_ACTOR, identifier)
+    assert report.result is Status.INVALID and "status" in [c.name for c in report.checks if c.status is Status.INVALID]
+
+
+def test_a_damaged_stored_file_is_caught_with_its_checks_remembered(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    identifier = issue_example(env, FOOD_TYPE).licence.identifier
+    _warm(env, identifier)
+    with Session(env.engine) as session:
+        row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).one()
+    for digest in (row.pdf_sm3, row.ofd_sm3):
+        path = env.settings.files_dir / digest[:2] / digest
+        original = path.read_bytes()
+        path.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+        report = env.services.verification.verify_identifier(CLI_ACTOR, identifier)
+        assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
+        path.write_bytes(original)
+    assert env.services.verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
+
+
+def test_remembered_entries_expire_and_are_bounded() -> None:
+    now = [0.0]
+    remembered: Remembered[str] = Remembered(lifetime=10, kept=2, clock=lambda: now[0])
+    remembered.put("a", "A")
+    remembered.put("b", "B")
+    assert remembered.get("a") == "A"  # now the most recently used
+    remembered.put("c", "C")
+    assert (remembered.get("a"), remembered.get("b"), remembered.get("c")) == ("A", None, "C")
+    now[0] = 10.0
+    assert remembered.get("a") is None and len(remembered) == 1
