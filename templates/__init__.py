@@ -12,6 +12,7 @@ values in, values out.
     ofd          OFD renderer (GB/T 33190), and the OFD package writer seals builds on
     png          PNG renderer at phone or print resolution
     qr           QR codes: the one encoder of the project
+    units        where a line must not break: a number and its unit, a short parenthesis
     errors       the one exception tree (TemplateError, a ValueError)
 
 Internal: backgrounds (base images; reached through render), cff_subset (the CFF font subsetter).
@@ -32,4 +33,5 @@ __all__ = [
     "qr",
     "render",
     "spec",
+    "units",
 ]

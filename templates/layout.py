@@ -18,6 +18,7 @@ from templates.images import Picture, sample_photo
 from templates.layout_spec import META_FIELDS, Box, FieldPlacement, StaticText, TemplateSpec, colour_rgb
 from templates.qr import Modules, dark_runs, qr_modules
 from templates.spec import FieldType, LicenceTypeSpec, chinese_date
+from templates.units import unbreakable_spans
 
 __all__ = [
     "PT_MM",
@@ -35,7 +36,8 @@ __all__ = [
 PT_MM = 25.4 / 72
 QR_QUIET_MODULES = 2  # ISO/IEC 18004 asks for 4; the QR sits on a white square inside its box
 # Closing punctuation may hang past the right edge rather than start a line (GB/T 15834 practice).
-HANGING = set("，。、；：！？）》」』”’,.;:!?)")
+HANGING_TEXT = "，。、；：！？）》」』”’,.;:!?)"
+HANGING = set(HANGING_TEXT)
 WORD = re.compile(r"[A-Za-z0-9@#%&+\-_./:]+|\s+|.", re.DOTALL)
 SAMPLE_CHAR = "证"  # a full-width character: the widest a CJK value usually gets
 
@@ -349,7 +351,7 @@ def _break_lines(text: str, font: Font, size_mm: float, spacing: float, width: f
             lines.append(paragraph)
             continue
         current, current_em = "", 0.0  # the line so far and its width in em, kept as it grows
-        for token in WORD.findall(paragraph):
+        for token in _tokens(paragraph):
             token_em = font.width(token)
             length = len(current) + len(token)
             fits = (current_em + token_em) * size_mm + spacing * max(length - 1, 0) <= width + 1e-6
@@ -362,7 +364,8 @@ def _break_lines(text: str, font: Font, size_mm: float, spacing: float, width: f
                 lines.append(current.rstrip())
                 current, current_em = token, token_em
             # A single token wider than the line (a long number) is split by characters.
-            while _line_width(current, font, size_mm, spacing) > width + 1e-6 and len(current) > 1:
+            # (Closing punctuation that hangs past the edge is no reason to split.)
+            while _line_width(current.rstrip(HANGING_TEXT), font, size_mm, spacing) > width + 1e-6 and len(current) > 1:
                 cut = len(current) - 1
                 while cut > 1 and _line_width(current[:cut], font, size_mm, spacing) > width + 1e-6:
                     cut -= 1
@@ -371,6 +374,18 @@ def _break_lines(text: str, font: Font, size_mm: float, spacing: float, width: f
                 current_em = font.width(current)
         lines.append(current.rstrip())
     return lines
+
+
+def _tokens(paragraph: str) -> list[str]:
+    """The pieces a line may break between: a Latin word or number, a space, one CJK character;
+    a number with its unit and a short parenthesis are one piece (templates.units)."""
+    tokens: list[str] = []
+    at = 0
+    for start, end in unbreakable_spans(paragraph):
+        tokens += WORD.findall(paragraph[at:start])
+        tokens.append(paragraph[start:end])
+        at = end
+    return tokens + WORD.findall(paragraph[at:])
 
 
 def _position(

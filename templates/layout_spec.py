@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["Box", "TemplateSpec"]
+__all__ = ["DESIGNS", "Box", "TemplateSpec"]
 
 PAGE_SIZES = {
     "A4-landscape": (297.0, 210.0),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import threading
+from collections import OrderedDict
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -29,8 +32,7 @@ def render_image(layout: PageLayout, fonts: FontSet, dpi: float) -> Image.Image:
     px = dpi / 25.4  # pixels per mm
     size = (round(layout.width * px), round(layout.height * px))
     if layout.background is not None:
-        with Image.open(io.BytesIO(layout.background.data)) as background:
-            page = background.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+        page = _background(layout.background.data, size).copy()
     else:
         page = Image.new("RGB", size, (255, 255, 255))
     for placed in layout.images:
@@ -63,6 +65,29 @@ def png_bytes(image: Image.Image) -> bytes:
 def _pixels(box: Box, px: float) -> tuple[int, int, int, int]:
     # Shared edges round the same way, so adjacent QR modules leave no hairline gaps.
     return round(box.x * px), round(box.y * px), round(box.right * px) - 1, round(box.bottom * px) - 1
+
+
+_BACKGROUNDS: OrderedDict[tuple[bytes, tuple[int, int]], Image.Image] = OrderedDict()
+_BACKGROUNDS_LOCK = threading.Lock()
+MAX_BACKGROUNDS = 8  # a type's background at one size: 6.5 MB at phone size, 26 MB for A4 at 300 dpi
+
+
+def _background(data: bytes, size: tuple[int, int]) -> Image.Image:
+    """The background decoded and scaled to the page, kept for the next licence of the type: the
+    decoding and LANCZOS scaling were a third of a licence picture's rendering. Callers copy it."""
+    key = (hashlib.sha256(data).digest(), size)
+    with _BACKGROUNDS_LOCK:
+        found = _BACKGROUNDS.get(key)
+        if found is not None:
+            _BACKGROUNDS.move_to_end(key)
+            return found
+    with Image.open(io.BytesIO(data)) as background:
+        made = background.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    with _BACKGROUNDS_LOCK:
+        _BACKGROUNDS[key] = made
+        while len(_BACKGROUNDS) > MAX_BACKGROUNDS:
+            _BACKGROUNDS.popitem(last=False)
+    return made
 
 
 @functools.lru_cache(maxsize=64)

@@ -39,6 +39,7 @@ PUBLIC_MODULES: dict[str, list[str]] = {
         "qr",
         "render",
         "spec",
+        "units",
     ],
     "seals": [
         "box",
@@ -126,7 +127,7 @@ SURFACE: dict[str, list[str]] = {
         "make_qr",
         "text_block",
     ],
-    "templates.layout_spec": ["Box", "TemplateSpec"],
+    "templates.layout_spec": ["Box", "DESIGNS", "TemplateSpec"],
     "templates.ofd": [
         "DOC_DIR",
         "PackageEntry",
@@ -139,6 +140,7 @@ SURFACE: dict[str, list[str]] = {
     "templates.pdf": ["PT_PER_MM", "PdfFile", "build_pdf", "pdf_date", "pdf_number", "pdf_stream", "utf16_hex"],
     "templates.png": ["png_bytes", "render_image"],
     "templates.qr": ["qr_png", "qr_svg"],
+    "templates.units": ["unbreakable_spans"],
     "templates.render": [
         "FORMATS",
         "FontSet",

@@ -32,7 +32,9 @@ KIND_NAMES = {
 
 @audit_app.command("verify")
 @friendly_errors
-def audit_verify(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def audit_verify(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="JSON 输出")] = False
+) -> None:
     """校验审计记录、用证记录和证照状态变更的 HMAC-SM3 链，并对照透明日志核验各次锚定。
 
     找出被修改、插入或删除的行和被改动、删除的锚定（有问题时退出码 1）。"""
@@ -65,7 +67,9 @@ def audit_verify(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
 
 @audit_app.command("anchor")
 @friendly_errors
-def audit_anchor(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def audit_anchor(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="JSON 输出")] = False
+) -> None:
     """记录各条链当前的链头并记入透明日志（定期运行）；打印本次锚定的 SM3 摘要和签入的树头。"""
     services = licence_services(settings_from(ctx))
     with services.log.engine.begin() as connection:

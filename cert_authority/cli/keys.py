@@ -32,7 +32,7 @@ def _audit(settings: Settings, action: str, target: str, detail: dict[str, objec
 
 @keys_app.command("list")
 @friendly_errors
-def keys_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def keys_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="JSON 输出")] = False) -> None:
     """列出私钥文件（及其加密算法）和数据加密密钥的版本。"""
     settings = settings_from(ctx)
     store = SoftwareKeyStore(settings.key_dir, settings.require_kek())

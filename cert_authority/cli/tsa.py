@@ -33,7 +33,7 @@ def tsa_stamp(
     output: Annotated[Path, typer.Option("-o", "--output", help="时间戳应答（DER TimeStampResp，.tsr）")],
     digest: Annotated[str, typer.Option("--digest", help="sm3 或 sha256")] = "sm3",
 ) -> None:
-    """Time-stamp FILE's hash; write the reply (openssl ts -reply -in FILE.tsr -text reads it)."""
+    """为文件的摘要加盖时间戳，写出时间戳应答（可用 `openssl ts -reply -in 文件.tsr -text` 查看）。"""
     if digest not in DIGESTS:
         raise UsageError(f"--digest 应为 {' 或 '.join(DIGESTS)}，收到 {digest!r}")
     if not file.is_file():
@@ -53,6 +53,6 @@ def tsa_certificate(
     ctx: typer.Context,
     output: Annotated[Path, typer.Option("-o", "--output", help="写出 PEM 证书")],
 ) -> None:
-    """Write the TSA's certificate (PEM), issued by the branch CA on first use."""
+    """写出时间戳服务的证书（PEM；首次使用时由分中心CA签发）。"""
     output.write_bytes(_authority(ctx).certificate(now()).pem)
     typer.echo(f"时间戳服务证书 → {output}")

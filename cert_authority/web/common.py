@@ -13,10 +13,12 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
+from markupsafe import Markup, escape
 
 from cert_authority.errors import PermissionDeniedError
 from cert_authority.issuing.schemas import STATUS_NAMES
 from cert_authority.timeutil import BEIJING, aware
+from templates.units import unbreakable_spans
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -29,6 +31,18 @@ templates = Jinja2Templates(directory=WEB_DIR / "templates")
 
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the one format for every time a person reads
+
+
+def keep_units(text: object) -> Markup:
+    """Text for a page with each number and its unit, and each short parenthesis (a label's unit),
+    kept on one line: "≤45 mg/L" and "（立方米/日）" never break inside (templates.units)."""
+    value = str(text)
+    parts, at = [], 0
+    for start, end in unbreakable_spans(value):
+        parts += [escape(value[at:start]), Markup('<span class="nowrap">%s</span>') % value[start:end]]
+        at = end
+    parts.append(escape(value[at:]))
+    return Markup("").join(parts)
 
 
 def local_time(value: dt.datetime | str | None, zone: dt.tzinfo = BEIJING) -> str:
@@ -68,6 +82,7 @@ def status_tone(status: str) -> str:
 templates.env.filters["local_time"] = _local_time_filter
 templates.env.filters["status_name"] = lambda status: STATUS_NAMES.get(status, status)
 templates.env.filters["status_tone"] = status_tone
+templates.env.filters["keep_units"] = keep_units
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -25,6 +25,8 @@ from cert_authority.issuing.queries import LicenceQueryService
 from cert_authority.issuing.schemas import LICENCE_STATUSES, LicencePublic
 from cert_authority.registry.service import RegistryService
 from cert_authority.web.common import flash, forget_flash, redirect, render, same_origin, take_flash
+from cert_authority.web.console_search import SCAN_LIMIT, holder_scan, scan_offset
+from cert_authority.web.licence_images import pictures_for
 from cert_authority.web.staff_pages import Staff
 from templates.render import MEDIA_TYPES
 from templates.spec import FieldType, LicenceTypeSpec
@@ -64,20 +66,31 @@ def console_home(
 ) -> Response:
     registry, queries, _, _ = _state(request)
     _reader(staff)
-    # Pages by key (next: cursor, previous: before): page 400 costs what page 1 does.
-    results = queries.search(
-        staff.actor(),
-        type_code=type_code or None,
-        status=status if status in LICENCE_STATUSES else None,
-        holder_code=holder_code or None,
-        text=q[:60] or None,
-        page_size=PAGE_SIZE,
-        cursor=cursor[:200] or None,
-        before=None if cursor else before[:200] or None,
-    )
+    # Pages by key (next: cursor, previous: before): page 400 costs what page 1 does. A search by
+    # name or part of a code (web/console_search.py) pages by its own "scan:N" cursors.
+    scan_at = scan_offset(cursor or before)
+    by_holder, scan_stopped = False, False
+    if scan_at is None:
+        results = queries.search(
+            staff.actor(),
+            type_code=type_code or None,
+            status=status if status in LICENCE_STATUSES else None,
+            holder_code=holder_code or None,
+            text=q[:60] or None,
+            page_size=PAGE_SIZE,
+            cursor=cursor[:200] or None,
+            before=None if cursor else before[:200] or None,
+        )
+    if scan_at is not None or (results.total == 0 and q.strip() and not holder_code):
+        results, scan_stopped = holder_scan(
+            queries, staff.actor(), q[:60], type_code=type_code or None,
+            status=status if status in LICENCE_STATUSES else None, offset=scan_at or 0, page_size=PAGE_SIZE,
+        )
+        by_holder = True
     types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
     page_ = render(
         request, "console/home.html", staff=staff, results=results, types=types, statuses=LICENCE_STATUSES,
+        by_holder=by_holder, scan_stopped=scan_stopped, scan_limit=SCAN_LIMIT,
         query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:60]},
         flash=take_flash(request),
     )
@@ -107,7 +120,14 @@ def _licence_view(
 def licence_file(identifier: str, fmt: str, request: Request, staff: Staff) -> Response:
     _, queries, _, _ = _state(request)
     data = queries.file(staff.actor(), identifier, fmt)
-    disposition = "inline" if fmt == "png" else f'attachment; filename="{identifier}.{fmt}"'
+    if fmt == "png":
+        # The picture of a licence that is no longer valid is marked across (已吊销), as in the
+        # wallet: a screenshot of the console must not pass for a valid licence. The sealed PDF and
+        # OFD stay as issued (the department's record; their status is checked where they are used).
+        status = queries.get(staff.actor(), identifier).status
+        data, media_type = pictures_for(request.app.state).full(data, status)
+        return Response(data, media_type=media_type, headers={"Content-Disposition": "inline"})
+    disposition = f'attachment; filename="{identifier}.{fmt}"'
     return Response(data, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": disposition})
 
 

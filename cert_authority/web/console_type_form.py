@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import copy
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 import yaml
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from cert_authority.access.staff import StaffMember
 from cert_authority.actors import ensure_role
@@ -27,6 +28,8 @@ from cert_authority.registry.spec_input import load_definition, parse_type_spec
 from cert_authority.web.common import flash, redirect, render, same_origin
 from cert_authority.web.console_types import EXAMPLE_HEADER, DefinitionErrors, _status, own_example
 from cert_authority.web.staff_pages import Staff
+from templates.images import MAX_UPLOAD_BYTES
+from templates.layout_spec import DESIGNS
 from templates.spec import FieldType
 
 router = APIRouter(prefix="/console/types", include_in_schema=False)
@@ -36,6 +39,8 @@ TYPE_NAMES = {
 }
 MAX_ROWS = 40
 BOX = ("x", "y", "w", "h")
+DESIGN_NAMES = {"green": "绿色花纹", "blue": "蓝色花纹", "red": "红色花纹", "gold": "金色花纹"}
+UPLOADED = "upload"  # the background choice meaning "the picture uploaded with the form"
 
 
 @dataclass
@@ -78,10 +83,12 @@ async def form_preview(request: Request, staff: Staff) -> Response:
     """The page's script sends the form as it changes: the YAML and the face, or what is wrong."""
     _writer(staff)
     try:
-        definition = merged(await request.form())
+        form = await _form(request)
+        images = await background_image(form)
+        definition = merged(form, images)
         text = as_yaml(definition)
         spec = parse_type_spec(load_definition(text.encode(), "定义"))
-        png = await run_in_threadpool(_registry(request).preview_unsaved, spec, {}, "png")
+        png = await run_in_threadpool(_registry(request).preview_unsaved, spec, images, "png")
     except DefinitionErrors as exc:
         return JSONResponse({"message": str(exc)}, status_code=_status(exc))
     return JSONResponse({"yaml": text, "png": base64.b64encode(png).decode()}, headers={"Cache-Control": "no-store"})
@@ -90,12 +97,13 @@ async def form_preview(request: Request, staff: Staff) -> Response:
 @router.post("/form", dependencies=[Depends(same_origin)])
 async def form_register(request: Request, staff: Staff) -> Response:
     _writer(staff)
-    form = await request.form()
+    form = await _form(request)
     definition: dict[str, Any] = {}
     try:
-        definition = merged(form)
+        images = await background_image(form)
+        definition = merged(form, images)
         spec = parse_type_spec(load_definition(as_yaml(definition).encode(), "定义"))
-        await run_in_threadpool(_registry(request).register_type, spec, {}, staff.actor())
+        await run_in_threadpool(_registry(request).register_type, spec, images, staff.actor())
     except DefinitionErrors as exc:
         return _page(request, staff, definition or _base(form), error=str(exc), status=_status(exc))
     message = f"已登记证照类型「{spec.name}」（代码 {spec.code}），可以颁发了"
@@ -120,11 +128,38 @@ def rows_of(definition: dict[str, Any]) -> list[FieldRow]:
     return rows
 
 
-def merged(form: FormData) -> dict[str, Any]:
-    """The base definition with the form's code, name and field rows (and their boxes) put in."""
+async def _form(request: Request) -> FormData:
+    """The form, a background picture up to the upload limit among it (starlette's default part
+    limit is 1 MB; the body limit middleware caps the whole request)."""
+    return await request.form(max_part_size=MAX_UPLOAD_BYTES + 1)
+
+
+async def background_image(form: FormData) -> dict[str, bytes]:
+    """The uploaded background by its file name, when the form chose one (the registry checks it:
+    PNG or JPEG, size, proportions)."""
+    upload = form.get("background_image")
+    if form.get("background") != UPLOADED or not isinstance(upload, UploadFile) or not upload.filename:
+        return {}
+    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InvalidRequestError(f"底图文件过大，上限 {MAX_UPLOAD_BYTES // 1048576} MB")
+    name = "".join(c for c in PurePath(upload.filename).name if c.isalnum() or c in "._-")[-100:] or "background"
+    return {name: data}
+
+
+def merged(form: FormData, images: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """The base definition with the form's code, name, background and field rows (and their boxes)
+    put in."""
     definition = _base(form)
     definition["code"] = str(form.get("code") or "").strip()
     definition["name"] = str(form.get("name") or "").strip()
+    choice = str(form.get("background") or "")
+    if images:
+        definition.setdefault("template", {})["background"] = {"image": next(iter(images))}
+    elif choice in DESIGNS:
+        definition.setdefault("template", {})["background"] = {"design": choice}
+    elif choice == UPLOADED:
+        raise InvalidRequestError("请选择底图文件（PNG 或 JPEG），或改用内置花纹")
     old_fields = {f.get("key"): f for f in definition.get("fields") or [] if isinstance(f, dict)}
     template = definition.setdefault("template", {})
     placed = {f.get("field"): f for f in template.get("fields") or [] if isinstance(f, dict) and f.get("field")}
@@ -195,5 +230,6 @@ def _page(
     base = yaml.safe_dump(definition, allow_unicode=True, sort_keys=False, width=200)
     return render(
         request, "console/type_form.html", status, staff=staff, definition=definition, rows=rows_of(definition),
-        base=base, yaml_text=as_yaml(definition), type_names=TYPE_NAMES, photo=FieldType.PHOTO.value, **extra,
+        base=base, yaml_text=as_yaml(definition), type_names=TYPE_NAMES, photo=FieldType.PHOTO.value,
+        designs=DESIGN_NAMES, background=((definition.get("template") or {}).get("background") or {}), **extra,
     )

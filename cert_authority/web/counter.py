@@ -5,6 +5,7 @@ licence points to (status only, no personal data)."""
 
 from __future__ import annotations
 
+import hmac
 import io
 from typing import Annotated
 
@@ -12,13 +13,20 @@ import zxingcpp
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from PIL import Image
+from sqlmodel import Session
 
 from cert_authority.access.staff import StaffMember
 from cert_authority.actors import Actor
 from cert_authority.checking.licences import MAX_UPLOAD_BYTES as MAX_FILE_BYTES
 from cert_authority.checking.licences import VerificationService
 from cert_authority.checking.show_tokens import ShowTokenVerifier
+from cert_authority.errors import NotFoundError
+from cert_authority.issuing.personal import open_licence
+from cert_authority.issuing.queries import LicenceQueryService
+from cert_authority.issuing.records import find_licence, licence_public
+from cert_authority.issuing.schemas import LicencePublic
 from cert_authority.registry.service import RegistryService
+from cert_authority.timeutil import local_date
 from cert_authority.web.common import forget_flash, redirect, render, same_origin, take_flash, zone_of
 from cert_authority.web.counter_cases import (
     LICENCE_URL,
@@ -27,9 +35,9 @@ from cert_authority.web.counter_cases import (
     department_open_cases,
     scanned_use_code,
 )
-from cert_authority.web.counter_results import recall, remember
+from cert_authority.web.counter_results import RESULT_COOKIE, RESULT_PATH, recall, remember
 from cert_authority.web.staff_pages import Staff
-from cert_authority.web.verdicts import verdict
+from cert_authority.web.verdicts import verdict, with_licence
 from templates.errors import ImageError
 from templates.images import MAX_UPLOAD_BYTES, load_picture
 from verification.report import Report
@@ -119,12 +127,38 @@ def result_page(request: Request, staff: Staff) -> Response:
     return render(request, "counter/scan.html", staff=staff, verdict=found, matters=department_matters(request, staff))
 
 
+@router.get("/counter/result/photo/{sm3}")
+def result_photo(sm3: str, request: Request, staff: Staff) -> Response:
+    """The holder's photo beside the last accepted show code's verdict, and nothing else: the digest
+    must be the one in this counter's signed verdict cookie (set when the code was accepted)."""
+    found = recall(request)
+    if found is None or found.result != "VALID" or not found.photo or not hmac.compare_digest(found.photo, sm3):
+        raise NotFoundError("没有可显示的持证人照片")
+    data = _registry(request).filestore.get(found.photo)
+    media_type = "image/jpeg" if data.startswith(b"\xff\xd8") else "image/png"
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, no-store"})
+
+
+def _shown_licence(request: Request, report: Report) -> LicencePublic | None:
+    """The licence behind a show code whose signature and record checked out (the holder showed it
+    at this counter), for its status, issuer and photo; None for anything else."""
+    subject = report.subject
+    if subject.get("kind") != "show_token" or not subject.get("name") or not subject.get("identifier"):
+        return None
+    queries: LicenceQueryService = request.app.state.licences
+    with Session(queries.engine) as session:
+        row = find_licence(session, str(subject["identifier"]))
+    return licence_public(open_licence(queries.personal, row), local_date(queries.clock()))
+
+
 def _result(request: Request, staff: StaffMember, report: Report) -> Response:
-    found = verdict(report, _registry(request), zone_of(request))
+    found = with_licence(verdict(report, _registry(request), zone_of(request)), _shown_licence(request, report))
     response = redirect("/counter/result")
     if remember(request, response, found):
         return response
-    return render(request, "counter/scan.html", staff=staff, verdict=found, matters=department_matters(request, staff))
+    page = render(request, "counter/scan.html", staff=staff, verdict=found, matters=department_matters(request, staff))
+    page.delete_cookie(RESULT_COOKIE, path=RESULT_PATH)  # the verdict before this one is not this one
+    return page
 
 
 def _scan_error(request: Request, staff: StaffMember, message: str, status: int) -> Response:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response
@@ -20,10 +25,26 @@ from cert_authority.web import (
     wallet,
 )
 from cert_authority.web.common import STATIC_DIR, render
+from cert_authority.web.licence_images import warm_pictures
+
+
+def _warm_on_start(app: FastAPI) -> None:
+    """When the server starts (its lifespan, not when an app is built: tests build many), the
+    licence pictures are warmed in a background thread while the server already answers."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(started: FastAPI) -> AsyncIterator[Any]:
+        threading.Thread(target=warm_pictures, args=(started.state,), name="ecas-warm", daemon=True).start()
+        async with inner(started) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan
 
 
 def include_pages(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _warm_on_start(app)
     for module in (
         staff_pages,
         wallet,

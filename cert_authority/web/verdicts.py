@@ -5,18 +5,20 @@ verdict. Every time is in the service's time zone, in one format."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from cert_authority.errors import ServiceError
-from cert_authority.issuing.schemas import STATUS_NAMES
+from cert_authority.issuing.schemas import STATUS_NAMES, LicencePublic
 from cert_authority.registry.service import RegistryService
 from cert_authority.timeutil import BEIJING
 from cert_authority.web.common import local_time
 from keys.errors import InvalidCodeError
 from templates.identifier import LicenceIdentifier
+from templates.spec import FieldType
 from verification.report import Report
 
 WORDS = {"VALID": "核验通过", "INVALID": "核验不通过", "INDETERMINATE": "无法确认"}
@@ -95,6 +97,19 @@ class Verdict:
     signers: list[str]
     checks: list[dict[str, str]]  # mark (✓ ✗ ? –), tone (ok bad warn moot) and message, failures first
     checked_at: str
+    photo: str = ""  # SM3 of the holder's photo, for a personal licence whose show code was accepted
+
+
+def with_licence(found: Verdict, licence: LicencePublic | None) -> Verdict:
+    """A show code's verdict completed from the licence record: its status and issuer, and, when the
+    code was accepted, the holder's photo (the show screen shows it too: the clerk compares faces)."""
+    if licence is None:
+        return found
+    facts = [fact for fact in found.facts if fact[0] not in ("证照状态", "颁证部门")]
+    at = next((i + 1 for i, (label, _) in enumerate(facts) if label == "持证人"), len(facts))
+    facts[at:at] = [("颁证部门", licence.issuer.name), ("证照状态", STATUS_NAMES.get(licence.status, licence.status))]
+    photo = (licence.photo_sm3 or "") if found.result == "VALID" else ""
+    return dataclasses.replace(found, facts=facts, photo=photo)
 
 
 def verdict(report: Report, registry: RegistryService, zone: dt.tzinfo = BEIJING) -> Verdict:
@@ -193,11 +208,14 @@ def _shown(key: str, value: Any, zone: dt.tzinfo) -> str:
 def _labelled_face(face: dict[str, str], identifier: str | None, registry: RegistryService) -> list[tuple[str, str]]:
     """Face data under the type's labels, in the type's order (keys as they are if the type is unknown)."""
     labels: dict[str, str] = {}
+    photos: set[str] = set()  # a photo field's value is its file's digest: the picture is shown instead
     try:
         if identifier:
             spec = registry.type_spec(LicenceIdentifier.parse(identifier).type_code)
             labels = {f.key: f.label for f in spec.fields}
+            photos = {f.key for f in spec.fields if f.type is FieldType.PHOTO}
     except (InvalidCodeError, ServiceError):
         pass
-    ordered = [key for key in labels if key in face] + [key for key in face if key not in labels]
+    ordered = [key for key in labels if key in face and key not in photos]
+    ordered += [key for key in face if key not in labels]
     return [(labels.get(key, key), str(face[key])) for key in ordered]

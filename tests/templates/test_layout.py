@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 
 from templates.errors import FontError, LayoutError
 from templates.fonts import FontSet
-from templates.layout import PT_MM, LicenceFace, TextRun, build_layout, check_fits, make_qr, sample_face
+from templates.layout import HANGING, PT_MM, LicenceFace, TextRun, build_layout, check_fits, make_qr, sample_face
 from templates.layout_spec import Box, TemplateSpec
 from templates.spec import LicenceTypeSpec, parse_model
 from tests.templates.template_examples import EXAMPLE_NAMES, example_spec
@@ -64,7 +65,9 @@ def test_long_text_wraps_inside_its_box(fonts: FontSet) -> None:
     assert len(runs) > 2
     assert "".join(r.text for r in runs) == text
     for run in runs:
-        assert run.x >= 30 - 1e-6 and run.x + run.width <= 90 + 1e-6
+        # Closing punctuation may hang past the edge (GB/T 15834 practice), nothing else.
+        hanging = run.advances[-1] if run.text[-1] in HANGING else 0.0
+        assert run.x >= 30 - 1e-6 and run.x + run.width - hanging <= 90 + 1e-6
         assert run.baseline - 0.88 * run.size_mm >= 50 and run.baseline + 0.12 * run.size_mm <= 110 + 1e-6
     baselines = [r.baseline for r in runs]
     assert baselines == sorted(baselines)
@@ -160,3 +163,27 @@ def test_placing_a_template_from_another_type_fails(fonts: FontSet) -> None:
     assert template is not None
     with pytest.raises(LayoutError, match="不存在的字段"):
         build_layout(spec, template, None, sample_face(spec), fonts)
+
+
+POLLUTANTS = (
+    "化学需氧量（COD）≤500 mg/L；悬浮物（SS）≤400 mg/L；氨氮（以N计）≤45 mg/L；动植物油≤100 mg/L；pH值6.5～9.5。"
+)
+
+
+@pytest.mark.parametrize("width", [22, 30, 40, 50, 60, 80])
+def test_a_number_keeps_its_unit_and_a_parenthesis_stays_whole(fonts: FontSet, width: float) -> None:
+    from templates.layout import _break_lines
+
+    font = fonts.get("sans")
+    for text in (POLLUTANTS, "经营面积120平方米，排水量（立方米/日）350，位于五四路100号"):
+        lines = _break_lines(text, font, 3.5, 0, width)
+        assert "".join(lines) == text
+        joints = [(a[-1:], b[:1]) for a, b in itertools.pairwise(lines)]
+        for end, start in joints:
+            assert start not in HANGING, lines  # closing punctuation hangs, never starts a line
+            assert not (end.isdigit() and start in "平立米号mg个"), lines
+            assert not (end == "（" or start == "）"), lines
+        for unit in ("≤45 mg/L", "120平方米", "（立方米/日）", "100号"):
+            if unit in text:
+                assert any(unit in line for line in lines), (unit, lines)
+

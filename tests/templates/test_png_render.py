@@ -3,6 +3,7 @@ the code at phone and at print resolution."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 from pathlib import Path
@@ -81,3 +82,13 @@ def test_rendering_is_deterministic(fonts: FontSet) -> None:
     layout = example_layout("vocational-qualification", fonts, with_background=True)
     first = render_image(layout, fonts, 100)
     assert ImageChops.difference(first, render_image(layout, fonts, 100)).getbbox() is None
+
+
+def test_the_kept_background_is_not_drawn_on(fonts: FontSet) -> None:
+    """The scaled background is kept between renders: what one licence draws on its page must not
+    show on the next (each render draws on its own copy), and the same layout renders the same."""
+    layout = example_layout("food-business-licence", fonts, with_background=True)
+    dpi = phone_dpi(layout.width)
+    first = render_png(layout, fonts, dpi)
+    render_png(dataclasses.replace(layout, runs=layout.runs[:1]), fonts, dpi)  # another page, same background
+    assert render_png(layout, fonts, dpi) == first

@@ -70,6 +70,10 @@
       soon();
     }
   });
+  // Choosing a background file means using it.
+  document.getElementById("background_image").addEventListener("change", function (event) {
+    if (event.target.files.length) { document.getElementById("background").value = "upload"; }
+  });
   form.addEventListener("input", soon);
   form.addEventListener("change", soon);
   renumber();

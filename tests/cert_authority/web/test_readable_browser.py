@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from PIL import Image
 
 from cert_authority.actors import CLI_ACTOR
 from tests.cert_authority.web import test_pages_browser as shared
@@ -23,6 +24,7 @@ from tests.conftest import (
     FOOD_TYPE,
     OTHER_ISSUER_USCC,
     USER_USCC,
+    VOCATIONAL_TYPE,
     LicenceEnv,
     example_data,
     issue_example,
@@ -342,6 +344,20 @@ def test_form_type_editor_with_live_preview(
     page.wait_for_function("() => document.getElementById('yaml').value.includes('key: staff_count')")
     page.wait_for_selector("#form-error", state="hidden")
     page.screenshot(path=artifacts / "console-type-form.png", full_page=True)
+
+    # A background of the department's own: chosen as a file, it is in the preview and the YAML.
+    picture = artifacts / "own-background.png"
+    Image.new("RGB", (1188, 840), (40, 160, 200)).save(picture)  # the food licence is A4 landscape
+    before = page.get_attribute("#preview", "src")
+    page.set_input_files("#background_image", str(picture))
+    page.wait_for_function("() => document.getElementById('yaml').value.includes('image: own-background.png')")
+    page.wait_for_function("first => document.getElementById('preview').src !== first", arg=before)
+    assert page.input_value("#background") == "upload"
+    corner = page.evaluate("""() => { const img = document.getElementById('preview');
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0); return Array.from(g.getImageData(3, 3, 1, 1).data); }""")
+    assert all(abs(a - b) < 12 for a, b in zip(corner[:3], (40, 160, 200), strict=True)), corner
+    page.screenshot(path=artifacts / "console-type-form-background.png", full_page=True)
     page.click("#register")
     page.wait_for_selector("#flash")
     assert "已登记证照类型「食品小作坊登记证」" in page.inner_text("#flash")
@@ -349,3 +365,38 @@ def test_form_type_editor_with_live_preview(
     spec = licence_env.registry.type_spec(registered.code)
     assert spec.fields[0].label == "小作坊名称" and spec.fields[-1].key == "staff_count"
     assert OTHER_ISSUER_USCC in registered.issuers  # the department's own code, filled in
+
+
+def test_counter_verdict_shows_the_holders_photo(
+    licence_env: LicenceEnv, served_app: FastAPI, server: str, browser: Any, artifacts: Path
+) -> None:
+    """A personal licence shown on the phone: the counter's green verdict names issuer and status and
+    shows the holder's photo beside them, as the show screen does (issue 23)."""
+    person = example_data(VOCATIONAL_TYPE)
+    licence_env.services.accounts.create(person["id_number"], person["holder_name"], PASSWORD)
+    licence = issue_example(licence_env, VOCATIONAL_TYPE).licence
+    phone = browser.new_context(**PHONE).new_page()
+    phone.goto(f"{server}/wallet/login")
+    phone.fill("#holder_code", person["id_number"])
+    phone.fill("#password", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url(f"{server}/wallet")
+    phone.goto(f"{server}/wallet/licences/{licence.identifier}/show")
+    phone.wait_for_selector("#qr svg")
+    phone.wait_for_function("() => document.querySelector('.show-photo').naturalWidth > 0")
+    phone.screenshot(path=artifacts / "phone-show-photo.png")
+    token = shared.zbar(artifacts / "phone-show-photo.png")
+
+    counter = _staff_page(browser, server, "counter", "/counter")
+    if AXE.is_file():
+        counter.context.add_init_script(path=str(AXE))
+    counter.fill("#code", token)
+    counter.press("#code", "Enter")
+    counter.wait_for_selector("#verdict-photo")
+    counter.wait_for_function("() => document.getElementById('verdict-photo').naturalWidth > 0")
+    counter.screenshot(path=artifacts / "counter-valid-photo.png", full_page=True)
+    verdict = counter.inner_text("#verdict")
+    assert "VALID" in (counter.get_attribute("#verdict", "class") or "").split()
+    assert licence.issuer.name in verdict and "有效" in verdict and person["holder_name"] in verdict
+    if AXE.is_file():
+        assert _serious(counter) == []
