@@ -23,6 +23,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
 
@@ -142,14 +143,14 @@ class TimeStampAuthority:
             self._checked_clock()
             room = self.token_room
         except TimeNotAvailableError as exc:
-            log.warning("licences sealed without a timestamp: %s", exc)
+            _warn_unstamped(exc)
             return None
 
         def stamp(values: Sequence[bytes]) -> list[bytes] | None:
             try:
                 return self.stamp([StampRequest(SM3, sm3(value)) for value in values])
             except TimeNotAvailableError as exc:
-                log.warning("a licence sealed without a timestamp: %s", exc)
+                _warn_unstamped(exc)
                 return None
 
         return stamp, room
@@ -271,3 +272,15 @@ class TimeStampAuthority:
 def _whole_millis(value: dt.timedelta) -> dt.timedelta:
     micros = value // dt.timedelta(microseconds=1)
     return dt.timedelta(milliseconds=-(-micros // 1000))
+
+
+# While the clock is out, every chunk of licences would log the same warning: say it once a minute.
+_WARN_EVERY_SECONDS = 60.0
+_last_warned = [-_WARN_EVERY_SECONDS]
+
+
+def _warn_unstamped(exc: Exception) -> None:
+    now = time.monotonic()
+    if now - _last_warned[0] >= _WARN_EVERY_SECONDS:
+        _last_warned[0] = now
+        log.warning("licences sealed without a timestamp (said at most once a minute): %s", exc)
