@@ -23,17 +23,17 @@ def _host_ring(settings: Settings, data_dir: Path) -> DataKeyRing:
     return DataKeyRing(storage, PASSPHRASE, iterations=1000)
 
 
-@pytest.fixture
-def on_postgres(settings: Settings) -> Settings:
-    if settings.effective_database_url.startswith("sqlite"):
-        assert isinstance(ring_storage(settings), Path)  # one host: the file, as before
-        pytest.skip("the shared ring is PostgreSQL's")
-    return settings
+ON_POSTGRES = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
-def test_hosts_starting_at_once_make_one_ring_and_see_each_others_rotations(on_postgres: Settings,
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_one_host_on_sqlite_keeps_the_ring_in_its_data_directory(settings: Settings) -> None:
+    assert ring_storage(settings) == settings.data_keys_path.resolve()  # one host: the file, as before
+
+
+@ON_POSTGRES
+def test_hosts_starting_at_once_make_one_ring_and_see_each_others_rotations(settings: Settings,
                                                                             tmp_path: Path) -> None:
-    settings = on_postgres
     hosts = [_host_ring(settings, tmp_path / f"host{n}") for n in range(4)]
     with ThreadPoolExecutor(4) as pool:  # every host's first use at the same moment
         first = list(pool.map(lambda ring: ring.current("files"), hosts))
@@ -49,8 +49,8 @@ def test_hosts_starting_at_once_make_one_ring_and_see_each_others_rotations(on_p
     assert rotated.secret.hex() not in document and "wrapped" in document  # wrapped under the KEK only
 
 
-def test_a_hosts_existing_ring_file_is_imported_once(on_postgres: Settings, tmp_path: Path) -> None:
-    settings = on_postgres
+@ON_POSTGRES
+def test_a_hosts_existing_ring_file_is_imported_once(settings: Settings, tmp_path: Path) -> None:
     legacy = tmp_path / "old" / "keys" / "data-keys.json"
     before = DataKeyRing(legacy, PASSPHRASE, iterations=1000).current("pii")
     imported = _host_ring(settings, tmp_path / "old").get("pii", before.version)
