@@ -12,6 +12,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
+from cert_authority.http.routing import add_routes
 from cert_authority.web import (
     console,
     console_batch_files,
@@ -57,7 +58,7 @@ def include_pages(app: FastAPI) -> None:
         stats_pages,
         rules_pages,
     ):
-        app.include_router(module.router)
+        add_routes(app, module.router)
 
     @app.get("/", include_in_schema=False)
     def index(request: Request) -> Response:
