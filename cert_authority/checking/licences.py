@@ -120,6 +120,16 @@ class VerificationService:
             self._file_checks.put(key, report)
         return report
 
+    def _stored_file(self, digest: str, now: dt.datetime) -> Report:
+        """_sealed_file for the stored file `digest`: checked intact in the store every time, read
+        whole only when its report is not remembered (StoredFileError if missing or damaged)."""
+        anchors_key, _ = self._anchors_keyed(now)
+        report = self._file_checks.get((digest, anchors_key))
+        if report is not None:
+            self.packed.check_intact(digest)
+            return Report(report.checks, dict(report.subject), checked_at=now)
+        return self._sealed_file(self.packed.get(digest), digest, now)  # the store checked the SM3
+
     # --- a file -------------------------------------------------------------------------------
     def verify_file(self, data: bytes) -> Report:
         now = self.clock()
@@ -179,10 +189,9 @@ class VerificationService:
             missing = Check.invalid("identifier", "not_found", f"证照标识格式正确，但本机构没有证照 {text}")
             return Report((missing,), subject, checked_at=now)
         try:
-            stored = self.packed.get(row.pdf_sm3)
+            report = self._stored_file(row.pdf_sm3, now)
         except StoredFileError as exc:
             return Report((Check.invalid("record", "stored_file_damaged", str(exc)),), subject, checked_at=now)
-        report = self._sealed_file(stored, row.pdf_sm3, now)  # the store checked the bytes are that SM3
         report = Report(
             (Check.ok("identifier", "证照标识格式与校验位正确"), *report.checks),
             report.subject | subject,

@@ -88,18 +88,21 @@ class RecordBinding:
 
     def check(self, row: LicenceRow) -> Check:
         """The record against its stored, sealed OFD: `record` VALID, or INVALID record_mismatch
-        (or stored_file_damaged). The OFD is read and its digest checked every time."""
+        (or stored_file_damaged). The stored OFD is checked to be intact every time (and read
+        whole only when this record has not been compared with it yet)."""
+        key = json.dumps(row.model_dump(mode="json"), sort_keys=True)
+        check = self._checks.get(key)
         try:
+            if check is not None:
+                self.packed.check_intact(row.ofd_sm3)
+                return check
             ofd = self.packed.get(row.ofd_sm3)
         except StoredFileError as exc:
             return Check.invalid("record", "stored_file_damaged", str(exc))
-        key = json.dumps(row.model_dump(mode="json"), sort_keys=True)
-        check = self._checks.get(key)
-        if check is None:
-            check = self._compare(row, ofd)
-            if len(self._checks) >= CHECKS_KEPT:
-                self._checks.clear()  # simply start again: a bound, not an eviction policy
-            self._checks[key] = check
+        check = self._compare(row, ofd)
+        if len(self._checks) >= CHECKS_KEPT:
+            self._checks.clear()  # simply start again: a bound, not an eviction policy
+        self._checks[key] = check
         return check
 
     def ensure(self, row: LicenceRow) -> None:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import struct
+import zlib
 
 from sqlmodel import Session, col, select, update
 
 from cert_authority.actors import CLI_ACTOR
 from cert_authority.checking.verdicts import Remembered
 from cert_authority.issuing.personal import open_licence, sealed_columns
-from cert_authority.store.models import LicenceRow
+from cert_authority.store import packing
+from cert_authority.store.models import LicenceRow, PackedFileRow
 from tests.conftest import (
     FOOD_TYPE,
     LicenceEnv,
@@ -111,6 +114,35 @@ def test_a_damaged_stored_file_is_caught_with_its_checks_remembered(licence_env:
         assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
         overwrite_stored(store, manifest, original)
     assert env.services.verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
+
+
+def test_a_forged_manifest_is_caught_with_its_checks_remembered(licence_env: LicenceEnv) -> None:
+    """Only the manifest is read on a remembered check: a manifest put in its place (its own SM3
+    intact, one literal byte changed) must still be rebuilt and refused."""
+    env = licence_env
+    identifier = issue_example(env, FOOD_TYPE).licence.identifier
+    _warm(env, identifier)
+    with Session(env.engine) as session:
+        row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).one()
+    store = env.registry.filestore
+    for digest in (row.pdf_sm3, row.ofd_sm3):
+        original = stored_name(env, digest)
+        header, literals = packing._read_manifest(digest, store.get(original))
+        body = json.dumps(header).encode()
+        forged = packing.MAGIC + zlib.compress(
+            struct.pack(">I", len(body)) + body + literals[:-1] + bytes([literals[-1] ^ 1])
+        )
+        _point(env, digest, store.put(forged))
+        report = env.services.verification.verify_identifier(CLI_ACTOR, identifier)
+        assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
+        _point(env, digest, original)
+    assert env.services.verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
+
+
+def _point(env: LicenceEnv, digest: str, manifest: str) -> None:
+    table = PackedFileRow.__table__  # type: ignore[attr-defined]
+    with env.engine.begin() as connection:
+        connection.execute(table.update().where(table.c.sm3 == digest).values(manifest_sm3=manifest))
 
 
 def test_remembered_entries_expire_and_are_bounded() -> None:
