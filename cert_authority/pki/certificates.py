@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import select as sql_select
 from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -13,6 +14,8 @@ from keys.ca import IssuedCertificate, StoredCrl
 from keys.crl import RevokedEntry
 from keys.errors import CAError
 from keys.x509 import Certificate
+
+_CRL = CrlRow.__table__  # type: ignore[attr-defined]
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -32,6 +35,7 @@ def _record(row: IssuedCertificateRow) -> IssuedCertificate:
 class SqlCertificateRegistry:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._latest: StoredCrl | None = None  # the newest CRL as last read
 
     def record_issued(self, certificate: Certificate, key_label: str | None) -> None:
         with Session(self.engine) as session:
@@ -105,16 +109,27 @@ class SqlCertificateRegistry:
         return int(value)
 
     def latest_crl(self) -> StoredCrl | None:
-        with Session(self.engine) as session:
-            row = session.exec(select(CrlRow).order_by(col(CrlRow.number).desc()).limit(1)).first()
-            if row is None:
+        # Asked on every verification: the newest number is read each time, its DER only when it is
+        # not the one read last (a CRL of many revocations is large; a stored CRL never changes,
+        # and its signature is checked by whoever uses it).
+        with self.engine.connect() as connection:
+            newest = connection.execute(
+                sql_select(_CRL.c.number, _CRL.c.this_update, _CRL.c.next_update)
+                .order_by(_CRL.c.number.desc())
+                .limit(1)
+            ).first()
+            if newest is None:
                 return None
-            return StoredCrl(
-                number=row.number,
-                this_update=_aware(row.this_update),
-                next_update=_aware(row.next_update),
-                der=row.der,
-            )
+            known = self._latest
+            if known is None or known.number != newest.number:
+                der = connection.execute(sql_select(_CRL.c.der).where(_CRL.c.number == newest.number)).scalar_one()
+                known = self._latest = StoredCrl(
+                    number=newest.number,
+                    this_update=_aware(newest.this_update),
+                    next_update=_aware(newest.next_update),
+                    der=der,
+                )
+            return known
 
     def save_crl(self, crl: StoredCrl) -> None:
         with Session(self.engine) as session:
