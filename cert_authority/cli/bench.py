@@ -47,7 +47,9 @@ def bench_serve(
     database_url: Annotated[str, typer.Option(help="数据库（默认本机 PostgreSQL，在其中新建 schema，测完删除）")] = (
         "postgresql+psycopg://127.0.0.1:5432/test"
     ),
-    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON：按场景给出 rps、p50_ms、p99_ms、errors")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="输出 JSON：按场景给出 rps、p50_ms、p99_ms、errors、vs_baseline")
+    ] = False,
 ) -> None:
     """负载下的服务：在 PostgreSQL 上运行 `ecas serve --workers N`，由另一进程施压。"""
     from cert_authority.bench.serve import BASELINE, SCENARIOS, TARGETS, serve_benchmark
@@ -62,10 +64,11 @@ def bench_serve(
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
-    typer.echo(f"{'场景':18} {'请求数':>8} {'次/秒':>8} {'p50 ms':>8} {'p99 ms':>8} {'错误':>6}  目标")
+    typer.echo(f"{'场景':18} {'请求数':>8} {'次/秒':>8} {'×基线':>7} {'p50 ms':>8} {'p99 ms':>8} {'错误':>6}  目标")
     for name in (BASELINE, *chosen):
         r = result[name]
-        figures = f"{r['requests']:>8} {r['rps']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>6}"
+        ratio = f"{r.get('vs_baseline', 1.0):.3f}"
+        figures = f"{r['requests']:>8} {r['rps']:>9} {ratio:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>6}"
         typer.echo(f"{name:20} {figures}  {TARGETS.get(name, '（基线：空请求）' if name == BASELINE else '')}")
         if r["first_error"]:
             typer.echo(f"  首个错误：{r['first_error']}")

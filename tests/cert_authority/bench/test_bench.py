@@ -49,6 +49,7 @@ def test_bench_serve_runs_a_case_end_to_end(postgres_server: str) -> None:
     assert code == 0, out
     result = json.loads(out.strip().splitlines()[-1])
     assert result["case"]["requests"] > 0 and result["case"]["errors"] == 0, result["case"]
+    assert result["case"]["vs_baseline"] == round(result["case"]["rps"] / result["healthz"]["rps"], 3)
     assert result["healthz"]["errors"] == 0
 
 
