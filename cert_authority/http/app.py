@@ -40,7 +40,6 @@ from cert_authority.http.routes import stats as routes_stats
 from cert_authority.http.routes import transparency as routes_transparency
 from cert_authority.http.routes import tsa as routes_tsa
 from cert_authority.http.routes import verify as routes_verify
-from cert_authority.http.routing import add_routes
 from cert_authority.http.uploads import definition_schemas
 from cert_authority.issuing.batch_jobs import BatchJobs
 from cert_authority.pki.service import PkiService
@@ -52,6 +51,7 @@ from cert_authority.store.db import open_database
 from cert_authority.store.personal import personal_data_for
 from cert_authority.web.common import PAGE_PREFIXES, is_page, page_error, wants_html
 from cert_authority.web.pages import include_pages
+from cert_authority.web.routing import add_routes
 from keys.errors import KeysError
 from seals.errors import SealError
 from templates.errors import TemplateError
@@ -209,9 +209,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("database unavailable: %s", exc.orig)
         if is_page(request):
             return page_error(request, 503, "数据库暂不可用，请稍后重试")
-        return JSONResponse(
-            {"error": "database_unavailable", "message": "数据库暂不可用，请稍后重试"}, status_code=503
-        )
+        return JSONResponse({"error": "database_unavailable", "message": "数据库暂不可用，请稍后重试"}, status_code=503)
 
     return app
 

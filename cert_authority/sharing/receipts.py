@@ -78,7 +78,12 @@ def receipt_layout(content: ReceiptContent, fonts: FontSet) -> PageLayout:
     block("材料复用清单", LEFT, 14, WIDTH, 13, BlockStyle(font_size=24, align="center", letter_spacing=2), "标题")
     block(
         f"{content.authority_name}出具 · 已进库证照免于重复提交的凭证",
-        LEFT, 28, WIDTH, 6, BlockStyle(font_size=9, font="sans", align="center", colour="#555555"), "副标题",
+        LEFT,
+        28,
+        WIDTH,
+        6,
+        BlockStyle(font_size=9, font="sans", align="center", colour="#555555"),
+        "副标题",
     )
     info = BlockStyle(font_size=10.5, min_font_size=6)
     rows = (
@@ -94,8 +99,7 @@ def receipt_layout(content: ReceiptContent, fonts: FontSet) -> PageLayout:
     _materials(content.lines, block)
     reused = sum(1 for line in content.lines if line.reused)
     summary = (
-        f"所需材料 {len(content.lines)} 项：复用电子证照 {reused} 项，"
-        f"申请人提交 {len(content.lines) - reused} 项。"
+        f"所需材料 {len(content.lines)} 项：复用电子证照 {reused} 项，申请人提交 {len(content.lines) - reused} 项。"
     )
     block(summary, LEFT, 242, 100, 10, BlockStyle(font_size=10.5, font="sans", min_font_size=7), "合计")
     footer = (
@@ -123,8 +127,13 @@ def _materials(lines: tuple[ReceiptLine, ...], place: Place) -> None:
     for index, (line, height) in enumerate(zip(lines, heights, strict=True)):
         head_h = heading * PT_MM * 1.6 * scale
         place(
-            f"{index + 1}. {line.name}", LEFT, y, WIDTH, head_h,
-            BlockStyle(font_size=max(heading * scale, 4), font="sans", min_font_size=4), "材料名称",
+            f"{index + 1}. {line.name}",
+            LEFT,
+            y,
+            WIDTH,
+            head_h,
+            BlockStyle(font_size=max(heading * scale, 4), font="sans", min_font_size=4),
+            "材料名称",
         )
         if line.reused:
             text = (
@@ -138,8 +147,13 @@ def _materials(lines: tuple[ReceiptLine, ...], place: Place) -> None:
         else:
             text, colour = "申请人提交", "#8A4B00"
         place(
-            text, LEFT + 6, y + head_h, WIDTH - 6, (height * scale) - head_h,
-            BlockStyle(font_size=max(detail * scale, 4), colour=colour, min_font_size=4), "材料说明",
+            text,
+            LEFT + 6,
+            y + head_h,
+            WIDTH - 6,
+            (height * scale) - head_h,
+            BlockStyle(font_size=max(detail * scale, 4), colour=colour, min_font_size=4),
+            "材料说明",
         )
         y += height * scale
 

@@ -58,7 +58,7 @@ from cert_authority.store.models import PackedFileRow
 from keys.sm2 import sm3
 from templates.fonts import SubsetFont, subsetter_from_bytes
 
-__all__ = ["Constant", "FontSubset", "PackedFiles", "Part", "packed_size"]
+__all__ = ["Constant", "FontSubset", "PackedFiles", "Part", "packed_size", "warm_fonts"]
 
 MAGIC = b"ECAS-PACK-1\n"
 # Parts shorter than this stay literal: a reference costs some 80 bytes of manifest.
@@ -243,6 +243,21 @@ class PackedFiles:
             connection.execute(statement)
 
 
+def warm_fonts(font_paths: Iterable[Path]) -> None:
+    """Read, hash and parse the configured font files for cutting subsets, without the database or
+    the store: what a server's first read of a packed file would otherwise do (for a font file of
+    10 MB, read from the store, opened and hashed: a few hundred ms, under every request that
+    arrives meanwhile)."""
+    for path in font_paths:
+        known = _FONTS.get(path)
+        if known is None:
+            data = path.read_bytes()
+            known = _FONTS[path] = (sm3(data).hex(), data)
+        with _font_lock(known[0]):
+            if known[0] not in _SUBSETTERS:
+                _SUBSETTERS[known[0]] = subsetter_from_bytes(known[1])
+
+
 def packed_size(files: PackedFiles, digests: Iterable[str]) -> int:
     """What `digests` add to the store, constants not counted (they are shared)."""
     return sum(files.stored_size(digest) for digest in digests)
@@ -366,6 +381,14 @@ def _intact(digest: str, manifest: str) -> None:
         _INTACT.add((digest, manifest))
 
 
+_FONT_LOCKS: dict[str, threading.Lock] = {}
+
+
+def _font_lock(font_sm3: str) -> threading.Lock:
+    with _LOCK:
+        return _FONT_LOCKS.setdefault(font_sm3, threading.Lock())
+
+
 def _digest_of(data: bytes) -> str:
     name = _DIGESTS.get(data)
     if name is None:
@@ -437,9 +460,12 @@ def _derive(files: PackedFiles, font_sm3: str, chars: frozenset[str]) -> SubsetF
         return subset
     subsetter = _SUBSETTERS.get(font_sm3)
     if subsetter is None:
-        local = next((data for name, data in _FONTS.values() if name == font_sm3), None)
-        source = local if local is not None else files._constant(font_sm3)
-        subsetter = _SUBSETTERS[font_sm3] = subsetter_from_bytes(source)
+        with _font_lock(font_sm3):  # one reader per font: the requests arriving meanwhile wait for it
+            subsetter = _SUBSETTERS.get(font_sm3)
+            if subsetter is None:
+                local = next((data for name, data in _FONTS.values() if name == font_sm3), None)
+                source = local if local is not None else files._constant(font_sm3)
+                subsetter = _SUBSETTERS[font_sm3] = subsetter_from_bytes(source)
     subset = subsetter(chars)
     with _LOCK:
         _SUBSETS[key] = subset

@@ -12,7 +12,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from cert_authority.http.routing import add_routes
 from cert_authority.web import (
     console,
     console_batch_files,
@@ -27,6 +26,7 @@ from cert_authority.web import (
 )
 from cert_authority.web.common import STATIC_DIR, render
 from cert_authority.web.licence_images import warm_pictures
+from cert_authority.web.routing import add_routes
 
 
 def _warm_on_start(app: FastAPI) -> None:
