@@ -229,7 +229,7 @@ def _account(session: Session, username: str) -> tuple[StaffAccountRow, Departme
 
 
 def _end_sessions(session: Session, row: StaffAccountRow) -> None:
-    session.exec(delete(StaffSessionRow).where(col(StaffSessionRow.staff_id) == row.id))  # type: ignore[call-overload]
+    session.exec(delete(StaffSessionRow).where(col(StaffSessionRow.staff_id) == row.id))
 
 
 def _department(session: Session, role: str, uscc: str | None) -> DepartmentRow | None:
