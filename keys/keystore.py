@@ -1,7 +1,10 @@
 """Key stores: where private keys live. Callers ask for a `Signer` by label, never for key bytes.
 
-`SoftwareKeyStore` keeps each key as encrypted PKCS#8 (`keys.pkcs8`) in its own file, mode 0600,
-in a 0700 directory, under a passphrase (the key-encryption key, `ECAS_KEK`). A PKCS#11 store
+`SoftwareKeyStore` keeps each key as encrypted PKCS#8 (`keys.pkcs8`, SM4-CBC) under a passphrase
+(the key-encryption key, `ECAS_KEK`). Where the encrypted bytes live is a `KeyFiles` backend:
+`KeyDirectory`, one file per key, mode 0600, in a 0700 directory (the default), or another place
+that keeps bytes by label (the authority keeps them in its database when several hosts share it:
+cert_authority/store/keys_db.py). The backend only ever sees the encrypted form. A PKCS#11 store
 would implement the same `KeyStore` protocol with labels naming token objects.
 """
 
@@ -19,7 +22,7 @@ from keys.pkcs8 import DEFAULT_ITERATIONS, decrypt_private_key, encrypt_private_
 from keys.signer import Signer, SoftwareSigner
 from keys.sm2 import DEFAULT_ID, SM2PrivateKey, SM2PublicKey
 
-__all__ = ["KeyStore", "SoftwareKeyStore", "create_key_file", "open_key_file"]
+__all__ = ["KeyDirectory", "KeyFiles", "KeyStore", "SoftwareKeyStore", "create_key_file", "open_key_file"]
 
 LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 
@@ -44,62 +47,76 @@ def _check_label(label: str) -> str:
     return label
 
 
-class SoftwareKeyStore:
-    """Encrypted-at-rest key files. Opened keys are cached for the life of the store object."""
+class KeyFiles(Protocol):
+    """Where encrypted key files are kept, by label (already checked against LABEL_PATTERN)."""
 
-    def __init__(self, directory: Path, passphrase: bytes, *, iterations: int = DEFAULT_ITERATIONS):
-        if not passphrase:
-            raise ValueError("the key store needs a key-encryption passphrase (ECAS_KEK)")
+    def where(self, label: str) -> str:
+        """Where the key is (or would be), for messages."""
+        ...
+
+    def read(self, label: str) -> bytes | None: ...
+
+    def create(self, label: str, data: bytes) -> None:
+        """Keep `data` under a new label, durably; KeyExistsError if the label is taken."""
+        ...
+
+    def replace(self, label: str, data: bytes) -> None:
+        """Replace the value of an existing label atomically (old or new, never neither)."""
+        ...
+
+    def remove(self, label: str) -> None: ...
+
+    def labels(self) -> list[str]: ...
+
+
+class KeyDirectory:
+    """One file per key, `<label>.key.pem`, 0600, in a 0700 directory; written to a temporary file,
+    fsynced, then linked (new) or renamed (replaced), so a crash leaves a whole file or none."""
+
+    def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self._passphrase = passphrase
-        self._iterations = iterations
-        self._cache: dict[str, SM2PrivateKey] = {}
-        self._lock = threading.Lock()
-        self._opening = threading.Lock()  # held while a key is read and decrypted
 
-    def __repr__(self) -> str:  # never show the passphrase
-        return f"SoftwareKeyStore({str(self.directory)!r})"
+    def __repr__(self) -> str:
+        return f"KeyDirectory({str(self.directory)!r})"
 
-    def _path(self, label: str) -> Path:
-        return self.directory / f"{_check_label(label)}.key.pem"
+    def path(self, label: str) -> Path:
+        return self.directory / f"{label}.key.pem"
+
+    def where(self, label: str) -> str:
+        return str(self.path(label))
+
+    def read(self, label: str) -> bytes | None:
+        try:
+            return self.path(label).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def labels(self) -> list[str]:
-        """Every key's label, sorted."""
         return sorted(path.name.removesuffix(".key.pem") for path in self.directory.glob("*.key.pem"))
 
-    def cipher(self, label: str) -> str:
-        """The cipher of the key's file at rest ("sm4-cbc", or "aes-256-cbc" before `rewrap`)."""
-        return key_file_cipher(self._path(label).read_bytes())
-
-    def rewrap(self, label: str, *, old_passphrase: bytes | None = None) -> bool:
-        """Write the key's file again in the current format (SM4-CBC) under the store's passphrase,
-        in place and atomically: the new file is written beside it, synced, read back, and only then
-        renamed over the old one, so an interruption leaves the old file or the new one, never
-        neither. `old_passphrase`: the one the file may still be under (a change of ECAS_KEK); a
-        file already under the store's passphrase opens with it first, so a run that was
-        interrupted can simply be repeated. True if the file was rewritten."""
-        path = self._path(label)
-        data = path.read_bytes()
+    def create(self, label: str, data: bytes) -> None:
+        path = self.path(label)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self._write_temporary(path, data)
         try:
-            key = decrypt_private_key(data, self._passphrase)
-            current = True
-        except WrongPassphraseError:
-            if old_passphrase is None:
-                raise
-            key = decrypt_private_key(data, old_passphrase)
-            current = False
-        if current and key_file_cipher(data) == "sm4-cbc":
-            return False
-        new = encrypt_private_key(key, self._passphrase, iterations=self._iterations)
-        if decrypt_private_key(new, self._passphrase).public_key != key.public_key:  # never replace blind
-            raise InvalidKeyError(f"re-encrypting {label!r} did not give the same key back")
-        tmp = self._write_temporary(path, new)
+            # link() fails if the label was taken meanwhile: a key is never overwritten.
+            os.link(tmp, path)
+        except FileExistsError as exc:
+            raise KeyExistsError(f"a key labelled {label!r} already exists") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def replace(self, label: str, data: bytes) -> None:
+        path = self.path(label)
+        tmp = self._write_temporary(path, data)
         try:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
         _sync_directory(self.directory)
-        return True
+
+    def remove(self, label: str) -> None:
+        self.path(label).unlink(missing_ok=True)
 
     def _write_temporary(self, path: Path, data: bytes) -> Path:
         # Unique per call: threads of one process must not collide on the temporary name.
@@ -116,22 +133,71 @@ class SoftwareKeyStore:
             raise
         return tmp
 
+
+class SoftwareKeyStore:
+    """Encrypted-at-rest keys, in a directory (a path) or another `KeyFiles` backend. Opened keys
+    are cached for the life of the store object."""
+
+    def __init__(self, files: Path | KeyFiles, passphrase: bytes, *, iterations: int = DEFAULT_ITERATIONS):
+        if not passphrase:
+            raise ValueError("the key store needs a key-encryption passphrase (ECAS_KEK)")
+        self.files: KeyFiles = KeyDirectory(files) if isinstance(files, Path | str) else files
+        self._passphrase = passphrase
+        self._iterations = iterations
+        self._cache: dict[str, SM2PrivateKey] = {}
+        self._lock = threading.Lock()
+        self._opening = threading.Lock()  # held while a key is read and decrypted
+
+    def __repr__(self) -> str:  # never show the passphrase
+        return f"SoftwareKeyStore({self.files!r})"
+
+    def _read(self, label: str) -> bytes:
+        data = self.files.read(_check_label(label))
+        if data is None:
+            raise KeyNotFoundError(f"no key labelled {label!r} ({self.files.where(label)})")
+        return data
+
+    def labels(self) -> list[str]:
+        """Every key's label, sorted."""
+        return self.files.labels()
+
+    def cipher(self, label: str) -> str:
+        """The cipher of the key's file at rest ("sm4-cbc", or "aes-256-cbc" before `rewrap`)."""
+        return key_file_cipher(self._read(label))
+
+    def rewrap(self, label: str, *, old_passphrase: bytes | None = None) -> bool:
+        """Write the key's file again in the current format (SM4-CBC) under the store's passphrase,
+        in place and atomically: the new value is made, read back, and only then put in place of
+        the old one (a directory: written beside it, synced, renamed over it), so an interruption
+        leaves the old file or the new one, never neither. `old_passphrase`: the one the file may
+        still be under (a change of ECAS_KEK); a file already under the store's passphrase opens
+        with it first, so a run that was interrupted can simply be repeated. True if the file was
+        rewritten."""
+        data = self._read(label)
+        try:
+            key = decrypt_private_key(data, self._passphrase)
+            current = True
+        except WrongPassphraseError:
+            if old_passphrase is None:
+                raise
+            key = decrypt_private_key(data, old_passphrase)
+            current = False
+        if current and key_file_cipher(data) == "sm4-cbc":
+            return False
+        new = encrypt_private_key(key, self._passphrase, iterations=self._iterations)
+        if decrypt_private_key(new, self._passphrase).public_key != key.public_key:  # never replace blind
+            raise InvalidKeyError(f"re-encrypting {label!r} did not give the same key back")
+        self.files.replace(label, new)
+        return True
+
     def exists(self, label: str) -> bool:
-        return self._path(label).exists()
+        return self.files.read(_check_label(label)) is not None
 
     def generate(self, label: str) -> SM2PublicKey:
-        path = self._path(label)
+        _check_label(label)
         key = SM2PrivateKey.generate()
         data = encrypt_private_key(key, self._passphrase, iterations=self._iterations)
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self._write_temporary(path, data)
-        try:
-            # link() fails if the label was taken meanwhile: a key is never overwritten.
-            os.link(tmp, path)
-        except FileExistsError as exc:
-            raise KeyExistsError(f"a key labelled {label!r} already exists") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
+        self.files.create(label, data)  # KeyExistsError if taken: a key is never overwritten
         with self._lock:
             self._cache[label] = key
         return key.public_key
@@ -148,12 +214,7 @@ class SoftwareKeyStore:
                 cached = self._cache.get(label)
             if cached is not None:
                 return cached
-            path = self._path(label)
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError as exc:
-                raise KeyNotFoundError(f"no key labelled {label!r} in {self.directory}") from exc
-            key = decrypt_private_key(data, self._passphrase)
+            key = decrypt_private_key(self._read(label), self._passphrase)
             with self._lock:
                 self._cache[label] = key
             return key
@@ -168,7 +229,7 @@ class SoftwareKeyStore:
         """Remove a key (used to roll back a key whose certificate was never issued)."""
         with self._lock:
             self._cache.pop(label, None)
-        self._path(label).unlink(missing_ok=True)
+        self.files.remove(_check_label(label))
 
 
 def create_key_file(path: Path, passphrase: bytes, *, iterations: int = DEFAULT_ITERATIONS) -> SM2PublicKey:

@@ -96,7 +96,7 @@ SURFACE: dict[str, list[str]] = {
     ],
     "keys.aead": ["NONCE_BYTES", "SM4_KEY_BYTES", "TAG_BYTES", "hmac_sm3", "sm4_gcm_open", "sm4_gcm_seal"],
     "keys.datakeys": ["DataKey", "DataKeyRing", "FileRingStorage", "RingStorage"],
-    "keys.keystore": ["KeyStore", "SoftwareKeyStore", "create_key_file", "open_key_file"],
+    "keys.keystore": ["KeyDirectory", "KeyFiles", "KeyStore", "SoftwareKeyStore", "create_key_file", "open_key_file"],
     "keys.ocsp": ["CertStatus", "OcspResult", "ocsp_error_response", "ocsp_request", "parse_ocsp_response"],
     "keys.oids": ["SM2_SIGN", "SM2_WITH_SM3", "SM2_WITH_SM3_NAME", "SM3", "SM3_NAME"],
     "keys.signer": ["Signer"],

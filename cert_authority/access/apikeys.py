@@ -1,5 +1,9 @@
 """API keys: made here, shown once, stored only as SHA-256, checked on every API request.
 
+Creating and revoking a key writes an audit row in the same transaction (store/audit.py, chained by
+store/chain.py): who did it, the key's id, role and department. Never the key, its hash or its
+prefix (the prefix is the key's first characters).
+
 A key is `ecas_` + URL-safe base64 of 32 random bytes. 256 bits of randomness leave nothing to
 brute-force, so a fast hash is right (a password hash would only slow every request). The first
 characters (`prefix`) name the key in lists and when revoking it; they do not authenticate.
@@ -20,13 +24,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cert_authority.access.schemas import ApiKeyCreated, ApiKeyPublic
-from cert_authority.actors import ROLE_NAMES, ROLES, Actor
+from cert_authority.actors import CLI_ACTOR, ROLE_NAMES, ROLES, Actor
 from cert_authority.errors import (
     AuthenticationError,
     ConflictError,
     InvalidRequestError,
     NotFoundError,
 )
+from cert_authority.store.audit import audit_row
 from cert_authority.store.models import ApiKeyRow, DepartmentRow
 from cert_authority.timeutil import aware, utc_now
 
@@ -63,8 +68,9 @@ class ApiKeyService:
         self.clock = clock
         self._cache: dict[str, tuple[Actor, float]] = {}
 
-    def create(self, role: str, department_uscc: str | None) -> ApiKeyCreated:
-        """A new key for `role` (and the department, except for admins). The key is in the answer only."""
+    def create(self, role: str, department_uscc: str | None, *, actor: Actor = CLI_ACTOR) -> ApiKeyCreated:
+        """A new key for `role` (and the department, except for admins). The key is in the answer only.
+        `actor`: who made it, for the audit row (keys are made at the command line only)."""
         if role not in ROLES:
             raise InvalidRequestError(f"未知角色 {role!r}，可选：{'、'.join(ROLES)}")
         with Session(self.engine) as session:
@@ -80,10 +86,13 @@ class ApiKeyService:
                 )
                 session.add(row)
                 try:
-                    session.commit()
+                    session.flush()  # the id, for the audit row
                 except IntegrityError:  # a prefix already taken (rare): draw again
                     session.rollback()
                     continue
+                detail = {"role": role, "department": department_uscc}
+                session.add(audit_row(actor, "apikey_create", f"apikey:{row.id}", row.created_at, detail=detail))
+                session.commit()
                 return ApiKeyCreated(**_public(row, department_uscc).model_dump(), key=key)
         raise ConflictError("生成 API 密钥失败，请重试")
 
@@ -96,7 +105,7 @@ class ApiKeyService:
             ).all()
             return [_public(key, department.uscc if department else None) for key, department in rows]
 
-    def revoke(self, prefix: str) -> ApiKeyPublic:
+    def revoke(self, prefix: str, *, actor: Actor = CLI_ACTOR) -> ApiKeyPublic:
         with Session(self.engine) as session:
             found = session.exec(
                 select(ApiKeyRow, DepartmentRow)
@@ -110,6 +119,8 @@ class ApiKeyService:
                 raise ConflictError(f"API 密钥 {row.prefix} 已于 {aware(row.revoked_at):%Y-%m-%d %H:%M} 吊销")
             row.revoked_at = self.clock()
             session.add(row)
+            detail = {"role": row.role, "department": department.uscc if department else None}
+            session.add(audit_row(actor, "apikey_revoke", f"apikey:{row.id}", row.revoked_at, detail=detail))
             session.commit()
             self._cache.pop(row.key_hash, None)
             session.refresh(row)

@@ -1,6 +1,11 @@
 """Department staff accounts for the web console and the counter page. A staff member acts with
 the account's role and department, exactly as an API key would (the same `Actor` and rules); a
-login opens a session whose token lives in an HttpOnly cookie and is stored here only as SHA-256."""
+login opens a session whose token lives in an HttpOnly cookie and is stored here only as SHA-256.
+
+Every change to an account (made, disabled or enabled again, role or department changed, password
+reset; its sign-in keys in access/signin.py) writes an audit row in the same transaction (chained,
+store/chain.py): who did it and what changed, never a password or its hash. Disabling, a new role
+or department and a password reset end the account's open sessions."""
 
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ from sqlmodel import Session, col, select
 
 from cert_authority.access.passwords import PasswordGate
 from cert_authority.access.signin import SignatureRequiredError, SignInKeys
-from cert_authority.actors import ROLE_NAMES, ROLES, Actor
+from cert_authority.actors import CLI_ACTOR, ROLE_NAMES, ROLES, Actor
 from cert_authority.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
+from cert_authority.store.audit import audit_row
 from cert_authority.store.models import DepartmentRow, StaffAccountRow, StaffSessionRow
 from cert_authority.timeutil import aware, utc_now
 
@@ -50,11 +56,20 @@ class StaffAccounts:
         # `origin` (ECAS_BASE_URL) goes into every sign-in challenge: a signature is for this server.
         self.signin = SignInKeys(engine, origin, clock)
 
-    def create(self, username: str, name: str, role: str, department_uscc: str | None, password: str) -> StaffMember:
+    def create(
+        self,
+        username: str,
+        name: str,
+        role: str,
+        department_uscc: str | None,
+        password: str,
+        *,
+        actor: Actor = CLI_ACTOR,
+    ) -> StaffMember:
+        """A new account; `actor`: who made it, for the audit row (accounts are made at the command line)."""
         if not USERNAME.fullmatch(username):
             raise InvalidRequestError("用户名为 3–40 位小写字母、数字或 _ . -，以字母开头")
-        if role not in ROLES:
-            raise InvalidRequestError(f"未知角色 {role!r}，可选：{'、'.join(ROLES)}")
+        _check_role(role)
         if not name.strip():
             raise InvalidRequestError("姓名不能为空")
         password_hash = self.passwords.hash(password)
@@ -70,9 +85,63 @@ class StaffAccounts:
             )
             session.add(row)
             try:
-                session.commit()
+                session.flush()  # the id, for the audit row
             except IntegrityError:
                 raise ConflictError(f"用户名 {username} 已被使用") from None
+            detail = {"username": username, "role": role, "department": department_uscc if department else None}
+            session.add(audit_row(actor, "staff_create", f"staff:{row.id}", row.created_at, detail=detail))
+            session.commit()
+            return _member(row, department)
+
+    def set_disabled(self, actor: Actor, username: str, disabled: bool) -> StaffMember:
+        """Disable the account (its sessions end, it cannot sign in) or enable it again."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            row, department = _account(session, username)
+            if row.disabled == disabled:
+                state = "已停用" if disabled else "未停用"
+                raise ConflictError(f"账号 {row.username} {state}")
+            row.disabled = disabled
+            session.add(row)
+            if disabled:
+                _end_sessions(session, row)
+            action = "staff_disable" if disabled else "staff_enable"
+            session.add(audit_row(actor, action, f"staff:{row.id}", self.clock(), detail={"username": row.username}))
+            session.commit()
+            return _member(row, department)
+
+    def change_role(self, actor: Actor, username: str, role: str, department_uscc: str | None) -> StaffMember:
+        """A new role and department for the account (the rules of `create`); its sessions end."""
+        _check_role(role)
+        with Session(self.engine, expire_on_commit=False) as session:
+            row, old_department = _account(session, username)
+            department = _department(session, role, department_uscc)
+            new_department_id = department.id if department else None
+            if row.role == role and row.department_id == new_department_id:
+                raise ConflictError(f"账号 {row.username} 的角色和部门没有变化")
+            detail = {
+                "username": row.username,
+                "role": [row.role, role],
+                "department": [old_department.uscc if old_department else None, department_uscc or None],
+            }
+            row.role, row.department_id = role, new_department_id
+            session.add(row)
+            _end_sessions(session, row)
+            session.add(audit_row(actor, "staff_role_change", f"staff:{row.id}", self.clock(), detail=detail))
+            session.commit()
+            return _member(row, department)
+
+    def reset_password(self, actor: Actor, username: str, password: str) -> StaffMember:
+        """A new password for the account (an administrator's reset); its sessions end. The audit row
+        says that the password was reset, nothing of the password or its hash."""
+        password_hash = self.passwords.hash(password)
+        with Session(self.engine, expire_on_commit=False) as session:
+            row, department = _account(session, username)
+            row.password_hash = password_hash
+            session.add(row)
+            _end_sessions(session, row)
+            detail = {"username": row.username}
+            session.add(audit_row(actor, "staff_password_reset", f"staff:{row.id}", self.clock(), detail=detail))
+            session.commit()
             return _member(row, department)
 
     def exists(self, username: str) -> bool:
@@ -143,6 +212,24 @@ class StaffAccounts:
         with Session(self.engine) as session:
             session.exec(delete(StaffSessionRow).where(col(StaffSessionRow.token_sha256) == _sha256(token)))
             session.commit()
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidRequestError(f"未知角色 {role!r}，可选：{'、'.join(ROLES)}")
+
+
+def _account(session: Session, username: str) -> tuple[StaffAccountRow, DepartmentRow | None]:
+    name = username.strip().lower()
+    row = session.exec(select(StaffAccountRow).where(col(StaffAccountRow.username) == name)).first()
+    if row is None:
+        raise NotFoundError(f"没有工作人员账号 {name}")
+    department = session.get(DepartmentRow, row.department_id) if row.department_id else None
+    return row, department
+
+
+def _end_sessions(session: Session, row: StaffAccountRow) -> None:
+    session.exec(delete(StaffSessionRow).where(col(StaffSessionRow.staff_id) == row.id))
 
 
 def _department(session: Session, role: str, uscc: str | None) -> DepartmentRow | None:

@@ -1,4 +1,5 @@
-"""`ecas keys list|rewrap|rotate`: private keys at rest (SM4) and the data-encryption keys under the KEK."""
+"""`ecas keys list|rewrap|rotate|to-database`: private keys at rest (SM4), where they are kept, and the
+data-encryption keys under the KEK."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from cert_authority.services import migrated_engine
 from cert_authority.settings import Settings
 from cert_authority.store.audit import audit_row
 from cert_authority.store.data_keys import FILES, PII, RECORDS, ring_storage
+from cert_authority.store.keys_db import DatabaseKeyFiles, key_store_for
 from keys.datakeys import DataKeyRing
 from keys.errors import WrongPassphraseError
-from keys.keystore import SoftwareKeyStore
+from keys.keystore import KeyDirectory, SoftwareKeyStore
 
 keys_app = typer.Typer(help="密钥：私钥静态加密（SM4）、数据加密密钥的轮换", no_args_is_help=True)
 PURPOSES = (RECORDS, PII, FILES)
@@ -30,12 +32,16 @@ def _audit(settings: Settings, action: str, target: str, detail: dict[str, objec
         session.commit()
 
 
+def _key_store(settings: Settings) -> SoftwareKeyStore:
+    return key_store_for(settings, migrated_engine(settings))
+
+
 @keys_app.command("list")
 @friendly_errors
 def keys_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="JSON 输出")] = False) -> None:
     """列出私钥文件（及其加密算法）和数据加密密钥的版本。"""
     settings = settings_from(ctx)
-    store = SoftwareKeyStore(settings.key_dir, settings.require_kek())
+    store = _key_store(settings)
     private: list[dict[str, object]] = [{"label": label, "cipher": store.cipher(label)} for label in store.labels()]
     ring = DataKeyRing(ring_storage(settings), settings.require_kek())
     data = [{"purpose": p, "version": v, "created_at": c} for p, v, c in ring.versions()]
@@ -64,7 +70,7 @@ def keys_rewrap(
         if not value:
             raise UsageError(f"环境变量 {old_kek_env} 未设置（应为旧的 KEK 口令）")
         old = value.encode()
-    store = SoftwareKeyStore(settings.key_dir, settings.require_kek())
+    store = _key_store(settings)
     changed = [label for label in store.labels() if store.rewrap(label, old_passphrase=old)]
     storage = ring_storage(settings)  # the file on SQLite, the shared database row on PostgreSQL
     if not isinstance(storage, Path) or storage.exists():
@@ -91,3 +97,27 @@ def keys_rotate(
     key = DataKeyRing(ring_storage(settings), settings.require_kek()).rotate(purpose, now=now())
     _audit(settings, "keys_rotate", f"data-key:{purpose}", {"purpose": purpose, "version": key.version})
     typer.echo(f"已启用数据加密密钥 {purpose} 第 {key.version} 版（旧版本保留用于读取）")
+
+
+@keys_app.command("to-database")
+@friendly_errors
+def keys_to_database(ctx: typer.Context) -> None:
+    """把本机 keys/ 目录中的私钥文件（仍为 KEK 下的 SM4 加密形式）复制到数据库，供多主机共用；可重复运行。"""
+    settings = settings_from(ctx)
+    if settings.effective_file_store != "database":
+        raise UsageError("只有 ECAS_FILE_STORE=database（PostgreSQL 上的默认）时私钥才保存在数据库中")
+    folder = KeyDirectory(settings.key_dir)
+    files = DatabaseKeyFiles(migrated_engine(settings))
+    local = SoftwareKeyStore(folder, settings.require_kek())
+    shared = SoftwareKeyStore(files, settings.require_kek())
+    copied = []
+    for label in folder.labels():
+        public_key = local.public_key(label)  # opens under this KEK: nothing unreadable goes in
+        data = folder.read(label)
+        assert data is not None
+        if files.stored(label) is None and files.copy_in(label, data):
+            copied.append(label)
+        elif shared.public_key(label) != public_key:
+            raise UsageError(f"数据库中已有标签为 {label} 的另一个私钥：未复制，请核对")
+    _audit(settings, "keys_to_database", "keys", {"copied": copied})
+    typer.echo(f"已复制 {len(copied)} 个私钥文件到数据库（表 stored_key）；本机文件可在各主机确认可用后删除")

@@ -116,7 +116,7 @@ def apikey_create(
         role = "admin"
     elif role is None:
         raise UsageError("请给出 --role（及 --uscc），或用 --admin 创建管理员密钥")
-    created = _api_keys(ctx).create(role, uscc)
+    created = _api_keys(ctx).create(role, uscc, actor=CLI_ACTOR)
     typer.echo(created.key)
     owner = f"部门 {created.department_uscc}" if created.department_uscc else "管理员"
     typer.secho(
@@ -146,7 +146,7 @@ def apikey_revoke(
     ctx: typer.Context, prefix: Annotated[str, typer.Argument(help="密钥前缀（见 ecas apikey list）")]
 ) -> None:
     """吊销 API 密钥，立即生效。"""
-    revoked = _api_keys(ctx).revoke(prefix.rstrip("…"))
+    revoked = _api_keys(ctx).revoke(prefix.rstrip("…"), actor=CLI_ACTOR)
     typer.echo(f"已吊销 API 密钥 {revoked.prefix}…")
 
 

@@ -1,5 +1,6 @@
-"""`ecas staff add|unlock|keygen|register-key|revoke-key|sign-challenge`: department staff accounts for
-the web console and the counter page, and their SM2 sign-in keys."""
+"""`ecas staff add|disable|enable|set-role|reset-password|unlock|keygen|register-key|revoke-key|
+sign-challenge`: department staff accounts for the web console and the counter page, and their SM2
+sign-in keys. Every change is audited (access/staff.py, access/signin.py)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,61 @@ def staff_add(
     else:
         password = typer.prompt("密码", hide_input=True, confirmation_prompt=True)
     accounts = StaffAccounts(migrated_engine(settings_from(ctx)))
-    member = accounts.create(username, name, role, department, password)
+    member = accounts.create(username, name, role, department, password, actor=CLI_ACTOR)
     where = f"，{member.department_name}" if member.department_name else ""
     typer.echo(f"已建立工作人员账号：{member.username}（{member.name}，{ROLE_NAMES[member.role]}{where}）")
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt("新密码", hide_input=True, confirmation_prompt=True))
+
+
+def _accounts(ctx: typer.Context) -> StaffAccounts:
+    return StaffAccounts(migrated_engine(settings_from(ctx)))
+
+
+@staff_app.command("disable")
+@friendly_errors
+def staff_disable(ctx: typer.Context, username: Annotated[str, typer.Argument(help="登录用户名")]) -> None:
+    """停用账号：立即退出其所有登录，不能再登录（记入审计）。"""
+    member = _accounts(ctx).set_disabled(CLI_ACTOR, username, True)
+    typer.echo(f"已停用账号 {member.username}")
+
+
+@staff_app.command("enable")
+@friendly_errors
+def staff_enable(ctx: typer.Context, username: Annotated[str, typer.Argument(help="登录用户名")]) -> None:
+    """重新启用已停用的账号（记入审计）。"""
+    member = _accounts(ctx).set_disabled(CLI_ACTOR, username, False)
+    typer.echo(f"已启用账号 {member.username}")
+
+
+@staff_app.command("set-role")
+@friendly_errors
+def staff_set_role(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="登录用户名")],
+    role: Annotated[str, typer.Option(help="新角色：admin、issuer、user、auditor")],
+    department: Annotated[str | None, typer.Option(help="新所属部门统一社会信用代码（管理员不填）")] = None,
+) -> None:
+    """改变账号的角色或所属部门：其所有登录随即失效（记入审计，含原角色和部门）。"""
+    member = _accounts(ctx).change_role(CLI_ACTOR, username, role, department)
+    where = f"，{member.department_name}" if member.department_name else ""
+    typer.echo(f"账号 {member.username} 现为{ROLE_NAMES[member.role]}{where}")
+
+
+@staff_app.command("reset-password")
+@friendly_errors
+def staff_reset_password(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="登录用户名")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="从标准输入读取新密码（脚本用）")] = False,
+) -> None:
+    """重设账号密码：其所有登录随即失效（审计只记重设这件事，不记密码）。"""
+    member = _accounts(ctx).reset_password(CLI_ACTOR, username, _password(password_stdin))
+    typer.echo(f"已重设 {member.username} 的密码")
 
 
 @staff_app.command("unlock")

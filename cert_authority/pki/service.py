@@ -21,6 +21,7 @@ from cert_authority.errors import (
 )
 from cert_authority.pki.certificates import SqlCertificateRegistry
 from cert_authority.settings import Settings
+from cert_authority.store.keys_db import key_store_for
 from keys.ca import (
     BranchCA,
     IssuedCertificate,
@@ -32,7 +33,7 @@ from keys.ca import (
 )
 from keys.crl import REASONS, build_crl, parse_reason
 from keys.errors import KeyNotFoundError
-from keys.keystore import KeyStore, SoftwareKeyStore
+from keys.keystore import KeyStore
 from keys.signer import Signer
 from keys.uscc import validate_uscc
 from keys.x509 import Certificate, CertificationRequest, make_name
@@ -64,6 +65,7 @@ class CaNames:
 class PkiService:
     def __init__(self, settings: Settings, engine: Engine, keystore: KeyStore | None = None) -> None:
         self.settings = settings
+        self.engine = engine
         self.registry = SqlCertificateRegistry(engine)
         self._keystore = keystore
         self._service: Signer | None = None
@@ -93,7 +95,7 @@ class PkiService:
     @property
     def keystore(self) -> KeyStore:
         if self._keystore is None:
-            self._keystore = SoftwareKeyStore(self.settings.key_dir, self.settings.require_kek())
+            self._keystore = key_store_for(self.settings, self.engine)
         return self._keystore
 
     def root_certificate(self) -> Certificate:
@@ -268,15 +270,21 @@ class PkiService:
             raise
 
     def host_signer(self, label: str) -> Signer:
-        """The key `label` from this host's key store. On several hosts every host holds a copy of
-        the key files (docs/deployment.md, "Several hosts"): a key made on another host and not yet
-        copied here is the operator's to fix, said as such (not a 404 to the caller)."""
+        """The key `label` from the key store. With the database file store (several hosts) keys
+        made since are in the database, on every host; a key the store lacks (a local store on
+        several hosts, or a key file made before and not copied in with `ecas keys to-database`)
+        is the operator's to fix, said as such (not a 404 to the caller)."""
         try:
             return self.keystore.signer(label)
         except KeyNotFoundError as exc:
+            if self.settings.effective_file_store == "database":
+                raise ConfigError(
+                    f"密钥库（数据库表 stored_key 与本机 {self.settings.key_dir}）中没有私钥 {label}："
+                    "请在持有该密钥文件的主机上运行 ecas keys to-database（docs/deployment.md，Several hosts）"
+                ) from exc
             raise ConfigError(
                 f"本机密钥库（{self.settings.key_dir}）中没有私钥 {label}：多主机部署时，请把签发该证书的主机上的"
-                " keys/ 与 pki/ 目录复制到本机（docs/deployment.md，Several hosts）"
+                " keys/ 与 pki/ 目录复制到本机，或改用数据库存储（docs/deployment.md，Several hosts）"
             ) from exc
 
     def seal_signer(self, serial: int) -> Signer:

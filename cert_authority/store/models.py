@@ -735,6 +735,17 @@ class StoredFileRow(SQLModel, table=True):
     stored_at: dt.datetime = Field(sa_column=_utc_column())
 
 
+class StoredKeyRow(SQLModel, table=True):
+    """A private key of the key store, kept in the database when several hosts share it
+    (store/keys_db.py): the encrypted PKCS#8 file (SM4-CBC under ECAS_KEK), never the key itself."""
+
+    __tablename__ = "stored_key"
+
+    label: str = Field(primary_key=True, max_length=100)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    stored_at: dt.datetime = Field(sa_column=_utc_column())
+
+
 class DataKeyRingRow(SQLModel, table=True):
     """The data-encryption keys (keys.datakeys), wrapped under the KEK, kept in the database on
     PostgreSQL so that every host shares one ring (store/data_keys.py)."""

@@ -3,7 +3,8 @@ own data directory, sharing one PostgreSQL database. Host B is provisioned as do
 says (the KEK-wrapped keys/ and the pki/ certificates copied from host A, nothing else): a licence
 issued through A is downloaded and verified VALID through B, its files are in the shared store
 (neither data directory holds a file store), and issuing through both at once gives no duplicate
-identifier or licence number."""
+identifier or licence number. A seal made on A after B was provisioned seals on B: its private key
+(encrypted under the KEK) is in the database, on no host's disk."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ from sqlalchemy import text
 
 from cert_authority.access.apikeys import ApiKeyService
 from cert_authority.actors import CLI_ACTOR
+from cert_authority.eseals.schemas import SealCreate, SealPublic
+from cert_authority.pki.service import PkiService
+from cert_authority.services import licence_services_for
 from cert_authority.timeutil import utc_now
+from tests.cert_authority.cli_runner import ok
 from tests.cert_authority.serving import free_port, wait_until_serving
 from tests.conftest import (
     FOOD_TYPE,
@@ -89,7 +94,24 @@ def provision(source: Path, target: Path) -> None:
         shutil.copytree(source / folder, target / folder)
 
 
-def test_two_hosts_share_one_database_and_serve_each_others_licences(host_a: LicenceEnv, tmp_path: Path) -> None:
+def _new_seal_on(env: LicenceEnv) -> SealPublic:
+    """A new active seal for the issuing department, its key made by the key store the settings
+    choose (the database one: ECAS_FILE_STORE is unset, PostgreSQL)."""
+    from cert_authority.demo import DEPARTMENTS
+
+    department = next(d for d in DEPARTMENTS if d.uscc == ISSUER_USCC)
+    services = licence_services_for(PkiService(env.settings, env.engine), env.registry)
+    request = SealCreate(
+        department_uscc=ISSUER_USCC,
+        name=f"{department.name}电子证照专用章",
+        legal_representative=department.legal_representative,
+    )
+    return services.seals.register(CLI_ACTOR, request, now=utc_now())
+
+
+def test_two_hosts_share_one_database_and_serve_each_others_licences(
+    host_a: LicenceEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = host_a
     url = env.settings.effective_database_url
     provision(env.settings.data_dir, tmp_path / "b")
@@ -135,14 +157,51 @@ def test_two_hosts_share_one_database_and_serve_each_others_licences(host_a: Lic
                 checked = httpx.get(f"{base}/api/v1/verify/{identifier_}", headers=headers, timeout=60)
                 assert checked.json()["result"] == "VALID", checked.text
 
-    # A host that lacks a seal's key (made on another host, not copied yet) refuses to seal: 500
-    # misconfigured (the log names the key and what to copy), not a 404 to the caller.
+        # A new seal for the issuing department, made on host A (its key by A's key store, as
+        # `ecas seals register` or the approval on A would) after B was provisioned: B seals with it.
+        seal = _new_seal_on(env)
+        with env.engine.connect() as connection:
+            label = connection.execute(
+                text("SELECT key_label FROM issued_certificate WHERE serial = :s"), {"s": seal.cert_serial}
+            ).scalar_one()
+            in_table = text("SELECT count(*) FROM stored_key WHERE label = :l")
+            assert connection.execute(in_table, {"l": label}).scalar_one() == 1
+        sealed_on_b = httpx.post(f"{b}/api/v1/licences", json=body, headers=headers, timeout=60)
+        assert sealed_on_b.status_code == 201, sealed_on_b.text
+        new_identifier = sealed_on_b.json()["identifier"]
+        with env.engine.connect() as connection:
+            used = connection.execute(
+                text("SELECT seal_id FROM licence WHERE identifier = :i"), {"i": new_identifier}
+            ).scalar_one()
+        assert used == seal.id
+        for fmt in ("pdf", "ofd"):
+            got = httpx.get(f"{a}/api/v1/licences/{new_identifier}/files/{fmt}", headers=headers, timeout=60)
+            verdict = httpx.post(f"{a}/api/v1/verify", content=got.content, headers=headers, timeout=60)
+            assert verdict.json()["result"] == "VALID", verdict.text
+        for data_dir in (env.settings.data_dir, tmp_path / "b"):
+            assert not (data_dir / "keys" / f"{label}.key.pem").exists()  # on no host's disk
+
+    # A seal key that is a file on host A alone (made before keys were kept in the database, and
+    # not copied in): a host without it refuses to seal, 500 misconfigured (the log names the key
+    # and `ecas keys to-database`), not a 404 to the caller; once copied in, that host seals.
     provision(env.settings.data_dir, tmp_path / "c")
-    for key_file in (tmp_path / "c" / "keys").glob("seal-*.key.pem"):
-        key_file.unlink()
+    with env.engine.begin() as connection:
+        content = connection.execute(text("SELECT content FROM stored_key WHERE label = :l"), {"l": label}).scalar_one()
+        connection.execute(text("DELETE FROM stored_key WHERE label = :l"), {"l": label})
+    (env.settings.data_dir / "keys" / f"{label}.key.pem").write_bytes(bytes(content))
     with serving(tmp_path / "c", url) as c:
         refused = httpx.post(f"{c}/api/v1/licences", json=body, headers=headers, timeout=60)
-    assert refused.status_code == 500 and refused.json()["error"] == "misconfigured", refused.text
+        assert refused.status_code == 500 and refused.json()["error"] == "misconfigured", refused.text
+        monkeypatch.setenv("ECAS_DATA_DIR", str(env.settings.data_dir))
+        monkeypatch.setenv("ECAS_DATABASE_URL", url)
+        monkeypatch.setenv("ECAS_KEK", KEK)
+        monkeypatch.delenv("ECAS_FILE_STORE", raising=False)
+        ok("keys", "to-database")  # on host A: its older key files (the snapshot's) go in too
+        with env.engine.connect() as connection:
+            stored = connection.execute(text("SELECT label FROM stored_key")).scalars().all()
+        assert label in stored and {"pki-root", "pki-branch"} <= set(stored), stored
+        accepted = httpx.post(f"{c}/api/v1/licences", json=body, headers=headers, timeout=60)
+        assert accepted.status_code == 201, accepted.text
 
     # Nothing but caches on the hosts: every file is in the database, neither host has a file store.
     for data_dir in (env.settings.data_dir, tmp_path / "b", tmp_path / "c"):
