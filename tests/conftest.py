@@ -34,6 +34,7 @@ from cert_authority.store.data_keys import RECORDS, data_key_ring
 from cert_authority.store.db import create_db_engine, migrate
 from cert_authority.store.filestore import FileStore, LocalDirectory, all_names, file_store_for
 from cert_authority.store.filestore_db import DatabaseFiles
+from cert_authority.store.keys_db import key_store_for
 from keys import datakeys
 from keys.signer import SoftwareSigner
 from keys.sm2 import SM2PrivateKey, SM2PublicKey
@@ -413,11 +414,10 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 def pki_service(settings: Settings) -> PkiService:
     """The CA service on a migrated database; its keys with few PBKDF2 rounds, as licence_env's
     (600,000 by default: 33 ms a key written or read)."""
-    from keys.keystore import SoftwareKeyStore
 
     engine = create_db_engine(settings.effective_database_url)
     migrate(engine)
-    return PkiService(settings, engine, SoftwareKeyStore(settings.key_dir, settings.require_kek(), iterations=1000))
+    return PkiService(settings, engine, key_store_for(settings, engine, iterations=1000))
 
 
 @pytest.fixture(scope="session")
@@ -574,14 +574,13 @@ def example_data(type_code: str) -> dict[str, str]:
 
 def open_licence_env(settings: Settings, fonts: FontSet, engine: Engine | None = None) -> LicenceEnv:
     """The services over an existing data directory and database."""
-    from keys.keystore import SoftwareKeyStore
 
     engine = engine or create_db_engine(settings.effective_database_url)
     # Audit rows and status events chained, as `open_database` does for the app and the CLI.
     attach_chain(engine, lambda: data_key_ring(settings).current(RECORDS))
     # Keys with few PBKDF2 rounds. The app and the CLI open them with the settings' passphrase (the
     # iteration count is in each key file), so a test can start an app on the same data directory.
-    pki = PkiService(settings, engine, SoftwareKeyStore(settings.key_dir, settings.require_kek(), iterations=1000))
+    pki = PkiService(settings, engine, key_store_for(settings, engine, iterations=1000))
     registry = RegistryService(engine, file_store_for(settings, engine), fonts)
     return LicenceEnv(settings, pki, registry, licence_services_for(pki, registry))
 

@@ -88,10 +88,12 @@ def host_a(request: pytest.FixtureRequest, tmp_path: Path, snapshots: Snapshots,
 
 
 def provision(source: Path, target: Path) -> None:
-    """What the operator copies to another host: keys/ (KEK-encrypted key files) and pki/."""
+    """What the operator copies to another host: pki/, and keys/ where a host still has key files
+    (with the database file store, keys made since are in the database)."""
     target.mkdir(mode=0o700)
     for folder in ("keys", "pki"):
-        shutil.copytree(source / folder, target / folder)
+        if (source / folder).exists():
+            shutil.copytree(source / folder, target / folder)
 
 
 def _new_seal_on(env: LicenceEnv) -> SealPublic:
@@ -188,6 +190,7 @@ def test_two_hosts_share_one_database_and_serve_each_others_licences(
     with env.engine.begin() as connection:
         content = connection.execute(text("SELECT content FROM stored_key WHERE label = :l"), {"l": label}).scalar_one()
         connection.execute(text("DELETE FROM stored_key WHERE label = :l"), {"l": label})
+    (env.settings.data_dir / "keys").mkdir(mode=0o700, exist_ok=True)
     (env.settings.data_dir / "keys" / f"{label}.key.pem").write_bytes(bytes(content))
     with serving(tmp_path / "c", url) as c:
         refused = httpx.post(f"{c}/api/v1/licences", json=body, headers=headers, timeout=60)
