@@ -120,6 +120,9 @@ def stats_xlsx(stats: Stats) -> bytes:
     return out.getvalue()
 
 
+EARLIEST, LATEST = dt.date(1900, 1, 1), dt.date(9998, 12, 31)
+
+
 class StatsService:
     def __init__(self, engine: Engine, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self.engine = engine
@@ -135,6 +138,9 @@ class StatsService:
     ) -> Stats:
         """Counts from `start` to `end` inclusive (default: the last 30 days); admins and auditors."""
         ensure_role(actor, "admin", "auditor")
+        for day in (start, end):
+            if day is not None and not EARLIEST <= day <= LATEST:  # the window's arithmetic stays in range
+                raise InvalidRequestError(f"统计日期应在 {EARLIEST} 至 {LATEST} 之间，收到 {day}")
         end = end or local_date(self.clock())
         start = start or end - dt.timedelta(days=DEFAULT_DAYS - 1)
         if start > end:

@@ -30,7 +30,6 @@ from cert_authority.store.models import StoredKeyRow
 from cert_authority.timeutil import utc_now
 from keys.errors import KeyExistsError
 from keys.keystore import KeyDirectory, SoftwareKeyStore
-from keys.pkcs8 import DEFAULT_ITERATIONS
 
 if TYPE_CHECKING:
     from cert_authority.settings import Settings
@@ -116,11 +115,12 @@ class DatabaseKeyFiles:
             raise StorageUnavailableError("密钥库（数据库）暂不可用，请稍后重试") from exc
 
 
-def key_store_for(settings: Settings, engine: Engine, *, iterations: int = DEFAULT_ITERATIONS) -> SoftwareKeyStore:
+def key_store_for(settings: Settings, engine: Engine, *, iterations: int | None = None) -> SoftwareKeyStore:
     """The private-key store these settings name: in the database with the database file store
     (several hosts), the host's keys/ folder otherwise. `iterations`: PBKDF2 rounds for keys it
     writes (tests write with few; every key file carries its own count for reading)."""
-    files: KeyDirectory | DatabaseKeyFiles = KeyDirectory(settings.key_dir)
-    if settings.effective_file_store == "database":
-        files = DatabaseKeyFiles(engine, files)
+    folder = KeyDirectory(settings.key_dir)
+    files = DatabaseKeyFiles(engine, folder) if settings.effective_file_store == "database" else folder
+    if iterations is None:
+        return SoftwareKeyStore(files, settings.require_kek())
     return SoftwareKeyStore(files, settings.require_kek(), iterations=iterations)

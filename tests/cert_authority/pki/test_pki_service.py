@@ -88,10 +88,10 @@ def test_init_refuses_to_replace_an_existing_ca(pki_service: PkiService) -> None
 
 def test_bad_uscc_leaves_nothing_behind(pki_service: PkiService) -> None:
     pki_service.init(NOW)
-    keys_before = set(pki_service.settings.key_dir.iterdir())
+    keys_before = set(pki_service.keystore.files.labels())  # the keys/ folder, or stored_key on PostgreSQL
     with pytest.raises(InvalidCodeError, match="校验位"):
         pki_service.issue_seal_certificate(name="某局", uscc="91350100M000100Y44", now=NOW)
-    assert set(pki_service.settings.key_dir.iterdir()) == keys_before
+    assert set(pki_service.keystore.files.labels()) == keys_before
     assert pki_service.registry.list_issued() == []
 
 

@@ -609,6 +609,9 @@ def test_statistics_count_what_was_issued_used_shown_and_reused(env: LicenceEnv)
         sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
         assert [c.value for c in sheet[sheet.max_row]][:8] == ["合计", None, 2, 1, 1, 2, 7, 1]
         assert client.get("/api/v1/stats?from=2026-02-01&to=2026-01-01", headers=admin).status_code == 422
+        for edge in ("to=0001-01-05", "to=9999-12-31", "from=0001-01-01&to=0001-01-02"):  # found by the fuzzer
+            answer = client.get(f"/api/v1/stats?{edge}", headers=admin)
+            assert answer.status_code == 422 and "统计日期应在" in answer.text, answer.text
         assert client.get("/api/v1/stats?by=colour", headers=admin).status_code == 422
 
 
