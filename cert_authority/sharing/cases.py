@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
@@ -207,26 +207,28 @@ class CaseService:
             session.flush()
             assert row.id is not None
             row.applicant_sealed = self.personal.seal({"applicant_code": applicant}, table=CASE_TABLE, row=str(row.id))
-            for position, material in enumerate(matter.materials):
-                session.add(
-                    CaseMaterialRow(
-                        case_id=row.id, position=position, name=material.name, type_code=material.licence_type
-                    )
-                )
+            materials = [
+                CaseMaterialRow(case_id=row.id, position=position, name=material.name, type_code=material.licence_type)
+                for position, material in enumerate(matter.materials)
+            ]
+            session.add_all(materials)
             detail = {"matter": matter.code, "department": department, "case_number": number}
             session.add(audit_row(actor, "case_open", f"case:{row.id}", now, holder_code=applicant, detail=detail))
             session.commit()
         assert row.id is not None
         log.info("case %s opened: %s by %s for %s", row.id, matter.code, department, mask_holder_code(applicant))
-        return self.get(actor, row.id)
+        # The checklist from the rows just written (not read back): the same answer `get` gives.
+        return self._checklist(row, materials, matter, applicant, now)
 
     def get(self, actor: Actor, case_id: int) -> Case:
         """The case and its checklist (candidates are listed while it is open)."""
         row, materials = self._case(case_id)
         _ensure_may_see(actor, row)
-        matter = self.matters.spec(row.matter_code)
-        now = self.clock()
-        applicant = self._applicant(row)
+        return self._checklist(row, materials, self.matters.spec(row.matter_code), self._applicant(row), self.clock())
+
+    def _checklist(
+        self, row: CaseRow, materials: list[CaseMaterialRow], matter: MatterSpec, applicant: str, now: dt.datetime
+    ) -> Case:
         candidates = self._candidates(row, applicant, matter, now) if row.status == "open" else {}
         assert row.id is not None
         return Case(
@@ -322,7 +324,7 @@ class CaseService:
                 .where(col(LicenceRow.status) == "issued")
                 .order_by(col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
             ).all()
-        basis = {code: _public(self._standing_basis(row, applicant, code, now)) for code in types}
+        basis = {code: _public(basis) for code, basis in self._standing_bases(row, applicant, types, now).items()}
         found: dict[int, tuple[Candidate, ...]] = {}
         for position, material in enumerate(matter.materials):
             if material.licence_type is None:
@@ -337,11 +339,20 @@ class CaseService:
     def _standing_basis(self, row: CaseRow, applicant: str, type_code: str, now: dt.datetime) -> str | None:
         """The basis the department has without a use code in hand: a duty rule, else the holder's
         standing authorisation, else none."""
-        if self.duty_rules.find(row.department_uscc, type_code, row.matter_code, local_date(now)) is not None:
-            return "duty_rule"
-        if self.authorisations.find(applicant, row.department_uscc, row.matter_code, now) is not None:
-            return "authorisation"
-        return None
+        return self._standing_bases(row, applicant, (type_code,), now)[type_code]
+
+    def _standing_bases(
+        self, row: CaseRow, applicant: str, type_codes: Sequence[str], now: dt.datetime
+    ) -> dict[str, str | None]:
+        """`_standing_basis` for several types: the duty rules in one query, and the holder's
+        authorisation (for the department and matter, whatever the type) only if some type needs it."""
+        duty = self.duty_rules.types_served(row.department_uscc, type_codes, row.matter_code, local_date(now))
+        authorised = False
+        if any(code not in duty for code in type_codes):
+            authorised = self.authorisations.find(applicant, row.department_uscc, row.matter_code, now) is not None
+        return {
+            code: "duty_rule" if code in duty else "authorisation" if authorised else None for code in type_codes
+        }
 
     def licence_presented(
         self, actor: Actor, *, show_token: str | None = None, use_code: str | None = None
@@ -463,8 +474,6 @@ class CaseService:
     def close(self, actor: Actor, case_id: int) -> Receipt:
         """Close the case with its sealed receipt; a closed case gives the receipt it was closed with."""
         ensure_role(actor, "user", "admin")
-        case, _ = self._case(case_id)
-        _ensure_may_act(actor, case)
         now = self.clock()
         # Made before the claim: the service key's certificate is written on first use, which on
         # SQLite would wait for the write lock the claim holds (the same process: a deadlock).
@@ -473,18 +482,21 @@ class CaseService:
         stamper = timestamps.document_stamper() if timestamps is not None else None
         with Session(self.engine) as session:
             # The claim: of two closing at once, one renders; the other waits here, then reads it.
-            claimed = session.exec(
+            # A using department claims only its own cases: another's is left to the 403 below.
+            claim = (
                 update(CaseRow)
                 .where(col(CaseRow.id) == case_id)
                 .where(col(CaseRow.status) == "open")
                 .values(status="closed", closed_at=now, closed_by=actor.label)
             )
+            if not actor.is_admin:
+                claim = claim.where(col(CaseRow.department_uscc) == actor.department_uscc)
+            claimed = session.exec(claim)
             if claimed.rowcount == 1:
-                row = session.get_one(CaseRow, case_id)
+                row, materials, names = _closing(session, case_id)
                 applicant = self._applicant(row)
-                materials = _materials(session, case_id)
-                pdf = self._render(row, applicant, materials, now, signer, picture, stamper)
-                digest = self.filestore.put(pdf)
+                pdf = self._render(row, applicant, materials, names, now, signer, picture, stamper)
+                digest = self.filestore.put_new(pdf)
                 row.receipt_sm3 = digest
                 session.add(row)
                 reused = sum(1 for m in materials if m.identifier is not None)
@@ -501,6 +513,8 @@ class CaseService:
                 log.info("case %s closed: %s of %s materials reused", case_id, reused, len(materials))
                 return Receipt(case_id, digest, pdf)
             session.rollback()
+        case, _ = self._case(case_id)  # not claimed: unknown (404), another department's (403), or closed
+        _ensure_may_act(actor, case)
         return self.receipt(actor, case_id)
 
     def receipt(self, actor: Actor, case_id: int) -> Receipt:
@@ -516,6 +530,7 @@ class CaseService:
         row: CaseRow,
         applicant: str,
         materials: list[CaseMaterialRow],
+        names: dict[str, str],
         now: dt.datetime,
         signer: Signer,
         picture: bytes,
@@ -524,7 +539,6 @@ class CaseService:
         assert row.id is not None
         matter = self.matters.spec(row.matter_code)
         department = self.registry.get_department_by_uscc(row.department_uscc)
-        names = self._licence_names([m.identifier for m in materials if m.identifier])
         lines = tuple(
             ReceiptLine(
                 name=m.name,
@@ -553,15 +567,6 @@ class CaseService:
         )
         return render_receipt(content, self.registry.fonts, signer, picture, now, stamper)
 
-    def _licence_names(self, identifiers: list[str]) -> dict[str, str]:
-        if not identifiers:
-            return {}
-        with Session(self.engine) as session:
-            found = session.exec(
-                select(LicenceRow.identifier, LicenceRow.name).where(col(LicenceRow.identifier).in_(identifiers))
-            ).all()
-        return dict(found)
-
     @cached_property
     def _seal_picture(self) -> bytes:
         return generate_round_seal(self.pki.settings.authority_name, "办件专用", fonts=self.registry.fonts)
@@ -577,25 +582,35 @@ class CaseService:
         return code
 
     def _case(self, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow]]:
+        """The case and its materials, in one query."""
         with Session(self.engine) as session:
-            row = session.get(CaseRow, case_id)
-            if row is None:
-                raise NotFoundError(f"没有编号为 {case_id} 的办件")
-            return row, _materials(session, case_id)
+            found = session.exec(
+                select(CaseRow, CaseMaterialRow)
+                .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
+                .where(col(CaseRow.id) == case_id)
+                .order_by(col(CaseMaterialRow.position))
+            ).all()
+        if not found:
+            raise NotFoundError(f"没有编号为 {case_id} 的办件")
+        return found[0][0], [material for _, material in found if material is not None]
+
+
+def _closing(session: Session, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow], dict[str, str]]:
+    """The case being closed, its materials, and the names of the licences reused: one query."""
+    found = session.exec(
+        select(CaseRow, CaseMaterialRow, LicenceRow.name)
+        .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
+        .join(LicenceRow, col(LicenceRow.identifier) == col(CaseMaterialRow.identifier), isouter=True)
+        .where(col(CaseRow.id) == case_id)
+        .order_by(col(CaseMaterialRow.position))
+    ).all()
+    materials = [material for _, material, _ in found if material is not None]
+    names = {material.identifier: name for _, material, name in found if material and material.identifier and name}
+    return found[0][0], materials, names
 
 
 def _public(basis: str | None) -> BasisName | None:
     return None if basis is None else split_basis(basis)[0]
-
-
-def _materials(session: Session, case_id: int) -> list[CaseMaterialRow]:
-    return list(
-        session.exec(
-            select(CaseMaterialRow)
-            .where(col(CaseMaterialRow.case_id) == case_id)
-            .order_by(col(CaseMaterialRow.position))
-        ).all()
-    )
 
 
 def _reused(row: CaseMaterialRow) -> Reused | None:

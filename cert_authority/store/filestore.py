@@ -326,6 +326,14 @@ class FileStore:
         """Store `data` (atomically, durably) and return its SM3 digest in hex."""
         return self.put_many([(data, None)])[0]
 
+    def put_new(self, data: bytes) -> str:
+        """Store a file just made, that no one can have stored before (a freshly sealed PDF: its
+        signature is new), without reading first whether it is there: one write instead of a read
+        and a write. Were the name there after all, the stored file is left as it is."""
+        digest = sm3(data).hex()
+        self.backend.write([(digest, self._seal(digest, data))])
+        return digest
+
     def put_many(self, items: Sequence[tuple[bytes, bytes | None]]) -> list[str]:
         """Store several files, each given with its SM3 digest when the caller has it already (a
         licence PDF's comes from the cached state of its constant start; `get` checks every read),
