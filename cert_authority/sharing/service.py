@@ -442,7 +442,7 @@ class SharingService:
         box = SealBox(x=layout.width - 48, y=layout.height - 48, w=38, h=38)
         signer = self.pki.service_signer(now)
         # Written sealed in one pass, as licences are: no render, then re-parse to seal.
-        picture = self._service_seal_picture
+        picture = self.seal_picture
         stamper = self.timestamps.document_stamper() if self.timestamps is not None else None
         timestamper, room = stamper if stamper is not None else (None, 0)
         sealed = seal_page_pdf(
@@ -460,7 +460,8 @@ class SharingService:
         return sealed
 
     @cached_property
-    def _service_seal_picture(self) -> bytes:
+    def seal_picture(self) -> bytes:
+        """The seal picture on annotated copies (made once per process)."""
         return generate_round_seal(self.pki.settings.authority_name, "加注专用", fonts=self.registry.fonts)
 
 
