@@ -50,6 +50,7 @@ from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import CaseMaterialRow, CaseRow, LicenceRow
 from cert_authority.store.personal import PersonalData
+from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
 from keys.signer import Signer
 from seals.picture import generate_round_seal
@@ -316,7 +317,7 @@ class CaseService:
         if not types:
             return {}
         today = local_date(now)
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             licences = session.exec(
                 select(LicenceRow)
                 .where(col(LicenceRow.holder_code_index) == self.personal.index(applicant))
@@ -591,7 +592,7 @@ class CaseService:
 
     def _case(self, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow]]:
         """The case and its materials, in one query."""
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             found = session.exec(
                 select(CaseRow, CaseMaterialRow)
                 .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)

@@ -28,6 +28,7 @@ from cert_authority.sharing.matters import MatterService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.models import DutyRuleRow, StandingAuthorisationRow
 from cert_authority.store.personal import PersonalData
+from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
 
 MAX_AUTHORISATION_DAYS = 366
@@ -155,7 +156,7 @@ class DutyRules:
 
     def find(self, department_uscc: str, type_code: str, matter: str | None, today: dt.date) -> DutyRule | None:
         """A rule in force that lets the department use licences of the type (in a case of `matter`)."""
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             rows = session.exec(
                 select(DutyRuleRow)
                 .where(col(DutyRuleRow.department_uscc) == department_uscc)
@@ -171,7 +172,7 @@ class DutyRules:
         `find` for several types in one query."""
         if not type_codes:
             return set()
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             rows = session.exec(
                 select(DutyRuleRow)
                 .where(col(DutyRuleRow.department_uscc) == department_uscc)
@@ -297,7 +298,7 @@ class Authorisations:
         return _authorisation(row)
 
     def find(self, holder_code: str, department_uscc: str, matter_code: str, now: dt.datetime) -> Authorisation | None:
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             rows = session.exec(
                 select(StandingAuthorisationRow)
                 .where(col(StandingAuthorisationRow.holder_code_index) == self.personal.index(holder_code))

@@ -51,6 +51,7 @@ from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
 from cert_authority.store.personal import PersonalData
+from cert_authority.store.reading import reader
 from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 from seals.box import SealBox
@@ -274,7 +275,7 @@ class SharingService:
 
     def find_licence(self, identifier: str) -> LicenceRow | None:
         """The licence with its personal data opened (SealedDataError, a 409, if it does not open)."""
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
         return open_licence(self.personal, row) if row is not None else None
 

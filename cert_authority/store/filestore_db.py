@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError
 
 from cert_authority.errors import StorageUnavailableError
 from cert_authority.store.models import StoredFileRow
+from cert_authority.store.reading import reader
 from cert_authority.timeutil import utc_now
 
 TABLE: Table = StoredFileRow.__table__  # type: ignore[attr-defined]
@@ -93,7 +94,7 @@ class DatabaseFiles:
         """A connection (a transaction when writing); a database that is gone or full is
         StorageUnavailableError, and the transaction is rolled back: nothing stored."""
         try:
-            with self.engine.begin() if begin else self.engine.connect() as connection:
+            with self.engine.begin() if begin else reader(self.engine).connect() as connection:
                 yield connection
         except DBAPIError as exc:
             if not (exc.connection_invalidated or _is_unavailable(exc)):
