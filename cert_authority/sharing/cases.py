@@ -444,6 +444,7 @@ class CaseService:
                 .where(col(CaseRow.id) == case_id)
                 .where(col(CaseRow.status) == "open")
                 .values(status="open")
+                .execution_options(synchronize_session=False)  # nothing of it is loaded in this session
             )
             if still_open.rowcount != 1:
                 raise IllegalTransitionError(f"办件 {case_id} 已办结，不能再复用证照")
@@ -460,6 +461,7 @@ class CaseService:
                     reused_at=now,
                     reused_by=actor.label,
                 )
+                .execution_options(synchronize_session=False)
             )
             if claimed.rowcount != 1:
                 current = session.get(CaseMaterialRow, (case_id, position))
@@ -489,6 +491,7 @@ class CaseService:
                 .where(col(CaseRow.id) == case_id)
                 .where(col(CaseRow.status) == "open")
                 .values(status="closed", closed_at=now, closed_by=actor.label)
+                .execution_options(synchronize_session=False)  # the row is read after, as it is then
             )
             if not actor.is_admin:
                 claim = claim.where(col(CaseRow.department_uscc) == actor.department_uscc)
@@ -497,7 +500,7 @@ class CaseService:
                 row, materials, names = _closing(session, case_id)
                 applicant = self._applicant(row)
                 pdf = self._render(row, applicant, materials, names, now, signer, picture, stamper)
-                digest = self.filestore.put_new(pdf)
+                digest = self.filestore.put_new(pdf, within=session.connection())  # one commit for both
                 row.receipt_sm3 = digest
                 session.add(row)
                 reused = sum(1 for m in materials if m.identifier is not None)
