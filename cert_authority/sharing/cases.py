@@ -351,9 +351,7 @@ class CaseService:
         authorised = False
         if any(code not in duty for code in type_codes):
             authorised = self.authorisations.find(applicant, row.department_uscc, row.matter_code, now) is not None
-        return {
-            code: "duty_rule" if code in duty else "authorisation" if authorised else None for code in type_codes
-        }
+        return {code: "duty_rule" if code in duty else "authorisation" if authorised else None for code in type_codes}
 
     def licence_presented(
         self, actor: Actor, *, show_token: str | None = None, use_code: str | None = None

@@ -3,15 +3,15 @@ will say (the department, the cause, the time of the use, the SM3 of the licence
 copy is rendered, sealed and stored the first time the link is fetched, and its SM3 kept, so every
 later download is the same file. Rows from before keep their file_sm3.
 
-Revision ID: 0021_lazy_copy
-Revises: 0020_file_store
+Revision ID: 0022_lazy_copy
+Revises: 0021_stored_keys
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021_lazy_copy"
-down_revision = "0020_file_store"
+revision = "0022_lazy_copy"
+down_revision = "0021_stored_keys"
 
 
 def upgrade() -> None:
