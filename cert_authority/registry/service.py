@@ -40,6 +40,7 @@ from cert_authority.store.models import (
     TemplateVersionRow,
 )
 from cert_authority.store.outbox import outbox_event
+from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, utc_now
 from templates.errors import SpecError
 from templates.images import Picture
@@ -199,7 +200,7 @@ class RegistryService:
             return [_department(r) for r in session.exec(select(DepartmentRow).order_by(col(DepartmentRow.id)))]
 
     def get_department_by_uscc(self, uscc: str) -> DepartmentPublic:
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             row = session.exec(select(DepartmentRow).where(col(DepartmentRow.uscc) == uscc)).first()
             if row is None:
                 raise NotFoundError(f"统一社会信用代码为 {uscc} 的部门尚未登记")

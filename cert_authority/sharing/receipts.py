@@ -75,16 +75,8 @@ def receipt_layout(content: ReceiptContent, fonts: FontSet) -> PageLayout:
     def block(text: str, x: float, y: float, w: float, h: float, style: BlockStyle, where: str) -> None:
         runs.extend(text_block(text, Box(x=x, y=y, w=w, h=h), fonts, style, where))
 
-    block("材料复用清单", LEFT, 14, WIDTH, 13, BlockStyle(font_size=24, align="center", letter_spacing=2), "标题")
-    block(
-        f"{content.authority_name}出具 · 已进库证照免于重复提交的凭证",
-        LEFT,
-        28,
-        WIDTH,
-        6,
-        BlockStyle(font_size=9, font="sans", align="center", colour="#555555"),
-        "副标题",
-    )
+    head, heading, foot = _constant_parts(content.authority_name, fonts)
+    runs.extend(head)
     info = BlockStyle(font_size=10.5, min_font_size=6)
     rows = (
         f"办件编号：{content.case_id}　　部门办件号：{content.case_number or '—'}",
@@ -95,18 +87,14 @@ def receipt_layout(content: ReceiptContent, fonts: FontSet) -> PageLayout:
     )
     for index, text in enumerate(rows):
         block(text, LEFT, 39 + index * 7, WIDTH, 7, info, "办件信息")
-    block("所需材料", LEFT, 76, WIDTH, 8, BlockStyle(font_size=12, font="sans"), "小标题")
+    runs.extend(heading)
     _materials(content.lines, block)
     reused = sum(1 for line in content.lines if line.reused)
     summary = (
         f"所需材料 {len(content.lines)} 项：复用电子证照 {reused} 项，申请人提交 {len(content.lines) - reused} 项。"
     )
     block(summary, LEFT, 242, 100, 10, BlockStyle(font_size=10.5, font="sans", min_font_size=7), "合计")
-    footer = (
-        f"本清单由{content.authority_name}加盖电子印章，可用 ecas verify 或 /api/v1/verify 核验；"
-        "二维码为本清单原件的取回地址（须办理部门的 API 密钥）。"
-    )
-    block(footer, LEFT, 255, 100, 22, BlockStyle(font_size=8, font="sans", colour="#555555", min_font_size=6), "说明")
+    runs.extend(foot)
     return PageLayout(
         width=PAGE_W,
         height=PAGE_H,
@@ -116,6 +104,47 @@ def receipt_layout(content: ReceiptContent, fonts: FontSet) -> PageLayout:
         qr=make_qr(content.url, QR_BOX),
         seal=SEAL_BOX,
     )
+
+
+Runs = tuple[TextRun, ...]
+# The parts every receipt of an authority has (title, subtitle, heading, footer), laid out once per
+# process and authority name: fitting text into its box is most of laying a receipt out.
+_CONSTANT_PARTS: dict[tuple[str, int], tuple[FontSet, tuple[Runs, Runs, Runs]]] = {}
+
+
+def _constant_parts(authority_name: str, fonts: FontSet) -> tuple[Runs, Runs, Runs]:
+    """The runs above the case's details, of the materials' heading, and of the footer."""
+    key = (authority_name, id(fonts))
+    found = _CONSTANT_PARTS.get(key)
+    if found is not None and found[0] is fonts:
+        return found[1]
+
+    def block(text: str, x: float, y: float, w: float, h: float, style: BlockStyle, where: str) -> Runs:
+        return tuple(text_block(text, Box(x=x, y=y, w=w, h=h), fonts, style, where))
+
+    head = block(
+        "材料复用清单", LEFT, 14, WIDTH, 13, BlockStyle(font_size=24, align="center", letter_spacing=2), "标题"
+    ) + block(
+        f"{authority_name}出具 · 已进库证照免于重复提交的凭证",
+        LEFT,
+        28,
+        WIDTH,
+        6,
+        BlockStyle(font_size=9, font="sans", align="center", colour="#555555"),
+        "副标题",
+    )
+    heading = block("所需材料", LEFT, 76, WIDTH, 8, BlockStyle(font_size=12, font="sans"), "小标题")
+    footer = (
+        f"本清单由{authority_name}加盖电子印章，可用 ecas verify 或 /api/v1/verify 核验；"
+        "二维码为本清单原件的取回地址（须办理部门的 API 密钥）。"
+    )
+    foot = block(
+        footer, LEFT, 255, 100, 22, BlockStyle(font_size=8, font="sans", colour="#555555", min_font_size=6), "说明"
+    )
+    if len(_CONSTANT_PARTS) > 16:
+        _CONSTANT_PARTS.clear()  # a bound, not an eviction policy: one authority name in practice
+    _CONSTANT_PARTS[key] = (fonts, (head, heading, foot))
+    return head, heading, foot
 
 
 def _materials(lines: tuple[ReceiptLine, ...], place: Place) -> None:

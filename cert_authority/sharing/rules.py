@@ -28,6 +28,7 @@ from cert_authority.sharing.matters import MatterService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.models import DutyRuleRow, StandingAuthorisationRow
 from cert_authority.store.personal import PersonalData
+from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
 
 MAX_AUTHORISATION_DAYS = 366
@@ -155,7 +156,7 @@ class DutyRules:
 
     def find(self, department_uscc: str, type_code: str, matter: str | None, today: dt.date) -> DutyRule | None:
         """A rule in force that lets the department use licences of the type (in a case of `matter`)."""
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             rows = session.exec(
                 select(DutyRuleRow)
                 .where(col(DutyRuleRow.department_uscc) == department_uscc)
@@ -163,6 +164,22 @@ class DutyRules:
                 .where(col(DutyRuleRow.withdrawn_at).is_(None))
             ).all()
         return next((r for r in map(_rule, rows) if r.serves(matter, today)), None)
+
+    def types_served(
+        self, department_uscc: str, type_codes: Sequence[str], matter: str | None, today: dt.date
+    ) -> set[str]:
+        """Of `type_codes`, those a rule in force lets the department use (in a case of `matter`):
+        `find` for several types in one query."""
+        if not type_codes:
+            return set()
+        with Session(reader(self.engine)) as session:
+            rows = session.exec(
+                select(DutyRuleRow)
+                .where(col(DutyRuleRow.department_uscc) == department_uscc)
+                .where(col(DutyRuleRow.type_code).in_(list(type_codes)))
+                .where(col(DutyRuleRow.withdrawn_at).is_(None))
+            ).all()
+        return {r.type_code for r in map(_rule, rows) if r.serves(matter, today)}
 
     @staticmethod
     def _row(session: Session, rule_id: int) -> DutyRuleRow:
@@ -281,7 +298,7 @@ class Authorisations:
         return _authorisation(row)
 
     def find(self, holder_code: str, department_uscc: str, matter_code: str, now: dt.datetime) -> Authorisation | None:
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             rows = session.exec(
                 select(StandingAuthorisationRow)
                 .where(col(StandingAuthorisationRow.holder_code_index) == self.personal.index(holder_code))

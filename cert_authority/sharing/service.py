@@ -6,6 +6,9 @@ in a case at the counter (`cases`) also on the holder's standing authorisation.
     department ─► use(identifier, cause, use code) ─► face data + an annotated copy (加注件): the
                   licence re-laid out from its record with "for <department>, <cause>, <time>" across
                   the top, sealed by the authority's service key, behind a 10-minute link
+    first download of the link ─► the copy is rendered, sealed and stored then (most uses never
+                  fetch it: rendering and sealing it at every use was most of a use's time), and
+                  every later download is that same file
     every use ─► audit event on the licence (who, when, why, what was returned); holders list them
 
 A use code is 8 characters (Crockford base32, 40 bits), bound to one department and one licence,
@@ -48,6 +51,7 @@ from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
 from cert_authority.store.personal import PersonalData
+from cert_authority.store.reading import reader
 from cert_authority.timestamping.authority import TimeStampAuthority
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 from seals.box import SealBox
@@ -271,7 +275,7 @@ class SharingService:
 
     def find_licence(self, identifier: str) -> LicenceRow | None:
         """The licence with its personal data opened (SealedDataError, a 409, if it does not open)."""
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).first()
         return open_licence(self.personal, row) if row is not None else None
 
@@ -302,9 +306,10 @@ class SharingService:
         record: Callable[[Session], None] | None = None,
         refund: Callable[[], None] | None = None,
     ) -> LicenceUse:
-        """Give `actor`'s department the face data and an annotated copy of `row`, and record the
-        use (with `detail`, and whatever `record` writes, in the same transaction). If anything
-        fails, a use code spent for it is given back (or `refund` runs): nothing was handed over."""
+        """Give `actor`'s department the face data and the link to an annotated copy of `row`, and
+        record the use (with `detail`, and whatever `record` writes, in the same transaction). If
+        anything fails, a use code spent for it is given back (or `refund` runs): nothing was
+        handed over."""
         face: dict[str, str] = json.loads(row.face_json)
         try:
             token, expires, shared = self._annotated_copy(actor, row, cause, now)
@@ -331,11 +336,31 @@ class SharingService:
         return LicenceUse(row.identifier, row.name, face, token, expires, basis)
 
     def shared_file(self, token: str) -> bytes:
+        """The annotated copy behind a live link: made, sealed and stored on the first download,
+        the same file on every download after (of two first downloads at once, one stores its
+        copy and both return that one)."""
         with Session(self.engine) as session:
             found = session.get(SharedFileRow, _sha256(token))
-        if found is None or aware(found.expires_at) < self.clock():
+        now = self.clock()
+        if found is None or aware(found.expires_at) < now:
             raise NotFoundError("链接不存在或已过期（加注件链接 10 分钟内有效）")
-        return self.filestore.get(found.file_sm3)
+        if found.file_sm3 is not None:
+            return self.filestore.get(found.file_sm3)
+        sealed = self._render_copy(found, now)
+        digest = self.filestore.put(sealed)
+        with Session(self.engine) as session:
+            claimed = session.exec(
+                update(SharedFileRow)
+                .where(col(SharedFileRow.token_sha256) == found.token_sha256)
+                .where(col(SharedFileRow.file_sm3).is_(None))
+                .values(file_sm3=digest)
+            )
+            session.commit()
+            if claimed.rowcount == 1:
+                return sealed
+            kept = session.get(SharedFileRow, found.token_sha256)
+        assert kept is not None and kept.file_sm3 is not None
+        return self.filestore.get(kept.file_sm3)
 
     # --- inside ---------------------------------------------------------------------------------
     def _own_licence(self, holder: Holder, identifier: str) -> LicenceRow:
@@ -386,18 +411,39 @@ class SharingService:
     def _annotated_copy(
         self, actor: Actor, row: LicenceRow, cause: str, now: dt.datetime
     ) -> tuple[str, dt.datetime, SharedFileRow]:
-        """The sealed copy in the file store, its link's token and expiry, and the link's row (for
-        the caller to commit with the use)."""
-        department = self.registry.get_department_by_uscc(actor.department_uscc or "")
+        """The link to the copy: its token and expiry, and its row (for the caller to commit with
+        the use), holding what the copy will say; the copy itself is made on the first download."""
         expires = now + dt.timedelta(minutes=LINK_MINUTES)
-        local = now.astimezone(BEIJING)
+        token = secrets.token_urlsafe(24)
+        shared = SharedFileRow(
+            token_sha256=_sha256(token),
+            identifier=row.identifier,
+            expires_at=expires,
+            department_uscc=actor.department_uscc,
+            cause=cause,
+            used_at=now,
+            licence_sm3=row.pdf_sm3,
+        )
+        return token, expires, shared
+
+    def _render_copy(self, shared: SharedFileRow, now: dt.datetime) -> bytes:
+        """The sealed copy a link recorded: the licence's record as it was used (409 if its sealed
+        PDF is no longer the one used, or the record is not the one sealed), noted with the
+        department, the cause and the time of the use; sealed now, timestamped now."""
+        row = self.find_licence(shared.identifier)
+        if row is None or shared.used_at is None or row.pdf_sm3 != shared.licence_sm3:
+            raise IllegalTransitionError("证照已变更，不能再出具这次用证的加注件，请重新用证")
+        self.binding.ensure(row)
+        department = self.registry.get_department_by_uscc(shared.department_uscc or "")
+        cause = shared.cause or ""
+        local = aware(shared.used_at).astimezone(BEIJING)
         note = f"本件仅供{department.name}用于「{cause}」，{local:%Y-%m-%d %H:%M} 由电子证照共享服务出具，复制无效"
         fonts = self.registry.fonts
         layout = annotate(self.layouts.of_record(row), note, fonts)
         box = SealBox(x=layout.width - 48, y=layout.height - 48, w=38, h=38)
         signer = self.pki.service_signer(now)
         # Written sealed in one pass, as licences are: no render, then re-parse to seal.
-        picture = self._service_seal_picture
+        picture = self.seal_picture
         stamper = self.timestamps.document_stamper() if self.timestamps is not None else None
         timestamper, room = stamper if stamper is not None else (None, 0)
         sealed = seal_page_pdf(
@@ -412,15 +458,11 @@ class SharingService:
             timestamper=timestamper,
             timestamp_room=room,
         )
-        token = secrets.token_urlsafe(24)
-        digest = self.filestore.put(sealed)
-        shared = SharedFileRow(
-            token_sha256=_sha256(token), file_sm3=digest, identifier=row.identifier, expires_at=expires
-        )
-        return token, expires, shared
+        return sealed
 
     @cached_property
-    def _service_seal_picture(self) -> bytes:
+    def seal_picture(self) -> bytes:
+        """The seal picture on annotated copies (made once per process)."""
         return generate_round_seal(self.pki.settings.authority_name, "加注专用", fonts=self.registry.fonts)
 
 

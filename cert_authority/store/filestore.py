@@ -50,7 +50,7 @@ from keys.errors import KeysError, SealedValueError
 from keys.sm2 import sm3
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
     from cert_authority.settings import Settings
     from keys.datakeys import DataKeyRing
@@ -325,6 +325,20 @@ class FileStore:
     def put(self, data: bytes) -> str:
         """Store `data` (atomically, durably) and return its SM3 digest in hex."""
         return self.put_many([(data, None)])[0]
+
+    def put_new(self, data: bytes, within: Connection | None = None) -> str:
+        """Store a file just made, that no one can have stored before (a freshly sealed PDF: its
+        signature is new), without reading first whether it is there: one write instead of a read
+        and a write. Were the name there after all, the stored file is left as it is.
+
+        `within`: the caller's transaction; a store in that same database writes the file in it
+        (committed with what the file belongs to, one commit instead of two), others on their own."""
+        digest = sm3(data).hex()
+        item = [(digest, self._seal(digest, data))]
+        write_within = getattr(self.backend, "write_within", None)
+        if within is None or write_within is None or not write_within(within, item):
+            self.backend.write(item)
+        return digest
 
     def put_many(self, items: Sequence[tuple[bytes, bytes | None]]) -> list[str]:
         """Store several files, each given with its SM3 digest when the caller has it already (a

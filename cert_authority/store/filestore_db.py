@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError
 
 from cert_authority.errors import StorageUnavailableError
 from cert_authority.store.models import StoredFileRow
+from cert_authority.store.reading import reader
 from cert_authority.timeutil import utc_now
 
 TABLE: Table = StoredFileRow.__table__  # type: ignore[attr-defined]
@@ -88,12 +89,24 @@ class DatabaseFiles:
         with self._connection(begin=True) as connection:
             connection.execute(statement, rows)
 
+    def write_within(self, connection: Connection, items: Sequence[tuple[str, bytes]]) -> bool:
+        """Write new values in the caller's transaction on this database (durable when it commits,
+        gone if it rolls back): no transaction and commit of their own. False, and nothing
+        written, if `connection` is not to this store's database."""
+        if connection.engine is not self.engine or not items:
+            return False
+        now = utc_now()
+        rows = [{"digest": name, "content": data, "size": len(data), "stored_at": now} for name, data in items]
+        statement = self._insert(TABLE).on_conflict_do_nothing(index_elements=[TABLE.c.digest])
+        connection.execute(statement, rows)
+        return True
+
     @contextmanager
     def _connection(self, begin: bool = False) -> Iterator[Connection]:
         """A connection (a transaction when writing); a database that is gone or full is
         StorageUnavailableError, and the transaction is rolled back: nothing stored."""
         try:
-            with self.engine.begin() if begin else self.engine.connect() as connection:
+            with self.engine.begin() if begin else reader(self.engine).connect() as connection:
                 yield connection
         except DBAPIError as exc:
             if not (exc.connection_invalidated or _is_unavailable(exc)):

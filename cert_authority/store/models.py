@@ -388,14 +388,20 @@ class DutyRuleRow(SQLModel, table=True):
 
 
 class SharedFileRow(SQLModel, table=True):
-    """A temporary link to an annotated copy (加注件): the link's token stored as its SHA-256."""
+    """A temporary link to an annotated copy (加注件): the link's token stored as its SHA-256. The
+    copy is made on the link's first download (`file_sm3` None until then) from what the use
+    recorded here: the department, the cause, the time of the use and the licence's sealed PDF."""
 
     __tablename__ = "shared_file"
 
     token_sha256: str = Field(primary_key=True, max_length=64)
-    file_sm3: str = Field(max_length=64)
+    file_sm3: str | None = Field(default=None, max_length=64)
     identifier: str = Field(max_length=120)
     expires_at: dt.datetime = Field(sa_column=_utc_column())
+    department_uscc: str | None = Field(default=None, max_length=18)
+    cause: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    used_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    licence_sm3: str | None = Field(default=None, max_length=64)
 
 
 class StaffAccountRow(SQLModel, table=True):

@@ -55,6 +55,7 @@ from sqlalchemy.sql.dml import Insert
 from cert_authority.errors import StoredFileError
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import PackedFileRow
+from cert_authority.store.reading import reader
 from keys.sm2 import sm3
 from templates.fonts import SubsetFont, subsetter_from_bytes
 
@@ -147,7 +148,7 @@ class PackedFiles:
         return {str(s[1]) for s in header["segments"] if isinstance(s, list) and s[0] != "lit"}
 
     def _manifest_name(self, digest: str) -> str | None:
-        with self.engine.connect() as connection:
+        with reader(self.engine).connect() as connection:
             return connection.execute(select(_PACKED.c.manifest_sm3).where(_PACKED.c.sm3 == digest)).scalar()
 
     def _unpack(self, digest: str, manifest: bytes) -> bytes:

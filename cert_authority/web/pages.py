@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,8 @@ from cert_authority.web.common import STATIC_DIR, render
 from cert_authority.web.licence_images import warm_pictures
 from cert_authority.web.routing import add_routes
 
+log = logging.getLogger("ecas.web")
+
 
 def _warm_on_start(app: FastAPI) -> None:
     """When the server starts (its lifespan, not when an app is built: tests build many), the
@@ -36,11 +39,19 @@ def _warm_on_start(app: FastAPI) -> None:
 
     @asynccontextmanager
     async def lifespan(started: FastAPI) -> AsyncIterator[Any]:
-        threading.Thread(target=warm_pictures, args=(started.state,), name="ecas-warm", daemon=True).start()
+        threading.Thread(target=_warm, args=(started.state,), name="ecas-warm", daemon=True).start()
         async with inner(started) as state:
             yield state
 
     app.router.lifespan_context = lifespan
+
+
+def _warm(state: Any) -> None:
+    warm_pictures(state)
+    try:
+        state.cases.warm_up()
+    except Exception:
+        log.warning("warming the case work failed; the first case will be slower", exc_info=True)
 
 
 def include_pages(app: FastAPI) -> None:

@@ -94,3 +94,20 @@ def test_a_changed_holder_code_does_not_let_another_holder_show_or_anyone_use_it
         services.holders.show_token(holder, identifier)
     with pytest.raises(RecordMismatchError):
         services.sharing.use_licence(Actor("apikey:user", "user", USER_USCC), identifier, "办理变更")
+
+
+def test_a_record_edited_after_a_use_gets_no_annotated_copy(licence_env: LicenceEnv) -> None:
+    """The annotated copy is made on its link's first download: a record edited between the use
+    and that download is not laid out and sealed into a copy (409), and nothing is stored."""
+    env = licence_env
+    services = env.services
+    identifier = issue_example(env, FOOD_TYPE).licence.identifier
+    services.sharing.allow_duty(CLI_ACTOR, USER_USCC, FOOD_TYPE)
+    user = Actor("apikey:user", "user", USER_USCC)
+    kept = services.sharing.use_licence(user, identifier, "办理变更")
+    edited = services.sharing.use_licence(user, identifier, "办理延续")
+    first = services.sharing.shared_file(kept.copy_token)
+    _edit(env, identifier, licence_number="JY99999999999999")
+    with pytest.raises(RecordMismatchError):
+        services.sharing.shared_file(edited.copy_token)
+    assert services.sharing.shared_file(kept.copy_token) == first  # made before the edit: kept as it was

@@ -85,6 +85,8 @@ def test_use_codes_duty_rules_and_annotated_copies(shared_licence_env: LicenceEn
         valid = {c.name for c in report.checks if c.status is Status.VALID}
         assert valid >= {"integrity", "signature", "timestamp", "chain"}  # timestamped, as every seal
         assert report.reason == "not_in_registry"  # a copy, not the licence itself
+        # Made on the first download: every download after is that same file.
+        assert client.get(body["copy_url"].split("testserver", 1)[-1]).content == copy.content
 
         # A withdrawn code no longer works.
         second = client.post(

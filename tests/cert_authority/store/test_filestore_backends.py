@@ -217,3 +217,18 @@ def test_a_failed_database_write_leaves_nothing(engine: Engine, ring: DataKeyRin
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM stored_file")).scalar_one() == 0
     assert calls["n"] == 1
+
+
+def test_a_new_file_written_within_a_transaction_is_kept_only_if_it_commits(store: FileStore, engine: Engine) -> None:
+    """put_new(within=…): a store in the caller's database writes in the caller's transaction (a
+    case's receipt is committed with the case's close: one commit); another store writes on its own."""
+    kept, dropped = licence_like(7), licence_like(8)
+    with engine.connect() as connection:
+        with connection.begin() as transaction:
+            store.put_new(dropped, within=connection)
+            transaction.rollback()
+        with connection.begin():
+            name = store.put_new(kept, within=connection)
+    assert store.get(name) == kept
+    in_database = isinstance(store.backend, DatabaseFiles)
+    assert store.exists(sm3(dropped).hex()) is not in_database  # rolled back with the transaction
