@@ -9,15 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from cert_authority.actors import Actor
 from cert_authority.checking.licences import UNREADABLE_RECORD, licence_status_check
+from cert_authority.checking.verdicts import Remembered
 from cert_authority.errors import SealedDataError
 from cert_authority.issuing.personal import open_holder
 from cert_authority.pki.service import PkiService
@@ -78,6 +80,7 @@ class ShowTokenVerifier:
         self._postgresql = engine.dialect.name == "postgresql"
         # PostgreSQL: each statement atomic on its own; SQLite: the lookup and both rows in one transaction.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._holders: Remembered[Mapping[str, str | None]] = Remembered()
 
     def verify(self, actor: Actor, shown: str) -> Report:
         now = self.clock()
@@ -97,7 +100,7 @@ class ShowTokenVerifier:
             checks.append(licence_status_check(row, now))
             holder: Mapping[str, str | None]
             try:
-                holder = open_holder(self.personal, row.identifier, row.personal_sealed, row.holder_code_index)
+                holder = self._holder(row)
             except SealedDataError as exc:
                 log.error("show token for %s: %s", row.identifier, exc)
                 holder = {"holder_name": None, "holder_code": None}
@@ -129,6 +132,17 @@ class ShowTokenVerifier:
         self._forget_expired(now)
         log.info("show token for %s checked by %s: %s", row.identifier, actor.label, report.reason)
         return report
+
+    def _holder(self, row: Row[Any]) -> Mapping[str, str | None]:
+        """The holder's name and code opened from the row's sealed values, remembered per process
+        under those values as stored (checking.verdicts): an edited or moved value is a new key,
+        opened (and refused) afresh."""
+        key = (row.identifier, row.personal_sealed, row.holder_code_index)
+        holder = self._holders.get(key)
+        if holder is None:
+            holder = open_holder(self.personal, row.identifier, row.personal_sealed, row.holder_code_index)
+            self._holders.put(key, holder)
+        return holder
 
     def _record_use(
         self, connection: Connection, use: dict[str, object], first: dict[str, object], replay: dict[str, object]

@@ -33,6 +33,7 @@ from keys.errors import KeyNotFoundError
 from tests.cert_authority.cli_runner import ok
 from tests.conftest import FOOD_TYPE, USER_USCC, VOCATIONAL_TYPE, LicenceEnv, example_data, issue_example
 from verification.report import Status
+from verification.show_token import make_token
 
 # Not the types' example values: those are in the registered definitions, by design.
 PERSON = demo_citizen_id("350104", dt.date(1987, 3, 9), 47)
@@ -127,6 +128,24 @@ def test_sealed_licence_data_swapped_between_rows_is_caught(licence_env: Licence
             services.queries.get(CLI_ACTOR, identifier)
         with pytest.raises(SealedDataError):
             services.sharing.use_licence(Actor("apikey:user", "user", USER_USCC), identifier, "办理变更")
+
+
+def test_a_swapped_holder_is_caught_by_a_show_token_check_after_a_remembered_one(licence_env: LicenceEnv) -> None:
+    """The show-token check remembers the holder it opened, keyed by the sealed values as stored:
+    values swapped in afterwards are a new key, opened afresh and refused."""
+    env = licence_env
+    first, second = _issue_company(env), _issue_person(env)
+    counter = Actor("apikey:user", "user", USER_USCC)
+    signer = env.pki.service_signer(dt.datetime.now(dt.timezone.utc))
+
+    def check(identifier: str) -> tuple[Status, str]:
+        token, _ = make_token(signer, identifier, {}, dt.datetime.now(dt.timezone.utc), dt.timedelta(minutes=5))
+        report = env.services.show_tokens.verify(counter, token)
+        return report.result, report.reason
+
+    assert check(first) == check(first) == (Status.VALID, "ok")  # the second from the remembered holder
+    _swap(env, LICENCES, "identifier", first, second, "personal_sealed")
+    assert check(first) == (Status.INVALID, "record_mismatch")
 
 
 def test_the_face_data_put_in_place_of_the_holder_does_not_open(licence_env: LicenceEnv) -> None:
