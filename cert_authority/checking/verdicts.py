@@ -7,8 +7,9 @@ and the trust anchors, i.e. root, branch CA certificate and the current CRL), an
 record's sealed personal data (input: the record row as stored). So the key of a remembered part
 is those inputs themselves (the anchors' bytes, the file's SM3, the stored row's columns), read
 afresh on every request: a revocation, a change, an edited row or a new CRL is a different key,
-never a stale VALID. The stored files are still read and their SM3 checked on every request (a
-damaged file is caught at once), and the record-against-OFD binding (remembered by
+never a stale VALID. The stored files are still checked intact on every request (a packed file's
+manifest read and checked, and rebuilt whole when this process has not rebuilt that manifest: a
+damaged or replaced file is caught at once), and the record-against-OFD binding (remembered by
 issuing.binding per record content) and the transparency-log check, whose tables are in no key,
 are made every time. The lifetime only bounds memory and anything missed in this reasoning.
 
