@@ -107,28 +107,24 @@ class VerificationService:
             self._anchors.put(key, anchors)
         return key, anchors
 
-    def _sealed_file(self, data: bytes, digest: str, now: dt.datetime) -> Report:
-        """verify_sealed_file, remembered while VALID for the same bytes and anchors; the report's
-        time is this check's."""
+    def _sealed_file(self, digest: str, now: dt.datetime, data: bytes | None = None) -> Report:
+        """verify_sealed_file, remembered while VALID for the same file and anchors; the report's
+        time is this check's. Without `data` the file is the stored one: checked intact in the store
+        every time, read whole only when its report is not remembered (StoredFileError if missing
+        or damaged)."""
         anchors_key, anchors = self._anchors_keyed(now)
         key = (digest, anchors_key)
         report = self._file_checks.get(key)
         if report is not None:
+            if data is None:
+                self.packed.check_intact(digest)
             return Report(report.checks, dict(report.subject), checked_at=now)
+        if data is None:
+            data = self.packed.get(digest)  # the store checked the bytes are that SM3
         report, _ = verify_sealed_file(data, anchors, now)
         if report.result is Status.VALID:
             self._file_checks.put(key, report)
         return report
-
-    def _stored_file(self, digest: str, now: dt.datetime) -> Report:
-        """_sealed_file for the stored file `digest`: checked intact in the store every time, read
-        whole only when its report is not remembered (StoredFileError if missing or damaged)."""
-        anchors_key, _ = self._anchors_keyed(now)
-        report = self._file_checks.get((digest, anchors_key))
-        if report is not None:
-            self.packed.check_intact(digest)
-            return Report(report.checks, dict(report.subject), checked_at=now)
-        return self._sealed_file(self.packed.get(digest), digest, now)  # the store checked the SM3
 
     # --- a file -------------------------------------------------------------------------------
     def verify_file(self, data: bytes) -> Report:
@@ -137,7 +133,7 @@ class VerificationService:
             too_large = Check.invalid("file", "file_too_large", f"文件过大（上限 {MAX_UPLOAD_BYTES // 1048576} MB）")
             return Report((too_large,), {"kind": "file"}, checked_at=now)
         digest = sm3(data).hex()
-        report = self._sealed_file(data, digest, now)
+        report = self._sealed_file(digest, now, data)
         if report.result is Status.INVALID:
             return report
         with Session(self.engine) as session:
@@ -189,7 +185,7 @@ class VerificationService:
             missing = Check.invalid("identifier", "not_found", f"证照标识格式正确，但本机构没有证照 {text}")
             return Report((missing,), subject, checked_at=now)
         try:
-            report = self._stored_file(row.pdf_sm3, now)
+            report = self._sealed_file(row.pdf_sm3, now)
         except StoredFileError as exc:
             return Report((Check.invalid("record", "stored_file_damaged", str(exc)),), subject, checked_at=now)
         report = Report(

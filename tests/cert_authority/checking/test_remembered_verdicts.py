@@ -41,6 +41,15 @@ def _warm(env: LicenceEnv, identifier: str) -> bytes:
     return pdf
 
 
+def _warmed_licence(env: LicenceEnv) -> tuple[str, tuple[str, str]]:
+    """A new licence, its verdicts remembered, and the SM3 of its stored PDF and OFD."""
+    identifier = issue_example(env, FOOD_TYPE).licence.identifier
+    _warm(env, identifier)
+    with Session(env.engine) as session:
+        row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).one()
+    return identifier, (row.pdf_sm3, row.ofd_sm3)
+
+
 def test_a_revoked_licence_is_never_served_a_remembered_valid(licence_env: LicenceEnv) -> None:
     env = licence_env
     identifier = issue_example(env, FOOD_TYPE).licence.identifier
@@ -102,12 +111,9 @@ def test_time_running_out_is_never_served_a_remembered_valid(licence_env: Licenc
 
 def test_a_damaged_stored_file_is_caught_with_its_checks_remembered(licence_env: LicenceEnv) -> None:
     env = licence_env
-    identifier = issue_example(env, FOOD_TYPE).licence.identifier
-    _warm(env, identifier)
-    with Session(env.engine) as session:
-        row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).one()
+    identifier, digests = _warmed_licence(env)
     store = env.registry.filestore
-    for digest in (row.pdf_sm3, row.ofd_sm3):
+    for digest in digests:
         manifest = stored_name(env, digest)  # what the store keeps: the packed file's manifest
         original = flip_stored_bit(store, manifest)
         report = env.services.verification.verify_identifier(CLI_ACTOR, identifier)
@@ -120,12 +126,9 @@ def test_a_forged_manifest_is_caught_with_its_checks_remembered(licence_env: Lic
     """Only the manifest is read on a remembered check: a manifest put in its place (its own SM3
     intact, one literal byte changed) must still be rebuilt and refused."""
     env = licence_env
-    identifier = issue_example(env, FOOD_TYPE).licence.identifier
-    _warm(env, identifier)
-    with Session(env.engine) as session:
-        row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == identifier)).one()
+    identifier, digests = _warmed_licence(env)
     store = env.registry.filestore
-    for digest in (row.pdf_sm3, row.ofd_sm3):
+    for digest in digests:
         original = stored_name(env, digest)
         header, literals = packing._read_manifest(digest, store.get(original))
         body = json.dumps(header).encode()
