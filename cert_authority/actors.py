@@ -50,7 +50,9 @@ def ensure_may_register(actor: Actor, issuers: Collection[str]) -> None:
         )
     others = sorted(set(issuers) - {actor.department_uscc})
     if others:
-        raise PermissionDeniedError(f"权限不足：只有管理员能把其他部门列为颁发部门（issuers 中的 {'、'.join(others)}）")
+        raise PermissionDeniedError(
+            f"权限不足：只有管理员能把其他部门列为颁发部门（issuers 中的 {'、'.join(others)}）"
+        )
 
 
 def ensure_may_add_template(actor: Actor, code: str, issuers: Collection[str]) -> None:

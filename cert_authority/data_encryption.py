@@ -92,7 +92,9 @@ def _plans() -> Sequence[_Plan]:
         _Plan(account, account.c.holder_code.is_not(None), _account),
         _Plan(authorisation, authorisation.c.holder_code.is_not(None), _authorisation),
         _Plan(case, case.c.applicant_code.is_not(None), _case),
-        _Plan(province_licence, province_licence.c.holder_code.is_not(None), _province_licence, ("identifier",)),
+        _Plan(
+            province_licence, province_licence.c.holder_code.is_not(None), _province_licence, ("identifier",)
+        ),
         _Plan(
             province_event,
             and_(province_event.c.kind.in_(KINDS), province_event.c.payload_json.like("{%")),

@@ -127,17 +127,9 @@ def cases_list(
     found = _services(ctx).cases.list_cases(CLI_ACTOR, department, "closed" if closed else "open")
     if as_json:
         rows = [
-            {
-                "case": c.id,
-                "matter": c.matter_code,
-                "department_uscc": c.department_uscc,
-                "applicant": c.applicant,
-                "case_number": c.case_number,
-                "status": c.status,
-                "opened_at": c.opened_at.isoformat(),
-                "materials_required": c.required,
-                "materials_reused": c.reused,
-            }
+            {"case": c.id, "matter": c.matter_code, "department_uscc": c.department_uscc, "applicant": c.applicant,
+             "case_number": c.case_number, "status": c.status, "opened_at": c.opened_at.isoformat(),
+             "materials_required": c.required, "materials_reused": c.reused}
             for c in found
         ]
         _echo_json(rows)
@@ -294,6 +286,7 @@ def duty_rules_expire(
     assert day is not None
     rule = _services(ctx).duty_rules.expire(CLI_ACTOR, rule_id, day)
     typer.echo(f"依职责用证规则 {rule.id} 适用至 {rule.valid_until}")
+
 
 
 # --- statistics --------------------------------------------------------------------------------

@@ -146,7 +146,9 @@ def seals_approve(ctx: typer.Context, seal_id: SealId) -> None:
 
 @seals_app.command("reject")
 @friendly_errors
-def seals_reject(ctx: typer.Context, seal_id: SealId, reason: Annotated[str, typer.Option(help="驳回理由")]) -> None:
+def seals_reject(
+    ctx: typer.Context, seal_id: SealId, reason: Annotated[str, typer.Option(help="驳回理由")]
+) -> None:
     """驳回印章备案申请。"""
     seal = licence_services(settings_from(ctx)).seals.reject(CLI_ACTOR, seal_id, reason.strip())
     typer.echo(f"已驳回印章备案申请 {seal.id}（{seal.name}）：{reason.strip()}")
@@ -182,6 +184,7 @@ def seals_import(
     """导入省级印章平台制作的印章：核验制章者签名与证书链、签章人证书属于本部门，待管理员审批备案。"""
     if seal_file.stat().st_size > MAX_SEAL_FILE:
         raise UsageError(f"印章文件 {seal_file} 过大（上限 {MAX_SEAL_FILE // 1048576} MB）")
+
 
     request = parse_model(
         SealImport,

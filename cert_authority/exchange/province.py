@@ -260,7 +260,9 @@ class ProvinceLibrary:
             raise InvalidRequestError(f"{len(unknown)} 个文件不属于该城市待补文件的证照，拒收")
         self.filestore.put_many([(files[name], None) for name in names])
         complete = [
-            row.identifier for row in waiting if self.packed.exists(row.pdf_sm3) and self.packed.exists(row.ofd_sm3)
+            row.identifier
+            for row in waiting
+            if self.packed.exists(row.pdf_sm3) and self.packed.exists(row.ofd_sm3)
         ]
         if complete:
             with self.engine.begin() as connection:

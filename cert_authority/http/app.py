@@ -209,7 +209,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("database unavailable: %s", exc.orig)
         if is_page(request):
             return page_error(request, 503, "数据库暂不可用，请稍后重试")
-        return JSONResponse({"error": "database_unavailable", "message": "数据库暂不可用，请稍后重试"}, status_code=503)
+        return JSONResponse(
+            {"error": "database_unavailable", "message": "数据库暂不可用，请稍后重试"}, status_code=503
+        )
 
     return app
 

@@ -32,7 +32,9 @@ def photo_field(spec: LicenceTypeSpec) -> str | None:
     return next((f.key for f in spec.fields if f.type is FieldType.PHOTO), None)
 
 
-def check_face(spec: LicenceTypeSpec, data: Any, photo: bytes | Picture | None) -> tuple[CheckedFace | None, list[str]]:
+def check_face(
+    spec: LicenceTypeSpec, data: Any, photo: bytes | Picture | None
+) -> tuple[CheckedFace | None, list[str]]:
     """The checked face data, or None and the list of problems. `photo` is an upload (bytes) or a
     picture checked earlier (a change re-uses the licence's photo)."""
     if not isinstance(data, Mapping):

@@ -687,7 +687,9 @@ class IssuanceService:
     ) -> tuple[list[Part], list[Part]]:
         """What the licence's PDF and OFD share with other licences (`issuing.files.shared_parts`)."""
         tsa_chain = self.timestamps.signer(now).certificate_chain[:1] if stamper and self.timestamps else ()
-        return shared_parts(files, layout, self.registry.fonts, seal, tsa_chain=tsa_chain, revocation_evidence=evidence)
+        return shared_parts(
+            files, layout, self.registry.fonts, seal, tsa_chain=tsa_chain, revocation_evidence=evidence
+        )
 
     def _store_files(
         self, licences: list[tuple[SealedLicence, Picture | None, tuple[list[Part], list[Part]]]]

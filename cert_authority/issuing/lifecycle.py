@@ -56,7 +56,9 @@ def check_transition(row: LicenceRow, action: str, today: dt.date) -> None:
         detail = f"（{when:%Y-%m-%d}，原因：{row.status_reason or '未说明'}）"
     elif status == "expired":
         detail = f"（有效期已于 {row.valid_until} 届满，只能注销）"
-    raise IllegalTransitionError(f"证照 {row.identifier} {STATUS_NAMES[status]}{detail}，不能{ACTION_NAMES[action]}")
+    raise IllegalTransitionError(
+        f"证照 {row.identifier} {STATUS_NAMES[status]}{detail}，不能{ACTION_NAMES[action]}"
+    )
 
 
 def status_event(
@@ -76,7 +78,9 @@ def status_event(
 
 
 class LifecycleService:
-    def __init__(self, engine: Engine, personal: PersonalData, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(
+        self, engine: Engine, personal: PersonalData, clock: Callable[[], dt.datetime] = utc_now
+    ) -> None:
         self.engine = engine
         self.personal = personal
         self.clock = clock
@@ -103,7 +107,9 @@ class LifecycleService:
             query = update(LicenceRow).where(col(LicenceRow.id) == row.id).where(col(LicenceRow.status) == "issued")
             if "expired" not in ALLOWED_FROM[action]:
                 query = query.where(or_(col(LicenceRow.valid_until).is_(None), col(LicenceRow.valid_until) >= today))
-            result = session.exec(query.values(status=RESULT[action], status_reason=reason, status_changed_at=now))
+            result = session.exec(
+                query.values(status=RESULT[action], status_reason=reason, status_changed_at=now)
+            )
             if result.rowcount != 1:
                 # Someone else changed it meanwhile: report what it is now.
                 session.rollback()

@@ -82,7 +82,9 @@ class SqlCertificateRegistry:
 
     def revoked_entries(self) -> list[RevokedEntry]:
         with Session(self.engine) as session:
-            rows = session.exec(select(IssuedCertificateRow).where(col(IssuedCertificateRow.revoked_at).is_not(None)))
+            rows = session.exec(
+                select(IssuedCertificateRow).where(col(IssuedCertificateRow.revoked_at).is_not(None))
+            )
             return [
                 RevokedEntry(
                     serial=int(row.serial, 16),
@@ -95,7 +97,10 @@ class SqlCertificateRegistry:
     def next_crl_number(self) -> int:
         with self.engine.begin() as connection:
             connection.execute(
-                text("INSERT INTO counter (name, value) VALUES ('crl_number', 0) ON CONFLICT (name) DO NOTHING")
+                text(
+                    "INSERT INTO counter (name, value) VALUES ('crl_number', 0) "
+                    "ON CONFLICT (name) DO NOTHING"
+                )
             )
             # UPDATE ... RETURNING is atomic on SQLite (>= 3.35) and PostgreSQL alike.
             value = connection.execute(

@@ -124,7 +124,9 @@ class PkiService:
         created: list[str] = []
         try:
             root_signer = self._new_signer(ROOT_KEY, created)
-            root = create_root_certificate(root_signer, name=names.root, organization=names.root_organization, now=now)
+            root = create_root_certificate(
+                root_signer, name=names.root, organization=names.root_organization, now=now
+            )
             branch_signer = self._new_signer(BRANCH_KEY, created)
             branch = create_branch_certificate(
                 root_signer,
@@ -293,7 +295,9 @@ class PkiService:
         if record.key_label is None:
             raise NotFoundError(f"证书 {serial:X} 的私钥不由本系统保管")
         signer = self.host_signer(record.key_label)
-        return signer.with_chain((record.certificate, self.branch_certificate(), self.root_certificate()))
+        return signer.with_chain(
+            (record.certificate, self.branch_certificate(), self.root_certificate())
+        )
 
     def certificate(self, serial: int) -> IssuedCertificate:
         record = self.registry.find(serial)

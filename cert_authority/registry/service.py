@@ -299,7 +299,9 @@ class RegistryService:
         return spec
 
     # --- template versions ---------------------------------------------------------------------
-    def add_template_version(self, code: str, template: TemplateSpec, images: Mapping[str, bytes], actor: Actor) -> int:
+    def add_template_version(
+        self, code: str, template: TemplateSpec, images: Mapping[str, bytes], actor: Actor
+    ) -> int:
         """Store `template` as the next version of type `code`; returns the new version number."""
         spec = self.type_spec(code)
         ensure_may_add_template(actor, code, spec.issuers)

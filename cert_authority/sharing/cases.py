@@ -295,16 +295,9 @@ class CaseService:
             assert row.id is not None
             summaries.append(
                 CaseSummary(
-                    row.id,
-                    row.matter_code,
-                    self.matters.spec(row.matter_code).name,
-                    row.department_uscc,
-                    mask_holder_code(self._applicant(row)),
-                    row.case_number,
-                    row.status,
-                    aware(row.opened_at),
-                    required or 0,
-                    reused or 0,
+                    row.id, row.matter_code, self.matters.spec(row.matter_code).name, row.department_uscc,
+                    mask_holder_code(self._applicant(row)), row.case_number, row.status, aware(row.opened_at),
+                    required or 0, reused or 0,
                 )
             )
         return summaries
@@ -502,14 +495,11 @@ class CaseService:
                 row.receipt_sm3 = digest
                 session.add(row)
                 reused = sum(1 for m in materials if m.identifier is not None)
-                detail = {
-                    "matter": row.matter_code,
-                    "receipt_sm3": digest,
-                    "required": len(materials),
-                    "reused": reused,
-                }
+                detail = {"matter": row.matter_code, "receipt_sm3": digest, "required": len(materials),
+                          "reused": reused}
                 session.add(
-                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=applicant, detail=detail)
+                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=applicant,
+                              detail=detail)
                 )
                 session.commit()
                 log.info("case %s closed: %s of %s materials reused", case_id, reused, len(materials))
@@ -687,3 +677,4 @@ def _checked_case_number(text: str | None) -> str | None:
     if len(number) > MAX_CASE_NUMBER or any(ord(c) < 32 for c in number):
         raise InvalidRequestError(f"办件号应为不含控制字符的文字，至多 {MAX_CASE_NUMBER} 个字符")
     return number
+

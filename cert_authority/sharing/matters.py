@@ -49,9 +49,9 @@ class MaterialSpec(_Strict):
     """One required material: a licence type, or (without `licence_type`) submitted by the applicant."""
 
     name: Annotated[str, Field(min_length=1, max_length=50, description="材料名称")]
-    licence_type: Annotated[str | None, Field(description="证照类型代码（GB/T 36904）；不填则为申请人提交的材料")] = (
-        None
-    )
+    licence_type: Annotated[
+        str | None, Field(description="证照类型代码（GB/T 36904）；不填则为申请人提交的材料")
+    ] = None
     conditions: MaterialConditions | None = None
     note: Annotated[str | None, Field(max_length=200, description="说明")] = None
 
@@ -119,7 +119,9 @@ class MatterPublic(BaseModel):
 
 
 class MatterService:
-    def __init__(self, engine: Engine, registry: RegistryService, clock: Callable[[], dt.datetime] = utc_now) -> None:
+    def __init__(
+        self, engine: Engine, registry: RegistryService, clock: Callable[[], dt.datetime] = utc_now
+    ) -> None:
         self.engine = engine
         self.registry = registry
         self.clock = clock

@@ -256,11 +256,7 @@ class Authorisations:
             detail = {"department": department_uscc, "matter": matter_code, "days": days}
             session.add(
                 audit_row(
-                    holder.actor(),
-                    "authorise",
-                    f"authorisation:{row.id}",
-                    now,
-                    holder_code=holder.holder_code,
+                    holder.actor(), "authorise", f"authorisation:{row.id}", now, holder_code=holder.holder_code,
                     detail=detail,
                 )
             )
@@ -287,10 +283,7 @@ class Authorisations:
                 session.add(row)
                 session.add(
                     audit_row(
-                        holder.actor(),
-                        "authorise_withdraw",
-                        f"authorisation:{authorisation_id}",
-                        now,
+                        holder.actor(), "authorise_withdraw", f"authorisation:{authorisation_id}", now,
                         holder_code=holder.holder_code,
                     )
                 )

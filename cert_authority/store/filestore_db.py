@@ -111,7 +111,9 @@ class DatabaseFiles:
         except DBAPIError as exc:
             if not (exc.connection_invalidated or _is_unavailable(exc)):
                 raise
-            raise StorageUnavailableError("文件存储（数据库）暂不可用，本次未保存任何内容，请联系管理员") from exc
+            raise StorageUnavailableError(
+                "文件存储（数据库）暂不可用，本次未保存任何内容，请联系管理员"
+            ) from exc
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:

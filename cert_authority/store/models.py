@@ -251,7 +251,9 @@ class LicenceRow(SQLModel, table=True):
     created_by: str = Field(max_length=40)
     # new (新办), stock (存量: a paper licence converted; issue_date and validity are the paper's,
     # created_at/sealed_at the conversion) or paper_twin (同步制发: the department's own number).
-    origin: str = Field(default="new", sa_column=Column(String(12), nullable=False, server_default="new", index=True))
+    origin: str = Field(
+        default="new", sa_column=Column(String(12), nullable=False, server_default="new", index=True)
+    )
     original_issuer_name: str | None = Field(default=None, max_length=100)  # printed, if not issuer_name
 
 
@@ -659,8 +661,6 @@ class ProvinceLicenceRow(SQLModel, table=True):
     files_complete: bool = False  # both sealed files are in the store (they follow the events)
     payload_json: str = Field(sa_column=Column(Text, nullable=False))  # sealed (store.personal)
     updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
-
-
 # --- the issuance transparency log (cert_authority.transparency) ----------------------------------
 
 _LOG_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite numbers only INTEGER PRIMARY KEY rows

@@ -185,3 +185,4 @@ def read_feed(connection: Connection, personal: PersonalData, after: int, limit:
 
 def latest_seq(connection: Connection) -> int:
     return int(connection.execute(select(func.coalesce(func.max(OUTBOX.c.seq), 0))).scalar_one())
+

@@ -66,17 +66,11 @@ def bar_chart(categories: Sequence[str], series: Sequence[Series]) -> BarChart:
             value = one.values[index]
             h = plot_h * value / scale_max if scale_max else 0.0
             x = LEFT + index * group_w + group_w * 0.1 + position * bar_w
-            bars.append(
-                Bar(
-                    round(x, 2),
-                    round(TOP + plot_h - h, 2),
-                    round(bar_w, 2),
-                    round(h, 2),
-                    one.tone,
-                    f"{category} {one.name} {value}",
-                )
-            )
-    ticks = tuple(Tick(round(TOP + plot_h - plot_h * step / 4, 2), f"{scale_max * step // 4:,}") for step in range(5))
+            bars.append(Bar(round(x, 2), round(TOP + plot_h - h, 2), round(bar_w, 2), round(h, 2), one.tone,
+                            f"{category} {one.name} {value}"))
+    ticks = tuple(
+        Tick(round(TOP + plot_h - plot_h * step / 4, 2), f"{scale_max * step // 4:,}") for step in range(5)
+    )
     every = max(1, -(-len(categories) // MAX_LABELS))
     labels = tuple(
         Label(round(LEFT + index * group_w + group_w / 2, 2), category)

@@ -83,26 +83,14 @@ def console_home(
         )
     if scan_at is not None or (results.total == 0 and q.strip() and not holder_code):
         results, scan_stopped = holder_scan(
-            queries,
-            staff.actor(),
-            q[:60],
-            type_code=type_code or None,
-            status=status if status in LICENCE_STATUSES else None,
-            offset=scan_at or 0,
-            page_size=PAGE_SIZE,
+            queries, staff.actor(), q[:60], type_code=type_code or None,
+            status=status if status in LICENCE_STATUSES else None, offset=scan_at or 0, page_size=PAGE_SIZE,
         )
         by_holder = True
     types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
     page_ = render(
-        request,
-        "console/home.html",
-        staff=staff,
-        results=results,
-        types=types,
-        statuses=LICENCE_STATUSES,
-        by_holder=by_holder,
-        scan_stopped=scan_stopped,
-        scan_limit=SCAN_LIMIT,
+        request, "console/home.html", staff=staff, results=results, types=types, statuses=LICENCE_STATUSES,
+        by_holder=by_holder, scan_stopped=scan_stopped, scan_limit=SCAN_LIMIT,
         query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:60]},
         flash=take_flash(request),
     )
@@ -120,18 +108,10 @@ def _licence_view(
     registry, queries, _, _ = _state(request)
     licence = queries.get(staff.actor(), identifier)
     page = render(
-        request,
-        "console/licence.html",
-        status,
-        staff=staff,
-        licence=licence,
-        error=error,
+        request, "console/licence.html", status, staff=staff, licence=licence, error=error,
         fields=_labelled(registry.type_spec(licence.type_code), licence.data),
-        history=queries.history(staff.actor(), identifier),
-        flash=take_flash(request),
-        revoke_reasons=REVOKE_REASONS,
-        cancel_reasons=CANCEL_REASONS,
-        act=act,
+        history=queries.history(staff.actor(), identifier), flash=take_flash(request),
+        revoke_reasons=REVOKE_REASONS, cancel_reasons=CANCEL_REASONS, act=act,
     )
     return forget_flash(page, request)
 
@@ -253,12 +233,8 @@ def change_page(identifier: str, request: Request, staff: Staff) -> Response:
     registry, queries, _, _ = _state(request)
     licence = queries.get(staff.actor(), identifier)
     return _form(
-        request,
-        staff,
-        registry.type_spec(licence.type_code),
-        licence.data,
-        f"/console/licences/{identifier}/change",
-        licence=licence,
+        request, staff, registry.type_spec(licence.type_code), licence.data,
+        f"/console/licences/{identifier}/change", licence=licence,
     )
 
 
@@ -303,15 +279,8 @@ def _batch_view(request: Request, staff: StaffMember, error: str = "", status: i
     _reader(staff)
     types = [t for t in registry.list_types() if staff.role == "admin" or staff.department_uscc in t.issuers]
     return render(
-        request,
-        "console/batch.html",
-        status,
-        staff=staff,
-        types=types,
-        jobs=jobs.recent(staff.actor()),
-        error=error,
-        tab="batch",
-        names={t.code: t.name for t in registry.list_types()},
+        request, "console/batch.html", status, staff=staff, types=types, jobs=jobs.recent(staff.actor()),
+        error=error, tab="batch", names={t.code: t.name for t in registry.list_types()},
     )
 
 
@@ -366,15 +335,8 @@ def _form(
     error: str = "",
 ) -> Response:
     return render(
-        request,
-        "console/issue.html",
-        422 if error else 200,
-        staff=staff,
-        spec=spec,
-        values=values,
-        action=action,
-        licence=licence,
-        error=error,
+        request, "console/issue.html", 422 if error else 200, staff=staff, spec=spec, values=values,
+        action=action, licence=licence, error=error,
         idempotency_key=str(form.get("idempotency_key")) if form else f"web:{uuid.uuid4()}",
         valid_from=str(form.get("valid_from") or "") if form else "",
         valid_until=str(form.get("valid_until") or "") if form else "",

@@ -54,10 +54,7 @@ def holder_scan(
                     found.append(summary)
     start = max(offset, 0)
     page = LicencePage(
-        total=len(found),
-        page=start // page_size + 1,
-        page_size=page_size,
-        items=found[start : start + page_size],
+        total=len(found), page=start // page_size + 1, page_size=page_size, items=found[start : start + page_size],
         next_cursor=f"{SCAN}{start + page_size}" if start + page_size < len(found) else None,
         prev_cursor=f"{SCAN}{max(start - page_size, 0)}" if start > 0 else None,
     )

@@ -34,13 +34,8 @@ from templates.spec import FieldType
 
 router = APIRouter(prefix="/console/types", include_in_schema=False)
 TYPE_NAMES = {
-    "text": "单行文字",
-    "long_text": "多行文字",
-    "date": "日期",
-    "date_range": "日期范围",
-    "number": "数字",
-    "enum": "选项",
-    "photo": "照片",
+    "text": "单行文字", "long_text": "多行文字", "date": "日期", "date_range": "日期范围", "number": "数字",
+    "enum": "选项", "photo": "照片",
 }
 MAX_ROWS = 40
 BOX = ("x", "y", "w", "h")
@@ -112,37 +107,24 @@ async def form_register(request: Request, staff: Staff) -> Response:
     except DefinitionErrors as exc:
         return _page(request, staff, definition or _base(form), error=str(exc), status=_status(exc))
     message = f"已登记证照类型「{spec.name}」（代码 {spec.code}），可以颁发了"
-    return flash(
-        redirect(f"/console?type_code={spec.code}"),
-        "ok",
-        message,
-        link=f"/console/issue/{spec.code}",
-        link_text=f"颁发{spec.name}",
-    )
+    return flash(redirect(f"/console?type_code={spec.code}"), "ok", message,
+                 link=f"/console/issue/{spec.code}", link_text=f"颁发{spec.name}")
 
 
 def rows_of(definition: dict[str, Any]) -> list[FieldRow]:
     """The definition's face fields as form rows, with their boxes from the template."""
-    boxes = {
-        f.get("field"): f.get("box", {})
-        for f in (definition.get("template") or {}).get("fields", [])
-        if isinstance(f, dict) and f.get("field")
-    }
+    boxes = {f.get("field"): f.get("box", {}) for f in (definition.get("template") or {}).get("fields", [])
+             if isinstance(f, dict) and f.get("field")}
     photo = (definition.get("template") or {}).get("photo") or {}
     rows = []
     for field in definition.get("fields") or []:
         box = boxes.get(field.get("key")) or (photo.get("box", {}) if photo.get("field") == field.get("key") else {})
-        rows.append(
-            FieldRow(
-                key=str(field.get("key", "")),
-                label=str(field.get("label", "")),
-                type=str(field.get("type", "text")),
-                required=bool(field.get("required", True)),
-                example=str(field.get("example", "") or ""),
-                values="、".join(str(v) for v in field.get("values") or []),
-                **{k: _number(box.get(k)) for k in BOX},
-            )
-        )
+        rows.append(FieldRow(
+            key=str(field.get("key", "")), label=str(field.get("label", "")), type=str(field.get("type", "text")),
+            required=bool(field.get("required", True)), example=str(field.get("example", "") or ""),
+            values="、".join(str(v) for v in field.get("values") or []),
+            **{k: _number(box.get(k)) for k in BOX},
+        ))
     return rows
 
 
@@ -195,7 +177,8 @@ def merged(form: FormData, images: dict[str, bytes] | None = None) -> dict[str, 
         if kind not in TYPE_NAMES:
             raise InvalidRequestError(f"第 {i + 1} 个字段的类型 {kind!r} 未知")
         field = {k: v for k, v in old_fields.get(key, {}).items() if k not in ("type", "values")}
-        field |= {"key": key, "label": _at(column["label"], i).strip(), "type": kind, "required": str(i) in required}
+        field |= {"key": key, "label": _at(column["label"], i).strip(), "type": kind,
+                  "required": str(i) in required}
         example = _at(column["example"], i).strip()
         if kind == "photo":
             field.pop("example", None)
@@ -246,17 +229,7 @@ def _page(
 ) -> Response:
     base = yaml.safe_dump(definition, allow_unicode=True, sort_keys=False, width=200)
     return render(
-        request,
-        "console/type_form.html",
-        status,
-        staff=staff,
-        definition=definition,
-        rows=rows_of(definition),
-        base=base,
-        yaml_text=as_yaml(definition),
-        type_names=TYPE_NAMES,
-        photo=FieldType.PHOTO.value,
-        designs=DESIGN_NAMES,
-        background=((definition.get("template") or {}).get("background") or {}),
-        **extra,
+        request, "console/type_form.html", status, staff=staff, definition=definition, rows=rows_of(definition),
+        base=base, yaml_text=as_yaml(definition), type_names=TYPE_NAMES, photo=FieldType.PHOTO.value,
+        designs=DESIGN_NAMES, background=((definition.get("template") or {}).get("background") or {}), **extra,
     )

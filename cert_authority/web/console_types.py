@@ -88,13 +88,8 @@ async def register_or_preview(
         if action == "register":
             await run_in_threadpool(registry.register_type, definition, uploaded, staff.actor())
             message = f"已登记证照类型「{definition.name}」（代码 {definition.code}），可以颁发了"
-            return flash(
-                redirect(f"/console?type_code={definition.code}"),
-                "ok",
-                message,
-                link=f"/console/issue/{definition.code}",
-                link_text=f"颁发{definition.name}",
-            )
+            return flash(redirect(f"/console?type_code={definition.code}"), "ok", message,
+                         link=f"/console/issue/{definition.code}", link_text=f"颁发{definition.name}")
         png = await run_in_threadpool(registry.preview_unsaved, definition, uploaded, "png")
     except DefinitionErrors as exc:
         return _page(request, staff, spec, error=str(exc), status=_status(exc))

@@ -62,12 +62,8 @@ def _registry(request: Request) -> RegistryService:
 @router.get("/counter")
 def counter_page(request: Request, staff: Staff) -> Response:
     page = render(
-        request,
-        "counter/scan.html",
-        staff=staff,
-        matters=department_matters(request, staff),
-        open_cases=department_open_cases(request, staff),
-        flash=take_flash(request),
+        request, "counter/scan.html", staff=staff, matters=department_matters(request, staff),
+        open_cases=department_open_cases(request, staff), flash=take_flash(request),
     )
     return forget_flash(page, request)
 

@@ -159,15 +159,8 @@ def case_page(case_id: RowId, request: Request, staff: Staff) -> Response:
     faces = {m.position: _face(request, m.reused.identifier) for m in case.materials if m.reused}
     reused = sum(1 for m in case.materials if m.reused)
     return _page(
-        request,
-        "counter/case.html",
-        staff=staff,
-        case=case,
-        faces=faces,
-        reused=reused,
-        basis_names=BASIS_NAMES,
-        reused_names=REUSED_NAMES,
-        tab="cases",
+        request, "counter/case.html", staff=staff, case=case, faces=faces, reused=reused,
+        basis_names=BASIS_NAMES, reused_names=REUSED_NAMES, tab="cases",
     )
 
 

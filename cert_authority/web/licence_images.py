@@ -76,9 +76,8 @@ class LicencePictures:
     def thumbnail(self, png: bytes, status: str) -> bytes:
         """A WebP of the licence face, THUMB_WIDTH wide, marked when the licence is not valid."""
         mark = MARKS.get(status)
-        return self._cached(
-            png, f"thumb-{THUMB_WIDTH}-{status if mark else 'clean'}.webp", lambda: self._webp(png, THUMB_WIDTH, mark)
-        )
+        return self._cached(png, f"thumb-{THUMB_WIDTH}-{status if mark else 'clean'}.webp",
+                            lambda: self._webp(png, THUMB_WIDTH, mark))
 
     def full(self, png: bytes, status: str) -> tuple[bytes, str]:
         """The full picture and its media type: the stored PNG while valid, a marked WebP after."""
@@ -110,19 +109,13 @@ class LicencePictures:
         font = ImageFont.truetype(str(self.fonts.sans.path), size)
         stamp = Image.new("RGBA", (size * len(mark) + size, size * 2), (0, 0, 0, 0))
         draw = ImageDraw.Draw(stamp)
-        draw.rounded_rectangle(
-            (2, 2, stamp.width - 3, stamp.height - 3),
-            radius=size // 4,
-            outline=(*MARK_RED, 230),
-            width=max(size // 10, 2),
-            fill=(255, 255, 255, 150),
-        )
+        draw.rounded_rectangle((2, 2, stamp.width - 3, stamp.height - 3), radius=size // 4,
+                               outline=(*MARK_RED, 230), width=max(size // 10, 2), fill=(255, 255, 255, 150))
         draw.text((stamp.width / 2, stamp.height / 2), mark, font=font, fill=(*MARK_RED, 235), anchor="mm")
         stamp = stamp.rotate(20, expand=True, resample=Image.Resampling.BICUBIC)
         framed = image.convert("RGBA")
-        ImageDraw.Draw(framed).rectangle(
-            (0, 0, framed.width - 1, framed.height - 1), outline=MARK_RED, width=max(image.width // 60, 3)
-        )
+        ImageDraw.Draw(framed).rectangle((0, 0, framed.width - 1, framed.height - 1), outline=MARK_RED,
+                                         width=max(image.width // 60, 3))
         framed.alpha_composite(stamp, ((framed.width - stamp.width) // 2, (framed.height - stamp.height) // 2))
         return framed.convert("RGB")
 

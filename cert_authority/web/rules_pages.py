@@ -42,19 +42,10 @@ def rules_page(request: Request, staff: Staff) -> Response:
     today = local_date(_rules(request).clock())
     departments = {d.uscc: d.name for d in registry.list_departments()}
     page = render(
-        request,
-        "console/duty_rules.html",
-        staff=staff,
-        rules=list(reversed(rules)),
-        today=today,
-        states={r.id: r.state(today) for r in rules},
-        state_names=STATES,
-        departments=departments,
-        types={t.code: t.name for t in registry.list_types()},
-        matters={m.code: m.name for m in matters.list()},
-        may_change=staff.role == "admin",
-        flash=take_flash(request),
-        tab="rules",
+        request, "console/duty_rules.html", staff=staff, rules=list(reversed(rules)), today=today,
+        states={r.id: r.state(today) for r in rules}, state_names=STATES, departments=departments,
+        types={t.code: t.name for t in registry.list_types()}, matters={m.code: m.name for m in matters.list()},
+        may_change=staff.role == "admin", flash=take_flash(request), tab="rules",
     )
     return forget_flash(page, request)
 

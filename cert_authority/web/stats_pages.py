@@ -32,7 +32,9 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _compute(request: Request, staff: Staff, start: str, end: str, by: str, period: str) -> Stats:
+def _compute(
+    request: Request, staff: Staff, start: str, end: str, by: str, period: str
+) -> Stats:
     ensure_role(staff.actor(), "admin", "auditor")
     if by not in ("", "department", "type", "matter"):
         raise InvalidRequestError("分组应为部门、证照类型或事项")
@@ -63,19 +65,9 @@ def stats_page(
     stats = _compute(request, staff, start, end, by, period)
     query = f"start={stats.start}&end={stats.end}&by={by}&period={period}"
     return render(
-        request,
-        "stats/dashboard.html",
-        staff=staff,
-        stats=stats,
-        charts=_charts(stats),
-        query=query,
-        metric_labels=METRIC_LABELS,
-        metrics=METRICS,
-        group_label=GROUP_LABELS[stats.by],
-        period_labels=PERIOD_LABELS,
-        by=by,
-        period=period,
-        tab="stats",
+        request, "stats/dashboard.html", staff=staff, stats=stats, charts=_charts(stats), query=query,
+        metric_labels=METRIC_LABELS, metrics=METRICS, group_label=GROUP_LABELS[stats.by],
+        period_labels=PERIOD_LABELS, by=by, period=period, tab="stats",
     )
 
 
@@ -109,14 +101,8 @@ def _charts(stats: Stats) -> list[tuple[str, BarChart]]:
         return Series(METRIC_LABELS[metric], tuple(per_period[p][metric] for p in periods), tone)
 
     return [
-        (
-            "办件与材料复用",
-            bar_chart(
-                periods, [series("materials_required", "s1"), series("materials_reused", "s2"), series("cases", "s3")]
-            ),
-        ),
-        (
-            "颁证、用证与亮证核验",
-            bar_chart(periods, [series("licences_issued", "s1"), series("uses", "s2"), series("show_checks", "s3")]),
-        ),
+        ("办件与材料复用", bar_chart(periods, [series("materials_required", "s1"), series("materials_reused", "s2"),
+                                            series("cases", "s3")])),
+        ("颁证、用证与亮证核验", bar_chart(periods, [series("licences_issued", "s1"), series("uses", "s2"),
+                                                series("show_checks", "s3")])),
     ]

@@ -150,19 +150,10 @@ def licence_page(identifier: str, request: Request, me: Me) -> Response:
     spec = _registry(request).type_spec(licence.type_code)
     photos = {f.key for f in spec.fields if f.type is FieldType.PHOTO}
     # The validity dates are shown once, formatted; a photo field's value is a file digest, not text.
-    facts = [
-        (label, value)
-        for key, label, value, _ in _labelled(request, licence)
-        if key not in photos and label != "有效期"
-    ]
+    facts = [(label, value) for key, label, value, _ in _labelled(request, licence) if key not in photos
+             and label != "有效期"]
     return render(
-        request,
-        "wallet/licence.html",
-        me=me,
-        licence=licence,
-        facts=facts,
-        departments=departments,
-        tab="licences",
+        request, "wallet/licence.html", me=me, licence=licence, facts=facts, departments=departments, tab="licences",
     )
 
 
@@ -212,14 +203,8 @@ def show_page(
         text, shown = _holders(request).show_token(me, identifier, chosen, seconds)
         token = {"qr_svg": qr_svg(text), "expires_at": shown.expires_at.isoformat(), "fields": shown.fields}
     return render(
-        request,
-        "wallet/show.html",
-        me=me,
-        licence=licence,
-        token=token,
-        choices=choices,
-        chosen=chosen or [],
-        seconds=seconds,
+        request, "wallet/show.html", me=me, licence=licence, token=token, choices=choices,
+        chosen=chosen or [], seconds=seconds,
     )
 
 
@@ -327,23 +312,10 @@ def _uses_page(request: Request, me: Holder, status: int = 200, **extra: object)
     matters = _matters(request).list()
     choices = [(f"{uscc}|{m.code}", f"{m.name}（{names.get(uscc, uscc)}）") for m in matters for uscc in m.departments]
     page = render(
-        request,
-        "wallet/uses.html",
-        status,
-        me=me,
-        uses=sharing.uses(me),
-        codes=sharing.use_codes(me),
-        departments=names,
-        licences=licences,
-        now=dt.datetime.now(dt.UTC),
-        tab="uses",
-        authorisations=_authorisations(request).list(me),
-        matter_names={m.code: m.name for m in matters},
-        choices=choices,
-        max_days=MAX_AUTHORISATION_DAYS,
-        flash=take_flash(request),
-        refusals=REFUSALS,
-        **extra,
+        request, "wallet/uses.html", status, me=me, uses=sharing.uses(me), codes=sharing.use_codes(me),
+        departments=names, licences=licences, now=dt.datetime.now(dt.UTC), tab="uses",
+        authorisations=_authorisations(request).list(me), matter_names={m.code: m.name for m in matters},
+        choices=choices, max_days=MAX_AUTHORISATION_DAYS, flash=take_flash(request), refusals=REFUSALS, **extra,
     )
     return forget_flash(page, request)
 

@@ -25,7 +25,8 @@ router = APIRouter(
 )
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ROWS = (
-    "rows：每期（day/month/quarter）每个分组一行；totals：区间合计；reuse_rate = materials_reused / materials_required"
+    "rows：每期（day/month/quarter）每个分组一行；totals：区间合计；"
+    "reuse_rate = materials_reused / materials_required"
 )
 
 
@@ -63,8 +64,7 @@ def stats(
     if fmt == "csv":
         name = f"ecas-stats-{result.start}-{result.end}.csv"
         return Response(
-            result.to_csv(),
-            media_type="text/csv; charset=utf-8",
+            result.to_csv(), media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
     body: dict[str, Any] = result.to_dict()

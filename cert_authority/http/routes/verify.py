@@ -31,9 +31,7 @@ Caller = Annotated[Actor, Depends(current_actor)]
 class CheckPublic(BaseModel):
     name: Annotated[
         str,
-        Field(
-            description="integrity、signature、seal、timestamp、chain、revocation、status、record、log、identifier、file"
-        ),
+        Field(description="integrity、signature、seal、timestamp、chain、revocation、status、record、log、identifier、file"),
     ]
     status: Literal["VALID", "INVALID", "INDETERMINATE"]
     reason: Annotated[str, Field(description="机读原因：ok 表示通过")]

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("chain_mac", sa.String(64), nullable=False),
     )
 
+
     op.create_table(
         "staff_sign_key",
         sa.Column("id", sa.Integer(), primary_key=True),

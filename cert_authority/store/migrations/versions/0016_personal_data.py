@@ -58,7 +58,9 @@ def downgrade() -> None:
     for table, column in SEALED.items():
         query = sa.select(sa.literal(1)).select_from(sa.table(table, sa.column(column)))
         if connection.execute(query.where(sa.column(column).is_not(None)).limit(1)).first():
-            raise RuntimeError(f"{table} holds personal data sealed with SM4-GCM: a downgrade below 0016 would lose it")
+            raise RuntimeError(
+                f"{table} holds personal data sealed with SM4-GCM: a downgrade below 0016 would lose it"
+            )
     with op.batch_alter_table("service_case") as batch:
         batch.drop_index("ix_service_case_applicant_index")
         batch.drop_column("applicant_index")

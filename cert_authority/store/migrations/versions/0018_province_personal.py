@@ -26,10 +26,11 @@ def downgrade() -> None:
     """Only for a database whose province rows were never sealed (a migration has no key to open
     them): refused, before any change, when one is."""
     connection = op.get_bind()
-    sealed = (
-        connection.execute(sa.text("SELECT 1 FROM province_licence WHERE holder_code IS NULL LIMIT 1")).first()
-        or connection.execute(sa.text("SELECT 1 FROM province_event WHERE payload_json NOT LIKE '{%' LIMIT 1")).first()
-    )
+    sealed = connection.execute(
+        sa.text("SELECT 1 FROM province_licence WHERE holder_code IS NULL LIMIT 1")
+    ).first() or connection.execute(
+        sa.text("SELECT 1 FROM province_event WHERE payload_json NOT LIKE '{%' LIMIT 1")
+    ).first()
     if sealed:
         raise RuntimeError(
             "the province's copies hold personal data sealed with SM4-GCM: a downgrade below 0017 would lose it"
