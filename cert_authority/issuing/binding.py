@@ -86,15 +86,17 @@ class RecordBinding:
         self.layouts = layouts
         self._checks: dict[str, Check] = {}  # the record as JSON -> outcome of _compare
 
-    def check(self, row: LicenceRow) -> Check:
+    def check(self, row: LicenceRow, intact: bool = False) -> Check:
         """The record against its stored, sealed OFD: `record` VALID, or INVALID record_mismatch
-        (or stored_file_damaged). The stored OFD is checked to be intact every time (and read
-        whole only when this record has not been compared with it yet)."""
+        (or stored_file_damaged). The stored OFD is checked to be intact every time, unless the
+        caller just did (`intact`), and read whole only when this record has not been compared
+        with it yet."""
         key = json.dumps(row.model_dump(mode="json"), sort_keys=True)
         check = self._checks.get(key)
         try:
             if check is not None:
-                self.packed.check_intact(row.ofd_sm3)
+                if not intact:
+                    self.packed.check_intact(row.ofd_sm3)
                 return check
             ofd = self.packed.get(row.ofd_sm3)
         except StoredFileError as exc:

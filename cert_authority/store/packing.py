@@ -111,21 +111,20 @@ class PackedFiles:
         _intact(digest, manifest)
         return data
 
-    def check_intact(self, digest: str) -> None:
-        """Raise StoredFileError unless the store still rebuilds the file `digest`, as `get` would.
+    def check_intact(self, *digests: str) -> None:
+        """Raise StoredFileError unless the store still rebuilds each file, as `get` would.
 
         For a packed file whose manifest this process has rebuilt and checked before, only the
         manifest is read (the store checks its SM3): its literals and references are then the ones
-        that rebuilt `digest`, and the constants they name are checked once per process anyway. So
-        a check after the first costs a manifest read, not a rebuild and the SM3 of the whole file."""
-        manifest = self._manifest_name(digest)
-        if manifest is None:
-            self.store.get(digest)
-            return
-        blob = self.store.get(manifest)
-        if (digest, manifest) not in _INTACT:
-            self._unpack(digest, blob)
-            _intact(digest, manifest)
+        that rebuilt the file, and the constants they name are checked once per process anyway. So
+        a check after the first costs a manifest read, not a rebuild and the SM3 of the whole file;
+        and several files cost two reads in all (their manifests' names, then the manifests)."""
+        manifests = self._manifest_names(digests)
+        stored = self.store.get_many([manifests.get(digest, digest) for digest in digests])
+        for digest, manifest in manifests.items():
+            if (digest, manifest) not in _INTACT:
+                self._unpack(digest, stored[manifest])
+                _intact(digest, manifest)
 
     def exists(self, digest: str) -> bool:
         return self.store.exists(self.stored_name(digest))
@@ -150,6 +149,12 @@ class PackedFiles:
     def _manifest_name(self, digest: str) -> str | None:
         with reader(self.engine).connect() as connection:
             return connection.execute(select(_PACKED.c.manifest_sm3).where(_PACKED.c.sm3 == digest)).scalar()
+
+    def _manifest_names(self, digests: Sequence[str]) -> dict[str, str]:
+        """The manifest of each of these files that is stored packed."""
+        with reader(self.engine).connect() as connection:
+            rows = connection.execute(select(_PACKED.c.sm3, _PACKED.c.manifest_sm3).where(_PACKED.c.sm3.in_(digests)))
+            return {digest: manifest for digest, manifest in rows}
 
     def _unpack(self, digest: str, manifest: bytes) -> bytes:
         header, literals = _read_manifest(digest, manifest)
