@@ -24,8 +24,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import or_
-from sqlalchemy.engine import Engine
+from sqlalchemy import ColumnElement, or_
+from sqlalchemy.engine import Engine, Row
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor
@@ -137,10 +137,7 @@ class VerificationService:
         report = self._sealed_file(digest, now, data)
         if report.result is Status.INVALID:
             return report
-        with Session(reader(self.engine)) as session:
-            row = session.exec(
-                select(LicenceRow).where(or_(col(LicenceRow.pdf_sm3) == digest, col(LicenceRow.ofd_sm3) == digest))
-            ).first()
+        row = self._stored_row(or_(_LICENCE.c.pdf_sm3 == digest, _LICENCE.c.ofd_sm3 == digest))
         if row is None:
             receipt = self._receipt(digest)
             if receipt is not None:
@@ -180,8 +177,7 @@ class VerificationService:
             return Report((Check.invalid("identifier", "bad_check_character", str(exc)),), subject, checked_at=now)
         except InvalidCodeError as exc:
             return Report((Check.invalid("identifier", "malformed_identifier", str(exc)),), subject, checked_at=now)
-        with Session(reader(self.engine)) as session:
-            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == text)).first()
+        row = self._stored_row(_LICENCE.c.identifier == text)
         if row is None:
             missing = Check.invalid("identifier", "not_found", f"证照标识格式正确，但本机构没有证照 {text}")
             return Report((missing,), subject, checked_at=now)
@@ -204,14 +200,20 @@ class VerificationService:
         return self._with_record(report, row, now, show_face=_may_see_face(actor, row), intact=intact)
 
     # --- what the registry adds ---------------------------------------------------------------
+    def _stored_row(self, where: ColumnElement[bool]) -> Row[Any] | None:
+        """The licence row as stored, every column, without the ORM: a remembered record needs
+        only its columns as a key."""
+        with reader(self.engine).connect() as connection:
+            return connection.execute(select(_LICENCE).where(where)).first()
+
     def _with_record(
-        self, report: Report, stored: LicenceRow, now: dt.datetime, show_face: bool, intact: bool = False
+        self, report: Report, stored: Row[Any], now: dt.datetime, show_face: bool, intact: bool = False
     ) -> Report:
-        key = tuple(getattr(stored, name) for name in _COLUMNS)  # the row as stored, every column
+        key = tuple(stored)  # the row as stored, every column
         row = self._records.get(key)
         if row is None:
             try:
-                row = open_licence(self.personal, stored)
+                row = open_licence(self.personal, LicenceRow(**stored._mapping))
             except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
                 log.error("licence %s: %s", stored.identifier, exc)
                 return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
@@ -243,7 +245,7 @@ class VerificationService:
         return verified
 
 
-_COLUMNS = tuple(column.name for column in LicenceRow.__table__.columns)  # type: ignore[attr-defined]
+_LICENCE = LicenceRow.__table__  # type: ignore[attr-defined]
 
 
 def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:
@@ -257,7 +259,7 @@ def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:
     return Check.invalid("status", status, message)
 
 
-def _may_see_face(actor: Actor, row: LicenceRow) -> bool:
+def _may_see_face(actor: Actor, row: Row[Any]) -> bool:
     if actor.role in ("admin", "auditor"):
         return True
     return actor.role == "issuer" and actor.department_uscc == row.issuer_code
