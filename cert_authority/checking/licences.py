@@ -184,7 +184,7 @@ class VerificationService:
         try:
             # Both stored files at once (two reads, not four); if either fails, each file's own
             # check below says which and how.
-            self.packed.check_intact(row.pdf_sm3, row.ofd_sm3)
+            self.packed.check_all_intact([row.pdf_sm3, row.ofd_sm3])
             intact = True
         except StoredFileError:
             intact = False

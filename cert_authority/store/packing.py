@@ -111,14 +111,25 @@ class PackedFiles:
         _intact(digest, manifest)
         return data
 
-    def check_intact(self, *digests: str) -> None:
-        """Raise StoredFileError unless the store still rebuilds each file, as `get` would.
+    def check_intact(self, digest: str) -> None:
+        """Raise StoredFileError unless the store still rebuilds the file `digest`, as `get` would.
 
         For a packed file whose manifest this process has rebuilt and checked before, only the
         manifest is read (the store checks its SM3): its literals and references are then the ones
-        that rebuilt the file, and the constants they name are checked once per process anyway. So
-        a check after the first costs a manifest read, not a rebuild and the SM3 of the whole file;
-        and several files cost two reads in all (their manifests' names, then the manifests)."""
+        that rebuilt `digest`, and the constants they name are checked once per process anyway. So
+        a check after the first costs a manifest read, not a rebuild and the SM3 of the whole file."""
+        manifest = self._manifest_name(digest)
+        if manifest is None:
+            self.store.get(digest)
+            return
+        blob = self.store.get(manifest)
+        if (digest, manifest) not in _INTACT:
+            self._unpack(digest, blob)
+            _intact(digest, manifest)
+
+    def check_all_intact(self, digests: Sequence[str]) -> None:
+        """`check_intact` of several files in two reads in all: their manifests' names, then the
+        manifests (or the files stored whole)."""
         manifests = self._manifest_names(digests)
         stored = self.store.get_many([manifests.get(digest, digest) for digest in digests])
         for digest, manifest in manifests.items():
