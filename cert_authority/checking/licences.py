@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, Select, or_
 from sqlalchemy.engine import Engine, Row
 from sqlmodel import Session, col, select
 
@@ -38,7 +38,7 @@ from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.store.filestore import FileStore
-from cert_authority.store.models import CaseRow, LicenceRow
+from cert_authority.store.models import CaseRow, LicenceRow, PackedFileRow
 from cert_authority.store.packing import PackedFiles
 from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
@@ -148,7 +148,7 @@ class VerificationService:
                 "签章有效，但不是本机构登记的证照文件（可能是其他盖章文件，或内容改动后重新盖章）",
             )
             return report.with_checks([unknown])
-        return self._with_record(report, row, now, show_face=True)
+        return self._with_record(report, row, now, show_face=True, intact=self._intact(row, [row.ofd_sm3]))
 
     def _receipt(self, digest: str) -> tuple[Check, dict[str, Any]] | None:
         """A reuse receipt (材料复用清单) this authority sealed when it closed a case: the case keeps
@@ -181,13 +181,7 @@ class VerificationService:
         if row is None:
             missing = Check.invalid("identifier", "not_found", f"证照标识格式正确，但本机构没有证照 {text}")
             return Report((missing,), subject, checked_at=now)
-        try:
-            # Both stored files at once (two reads, not four); if either fails, each file's own
-            # check below says which and how.
-            self.packed.check_all_intact([row.pdf_sm3, row.ofd_sm3])
-            intact = True
-        except StoredFileError:
-            intact = False
+        intact = self._intact(row, [row.pdf_sm3, row.ofd_sm3])
         try:
             report = self._sealed_file(row.pdf_sm3, now, intact=intact)
         except StoredFileError as exc:
@@ -201,19 +195,30 @@ class VerificationService:
 
     # --- what the registry adds ---------------------------------------------------------------
     def _stored_row(self, where: ColumnElement[bool]) -> Row[Any] | None:
-        """The licence row as stored, every column, without the ORM: a remembered record needs
-        only its columns as a key."""
+        """The licence row as stored, every column, and its files' manifest names, in one query
+        without the ORM: a remembered record needs only its columns as a key."""
         with reader(self.engine).connect() as connection:
-            return connection.execute(select(_LICENCE).where(where)).first()
+            return connection.execute(_STORED_ROW.where(where)).first()
+
+    def _intact(self, row: Row[Any], digests: list[str]) -> bool:
+        """Whether these stored files of the licence are there and undamaged, checked in one read
+        (their manifests, named in the row). If not, each file's own check says which and how."""
+        manifests = {row.pdf_sm3: row.pdf_manifest, row.ofd_sm3: row.ofd_manifest}
+        try:
+            self.packed.check_all_intact(digests, {digest: manifests[digest] for digest in digests})
+        except StoredFileError:
+            return False
+        return True
 
     def _with_record(
         self, report: Report, stored: Row[Any], now: dt.datetime, show_face: bool, intact: bool = False
     ) -> Report:
-        key = tuple(stored)  # the row as stored, every column
+        key = tuple(stored)  # the row as stored, every column (and its files' manifest names)
         row = self._records.get(key)
         if row is None:
             try:
-                row = open_licence(self.personal, LicenceRow(**stored._mapping))
+                columns = {name: stored._mapping[name] for name in _LICENCE_COLUMNS}
+                row = open_licence(self.personal, LicenceRow(**columns))
             except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
                 log.error("licence %s: %s", stored.identifier, exc)
                 return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
@@ -246,6 +251,16 @@ class VerificationService:
 
 
 _LICENCE = LicenceRow.__table__  # type: ignore[attr-defined]
+_LICENCE_COLUMNS = tuple(column.name for column in _LICENCE.columns)
+_PDF_PACKED = PackedFileRow.__table__.alias("pdf_packed")  # type: ignore[attr-defined]
+_OFD_PACKED = PackedFileRow.__table__.alias("ofd_packed")  # type: ignore[attr-defined]
+_STORED_ROW: Select[Any] = select(
+    _LICENCE, _PDF_PACKED.c.manifest_sm3.label("pdf_manifest"), _OFD_PACKED.c.manifest_sm3.label("ofd_manifest")
+).select_from(
+    _LICENCE.outerjoin(_PDF_PACKED, _PDF_PACKED.c.sm3 == _LICENCE.c.pdf_sm3).outerjoin(
+        _OFD_PACKED, _OFD_PACKED.c.sm3 == _LICENCE.c.ofd_sm3
+    )
+)
 
 
 def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:

@@ -42,7 +42,7 @@ import threading
 import weakref
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -127,12 +127,14 @@ class PackedFiles:
             self._unpack(digest, blob)
             _intact(digest, manifest)
 
-    def check_all_intact(self, digests: Sequence[str]) -> None:
-        """`check_intact` of several files in two reads in all: their manifests' names, then the
+    def check_all_intact(self, digests: Sequence[str], manifests: Mapping[str, str | None] | None = None) -> None:
+        """`check_intact` of several files in two reads in all: their manifests' names (unless the
+        caller read them with the record: `manifests`, None for a file stored whole), then the
         manifests (or the files stored whole)."""
-        manifests = self._manifest_names(digests)
-        stored = self.store.get_many([manifests.get(digest, digest) for digest in digests])
-        for digest, manifest in manifests.items():
+        named = self._manifest_names(digests) if manifests is None else manifests
+        packed = {digest: manifest for digest, manifest in named.items() if manifest is not None}
+        stored = self.store.get_many([packed.get(digest, digest) for digest in digests])
+        for digest, manifest in packed.items():
             if (digest, manifest) not in _INTACT:
                 self._unpack(digest, stored[manifest])
                 _intact(digest, manifest)

@@ -124,6 +124,27 @@ def test_a_damaged_stored_file_is_caught_with_its_checks_remembered(licence_env:
     assert env.services.verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
 
 
+def test_an_uploaded_licence_whose_stored_ofd_is_damaged_is_caught_with_its_checks_remembered(
+    licence_env: LicenceEnv,
+) -> None:
+    """An uploaded PDF is checked against the record and the stored OFD: the OFD's manifest, named
+    in the licence query, is read and checked every time, damaged or pointed elsewhere."""
+    env = licence_env
+    identifier, (_, ofd) = _warmed_licence(env)
+    pdf = env.services.queries.file(CLI_ACTOR, identifier, "pdf")
+    store = env.registry.filestore
+    manifest = stored_name(env, ofd)
+    original = flip_stored_bit(store, manifest)
+    report = env.services.verification.verify_file(pdf)
+    assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
+    overwrite_stored(store, manifest, original)
+    _point(env, ofd, stored_name(env, _warmed_licence(env)[1][1]))  # another licence's OFD manifest
+    report = env.services.verification.verify_file(pdf)
+    assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
+    _point(env, ofd, manifest)
+    assert env.services.verification.verify_file(pdf).result is Status.VALID
+
+
 def test_a_deleted_stored_file_is_caught_with_its_checks_remembered(licence_env: LicenceEnv) -> None:
     """Both stored files are checked in one read: either one gone is still found, and named."""
     env = licence_env
