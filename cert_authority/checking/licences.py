@@ -226,7 +226,7 @@ class VerificationService:
         # The binding reads the stored OFD and checks its digest every time, unless the caller just
         # did (`intact`; its comparison with the record is remembered per record content); the
         # log's tables are in no key: both every time.
-        bound, logged = self.binding.check(row, intact), log_check(self.log, row, now, self.personal)
+        bound, logged = self.binding.check(row, intact=intact), log_check(self.log, row, now, self.personal)
         checks = [licence_status_check(row, now), bound, logged]
         subject = {
             "identifier": row.identifier,

@@ -86,7 +86,7 @@ class RecordBinding:
         self.layouts = layouts
         self._checks: dict[str, Check] = {}  # the record as JSON -> outcome of _compare
 
-    def check(self, row: LicenceRow, intact: bool = False) -> Check:
+    def check(self, row: LicenceRow, *, intact: bool = False) -> Check:
         """The record against its stored, sealed OFD: `record` VALID, or INVALID record_mismatch
         (or stored_file_damaged). The stored OFD is checked to be intact every time, unless the
         caller just did (`intact`), and read whole only when this record has not been compared
