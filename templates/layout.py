@@ -305,10 +305,30 @@ def _moved(run: TextRun, down: float) -> TextRun:
     return TextRun(run.text, run.x, run.baseline + down, run.size, run.font, run.colour, run.advances)
 
 
+# Laid-out text by (text, box, style, font, wrap): a pure function of these. The template's fixed
+# texts and labels, and values many licences share (dates, issuer, categories), are laid out once
+# per process instead of once per licence (issue 24). Keys hold their font, so an id is never reused.
+_FITS: dict[tuple[object, ...], tuple[TextRun, ...]] = {}
+_FITS_KEPT = 4096
+
+
 def _fit(
     text: str, box: Box, style: StaticText | FieldPlacement | BlockStyle, fonts: FontSet, wrap: bool, where: str
 ) -> list[TextRun]:
     font = fonts.get(style.font)
+    key = (text, box, style, font, wrap)
+    runs = _FITS.get(key)
+    if runs is None:
+        runs = tuple(_fit_text(text, box, style, font, wrap, where))
+        if len(_FITS) >= _FITS_KEPT:
+            _FITS.clear()  # a bound, not an eviction policy
+        _FITS[key] = runs
+    return list(runs)
+
+
+def _fit_text(
+    text: str, box: Box, style: StaticText | FieldPlacement | BlockStyle, font: Font, wrap: bool, where: str
+) -> list[TextRun]:
     font.check(text, where)
     spacing = getattr(style, "letter_spacing", 0.0)
     line_spacing = getattr(style, "line_spacing", 1.35)
