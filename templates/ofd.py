@@ -287,6 +287,7 @@ class _Ids:
         return self.last
 
 
+@lru_cache(maxsize=16384)  # a page repeats its advances, sizes and QR edges: some 500 numbers a licence
 def ofd_number(value: float) -> str:
     """A number in OFD (ST_Box, ST_Pos, ...): at most 3 places, no trailing zeros, no "-0"."""
     text = f"{value:.3f}".rstrip("0").rstrip(".")
