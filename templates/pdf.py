@@ -459,7 +459,13 @@ def _info(title: str | None, created: dt.datetime) -> bytes:
 
 def pdf_date(when: dt.datetime) -> bytes:
     """D:YYYYMMDDHHmmSS with the UTC offset (ISO 32000-1 7.9.4); naive times are taken as UTC."""
-    offset = when.utcoffset() or dt.timedelta(0)
+    return _pdf_date(when, when.utcoffset())
+
+
+# By time and offset: equal datetimes in two time zones are one key without it, and print apart.
+@lru_cache(maxsize=64)  # a batch seals at one time: the same date twice a licence
+def _pdf_date(when: dt.datetime, offset: dt.timedelta | None) -> bytes:
+    offset = offset or dt.timedelta(0)
     stamp = when.strftime("D:%Y%m%d%H%M%S")
     if not offset:
         return stamp.encode() + b"Z"

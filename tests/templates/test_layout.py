@@ -135,6 +135,11 @@ def test_laid_out_text_is_remembered_by_everything_it_depends_on(fonts: FontSet)
     assert layout_value(fonts, {"box": box, "font_size": 12}, "证" * 11) != first
     assert layout_value(fonts, {"box": {**box, "x": 31}, "font_size": 12}, "证" * 10) != first
     assert layout_value(fonts, {"box": box, "font_size": 11}, "证" * 10) != first
+    assert layout_value(fonts, {"box": box, "font_size": 12, "align": "right"}, "证" * 10) != first
+    assert layout_value(fonts, {"box": box, "font_size": 12, "colour": "#FF0000"}, "证" * 10) != first
+    assert layout_value(fonts, {"box": box, "font_size": 12, "line_spacing": 2}, "证" * 30) != layout_value(
+        fonts, {"box": box, "font_size": 12}, "证" * 30
+    )
     with pytest.raises(LayoutError, match="内容过长"):
         layout_value(fonts, {"box": box, "font_size": 12, "min_font_size": 7}, "证" * 200)
     with pytest.raises(FontError):

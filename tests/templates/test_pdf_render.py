@@ -386,6 +386,15 @@ def test_a_run_is_shown_the_same_from_any_subset_of_its_font(case: Case, pdf_fon
         assert pdf._letter_spaced(run, own) == pdf._letter_spaced(run, larger), run.text
 
 
+def test_pdf_dates_of_one_instant_in_two_zones_print_apart() -> None:
+    from templates.pdf import pdf_date
+
+    beijing = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    assert pdf_date(beijing) == b"D:20250301093000+08'00'"
+    assert pdf_date(beijing.astimezone(dt.timezone.utc)) == b"D:20250301013000Z"
+    assert pdf_date(beijing) == b"D:20250301093000+08'00'"
+
+
 @cache
 def original_font(path: str) -> tuple[dict[int, str], Any]:
     font = TTFont(path)
