@@ -78,6 +78,8 @@ class Font:
         """The characters `subset` cuts for `chars`: `CffSubsetter(font file).subset(this)` is the
         same subset (a store can recompute it from the font file)."""
         # Line breaks are not drawn; other spaces (U+3000 too) are glyphs with a width.
+        if isinstance(chars, frozenset) and " " in chars and "\n" not in chars:
+            return chars  # already what it would become (a layout's characters, asked for again)
         return frozenset(c for c in chars if c != "\n") | {" "}
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - fonts live as long as the process

@@ -111,9 +111,14 @@ class PageLayout:
     qr: QrCode
     seal: Box
     texts: Mapping[str, str] = field(default_factory=dict)  # printed value of each field, by name
+    # Characters by font, asked for six times a licence (PDF, OFD, packing); not copied by replace().
+    _characters: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def characters(self, font: str) -> set[str]:
-        return {c for run in self.runs if run.font == font for c in run.text}
+    def characters(self, font: str) -> frozenset[str]:
+        known = self._characters.get(font)
+        if known is None:
+            known = self._characters[font] = frozenset(c for run in self.runs if run.font == font for c in run.text)
+        return known
 
 
 def build_layout(
@@ -305,10 +310,45 @@ def _moved(run: TextRun, down: float) -> TextRun:
     return TextRun(run.text, run.x, run.baseline + down, run.size, run.font, run.colour, run.advances)
 
 
+# Laid-out text by what _fit_text reads: the text, the box, the style's values, the font and wrap.
+# The template's fixed texts and labels, and values many licences share (dates, issuer,
+# categories), are laid out once per process instead of once per licence (issue 24). The key holds
+# plain values, not the pydantic models (comparing those costs more than the layout saves); a
+# style attribute that _fit_text or _position starts reading must join `_style_key`. Keys hold
+# their font, so an id is never reused.
+_FITS: dict[tuple[object, ...], tuple[TextRun, ...]] = {}
+_FITS_KEPT = 4096
+
+
+def _style_key(style: StaticText | FieldPlacement | BlockStyle) -> tuple[object, ...]:
+    return (
+        isinstance(style, FieldPlacement),
+        style.font_size,
+        getattr(style, "min_font_size", None),
+        getattr(style, "letter_spacing", 0.0),
+        getattr(style, "line_spacing", 1.35),
+        style.align,
+        style.colour,
+    )
+
+
 def _fit(
     text: str, box: Box, style: StaticText | FieldPlacement | BlockStyle, fonts: FontSet, wrap: bool, where: str
 ) -> list[TextRun]:
     font = fonts.get(style.font)
+    key = (text, box.x, box.y, box.w, box.h, _style_key(style), font, wrap)
+    runs = _FITS.get(key)
+    if runs is None:
+        runs = tuple(_fit_text(text, box, style, font, wrap, where))
+        if len(_FITS) >= _FITS_KEPT:
+            _FITS.clear()  # a bound, not an eviction policy
+        _FITS[key] = runs
+    return list(runs)
+
+
+def _fit_text(
+    text: str, box: Box, style: StaticText | FieldPlacement | BlockStyle, font: Font, wrap: bool, where: str
+) -> list[TextRun]:
     font.check(text, where)
     spacing = getattr(style, "letter_spacing", 0.0)
     line_spacing = getattr(style, "line_spacing", 1.35)

@@ -287,6 +287,7 @@ class _Ids:
         return self.last
 
 
+@lru_cache(maxsize=16384)  # a page repeats its advances, sizes and QR edges: some 500 numbers a licence
 def ofd_number(value: float) -> str:
     """A number in OFD (ST_Box, ST_Pos, ...): at most 3 places, no trailing zeros, no "-0"."""
     text = f"{value:.3f}".rstrip("0").rstrip(".")
@@ -388,6 +389,12 @@ def _image(box: Box, media_id: int, object_id: int) -> str:
 
 
 def _text_object(run: TextRun, font: Font, font_id: int, object_id: int) -> str:
+    return f'<ofd:TextObject ID="{object_id}"{_text_body(run, font, font_id)}'
+
+
+@lru_cache(maxsize=4096)  # fixed texts, labels and shared values: the same runs on every licence
+def _text_body(run: TextRun, font: Font, font_id: int) -> str:
+    """A TextObject after its ID: a pure function of the run, its font and the font's ID."""
     size = run.size_mm
     margin = TEXT_MARGIN_EM * size
     top = run.baseline - font.ascent * size - margin
@@ -398,7 +405,7 @@ def _text_object(run: TextRun, font: Font, font_id: int, object_id: int) -> str:
     text = _text(_NOT_TEXT.sub(" ", run.text))
     code = f'<ofd:TextCode X="{ofd_number(margin)}" Y="{ofd_number(run.baseline - top)}"{delta}>{text}'
     return (
-        f'<ofd:TextObject ID="{object_id}" Boundary="{boundary}" Font="{font_id}" Size="{ofd_number(size)}">'
+        f' Boundary="{boundary}" Font="{font_id}" Size="{ofd_number(size)}">'
         f'<ofd:FillColor Value="{colour}" />{code}</ofd:TextCode></ofd:TextObject>'
     )
 

@@ -181,8 +181,9 @@ def build_pdf(
         font_refs.append(b"/F%d %d 0 R" % (index, number))
     for index, (_, picture) in enumerate(pictures[1:] if background else pictures, start=len(image_refs) + 1):
         image_refs.append(b"/Im%d %d 0 R" % (index, builder.add(_jpeg(picture))))
-    builder.objects[content] = pdf_stream(b"/Filter /FlateDecode", zlib.compress(_content(layout, subsets, pictures),
-                                                                               ZLIB_LEVEL))
+    builder.objects[content] = pdf_stream(
+        b"/Filter /FlateDecode", zlib.compress(_content(layout, subsets, pictures, fonts), ZLIB_LEVEL)
+    )
     builder.objects[builder.info] = _info(title, created or dt.datetime.now(dt.timezone.utc))
     builder.page_entries += [
         b"/MediaBox [0 0 %s %s]" % (pdf_number(layout.width * PT_PER_MM), pdf_number(layout.height * PT_PER_MM)),
@@ -223,11 +224,13 @@ def _jpeg(picture: Picture) -> bytes:
 # -- page content ---------------------------------------------------------------------------------
 
 
-def _content(layout: PageLayout, subsets: dict[str, SubsetFont], pictures: list[tuple[Box, Picture]]) -> bytes:
+def _content(
+    layout: PageLayout, subsets: dict[str, SubsetFont], pictures: list[tuple[Box, Picture]], fonts: FontSet
+) -> bytes:
     """Pictures, then text, then the QR on top, as the PNG renderer draws them."""
     parts = [_image(box, layout.height, index) for index, (box, _) in enumerate(pictures, start=1)]
     if layout.runs:
-        parts.append(_text(layout.runs, layout.height, subsets))
+        parts.append(_text(layout.runs, layout.height, subsets, fonts))
     parts.append(_qr(layout))
     return b"\n".join(parts)
 
@@ -238,7 +241,7 @@ def _image(box: Box, page_height: float, index: int) -> bytes:
     return b"q %s 0 0 %s %s %s cm /Im%d Do Q" % (pdf_number(w), pdf_number(h), pdf_number(x), pdf_number(y), index)
 
 
-def _text(runs: Iterable[TextRun], page_height: float, subsets: dict[str, SubsetFont]) -> bytes:
+def _text(runs: Iterable[TextRun], page_height: float, subsets: dict[str, SubsetFont], fonts: FontSet) -> bytes:
     """All runs in one text object; font and colour are set only when they change."""
     font_names = {role: b"/F%d" % index for index, role in enumerate(subsets, start=1)}
     parts = [b"BT"]
@@ -251,15 +254,34 @@ def _text(runs: Iterable[TextRun], page_height: float, subsets: dict[str, Subset
         if run.colour != colour:
             colour = run.colour
             parts.append(b"%s %s %s rg" % tuple(pdf_number(c / 255) for c in colour))
-        x, y = run.x * PT_PER_MM, (page_height - run.baseline) * PT_PER_MM
-        show = b"1 0 0 1 %s %s Tm [%s] TJ" % (pdf_number(x), pdf_number(y), _glyphs(run, subsets[run.font]))
-        if _letter_spaced(run, subsets[run.font]):
-            # Text extraction would read the gaps as spaces ("食 品 经 营"); ActualText keeps the
-            # title searchable as one word (ISO 32000-1 §14.9.4).
-            show = b"/Span << /ActualText <%s> >> BDC %s EMC" % (utf16_hex(run.text), show)
-        parts.append(show)
+        parts.append(_shown(run, page_height, subsets[run.font], fonts.get(run.font)))
     parts.append(b"ET")
     return b"\n".join(parts)
+
+
+# Shown runs by (run, page height, font). The subset is left out of the key on purpose: a subset
+# keeps the font's own CIDs and widths (templates.cff_subset), so every subset of `font` that holds
+# the run's characters shows it the same. Fixed texts, labels and shared values recur on every
+# licence of a template (issue 24). Keys hold their font, so an id is never reused.
+_SHOWN: dict[tuple[TextRun, float, Font], bytes] = {}
+_SHOWN_KEPT = 4096
+
+
+def _shown(run: TextRun, page_height: float, subset: SubsetFont, font: Font) -> bytes:
+    """The run placed (Tm) and shown (TJ), marked with its text when letter-spaced."""
+    key = (run, page_height, font)
+    shown = _SHOWN.get(key)
+    if shown is None:
+        x, y = run.x * PT_PER_MM, (page_height - run.baseline) * PT_PER_MM
+        shown = b"1 0 0 1 %s %s Tm [%s] TJ" % (pdf_number(x), pdf_number(y), _glyphs(run, subset))
+        if _letter_spaced(run, subset):
+            # Text extraction would read the gaps as spaces ("食 品 经 营"); ActualText keeps the
+            # title searchable as one word (ISO 32000-1 §14.9.4).
+            shown = b"/Span << /ActualText <%s> >> BDC %s EMC" % (utf16_hex(run.text), shown)
+        if len(_SHOWN) >= _SHOWN_KEPT:
+            _SHOWN.clear()  # a bound, not an eviction policy
+        _SHOWN[key] = shown
+    return shown
 
 
 def _letter_spaced(run: TextRun, subset: SubsetFont) -> bool:
@@ -437,7 +459,13 @@ def _info(title: str | None, created: dt.datetime) -> bytes:
 
 def pdf_date(when: dt.datetime) -> bytes:
     """D:YYYYMMDDHHmmSS with the UTC offset (ISO 32000-1 7.9.4); naive times are taken as UTC."""
-    offset = when.utcoffset() or dt.timedelta(0)
+    return _pdf_date(when, when.utcoffset())
+
+
+# By time and offset: equal datetimes in two time zones are one key without it, and print apart.
+@lru_cache(maxsize=64)  # a batch seals at one time: the same date twice a licence
+def _pdf_date(when: dt.datetime, offset: dt.timedelta | None) -> bytes:
+    offset = offset or dt.timedelta(0)
     stamp = when.strftime("D:%Y%m%d%H%M%S")
     if not offset:
         return stamp.encode() + b"Z"

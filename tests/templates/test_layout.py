@@ -125,6 +125,27 @@ def test_character_missing_from_the_font_is_an_error_not_tofu(fonts: FontSet) ->
         layout_value(fonts, {"box": {"x": 30, "y": 50, "w": 100, "h": 10}}, "正常\ue000")
 
 
+def test_laid_out_text_is_remembered_by_everything_it_depends_on(fonts: FontSet) -> None:
+    """Text laid out once is reused (issue 24), but only for the same text, box, style and font:
+    a value, a box or a size that differs lays out again, and a value that does not fit still fails
+    after the same box has held a shorter one."""
+    box = {"x": 30, "y": 50, "w": 60, "h": 12}
+    first = layout_value(fonts, {"box": box, "font_size": 12}, "证" * 10)
+    assert layout_value(fonts, {"box": box, "font_size": 12}, "证" * 10) == first
+    assert layout_value(fonts, {"box": box, "font_size": 12}, "证" * 11) != first
+    assert layout_value(fonts, {"box": {**box, "x": 31}, "font_size": 12}, "证" * 10) != first
+    assert layout_value(fonts, {"box": box, "font_size": 11}, "证" * 10) != first
+    assert layout_value(fonts, {"box": box, "font_size": 12, "align": "right"}, "证" * 10) != first
+    assert layout_value(fonts, {"box": box, "font_size": 12, "colour": "#FF0000"}, "证" * 10) != first
+    assert layout_value(fonts, {"box": box, "font_size": 12, "line_spacing": 2}, "证" * 30) != layout_value(
+        fonts, {"box": box, "font_size": 12}, "证" * 30
+    )
+    with pytest.raises(LayoutError, match="内容过长"):
+        layout_value(fonts, {"box": box, "font_size": 12, "min_font_size": 7}, "证" * 200)
+    with pytest.raises(FontError):
+        layout_value(fonts, {"box": box, "font_size": 12}, "证" * 9 + "\ue000")
+
+
 def test_check_fits_uses_the_longest_allowed_values(fonts: FontSet) -> None:
     spec = one_field_type({"box": {"x": 30, "y": 50, "w": 60, "h": 10}, "font_size": 12})
     assert spec.template is not None
@@ -186,4 +207,3 @@ def test_a_number_keeps_its_unit_and_a_parenthesis_stays_whole(fonts: FontSet, w
         for unit in ("≤45 mg/L", "120平方米", "（立方米/日）", "100号"):
             if unit in text:
                 assert any(unit in line for line in lines), (unit, lines)
-

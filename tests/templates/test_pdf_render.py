@@ -370,6 +370,31 @@ def test_content_addresses_each_character_by_its_original_cid(case: Case, pdf_fo
         assert [code for code in codes if code != space] == expected, run.text
 
 
+def test_a_run_is_shown_the_same_from_any_subset_of_its_font(case: Case, pdf_fonts: FontSet) -> None:
+    """The PDF keeps a run's shown text per run and font, not per subset (issue 24): sound only
+    because a subset keeps the font's CIDs and widths, so any subset holding the run's characters
+    shows it alike, letter spacing included. Checked against a much larger subset."""
+    from templates import pdf
+
+    extra = "永和九年岁在癸丑暮春之初会于会稽山阴之兰亭ABCxyz0123"
+    for run in case.layout.runs:
+        font = pdf_fonts.get(run.font)
+        own = font.subset(case.layout.characters(run.font))
+        larger = font.subset(case.layout.characters(run.font) | set(extra))
+        assert own.cids != larger.cids
+        assert pdf._glyphs(run, own) == pdf._glyphs(run, larger), run.text
+        assert pdf._letter_spaced(run, own) == pdf._letter_spaced(run, larger), run.text
+
+
+def test_pdf_dates_of_one_instant_in_two_zones_print_apart() -> None:
+    from templates.pdf import pdf_date
+
+    beijing = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    assert pdf_date(beijing) == b"D:20250301093000+08'00'"
+    assert pdf_date(beijing.astimezone(dt.timezone.utc)) == b"D:20250301013000Z"
+    assert pdf_date(beijing) == b"D:20250301093000+08'00'"
+
+
 @cache
 def original_font(path: str) -> tuple[dict[int, str], Any]:
     font = TTFont(path)
