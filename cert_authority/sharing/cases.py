@@ -22,10 +22,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import func, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor, ensure_role
@@ -42,6 +42,7 @@ from cert_authority.issuing.records import effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
 from cert_authority.sharing import consent
+from cert_authority.sharing.case_writes import reuse_at_once
 from cert_authority.sharing.matters import MaterialSpec, MatterService, MatterSpec
 from cert_authority.sharing.receipts import ReceiptContent, ReceiptLine, render_receipt
 from cert_authority.sharing.rules import Authorisations, DutyRules
@@ -173,6 +174,7 @@ class CaseService:
         self.duty_rules = duty_rules
         self.authorisations = authorisations
         self.clock = clock
+        self._postgresql = engine.dialect.name == "postgresql"  # writes in one statement (case_writes)
 
     # --- open and look ------------------------------------------------------------------------
     def open(
@@ -295,9 +297,16 @@ class CaseService:
             assert row.id is not None
             summaries.append(
                 CaseSummary(
-                    row.id, row.matter_code, self.matters.spec(row.matter_code).name, row.department_uscc,
-                    mask_holder_code(self._applicant(row)), row.case_number, row.status, aware(row.opened_at),
-                    required or 0, reused or 0,
+                    row.id,
+                    row.matter_code,
+                    self.matters.spec(row.matter_code).name,
+                    row.department_uscc,
+                    mask_holder_code(self._applicant(row)),
+                    row.case_number,
+                    row.status,
+                    aware(row.opened_at),
+                    required or 0,
+                    reused or 0,
                 )
             )
         return summaries
@@ -459,8 +468,33 @@ class CaseService:
                 if current is None or current.identifier != licence.identifier:
                     raise ConflictError(f"材料「{material.name}」已复用其他证照")
 
+        def write(connection: Connection, shared: dict[str, Any], audit: dict[str, Any]) -> bool:
+            """PostgreSQL: the same in one statement when the material is still free; when it is
+            not (claimed by this licence before, or by another), `record` settles it as above."""
+            claim = {
+                "identifier": licence.identifier,
+                "licence_version": licence.version,
+                "licence_sm3": licence.pdf_sm3,
+                "basis": basis,
+                "reused_at": now,
+                "reused_by": actor.label,
+            }
+            still_open, claimed = reuse_at_once(connection, case_id, position, claim, shared, audit)
+            if not still_open:
+                raise IllegalTransitionError(f"办件 {case_id} 已办结，不能再复用证照")
+            return claimed
+
         use = self.sharing.hand_over(
-            acting, licence, cause, basis, now, use_code=use_code, detail=detail, record=record, refund=refund
+            acting,
+            licence,
+            cause,
+            basis,
+            now,
+            use_code=use_code,
+            detail=detail,
+            record=record,
+            refund=refund,
+            write=write if self._postgresql else None,
         )
         return CaseReuse(case_id, material.name, *split_basis(basis), use)
 
@@ -495,11 +529,14 @@ class CaseService:
                 row.receipt_sm3 = digest
                 session.add(row)
                 reused = sum(1 for m in materials if m.identifier is not None)
-                detail = {"matter": row.matter_code, "receipt_sm3": digest, "required": len(materials),
-                          "reused": reused}
+                detail = {
+                    "matter": row.matter_code,
+                    "receipt_sm3": digest,
+                    "required": len(materials),
+                    "reused": reused,
+                }
                 session.add(
-                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=applicant,
-                              detail=detail)
+                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=applicant, detail=detail)
                 )
                 session.commit()
                 log.info("case %s closed: %s of %s materials reused", case_id, reused, len(materials))
@@ -677,4 +714,3 @@ def _checked_case_number(text: str | None) -> str | None:
     if len(number) > MAX_CASE_NUMBER or any(ord(c) < 32 for c in number):
         raise InvalidRequestError(f"办件号应为不含控制字符的文字，至多 {MAX_CASE_NUMBER} 个字符")
     return number
-

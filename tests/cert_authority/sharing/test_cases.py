@@ -32,7 +32,9 @@ from cert_authority.errors import (
 )
 from cert_authority.http.app import create_app
 from cert_authority.sharing.matters import parse_matter_spec
-from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow
+from cert_authority.store.chain import verify_chains
+from cert_authority.store.data_keys import RECORDS, data_key_ring
+from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow, SharedFileRow
 from cert_authority.timeutil import local_date
 from templates.errors import SpecError
 from tests.conftest import (
@@ -439,6 +441,38 @@ def test_closing_twice_at_once_gives_one_receipt_and_races_with_reuse(env: Licen
     text = services.verification.verify_file(receipts[0].pdf)  # type: ignore[union-attr]
     assert text.result is Status.VALID
     assert any(c.name == "timestamp" and c.status is Status.VALID for c in text.checks)  # the seal is timestamped
+
+
+def test_a_case_closed_after_it_was_read_refuses_the_reuse_and_records_nothing(
+    env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reuse read the case while it was open; the close came before its write (on PostgreSQL
+    one statement): refused, the use code given back, no use, link or claim written, and the
+    audit chain whole (the refused row took no place in it)."""
+    services = env.services
+    food = issue_food(env)
+    holder = services.accounts.holder(HOLDER)
+    code, _ = services.sharing.create_use_code(holder, food, USER_USCC, "排水许可", max_uses=1)
+    case = services.cases.open(COUNTER, CATERING, HOLDER)
+    as_read = services.cases._case(case.id)
+    services.cases.close(COUNTER, case.id)
+    uses_before = use_count(env)
+    with monkeypatch.context() as patched:
+        patched.setattr(services.cases, "_case", lambda _case_id: as_read)
+        with pytest.raises(IllegalTransitionError, match="已办结"):
+            services.cases.reuse(COUNTER, case.id, food, code)
+    assert use_count(env) == uses_before
+    assert [c.uses for c in services.sharing.use_codes(holder)] == [0]
+    with Session(env.engine) as session:
+        assert session.exec(select(func.count()).select_from(SharedFileRow)).one() == 0
+        claimed = session.exec(select(CaseMaterialRow.identifier).where(col(CaseMaterialRow.case_id) == case.id)).all()
+    assert claimed == [None, None, None]
+    other = services.cases.open(COUNTER, CATERING, HOLDER)  # the next use follows in the chain
+    assert services.cases.reuse(COUNTER, other.id, food, code).consent == "use_code"
+    keys = data_key_ring(env.settings).all_versions(RECORDS)
+    with env.engine.connect() as connection:
+        report = verify_chains(connection, keys)
+    assert report.ok, report.problems
 
 
 def _at_once(calls: list[Callable[[], object]]) -> list[object]:

@@ -1,0 +1,94 @@
+"""A case's writes as single PostgreSQL statements (data-modifying CTEs) on an autocommit
+connection: one round trip instead of a transaction's BEGIN, statements and COMMIT, and no ORM unit
+of work. What they write and check is what `cases` writes in a transaction on other databases.
+
+A reuse: lock the case row if it is still open (the same no-op UPDATE as the transaction's, so a
+close running at the same time waits for it, or it for the close), claim the material if it is
+still free, and only then add the use's audit row and the copy's link. Whether the case was open
+and the material claimed comes back; when either did not happen nothing but the lock was written.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Select, Table, bindparam, func, insert, literal_column, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from cert_authority.store.chain import chain_link
+from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow, SharedFileRow
+
+_CASES: Table = CaseRow.__table__  # type: ignore[attr-defined]
+_MATERIALS: Table = CaseMaterialRow.__table__  # type: ignore[attr-defined]
+_AUDIT: Table = AuditEventRow.__table__  # type: ignore[attr-defined]
+_SHARED: Table = SharedFileRow.__table__  # type: ignore[attr-defined]
+_OPEN: ColumnElement[str] = literal_column("'open'")  # literals in the SQL: a CTE's anonymous parameters get no values
+CLAIM_COLUMNS = ("identifier", "licence_version", "licence_sm3", "basis", "reused_at", "reused_by")
+
+
+def reuse_at_once(
+    connection: Connection,
+    case_id: int,
+    position: int,
+    claim: dict[str, Any],
+    shared: dict[str, Any],
+    audit: dict[str, Any],
+) -> tuple[bool, bool]:
+    """(case open, material claimed) after one statement; the audit row and the link are written
+    only with the claim. `claim` holds CLAIM_COLUMNS, `shared` the link's row, `audit` the audit
+    row (chained here, and its place in the chain kept only if it was written)."""
+    with chain_link(connection) as link:
+        if link is not None:
+            audit = link.candidate("audit_event", audit)
+        parameters = (
+            {"the_case": case_id, "the_position": position}  # not column names: see below
+            | {f"claim_{name}": claim[name] for name in CLAIM_COLUMNS}
+            | {f"audit_{name}": value for name, value in audit.items()}
+            | {f"shared_{name}": value for name, value in shared.items()}
+        )
+        still_open, claimed = connection.execute(_reuse_statement(), parameters).one()
+        if claimed and link is not None:
+            link.accept(audit)
+    return bool(still_open), bool(claimed)
+
+
+@functools.cache
+def _reuse_statement() -> Select[Any]:
+    """WITH locked AS (UPDATE service_case … RETURNING id), claimed AS (UPDATE case_material … FROM
+    locked … RETURNING case_id), INSERT audit_event … FROM claimed, INSERT shared_file … FROM claimed
+    SELECT (count of locked), (count of claimed). No parameter is named as a column of a table it
+    updates: SQLAlchemy would take it for that column's new value."""
+    locked = (
+        update(_CASES)
+        .where(_CASES.c.id == bindparam("the_case"), _CASES.c.status == _OPEN)
+        .values(status=_OPEN)
+        .returning(_CASES.c.id)
+        .cte("locked")
+    )
+    claimed = (
+        update(_MATERIALS)
+        .where(
+            _MATERIALS.c.case_id == locked.c.id,
+            _MATERIALS.c.position == bindparam("the_position"),
+            _MATERIALS.c.identifier.is_(None),
+        )
+        .values({name: bindparam(f"claim_{name}", type_=_MATERIALS.c[name].type) for name in CLAIM_COLUMNS})
+        .returning(_MATERIALS.c.case_id)
+        .cte("claimed")
+    )
+    audit_columns = [c for c in _AUDIT.c if c.name != "id"]
+    audit = insert(_AUDIT).from_select(
+        [c.name for c in audit_columns],
+        select(*(bindparam(f"audit_{c.name}", type_=c.type) for c in audit_columns)).select_from(claimed),
+    )
+    shared = insert(_SHARED).from_select(
+        [c.name for c in _SHARED.c],
+        select(*(bindparam(f"shared_{c.name}", type_=c.type) for c in _SHARED.c)).select_from(claimed),
+    )
+    counts = select(
+        select(func.count()).select_from(locked).scalar_subquery(),
+        select(func.count()).select_from(claimed).scalar_subquery(),
+    )
+    return counts.add_cte(audit.cte("new_audit"), shared.cte("new_link"))
