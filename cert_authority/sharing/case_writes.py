@@ -2,6 +2,9 @@
 connection: one round trip instead of a transaction's BEGIN, statements and COMMIT, and no ORM unit
 of work. What they write and check is what `cases` writes in a transaction on other databases.
 
+Opening: the case's id is taken from its sequence first (the applicant's code is sealed to the row's
+id, and the audit row names it), then the case, its materials and the audit row go in at once.
+
 A reuse: lock the case row if it is still open (the same no-op UPDATE as the transaction's, so a
 close running at the same time waits for it, or it for the close), claim the material if it is
 still free, and only then add the use's audit row and the copy's link. Whether the case was open
@@ -11,9 +14,10 @@ and the material claimed comes back; when either did not happen nothing but the 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import CTE, Insert, Select, Table, bindparam, func, insert, literal_column, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -25,6 +29,7 @@ _MATERIALS: Table = CaseMaterialRow.__table__  # type: ignore[attr-defined]
 _AUDIT: Table = AuditEventRow.__table__  # type: ignore[attr-defined]
 _SHARED: Table = SharedFileRow.__table__  # type: ignore[attr-defined]
 _OPEN: ColumnElement[str] = literal_column("'open'")  # literals in the SQL: a CTE's anonymous parameters get no values
+_NEXT_ID = text("SELECT nextval(pg_get_serial_sequence('service_case', 'id'))")
 CLAIM_COLUMNS = ("identifier", "licence_version", "licence_sm3", "basis", "reused_at", "reused_by")
 
 
@@ -78,11 +83,7 @@ def _reuse_statement() -> Select[Any]:
         .returning(_MATERIALS.c.case_id)
         .cte("claimed")
     )
-    audit_columns = [c for c in _AUDIT.c if c.name != "id"]
-    audit = insert(_AUDIT).from_select(
-        [c.name for c in audit_columns],
-        select(*(bindparam(f"audit_{c.name}", type_=c.type) for c in audit_columns)).select_from(claimed),
-    )
+    audit = _audit_insert(claimed)
     shared = insert(_SHARED).from_select(
         [c.name for c in _SHARED.c],
         select(*(bindparam(f"shared_{c.name}", type_=c.type) for c in _SHARED.c)).select_from(claimed),
@@ -92,3 +93,55 @@ def _reuse_statement() -> Select[Any]:
         select(func.count()).select_from(claimed).scalar_subquery(),
     )
     return counts.add_cte(audit.cte("new_audit"), shared.cte("new_link"))
+
+
+def next_case_id(connection: Connection) -> int:
+    """A new case's id, from the sequence its inserts would take it from."""
+    return int(connection.execute(_NEXT_ID).scalar_one())
+
+
+def open_at_once(
+    connection: Connection, case: CaseRow, materials: Sequence[CaseMaterialRow], audit: AuditEventRow
+) -> None:
+    """The case (its id set), its materials and its audit row (chained here) in one statement."""
+    with chain_link(connection) as link:
+        audit_values = audit.model_dump(exclude={"id"})
+        if link is not None:
+            audit_values = link.seal("audit_event", audit_values)
+        parameters = {f"sc_{name}": value for name, value in case.model_dump().items()}
+        parameters |= {f"audit_{name}": value for name, value in audit_values.items()}
+        for index, material in enumerate(materials):
+            parameters |= {f"m{index}_{name}": getattr(material, name) for name in _MATERIAL_COLUMNS}
+        connection.execute(_open_statement(len(materials)), parameters)
+
+
+_MATERIAL_COLUMNS = ("position", "name", "type_code")
+
+
+@functools.lru_cache(maxsize=16)
+def _open_statement(materials: int) -> Select[Any]:
+    """WITH new_case AS (INSERT service_case … RETURNING id), INSERT case_material … (one row per
+    material, the case's id from new_case, so they follow it), INSERT audit_event … SELECT id FROM
+    new_case. Parameters: sc_<column> (the case), m<n>_<column> (material n), audit_<column>."""
+    case = (
+        insert(_CASES)
+        .values({c.name: bindparam(f"sc_{c.name}", type_=c.type) for c in _CASES.c})
+        .returning(_CASES.c.id)
+        .cte("new_case")
+    )
+    parts = [_audit_insert(case)]
+    for index in range(materials):
+        values = [
+            case.c.id,
+            *(bindparam(f"m{index}_{name}", type_=_MATERIALS.c[name].type) for name in _MATERIAL_COLUMNS),
+        ]
+        parts.append(insert(_MATERIALS).from_select(["case_id", *_MATERIAL_COLUMNS], select(*values)))
+    return select(case.c.id).add_cte(*(part.cte(f"new_part_{n}") for n, part in enumerate(parts)))
+
+
+def _audit_insert(source: CTE) -> Insert:
+    """INSERT audit_event (every column but id) SELECT audit_<column>… FROM source: one row for
+    each of source's rows."""
+    columns = [c for c in _AUDIT.c if c.name != "id"]
+    values = select(*(bindparam(f"audit_{c.name}", type_=c.type) for c in columns)).select_from(source)
+    return insert(_AUDIT).from_select([c.name for c in columns], values)

@@ -42,14 +42,14 @@ from cert_authority.issuing.records import effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
 from cert_authority.sharing import consent
-from cert_authority.sharing.case_writes import reuse_at_once
+from cert_authority.sharing.case_writes import next_case_id, open_at_once, reuse_at_once
 from cert_authority.sharing.matters import MaterialSpec, MatterService, MatterSpec
 from cert_authority.sharing.receipts import ReceiptContent, ReceiptLine, render_receipt
 from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import LicenceUse, SharingService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
-from cert_authority.store.models import CaseMaterialRow, CaseRow, LicenceRow
+from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow, LicenceRow
 from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
@@ -205,19 +205,32 @@ class CaseService:
             opened_at=now,
             opened_by=actor.label,
         )
-        with Session(self.engine, expire_on_commit=False) as session:
-            session.add(row)
-            session.flush()
-            assert row.id is not None
-            row.applicant_sealed = self.personal.seal({"applicant_code": applicant}, table=CASE_TABLE, row=str(row.id))
+        detail = {"matter": matter.code, "department": department, "case_number": number}
+
+        def filled(case_id: int) -> tuple[list[CaseMaterialRow], AuditEventRow]:
+            """With its id known: the applicant sealed to the row, the materials, the audit row."""
+            row.applicant_sealed = self.personal.seal({"applicant_code": applicant}, table=CASE_TABLE, row=str(case_id))
             materials = [
-                CaseMaterialRow(case_id=row.id, position=position, name=material.name, type_code=material.licence_type)
+                CaseMaterialRow(case_id=case_id, position=position, name=material.name, type_code=material.licence_type)
                 for position, material in enumerate(matter.materials)
             ]
-            session.add_all(materials)
-            detail = {"matter": matter.code, "department": department, "case_number": number}
-            session.add(audit_row(actor, "case_open", f"case:{row.id}", now, holder_code=applicant, detail=detail))
-            session.commit()
+            audit = audit_row(actor, "case_open", f"case:{case_id}", now, holder_code=applicant, detail=detail)
+            return materials, audit
+
+        if self._postgresql:  # the id first, then the rows in one statement (case_writes)
+            with reader(self.engine).connect() as connection:
+                row.id = next_case_id(connection)
+                materials, audit = filled(row.id)
+                open_at_once(connection, row, materials, audit)
+        else:
+            with Session(self.engine, expire_on_commit=False) as session:
+                session.add(row)
+                session.flush()
+                assert row.id is not None
+                materials, audit = filled(row.id)
+                session.add_all(materials)
+                session.add(audit)
+                session.commit()
         assert row.id is not None
         log.info("case %s opened: %s by %s for %s", row.id, matter.code, department, mask_holder_code(applicant))
         # The checklist from the rows just written (not read back): the same answer `get` gives.
