@@ -5,6 +5,9 @@ of work. What they write and check is what `cases` writes in a transaction on ot
 Opening: the case's id is taken from its sequence first (the applicant's code is sealed to the row's
 id, and the audit row names it), then the case, its materials and the audit row go in at once.
 
+Closing (inside the close's transaction, which holds the case from its claim to its commit): the
+audit row and the receipt's digest on the case in one statement.
+
 A reuse: lock the case row if it is still open (the same no-op UPDATE as the transaction's, so a
 close running at the same time waits for it, or it for the close), claim the material if it is
 still free, and only then add the use's audit row and the copy's link. Whether the case was open
@@ -17,7 +20,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import CTE, Insert, Select, Table, bindparam, func, insert, literal_column, select, text, update
+from sqlalchemy import CTE, Insert, Select, Table, Update, bindparam, func, insert, literal_column, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -145,3 +148,28 @@ def _audit_insert(source: CTE) -> Insert:
     columns = [c for c in _AUDIT.c if c.name != "id"]
     values = select(*(bindparam(f"audit_{c.name}", type_=c.type) for c in columns)).select_from(source)
     return insert(_AUDIT).from_select([c.name for c in columns], values)
+
+
+def close_at_once(connection: Connection, case_id: int, receipt_sm3: str, audit: AuditEventRow) -> None:
+    """The closed case's receipt digest and its audit row (chained here) in one statement, in the
+    caller's transaction."""
+    with chain_link(connection) as link:
+        values = audit.model_dump(exclude={"id"})
+        if link is not None:
+            values = link.seal("audit_event", values)
+        parameters = {"the_case": case_id, "the_receipt": receipt_sm3}
+        parameters |= {f"audit_{name}": value for name, value in values.items()}
+        connection.execute(_close_statement(), parameters)
+
+
+@functools.cache
+def _close_statement() -> Update:
+    """WITH new_audit AS (INSERT audit_event …) UPDATE service_case SET receipt_sm3 … WHERE id …"""
+    columns = [c for c in _AUDIT.c if c.name != "id"]
+    audit = insert(_AUDIT).values({c.name: bindparam(f"audit_{c.name}", type_=c.type) for c in columns})
+    return (
+        update(_CASES)
+        .where(_CASES.c.id == bindparam("the_case"))
+        .values(receipt_sm3=bindparam("the_receipt", type_=_CASES.c.receipt_sm3.type))
+        .add_cte(audit.cte("new_audit"))
+    )

@@ -42,14 +42,14 @@ from cert_authority.issuing.records import effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
 from cert_authority.sharing import consent
-from cert_authority.sharing.case_writes import next_case_id, open_at_once, reuse_at_once
+from cert_authority.sharing.case_writes import close_at_once, next_case_id, open_at_once, reuse_at_once
 from cert_authority.sharing.matters import MaterialSpec, MatterService, MatterSpec
 from cert_authority.sharing.receipts import ReceiptContent, ReceiptLine, render_receipt
 from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import LicenceUse, SharingService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
-from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow, LicenceRow
+from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow, DepartmentRow, LicenceRow
 from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
@@ -535,12 +535,10 @@ class CaseService:
                 claim = claim.where(col(CaseRow.department_uscc) == actor.department_uscc)
             claimed = session.exec(claim)
             if claimed.rowcount == 1:
-                row, materials, names = _closing(session, case_id)
+                row, materials, names, department_name = _closing(session, case_id)
                 applicant = self._applicant(row)
-                pdf = self._render(row, applicant, materials, names, now, signer, picture, stamper)
+                pdf = self._render(row, applicant, materials, names, department_name, now, signer, picture, stamper)
                 digest = self.filestore.put_new(pdf, within=session.connection())  # one commit for both
-                row.receipt_sm3 = digest
-                session.add(row)
                 reused = sum(1 for m in materials if m.identifier is not None)
                 detail = {
                     "matter": row.matter_code,
@@ -548,9 +546,13 @@ class CaseService:
                     "required": len(materials),
                     "reused": reused,
                 }
-                session.add(
-                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=applicant, detail=detail)
-                )
+                audit = audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=applicant, detail=detail)
+                if self._postgresql:  # the audit row and the receipt's digest in one statement
+                    close_at_once(session.connection(), case_id, digest, audit)
+                else:
+                    row.receipt_sm3 = digest
+                    session.add(row)
+                    session.add(audit)
                 session.commit()
                 log.info("case %s closed: %s of %s materials reused", case_id, reused, len(materials))
                 return Receipt(case_id, digest, pdf)
@@ -573,6 +575,7 @@ class CaseService:
         applicant: str,
         materials: list[CaseMaterialRow],
         names: dict[str, str],
+        department_name: str,
         now: dt.datetime,
         signer: Signer,
         picture: bytes,
@@ -580,7 +583,6 @@ class CaseService:
     ) -> bytes:
         assert row.id is not None
         matter = self.matters.spec(row.matter_code)
-        department = self.registry.get_department_by_uscc(row.department_uscc)
         lines = tuple(
             ReceiptLine(
                 name=m.name,
@@ -597,8 +599,8 @@ class CaseService:
             case_id=row.id,
             matter_code=matter.code,
             matter_name=matter.name,
-            department_name=department.name,
-            department_uscc=department.uscc,
+            department_name=department_name,
+            department_uscc=row.department_uscc,
             applicant=mask_holder_code(applicant),
             case_number=row.case_number,
             opened_at=aware(row.opened_at),
@@ -645,18 +647,23 @@ class CaseService:
         return found[0][0], [material for _, material in found if material is not None]
 
 
-def _closing(session: Session, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow], dict[str, str]]:
-    """The case being closed, its materials, and the names of the licences reused: one query."""
+def _closing(session: Session, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow], dict[str, str], str]:
+    """The case being closed, its materials, the names of the licences reused and the name of the
+    case's department: one query."""
     found = session.exec(
-        select(CaseRow, CaseMaterialRow, LicenceRow.name)
+        select(CaseRow, CaseMaterialRow, LicenceRow.name, DepartmentRow.name)
         .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
         .join(LicenceRow, col(LicenceRow.identifier) == col(CaseMaterialRow.identifier), isouter=True)
+        .join(DepartmentRow, col(DepartmentRow.uscc) == col(CaseRow.department_uscc), isouter=True)
         .where(col(CaseRow.id) == case_id)
         .order_by(col(CaseMaterialRow.position))
     ).all()
-    materials = [material for _, material, _ in found if material is not None]
-    names = {material.identifier: name for _, material, name in found if material and material.identifier and name}
-    return found[0][0], materials, names
+    case, department = found[0][0], found[0][3]
+    if department is None:
+        raise NotFoundError(f"统一社会信用代码为 {case.department_uscc} 的部门尚未登记")
+    materials = [material for _, material, _, _ in found if material is not None]
+    names = {m.identifier: name for _, m, name, _ in found if m and m.identifier and name}
+    return case, materials, names, department
 
 
 def _public(basis: str | None) -> BasisName | None:
