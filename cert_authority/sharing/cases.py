@@ -38,6 +38,7 @@ from cert_authority.errors import (
     SealedDataError,
 )
 from cert_authority.holders.service import checked_holder_code
+from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
@@ -403,7 +404,11 @@ class CaseService:
         ensure_role(actor, "user", "admin")
         if use_code and show_token:
             raise InvalidRequestError("用证码和亮证码只需提供一个")
-        case, materials = self._case(case_id)
+        named = identifier.strip() if identifier and not show_token else None
+        if named:  # the licence is known already: read with the case
+            case, materials, stored = self._case_and_licence(case_id, named)
+        else:
+            (case, materials), stored = self._case(case_id), None
         _ensure_may_act(actor, case)
         if case.status != "open":
             raise IllegalTransitionError(f"办件 {case_id} 已办结，不能再复用证照")
@@ -414,7 +419,10 @@ class CaseService:
             identifier = consent.shown_licence(shown, identifier)
         if not identifier or not identifier.strip():
             raise InvalidRequestError("请提供证照标识（或持证人出示的亮证码）")
-        licence = self.sharing.find_licence(identifier.strip())
+        if named:
+            licence = open_licence(self.personal, stored) if stored is not None else None
+        else:
+            licence = self.sharing.find_licence(identifier.strip())
         if shown is not None and (licence is None or licence.holder_code != applicant):
             raise PermissionDeniedError("亮证码出示的不是申请人的证照：须由申请人本人出示其证照的亮证码")
         if licence is None or licence.holder_code != applicant:
@@ -645,6 +653,23 @@ class CaseService:
         if not found:
             raise NotFoundError(f"没有编号为 {case_id} 的办件")
         return found[0][0], [material for _, material in found if material is not None]
+
+    def _case_and_licence(
+        self, case_id: int, identifier: str
+    ) -> tuple[CaseRow, list[CaseMaterialRow], LicenceRow | None]:
+        """The case, its materials and the licence `identifier` as stored (personal data sealed):
+        one query (`_case` and `SharingService.find_licence`)."""
+        with Session(reader(self.engine)) as session:
+            found = session.exec(
+                select(CaseRow, CaseMaterialRow, LicenceRow)
+                .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
+                .join(LicenceRow, col(LicenceRow.identifier) == identifier, isouter=True)
+                .where(col(CaseRow.id) == case_id)
+                .order_by(col(CaseMaterialRow.position))
+            ).all()
+        if not found:
+            raise NotFoundError(f"没有编号为 {case_id} 的办件")
+        return found[0][0], [material for _, material, _ in found if material is not None], found[0][2]
 
 
 def _closing(session: Session, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow], dict[str, str], str]:

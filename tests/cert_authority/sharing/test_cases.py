@@ -454,11 +454,11 @@ def test_a_case_closed_after_it_was_read_refuses_the_reuse_and_records_nothing(
     holder = services.accounts.holder(HOLDER)
     code, _ = services.sharing.create_use_code(holder, food, USER_USCC, "排水许可", max_uses=1)
     case = services.cases.open(COUNTER, CATERING, HOLDER)
-    as_read = services.cases._case(case.id)
+    as_read = services.cases._case_and_licence(case.id, food)
     services.cases.close(COUNTER, case.id)
     uses_before = use_count(env)
     with monkeypatch.context() as patched:
-        patched.setattr(services.cases, "_case", lambda _case_id: as_read)
+        patched.setattr(services.cases, "_case_and_licence", lambda _case_id, _identifier: as_read)
         with pytest.raises(IllegalTransitionError, match="已办结"):
             services.cases.reuse(COUNTER, case.id, food, code)
     assert use_count(env) == uses_before
