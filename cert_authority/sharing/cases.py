@@ -50,7 +50,15 @@ from cert_authority.sharing.rules import Authorisations, DutyRules
 from cert_authority.sharing.service import LicenceUse, SharingService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
-from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow, DepartmentRow, LicenceRow
+from cert_authority.store.models import (
+    AuditEventRow,
+    CaseMaterialRow,
+    CaseRow,
+    DepartmentRow,
+    LicenceRow,
+    PackedFileRow,
+)
+from cert_authority.store.packing import NOT_READ, NotRead
 from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
@@ -405,8 +413,9 @@ class CaseService:
         if use_code and show_token:
             raise InvalidRequestError("用证码和亮证码只需提供一个")
         named = identifier.strip() if identifier and not show_token else None
-        if named:  # the licence is known already: read with the case
-            case, materials, stored = self._case_and_licence(case_id, named)
+        manifest: str | NotRead | None = NOT_READ
+        if named:  # the licence is known already: read with the case (and its OFD's manifest name)
+            case, materials, stored, manifest = self._case_and_licence(case_id, named)
         else:
             (case, materials), stored = self._case(case_id), None
         _ensure_may_act(actor, case)
@@ -430,7 +439,7 @@ class CaseService:
         matter = self.matters.spec(case.matter_code)
         position = _material_for(licence, materials, matter)
         material = matter.materials[position]
-        self.sharing.ensure_current(licence, now)  # 409 unless valid now
+        self.sharing.ensure_current(licence, now, manifest)  # 409 unless valid now
         if not _meets(licence, material, local_date(now)):
             days = material.conditions.valid_for_days if material.conditions else 0
             raise IllegalTransitionError(
@@ -656,20 +665,23 @@ class CaseService:
 
     def _case_and_licence(
         self, case_id: int, identifier: str
-    ) -> tuple[CaseRow, list[CaseMaterialRow], LicenceRow | None]:
-        """The case, its materials and the licence `identifier` as stored (personal data sealed):
-        one query (`_case` and `SharingService.find_licence`)."""
+    ) -> tuple[CaseRow, list[CaseMaterialRow], LicenceRow | None, str | None]:
+        """The case, its materials, the licence `identifier` as stored (personal data sealed) and
+        the name of its OFD's manifest if the OFD is stored packed: one query (`_case`,
+        `SharingService.find_licence` and `PackedFiles.check_intact`'s first read)."""
         with Session(reader(self.engine)) as session:
             found = session.exec(
-                select(CaseRow, CaseMaterialRow, LicenceRow)
+                select(CaseRow, CaseMaterialRow, LicenceRow, PackedFileRow.manifest_sm3)
                 .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
                 .join(LicenceRow, col(LicenceRow.identifier) == identifier, isouter=True)
+                .join(PackedFileRow, col(PackedFileRow.sm3) == col(LicenceRow.ofd_sm3), isouter=True)
                 .where(col(CaseRow.id) == case_id)
                 .order_by(col(CaseMaterialRow.position))
             ).all()
         if not found:
             raise NotFoundError(f"没有编号为 {case_id} 的办件")
-        return found[0][0], [material for _, material, _ in found if material is not None], found[0][2]
+        case, _, licence, manifest = found[0]
+        return case, [material for _, material, _, _ in found if material is not None], licence, manifest
 
 
 def _closing(session: Session, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow], dict[str, str], str]:

@@ -50,6 +50,7 @@ from cert_authority.sharing.rules import DutyRules
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
+from cert_authority.store.packing import NOT_READ, NotRead
 from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
 from cert_authority.timestamping.authority import TimeStampAuthority
@@ -288,10 +289,11 @@ class SharingService:
         self.ensure_current(row, now)
         return row
 
-    def ensure_current(self, row: LicenceRow, now: dt.datetime) -> None:
-        """409 unless the licence read as `row` is valid now and its record is the one sealed."""
+    def ensure_current(self, row: LicenceRow, now: dt.datetime, manifest: str | NotRead | None = NOT_READ) -> None:
+        """409 unless the licence read as `row` is valid now and its record is the one sealed
+        (`manifest`: its OFD's manifest name, if read with it: `binding.RecordBinding.check`)."""
         ensure_usable(row, now)
-        self.binding.ensure(row)
+        self.binding.ensure(row, manifest)
 
     def hand_over(
         self,

@@ -34,7 +34,14 @@ from cert_authority.http.app import create_app
 from cert_authority.sharing.matters import parse_matter_spec
 from cert_authority.store.chain import verify_chains
 from cert_authority.store.data_keys import RECORDS, data_key_ring
-from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow, SharedFileRow
+from cert_authority.store.models import (
+    AuditEventRow,
+    CaseMaterialRow,
+    CaseRow,
+    LicenceRow,
+    PackedFileRow,
+    SharedFileRow,
+)
 from cert_authority.timeutil import local_date
 from templates.errors import SpecError
 from tests.conftest import (
@@ -47,8 +54,11 @@ from tests.conftest import (
     LicenceEnv,
     PkiHierarchy,
     example_data,
+    flip_stored_bit,
     issue_example,
+    overwrite_stored,
     require_tool_or_skip,
+    stored_name,
 )
 from verification.report import Status
 from verification.show_token import make_token
@@ -473,6 +483,37 @@ def test_a_case_closed_after_it_was_read_refuses_the_reuse_and_records_nothing(
     with env.engine.connect() as connection:
         report = verify_chains(connection, keys)
     assert report.ok, report.problems
+
+
+def test_a_reuse_after_the_licence_file_was_damaged_or_repointed_is_refused(env: LicenceEnv) -> None:
+    """The licence's record was checked against its sealed OFD at the first reuse; the OFD's
+    manifest (its name read with the case) is then damaged, or the packed-file row pointed at
+    another file's: the next reuse is refused (409) and nothing recorded; put back, it works."""
+    services = env.services
+    business = issue_business(env)
+    services.duty_rules.add(CLI_ACTOR, USER_USCC, BUSINESS_TYPE)
+    services.cases.reuse(COUNTER, services.cases.open(COUNTER, CATERING, HOLDER).id, business)
+    with Session(env.engine) as session:
+        licence = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == business)).one()
+    ofd, other_pdf = licence.ofd_sm3, licence.pdf_sm3
+    store, manifest = env.registry.filestore, stored_name(env, licence.ofd_sm3)
+    original = flip_stored_bit(store, manifest)
+    case = services.cases.open(COUNTER, CATERING, HOLDER).id
+    uses = use_count(env)
+    with pytest.raises(ConflictError):
+        services.cases.reuse(COUNTER, case, business)
+    overwrite_stored(store, manifest, original)
+    table = PackedFileRow.__table__  # type: ignore[attr-defined]
+    with env.engine.begin() as connection:
+        connection.execute(
+            table.update().where(table.c.sm3 == ofd).values(manifest_sm3=stored_name(env, other_pdf))
+        )
+    with pytest.raises(ConflictError):
+        services.cases.reuse(COUNTER, case, business)
+    assert use_count(env) == uses
+    with env.engine.begin() as connection:
+        connection.execute(table.update().where(table.c.sm3 == ofd).values(manifest_sm3=manifest))
+    assert services.cases.reuse(COUNTER, case, business).basis == "duty_rule"
 
 
 def _at_once(calls: list[Callable[[], object]]) -> list[object]:
