@@ -46,7 +46,7 @@ from cert_authority.sharing import consent
 from cert_authority.sharing.case_writes import close_at_once, next_case_id, open_at_once, reuse_at_once
 from cert_authority.sharing.matters import MaterialSpec, MatterService, MatterSpec
 from cert_authority.sharing.receipts import ReceiptContent, ReceiptLine, render_receipt
-from cert_authority.sharing.rules import Authorisations, DutyRules
+from cert_authority.sharing.rules import Authorisations, DutyRules, standing_bases
 from cert_authority.sharing.service import LicenceUse, SharingService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
@@ -369,12 +369,11 @@ class CaseService:
     def _standing_bases(
         self, row: CaseRow, applicant: str, type_codes: Sequence[str], now: dt.datetime
     ) -> dict[str, str | None]:
-        """`_standing_basis` for several types: the duty rules in one query, and the holder's
-        authorisation (for the department and matter, whatever the type) only if some type needs it."""
-        duty = self.duty_rules.types_served(row.department_uscc, type_codes, row.matter_code, local_date(now))
-        authorised = False
-        if any(code not in duty for code in type_codes):
-            authorised = self.authorisations.find(applicant, row.department_uscc, row.matter_code, now) is not None
+        """`_standing_basis` for several types: the duty rules and the holder's authorisation (for
+        the department and matter, whatever the type) in one query (`rules.standing_bases`)."""
+        duty, authorised = standing_bases(
+            self.duty_rules, self.authorisations, row.department_uscc, type_codes, row.matter_code, applicant, now
+        )
         return {code: "duty_rule" if code in duty else "authorisation" if authorised else None for code in type_codes}
 
     def licence_presented(

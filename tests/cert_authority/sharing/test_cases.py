@@ -41,6 +41,7 @@ from cert_authority.store.models import (
     LicenceRow,
     PackedFileRow,
     SharedFileRow,
+    StandingAuthorisationRow,
 )
 from cert_authority.timeutil import local_date
 from templates.errors import SpecError
@@ -212,6 +213,18 @@ def test_the_checklist_lists_valid_licences_with_the_basis_this_department_has(e
     assert set(candidates(checklist, "营业执照").values()) == {"consent"}
     services.authorisations.withdraw(holder, granted.id)
     assert candidates(services.cases.get(COUNTER, case.id), "食品经营许可证") == {food: None}
+    # Another matter's, and one past its expiry (as the database has it): no basis either.
+    services.authorisations.grant(holder, USER_USCC, RENEWAL, days=30)
+    lapsed = services.authorisations.grant(holder, USER_USCC, CATERING, days=1)
+    with Session(env.engine) as session:
+        row = session.get(StandingAuthorisationRow, lapsed.id)
+        assert row is not None
+        row.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+        session.add(row)
+        session.commit()
+    assert candidates(services.cases.get(COUNTER, case.id), "食品经营许可证") == {food: None}
+    with pytest.raises(PermissionDeniedError, match="没有用证依据"):
+        services.cases.reuse(COUNTER, case.id, food)
 
 
 def test_expired_licences_and_unmet_conditions_are_not_listed(env: LicenceEnv) -> None:
