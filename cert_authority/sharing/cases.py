@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, literal_column, update
+from sqlalchemy import select as core_select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
@@ -39,7 +40,7 @@ from cert_authority.errors import (
 )
 from cert_authority.holders.service import checked_holder_code
 from cert_authority.issuing.personal import open_licence
-from cert_authority.issuing.records import effective_status
+from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
 from cert_authority.sharing import consent
@@ -69,6 +70,17 @@ from templates.identifier import mask_holder_code
 log = logging.getLogger("ecas.cases")
 
 CASE_TABLE = "service_case"
+_LICENCES = LicenceRow.__table__  # type: ignore[attr-defined]
+# The applicant's issued licences of the matter's types, newest first: what the checklist shows.
+_CANDIDATES = (
+    core_select(*(_LICENCES.c[name] for name in ("identifier", "name", "type_code", "status", "valid_until")))
+    .where(
+        _LICENCES.c.holder_code_index == bindparam("holder"),
+        _LICENCES.c.type_code.in_(bindparam("types", expanding=True)),
+        _LICENCES.c.status == literal_column("'issued'"),
+    )
+    .order_by(_LICENCES.c.created_at.desc(), _LICENCES.c.id.desc())
+)
 MAX_CASE_NUMBER = 60
 MAX_LISTED = 200
 # How a basis is named to the counter: duty_rule or consent (by a use code or a standing
@@ -341,14 +353,9 @@ class CaseService:
         if not types:
             return {}
         today = local_date(now)
-        with Session(reader(self.engine)) as session:
-            licences = session.exec(
-                select(LicenceRow)
-                .where(col(LicenceRow.holder_code_index) == self.personal.index(applicant))
-                .where(col(LicenceRow.type_code).in_(types))
-                .where(col(LicenceRow.status) == "issued")
-                .order_by(col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
-            ).all()
+        parameters = {"holder": self.personal.index(applicant), "types": list(types)}
+        with reader(self.engine).connect() as connection:  # the columns a candidate needs, no ORM objects
+            licences = connection.execute(_CANDIDATES, parameters).all()
         basis = {code: _public(basis) for code, basis in self._standing_bases(row, applicant, types, now).items()}
         found: dict[int, tuple[Candidate, ...]] = {}
         for position, material in enumerate(matter.materials):
@@ -713,7 +720,7 @@ def _reused(row: CaseMaterialRow) -> Reused | None:
     return Reused(row.identifier, row.licence_version, row.licence_sm3, row.basis, aware(row.reused_at))
 
 
-def _meets(licence: LicenceRow, material: MaterialSpec, today: dt.date) -> bool:
+def _meets(licence: StatusFields, material: MaterialSpec, today: dt.date) -> bool:
     """Valid today and, if the matter asks, for so many days after the application date."""
     if effective_status(licence, today) != "issued":
         return False
