@@ -24,8 +24,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import or_
-from sqlalchemy.engine import Engine
+from sqlalchemy import ColumnElement, or_
+from sqlalchemy.engine import Engine, Row
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor
@@ -41,6 +41,7 @@ from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import CaseRow, LicenceRow
 from cert_authority.store.packing import PackedFiles
 from cert_authority.store.personal import PersonalData
+from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
 from cert_authority.transparency.log import TransparencyLog
 from keys.crl import Crl
@@ -107,16 +108,16 @@ class VerificationService:
             self._anchors.put(key, anchors)
         return key, anchors
 
-    def _sealed_file(self, digest: str, now: dt.datetime, data: bytes | None = None) -> Report:
+    def _sealed_file(self, digest: str, now: dt.datetime, data: bytes | None = None, intact: bool = False) -> Report:
         """verify_sealed_file, remembered while VALID for the same file and anchors; the report's
         time is this check's. Without `data` the file is the stored one: checked intact in the store
-        every time, read whole only when its report is not remembered (StoredFileError if missing
-        or damaged)."""
+        every time (`intact`: the caller just did), read whole only when its report is not
+        remembered (StoredFileError if missing or damaged)."""
         anchors_key, anchors = self._anchors_keyed(now)
         key = (digest, anchors_key)
         report = self._file_checks.get(key)
         if report is not None:
-            if data is None:
+            if data is None and not intact:
                 self.packed.check_intact(digest)
             return Report(report.checks, dict(report.subject), checked_at=now)
         if data is None:
@@ -136,10 +137,7 @@ class VerificationService:
         report = self._sealed_file(digest, now, data)
         if report.result is Status.INVALID:
             return report
-        with Session(self.engine) as session:
-            row = session.exec(
-                select(LicenceRow).where(or_(col(LicenceRow.pdf_sm3) == digest, col(LicenceRow.ofd_sm3) == digest))
-            ).first()
+        row = self._stored_row(or_(_LICENCE.c.pdf_sm3 == digest, _LICENCE.c.ofd_sm3 == digest))
         if row is None:
             receipt = self._receipt(digest)
             if receipt is not None:
@@ -155,7 +153,7 @@ class VerificationService:
     def _receipt(self, digest: str) -> tuple[Check, dict[str, Any]] | None:
         """A reuse receipt (材料复用清单) this authority sealed when it closed a case: the case keeps
         the receipt's SM3, so the same bytes are the receipt it issued."""
-        with Session(self.engine) as session:
+        with Session(reader(self.engine)) as session:
             case = session.exec(select(CaseRow).where(col(CaseRow.receipt_sm3) == digest)).first()
         if case is None or case.closed_at is None:
             return None
@@ -179,13 +177,19 @@ class VerificationService:
             return Report((Check.invalid("identifier", "bad_check_character", str(exc)),), subject, checked_at=now)
         except InvalidCodeError as exc:
             return Report((Check.invalid("identifier", "malformed_identifier", str(exc)),), subject, checked_at=now)
-        with Session(self.engine) as session:
-            row = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == text)).first()
+        row = self._stored_row(_LICENCE.c.identifier == text)
         if row is None:
             missing = Check.invalid("identifier", "not_found", f"证照标识格式正确，但本机构没有证照 {text}")
             return Report((missing,), subject, checked_at=now)
         try:
-            report = self._sealed_file(row.pdf_sm3, now)
+            # Both stored files at once (two reads, not four); if either fails, each file's own
+            # check below says which and how.
+            self.packed.check_all_intact([row.pdf_sm3, row.ofd_sm3])
+            intact = True
+        except StoredFileError:
+            intact = False
+        try:
+            report = self._sealed_file(row.pdf_sm3, now, intact=intact)
         except StoredFileError as exc:
             return Report((Check.invalid("record", "stored_file_damaged", str(exc)),), subject, checked_at=now)
         report = Report(
@@ -193,22 +197,31 @@ class VerificationService:
             report.subject | subject,
             checked_at=now,
         )
-        return self._with_record(report, row, now, show_face=_may_see_face(actor, row))
+        return self._with_record(report, row, now, show_face=_may_see_face(actor, row), intact=intact)
 
     # --- what the registry adds ---------------------------------------------------------------
-    def _with_record(self, report: Report, stored: LicenceRow, now: dt.datetime, show_face: bool) -> Report:
-        key = tuple(getattr(stored, name) for name in _COLUMNS)  # the row as stored, every column
+    def _stored_row(self, where: ColumnElement[bool]) -> Row[Any] | None:
+        """The licence row as stored, every column, without the ORM: a remembered record needs
+        only its columns as a key."""
+        with reader(self.engine).connect() as connection:
+            return connection.execute(select(_LICENCE).where(where)).first()
+
+    def _with_record(
+        self, report: Report, stored: Row[Any], now: dt.datetime, show_face: bool, intact: bool = False
+    ) -> Report:
+        key = tuple(stored)  # the row as stored, every column
         row = self._records.get(key)
         if row is None:
             try:
-                row = open_licence(self.personal, stored)
+                row = open_licence(self.personal, LicenceRow(**stored._mapping))
             except SealedDataError as exc:  # edited or moved in the database: the record binds nothing
                 log.error("licence %s: %s", stored.identifier, exc)
                 return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
             self._records.put(key, row)
-        # The binding reads the stored OFD and checks its digest every time (its comparison with the
-        # record is remembered per record content); the log's tables are in no key: both every time.
-        bound, logged = self.binding.check(row), log_check(self.log, row, now, self.personal)
+        # The binding reads the stored OFD and checks its digest every time, unless the caller just
+        # did (`intact`; its comparison with the record is remembered per record content); the
+        # log's tables are in no key: both every time.
+        bound, logged = self.binding.check(row, intact), log_check(self.log, row, now, self.personal)
         checks = [licence_status_check(row, now), bound, logged]
         subject = {
             "identifier": row.identifier,
@@ -232,7 +245,7 @@ class VerificationService:
         return verified
 
 
-_COLUMNS = tuple(column.name for column in LicenceRow.__table__.columns)  # type: ignore[attr-defined]
+_LICENCE = LicenceRow.__table__  # type: ignore[attr-defined]
 
 
 def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:
@@ -246,7 +259,7 @@ def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:
     return Check.invalid("status", status, message)
 
 
-def _may_see_face(actor: Actor, row: LicenceRow) -> bool:
+def _may_see_face(actor: Actor, row: Row[Any]) -> bool:
     if actor.role in ("admin", "auditor"):
         return True
     return actor.role == "issuer" and actor.department_uscc == row.issuer_code

@@ -23,7 +23,7 @@ from cert_authority.checking.verdicts import Remembered
 from cert_authority.errors import SealedDataError
 from cert_authority.issuing.personal import open_holder
 from cert_authority.pki.service import PkiService
-from cert_authority.store.audit import audit_row
+from cert_authority.store.audit import audit_values
 from cert_authority.store.chain import chain_link
 from cert_authority.store.models import AuditEventRow, LicenceRow, ShowTokenUseRow
 from cert_authority.store.personal import PersonalData
@@ -111,8 +111,7 @@ class ShowTokenVerifier:
                 report = Report((*checks, *last), subject, face_data=token.fields, checked_at=now)
                 detail = {"result": report.result.value, "reason": report.reason, "fields": sorted(token.fields)}
                 code = holder["holder_code"]
-                audit = audit_row(actor, "show_verify", row.identifier, now, holder_code=code, detail=detail)
-                return report, audit.model_dump(exclude={"id"})
+                return report, audit_values(actor, "show_verify", row.identifier, now, holder_code=code, detail=detail)
 
             if checks[-1].status is not Status.VALID:
                 report, audit = report_and_audit()

@@ -41,7 +41,7 @@ def serve(
     from cert_authority.http.access_log import log_config
     from cert_authority.http.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=serve_workers.LOG_FORMAT)
     settings = public_address(_settings(ctx, new_ok=True), host, port)
     os.environ.setdefault("ECAS_BASE_URL", settings.base_url)  # worker processes build their own settings
     if workers == 1:

@@ -34,6 +34,7 @@ APP = "cert_authority.http.app:create_app"
 SHUTDOWN_SECONDS = 30  # a worker still running after this is killed
 STARTUP_SECONDS = 30  # a worker that fails (exit code > 0) this soon failed to start
 CHECK_SECONDS = 0.5
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def available() -> bool:
@@ -90,6 +91,9 @@ def _listening(host: str, port: int) -> socket.socket:
 
 
 def _run(sock: socket.socket, options: dict[str, Any]) -> None:
+    # A spawned worker starts with logging unconfigured (uvicorn's config sets only its own
+    # loggers): ECAS's INFO lines were dropped and its warnings printed without a time.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # uvicorn stops gracefully on SIGTERM (from the parent) and SIGINT (Ctrl-C reaches the group).
     uvicorn.Server(uvicorn.Config(APP, factory=True, **options)).run(sockets=[sock])
 

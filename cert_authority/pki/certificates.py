@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from cert_authority.store.models import CrlRow, IssuedCertificateRow
+from cert_authority.store.reading import reader
 from keys.ca import IssuedCertificate, StoredCrl
 from keys.crl import RevokedEntry
 from keys.errors import CAError
@@ -112,7 +113,7 @@ class SqlCertificateRegistry:
         # Asked on every verification: the newest number is read each time, its DER only when it is
         # not the one read last (a CRL of many revocations is large; a stored CRL never changes,
         # and its signature is checked by whoever uses it).
-        with self.engine.connect() as connection:
+        with reader(self.engine).connect() as connection:
             newest = connection.execute(
                 sql_select(_CRL.c.number, _CRL.c.this_update, _CRL.c.next_update)
                 .order_by(_CRL.c.number.desc())

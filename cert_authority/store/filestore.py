@@ -375,6 +375,25 @@ class FileStore:
             raise StoredFileError(f"文件库中的文件 {digest} 已损坏：内容与 SM3 摘要不符（{backend.where(digest)}）")
         return data
 
+    def get_many(self, digests: Sequence[str]) -> dict[str, bytes]:
+        """`get` of several files, read in one go (one query on a database backend)."""
+        for digest in digests:
+            _check(digest)
+        stored = self.backend.read_many(list(digests))
+        found: dict[str, bytes] = {}
+        for digest in digests:
+            backend = self.backend
+            value = stored.get(digest)
+            if value is None and self.fallback is not None:
+                value, backend = self.fallback.read(digest), self.fallback
+            if value is None:
+                raise StoredFileError(f"文件库缺少文件 {digest}（{self.backend.where(digest)}）")
+            data = self._open(digest, value)
+            if data is None:
+                raise StoredFileError(f"文件库中的文件 {digest} 已损坏：内容与 SM3 摘要不符（{backend.where(digest)}）")
+            found[digest] = data
+        return found
+
     def exists(self, digest: str) -> bool:
         _check(digest)
         if self.backend.contains(digest):

@@ -25,6 +25,8 @@ from tests.conftest import (
     issue_example,
     open_licence_env,
     overwrite_stored,
+    raw_stored,
+    remove_stored,
     stored_name,
 )
 from verification.report import Status
@@ -118,6 +120,22 @@ def test_a_damaged_stored_file_is_caught_with_its_checks_remembered(licence_env:
         original = flip_stored_bit(store, manifest)
         report = env.services.verification.verify_identifier(CLI_ACTOR, identifier)
         assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
+        overwrite_stored(store, manifest, original)
+    assert env.services.verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
+
+
+def test_a_deleted_stored_file_is_caught_with_its_checks_remembered(licence_env: LicenceEnv) -> None:
+    """Both stored files are checked in one read: either one gone is still found, and named."""
+    env = licence_env
+    identifier, digests = _warmed_licence(env)
+    store = env.registry.filestore
+    for digest in digests:
+        manifest = stored_name(env, digest)
+        original = raw_stored(store, manifest)
+        remove_stored(store, manifest)
+        report = env.services.verification.verify_identifier(CLI_ACTOR, identifier)
+        assert (report.result, report.reason) == (Status.INVALID, "stored_file_damaged")
+        assert manifest in " ".join(c.message for c in report.checks)
         overwrite_stored(store, manifest, original)
     assert env.services.verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
 

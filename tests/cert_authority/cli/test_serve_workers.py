@@ -65,6 +65,11 @@ def test_replay_protection_holds_across_workers(licence_env: LicenceEnv) -> None
     with Session(env.registry.engine) as db:
         audited = db.exec(select(AuditEventRow.detail_json).where(AuditEventRow.action == "show_verify")).all()
     assert sorted(json.loads(detail or "{}")["reason"] for detail in audited) == sorted(reasons)  # each check once
+    # The workers log as the single-process server does (their logging used to be left unset):
+    # each check a line, with the time, and the holder's code nowhere.
+    logged = _worker_log(env).read_text()
+    assert len(re.findall(rf"^\S+ \S+ INFO ecas\.show: show token for {identifier} checked by", logged, re.M)) == 8
+    assert HOLDER not in logged
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # on SQLite, limits are per worker
@@ -142,7 +147,7 @@ def two_workers(env: LicenceEnv, **settings: str) -> Iterator[str]:
         [ecas, "serve", "--workers", "2", "--port", str(port)],
         env=environment,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=_worker_log(env).open("wb"),  # a file: a pipe nobody reads fills up and stalls the server
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -151,3 +156,7 @@ def two_workers(env: LicenceEnv, **settings: str) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _worker_log(env: LicenceEnv) -> Path:
+    return env.settings.data_dir / "ecas-serve.log"

@@ -14,8 +14,10 @@ from sqlalchemy import text
 
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.issuing.issuance import IssueRequest
+from cert_authority.store.audit import audit_row, audit_values
 from cert_authority.store.chain import anchor, verify_chains
 from cert_authority.store.data_keys import RECORDS, data_key_ring
+from cert_authority.store.models import AuditEventRow
 from tests.conftest import FOOD_TYPE, ISSUER_USCC, USER_USCC, LicenceEnv, example_data, issue_example
 
 HOLDER_PASSWORD = "correct horse battery"
@@ -224,3 +226,14 @@ def test_migration_0012_down_and_up_keeps_old_rows_unchained(database_url: str) 
         command.downgrade(config, "0011_matters_cases")
     migrate(engine)
     engine.dispose()
+
+
+def test_core_audit_values_are_the_audit_rows_columns() -> None:
+    """The show-token check writes audit rows from `audit_values` without the ORM: every column
+    but the id, as the model would have them, so a column added later cannot be left out."""
+    at = dt.datetime(2026, 12, 6, tzinfo=dt.timezone.utc)
+    arguments = (CLI_ACTOR, "show_verify", "target", at)
+    options = {"holder_code": "350102199001011234", "detail": {"result": "VALID"}}
+    values = audit_values(*arguments, **options)
+    assert values == audit_row(*arguments, **options).model_dump(exclude={"id"})
+    assert set(values) == {c.name for c in AuditEventRow.__table__.columns} - {"id"}  # type: ignore[attr-defined]
