@@ -22,7 +22,7 @@ from cert_authority.errors import RecordMismatchError, StoredFileError
 from cert_authority.issuing.layouts import LicenceLayouts
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import LicenceRow
-from cert_authority.store.packing import PackedFiles
+from cert_authority.store.packing import NOT_READ, NotRead, PackedFiles
 from keys.sm2 import sm3
 from verification.ofd_file import inspect_ofd
 from verification.report import Check, Status
@@ -86,17 +86,18 @@ class RecordBinding:
         self.layouts = layouts
         self._checks: dict[str, Check] = {}  # the record as JSON -> outcome of _compare
 
-    def check(self, row: LicenceRow, *, intact: bool = False) -> Check:
+    def check(self, row: LicenceRow, manifest: str | NotRead | None = NOT_READ, *, intact: bool = False) -> Check:
         """The record against its stored, sealed OFD: `record` VALID, or INVALID record_mismatch
         (or stored_file_damaged). The stored OFD is checked to be intact every time, unless the
         caller just did (`intact`), and read whole only when this record has not been compared
-        with it yet."""
+        with it yet; `manifest`: the name of the OFD's manifest, if the caller read it with the
+        record (`PackedFiles.check_intact`)."""
         key = json.dumps(row.model_dump(mode="json"), sort_keys=True)
         check = self._checks.get(key)
         try:
             if check is not None:
                 if not intact:
-                    self.packed.check_intact(row.ofd_sm3)
+                    self.packed.check_intact(row.ofd_sm3, manifest)
                 return check
             ofd = self.packed.get(row.ofd_sm3)
         except StoredFileError as exc:
@@ -107,10 +108,10 @@ class RecordBinding:
         self._checks[key] = check
         return check
 
-    def ensure(self, row: LicenceRow) -> None:
+    def ensure(self, row: LicenceRow, manifest: str | NotRead | None = NOT_READ) -> None:
         """Raise RecordMismatchError unless the record is the one its file binds (before a licence
         is shown or handed out: a holder code edited in the database must not let another show it)."""
-        check = self.check(row)
+        check = self.check(row, manifest=manifest)
         if check.status is not Status.VALID:
             log.error("licence %s: %s (%s)", row.identifier, check.reason, check.message)
             raise RecordMismatchError("证照登记记录与盖章文件不一致，暂不能使用，请联系发证部门核查")

@@ -22,10 +22,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import func, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, func, literal_column, update
+from sqlalchemy import select as core_select
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor, ensure_role
@@ -38,17 +39,27 @@ from cert_authority.errors import (
     SealedDataError,
 )
 from cert_authority.holders.service import checked_holder_code
-from cert_authority.issuing.records import effective_status
+from cert_authority.issuing.personal import open_licence
+from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
 from cert_authority.sharing import consent
+from cert_authority.sharing.case_writes import close_at_once, next_case_id, open_at_once, reuse_at_once
 from cert_authority.sharing.matters import MaterialSpec, MatterService, MatterSpec
 from cert_authority.sharing.receipts import ReceiptContent, ReceiptLine, render_receipt
-from cert_authority.sharing.rules import Authorisations, DutyRules
+from cert_authority.sharing.rules import Authorisations, DutyRules, standing_bases
 from cert_authority.sharing.service import LicenceUse, SharingService
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
-from cert_authority.store.models import CaseMaterialRow, CaseRow, LicenceRow
+from cert_authority.store.models import (
+    AuditEventRow,
+    CaseMaterialRow,
+    CaseRow,
+    DepartmentRow,
+    LicenceRow,
+    PackedFileRow,
+)
+from cert_authority.store.packing import NOT_READ, NotRead
 from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
@@ -59,6 +70,17 @@ from templates.identifier import mask_holder_code
 log = logging.getLogger("ecas.cases")
 
 CASE_TABLE = "service_case"
+_LICENCES = LicenceRow.__table__  # type: ignore[attr-defined]
+# The applicant's issued licences of the matter's types, newest first: what the checklist shows.
+_CANDIDATES = (
+    core_select(*(_LICENCES.c[name] for name in ("identifier", "name", "type_code", "status", "valid_until")))
+    .where(
+        _LICENCES.c.holder_code_index == bindparam("holder"),
+        _LICENCES.c.type_code.in_(bindparam("types", expanding=True)),
+        _LICENCES.c.status == literal_column("'issued'"),
+    )
+    .order_by(_LICENCES.c.created_at.desc(), _LICENCES.c.id.desc())
+)
 MAX_CASE_NUMBER = 60
 MAX_LISTED = 200
 # How a basis is named to the counter: duty_rule or consent (by a use code or a standing
@@ -173,6 +195,7 @@ class CaseService:
         self.duty_rules = duty_rules
         self.authorisations = authorisations
         self.clock = clock
+        self._postgresql = engine.dialect.name == "postgresql"  # writes in one statement (case_writes)
 
     # --- open and look ------------------------------------------------------------------------
     def open(
@@ -203,19 +226,32 @@ class CaseService:
             opened_at=now,
             opened_by=actor.label,
         )
-        with Session(self.engine, expire_on_commit=False) as session:
-            session.add(row)
-            session.flush()
-            assert row.id is not None
-            row.applicant_sealed = self.personal.seal({"applicant_code": applicant}, table=CASE_TABLE, row=str(row.id))
+        detail = {"matter": matter.code, "department": department, "case_number": number}
+
+        def filled(case_id: int) -> tuple[list[CaseMaterialRow], AuditEventRow]:
+            """With its id known: the applicant sealed to the row, the materials, the audit row."""
+            row.applicant_sealed = self.personal.seal({"applicant_code": applicant}, table=CASE_TABLE, row=str(case_id))
             materials = [
-                CaseMaterialRow(case_id=row.id, position=position, name=material.name, type_code=material.licence_type)
+                CaseMaterialRow(case_id=case_id, position=position, name=material.name, type_code=material.licence_type)
                 for position, material in enumerate(matter.materials)
             ]
-            session.add_all(materials)
-            detail = {"matter": matter.code, "department": department, "case_number": number}
-            session.add(audit_row(actor, "case_open", f"case:{row.id}", now, holder_code=applicant, detail=detail))
-            session.commit()
+            audit = audit_row(actor, "case_open", f"case:{case_id}", now, holder_code=applicant, detail=detail)
+            return materials, audit
+
+        if self._postgresql:  # the id first, then the rows in one statement (case_writes)
+            with reader(self.engine).connect() as connection:
+                row.id = next_case_id(connection)
+                materials, audit = filled(row.id)
+                open_at_once(connection, row, materials, audit)
+        else:
+            with Session(self.engine, expire_on_commit=False) as session:
+                session.add(row)
+                session.flush()
+                assert row.id is not None
+                materials, audit = filled(row.id)
+                session.add_all(materials)
+                session.add(audit)
+                session.commit()
         assert row.id is not None
         log.info("case %s opened: %s by %s for %s", row.id, matter.code, department, mask_holder_code(applicant))
         # The checklist from the rows just written (not read back): the same answer `get` gives.
@@ -295,9 +331,16 @@ class CaseService:
             assert row.id is not None
             summaries.append(
                 CaseSummary(
-                    row.id, row.matter_code, self.matters.spec(row.matter_code).name, row.department_uscc,
-                    mask_holder_code(self._applicant(row)), row.case_number, row.status, aware(row.opened_at),
-                    required or 0, reused or 0,
+                    row.id,
+                    row.matter_code,
+                    self.matters.spec(row.matter_code).name,
+                    row.department_uscc,
+                    mask_holder_code(self._applicant(row)),
+                    row.case_number,
+                    row.status,
+                    aware(row.opened_at),
+                    required or 0,
+                    reused or 0,
                 )
             )
         return summaries
@@ -310,14 +353,9 @@ class CaseService:
         if not types:
             return {}
         today = local_date(now)
-        with Session(reader(self.engine)) as session:
-            licences = session.exec(
-                select(LicenceRow)
-                .where(col(LicenceRow.holder_code_index) == self.personal.index(applicant))
-                .where(col(LicenceRow.type_code).in_(types))
-                .where(col(LicenceRow.status) == "issued")
-                .order_by(col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
-            ).all()
+        parameters = {"holder": self.personal.index(applicant), "types": list(types)}
+        with reader(self.engine).connect() as connection:  # the columns a candidate needs, no ORM objects
+            licences = connection.execute(_CANDIDATES, parameters).all()
         basis = {code: _public(basis) for code, basis in self._standing_bases(row, applicant, types, now).items()}
         found: dict[int, tuple[Candidate, ...]] = {}
         for position, material in enumerate(matter.materials):
@@ -338,12 +376,11 @@ class CaseService:
     def _standing_bases(
         self, row: CaseRow, applicant: str, type_codes: Sequence[str], now: dt.datetime
     ) -> dict[str, str | None]:
-        """`_standing_basis` for several types: the duty rules in one query, and the holder's
-        authorisation (for the department and matter, whatever the type) only if some type needs it."""
-        duty = self.duty_rules.types_served(row.department_uscc, type_codes, row.matter_code, local_date(now))
-        authorised = False
-        if any(code not in duty for code in type_codes):
-            authorised = self.authorisations.find(applicant, row.department_uscc, row.matter_code, now) is not None
+        """`_standing_basis` for several types: the duty rules and the holder's authorisation (for
+        the department and matter, whatever the type) in one query (`rules.standing_bases`)."""
+        duty, authorised = standing_bases(
+            self.duty_rules, self.authorisations, row.department_uscc, type_codes, row.matter_code, applicant, now
+        )
         return {code: "duty_rule" if code in duty else "authorisation" if authorised else None for code in type_codes}
 
     def licence_presented(
@@ -381,7 +418,12 @@ class CaseService:
         ensure_role(actor, "user", "admin")
         if use_code and show_token:
             raise InvalidRequestError("用证码和亮证码只需提供一个")
-        case, materials = self._case(case_id)
+        named = identifier.strip() if identifier and not show_token else None
+        manifest: str | NotRead | None = NOT_READ
+        if named:  # the licence is known already: read with the case (and its OFD's manifest name)
+            case, materials, stored, manifest = self._case_and_licence(case_id, named)
+        else:
+            (case, materials), stored = self._case(case_id), None
         _ensure_may_act(actor, case)
         if case.status != "open":
             raise IllegalTransitionError(f"办件 {case_id} 已办结，不能再复用证照")
@@ -392,7 +434,10 @@ class CaseService:
             identifier = consent.shown_licence(shown, identifier)
         if not identifier or not identifier.strip():
             raise InvalidRequestError("请提供证照标识（或持证人出示的亮证码）")
-        licence = self.sharing.find_licence(identifier.strip())
+        if named:
+            licence = open_licence(self.personal, stored) if stored is not None else None
+        else:
+            licence = self.sharing.find_licence(identifier.strip())
         if shown is not None and (licence is None or licence.holder_code != applicant):
             raise PermissionDeniedError("亮证码出示的不是申请人的证照：须由申请人本人出示其证照的亮证码")
         if licence is None or licence.holder_code != applicant:
@@ -400,7 +445,7 @@ class CaseService:
         matter = self.matters.spec(case.matter_code)
         position = _material_for(licence, materials, matter)
         material = matter.materials[position]
-        self.sharing.ensure_current(licence, now)  # 409 unless valid now
+        self.sharing.ensure_current(licence, now, manifest)  # 409 unless valid now
         if not _meets(licence, material, local_date(now)):
             days = material.conditions.valid_for_days if material.conditions else 0
             raise IllegalTransitionError(
@@ -459,8 +504,33 @@ class CaseService:
                 if current is None or current.identifier != licence.identifier:
                     raise ConflictError(f"材料「{material.name}」已复用其他证照")
 
+        def write(connection: Connection, shared: dict[str, Any], audit: dict[str, Any]) -> bool:
+            """PostgreSQL: the same in one statement when the material is still free; when it is
+            not (claimed by this licence before, or by another), `record` settles it as above."""
+            claim = {
+                "identifier": licence.identifier,
+                "licence_version": licence.version,
+                "licence_sm3": licence.pdf_sm3,
+                "basis": basis,
+                "reused_at": now,
+                "reused_by": actor.label,
+            }
+            still_open, claimed = reuse_at_once(connection, case_id, position, claim, shared, audit)
+            if not still_open:
+                raise IllegalTransitionError(f"办件 {case_id} 已办结，不能再复用证照")
+            return claimed
+
         use = self.sharing.hand_over(
-            acting, licence, cause, basis, now, use_code=use_code, detail=detail, record=record, refund=refund
+            acting,
+            licence,
+            cause,
+            basis,
+            now,
+            use_code=use_code,
+            detail=detail,
+            record=record,
+            refund=refund,
+            write=write if self._postgresql else None,
         )
         return CaseReuse(case_id, material.name, *split_basis(basis), use)
 
@@ -488,19 +558,24 @@ class CaseService:
                 claim = claim.where(col(CaseRow.department_uscc) == actor.department_uscc)
             claimed = session.exec(claim)
             if claimed.rowcount == 1:
-                row, materials, names = _closing(session, case_id)
+                row, materials, names, department_name = _closing(session, case_id)
                 applicant = self._applicant(row)
-                pdf = self._render(row, applicant, materials, names, now, signer, picture, stamper)
+                pdf = self._render(row, applicant, materials, names, department_name, now, signer, picture, stamper)
                 digest = self.filestore.put_new(pdf, within=session.connection())  # one commit for both
-                row.receipt_sm3 = digest
-                session.add(row)
                 reused = sum(1 for m in materials if m.identifier is not None)
-                detail = {"matter": row.matter_code, "receipt_sm3": digest, "required": len(materials),
-                          "reused": reused}
-                session.add(
-                    audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=applicant,
-                              detail=detail)
-                )
+                detail = {
+                    "matter": row.matter_code,
+                    "receipt_sm3": digest,
+                    "required": len(materials),
+                    "reused": reused,
+                }
+                audit = audit_row(actor, "case_close", f"case:{case_id}", now, holder_code=applicant, detail=detail)
+                if self._postgresql:  # the audit row and the receipt's digest in one statement
+                    close_at_once(session.connection(), case_id, digest, audit)
+                else:
+                    row.receipt_sm3 = digest
+                    session.add(row)
+                    session.add(audit)
                 session.commit()
                 log.info("case %s closed: %s of %s materials reused", case_id, reused, len(materials))
                 return Receipt(case_id, digest, pdf)
@@ -523,6 +598,7 @@ class CaseService:
         applicant: str,
         materials: list[CaseMaterialRow],
         names: dict[str, str],
+        department_name: str,
         now: dt.datetime,
         signer: Signer,
         picture: bytes,
@@ -530,7 +606,6 @@ class CaseService:
     ) -> bytes:
         assert row.id is not None
         matter = self.matters.spec(row.matter_code)
-        department = self.registry.get_department_by_uscc(row.department_uscc)
         lines = tuple(
             ReceiptLine(
                 name=m.name,
@@ -547,8 +622,8 @@ class CaseService:
             case_id=row.id,
             matter_code=matter.code,
             matter_name=matter.name,
-            department_name=department.name,
-            department_uscc=department.uscc,
+            department_name=department_name,
+            department_uscc=row.department_uscc,
             applicant=mask_holder_code(applicant),
             case_number=row.case_number,
             opened_at=aware(row.opened_at),
@@ -594,19 +669,44 @@ class CaseService:
             raise NotFoundError(f"没有编号为 {case_id} 的办件")
         return found[0][0], [material for _, material in found if material is not None]
 
+    def _case_and_licence(
+        self, case_id: int, identifier: str
+    ) -> tuple[CaseRow, list[CaseMaterialRow], LicenceRow | None, str | None]:
+        """The case, its materials, the licence `identifier` as stored (personal data sealed) and
+        the name of its OFD's manifest if the OFD is stored packed: one query (`_case`,
+        `SharingService.find_licence` and `PackedFiles.check_intact`'s first read)."""
+        with Session(reader(self.engine)) as session:
+            found = session.exec(
+                select(CaseRow, CaseMaterialRow, LicenceRow, PackedFileRow.manifest_sm3)
+                .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
+                .join(LicenceRow, col(LicenceRow.identifier) == identifier, isouter=True)
+                .join(PackedFileRow, col(PackedFileRow.sm3) == col(LicenceRow.ofd_sm3), isouter=True)
+                .where(col(CaseRow.id) == case_id)
+                .order_by(col(CaseMaterialRow.position))
+            ).all()
+        if not found:
+            raise NotFoundError(f"没有编号为 {case_id} 的办件")
+        case, _, licence, manifest = found[0]
+        return case, [material for _, material, _, _ in found if material is not None], licence, manifest
 
-def _closing(session: Session, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow], dict[str, str]]:
-    """The case being closed, its materials, and the names of the licences reused: one query."""
+
+def _closing(session: Session, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow], dict[str, str], str]:
+    """The case being closed, its materials, the names of the licences reused and the name of the
+    case's department: one query."""
     found = session.exec(
-        select(CaseRow, CaseMaterialRow, LicenceRow.name)
+        select(CaseRow, CaseMaterialRow, LicenceRow.name, DepartmentRow.name)
         .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
         .join(LicenceRow, col(LicenceRow.identifier) == col(CaseMaterialRow.identifier), isouter=True)
+        .join(DepartmentRow, col(DepartmentRow.uscc) == col(CaseRow.department_uscc), isouter=True)
         .where(col(CaseRow.id) == case_id)
         .order_by(col(CaseMaterialRow.position))
     ).all()
-    materials = [material for _, material, _ in found if material is not None]
-    names = {material.identifier: name for _, material, name in found if material and material.identifier and name}
-    return found[0][0], materials, names
+    case, department = found[0][0], found[0][3]
+    if department is None:
+        raise NotFoundError(f"统一社会信用代码为 {case.department_uscc} 的部门尚未登记")
+    materials = [material for _, material, _, _ in found if material is not None]
+    names = {m.identifier: name for _, m, name, _ in found if m and m.identifier and name}
+    return case, materials, names, department
 
 
 def _public(basis: str | None) -> BasisName | None:
@@ -620,7 +720,7 @@ def _reused(row: CaseMaterialRow) -> Reused | None:
     return Reused(row.identifier, row.licence_version, row.licence_sm3, row.basis, aware(row.reused_at))
 
 
-def _meets(licence: LicenceRow, material: MaterialSpec, today: dt.date) -> bool:
+def _meets(licence: StatusFields, material: MaterialSpec, today: dt.date) -> bool:
     """Valid today and, if the matter asks, for so many days after the application date."""
     if effective_status(licence, today) != "issued":
         return False
@@ -677,4 +777,3 @@ def _checked_case_number(text: str | None) -> str | None:
     if len(number) > MAX_CASE_NUMBER or any(ord(c) < 32 for c in number):
         raise InvalidRequestError(f"办件号应为不含控制字符的文字，至多 {MAX_CASE_NUMBER} 个字符")
     return number
-

@@ -12,12 +12,15 @@ The third basis, a use code (用证码) the holder hands over for one licence, l
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy.engine import Engine
+from sqlalchemy import Column, CompoundSelect, Table, bindparam, cast, literal_column, null, union_all
+from sqlalchemy import select as core_select
+from sqlalchemy.engine import Engine, Row
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor, ensure_role
@@ -189,7 +192,7 @@ class DutyRules:
         return row
 
 
-def _rule(row: DutyRuleRow) -> DutyRule:
+def _rule(row: DutyRuleRow | Row[Any]) -> DutyRule:
     assert row.id is not None
     return DutyRule(
         id=row.id,
@@ -256,7 +259,11 @@ class Authorisations:
             detail = {"department": department_uscc, "matter": matter_code, "days": days}
             session.add(
                 audit_row(
-                    holder.actor(), "authorise", f"authorisation:{row.id}", now, holder_code=holder.holder_code,
+                    holder.actor(),
+                    "authorise",
+                    f"authorisation:{row.id}",
+                    now,
+                    holder_code=holder.holder_code,
                     detail=detail,
                 )
             )
@@ -283,7 +290,10 @@ class Authorisations:
                 session.add(row)
                 session.add(
                     audit_row(
-                        holder.actor(), "authorise_withdraw", f"authorisation:{authorisation_id}", now,
+                        holder.actor(),
+                        "authorise_withdraw",
+                        f"authorisation:{authorisation_id}",
+                        now,
                         holder_code=holder.holder_code,
                     )
                 )
@@ -302,7 +312,7 @@ class Authorisations:
         return next((a for a in map(_authorisation, rows) if a.in_force(now)), None)
 
 
-def _authorisation(row: StandingAuthorisationRow) -> Authorisation:
+def _authorisation(row: StandingAuthorisationRow | Row[Any]) -> Authorisation:
     assert row.id is not None
     return Authorisation(
         id=row.id,
@@ -312,3 +322,74 @@ def _authorisation(row: StandingAuthorisationRow) -> Authorisation:
         created_at=aware(row.created_at),
         withdrawn=row.withdrawn_at is not None,
     )
+
+
+# --- both at once: what a case at the counter asks -------------------------------------------
+_DUTY: Table = DutyRuleRow.__table__  # type: ignore[attr-defined]
+_STANDING: Table = StandingAuthorisationRow.__table__  # type: ignore[attr-defined]
+
+
+def standing_bases(
+    duty_rules: DutyRules,
+    authorisations: Authorisations,
+    department_uscc: str,
+    type_codes: Sequence[str],
+    matter_code: str,
+    holder_code: str,
+    now: dt.datetime,
+) -> tuple[set[str], bool]:
+    """`DutyRules.types_served` for the matter and whether `Authorisations.find` finds one, in
+    one query (UNION ALL of the rules and the authorisations not withdrawn), judged as they judge:
+    (the types a rule in force serves, whether the holder's authorisation is in force)."""
+    if not type_codes:
+        return set(), False
+    index = authorisations.personal.index(holder_code)
+    parameters = {"department": department_uscc, "types": list(type_codes), "matter": matter_code, "holder": index}
+    with reader(duty_rules.engine).connect() as connection:
+        rows = connection.execute(_bases_statement(), parameters).all()
+    today = local_date(now)
+    served = {
+        rule.type_code for rule in (_rule(r) for r in rows if r.kind == "duty") if rule.serves(matter_code, today)
+    }
+    authorised = any(_authorisation(r).in_force(now) for r in rows if r.kind == "authorisation")
+    return served, authorised
+
+
+@functools.cache
+def _bases_statement() -> CompoundSelect:
+    """The columns `_rule` and `_authorisation` read, a row's kind first; NULL where a row has none."""
+
+    def none(column: Column[Any]) -> Any:
+        return cast(null(), column.type).label(column.name)
+
+    duty = core_select(
+        literal_column("'duty'").label("kind"),
+        *(_DUTY.c[name] for name in ("id", "department_uscc", "type_code", "matters_json", "valid_until")),
+        *(_DUTY.c[name] for name in ("created_at", "created_by", "withdrawn_at", "withdrawn_by")),
+        none(_STANDING.c.matter_code),
+        none(_STANDING.c.expires_at),
+    ).where(
+        _DUTY.c.department_uscc == bindparam("department"),
+        _DUTY.c.type_code.in_(bindparam("types", expanding=True)),
+        _DUTY.c.withdrawn_at.is_(None),
+    )
+    standing = core_select(
+        literal_column("'authorisation'"),
+        _STANDING.c.id,
+        _STANDING.c.department_uscc,
+        none(_DUTY.c.type_code),
+        none(_DUTY.c.matters_json),
+        none(_DUTY.c.valid_until),
+        _STANDING.c.created_at,
+        none(_DUTY.c.created_by),
+        _STANDING.c.withdrawn_at,
+        none(_DUTY.c.withdrawn_by),
+        _STANDING.c.matter_code,
+        _STANDING.c.expires_at,
+    ).where(
+        _STANDING.c.holder_code_index == bindparam("holder"),
+        _STANDING.c.department_uscc == bindparam("department"),
+        _STANDING.c.matter_code == bindparam("matter"),
+        _STANDING.c.withdrawn_at.is_(None),
+    )
+    return union_all(duty, standing)

@@ -29,7 +29,7 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor, ensure_role
@@ -50,6 +50,7 @@ from cert_authority.sharing.rules import DutyRules
 from cert_authority.store.audit import audit_row
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import AuditEventRow, LicenceRow, SharedFileRow, UseCodeRow
+from cert_authority.store.packing import NOT_READ, NotRead
 from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
 from cert_authority.timestamping.authority import TimeStampAuthority
@@ -288,10 +289,11 @@ class SharingService:
         self.ensure_current(row, now)
         return row
 
-    def ensure_current(self, row: LicenceRow, now: dt.datetime) -> None:
-        """409 unless the licence read as `row` is valid now and its record is the one sealed."""
+    def ensure_current(self, row: LicenceRow, now: dt.datetime, manifest: str | NotRead | None = NOT_READ) -> None:
+        """409 unless the licence read as `row` is valid now and its record is the one sealed
+        (`manifest`: its OFD's manifest name, if read with it: `binding.RecordBinding.check`)."""
         ensure_usable(row, now)
-        self.binding.ensure(row)
+        self.binding.ensure(row, manifest)
 
     def hand_over(
         self,
@@ -305,21 +307,32 @@ class SharingService:
         detail: dict[str, Any] | None = None,
         record: Callable[[Session], None] | None = None,
         refund: Callable[[], None] | None = None,
+        write: Callable[[Connection, dict[str, Any], dict[str, Any]], bool] | None = None,
     ) -> LicenceUse:
         """Give `actor`'s department the face data and the link to an annotated copy of `row`, and
         record the use (with `detail`, and whatever `record` writes, in the same transaction). If
         anything fails, a use code spent for it is given back (or `refund` runs): nothing was
-        handed over."""
+        handed over.
+
+        `write`, if given, is tried first: it writes the link's row and the audit row (given as
+        column values) with whatever `record` would, in one statement of its own on an autocommit
+        connection, and says whether it did; if not, the transaction above runs as usual."""
         face: dict[str, str] = json.loads(row.face_json)
         try:
             token, expires, shared = self._annotated_copy(actor, row, cause, now)
-            with Session(self.engine) as session:
-                if record is not None:
-                    record(session)
-                session.add(shared)  # the copy's link, committed with the use it belongs to
-                recorded = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": True, **(detail or {})}
-                session.add(audit_row(actor, "use", row.identifier, now, holder_code=row.holder_code, detail=recorded))
-                session.commit()
+            recorded = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": True, **(detail or {})}
+            audit = audit_row(actor, "use", row.identifier, now, holder_code=row.holder_code, detail=recorded)
+            written = False
+            if write is not None:
+                with reader(self.engine).connect() as connection:
+                    written = write(connection, shared.model_dump(), audit.model_dump(exclude={"id"}))
+            if not written:
+                with Session(self.engine) as session:
+                    if record is not None:
+                        record(session)
+                    session.add(shared)  # the copy's link, committed with the use it belongs to
+                    session.add(audit)
+                    session.commit()
         except BaseException:
             if use_code:
                 self._refund_code(use_code)

@@ -36,6 +36,7 @@ issued before packing).
 
 from __future__ import annotations
 
+import enum
 import json
 import struct
 import threading
@@ -67,6 +68,15 @@ MIN_PART = 256
 ZLIB_LEVEL = 6
 _CONSTANT_CACHE_BYTES = 64 * 1024 * 1024  # constants read back, kept per process (checked once)
 _PACKED = PackedFileRow.__table__  # type: ignore[attr-defined]
+
+
+class NotRead(enum.Enum):
+    """A file's manifest name not read yet (where None means read: the file is stored whole)."""
+
+    NOT_READ = "not read"
+
+
+NOT_READ = NotRead.NOT_READ
 
 
 @dataclass(frozen=True)
@@ -111,14 +121,16 @@ class PackedFiles:
         _intact(digest, manifest)
         return data
 
-    def check_intact(self, digest: str) -> None:
+    def check_intact(self, digest: str, manifest: str | NotRead | None = NOT_READ) -> None:
         """Raise StoredFileError unless the store still rebuilds the file `digest`, as `get` would.
+        `manifest`: its manifest's name if the caller read it already (None: not packed).
 
         For a packed file whose manifest this process has rebuilt and checked before, only the
         manifest is read (the store checks its SM3): its literals and references are then the ones
         that rebuilt `digest`, and the constants they name are checked once per process anyway. So
         a check after the first costs a manifest read, not a rebuild and the SM3 of the whole file."""
-        manifest = self._manifest_name(digest)
+        if isinstance(manifest, NotRead):
+            manifest = self._manifest_name(digest)
         if manifest is None:
             self.store.get(digest)
             return

@@ -32,7 +32,17 @@ from cert_authority.errors import (
 )
 from cert_authority.http.app import create_app
 from cert_authority.sharing.matters import parse_matter_spec
-from cert_authority.store.models import AuditEventRow, CaseMaterialRow, CaseRow
+from cert_authority.store.chain import verify_chains
+from cert_authority.store.data_keys import RECORDS, data_key_ring
+from cert_authority.store.models import (
+    AuditEventRow,
+    CaseMaterialRow,
+    CaseRow,
+    LicenceRow,
+    PackedFileRow,
+    SharedFileRow,
+    StandingAuthorisationRow,
+)
 from cert_authority.timeutil import local_date
 from templates.errors import SpecError
 from tests.conftest import (
@@ -45,8 +55,11 @@ from tests.conftest import (
     LicenceEnv,
     PkiHierarchy,
     example_data,
+    flip_stored_bit,
     issue_example,
+    overwrite_stored,
     require_tool_or_skip,
+    stored_name,
 )
 from verification.report import Status
 from verification.show_token import make_token
@@ -200,6 +213,18 @@ def test_the_checklist_lists_valid_licences_with_the_basis_this_department_has(e
     assert set(candidates(checklist, "营业执照").values()) == {"consent"}
     services.authorisations.withdraw(holder, granted.id)
     assert candidates(services.cases.get(COUNTER, case.id), "食品经营许可证") == {food: None}
+    # Another matter's, and one past its expiry (as the database has it): no basis either.
+    services.authorisations.grant(holder, USER_USCC, RENEWAL, days=30)
+    lapsed = services.authorisations.grant(holder, USER_USCC, CATERING, days=1)
+    with Session(env.engine) as session:
+        row = session.get(StandingAuthorisationRow, lapsed.id)
+        assert row is not None
+        row.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+        session.add(row)
+        session.commit()
+    assert candidates(services.cases.get(COUNTER, case.id), "食品经营许可证") == {food: None}
+    with pytest.raises(PermissionDeniedError, match="没有用证依据"):
+        services.cases.reuse(COUNTER, case.id, food)
 
 
 def test_expired_licences_and_unmet_conditions_are_not_listed(env: LicenceEnv) -> None:
@@ -439,6 +464,69 @@ def test_closing_twice_at_once_gives_one_receipt_and_races_with_reuse(env: Licen
     text = services.verification.verify_file(receipts[0].pdf)  # type: ignore[union-attr]
     assert text.result is Status.VALID
     assert any(c.name == "timestamp" and c.status is Status.VALID for c in text.checks)  # the seal is timestamped
+
+
+def test_a_case_closed_after_it_was_read_refuses_the_reuse_and_records_nothing(
+    env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reuse read the case while it was open; the close came before its write (on PostgreSQL
+    one statement): refused, the use code given back, no use, link or claim written, and the
+    audit chain whole (the refused row took no place in it)."""
+    services = env.services
+    food = issue_food(env)
+    holder = services.accounts.holder(HOLDER)
+    code, _ = services.sharing.create_use_code(holder, food, USER_USCC, "排水许可", max_uses=1)
+    case = services.cases.open(COUNTER, CATERING, HOLDER)
+    as_read = services.cases._case_and_licence(case.id, food)
+    services.cases.close(COUNTER, case.id)
+    uses_before = use_count(env)
+    with monkeypatch.context() as patched:
+        patched.setattr(services.cases, "_case_and_licence", lambda _case_id, _identifier: as_read)
+        with pytest.raises(IllegalTransitionError, match="已办结"):
+            services.cases.reuse(COUNTER, case.id, food, code)
+    assert use_count(env) == uses_before
+    assert [c.uses for c in services.sharing.use_codes(holder)] == [0]
+    with Session(env.engine) as session:
+        assert session.exec(select(func.count()).select_from(SharedFileRow)).one() == 0
+        claimed = session.exec(select(CaseMaterialRow.identifier).where(col(CaseMaterialRow.case_id) == case.id)).all()
+    assert claimed == [None, None, None]
+    other = services.cases.open(COUNTER, CATERING, HOLDER)  # the next use follows in the chain
+    assert services.cases.reuse(COUNTER, other.id, food, code).consent == "use_code"
+    keys = data_key_ring(env.settings).all_versions(RECORDS)
+    with env.engine.connect() as connection:
+        report = verify_chains(connection, keys)
+    assert report.ok, report.problems
+
+
+def test_a_reuse_after_the_licence_file_was_damaged_or_repointed_is_refused(env: LicenceEnv) -> None:
+    """The licence's record was checked against its sealed OFD at the first reuse; the OFD's
+    manifest (its name read with the case) is then damaged, or the packed-file row pointed at
+    another file's: the next reuse is refused (409) and nothing recorded; put back, it works."""
+    services = env.services
+    business = issue_business(env)
+    services.duty_rules.add(CLI_ACTOR, USER_USCC, BUSINESS_TYPE)
+    services.cases.reuse(COUNTER, services.cases.open(COUNTER, CATERING, HOLDER).id, business)
+    with Session(env.engine) as session:
+        licence = session.exec(select(LicenceRow).where(col(LicenceRow.identifier) == business)).one()
+    ofd, other_pdf = licence.ofd_sm3, licence.pdf_sm3
+    store, manifest = env.registry.filestore, stored_name(env, licence.ofd_sm3)
+    original = flip_stored_bit(store, manifest)
+    case = services.cases.open(COUNTER, CATERING, HOLDER).id
+    uses = use_count(env)
+    with pytest.raises(ConflictError):
+        services.cases.reuse(COUNTER, case, business)
+    overwrite_stored(store, manifest, original)
+    table = PackedFileRow.__table__  # type: ignore[attr-defined]
+    with env.engine.begin() as connection:
+        connection.execute(
+            table.update().where(table.c.sm3 == ofd).values(manifest_sm3=stored_name(env, other_pdf))
+        )
+    with pytest.raises(ConflictError):
+        services.cases.reuse(COUNTER, case, business)
+    assert use_count(env) == uses
+    with env.engine.begin() as connection:
+        connection.execute(table.update().where(table.c.sm3 == ofd).values(manifest_sm3=manifest))
+    assert services.cases.reuse(COUNTER, case, business).basis == "duty_rule"
 
 
 def _at_once(calls: list[Callable[[], object]]) -> list[object]:
