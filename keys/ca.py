@@ -8,19 +8,22 @@ can share one branch CA.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from asn1crypto import x509 as asn1_x509
 
-from keys.crl import RevokedEntry, build_crl
+from keys.crl import Crl, RevokedEntry, build_crl
 from keys.errors import CAError, InvalidCertificateError
 from keys.ocsp import CertStatus, respond_ocsp
 from keys.signer import Signer
 from keys.sm2 import SM2PublicKey
 from keys.x509 import Certificate, CertificationRequest, build_certificate, make_name, utc
+
+log = logging.getLogger("ecas.ca")
 
 __all__ = [
     "BranchCA",
@@ -157,6 +160,7 @@ class StoredCrl:
     this_update: dt.datetime
     next_update: dt.datetime
     der: bytes
+    allocated: int | None = None  # the last CRL number allocated, as the store read it with this CRL
 
 
 class CertificateRegistry(Protocol):
@@ -178,9 +182,14 @@ class CertificateRegistry(Protocol):
         """Atomically allocate the next CRL number (RFC 5280 §5.2.3: monotonically increasing)."""
         ...
 
-    def latest_crl(self) -> StoredCrl | None: ...
+    def latest_crl(self) -> StoredCrl | None:
+        """The stored CRL of the highest number, with `allocated` read in the same statement."""
+        ...
 
-    def save_crl(self, crl: StoredCrl) -> None: ...
+    def publish_crl(self, make: Callable[[int], StoredCrl]) -> StoredCrl:
+        """Allocate the next CRL number and store the CRL `make` builds with it, in one transaction:
+        the newest stored CRL is always the last number allocated, so a gap means a removed row."""
+        ...
 
 
 class BranchCA:
@@ -202,6 +211,7 @@ class BranchCA:
         self.registry = registry
         self.urls = urls
         self.crl_validity = crl_validity
+        self._checked_der: bytes | None = None  # the newest CRL's DER, found to carry its row's number
 
     def issue_seal_certificate(
         self,
@@ -258,24 +268,44 @@ class BranchCA:
     def publish_crl(self, now: dt.datetime) -> StoredCrl:
         now = utc(now)
         next_update = now + self.crl_validity
-        der = build_crl(
-            issuer_signer=self.signer,
-            issuer=self.branch,
-            entries=self.registry.revoked_entries(),
-            crl_number=(number := self.registry.next_crl_number()),
-            this_update=now,
-            next_update=next_update,
-        )
-        stored = StoredCrl(number=number, this_update=now, next_update=next_update, der=der)
-        self.registry.save_crl(stored)
-        return stored
+        entries = self.registry.revoked_entries()
+
+        def make(number: int) -> StoredCrl:
+            der = build_crl(
+                issuer_signer=self.signer,
+                issuer=self.branch,
+                entries=entries,
+                crl_number=number,
+                this_update=now,
+                next_update=next_update,
+            )
+            return StoredCrl(number=number, this_update=now, next_update=next_update, der=der)
+
+        return self.registry.publish_crl(make)
 
     def current_crl(self, now: dt.datetime) -> StoredCrl:
-        """The latest CRL, re-issued once half its validity has passed."""
+        """The latest CRL, re-issued once half its validity has passed, or at once when the newest
+        stored one is not the latest: a newer one was allocated and is gone, or its DER carries
+        another number. Either means rows removed or replaced, which must never bring back an
+        older list of revocations (a revoked seal verifying again)."""
         latest = self.registry.latest_crl()
         if latest is None or utc(now) >= latest.this_update + self.crl_validity / 2:
             return self.publish_crl(now)
+        if not self._is_latest(latest):
+            log.warning(
+                "stored CRL %d is not the latest issued: re-issuing (CRL rows removed or replaced?)", latest.number
+            )
+            return self.publish_crl(now)
         return latest
+
+    def _is_latest(self, latest: StoredCrl) -> bool:
+        if latest.allocated is not None and latest.allocated > latest.number:
+            return False
+        if latest.der is not self._checked_der:  # the store keeps one DER object per number read
+            if Crl.load(latest.der).crl_number != latest.number:
+                return False
+            self._checked_der = latest.der
+        return True
 
     def status_of(self, serial: int) -> CertStatus:
         record = self.registry.find(serial)

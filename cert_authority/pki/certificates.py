@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import replace
 
+from sqlalchemy import literal_column, text, update
 from sqlalchemy import select as sql_select
-from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import Label
 from sqlmodel import Session, col, select
 
 from cert_authority.store.models import CrlRow, IssuedCertificateRow
@@ -17,6 +20,7 @@ from keys.errors import CAError
 from keys.x509 import Certificate
 
 _CRL = CrlRow.__table__  # type: ignore[attr-defined]
+_ALLOCATED: Label[int] = literal_column("(SELECT value FROM counter WHERE name = 'crl_number')").label("allocated")
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -110,12 +114,12 @@ class SqlCertificateRegistry:
         return int(value)
 
     def latest_crl(self) -> StoredCrl | None:
-        # Asked on every verification: the newest number is read each time, its DER only when it is
-        # not the one read last (a CRL of many revocations is large; a stored CRL never changes,
-        # and its signature is checked by whoever uses it).
+        # Asked on every verification: the newest number (and the last one allocated) is read each
+        # time, its DER only when it is not the one read last (a CRL of many revocations is large;
+        # a stored CRL never changes, and its signature is checked by whoever uses it).
         with reader(self.engine).connect() as connection:
             newest = connection.execute(
-                sql_select(_CRL.c.number, _CRL.c.this_update, _CRL.c.next_update)
+                sql_select(_CRL.c.number, _CRL.c.this_update, _CRL.c.next_update, _ALLOCATED)
                 .order_by(_CRL.c.number.desc())
                 .limit(1)
             ).first()
@@ -130,11 +134,18 @@ class SqlCertificateRegistry:
                     next_update=_aware(newest.next_update),
                     der=der,
                 )
-            return known
+            return replace(known, allocated=newest.allocated)
 
-    def save_crl(self, crl: StoredCrl) -> None:
-        with Session(self.engine) as session:
-            session.add(
-                CrlRow(number=crl.number, this_update=crl.this_update, next_update=crl.next_update, der=crl.der)
+    def publish_crl(self, make: Callable[[int], StoredCrl]) -> StoredCrl:
+        # The counter's row stays locked from the UPDATE to the commit: publishers take turns.
+        with self.engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO counter (name, value) VALUES ('crl_number', 0) ON CONFLICT (name) DO NOTHING")
             )
-            session.commit()
+            number = connection.execute(
+                text("UPDATE counter SET value = value + 1 WHERE name = 'crl_number' RETURNING value")
+            ).scalar_one()
+            crl = make(int(number))
+            row = {"number": crl.number, "this_update": crl.this_update, "next_update": crl.next_update, "der": crl.der}
+            connection.execute(_CRL.insert().values(**row))
+        return crl

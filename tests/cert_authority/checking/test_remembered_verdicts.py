@@ -11,6 +11,7 @@ import json
 import struct
 import zlib
 
+from sqlalchemy import text
 from sqlmodel import Session, col, select, update
 
 from cert_authority.actors import CLI_ACTOR
@@ -99,6 +100,46 @@ def test_a_new_crl_is_never_served_a_remembered_valid(licence_env: LicenceEnv) -
     verification = env.services.verification
     for report in (verification.verify_identifier(CLI_ACTOR, licence.identifier), verification.verify_file(pdf)):
         assert (report.result, report.reason) == (Status.INDETERMINATE, "revoked_after_signing")
+
+
+def _revoked_seal_licence(env: LicenceEnv) -> tuple[str, bytes]:
+    """A licence sealed without a timestamp, verified VALID (remembered), then its seal revoked."""
+    env.services.issuance.timestamps = None  # without a timestamp a revoked seal certificate is never VALID
+    sealed_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)
+    licence = issue_example(env, FOOD_TYPE, now=sealed_at).licence
+    pdf = _warm(env, licence.identifier)
+    env.services.seals.revoke(CLI_ACTOR, licence.seal.seal_id)  # publishes a new CRL
+    return licence.identifier, pdf
+
+
+def _assert_revoked(env: LicenceEnv, identifier: str, pdf: bytes) -> None:
+    verification = env.services.verification
+    for report in (verification.verify_identifier(CLI_ACTOR, identifier), verification.verify_file(pdf)):
+        assert (report.result, report.reason) == (Status.INDETERMINATE, "revoked_after_signing")
+
+
+def test_deleting_the_newest_crl_never_brings_back_a_remembered_valid(licence_env: LicenceEnv) -> None:
+    """The CRL before the revocation is still signed and current: served again, it would give the
+    revoked seal's licence its remembered VALID. The newest CRL is the last number allocated, so its
+    removal is seen and a new CRL issued from the revocations on record."""
+    env = licence_env
+    identifier, pdf = _revoked_seal_licence(env)
+    _assert_revoked(env, identifier, pdf)
+    with env.engine.begin() as connection:
+        connection.execute(text("DELETE FROM crl WHERE number = (SELECT max(number) FROM crl)"))
+    _assert_revoked(env, identifier, pdf)
+
+
+def test_an_older_crl_put_in_the_newest_row_never_brings_back_a_remembered_valid(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    identifier, pdf = _revoked_seal_licence(env)
+    with env.engine.begin() as connection:
+        newest = connection.execute(text("SELECT max(number) FROM crl")).scalar_one()
+        older = connection.execute(text("SELECT der FROM crl WHERE number = :n"), {"n": newest - 1}).scalar_one()
+        connection.execute(text("UPDATE crl SET der = :der WHERE number = :n"), {"der": older, "n": newest})
+    # A worker that has not read the newest CRL yet (this one keeps the DER it read, by number).
+    env.services.verification.pki.branch_ca.registry._latest = None
+    _assert_revoked(env, identifier, pdf)
 
 
 def test_time_running_out_is_never_served_a_remembered_valid(licence_env: LicenceEnv) -> None:
