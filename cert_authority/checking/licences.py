@@ -108,7 +108,7 @@ class VerificationService:
             self._anchors.put(key, anchors)
         return key, anchors
 
-    def _sealed_file(self, digest: str, now: dt.datetime, data: bytes | None = None, intact: bool = False) -> Report:
+    def _sealed_file(self, digest: str, now: dt.datetime, data: bytes | None = None, *, intact: bool = False) -> Report:
         """verify_sealed_file, remembered while VALID for the same file and anchors; the report's
         time is this check's. Without `data` the file is the stored one: checked intact in the store
         every time (`intact`: the caller just did), read whole only when its report is not
@@ -211,7 +211,7 @@ class VerificationService:
         return True
 
     def _with_record(
-        self, report: Report, stored: Row[Any], now: dt.datetime, show_face: bool, intact: bool = False
+        self, report: Report, stored: Row[Any], now: dt.datetime, show_face: bool, *, intact: bool = False
     ) -> Report:
         key = tuple(stored)  # the row as stored, every column (and its files' manifest names)
         row = self._records.get(key)
