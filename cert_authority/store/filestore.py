@@ -366,14 +366,7 @@ class FileStore:
     def get(self, digest: str) -> bytes:
         """The stored file, opened and checked against its digest (StoredFileError if missing or
         damaged)."""
-        _check(digest)
-        stored, backend = self._read(digest)
-        if stored is None:
-            raise StoredFileError(f"文件库缺少文件 {digest}（{self.backend.where(digest)}）")
-        data = self._open(digest, stored)
-        if data is None:
-            raise StoredFileError(f"文件库中的文件 {digest} 已损坏：内容与 SM3 摘要不符（{backend.where(digest)}）")
-        return data
+        return self.get_many([digest])[digest]
 
     def get_many(self, digests: Sequence[str]) -> dict[str, bytes]:
         """`get` of several files, read in one go (one query on a database backend)."""
@@ -382,8 +375,7 @@ class FileStore:
         stored = self.backend.read_many(list(digests))
         found: dict[str, bytes] = {}
         for digest in digests:
-            backend = self.backend
-            value = stored.get(digest)
+            value, backend = stored.get(digest), self.backend
             if value is None and self.fallback is not None:
                 value, backend = self.fallback.read(digest), self.fallback
             if value is None:
@@ -401,12 +393,6 @@ class FileStore:
         return self.fallback is not None and self.fallback.contains(digest)
 
     # ---------------------------------------------------------------------------------------
-    def _read(self, digest: str) -> tuple[bytes | None, FileBackend]:
-        stored = self.backend.read(digest)
-        if stored is None and self.fallback is not None:
-            return self.fallback.read(digest), self.fallback
-        return stored, self.backend
-
     def _seal(self, name: str, data: bytes) -> bytes:
         return data if self.sealer is None else self.sealer.seal(name, data)
 

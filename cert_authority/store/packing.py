@@ -129,15 +129,7 @@ class PackedFiles:
         manifest is read (the store checks its SM3): its literals and references are then the ones
         that rebuilt `digest`, and the constants they name are checked once per process anyway. So
         a check after the first costs a manifest read, not a rebuild and the SM3 of the whole file."""
-        if isinstance(manifest, NotRead):
-            manifest = self._manifest_name(digest)
-        if manifest is None:
-            self.store.get(digest)
-            return
-        blob = self.store.get(manifest)
-        if (digest, manifest) not in _INTACT:
-            self._unpack(digest, blob)
-            _intact(digest, manifest)
+        self.check_all_intact([digest], None if isinstance(manifest, NotRead) else {digest: manifest})
 
     def check_all_intact(self, digests: Sequence[str], manifests: Mapping[str, str | None] | None = None) -> None:
         """`check_intact` of several files in two reads in all: their manifests' names (unless the
