@@ -50,6 +50,12 @@ def test_concurrent_appends_and_sequencers_give_one_gapless_order(licence_env: L
         except BaseException as exc:
             errors.append(exc)
 
+    # A first head before the race, so there are always two to prove consistent between (the
+    # sequencers may otherwise take every concurrent leaf in one batch: seen under CI load).
+    with env.engine.begin() as connection:
+        first = [bench_leaf(n) for n in range(writers * 10_000, writers * 10_000 + chunk)]
+        queue_leaves(connection, first, dt.datetime.now(dt.timezone.utc))
+    logs[0].integrate()
     threads = [threading.Thread(target=write, args=(n * 10_000,)) for n in range(writers)]
     sequencers = [threading.Thread(target=sequence, args=(log,)) for log in logs]
     for thread in threads + sequencers:
@@ -62,7 +68,7 @@ def test_concurrent_appends_and_sequencers_give_one_gapless_order(licence_env: L
     assert not errors, errors
     logs[0].integrate()
 
-    total = writers * per_writer
+    total = writers * per_writer + chunk
     with env.engine.connect() as connection:
         rows = connection.execute(text("SELECT leaf_index, leaf FROM log_entry ORDER BY leaf_index")).all()
         sizes = [size for (size,) in connection.execute(text("SELECT tree_size FROM log_head ORDER BY tree_size"))]
