@@ -89,6 +89,10 @@ class FileBackend(Protocol):
         """The stored values of those names that have one."""
         ...
 
+    def read_and_find(self, names: Sequence[str], find: Sequence[str]) -> tuple[dict[str, bytes], set[str]]:
+        """`read_many(names)`, and which of `find` have a value (not read), in one go."""
+        ...
+
     def contains(self, name: str) -> bool: ...
 
     def write(self, items: Sequence[tuple[str, bytes]], *, replace: bool = False) -> None:
@@ -127,6 +131,9 @@ class LocalDirectory:
 
     def read_many(self, names: Sequence[str]) -> dict[str, bytes]:
         return {name: data for name in names if (data := self.read(name)) is not None}
+
+    def read_and_find(self, names: Sequence[str], find: Sequence[str]) -> tuple[dict[str, bytes], set[str]]:
+        return self.read_many(names), {name for name in find if self.contains(name)}
 
     def head(self, name: str, size: int = 64) -> bytes | None:
         """The first `size` bytes of a stored value (to tell sealed from plain cheaply)."""
@@ -368,11 +375,16 @@ class FileStore:
         damaged)."""
         return self.get_many([digest])[digest]
 
-    def get_many(self, digests: Sequence[str]) -> dict[str, bytes]:
-        """`get` of several files, read in one go (one query on a database backend)."""
-        for digest in digests:
+    def get_many(self, digests: Sequence[str], *, present: Sequence[str] = ()) -> dict[str, bytes]:
+        """`get` of several files, read in one go (one query on a database backend); with the
+        names in `present` checked to be there too, in the same read (StoredFileError if not)."""
+        for digest in (*digests, *present):
             _check(digest)
-        stored = self.backend.read_many(list(digests))
+        if present:
+            stored, there = self.backend.read_and_find(list(digests), list(present))
+            self._check_found(present, there)
+        else:
+            stored = self.backend.read_many(list(digests))
         found: dict[str, bytes] = {}
         for digest in digests:
             value, backend = stored.get(digest), self.backend
@@ -385,6 +397,17 @@ class FileStore:
                 raise StoredFileError(f"文件库中的文件 {digest} 已损坏：内容与 SM3 摘要不符（{backend.where(digest)}）")
             found[digest] = data
         return found
+
+    def check_present(self, digests: Sequence[str]) -> None:
+        """StoredFileError unless every one of these names is stored (none is read)."""
+        for digest in digests:
+            _check(digest)
+        self._check_found(digests, self.backend.read_and_find([], list(digests))[1])
+
+    def _check_found(self, names: Sequence[str], found: set[str]) -> None:
+        for name in names:
+            if name not in found and not (self.fallback is not None and self.fallback.contains(name)):
+                raise StoredFileError(f"文件库缺少文件 {name}（{self.backend.where(name)}）")
 
     def exists(self, digest: str) -> bool:
         _check(digest)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, null, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -61,6 +61,15 @@ class DatabaseFiles:
         with self._connection() as connection:
             rows = connection.execute(select(TABLE.c.digest, TABLE.c.content).where(TABLE.c.digest.in_(list(names))))
             return {digest: bytes(content) for digest, content in rows}
+
+    def read_and_find(self, names: Sequence[str], find: Sequence[str]) -> tuple[dict[str, bytes], set[str]]:
+        values = select(TABLE.c.digest, TABLE.c.content).where(TABLE.c.digest.in_(list(names)))
+        found = select(TABLE.c.digest, null().label("content")).where(TABLE.c.digest.in_(list(find)))
+        with self._connection() as connection:
+            rows = connection.execute(union_all(values, found)).all()
+        return {digest: bytes(content) for digest, content in rows if content is not None}, {
+            digest for digest, content in rows if content is None
+        }
 
     def contains(self, name: str) -> bool:
         with self._connection() as connection:

@@ -117,8 +117,8 @@ class PackedFiles:
         manifest = self._manifest_name(digest)
         if manifest is None:
             return self.store.get(digest)
-        data = self._unpack(digest, self.store.get(manifest))
-        _intact(digest, manifest)
+        data, shared = self._unpack(digest, self.store.get(manifest))
+        _intact(digest, manifest, shared)
         return data
 
     def check_intact(self, digest: str, manifest: str | NotRead | None = NOT_READ) -> None:
@@ -126,22 +126,26 @@ class PackedFiles:
         `manifest`: its manifest's name if the caller read it already (None: not packed).
 
         For a packed file whose manifest this process has rebuilt and checked before, only the
-        manifest is read (the store checks its SM3): its literals and references are then the ones
-        that rebuilt `digest`, and the constants they name are checked once per process anyway. So
-        a check after the first costs a manifest read, not a rebuild and the SM3 of the whole file."""
+        manifest is read (the store checks its SM3), and the shared parts it names are looked up,
+        not read: its literals and references are then the ones that rebuilt `digest`, and the
+        parts' contents are checked once per process. So a check after the first costs one read,
+        not a rebuild and the SM3 of the whole file."""
         self.check_all_intact([digest], None if isinstance(manifest, NotRead) else {digest: manifest})
 
     def check_all_intact(self, digests: Sequence[str], manifests: Mapping[str, str | None] | None = None) -> None:
         """`check_intact` of several files in two reads in all: their manifests' names (unless the
         caller read them with the record: `manifests`, None for a file stored whole), then the
-        manifests (or the files stored whole)."""
+        manifests (or the files stored whole) with the shared parts they name looked up."""
         named = self._manifest_names(digests) if manifests is None else manifests
         packed = {digest: manifest for digest, manifest in named.items() if manifest is not None}
-        stored = self.store.get_many([packed.get(digest, digest) for digest in digests])
-        for digest, manifest in packed.items():
-            if (digest, manifest) not in _INTACT:
-                self._unpack(digest, stored[manifest])
-                _intact(digest, manifest)
+        parts = {key: _INTACT.get(key) for key in packed.items()}
+        present = sorted(set().union(*(known for known in parts.values() if known is not None)))
+        stored = self.store.get_many([packed.get(digest, digest) for digest in digests], present=present)
+        for (digest, manifest), known in parts.items():
+            if known is None:  # first seen by this process: rebuilt, and its parts looked up now
+                _, shared = self._unpack(digest, stored[manifest])
+                self.store.check_present(sorted(shared))
+                _intact(digest, manifest, shared)
 
     def exists(self, digest: str) -> bool:
         return self.store.exists(self.stored_name(digest))
@@ -161,7 +165,7 @@ class PackedFiles:
         if manifest is None:
             return set()
         header, _ = _read_manifest(digest, self.store.get(manifest))
-        return {str(s[1]) for s in header["segments"] if isinstance(s, list) and s[0] != "lit"}
+        return set(_shared(header))
 
     def _manifest_name(self, digest: str) -> str | None:
         with reader(self.engine).connect() as connection:
@@ -173,7 +177,8 @@ class PackedFiles:
             rows = connection.execute(select(_PACKED.c.sm3, _PACKED.c.manifest_sm3).where(_PACKED.c.sm3.in_(digests)))
             return {digest: manifest for digest, manifest in rows}
 
-    def _unpack(self, digest: str, manifest: bytes) -> bytes:
+    def _unpack(self, digest: str, manifest: bytes) -> tuple[bytes, frozenset[str]]:
+        """The file a manifest rebuilds, and the shared parts it names."""
         header, literals = _read_manifest(digest, manifest)
         if header.get("sm3") != digest:
             raise StoredFileError(f"文件库中文件 {digest} 的打包清单属于另一文件，无法还原")
@@ -198,7 +203,7 @@ class PackedFiles:
         data = b"".join(out)
         if len(data) != header.get("size") or sm3(data).hex() != digest:
             raise StoredFileError(f"文件库中文件 {digest} 还原后与记录的 SM3 摘要不符：打包清单或共用部分已损坏")
-        return data
+        return data, _shared(header)
 
     def _constant(self, digest: str) -> bytes:
         with _LOCK:
@@ -306,6 +311,11 @@ def _read_manifest(digest: str, manifest: bytes) -> tuple[dict[str, Any], bytes]
     return header, body[4 + length :]
 
 
+def _shared(header: dict[str, Any]) -> frozenset[str]:
+    """The names of the constants and font files a manifest refers to."""
+    return frozenset(str(s[1]) for s in header["segments"] if isinstance(s, list) and s[0] != "lit")
+
+
 @dataclass(frozen=True)
 class _Found:
     start: int
@@ -393,15 +403,16 @@ _ALIKE: dict[str, bool] = {}  # font SM3 → its subsets cut from bytes equal th
 _SUBSETS: OrderedDict[tuple[str, frozenset[str]], SubsetFont] = OrderedDict()
 
 
-_INTACT: set[tuple[str, str]] = set()  # (file SM3, manifest SM3) rebuilt and checked in this process
+# (file SM3, manifest SM3) rebuilt and checked in this process → the shared parts it names
+_INTACT: dict[tuple[str, str], frozenset[str]] = {}
 _INTACT_KEPT = 100_000
 
 
-def _intact(digest: str, manifest: str) -> None:
+def _intact(digest: str, manifest: str, shared: frozenset[str]) -> None:
     with _LOCK:
         if len(_INTACT) >= _INTACT_KEPT:
             _INTACT.clear()  # simply start again: a bound, not an eviction policy
-        _INTACT.add((digest, manifest))
+        _INTACT[(digest, manifest)] = shared
 
 
 _FONT_LOCKS: dict[str, threading.Lock] = {}

@@ -11,7 +11,6 @@ import json
 import struct
 import zlib
 
-import pytest
 from sqlalchemy import text
 from sqlmodel import Session, col, select, update
 
@@ -187,13 +186,9 @@ def test_an_uploaded_licence_whose_stored_ofd_is_damaged_is_caught_with_its_chec
     assert env.services.verification.verify_file(pdf).result is Status.VALID
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: a process checks a manifest's shared parts (constants, font files) once, so their "
-    "later removal from the store is found by a download or another process, not by this one's verdict",
-)
 def test_deleted_shared_parts_are_caught_with_its_checks_remembered(licence_env: LicenceEnv) -> None:
-    """Found by the attacker review (2026-12-06), left open: see the closing note of that session."""
+    """A shared part (a constant, a font file) removed after this process rebuilt the files is
+    still found: the parts a remembered manifest names are looked up with it, in the same read."""
     env = licence_env
     identifier, digests = _warmed_licence(env)
     store = env.registry.filestore

@@ -160,6 +160,29 @@ def test_rotating_the_files_key_keeps_older_files_readable(store: FileStore, rin
     assert store.get(old) == licence_like(1) and store.get(new) == licence_like(2)
 
 
+def test_files_are_read_and_other_names_looked_up_in_one_read(store: FileStore) -> None:
+    """`get_many(..., present=...)`: what a remembered verification needs of its shared parts."""
+    read, looked_up, absent = store.put(licence_like(1)), store.put(licence_like(2)), sm3(b"never stored").hex()
+    assert store.get_many([read], present=[looked_up]) == {read: licence_like(1)}
+    store.check_present([read, looked_up])
+    with pytest.raises(StoredFileError, match=f"缺少文件 {absent}"):
+        store.get_many([read], present=[looked_up, absent])
+    with pytest.raises(StoredFileError, match=f"缺少文件 {absent}"):
+        store.check_present([absent])
+    with pytest.raises(StoredFileError, match="摘要应为"):
+        store.get_many([read], present=["../not-a-digest"])
+
+
+def test_a_name_only_in_the_fallback_is_there(engine: Engine, tmp_path: Path, ring: DataKeyRing) -> None:
+    local = LocalDirectory(tmp_path / "files")
+    old = sm3(licence_like(3)).hex()
+    local.write([(old, licence_like(3))])
+    store = FileStore(DatabaseFiles(engine), FileSealer(RingFileKeys(lambda: ring)), fallback=local)
+    new = store.put(licence_like(4))
+    assert store.get_many([new], present=[old]) == {new: licence_like(4)}
+    store.check_present([old, new])
+
+
 def test_database_store_reads_a_hosts_old_local_files_until_copied_in(engine: Engine, tmp_path: Path,
                                                                       ring: DataKeyRing) -> None:
     local = LocalDirectory(tmp_path / "files")
