@@ -340,12 +340,17 @@ class FileStore:
 
         `within`: the caller's transaction; a store in that same database writes the file in it
         (committed with what the file belongs to, one commit instead of two), others on their own."""
-        digest = sm3(data).hex()
-        item = [(digest, self._seal(digest, data))]
+        return self.put_new_many([(data, None)], within)[0]
+
+    def put_new_many(self, items: Sequence[tuple[bytes, bytes | None]], within: Connection | None = None) -> list[str]:
+        """`put_new` of several files (each with its SM3 if the caller has it), durable together."""
+        digests = [(known or sm3(data)).hex() for data, known in items]
+        pending = {digest: data for digest, (data, _) in zip(digests, items, strict=True)}
+        sealed = [(digest, self._seal(digest, data)) for digest, data in pending.items()]
         write_within = getattr(self.backend, "write_within", None)
-        if within is None or write_within is None or not write_within(within, item):
-            self.backend.write(item)
-        return digest
+        if sealed and (within is None or write_within is None or not write_within(within, sealed)):
+            self.backend.write(sealed)
+        return digests
 
     def put_many(self, items: Sequence[tuple[bytes, bytes | None]]) -> list[str]:
         """Store several files, each given with its SM3 digest when the caller has it already (a

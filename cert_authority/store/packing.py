@@ -230,9 +230,13 @@ class PackedFiles:
             _derive(self, name, frozenset(" "))
 
     def put_packed(self, items: Sequence[tuple[bytes, bytes | None, Sequence[Part]]]) -> list[str]:
-        """Store files (each with its SM3 if known, and the parts it may share with other files)
-        packed, made durable together like `FileStore.put_many`, and return their SM3 names. A file
-        with no parts, or that packing would not shrink, is stored as it is."""
+        """Store files just made (each with its SM3 if known, and the parts it may share with other
+        files) packed, durable together with their manifests' records in one transaction, and return
+        their SM3 names. A file with no parts, or that packing would not shrink, is stored as it is.
+
+        The files are new (a sealed file carries a fresh signature, its manifest the file's own
+        literals) and the constants are written when this process has not seen them stored: so
+        nothing is read first (`FileStore.put_new_many`)."""
         blobs: list[tuple[bytes, bytes | None]] = []
         shared: set[str] = set()
         names: list[str] = []
@@ -251,24 +255,21 @@ class PackedFiles:
             manifest_sm3 = sm3(manifest)
             blobs.append((manifest, manifest_sm3))
             packed.append({"sm3": digest, "manifest_sm3": manifest_sm3.hex(), "size": len(data)})
-        self.store.put_many(blobs)
+        with self.engine.begin() as connection:
+            self.store.put_new_many(blobs, within=connection)  # a store elsewhere: durable first
+            if packed:
+                connection.execute(_record(self.engine.dialect.name, packed))
         _known(self).update(shared)
-        if packed:
-            self._record(packed)
         return names
 
-    def _record(self, rows: list[dict[str, object]]) -> None:
-        # A file packed twice (the same bytes stored again) keeps its first manifest.
-        dialect = self.engine.dialect.name
-        statement: Insert
-        if dialect == "postgresql":
-            statement = postgresql_insert(_PACKED).values(rows).on_conflict_do_nothing()
-        elif dialect == "sqlite":
-            statement = sqlite_insert(_PACKED).values(rows).on_conflict_do_nothing()
-        else:  # pragma: no cover - the two databases we run on are above
-            statement = insert(_PACKED).values(rows)
-        with self.engine.begin() as connection:
-            connection.execute(statement)
+
+def _record(dialect: str, rows: list[dict[str, object]]) -> Insert:
+    # A file packed twice (the same bytes stored again) keeps its first manifest.
+    if dialect == "postgresql":
+        return postgresql_insert(_PACKED).values(rows).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(_PACKED).values(rows).on_conflict_do_nothing()
+    return insert(_PACKED).values(rows)  # pragma: no cover - the two databases we run on are above
 
 
 def warm_fonts(font_paths: Iterable[Path]) -> None:
