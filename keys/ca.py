@@ -163,6 +163,14 @@ class StoredCrl:
     allocated: int | None = None  # the last CRL number allocated, as the store read it with this CRL
 
 
+@dataclass(frozen=True)
+class CrlNumbers:
+    """The newest stored CRL's number and the last one allocated, as a caller read them."""
+
+    newest: int | None
+    allocated: int | None
+
+
 class CertificateRegistry(Protocol):
     """Persistence of what the branch has issued. Implementations must be safe across processes."""
 
@@ -182,8 +190,9 @@ class CertificateRegistry(Protocol):
         """Atomically allocate the next CRL number (RFC 5280 §5.2.3: monotonically increasing)."""
         ...
 
-    def latest_crl(self) -> StoredCrl | None:
-        """The stored CRL of the highest number, with `allocated` read in the same statement."""
+    def latest_crl(self, read: CrlNumbers | None = None) -> StoredCrl | None:
+        """The stored CRL of the highest number, with `allocated` read in the same statement.
+        `read`: those two numbers as the caller read them just now, in a statement of its own."""
         ...
 
     def publish_crl(self, make: Callable[[int], StoredCrl]) -> StoredCrl:
@@ -283,12 +292,12 @@ class BranchCA:
 
         return self.registry.publish_crl(make)
 
-    def current_crl(self, now: dt.datetime) -> StoredCrl:
+    def current_crl(self, now: dt.datetime, read: CrlNumbers | None = None) -> StoredCrl:
         """The latest CRL, re-issued once half its validity has passed, or at once when the newest
         stored one is not the latest: a newer one was allocated and is gone, or its DER carries
         another number. Either means rows removed or replaced, which must never bring back an
         older list of revocations (a revoked seal verifying again)."""
-        latest = self.registry.latest_crl()
+        latest = self.registry.latest_crl(read)
         if latest is None or utc(now) >= latest.this_update + self.crl_validity / 2:
             return self.publish_crl(now)
         if not self._is_latest(latest):

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, or_
+from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine, Row
 from sqlmodel import Session, col, select
 
@@ -36,6 +37,7 @@ from cert_authority.issuing.binding import RecordBinding
 from cert_authority.issuing.layouts import LicenceLayouts
 from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.records import StatusFields, effective_status
+from cert_authority.pki.certificates import CRL_NUMBERS
 from cert_authority.pki.service import PkiService
 from cert_authority.store.filestore import FileStore
 from cert_authority.store.models import CaseRow, LicenceRow, PackedFileRow
@@ -44,6 +46,7 @@ from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
 from cert_authority.transparency.log import TransparencyLog
+from keys.ca import CrlNumbers
 from keys.crl import Crl
 from keys.errors import CheckCharacterError, InvalidCodeError
 from keys.sm2 import sm3
@@ -96,10 +99,11 @@ class VerificationService:
     def anchors(self, now: dt.datetime) -> TrustAnchors:
         return self._anchors_keyed(now)[1]
 
-    def _anchors_keyed(self, now: dt.datetime) -> tuple[bytes, TrustAnchors]:
+    def _anchors_keyed(self, now: dt.datetime, crl_read: CrlNumbers | None = None) -> tuple[bytes, TrustAnchors]:
         """The trust anchors and a key naming them: the SM3 of root, branch CA and current CRL as
-        stored (read every time; parsed once per distinct set)."""
-        crl = self.pki.current_crl(now)
+        stored (read every time, the CRL's numbers possibly with the caller's row: `crl_read`;
+        parsed once per distinct set)."""
+        crl = self.pki.current_crl(now, crl_read)
         root, branch = self.pki.root_path.read_bytes(), self.pki.branch_path.read_bytes()
         key = sm3(b"".join(sm3(part) for part in (root, branch, crl)))
         anchors = self._anchors.get(key)
@@ -108,12 +112,20 @@ class VerificationService:
             self._anchors.put(key, anchors)
         return key, anchors
 
-    def _sealed_file(self, digest: str, now: dt.datetime, data: bytes | None = None, *, intact: bool = False) -> Report:
+    def _sealed_file(
+        self,
+        digest: str,
+        now: dt.datetime,
+        data: bytes | None = None,
+        *,
+        intact: bool = False,
+        crl_read: CrlNumbers | None = None,
+    ) -> Report:
         """verify_sealed_file, remembered while VALID for the same file and anchors; the report's
         time is this check's. Without `data` the file is the stored one: checked intact in the store
         every time (`intact`: the caller just did), read whole only when its report is not
         remembered (StoredFileError if missing or damaged)."""
-        anchors_key, anchors = self._anchors_keyed(now)
+        anchors_key, anchors = self._anchors_keyed(now, crl_read)
         key = (digest, anchors_key)
         report = self._file_checks.get(key)
         if report is not None:
@@ -183,7 +195,8 @@ class VerificationService:
             return Report((missing,), subject, checked_at=now)
         intact = self._intact(row, [row.pdf_sm3, row.ofd_sm3])
         try:
-            report = self._sealed_file(row.pdf_sm3, now, intact=intact)
+            crl_read = CrlNumbers(row.crl_newest, row.crl_allocated)
+            report = self._sealed_file(row.pdf_sm3, now, intact=intact, crl_read=crl_read)
         except StoredFileError as exc:
             return Report((Check.invalid("record", "stored_file_damaged", str(exc)),), subject, checked_at=now)
         report = Report(
@@ -195,8 +208,9 @@ class VerificationService:
 
     # --- what the registry adds ---------------------------------------------------------------
     def _stored_row(self, where: ColumnElement[bool]) -> Row[Any] | None:
-        """The licence row as stored, every column, and its files' manifest names, in one query
-        without the ORM: a remembered record needs only its columns as a key."""
+        """The licence row as stored, every column, its files' manifest names and the CRL's numbers
+        (`CRL_NUMBERS`), in one query without the ORM: a remembered record needs only its columns
+        as a key."""
         with reader(self.engine).connect() as connection:
             return connection.execute(_STORED_ROW.where(where)).first()
 
@@ -213,7 +227,7 @@ class VerificationService:
     def _with_record(
         self, report: Report, stored: Row[Any], now: dt.datetime, show_face: bool, *, intact: bool = False
     ) -> Report:
-        key = tuple(stored)  # the row as stored, every column (and its files' manifest names)
+        key = tuple(stored[:_KEYED_COLUMNS])  # the row as stored, every column, its files' manifest names
         row = self._records.get(key)
         if row is None:
             try:
@@ -252,10 +266,14 @@ class VerificationService:
 
 _LICENCE = LicenceRow.__table__  # type: ignore[attr-defined]
 _LICENCE_COLUMNS = tuple(column.name for column in _LICENCE.columns)
+_KEYED_COLUMNS = len(_LICENCE_COLUMNS) + 2  # with the manifest names; not the CRL's numbers
 _PDF_PACKED = PackedFileRow.__table__.alias("pdf_packed")  # type: ignore[attr-defined]
 _OFD_PACKED = PackedFileRow.__table__.alias("ofd_packed")  # type: ignore[attr-defined]
-_STORED_ROW: Select[Any] = select(
-    _LICENCE, _PDF_PACKED.c.manifest_sm3.label("pdf_manifest"), _OFD_PACKED.c.manifest_sm3.label("ofd_manifest")
+_STORED_ROW: Select[Any] = sql_select(
+    _LICENCE,
+    _PDF_PACKED.c.manifest_sm3.label("pdf_manifest"),
+    _OFD_PACKED.c.manifest_sm3.label("ofd_manifest"),
+    *CRL_NUMBERS,
 ).select_from(
     _LICENCE.outerjoin(_PDF_PACKED, _PDF_PACKED.c.sm3 == _LICENCE.c.pdf_sm3).outerjoin(
         _OFD_PACKED, _OFD_PACKED.c.sm3 == _LICENCE.c.ofd_sm3

@@ -14,13 +14,19 @@ from sqlmodel import Session, col, select
 
 from cert_authority.store.models import CrlRow, IssuedCertificateRow
 from cert_authority.store.reading import reader
-from keys.ca import IssuedCertificate, StoredCrl
+from keys.ca import CrlNumbers, IssuedCertificate, StoredCrl
 from keys.crl import RevokedEntry
 from keys.errors import CAError
 from keys.x509 import Certificate
 
 _CRL = CrlRow.__table__  # type: ignore[attr-defined]
 _ALLOCATED: Label[int] = literal_column("(SELECT value FROM counter WHERE name = 'crl_number')").label("allocated")
+# What a caller adds to a statement of its own to learn whether the CRL read last is still the
+# newest (`latest_crl(read=...)`): a verification by identifier reads them with the licence row.
+CRL_NUMBERS: tuple[Label[int], Label[int]] = (
+    literal_column("(SELECT max(number) FROM crl)").label("crl_newest"),
+    literal_column("(SELECT value FROM counter WHERE name = 'crl_number')").label("crl_allocated"),
+)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -113,10 +119,15 @@ class SqlCertificateRegistry:
             ).scalar_one()
         return int(value)
 
-    def latest_crl(self) -> StoredCrl | None:
+    def latest_crl(self, read: CrlNumbers | None = None) -> StoredCrl | None:
         # Asked on every verification: the newest number (and the last one allocated) is read each
         # time, its DER only when it is not the one read last (a CRL of many revocations is large;
-        # a stored CRL never changes, and its signature is checked by whoever uses it).
+        # a stored CRL never changes, and its signature is checked by whoever uses it). When the
+        # caller read the numbers (`read`, CRL_NUMBERS) and the newest is the one read last, no
+        # statement at all.
+        known = self._latest
+        if read is not None and known is not None and read.newest == known.number:
+            return replace(known, allocated=read.allocated)
         with reader(self.engine).connect() as connection:
             newest = connection.execute(
                 sql_select(_CRL.c.number, _CRL.c.this_update, _CRL.c.next_update, _ALLOCATED)

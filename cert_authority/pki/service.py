@@ -24,6 +24,7 @@ from cert_authority.settings import Settings
 from cert_authority.store.keys_db import key_store_for
 from keys.ca import (
     BranchCA,
+    CrlNumbers,
     IssuedCertificate,
     PublicationUrls,
     check_branch_certificate,
@@ -308,8 +309,9 @@ class PkiService:
     def revoke(self, serial: int, reason: str, now: dt.datetime) -> IssuedCertificate:
         return self.branch_ca.revoke(serial, revocation_reason(reason), now)
 
-    def current_crl(self, now: dt.datetime) -> bytes:
-        return self.branch_ca.current_crl(now).der
+    def current_crl(self, now: dt.datetime, read: CrlNumbers | None = None) -> bytes:
+        """The current CRL's DER (`read`: see `CertificateRegistry.latest_crl`)."""
+        return self.branch_ca.current_crl(now, read).der
 
     def ocsp_response(self, request_der: bytes, now: dt.datetime) -> bytes:
         return self.branch_ca.ocsp_response(request_der, now)

@@ -10,8 +10,9 @@ import datetime as dt
 import json
 import struct
 import zlib
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlmodel import Session, col, select, update
 
 from cert_authority.actors import CLI_ACTOR
@@ -100,6 +101,42 @@ def test_a_new_crl_is_never_served_a_remembered_valid(licence_env: LicenceEnv) -
     verification = env.services.verification
     for report in (verification.verify_identifier(CLI_ACTOR, licence.identifier), verification.verify_file(pdf)):
         assert (report.result, report.reason) == (Status.INDETERMINATE, "revoked_after_signing")
+
+
+def test_a_crl_another_worker_published_is_seen_in_the_licence_row(licence_env: LicenceEnv) -> None:
+    """Verification by identifier reads the CRL's numbers with the licence row and reads no CRL
+    when the newest is the one it read last: a worker that did not publish the new CRL must still
+    notice it there."""
+    env = licence_env
+    env.services.issuance.timestamps = None  # without a timestamp a revoked seal certificate is never VALID
+    sealed_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)
+    licence = issue_example(env, FOOD_TYPE, now=sealed_at).licence
+    _warm(env, licence.identifier)
+    other = open_licence_env(env.settings, env.registry.fonts)
+    try:
+        other.services.seals.revoke(CLI_ACTOR, licence.seal.seal_id)  # publishes a new CRL there
+    finally:
+        other.engine.dispose()
+    report = env.services.verification.verify_identifier(CLI_ACTOR, licence.identifier)
+    assert (report.result, report.reason) == (Status.INDETERMINATE, "revoked_after_signing")
+
+
+def test_a_remembered_verification_by_identifier_reads_the_crl_with_the_licence_row(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    identifier = issue_example(env, FOOD_TYPE).licence.identifier
+    _warm(env, identifier)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(env.engine, "before_cursor_execute", count)
+    try:
+        assert env.services.verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
+    finally:
+        event.remove(env.engine, "before_cursor_execute", count)
+    assert [s for s in statements if "FROM crl" in s] == [s for s in statements if "AS crl_newest" in s], statements
+    assert len(statements) <= 3, statements  # the row (with the CRL's numbers), the stored files, the log
 
 
 def _revoked_seal_licence(env: LicenceEnv) -> tuple[str, bytes]:
