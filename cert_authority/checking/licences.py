@@ -146,10 +146,10 @@ class VerificationService:
             too_large = Check.invalid("file", "file_too_large", f"文件过大（上限 {MAX_UPLOAD_BYTES // 1048576} MB）")
             return Report((too_large,), {"kind": "file"}, checked_at=now)
         digest = sm3(data).hex()
-        report = self._sealed_file(digest, now, data)
+        row = self._stored_row(or_(_LICENCE.c.pdf_sm3 == digest, _LICENCE.c.ofd_sm3 == digest))
+        report = self._sealed_file(digest, now, data, crl_read=None if row is None else _crl_read(row))
         if report.result is Status.INVALID:
             return report
-        row = self._stored_row(or_(_LICENCE.c.pdf_sm3 == digest, _LICENCE.c.ofd_sm3 == digest))
         if row is None:
             receipt = self._receipt(digest)
             if receipt is not None:
@@ -195,8 +195,7 @@ class VerificationService:
             return Report((missing,), subject, checked_at=now)
         intact = self._intact(row, [row.pdf_sm3, row.ofd_sm3])
         try:
-            crl_read = CrlNumbers(row.crl_newest, row.crl_allocated)
-            report = self._sealed_file(row.pdf_sm3, now, intact=intact, crl_read=crl_read)
+            report = self._sealed_file(row.pdf_sm3, now, intact=intact, crl_read=_crl_read(row))
         except StoredFileError as exc:
             return Report((Check.invalid("record", "stored_file_damaged", str(exc)),), subject, checked_at=now)
         report = Report(
@@ -279,6 +278,10 @@ _STORED_ROW: Select[Any] = sql_select(
         _OFD_PACKED, _OFD_PACKED.c.sm3 == _LICENCE.c.ofd_sm3
     )
 )
+
+
+def _crl_read(row: Row[Any]) -> CrlNumbers:
+    return CrlNumbers(row.crl_newest, row.crl_allocated)
 
 
 def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:

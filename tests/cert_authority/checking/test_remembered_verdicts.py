@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import struct
 import zlib
+from functools import partial
 from typing import Any
 
 from sqlalchemy import event, text
@@ -121,10 +122,11 @@ def test_a_crl_another_worker_published_is_seen_in_the_licence_row(licence_env: 
     assert (report.result, report.reason) == (Status.INDETERMINATE, "revoked_after_signing")
 
 
-def test_a_remembered_verification_by_identifier_reads_the_crl_with_the_licence_row(licence_env: LicenceEnv) -> None:
+def test_a_remembered_verification_reads_the_crl_with_the_licence_row(licence_env: LicenceEnv) -> None:
     env = licence_env
     identifier = issue_example(env, FOOD_TYPE).licence.identifier
-    _warm(env, identifier)
+    pdf = _warm(env, identifier)
+    verification = env.services.verification
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -132,11 +134,17 @@ def test_a_remembered_verification_by_identifier_reads_the_crl_with_the_licence_
 
     event.listen(env.engine, "before_cursor_execute", count)
     try:
-        assert env.services.verification.verify_identifier(CLI_ACTOR, identifier).result is Status.VALID
+        for verify in (
+            partial(verification.verify_identifier, CLI_ACTOR, identifier),
+            partial(verification.verify_file, pdf),
+        ):
+            statements.clear()
+            assert verify().result is Status.VALID
+            crl = [s for s in statements if "FROM crl" in s]
+            assert crl == [s for s in statements if "AS crl_newest" in s], statements
+            assert len(statements) <= 3, statements  # the row (with the CRL's numbers), the stored files, the log
     finally:
         event.remove(env.engine, "before_cursor_execute", count)
-    assert [s for s in statements if "FROM crl" in s] == [s for s in statements if "AS crl_newest" in s], statements
-    assert len(statements) <= 3, statements  # the row (with the CRL's numbers), the stored files, the log
 
 
 def _revoked_seal_licence(env: LicenceEnv) -> tuple[str, bytes]:
