@@ -135,7 +135,8 @@ class PackedFiles:
     def check_all_intact(self, digests: Sequence[str], manifests: Mapping[str, str | None] | None = None) -> None:
         """`check_intact` of several files in two reads in all: their manifests' names (unless the
         caller read them with the record: `manifests`, None for a file stored whole), then the
-        manifests (or the files stored whole) with the shared parts they name looked up."""
+        manifests (or the files stored whole) with the shared parts they name looked up; a third
+        the first time this process sees a manifest, for the parts only it names."""
         named = self._manifest_names(digests) if manifests is None else manifests
         packed = {digest: manifest for digest, manifest in named.items() if manifest is not None}
         parts = {key: _INTACT.get(key) for key in packed.items()}
@@ -234,9 +235,9 @@ class PackedFiles:
         files) packed, durable together with their manifests' records in one transaction, and return
         their SM3 names. A file with no parts, or that packing would not shrink, is stored as it is.
 
-        The files are new (a sealed file carries a fresh signature, its manifest the file's own
-        literals) and the constants are written when this process has not seen them stored: so
-        nothing is read first (`FileStore.put_new_many`)."""
+        Sealed files are new (a fresh signature each, carried by the manifest's literals) and the
+        constants are written when this process has not seen them stored: so nothing is read first
+        (`FileStore.put_new_many`), and a name already stored (a licence photo again) is left as is."""
         blobs: list[tuple[bytes, bytes | None]] = []
         shared: set[str] = set()
         names: list[str] = []
