@@ -27,6 +27,7 @@ log = logging.getLogger("ecas.ca")
 
 __all__ = [
     "BranchCA",
+    "CrlNumbers",
     "IssuedCertificate",
     "PublicationUrls",
     "StoredCrl",
