@@ -187,18 +187,15 @@ class CertificateRegistry(Protocol):
 
     def revoked_entries(self) -> list[RevokedEntry]: ...
 
-    def next_crl_number(self) -> int:
-        """Atomically allocate the next CRL number (RFC 5280 §5.2.3: monotonically increasing)."""
-        ...
-
     def latest_crl(self, read: CrlNumbers | None = None) -> StoredCrl | None:
         """The stored CRL of the highest number, with `allocated` read in the same statement.
         `read`: those two numbers as the caller read them just now, in a statement of its own."""
         ...
 
     def publish_crl(self, make: Callable[[int], StoredCrl]) -> StoredCrl:
-        """Allocate the next CRL number and store the CRL `make` builds with it, in one transaction:
-        the newest stored CRL is always the last number allocated, so a gap means a removed row."""
+        """Allocate the next CRL number (atomically, RFC 5280 §5.2.3: monotonically increasing) and
+        store the CRL `make` builds with it, in one transaction: the newest stored CRL is always the
+        last number allocated, so a gap means a removed row."""
         ...
 
 

@@ -20,12 +20,13 @@ from keys.errors import CAError
 from keys.x509 import Certificate
 
 _CRL = CrlRow.__table__  # type: ignore[attr-defined]
-_ALLOCATED: Label[int] = literal_column("(SELECT value FROM counter WHERE name = 'crl_number')").label("allocated")
+_ALLOCATED_SQL = "(SELECT value FROM counter WHERE name = 'crl_number')"  # the last CRL number allocated
+_ALLOCATED: Label[int] = literal_column(_ALLOCATED_SQL).label("allocated")
 # What a caller adds to a statement of its own to learn whether the CRL read last is still the
-# newest (`latest_crl(read=...)`): a verification by identifier reads them with the licence row.
+# newest (`latest_crl(read=...)`): a verification reads them with the licence row.
 CRL_NUMBERS: tuple[Label[int], Label[int]] = (
     literal_column("(SELECT max(number) FROM crl)").label("crl_newest"),
-    literal_column("(SELECT value FROM counter WHERE name = 'crl_number')").label("crl_allocated"),
+    literal_column(_ALLOCATED_SQL).label("crl_allocated"),
 )
 
 
@@ -105,20 +106,6 @@ class SqlCertificateRegistry:
                 for row in rows
             ]
 
-    def next_crl_number(self) -> int:
-        with self.engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO counter (name, value) VALUES ('crl_number', 0) "
-                    "ON CONFLICT (name) DO NOTHING"
-                )
-            )
-            # UPDATE ... RETURNING is atomic on SQLite (>= 3.35) and PostgreSQL alike.
-            value = connection.execute(
-                text("UPDATE counter SET value = value + 1 WHERE name = 'crl_number' RETURNING value")
-            ).scalar_one()
-        return int(value)
-
     def latest_crl(self, read: CrlNumbers | None = None) -> StoredCrl | None:
         # Asked on every verification: the newest number (and the last one allocated) is read each
         # time, its DER only when it is not the one read last (a CRL of many revocations is large;
@@ -153,6 +140,7 @@ class SqlCertificateRegistry:
             connection.execute(
                 text("INSERT INTO counter (name, value) VALUES ('crl_number', 0) ON CONFLICT (name) DO NOTHING")
             )
+            # UPDATE ... RETURNING is atomic on SQLite (>= 3.35) and PostgreSQL alike.
             number = connection.execute(
                 text("UPDATE counter SET value = value + 1 WHERE name = 'crl_number' RETURNING value")
             ).scalar_one()

@@ -65,9 +65,14 @@ def test_init_issue_revoke_and_crl(pki_service: PkiService, tmp_path: Path) -> N
 
 
 def test_crl_numbers_are_unique_across_concurrent_callers(pki_service: PkiService) -> None:
+    pki_service.init(NOW)
+    before = pki_service.branch_ca.current_crl(NOW).number
     with ThreadPoolExecutor(max_workers=8) as pool:
-        numbers = list(pool.map(lambda _: pki_service.registry.next_crl_number(), range(40)))
-    assert sorted(numbers) == list(range(1, 41))
+        crls = list(pool.map(lambda _: pki_service.branch_ca.publish_crl(NOW), range(40)))
+    numbers = [crl.number for crl in crls]
+    assert sorted(numbers) == list(range(before + 1, before + 41))
+    assert all(Crl.load(crl.der).crl_number == crl.number for crl in crls)
+    assert pki_service.registry.latest_crl().number == before + 40
 
 
 def test_crl_is_reused_until_half_life(pki_service: PkiService) -> None:
