@@ -94,13 +94,9 @@ def test_an_edited_row_is_never_served_a_remembered_valid(licence_env: LicenceEn
 
 def test_a_new_crl_is_never_served_a_remembered_valid(licence_env: LicenceEnv) -> None:
     env = licence_env
-    env.services.issuance.timestamps = None  # without a timestamp a revoked seal certificate is never VALID
-    sealed_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)
-    licence = issue_example(env, FOOD_TYPE, now=sealed_at).licence
-    pdf = _warm(env, licence.identifier)
-    env.services.seals.revoke(CLI_ACTOR, licence.seal.seal_id)  # publishes a new CRL
+    identifier, pdf = _revoked_seal_licence(env)
     verification = env.services.verification
-    for report in (verification.verify_identifier(CLI_ACTOR, licence.identifier), verification.verify_file(pdf)):
+    for report in (verification.verify_identifier(CLI_ACTOR, identifier), verification.verify_file(pdf)):
         assert (report.result, report.reason) == (Status.INDETERMINATE, "revoked_after_signing")
 
 
@@ -109,16 +105,12 @@ def test_a_crl_another_worker_published_is_seen_in_the_licence_row(licence_env: 
     when the newest is the one it read last: a worker that did not publish the new CRL must still
     notice it there."""
     env = licence_env
-    env.services.issuance.timestamps = None  # without a timestamp a revoked seal certificate is never VALID
-    sealed_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)
-    licence = issue_example(env, FOOD_TYPE, now=sealed_at).licence
-    _warm(env, licence.identifier)
     other = open_licence_env(env.settings, env.registry.fonts)
     try:
-        other.services.seals.revoke(CLI_ACTOR, licence.seal.seal_id)  # publishes a new CRL there
+        identifier, _ = _revoked_seal_licence(env, revoked_by=other)  # publishes a new CRL there
     finally:
         other.engine.dispose()
-    report = env.services.verification.verify_identifier(CLI_ACTOR, licence.identifier)
+    report = env.services.verification.verify_identifier(CLI_ACTOR, identifier)
     assert (report.result, report.reason) == (Status.INDETERMINATE, "revoked_after_signing")
 
 
@@ -147,13 +139,14 @@ def test_a_remembered_verification_reads_the_crl_with_the_licence_row(licence_en
         event.remove(env.engine, "before_cursor_execute", count)
 
 
-def _revoked_seal_licence(env: LicenceEnv) -> tuple[str, bytes]:
-    """A licence sealed without a timestamp, verified VALID (remembered), then its seal revoked."""
+def _revoked_seal_licence(env: LicenceEnv, revoked_by: LicenceEnv | None = None) -> tuple[str, bytes]:
+    """A licence sealed without a timestamp, verified VALID (remembered), then its seal revoked
+    (through `revoked_by`'s services: another worker's, if given)."""
     env.services.issuance.timestamps = None  # without a timestamp a revoked seal certificate is never VALID
     sealed_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2)
     licence = issue_example(env, FOOD_TYPE, now=sealed_at).licence
     pdf = _warm(env, licence.identifier)
-    env.services.seals.revoke(CLI_ACTOR, licence.seal.seal_id)  # publishes a new CRL
+    (revoked_by or env).services.seals.revoke(CLI_ACTOR, licence.seal.seal_id)  # publishes a new CRL
     return licence.identifier, pdf
 
 
