@@ -19,7 +19,8 @@ FOOD = example_data(FOOD_TYPE)
 
 
 def test_proofs_heads_consistency_and_tiles(licence_env: LicenceEnv, tmp_path: Path) -> None:
-    app = create_app(licence_env.settings)
+    # Heads only on demand (no timer), so the kept sizes are exactly those the proofs asked for.
+    app = create_app(licence_env.settings.model_copy(update={"log_interval_seconds": 0}))
     issuer = {"Authorization": f"Bearer {app.state.api_keys.create('issuer', ISSUER_USCC).key}"}
     user = {"Authorization": f"Bearer {app.state.api_keys.create('user', USER_USCC).key}"}
     with TestClient(app) as client:

@@ -141,6 +141,7 @@ def test_show_scan_verify_expire_and_revoke(
     phone.wait_for_load_state("networkidle")
     phone.screenshot(path=artifacts / "phone-wallet.png", full_page=True)
     phone.click(f"a[href='/wallet/licences/{food}']")
+    phone.wait_for_url(f"{server}/wallet/licences/{food}")  # the click's navigation, not the list's idle
     phone.wait_for_load_state("networkidle")
     phone.screenshot(path=artifacts / "phone-licence.png", full_page=True)
     phone.clock.install()  # the show screen's timers run on a clock the test moves
