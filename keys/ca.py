@@ -27,6 +27,7 @@ log = logging.getLogger("ecas.ca")
 
 __all__ = [
     "BranchCA",
+    "CrlDraft",
     "CrlNumbers",
     "IssuedCertificate",
     "PublicationUrls",
@@ -172,6 +173,15 @@ class CrlNumbers:
     allocated: int | None
 
 
+@dataclass(frozen=True)
+class CrlDraft:
+    """What the next CRL is built from, as the store read it in the transaction that numbers it."""
+
+    number: int  # above the counter, every stored CRL and the floor asked for
+    revoked: list[RevokedEntry]  # the revocations on record, read after the number was taken
+    newest_der: bytes | None  # the newest stored CRL before this one
+
+
 class CertificateRegistry(Protocol):
     """Persistence of what the branch has issued. Implementations must be safe across processes."""
 
@@ -185,17 +195,17 @@ class CertificateRegistry(Protocol):
         """Revoke once; raise CAError for an unknown or already revoked serial."""
         ...
 
-    def revoked_entries(self) -> list[RevokedEntry]: ...
-
     def latest_crl(self, read: CrlNumbers | None = None) -> StoredCrl | None:
         """The stored CRL of the highest number, with `allocated` read in the same statement.
         `read`: those two numbers as the caller read them just now, in a statement of its own."""
         ...
 
-    def publish_crl(self, make: Callable[[int], StoredCrl]) -> StoredCrl:
-        """Allocate the next CRL number (atomically, RFC 5280 §5.2.3: monotonically increasing) and
-        store the CRL `make` builds with it, in one transaction: the newest stored CRL is always the
-        last number allocated, so a gap means a removed row."""
+    def publish_crl(self, make: Callable[[CrlDraft], StoredCrl], floor: int = 0) -> StoredCrl:
+        """In one transaction, publishers taking turns: allocate the next CRL number (RFC 5280
+        §5.2.3: monotonically increasing), above the counter, every stored CRL and `floor`; read the
+        revocations on record after taking it (so none committed before is left out); and store the
+        CRL `make` builds from them. The newest stored CRL is always the last number allocated, so
+        a gap means a removed row."""
         ...
 
 
@@ -218,7 +228,9 @@ class BranchCA:
         self.registry = registry
         self.urls = urls
         self.crl_validity = crl_validity
-        self._checked_der: bytes | None = None  # the newest CRL's DER, found to carry its row's number
+        # The highest-numbered CRL this process published or served (its DER found to carry its
+        # row's number): never served an older one again, and its entries kept in the next.
+        self._served: StoredCrl | None = None
 
     def issue_seal_certificate(
         self,
@@ -275,26 +287,51 @@ class BranchCA:
     def publish_crl(self, now: dt.datetime) -> StoredCrl:
         now = utc(now)
         next_update = now + self.crl_validity
-        entries = self.registry.revoked_entries()
+        served = self._served
 
-        def make(number: int) -> StoredCrl:
+        def make(draft: CrlDraft) -> StoredCrl:
             der = build_crl(
                 issuer_signer=self.signer,
                 issuer=self.branch,
-                entries=entries,
-                crl_number=number,
+                entries=self._kept(draft, served),
+                crl_number=draft.number,
                 this_update=now,
                 next_update=next_update,
             )
-            return StoredCrl(number=number, this_update=now, next_update=next_update, der=der)
+            return StoredCrl(number=draft.number, this_update=now, next_update=next_update, der=der)
 
-        return self.registry.publish_crl(make)
+        crl = self.registry.publish_crl(make, floor=served.number if served else 0)
+        if self._served is None or crl.number > self._served.number:
+            self._served = crl
+        return crl
+
+    def _kept(self, draft: CrlDraft, served: StoredCrl | None) -> list[RevokedEntry]:
+        """The revocations on record, and every entry of the CRLs signed before (the newest stored,
+        the one this process served) that the record lacks: a revocation once published is never
+        dropped, even when its row is edited to unset it."""
+        entries = {entry.serial: entry for entry in draft.revoked}
+        signed_before = [der for der in (draft.newest_der, served.der if served else None) if der is not None]
+        for der in dict.fromkeys(signed_before):
+            try:
+                previous = Crl.load(der)
+            except InvalidCertificateError:
+                continue
+            if not previous.signature_valid(self.branch.public_key):
+                continue  # not ours: its entries are no evidence of anything
+            for entry in previous.entries:
+                if entry.serial not in entries:
+                    log.warning(
+                        "certificate %X is revoked in CRL %s, not on record: kept", entry.serial, previous.crl_number
+                    )
+                    entries[entry.serial] = entry
+        return list(entries.values())
 
     def current_crl(self, now: dt.datetime, read: CrlNumbers | None = None) -> StoredCrl:
         """The latest CRL, re-issued once half its validity has passed, or at once when the newest
-        stored one is not the latest: a newer one was allocated and is gone, or its DER carries
-        another number. Either means rows removed or replaced, which must never bring back an
-        older list of revocations (a revoked seal verifying again)."""
+        stored one is not the latest: a newer one was allocated and is gone, the counter is gone,
+        this process served a newer one, or its DER carries another number or is not signed by this
+        CA. Each means rows removed, rewound, replaced or planted, which must never bring back an
+        older list of revocations (a revoked seal verifying again) nor stop verification."""
         latest = self.registry.latest_crl(read)
         if latest is None or utc(now) >= latest.this_update + self.crl_validity / 2:
             return self.publish_crl(now)
@@ -306,12 +343,19 @@ class BranchCA:
         return latest
 
     def _is_latest(self, latest: StoredCrl) -> bool:
-        if latest.allocated is not None and latest.allocated > latest.number:
+        served = self._served
+        if latest.allocated is None or latest.allocated > latest.number:
             return False
-        if latest.der is not self._checked_der:  # the store keeps one DER object per number read
-            if Crl.load(latest.der).crl_number != latest.number:
+        if served is not None and latest.number < served.number:
+            return False
+        if served is None or latest.der is not served.der:  # the store keeps one DER object per number read
+            try:
+                parsed = Crl.load(latest.der)
+            except InvalidCertificateError:
                 return False
-            self._checked_der = latest.der
+            if parsed.crl_number != latest.number or not parsed.signature_valid(self.branch.public_key):
+                return False
+            self._served = latest
         return True
 
     def status_of(self, serial: int) -> CertStatus:

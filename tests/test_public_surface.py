@@ -72,6 +72,7 @@ PUBLIC_MODULES: dict[str, list[str]] = {
 SURFACE: dict[str, list[str]] = {
     "keys.ca": [
         "BranchCA",
+        "CrlDraft",
         "CrlNumbers",
         "IssuedCertificate",
         "PublicationUrls",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -14,12 +15,14 @@ from sqlmodel import Session, col, select
 
 from cert_authority.store.models import CrlRow, IssuedCertificateRow
 from cert_authority.store.reading import reader
-from keys.ca import CrlNumbers, IssuedCertificate, StoredCrl
+from keys.ca import CrlDraft, CrlNumbers, IssuedCertificate, StoredCrl
 from keys.crl import RevokedEntry
 from keys.errors import CAError
 from keys.x509 import Certificate
 
+log = logging.getLogger("ecas.ca")
 _CRL = CrlRow.__table__  # type: ignore[attr-defined]
+_ISSUED = IssuedCertificateRow.__table__  # type: ignore[attr-defined]
 _ALLOCATED_SQL = "(SELECT value FROM counter WHERE name = 'crl_number')"  # the last CRL number allocated
 _ALLOCATED: Label[int] = literal_column(_ALLOCATED_SQL).label("allocated")
 # What a caller adds to a statement of its own to learn whether the CRL read last is still the
@@ -92,20 +95,6 @@ class SqlCertificateRegistry:
                 raise CAError(f"证书 {key} 已于 {_aware(row.revoked_at).isoformat()} 吊销")  # type: ignore[arg-type]
             return _record(row)
 
-    def revoked_entries(self) -> list[RevokedEntry]:
-        with Session(self.engine) as session:
-            rows = session.exec(
-                select(IssuedCertificateRow).where(col(IssuedCertificateRow.revoked_at).is_not(None))
-            )
-            return [
-                RevokedEntry(
-                    serial=int(row.serial, 16),
-                    revoked_at=_aware(row.revoked_at),  # type: ignore[arg-type]
-                    reason=row.revocation_reason or "unspecified",
-                )
-                for row in rows
-            ]
-
     def latest_crl(self, read: CrlNumbers | None = None) -> StoredCrl | None:
         # Asked on every verification: the newest number (and the last one allocated) is read each
         # time, its DER only when it is not the one read last (a CRL of many revocations is large;
@@ -134,17 +123,35 @@ class SqlCertificateRegistry:
                 )
             return replace(known, allocated=newest.allocated)
 
-    def publish_crl(self, make: Callable[[int], StoredCrl]) -> StoredCrl:
-        # The counter's row stays locked from the UPDATE to the commit: publishers take turns.
+    def publish_crl(self, make: Callable[[CrlDraft], StoredCrl], floor: int = 0) -> StoredCrl:
+        # The counter's row stays locked from the UPDATE to the commit: publishers take turns, and
+        # what one reads after its UPDATE includes every revocation committed before it.
         with self.engine.begin() as connection:
             connection.execute(
                 text("INSERT INTO counter (name, value) VALUES ('crl_number', 0) ON CONFLICT (name) DO NOTHING")
             )
             # UPDATE ... RETURNING is atomic on SQLite (>= 3.35) and PostgreSQL alike.
-            number = connection.execute(
+            taken = connection.execute(
                 text("UPDATE counter SET value = value + 1 WHERE name = 'crl_number' RETURNING value")
             ).scalar_one()
-            crl = make(int(number))
+            newest = connection.execute(
+                sql_select(_CRL.c.number, _CRL.c.der).order_by(_CRL.c.number.desc()).limit(1)
+            ).first()
+            number = max(int(taken), floor + 1, newest.number + 1 if newest else 1)
+            if number != taken:  # a row planted above the counter, or the counter rewound or removed
+                log.warning(
+                    "CRL number %d was next, but CRL %d is stored or served: numbered %d", taken, number - 1, number
+                )
+                connection.execute(text("UPDATE counter SET value = :n WHERE name = 'crl_number'"), {"n": number})
+            revoked = connection.execute(
+                sql_select(_ISSUED.c.serial, _ISSUED.c.revoked_at, _ISSUED.c.revocation_reason).where(
+                    _ISSUED.c.revoked_at.is_not(None)
+                )
+            )
+            entries = [
+                RevokedEntry(int(serial, 16), _aware(at), reason or "unspecified") for serial, at, reason in revoked
+            ]
+            crl = make(CrlDraft(number, entries, newest.der if newest else None))
             row = {"number": crl.number, "this_update": crl.this_update, "next_update": crl.next_update, "der": crl.der}
             connection.execute(_CRL.insert().values(**row))
         return crl
