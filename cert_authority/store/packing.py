@@ -235,18 +235,23 @@ class PackedFiles:
         files) packed, durable together with their manifests' records in one transaction, and return
         their SM3 names. A file with no parts, or that packing would not shrink, is stored as it is.
 
-        Sealed files are new (a fresh signature each, carried by the manifest's literals) and the
-        constants are written when this process has not seen them stored: so nothing is read first
-        (`FileStore.put_new_many`), and a name already stored (a licence photo again) is left as is."""
+        Sealed files (given with their parts) are new, a fresh signature each, and the constants are
+        written when this process has not seen them stored: so nothing is read first for them
+        (`FileStore.put_new_many`). A file given without parts (a licence photo) may be stored
+        already, perhaps damaged since: it goes through `FileStore.put_many`, which repairs it."""
         blobs: list[tuple[bytes, bytes | None]] = []
+        as_is: list[tuple[bytes, bytes | None]] = []
         shared: set[str] = set()
         names: list[str] = []
         packed: list[dict[str, object]] = []
         for data, known, parts in items:
             digest = (known or sm3(data)).hex()
             names.append(digest)
-            manifest, new = _pack(self, data, digest, parts) if parts else (None, [])
-            if manifest is None:
+            if not parts:
+                as_is.append((data, bytes.fromhex(digest)))
+                continue
+            manifest, new = _pack(self, data, digest, parts)
+            if manifest is None:  # packing would not shrink it: still a sealed file, new
                 blobs.append((data, bytes.fromhex(digest)))
                 continue
             for blob, name in new:  # a constant first met in this batch is written once
@@ -256,6 +261,8 @@ class PackedFiles:
             manifest_sm3 = sm3(manifest)
             blobs.append((manifest, manifest_sm3))
             packed.append({"sm3": digest, "manifest_sm3": manifest_sm3.hex(), "size": len(data)})
+        if as_is:
+            self.store.put_many(as_is)  # durable before the records that name them
         with self.engine.begin() as connection:
             self.store.put_new_many(blobs, within=connection)  # a store elsewhere: durable first
             if packed:

@@ -52,6 +52,7 @@ from tests.conftest import (
     LicenceEnv,
     Snapshots,
     example_data,
+    flip_stored_bit,
     gmssl_verify,
     issue_example,
     licence_env_copy,
@@ -64,6 +65,7 @@ from tests.conftest import (
     template_data,
     type_spec_data,
 )
+from verification.report import Status
 
 MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 IDENT_TYPE = AUTHORITY_USCC + "009"  # a test type whose template prints the identifier
@@ -513,3 +515,18 @@ def test_photo_is_stored_normalised(shared_licence_env: LicenceEnv) -> None:
     with Image.open(io.BytesIO(stored)) as image:
         assert image.format == "JPEG" and image.size == (300, 400)
     assert licence.photo_sm3 != sm3(demo_photo(3)).hex()  # the checked JPEG, not the PNG upload
+
+
+def test_a_licence_issued_with_a_damaged_stored_photo_is_servable(licence_env: LicenceEnv) -> None:
+    """A stored photo damaged (someone with access to the store), then a new licence with the same
+    photo: the photo is rewritten, not left as it is, so the new licence verifies and renders (a
+    record naming a damaged file would be issued, 201, but unservable)."""
+    env = licence_env
+    first = issue_example(env, VOCATIONAL_TYPE).licence  # the demo photo
+    assert first.photo_sm3 is not None
+    flip_stored_bit(env.registry.filestore, first.photo_sm3)  # someone with access to the store
+    second = issue_example(env, VOCATIONAL_TYPE).licence  # the same photo, a new licence
+    assert second.photo_sm3 == first.photo_sm3
+    report = env.services.verification.verify_identifier(CLI_ACTOR, second.identifier)
+    assert (report.result, report.reason) == (Status.VALID, "ok"), [c.message for c in report.checks]
+    assert env.registry.filestore.get(second.photo_sm3)
