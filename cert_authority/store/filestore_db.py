@@ -85,8 +85,7 @@ class DatabaseFiles:
         it does not."""
         if not items:
             return
-        now = utc_now()
-        rows = [{"digest": name, "content": data, "size": len(data), "stored_at": now} for name, data in items]
+        rows = _rows(items)
         statement = self._insert(TABLE)
         if replace:
             statement = statement.on_conflict_do_update(
@@ -104,10 +103,8 @@ class DatabaseFiles:
         written, if `connection` is not to this store's database."""
         if connection.engine is not self.engine or not items:
             return False
-        now = utc_now()
-        rows = [{"digest": name, "content": data, "size": len(data), "stored_at": now} for name, data in items]
         statement = self._insert(TABLE).on_conflict_do_nothing(index_elements=[TABLE.c.digest])
-        connection.execute(statement, rows)
+        connection.execute(statement, _rows(items))
         return True
 
     @contextmanager
@@ -123,6 +120,13 @@ class DatabaseFiles:
             raise StorageUnavailableError(
                 "文件存储（数据库）暂不可用，本次未保存任何内容，请联系管理员"
             ) from exc
+
+
+def _rows(items: Sequence[tuple[str, bytes]]) -> list[dict[str, object]]:
+    # In name order: two transactions writing the same new names (a first licence of a template
+    # issued on two hosts at once) then wait for each other's rows in one order, never deadlock.
+    now = utc_now()
+    return [{"digest": name, "content": data, "size": len(data), "stored_at": now} for name, data in sorted(items)]
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:
