@@ -101,7 +101,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.province = ProvinceLibrary(engine, app.state.registry.filestore, services.verification.personal)
     app.state.transparency_log = services.log
     app.state.batch_jobs = BatchJobs(engine, app.state.registry.filestore, services.issuance)
-    # The busiest route first: requests are matched against the routes in order.
+    # Liveness first: it is what `ecas bench serve` measures as "the server doing nothing", so it must
+    # not pay for matching the other 150 routes (about 150 µs here) that no other request pays.
+    @app.get("/healthz", tags=["ops"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    # Then the busiest routes: requests are matched against the routes in order.
     for router in (
         routes_holder.verify_router,
         routes_verify.router,
@@ -144,11 +151,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(SecurityHeaders, page_prefixes=PAGE_PREFIXES)  # outermost: on refusals too
     _document_definitions(app)
-
-    @app.get("/healthz", tags=["ops"])
-    async def health() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
 
     @app.exception_handler(ServiceError)
     @app.exception_handler(KeysError)
