@@ -40,6 +40,7 @@ import enum
 import json
 import struct
 import threading
+import time
 import weakref
 import zlib
 from collections import OrderedDict
@@ -127,9 +128,11 @@ class PackedFiles:
 
         For a packed file whose manifest this process has rebuilt and checked before, only the
         manifest is read (the store checks its SM3), and the shared parts it names are looked up,
-        not read: its literals and references are then the ones that rebuilt `digest`, and the
-        parts' contents are checked once per process. So a check after the first costs one read,
-        not a rebuild and the SM3 of the whole file."""
+        not read: its literals and references are then the ones that rebuilt `digest`. The parts'
+        contents are read again, in that same read, when this process last did so more than
+        `PART_RECHECK_SECONDS` ago (a few hundred KB, shared by every licence of a template). So a
+        check after the first costs one read, not a rebuild and the SM3 of the whole file, and a
+        part damaged in the store is found within that time."""
         self.check_all_intact([digest], None if isinstance(manifest, NotRead) else {digest: manifest})
 
     def check_all_intact(self, digests: Sequence[str], manifests: Mapping[str, str | None] | None = None) -> None:
@@ -140,13 +143,16 @@ class PackedFiles:
         named = self._manifest_names(digests) if manifests is None else manifests
         packed = {digest: manifest for digest, manifest in named.items() if manifest is not None}
         parts = {key: _INTACT.get(key) for key in packed.items()}
-        present = sorted(set().union(*(known for known in parts.values() if known is not None)))
-        stored = self.store.get_many([packed.get(digest, digest) for digest in digests], present=present)
+        shared = set().union(*(known for known in parts.values() if known is not None))
+        due = _parts_due(shared)
+        files = [packed.get(digest, digest) for digest in digests]
+        stored = self.store.get_many([*files, *due], present=sorted(shared - set(due)))
+        _parts_read(due)
         for (digest, manifest), known in parts.items():
             if known is None:  # first seen by this process: rebuilt, and its parts looked up now
-                _, shared = self._unpack(digest, stored[manifest])
-                self.store.check_present(sorted(shared))
-                _intact(digest, manifest, shared)
+                _, named_parts = self._unpack(digest, stored[manifest])
+                self.store.check_present(sorted(named_parts))
+                _intact(digest, manifest, named_parts)
 
     def exists(self, digest: str) -> bool:
         return self.store.exists(self.stored_name(digest))
@@ -415,6 +421,23 @@ _SUBSETS: OrderedDict[tuple[str, frozenset[str]], SubsetFont] = OrderedDict()
 # (file SM3, manifest SM3) rebuilt and checked in this process → the shared parts it names
 _INTACT: dict[tuple[str, str], frozenset[str]] = {}
 _INTACT_KEPT = 100_000
+# Shared part → when (time.monotonic) this process last read it from the store and found it intact.
+_PARTS_READ: dict[str, float] = {}
+PART_RECHECK_SECONDS = 300.0
+
+
+def _parts_due(shared: set[str]) -> list[str]:
+    """The shared parts a remembered check reads whole this time: those not read for a while. Not
+    the configured font files: this process cuts subsets from its own copies (some MB each)."""
+    now = time.monotonic()
+    fonts = {name for name, _ in _FONTS.values()}
+    return sorted(n for n in shared - fonts if now - _PARTS_READ.get(n, -PART_RECHECK_SECONDS) >= PART_RECHECK_SECONDS)
+
+
+def _parts_read(names: list[str]) -> None:
+    now = time.monotonic()
+    with _LOCK:
+        _PARTS_READ.update(dict.fromkeys(names, now))
 
 
 def _intact(digest: str, manifest: str, shared: frozenset[str]) -> None:
