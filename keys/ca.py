@@ -35,6 +35,7 @@ __all__ = [
     "check_branch_certificate",
     "create_branch_certificate",
     "create_root_certificate",
+    "serial_on_record",
     "years_later",
 ]
 
@@ -162,15 +163,20 @@ class StoredCrl:
     this_update: dt.datetime
     next_update: dt.datetime
     der: bytes
-    allocated: int | None = None  # the last CRL number allocated, as the store read it with this CRL
+    # As the store read them with this CRL: the last CRL number allocated, and the serial (hex) of
+    # the certificate revoked last on record (which the CRL must list).
+    allocated: int | None = None
+    last_revoked: str | None = None
 
 
 @dataclass(frozen=True)
 class CrlNumbers:
-    """The newest stored CRL's number and the last one allocated, as a caller read them."""
+    """The newest stored CRL's number, the last one allocated and the serial (hex) revoked last on
+    record, as a caller read them in a statement of its own."""
 
     newest: int | None
     allocated: int | None
+    last_revoked: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,17 @@ class CrlDraft:
 
     number: int  # above the counter, every stored CRL and the floor asked for
     revoked: list[RevokedEntry]  # the revocations on record, read after the number was taken
-    newest_der: bytes | None  # the newest stored CRL before this one
+    newest: StoredCrl | None  # the newest stored CRL before this one
+
+
+def serial_on_record(text: str | None) -> int | None:
+    """A certificate serial as the registry keeps it (hex), or None when it is not one a CRL can
+    list (RFC 5280 §4.1.2.2: positive, at most 20 octets): a row no CRL could carry."""
+    try:
+        serial = int(text or "", 16)
+    except ValueError:
+        return None
+    return serial if serial > 0 and serial.bit_length() <= 159 else None
 
 
 class CertificateRegistry(Protocol):
@@ -196,16 +212,17 @@ class CertificateRegistry(Protocol):
         ...
 
     def latest_crl(self, read: CrlNumbers | None = None) -> StoredCrl | None:
-        """The stored CRL of the highest number, with `allocated` read in the same statement.
-        `read`: those two numbers as the caller read them just now, in a statement of its own."""
+        """The stored CRL of the highest number, with `allocated` and `last_revoked` read in the
+        same statement. `read`: those as the caller read them just now, in a statement of its own."""
         ...
 
-    def publish_crl(self, make: Callable[[CrlDraft], StoredCrl], floor: int = 0) -> StoredCrl:
+    def publish_crl(self, make: Callable[[CrlDraft], StoredCrl | None], floor: int = 0) -> StoredCrl:
         """In one transaction, publishers taking turns: allocate the next CRL number (RFC 5280
         §5.2.3: monotonically increasing), above the counter, every stored CRL and `floor`; read the
         revocations on record after taking it (so none committed before is left out); and store the
         CRL `make` builds from them. The newest stored CRL is always the last number allocated, so
-        a gap means a removed row."""
+        a gap means a removed row. When `make` gives None (the newest will do), nothing is
+        allocated or stored, and the newest is returned."""
         ...
 
 
@@ -228,9 +245,10 @@ class BranchCA:
         self.registry = registry
         self.urls = urls
         self.crl_validity = crl_validity
-        # The highest-numbered CRL this process published or served (its DER found to carry its
-        # row's number): never served an older one again, and its entries kept in the next.
+        # The highest-numbered CRL this process published or served (found genuine: `_genuine`),
+        # and it parsed: never an older one served again, and its entries kept in the next.
         self._served: StoredCrl | None = None
+        self._served_crl: Crl | None = None
 
     def issue_seal_certificate(
         self,
@@ -289,7 +307,9 @@ class BranchCA:
         next_update = now + self.crl_validity
         served = self._served
 
-        def make(draft: CrlDraft) -> StoredCrl:
+        def make(draft: CrlDraft) -> StoredCrl | None:
+            if self._will_do(draft, served, now):
+                return None  # another worker has just published a complete one
             der = build_crl(
                 issuer_signer=self.signer,
                 issuer=self.branch,
@@ -302,15 +322,31 @@ class BranchCA:
 
         crl = self.registry.publish_crl(make, floor=served.number if served else 0)
         if self._served is None or crl.number > self._served.number:
-            self._served = crl
+            self._served, self._served_crl = crl, Crl.load(crl.der)
         return crl
+
+    def _will_do(self, draft: CrlDraft, served: StoredCrl | None, now: dt.datetime) -> bool:
+        """The newest stored CRL is as good as a new one: the last allocated, not below what this
+        process served, before half its validity, genuine, and listing every revocation on record
+        (so of several workers finding the CRL half spent at once, one publishes)."""
+        newest = draft.newest
+        if (
+            newest is None
+            or newest.number != draft.number - 1
+            or (served is not None and newest.number < served.number)
+        ):
+            return False
+        if now >= newest.this_update + self.crl_validity / 2:
+            return False
+        parsed = self._genuine(newest)
+        return parsed is not None and all(parsed.entry(entry.serial) is not None for entry in draft.revoked)
 
     def _kept(self, draft: CrlDraft, served: StoredCrl | None) -> list[RevokedEntry]:
         """The revocations on record, and every entry of the CRLs signed before (the newest stored,
         the one this process served) that the record lacks: a revocation once published is never
         dropped, even when its row is edited to unset it."""
         entries = {entry.serial: entry for entry in draft.revoked}
-        signed_before = [der for der in (draft.newest_der, served.der if served else None) if der is not None]
+        signed_before = [crl.der for crl in (draft.newest, served) if crl is not None]
         for der in dict.fromkeys(signed_before):
             try:
                 previous = Crl.load(der)
@@ -329,16 +365,17 @@ class BranchCA:
     def current_crl(self, now: dt.datetime, read: CrlNumbers | None = None) -> StoredCrl:
         """The latest CRL, re-issued once half its validity has passed, or at once when the newest
         stored one is not the latest: a newer one was allocated and is gone, the counter is gone,
-        this process served a newer one, or its DER carries another number or is not signed by this
-        CA. Each means rows removed, rewound, replaced or planted, which must never bring back an
-        older list of revocations (a revoked seal verifying again) nor stop verification."""
+        this process served a newer one, it is not genuine (`_genuine`), or it lacks the revocation
+        made last on record (a CRL rewound, or one that failed to publish after a revocation). Each
+        must never bring back an older list of revocations (a revoked seal verifying again) nor
+        stop verification."""
         latest = self.registry.latest_crl(read)
-        if latest is None or utc(now) >= latest.this_update + self.crl_validity / 2:
+        if latest is None:
             return self.publish_crl(now)
         if not self._is_latest(latest):
-            log.warning(
-                "stored CRL %d is not the latest issued: re-issuing (CRL rows removed or replaced?)", latest.number
-            )
+            log.warning("stored CRL %d is not the latest or lacks a revocation on record: re-issuing", latest.number)
+            return self.publish_crl(now)
+        if utc(now) >= latest.this_update + self.crl_validity / 2:
             return self.publish_crl(now)
         return latest
 
@@ -349,19 +386,55 @@ class BranchCA:
         if served is not None and latest.number < served.number:
             return False
         if served is None or latest.der is not served.der:  # the store keeps one DER object per number read
-            try:
-                parsed = Crl.load(latest.der)
-            except InvalidCertificateError:
+            parsed = self._genuine(latest)
+            if parsed is None:
                 return False
-            if parsed.crl_number != latest.number or not parsed.signature_valid(self.branch.public_key):
-                return False
-            self._served = latest
-        return True
+            self._served, self._served_crl = latest, parsed
+        last = serial_on_record(latest.last_revoked)
+        assert self._served_crl is not None
+        return last is None or self._served_crl.entry(last) is not None
+
+    def _genuine(self, stored: StoredCrl) -> Crl | None:
+        """The stored CRL parsed, if it is what this CA would have stored under its row: DER (not
+        PEM), of the row's number and dates (the re-issue time is taken from the row), signed by
+        this branch CA."""
+        try:
+            parsed = Crl.load(stored.der)
+        except InvalidCertificateError:
+            return None
+        dates_agree = (
+            parsed.next_update is not None
+            and abs(parsed.this_update - stored.this_update) < dt.timedelta(seconds=1)  # DER time: whole seconds
+            and abs(parsed.next_update - stored.next_update) < dt.timedelta(seconds=1)
+        )
+        if parsed.der != stored.der or parsed.crl_number != stored.number or not dates_agree:
+            return None
+        return parsed if parsed.signature_valid(self.branch.public_key) else None
 
     def status_of(self, serial: int) -> CertStatus:
         record = self.registry.find(serial)
         # RFC 6960 §2.2: "unknown" for serials this CA never issued.
-        return record.status() if record else CertStatus("unknown")
+        status = record.status() if record else CertStatus("unknown")
+        if status.state == "good":  # unless a CRL this CA signed lists it: a revocation is never undone
+            listed = self._listed(serial)
+            if listed is not None:
+                log.warning("certificate %X is revoked in a CRL, not on record: answered revoked", serial)
+                return CertStatus("revoked", revoked_at=listed.revoked_at, reason=listed.reason)
+        return status
+
+    def _listed(self, serial: int) -> RevokedEntry | None:
+        """The serial's entry in the CRL this process served or the newest stored (if genuine)."""
+        latest = self.registry.latest_crl()
+        stored = (
+            self._genuine(latest)
+            if latest is not None and latest.der is not getattr(self._served, "der", None)
+            else None
+        )
+        for crl in (self._served_crl, stored):
+            entry = crl.entry(serial) if crl is not None else None
+            if entry is not None:
+                return entry
+        return None
 
     def ocsp_response(self, request_der: bytes, now: dt.datetime) -> bytes:
         return respond_ocsp(

@@ -80,6 +80,7 @@ SURFACE: dict[str, list[str]] = {
         "check_branch_certificate",
         "create_branch_certificate",
         "create_root_certificate",
+        "serial_on_record",
         "years_later",
     ],
     "keys.crl": ["Crl", "REASONS", "RevokedEntry", "build_crl", "parse_reason", "reason_text"],

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import literal_column, text, update
 from sqlalchemy import select as sql_select
@@ -15,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from cert_authority.store.models import CrlRow, IssuedCertificateRow
 from cert_authority.store.reading import reader
-from keys.ca import CrlDraft, CrlNumbers, IssuedCertificate, StoredCrl
+from keys.ca import CrlDraft, CrlNumbers, IssuedCertificate, StoredCrl, serial_on_record
 from keys.crl import RevokedEntry
 from keys.errors import CAError
 from keys.x509 import Certificate
@@ -25,12 +26,36 @@ _CRL = CrlRow.__table__  # type: ignore[attr-defined]
 _ISSUED = IssuedCertificateRow.__table__  # type: ignore[attr-defined]
 _ALLOCATED_SQL = "(SELECT value FROM counter WHERE name = 'crl_number')"  # the last CRL number allocated
 _ALLOCATED: Label[int] = literal_column(_ALLOCATED_SQL).label("allocated")
+# The serial of the certificate revoked last on record: the CRL served must list it.
+_LAST_REVOKED_SQL = (
+    "(SELECT serial FROM issued_certificate WHERE revoked_at IS NOT NULL ORDER BY revoked_at DESC, serial DESC LIMIT 1)"
+)
+_LAST_REVOKED: Label[str] = literal_column(_LAST_REVOKED_SQL).label("last_revoked")
 # What a caller adds to a statement of its own to learn whether the CRL read last is still the
-# newest (`latest_crl(read=...)`): a verification reads them with the licence row.
-CRL_NUMBERS: tuple[Label[int], Label[int]] = (
+# newest and complete (`latest_crl(read=...)`): a verification reads them with the licence row.
+CRL_NUMBERS: tuple[Label[int], Label[int], Label[str]] = (
     literal_column("(SELECT max(number) FROM crl)").label("crl_newest"),
     literal_column(_ALLOCATED_SQL).label("crl_allocated"),
+    literal_column(_LAST_REVOKED_SQL).label("crl_last_revoked"),
 )
+
+
+def _entries(rows: Iterable[Any]) -> list[RevokedEntry]:
+    """The revocations on record as CRL entries. A row no CRL can carry (a serial that is not one,
+    a reason that is not a CRLReason: edited in the database) must not stop every other revocation
+    from being published: it is left out, or listed as unspecified, and logged."""
+    entries = []
+    for serial_text, at, reason in rows:
+        serial = serial_on_record(serial_text)
+        if serial is None:
+            log.warning("revoked certificate %r on record is not a serial a CRL can list: left out", serial_text)
+            continue
+        try:
+            entries.append(RevokedEntry(serial, _aware(at), reason or "unspecified"))
+        except ValueError:
+            log.warning("revoked certificate %X on record has reason %r: listed as unspecified", serial, reason)
+            entries.append(RevokedEntry(serial, _aware(at), "unspecified"))
+    return entries
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -103,10 +128,10 @@ class SqlCertificateRegistry:
         # statement at all.
         known = self._latest
         if read is not None and known is not None and read.newest == known.number:
-            return replace(known, allocated=read.allocated)
+            return replace(known, allocated=read.allocated, last_revoked=read.last_revoked)
         with reader(self.engine).connect() as connection:
             newest = connection.execute(
-                sql_select(_CRL.c.number, _CRL.c.this_update, _CRL.c.next_update, _ALLOCATED)
+                sql_select(_CRL.c.number, _CRL.c.this_update, _CRL.c.next_update, _ALLOCATED, _LAST_REVOKED)
                 .order_by(_CRL.c.number.desc())
                 .limit(1)
             ).first()
@@ -121,9 +146,9 @@ class SqlCertificateRegistry:
                     next_update=_aware(newest.next_update),
                     der=der,
                 )
-            return replace(known, allocated=newest.allocated)
+            return replace(known, allocated=newest.allocated, last_revoked=newest.last_revoked)
 
-    def publish_crl(self, make: Callable[[CrlDraft], StoredCrl], floor: int = 0) -> StoredCrl:
+    def publish_crl(self, make: Callable[[CrlDraft], StoredCrl | None], floor: int = 0) -> StoredCrl:
         # The counter's row stays locked from the UPDATE to the commit: publishers take turns, and
         # what one reads after its UPDATE includes every revocation committed before it.
         with self.engine.begin() as connection:
@@ -135,7 +160,9 @@ class SqlCertificateRegistry:
                 text("UPDATE counter SET value = value + 1 WHERE name = 'crl_number' RETURNING value")
             ).scalar_one()
             newest = connection.execute(
-                sql_select(_CRL.c.number, _CRL.c.der).order_by(_CRL.c.number.desc()).limit(1)
+                sql_select(_CRL.c.number, _CRL.c.this_update, _CRL.c.next_update, _CRL.c.der)
+                .order_by(_CRL.c.number.desc())
+                .limit(1)
             ).first()
             number = max(int(taken), floor + 1, newest.number + 1 if newest else 1)
             if number != taken:  # a row planted above the counter, or the counter rewound or removed
@@ -148,10 +175,16 @@ class SqlCertificateRegistry:
                     _ISSUED.c.revoked_at.is_not(None)
                 )
             )
-            entries = [
-                RevokedEntry(int(serial, 16), _aware(at), reason or "unspecified") for serial, at, reason in revoked
-            ]
-            crl = make(CrlDraft(number, entries, newest.der if newest else None))
+            stored = None
+            if newest is not None:
+                stored = StoredCrl(newest.number, _aware(newest.this_update), _aware(newest.next_update), newest.der)
+            crl = make(CrlDraft(number, _entries(revoked), stored))
+            if crl is None:  # the newest will do: nothing allocated (a counter removed or rewound is mended)
+                assert stored is not None
+                connection.execute(
+                    text("UPDATE counter SET value = :n WHERE name = 'crl_number'"), {"n": stored.number}
+                )
+                return stored
             row = {"number": crl.number, "this_update": crl.this_update, "next_update": crl.next_update, "der": crl.der}
             connection.execute(_CRL.insert().values(**row))
         return crl
