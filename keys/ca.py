@@ -163,19 +163,21 @@ class StoredCrl:
     this_update: dt.datetime
     next_update: dt.datetime
     der: bytes
-    # As the store read them with this CRL: the last CRL number allocated, and the serial (hex) of
-    # the certificate revoked last on record (which the CRL must list).
+    # As the store read them with this CRL: the last CRL number allocated, how many certificates
+    # are revoked on record and the serial (hex) of the one revoked last (the CRL must list them).
     allocated: int | None = None
+    revoked: int | None = None
     last_revoked: str | None = None
 
 
 @dataclass(frozen=True)
 class CrlNumbers:
-    """The newest stored CRL's number, the last one allocated and the serial (hex) revoked last on
-    record, as a caller read them in a statement of its own."""
+    """The newest stored CRL's number, the last one allocated, how many certificates are revoked on
+    record and the serial (hex) revoked last, as a caller read them in a statement of its own."""
 
     newest: int | None
     allocated: int | None
+    revoked: int | None = None
     last_revoked: str | None = None
 
 
@@ -198,6 +200,15 @@ def serial_on_record(text: str | None) -> int | None:
     return serial if serial > 0 and serial.bit_length() <= 159 else None
 
 
+@dataclass(frozen=True)
+class _Served:
+    """A CRL this process published or found genuine, parsed, and how many certificates it lists."""
+
+    stored: StoredCrl
+    crl: Crl
+    listed: int
+
+
 class CertificateRegistry(Protocol):
     """Persistence of what the branch has issued. Implementations must be safe across processes."""
 
@@ -212,7 +223,7 @@ class CertificateRegistry(Protocol):
         ...
 
     def latest_crl(self, read: CrlNumbers | None = None) -> StoredCrl | None:
-        """The stored CRL of the highest number, with `allocated` and `last_revoked` read in the
+        """The stored CRL of the highest number, with `allocated`, `revoked` and `last_revoked` read in the
         same statement. `read`: those as the caller read them just now, in a statement of its own."""
         ...
 
@@ -245,10 +256,9 @@ class BranchCA:
         self.registry = registry
         self.urls = urls
         self.crl_validity = crl_validity
-        # The highest-numbered CRL this process published or served (found genuine: `_genuine`),
-        # and it parsed: never an older one served again, and its entries kept in the next.
-        self._served: StoredCrl | None = None
-        self._served_crl: Crl | None = None
+        # The highest-numbered CRL this process published or found genuine (one attribute, set at
+        # once: threads read it as a whole): never an older one served again, its entries kept.
+        self._served: _Served | None = None
 
     def issue_seal_certificate(
         self,
@@ -305,7 +315,7 @@ class BranchCA:
     def publish_crl(self, now: dt.datetime) -> StoredCrl:
         now = utc(now)
         next_update = now + self.crl_validity
-        served = self._served
+        served = self._served.stored if self._served is not None else None
 
         def make(draft: CrlDraft) -> StoredCrl | None:
             if self._will_do(draft, served, now):
@@ -321,9 +331,14 @@ class BranchCA:
             return StoredCrl(number=draft.number, this_update=now, next_update=next_update, der=der)
 
         crl = self.registry.publish_crl(make, floor=served.number if served else 0)
-        if self._served is None or crl.number > self._served.number:
-            self._served, self._served_crl = crl, Crl.load(crl.der)
+        self._adopt(crl, Crl.load(crl.der))
         return crl
+
+    def _adopt(self, stored: StoredCrl, crl: Crl) -> _Served:
+        held = _Served(stored, crl, len(crl.entries))
+        if self._served is None or stored.number >= self._served.stored.number:
+            self._served = held
+        return held
 
     def _will_do(self, draft: CrlDraft, served: StoredCrl | None, now: dt.datetime) -> bool:
         """The newest stored CRL is as good as a new one: the last allocated, not below what this
@@ -383,16 +398,24 @@ class BranchCA:
         served = self._served
         if latest.allocated is None or latest.allocated > latest.number:
             return False
-        if served is not None and latest.number < served.number:
+        if served is not None and latest.number < served.stored.number:
             return False
-        if served is None or latest.der is not served.der:  # the store keeps one DER object per number read
-            parsed = self._genuine(latest)
-            if parsed is None:
-                return False
-            self._served, self._served_crl = latest, parsed
+        held = self._held(latest)
+        if held is None:
+            return False
+        if latest.revoked is not None and latest.revoked > held.listed:
+            return False
         last = serial_on_record(latest.last_revoked)
-        assert self._served_crl is not None
-        return last is None or self._served_crl.entry(last) is not None
+        return last is None or held.crl.entry(last) is not None
+
+    def _held(self, stored: StoredCrl) -> _Served | None:
+        """`stored` parsed, if genuine. The CRL held is not checked again (the store keeps one DER
+        object per number read); a genuine one at least as new becomes the one held."""
+        served = self._served
+        if served is not None and stored.der is served.stored.der:
+            return served
+        parsed = self._genuine(stored)
+        return self._adopt(stored, parsed) if parsed is not None else None
 
     def _genuine(self, stored: StoredCrl) -> Crl | None:
         """The stored CRL parsed, if it is what this CA would have stored under its row: DER (not
@@ -423,15 +446,10 @@ class BranchCA:
         return status
 
     def _listed(self, serial: int) -> RevokedEntry | None:
-        """The serial's entry in the CRL this process served or the newest stored (if genuine)."""
+        """The serial's entry in the CRL this process holds or the newest stored (if genuine)."""
         latest = self.registry.latest_crl()
-        stored = (
-            self._genuine(latest)
-            if latest is not None and latest.der is not getattr(self._served, "der", None)
-            else None
-        )
-        for crl in (self._served_crl, stored):
-            entry = crl.entry(serial) if crl is not None else None
+        for held in (self._served, self._held(latest) if latest is not None else None):
+            entry = held.crl.entry(serial) if held is not None else None
             if entry is not None:
                 return entry
         return None

@@ -281,7 +281,7 @@ _STORED_ROW: Select[Any] = sql_select(
 
 
 def _crl_read(row: Row[Any]) -> CrlNumbers:
-    return CrlNumbers(row.crl_newest, row.crl_allocated, row.crl_last_revoked)
+    return CrlNumbers(row.crl_newest, row.crl_allocated, row.crl_revoked, row.crl_last_revoked)
 
 
 def licence_status_check(row: StatusFields, now: dt.datetime) -> Check:

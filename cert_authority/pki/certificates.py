@@ -26,16 +26,20 @@ _CRL = CrlRow.__table__  # type: ignore[attr-defined]
 _ISSUED = IssuedCertificateRow.__table__  # type: ignore[attr-defined]
 _ALLOCATED_SQL = "(SELECT value FROM counter WHERE name = 'crl_number')"  # the last CRL number allocated
 _ALLOCATED: Label[int] = literal_column(_ALLOCATED_SQL).label("allocated")
-# The serial of the certificate revoked last on record: the CRL served must list it.
+# How many certificates are revoked on record, and the one revoked last: the CRL served must list
+# as many, and that one (an index on (revoked_at, serial) answers both).
+_REVOKED_SQL = "(SELECT count(*) FROM issued_certificate WHERE revoked_at IS NOT NULL)"
 _LAST_REVOKED_SQL = (
     "(SELECT serial FROM issued_certificate WHERE revoked_at IS NOT NULL ORDER BY revoked_at DESC, serial DESC LIMIT 1)"
 )
+_REVOKED: Label[int] = literal_column(_REVOKED_SQL).label("revoked")
 _LAST_REVOKED: Label[str] = literal_column(_LAST_REVOKED_SQL).label("last_revoked")
 # What a caller adds to a statement of its own to learn whether the CRL read last is still the
 # newest and complete (`latest_crl(read=...)`): a verification reads them with the licence row.
-CRL_NUMBERS: tuple[Label[int], Label[int], Label[str]] = (
+CRL_NUMBERS: tuple[Label[int], Label[int], Label[int], Label[str]] = (
     literal_column("(SELECT max(number) FROM crl)").label("crl_newest"),
     literal_column(_ALLOCATED_SQL).label("crl_allocated"),
+    literal_column(_REVOKED_SQL).label("crl_revoked"),
     literal_column(_LAST_REVOKED_SQL).label("crl_last_revoked"),
 )
 
@@ -128,10 +132,10 @@ class SqlCertificateRegistry:
         # statement at all.
         known = self._latest
         if read is not None and known is not None and read.newest == known.number:
-            return replace(known, allocated=read.allocated, last_revoked=read.last_revoked)
+            return replace(known, allocated=read.allocated, revoked=read.revoked, last_revoked=read.last_revoked)
         with reader(self.engine).connect() as connection:
             newest = connection.execute(
-                sql_select(_CRL.c.number, _CRL.c.this_update, _CRL.c.next_update, _ALLOCATED, _LAST_REVOKED)
+                sql_select(_CRL.c.number, _CRL.c.this_update, _CRL.c.next_update, _ALLOCATED, _REVOKED, _LAST_REVOKED)
                 .order_by(_CRL.c.number.desc())
                 .limit(1)
             ).first()
@@ -146,7 +150,7 @@ class SqlCertificateRegistry:
                     next_update=_aware(newest.next_update),
                     der=der,
                 )
-            return replace(known, allocated=newest.allocated, last_revoked=newest.last_revoked)
+            return replace(known, allocated=newest.allocated, revoked=newest.revoked, last_revoked=newest.last_revoked)
 
     def publish_crl(self, make: Callable[[CrlDraft], StoredCrl | None], floor: int = 0) -> StoredCrl:
         # The counter's row stays locked from the UPDATE to the commit: publishers take turns, and

@@ -28,6 +28,8 @@ class IssuedCertificateRow(SQLModel, table=True):
     """A certificate the branch CA issued, with its revocation state."""
 
     __tablename__ = "issued_certificate"
+    # Read with every verification: the count of revocations and the last one (pki.certificates).
+    __table_args__ = (Index("ix_issued_certificate_revoked_at_serial", "revoked_at", "serial"),)
 
     serial: str = Field(primary_key=True, max_length=40)  # upper-case hex
     subject: str
