@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -94,8 +94,7 @@ def test_kill_during_single_issuance(licence_env: LicenceEnv) -> None:
 
     with serving(env, port) as server, ThreadPoolExecutor(8) as pool:
         pending = [pool.submit(issue, item) for item in requests]
-        while table_counts(env.engine)["licence"] < 2:  # some issued, more on their way
-            time.sleep(0.02)
+        _until_issued(env, 2, pending)  # some issued, more on their way
         os.killpg(server.pid, signal.SIGKILL)
         interrupted = [future.result() for future in pending]
     assert 0 in interrupted  # the kill did cut requests short
@@ -132,8 +131,7 @@ def test_one_worker_killed_the_others_serve_and_it_comes_back(licence_env: Licen
         workers = _children(server.pid)
         assert len(workers) >= 2, workers
         pending = [pool.submit(issue, n) for n in range(24)]
-        while table_counts(env.engine)["licence"] < 2:
-            time.sleep(0.02)
+        _until_issued(env, 2, pending)
         os.kill(workers[0], signal.SIGKILL)
         statuses = [future.result() for future in pending]
         assert statuses.count(201) >= 12  # the other worker went on issuing
@@ -144,6 +142,17 @@ def test_one_worker_killed_the_others_serve_and_it_comes_back(licence_env: Licen
         again = list(pool.map(issue, range(24)))  # the same keys: what was cut short is issued now
     assert set(again) <= {200, 201}, again
     assert len(assert_whole(env)) == 24
+
+
+def _until_issued(env: LicenceEnv, count: int, pending: list[Future[int]]) -> None:
+    """Wait until `count` licences are on record; fail (not hang) if every request has ended first,
+    with what they answered."""
+    deadline = time.monotonic() + 120
+    while table_counts(env.engine)["licence"] < count:
+        if all(future.done() for future in pending) or time.monotonic() > deadline:
+            answered = [future.result() for future in pending if future.done()]
+            raise AssertionError(f"fewer than {count} licences issued; the requests answered {answered}")
+        time.sleep(0.02)
 
 
 def _children(pid: int) -> list[int]:
