@@ -223,8 +223,9 @@ class CertificateRegistry(Protocol):
         ...
 
     def latest_crl(self, read: CrlNumbers | None = None) -> StoredCrl | None:
-        """The stored CRL of the highest number, with `allocated`, `revoked` and `last_revoked` read in the
-        same statement. `read`: those as the caller read them just now, in a statement of its own."""
+        """The stored CRL of the highest number, with `allocated`, `revoked` and `last_revoked` read
+        in the same statement. `read`: those as the caller read them just now, in a statement of
+        its own."""
         ...
 
     def publish_crl(self, make: Callable[[CrlDraft], StoredCrl | None], floor: int = 0) -> StoredCrl:
@@ -335,6 +336,7 @@ class BranchCA:
         return crl
 
     def _adopt(self, stored: StoredCrl, crl: Crl) -> _Served:
+        """Hold `crl` (genuine) unless this process holds a newer one."""
         held = _Served(stored, crl, len(crl.entries))
         if self._served is None or stored.number >= self._served.stored.number:
             self._served = held
@@ -380,10 +382,10 @@ class BranchCA:
     def current_crl(self, now: dt.datetime, read: CrlNumbers | None = None) -> StoredCrl:
         """The latest CRL, re-issued once half its validity has passed, or at once when the newest
         stored one is not the latest: a newer one was allocated and is gone, the counter is gone,
-        this process served a newer one, it is not genuine (`_genuine`), or it lacks the revocation
-        made last on record (a CRL rewound, or one that failed to publish after a revocation). Each
-        must never bring back an older list of revocations (a revoked seal verifying again) nor
-        stop verification."""
+        this process served a newer one, it is not genuine (`_genuine`), or it lists fewer
+        certificates than are revoked on record or not the one revoked last (a CRL rewound, or one
+        that failed to publish after a revocation). None of these may bring back an older list of
+        revocations (a revoked seal verifying again) or stop verification."""
         latest = self.registry.latest_crl(read)
         if latest is None:
             return self.publish_crl(now)
