@@ -25,6 +25,16 @@ from tests.cert_authority.checking.test_remembered_verdicts import (
 from tests.conftest import FOOD_TYPE, LicenceEnv, issue_example, open_licence_env
 from verification.report import Status
 
+DELETE_NEWEST = "DELETE FROM crl WHERE number = (SELECT max(number) FROM crl)"
+UNSET_REVOCATIONS = (
+    "UPDATE issued_certificate SET revoked_at = NULL, revocation_reason = NULL WHERE revoked_at IS NOT NULL"
+)
+NEWEST = "SELECT number, der FROM crl ORDER BY number DESC LIMIT 1"
+COUNTER_EDITS = {
+    "deleted": "DELETE FROM counter WHERE name = 'crl_number'",
+    "rewound": "UPDATE counter SET value = value - 1 WHERE name = 'crl_number'",
+}
+
 
 def _seal_serial(env: LicenceEnv, seal_id: int) -> int:
     with env.engine.connect() as connection:
@@ -63,45 +73,38 @@ def test_a_crl_begun_before_a_revocation_never_drops_it(licence_env: LicenceEnv)
         other.pki.branch_ca.publish_crl(dt.datetime.now(dt.timezone.utc))
     finally:
         other.engine.dispose()
+    serial = _seal_serial(env, licence.seal.seal_id)
     with env.engine.connect() as connection:
-        serial = int(
-            connection.execute(
-                text("SELECT cert_serial FROM seal WHERE id = :i"), {"i": licence.seal.seal_id}
-            ).scalar_one(),
-            16,
-        )
-        newest, newest_der = connection.execute(text("SELECT number, der FROM crl ORDER BY number DESC LIMIT 1")).one()
+        newest, newest_der = connection.execute(text(NEWEST)).one()
     assert serial in {entry.serial for entry in drafts[0].revoked}  # read after A's revocation
     _assert_revoked(env, licence.identifier, pdf)
     assert Crl.load(bytes(newest_der)).entry(serial) is not None, f"CRL {newest}, the newest, lacks the seal"
 
 
-def test_deleting_the_newest_crl_and_the_counter_never_brings_back_a_remembered_valid(
-    licence_env: LicenceEnv,
+@pytest.mark.parametrize(
+    ("counter", "worker"), [("deleted", "this"), ("rewound", "this"), ("rewound", "another")], ids=str
+)
+def test_deleting_the_newest_crl_and_editing_the_counter_never_brings_back_a_valid(
+    licence_env: LicenceEnv, counter: str, worker: str
 ) -> None:
-    """The newest CRL and the counter's row deleted (only deletions: no key, no forged bytes): the
-    CRL before the revocation, signed and current, is never served again."""
+    """The newest CRL deleted and the counter's row deleted or set back by one (no key, no forged
+    bytes): the CRL before the revocation, signed and current, is never served again. Not by this
+    worker, which served a higher number; not by another (or this one restarted), which never did:
+    the revocations on record are read with the CRL's numbers, and the older CRL lacks one."""
     env = licence_env
     identifier, pdf = _revoked_seal_licence(env)
     _assert_revoked(env, identifier, pdf)
     with env.engine.begin() as connection:
-        connection.execute(text("DELETE FROM crl WHERE number = (SELECT max(number) FROM crl)"))
-        connection.execute(text("DELETE FROM counter WHERE name = 'crl_number'"))
-    _assert_revoked(env, identifier, pdf)
-
-
-def test_deleting_the_newest_crl_and_rewinding_the_counter_never_brings_back_a_remembered_valid(
-    licence_env: LicenceEnv,
-) -> None:
-    """The same with the counter set back by one (an edit instead of a deletion): this process
-    served a higher number, so the older CRL is not the latest."""
-    env = licence_env
-    identifier, pdf = _revoked_seal_licence(env)
-    _assert_revoked(env, identifier, pdf)
-    with env.engine.begin() as connection:
-        connection.execute(text("DELETE FROM crl WHERE number = (SELECT max(number) FROM crl)"))
-        connection.execute(text("UPDATE counter SET value = value - 1 WHERE name = 'crl_number'"))
-    _assert_revoked(env, identifier, pdf)
+        connection.execute(text(DELETE_NEWEST))
+        connection.execute(text(COUNTER_EDITS[counter]))
+    if worker == "this":
+        _assert_revoked(env, identifier, pdf)
+        return
+    other = open_licence_env(env.settings, env.registry.fonts)
+    try:
+        _assert_revoked(other, identifier, pdf)
+    finally:
+        other.engine.dispose()
 
 
 def test_a_revocation_unset_in_its_row_is_never_dropped_from_the_next_crl(licence_env: LicenceEnv) -> None:
@@ -112,12 +115,8 @@ def test_a_revocation_unset_in_its_row_is_never_dropped_from_the_next_crl(licenc
     identifier, pdf = _revoked_seal_licence(env)
     _assert_revoked(env, identifier, pdf)
     with env.engine.begin() as connection:
-        connection.execute(
-            text(
-                "UPDATE issued_certificate SET revoked_at = NULL, revocation_reason = NULL WHERE revoked_at IS NOT NULL"
-            )
-        )
-        connection.execute(text("DELETE FROM crl WHERE number = (SELECT max(number) FROM crl)"))
+        connection.execute(text(UNSET_REVOCATIONS))
+        connection.execute(text(DELETE_NEWEST))
     _assert_revoked(env, identifier, pdf)
 
 
@@ -129,7 +128,7 @@ def test_a_planted_crl_row_does_not_stop_verification(licence_env: LicenceEnv) -
     identifier = issue_example(env, FOOD_TYPE).licence.identifier
     _warm(env, identifier)
     with env.engine.begin() as connection:
-        newest, der = connection.execute(text("SELECT number, der FROM crl ORDER BY number DESC LIMIT 1")).one()
+        newest, der = connection.execute(text(NEWEST)).one()
         this_update, next_update = connection.execute(
             text("SELECT this_update, next_update FROM crl WHERE number = :n"), {"n": newest}
         ).one()
@@ -166,13 +165,8 @@ def test_a_forged_crl_row_is_neither_served_nor_carried_into_the_next(licence_en
     env.services.issuance.timestamps = None  # the CRL decides (no timestamp, no status embedded with it)
     licence = issue_example(env, FOOD_TYPE).licence
     _warm(env, licence.identifier)
+    serial = _seal_serial(env, licence.seal.seal_id)
     with env.engine.begin() as connection:
-        serial = int(
-            connection.execute(
-                text("SELECT cert_serial FROM seal WHERE id = :i"), {"i": licence.seal.seal_id}
-            ).scalar_one(),
-            16,
-        )
         newest, der, this_update, next_update = connection.execute(
             text("SELECT number, der, this_update, next_update FROM crl ORDER BY number DESC LIMIT 1")
         ).one()
@@ -190,25 +184,8 @@ def test_a_forged_crl_row_is_neither_served_nor_carried_into_the_next(licence_en
     finally:
         other.engine.dispose()
     with env.engine.connect() as connection:
-        number, der = connection.execute(text("SELECT number, der FROM crl ORDER BY number DESC LIMIT 1")).one()
+        number, der = connection.execute(text(NEWEST)).one()
     assert number == newest + 2 and Crl.load(bytes(der)).entry(serial) is None
-
-
-def test_a_rewound_crl_is_not_served_by_a_worker_that_never_served_the_newest(licence_env: LicenceEnv) -> None:
-    """The rewind (newest CRL deleted, counter set back by one) met by another worker, or this one
-    restarted, which never served the newest: the revocation made last on record is read with the
-    CRL's numbers, and the older CRL lacks it, so it is not served: a CRL listing it is published."""
-    env = licence_env
-    identifier, pdf = _revoked_seal_licence(env)
-    _assert_revoked(env, identifier, pdf)
-    with env.engine.begin() as connection:
-        connection.execute(text("DELETE FROM crl WHERE number = (SELECT max(number) FROM crl)"))
-        connection.execute(text("UPDATE counter SET value = value - 1 WHERE name = 'crl_number'"))
-    other = open_licence_env(env.settings, env.registry.fonts)  # another worker, or this one restarted
-    try:
-        _assert_revoked(other, identifier, pdf)
-    finally:
-        other.engine.dispose()
 
 
 @pytest.mark.parametrize(
@@ -230,7 +207,7 @@ def test_an_edited_revocation_row_does_not_stop_crl_publication(licence_env: Lic
     identifier, pdf = _revoked_seal_licence(env)
     with env.engine.begin() as connection:
         connection.execute(text(edit))
-        connection.execute(text("DELETE FROM crl WHERE number = (SELECT max(number) FROM crl)"))
+        connection.execute(text(DELETE_NEWEST))
     _assert_revoked(env, identifier, pdf)
 
 
@@ -245,11 +222,7 @@ def test_a_revocation_unset_in_its_row_is_not_answered_good_by_ocsp(licence_env:
     env.services.seals.revoke(CLI_ACTOR, licence.seal.seal_id)
     serial = _seal_serial(env, licence.seal.seal_id)
     with env.engine.begin() as connection:
-        connection.execute(
-            text(
-                "UPDATE issued_certificate SET revoked_at = NULL, revocation_reason = NULL WHERE revoked_at IS NOT NULL"
-            )
-        )
+        connection.execute(text(UNSET_REVOCATIONS))
     crl = Crl.load(env.pki.current_crl(dt.datetime.now(dt.timezone.utc)))
     assert crl.entry(serial) is not None  # the CRL keeps it (the fix under review)
     assert env.pki.branch_ca.status_of(serial).state == "revoked"  # what /pki/ocsp answers
@@ -341,7 +314,7 @@ def test_a_crl_stored_as_pem_is_not_served(licence_env: LicenceEnv) -> None:
     env = licence_env
     _warm(env, issue_example(env, FOOD_TYPE).licence.identifier)
     with env.engine.begin() as connection:
-        number, der = connection.execute(text("SELECT number, der FROM crl ORDER BY number DESC LIMIT 1")).one()
+        number, der = connection.execute(text(NEWEST)).one()
         connection.execute(
             text("UPDATE crl SET der = :pem WHERE number = :n"), {"pem": Crl.load(bytes(der)).pem, "n": number}
         )
