@@ -10,18 +10,19 @@ hold them until a commit. SQLite keeps its engine: a read there costs no round t
 
 from __future__ import annotations
 
-import weakref
-
 from sqlalchemy.engine import Engine
 
-_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+# Kept on the engine itself: a weak-keyed map would never drop an entry, since the autocommit engine
+# it holds refers to its key, so every engine (and its pooled connections) lived as long as the process.
+_READER = "_ecas_reader"
 
 
 def reader(engine: Engine) -> Engine:
     """`engine` for reads: on PostgreSQL the same pool in autocommit (no BEGIN, no ROLLBACK)."""
     if engine.dialect.name != "postgresql":
         return engine
-    found = _READERS.get(engine)
+    found: Engine | None = getattr(engine, _READER, None)
     if found is None:
-        found = _READERS[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+        found = engine.execution_options(isolation_level="AUTOCOMMIT")
+        setattr(engine, _READER, found)
     return found

@@ -3,12 +3,15 @@ closed it, or it sat idle a while); one in steady use goes straight to work."""
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 import pytest
 from sqlalchemy import create_engine, event, text
 
 from cert_authority.store import db
+from cert_authority.store.reading import reader
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -64,3 +67,22 @@ def test_a_connection_in_steady_use_is_not_pinged(database_url: str) -> None:
     assert len(pids) == 1 and len(checkouts) == 20
     assert pings == []
     engine.dispose()
+
+
+def test_an_engine_read_through_is_freed_with_its_connections(database_url: str) -> None:
+    """`reader` once kept every engine alive (and its pooled connections open) for the life of the
+    process: a test suite that made many engines ran PostgreSQL out of connections."""
+    engine = db.create_db_engine(database_url)
+    with reader(engine).connect() as connection:
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    gone = weakref.ref(engine)
+    del engine, connection
+    gc.collect()
+    assert gone() is None
+    admin = create_engine(database_url)
+    deadline = time.monotonic() + 10  # the server ends the session just after the client closes it
+    with admin.connect() as probe:
+        while probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar_one():
+            assert time.monotonic() < deadline, "the freed engine's connection is still open"
+            time.sleep(0.05)
+    admin.dispose()
