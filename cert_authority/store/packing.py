@@ -37,6 +37,7 @@ issued before packing).
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import struct
 import threading
@@ -272,18 +273,21 @@ class PackedFiles:
         with self.engine.begin() as connection:
             self.store.put_new_many(blobs, within=connection)  # a store elsewhere: durable first
             if packed:
-                connection.execute(_record(self.engine.dialect.name, packed))
+                connection.execute(_record(self.engine.dialect.name), packed)
         _known(self).update(shared)
         return names
 
 
-def _record(dialect: str, rows: list[dict[str, object]]) -> Insert:
-    # A file packed twice (the same bytes stored again) keeps its first manifest.
+@functools.lru_cache(maxsize=2)
+def _record(dialect: str) -> Insert:
+    """The packed-file rows' INSERT, run with the rows as parameters: a multi-row .values([...]) is
+    not cached by SQLAlchemy, so it was compiled again for every licence. A file packed twice (the
+    same bytes stored again) keeps its first manifest."""
     if dialect == "postgresql":
-        return postgresql_insert(_PACKED).values(rows).on_conflict_do_nothing()
+        return postgresql_insert(_PACKED).on_conflict_do_nothing()
     if dialect == "sqlite":
-        return sqlite_insert(_PACKED).values(rows).on_conflict_do_nothing()
-    return insert(_PACKED).values(rows)  # pragma: no cover - the two databases we run on are above
+        return sqlite_insert(_PACKED).on_conflict_do_nothing()
+    return insert(_PACKED)  # pragma: no cover - the two databases we run on are above
 
 
 def warm_fonts(font_paths: Iterable[Path]) -> None:
