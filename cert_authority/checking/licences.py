@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_
+from sqlalchemy import Select, bindparam, or_
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine, Row
 from sqlmodel import Session, col, select
@@ -146,7 +146,7 @@ class VerificationService:
             too_large = Check.invalid("file", "file_too_large", f"文件过大（上限 {MAX_UPLOAD_BYTES // 1048576} MB）")
             return Report((too_large,), {"kind": "file"}, checked_at=now)
         digest = sm3(data).hex()
-        row = self._stored_row(or_(_LICENCE.c.pdf_sm3 == digest, _LICENCE.c.ofd_sm3 == digest))
+        row = self._stored_row(_BY_FILE, {"digest": digest})
         report = self._sealed_file(digest, now, data, crl_read=None if row is None else _crl_read(row))
         if report.result is Status.INVALID:
             return report
@@ -189,7 +189,7 @@ class VerificationService:
             return Report((Check.invalid("identifier", "bad_check_character", str(exc)),), subject, checked_at=now)
         except InvalidCodeError as exc:
             return Report((Check.invalid("identifier", "malformed_identifier", str(exc)),), subject, checked_at=now)
-        row = self._stored_row(_LICENCE.c.identifier == text)
+        row = self._stored_row(_BY_IDENTIFIER, {"identifier": text})
         if row is None:
             missing = Check.invalid("identifier", "not_found", f"证照标识格式正确，但本机构没有证照 {text}")
             return Report((missing,), subject, checked_at=now)
@@ -206,12 +206,12 @@ class VerificationService:
         return self._with_record(report, row, now, show_face=_may_see_face(actor, row), intact=intact)
 
     # --- what the registry adds ---------------------------------------------------------------
-    def _stored_row(self, where: ColumnElement[bool]) -> Row[Any] | None:
+    def _stored_row(self, query: Select[Any], parameters: dict[str, str]) -> Row[Any] | None:
         """The licence row as stored, every column, its files' manifest names and the CRL's numbers
         (`CRL_NUMBERS`), in one query without the ORM: a remembered record needs only its columns
         as a key."""
         with reader(self.engine).connect() as connection:
-            return connection.execute(_STORED_ROW.where(where)).first()
+            return connection.execute(query, parameters).first()
 
     def _intact(self, row: Row[Any], digests: list[str]) -> bool:
         """Whether these stored files of the licence are there and undamaged, checked in one read
@@ -278,6 +278,11 @@ _STORED_ROW: Select[Any] = sql_select(
         _OFD_PACKED, _OFD_PACKED.c.sm3 == _LICENCE.c.ofd_sm3
     )
 )
+
+# Built once with bound parameters: a statement built per call paid for its expressions and for
+# walking it to find its cache key, on every verification.
+_BY_IDENTIFIER = _STORED_ROW.where(_LICENCE.c.identifier == bindparam("identifier"))
+_BY_FILE = _STORED_ROW.where(or_(_LICENCE.c.pdf_sm3 == bindparam("digest"), _LICENCE.c.ofd_sm3 == bindparam("digest")))
 
 
 def _crl_read(row: Row[Any]) -> CrlNumbers:

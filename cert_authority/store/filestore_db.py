@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import Table, null, select, union_all
+from sqlalchemy import Table, bindparam, null, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -38,6 +38,15 @@ from cert_authority.store.reading import reader
 from cert_authority.timeutil import utc_now
 
 TABLE: Table = StoredFileRow.__table__  # type: ignore[attr-defined]
+# Built once with bound parameters (lists expanded when run): a statement built per call paid for its
+# expressions and for walking it to find its cache key, on every verification.
+_READ = select(TABLE.c.content).where(TABLE.c.digest == bindparam("name"))
+_FIND = select(TABLE.c.digest).where(TABLE.c.digest == bindparam("name"))
+_READ_MANY = select(TABLE.c.digest, TABLE.c.content).where(TABLE.c.digest.in_(bindparam("names", expanding=True)))
+_READ_AND_FIND = union_all(
+    _READ_MANY,
+    select(TABLE.c.digest, null().label("content")).where(TABLE.c.digest.in_(bindparam("find", expanding=True))),
+)
 
 
 class DatabaseFiles:
@@ -52,28 +61,26 @@ class DatabaseFiles:
 
     def read(self, name: str) -> bytes | None:
         with self._connection() as connection:
-            value = connection.execute(select(TABLE.c.content).where(TABLE.c.digest == name)).scalar()
+            value = connection.execute(_READ, {"name": name}).scalar()
         return None if value is None else bytes(value)
 
     def read_many(self, names: Sequence[str]) -> dict[str, bytes]:
         if not names:
             return {}
         with self._connection() as connection:
-            rows = connection.execute(select(TABLE.c.digest, TABLE.c.content).where(TABLE.c.digest.in_(list(names))))
+            rows = connection.execute(_READ_MANY, {"names": list(names)})
             return {digest: bytes(content) for digest, content in rows}
 
     def read_and_find(self, names: Sequence[str], find: Sequence[str]) -> tuple[dict[str, bytes], set[str]]:
-        values = select(TABLE.c.digest, TABLE.c.content).where(TABLE.c.digest.in_(list(names)))
-        found = select(TABLE.c.digest, null().label("content")).where(TABLE.c.digest.in_(list(find)))
         with self._connection() as connection:
-            rows = connection.execute(union_all(values, found)).all()
+            rows = connection.execute(_READ_AND_FIND, {"names": list(names), "find": list(find)}).all()
         return {digest: bytes(content) for digest, content in rows if content is not None}, {
             digest for digest, content in rows if content is None
         }
 
     def contains(self, name: str) -> bool:
         with self._connection() as connection:
-            return connection.execute(select(TABLE.c.digest).where(TABLE.c.digest == name)).first() is not None
+            return connection.execute(_FIND, {"name": name}).first() is not None
 
     def names(self, after: str = "", limit: int = 1000) -> list[str]:
         query = select(TABLE.c.digest).where(TABLE.c.digest > after).order_by(TABLE.c.digest).limit(limit)
