@@ -547,16 +547,11 @@ class CaseService:
         with Session(self.engine) as session:
             # The claim: of two closing at once, one renders; the other waits here, then reads it.
             # A using department claims only its own cases: another's is left to the 403 below.
-            claim = (
-                update(CaseRow)
-                .where(col(CaseRow.id) == case_id)
-                .where(col(CaseRow.status) == "open")
-                .values(status="closed", closed_at=now, closed_by=actor.label)
-                .execution_options(synchronize_session=False)  # the row is read after, as it is then
-            )
-            if not actor.is_admin:
-                claim = claim.where(col(CaseRow.department_uscc) == actor.department_uscc)
-            claimed = session.exec(claim)
+            claim = {"case_id": case_id, "closed_at": now, "closed_by": actor.label}
+            if actor.is_admin:
+                claimed = session.connection().execute(_CLAIM_ANY, claim)
+            else:
+                claimed = session.connection().execute(_CLAIM_OWN, claim | {"department": actor.department_uscc})
             if claimed.rowcount == 1:
                 row, materials, names, department_name = _closing(session, case_id)
                 applicant = self._applicant(row)
@@ -676,31 +671,48 @@ class CaseService:
         the name of its OFD's manifest if the OFD is stored packed: one query (`_case`,
         `SharingService.find_licence` and `PackedFiles.check_intact`'s first read)."""
         with Session(reader(self.engine)) as session:
-            found = session.exec(
-                select(CaseRow, CaseMaterialRow, LicenceRow, PackedFileRow.manifest_sm3)
-                .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
-                .join(LicenceRow, col(LicenceRow.identifier) == identifier, isouter=True)
-                .join(PackedFileRow, col(PackedFileRow.sm3) == col(LicenceRow.ofd_sm3), isouter=True)
-                .where(col(CaseRow.id) == case_id)
-                .order_by(col(CaseMaterialRow.position))
-            ).all()
+            found = session.exec(_CASE_AND_LICENCE, params={"case_id": case_id, "identifier": identifier}).all()
         if not found:
             raise NotFoundError(f"没有编号为 {case_id} 的办件")
         case, _, licence, manifest = found[0]
         return case, [material for _, material, _, _ in found if material is not None], licence, manifest
 
 
+# The statements of a reuse and a close, built once with bound parameters: built per call, each
+# paid for its expressions and for walking it to find its cache key.
+_CASE_AND_LICENCE = (
+    select(CaseRow, CaseMaterialRow, LicenceRow, PackedFileRow.manifest_sm3)
+    .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
+    .join(LicenceRow, col(LicenceRow.identifier) == bindparam("identifier"), isouter=True)
+    .join(PackedFileRow, col(PackedFileRow.sm3) == col(LicenceRow.ofd_sm3), isouter=True)
+    .where(col(CaseRow.id) == bindparam("case_id"))
+    .order_by(col(CaseMaterialRow.position))
+)
+_CLOSING = (
+    select(CaseRow, CaseMaterialRow, LicenceRow.name, DepartmentRow.name)
+    .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
+    .join(LicenceRow, col(LicenceRow.identifier) == col(CaseMaterialRow.identifier), isouter=True)
+    .join(DepartmentRow, col(DepartmentRow.uscc) == col(CaseRow.department_uscc), isouter=True)
+    .where(col(CaseRow.id) == bindparam("case_id"))
+    .order_by(col(CaseMaterialRow.position))
+)
+# The claim of a close: an administrator's on any case, a using department's on its own only.
+# On the table, run on the session's connection: the ORM copies an UPDATE on every run. The row is
+# read after it, as it is then.
+_CASE_TABLE = CaseRow.__table__  # type: ignore[attr-defined]
+_CLAIM_ANY = (
+    update(_CASE_TABLE)
+    .where(_CASE_TABLE.c.id == bindparam("case_id"))
+    .where(_CASE_TABLE.c.status == "open")
+    .values(status="closed", closed_at=bindparam("closed_at"), closed_by=bindparam("closed_by"))
+)
+_CLAIM_OWN = _CLAIM_ANY.where(_CASE_TABLE.c.department_uscc == bindparam("department"))
+
+
 def _closing(session: Session, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow], dict[str, str], str]:
     """The case being closed, its materials, the names of the licences reused and the name of the
     case's department: one query."""
-    found = session.exec(
-        select(CaseRow, CaseMaterialRow, LicenceRow.name, DepartmentRow.name)
-        .join(CaseMaterialRow, col(CaseMaterialRow.case_id) == col(CaseRow.id), isouter=True)
-        .join(LicenceRow, col(LicenceRow.identifier) == col(CaseMaterialRow.identifier), isouter=True)
-        .join(DepartmentRow, col(DepartmentRow.uscc) == col(CaseRow.department_uscc), isouter=True)
-        .where(col(CaseRow.id) == case_id)
-        .order_by(col(CaseMaterialRow.position))
-    ).all()
+    found = session.exec(_CLOSING, params={"case_id": case_id}).all()
     case, department = found[0][0], found[0][3]
     if department is None:
         raise NotFoundError(f"统一社会信用代码为 {case.department_uscc} 的部门尚未登记")

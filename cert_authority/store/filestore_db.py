@@ -54,7 +54,13 @@ class DatabaseFiles:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert(TABLE) if engine.dialect.name == "postgresql" else sqlite.insert(TABLE)
+        # Built once: run with the rows as parameters, on every issuance.
+        self._insert_new = insert.on_conflict_do_nothing(index_elements=[TABLE.c.digest])
+        self._insert_or_replace = insert.on_conflict_do_update(
+            index_elements=[TABLE.c.digest],
+            set_={"content": insert.excluded.content, "size": insert.excluded.size},
+        )
 
     def where(self, name: str) -> str:
         return f"数据库表 stored_file，digest={name}"
@@ -92,17 +98,9 @@ class DatabaseFiles:
         it does not."""
         if not items:
             return
-        rows = _rows(items)
-        statement = self._insert(TABLE)
-        if replace:
-            statement = statement.on_conflict_do_update(
-                index_elements=[TABLE.c.digest],
-                set_={"content": statement.excluded.content, "size": statement.excluded.size},
-            )
-        else:
-            statement = statement.on_conflict_do_nothing(index_elements=[TABLE.c.digest])
+        statement = self._insert_or_replace if replace else self._insert_new
         with self._connection(begin=True) as connection:
-            connection.execute(statement, rows)
+            connection.execute(statement, _rows(items))
 
     def write_within(self, connection: Connection, items: Sequence[tuple[str, bytes]]) -> bool:
         """Write new values in the caller's transaction on this database (durable when it commits,
@@ -110,8 +108,7 @@ class DatabaseFiles:
         written, if `connection` is not to this store's database."""
         if connection.engine is not self.engine or not items:
             return False
-        statement = self._insert(TABLE).on_conflict_do_nothing(index_elements=[TABLE.c.digest])
-        connection.execute(statement, _rows(items))
+        connection.execute(self._insert_new, _rows(items))
         return True
 
     @contextmanager
