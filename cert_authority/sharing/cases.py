@@ -44,7 +44,13 @@ from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.service import PkiService
 from cert_authority.registry.service import RegistryService
 from cert_authority.sharing import consent
-from cert_authority.sharing.case_writes import close_at_once, next_case_id, open_at_once, reuse_at_once
+from cert_authority.sharing.case_writes import (
+    claim_for_close,
+    close_at_once,
+    next_case_id,
+    open_at_once,
+    reuse_at_once,
+)
 from cert_authority.sharing.matters import MaterialSpec, MatterService, MatterSpec
 from cert_authority.sharing.receipts import ReceiptContent, ReceiptLine, render_receipt
 from cert_authority.sharing.rules import Authorisations, DutyRules, standing_bases
@@ -547,12 +553,8 @@ class CaseService:
         with Session(self.engine) as session:
             # The claim: of two closing at once, one renders; the other waits here, then reads it.
             # A using department claims only its own cases: another's is left to the 403 below.
-            claim = {"case_id": case_id, "closed_at": now, "closed_by": actor.label}
-            if actor.is_admin:
-                claimed = session.connection().execute(_CLAIM_ANY, claim)
-            else:
-                claimed = session.connection().execute(_CLAIM_OWN, claim | {"department": actor.department_uscc})
-            if claimed.rowcount == 1:
+            department = None if actor.is_admin else actor.department_uscc or ""  # of none: claims nothing
+            if claim_for_close(session.connection(), case_id, now, actor.label, department):
                 row, materials, names, department_name = _closing(session, case_id)
                 applicant = self._applicant(row)
                 pdf = self._render(row, applicant, materials, names, department_name, now, signer, picture, stamper)
@@ -696,17 +698,6 @@ _CLOSING = (
     .where(col(CaseRow.id) == bindparam("case_id"))
     .order_by(col(CaseMaterialRow.position))
 )
-# The claim of a close: an administrator's on any case, a using department's on its own only.
-# On the table, run on the session's connection: the ORM copies an UPDATE on every run. The row is
-# read after it, as it is then.
-_CASE_TABLE = CaseRow.__table__  # type: ignore[attr-defined]
-_CLAIM_ANY = (
-    update(_CASE_TABLE)
-    .where(_CASE_TABLE.c.id == bindparam("case_id"))
-    .where(_CASE_TABLE.c.status == "open")
-    .values(status="closed", closed_at=bindparam("closed_at"), closed_by=bindparam("closed_by"))
-)
-_CLAIM_OWN = _CLAIM_ANY.where(_CASE_TABLE.c.department_uscc == bindparam("department"))
 
 
 def _closing(session: Session, case_id: int) -> tuple[CaseRow, list[CaseMaterialRow], dict[str, str], str]:

@@ -424,6 +424,19 @@ def test_reuse_rules_in_the_service(env: LicenceEnv) -> None:
         services.cases.reuse(COUNTER, case.id, business)
 
 
+def test_only_the_cases_department_or_an_administrator_closes_it(env: LicenceEnv) -> None:
+    """Another department's key, and a user key of no department, are refused and claim nothing:
+    the case stays open for its own counter, which closes it."""
+    services = env.services
+    case = services.cases.open(COUNTER, CATERING, HOLDER)
+    for stranger in (Actor("apikey:m", "user", ISSUER_USCC), Actor("apikey:n", "user", None)):
+        with pytest.raises(PermissionDeniedError, match="权限不足"):
+            services.cases.close(stranger, case.id)
+        assert services.cases.get(COUNTER, case.id).status == "open"
+    receipt = services.cases.close(COUNTER, case.id)
+    assert services.cases.get(Actor("apikey:a", "admin", None), case.id).receipt_sm3 == receipt.sm3
+
+
 def test_two_counters_spending_one_use_code_at_once_exactly_one_succeeds(env: LicenceEnv) -> None:
     """Two cases of the applicant at one department, one one-time use code, two threads at once."""
     services = env.services
