@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_
+from sqlalchemy import Select, bindparam, or_, true
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine, Row
 from sqlmodel import Session, col, select
@@ -45,7 +45,7 @@ from cert_authority.store.packing import PackedFiles
 from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
-from cert_authority.transparency.log import TransparencyLog
+from cert_authority.transparency.log import LATEST_HEAD, TransparencyLog, log_state_of
 from keys.ca import CrlNumbers
 from keys.crl import Crl
 from keys.errors import CheckCharacterError, InvalidCodeError
@@ -91,10 +91,11 @@ class VerificationService:
         self.binding = RecordBinding(filestore, layouts)
         # The expensive, deterministic parts of a verification, keyed on all their inputs (see
         # checking.verdicts): a sealed file's checks by (file SM3, anchors), a record's opened
-        # (decrypted) row by the stored row's columns.
+        # (decrypted) row by the stored row's columns, its log check by those and the log's state.
         self._anchors: Remembered[TrustAnchors] = Remembered()
         self._file_checks: Remembered[Report] = Remembered()
         self._records: Remembered[LicenceRow] = Remembered()
+        self._logged: Remembered[Check] = Remembered()
 
     def anchors(self, now: dt.datetime) -> TrustAnchors:
         return self._anchors_keyed(now)[1]
@@ -237,10 +238,9 @@ class VerificationService:
                 return report.with_checks([licence_status_check(stored, now), UNREADABLE_RECORD])
             self._records.put(key, row)
         # The binding reads the stored OFD and checks its digest every time, unless the caller just
-        # did (`intact`; its comparison with the record is remembered per record content); the
-        # log's tables are in no key: both every time.
-        bound, logged = self.binding.check(row, intact=intact), log_check(self.log, row, now, self.personal)
-        checks = [licence_status_check(row, now), bound, logged]
+        # did (`intact`; its comparison with the record is remembered per record content).
+        bound = self.binding.check(row, intact=intact)
+        checks = [licence_status_check(row, now), bound, self._log_check(key, stored, row, now)]
         subject = {
             "identifier": row.identifier,
             "name": row.name,
@@ -262,10 +262,21 @@ class VerificationService:
         log.info("verified %s: %s (%s)", row.identifier, verified.result.value, verified.reason)
         return verified
 
+    def _log_check(self, key: tuple[Any, ...], stored: Row[Any], row: LicenceRow, now: dt.datetime) -> Check:
+        """The log check, remembered while VALID under the stored row and the log's state for it as
+        read with the row (`log_state_of`): a new event, head or edited head is a new key."""
+        logged_key = (key, *(stored._mapping[name] for name in _LOG_STATE))
+        logged = self._logged.get(logged_key)
+        if logged is None:
+            logged = log_check(self.log, row, now, self.personal)
+            if logged.status is Status.VALID:
+                self._logged.put(logged_key, logged)
+        return logged
+
 
 _LICENCE = LicenceRow.__table__  # type: ignore[attr-defined]
 _LICENCE_COLUMNS = tuple(column.name for column in _LICENCE.columns)
-_KEYED_COLUMNS = len(_LICENCE_COLUMNS) + 2  # with the manifest names; not the CRL's numbers
+_KEYED_COLUMNS = len(_LICENCE_COLUMNS) + 2  # with the manifest names; not the CRL's numbers or the log's state
 _PDF_PACKED = PackedFileRow.__table__.alias("pdf_packed")  # type: ignore[attr-defined]
 _OFD_PACKED = PackedFileRow.__table__.alias("ofd_packed")  # type: ignore[attr-defined]
 _STORED_ROW: Select[Any] = sql_select(
@@ -273,11 +284,13 @@ _STORED_ROW: Select[Any] = sql_select(
     _PDF_PACKED.c.manifest_sm3.label("pdf_manifest"),
     _OFD_PACKED.c.manifest_sm3.label("ofd_manifest"),
     *CRL_NUMBERS,
+    *log_state_of(_LICENCE.c.identifier),
 ).select_from(
-    _LICENCE.outerjoin(_PDF_PACKED, _PDF_PACKED.c.sm3 == _LICENCE.c.pdf_sm3).outerjoin(
-        _OFD_PACKED, _OFD_PACKED.c.sm3 == _LICENCE.c.ofd_sm3
-    )
+    _LICENCE.outerjoin(_PDF_PACKED, _PDF_PACKED.c.sm3 == _LICENCE.c.pdf_sm3)
+    .outerjoin(_OFD_PACKED, _OFD_PACKED.c.sm3 == _LICENCE.c.ofd_sm3)
+    .outerjoin(LATEST_HEAD, true())
 )
+_LOG_STATE = tuple(column.name for column in log_state_of(_LICENCE.c.identifier))
 
 # Built once with bound parameters: a statement built per call paid for its expressions and for
 # walking it to find its cache key, on every verification.

@@ -9,9 +9,12 @@ is those inputs themselves (the anchors' bytes, the file's SM3, the stored row's
 afresh on every request: a revocation, a change, an edited row or a new CRL is a different key,
 never a stale VALID. The stored files are still checked intact on every request (a packed file's
 manifest read and checked, and rebuilt whole when this process has not rebuilt that manifest: a
-damaged or replaced file is caught at once), and the record-against-OFD binding (remembered by
-issuing.binding per record content) and the transparency-log check, whose tables are in no key,
-are made every time. The lifetime only bounds memory and anything missed in this reasoning.
+damaged or replaced file is caught at once), and so is the record-against-OFD binding (its
+comparison remembered by issuing.binding per record content). The transparency-log check is keyed
+on the stored row and the log's state for the licence, read with the row (its entries: how many,
+how many sequenced, the newest; the latest head, every column): an event logged for the licence, a
+new head or an edited head is a new key. A leaf or tile edited in place is in no key: it is found
+when the lifetime ends. The lifetime otherwise only bounds memory and anything missed here.
 
 Only VALID parts are kept: a failure is cheap to find again, and "could not check" must not stick.
 Per process and in memory: several workers each keep their own, all keyed on the shared database.

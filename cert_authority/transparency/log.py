@@ -26,6 +26,7 @@ from sqlalchemy import Insert, Table, bindparam, func, insert, select, text, upd
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement, Label
 
 from cert_authority.pki.service import PkiService
 from cert_authority.store.models import LogEntryRow, LogHeadRow, LogTileRow
@@ -61,6 +62,23 @@ _ENTRIES_AND_HEAD = text(
     " WHERE e.identifier = :identifier ORDER BY e.id"
 )
 BATCH_LIMIT = 50_000
+# The latest head as a subquery, to be joined `ON true` by a statement that reads `log_state_of`.
+LATEST_HEAD = select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(1).subquery("latest_head")
+
+
+def log_state_of(identifier: ColumnElement[str]) -> tuple[Label[Any], ...]:
+    """What a caller reads with a licence row (its `identifier` column) to know whether the log's
+    answer for that licence can have changed since it last worked it out (`checking.logged`): the
+    licence's entries (how many, how many sequenced, the newest) and the latest head, every column.
+    An event recorded for the licence, its sequencing, a new head and an edited head each change it;
+    an entry or tile edited in place does not (the caller bounds how long it trusts its answer)."""
+    mine = _ENTRIES.c.identifier == identifier
+    return (
+        select(func.count()).select_from(_ENTRIES).where(mine).scalar_subquery().label("log_entries"),
+        select(func.count(_ENTRIES.c.leaf_index)).where(mine).scalar_subquery().label("log_sequenced"),
+        select(func.max(_ENTRIES.c.id)).where(mine).scalar_subquery().label("log_newest"),
+        *(column.label(f"log_head_{column.name}") for column in LATEST_HEAD.c),
+    )
 
 
 ANCHOR_IDENTIFIER = "audit-chain"  # log_entry.identifier and .event of chain-anchor leaves

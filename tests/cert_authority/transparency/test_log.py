@@ -258,3 +258,80 @@ def test_a_head_with_a_forged_signature_or_root_is_refused(licence_env: LicenceE
         )
     _, check = _log_check(env, licence.identifier)
     assert (check.status.value, check.reason) == ("INVALID", "log_proof_failed") and "签名" in check.message
+
+
+# --- the log check remembered (checking.licences): what makes it be made again -------------------
+def test_a_remembered_log_check_is_made_again_when_an_event_is_logged_for_the_licence(licence_env: LicenceEnv) -> None:
+    """Whoever writes a revocation into the log (or the registry's own revocation) after a VALID
+    check: the licence's entries changed, so the next check reads the log afresh."""
+    env = licence_env
+    licence = issue_example(env, FOOD_TYPE).licence
+    env.services.log.integrate()
+    assert _log_check(env, licence.identifier)[1].status.value == "VALID"
+    from cert_authority.issuing.log_leaves import licence_leaf
+
+    row = _row(env, licence.identifier)
+    revoked = licence_leaf(row, "revoke", dt.datetime.now(dt.timezone.utc), env.services.personal).encode()
+    with env.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO log_entry (identifier, event, leaf, created_at) VALUES (:id, 'revoke', :leaf, :at)"),
+            {"id": licence.identifier, "leaf": revoked, "at": dt.datetime.now(dt.timezone.utc)},
+        )
+    report, check = _log_check(env, licence.identifier)
+    assert (check.status.value, check.reason) == ("INVALID", "log_status_mismatch")
+    assert report.result.value == "INVALID"
+
+
+def test_a_remembered_log_check_names_the_newest_head(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    licence = issue_example(env, FOOD_TYPE).licence
+    first = env.services.log.integrate()
+    assert first is not None
+    assert f"under head {first.label}" in _log_check(env, licence.identifier)[1].message
+    issue_example(env, FOOD_TYPE)
+    second = env.services.log.integrate()
+    assert second is not None and second.tree_size == first.tree_size + 1
+    _, check = _log_check(env, licence.identifier)
+    assert check.status.value == "VALID" and f"under head {second.label}" in check.message
+
+
+def test_a_leaf_edited_in_place_is_found_when_the_remembered_check_expires(licence_env: LicenceEnv) -> None:
+    """A leaf edited in place, its record untouched, changes nothing a check reads with the row: the
+    remembered VALID (the record is the one logged) stands until its lifetime ends, then the log is
+    read afresh and the edit found."""
+    from cert_authority.checking.verdicts import LIFETIME, Remembered
+
+    env = licence_env
+    licence = issue_example(env, FOOD_TYPE).licence
+    env.services.log.integrate()
+    clock = [0.0]
+    env.services.verification._logged = Remembered(clock=lambda: clock[0])
+    assert _log_check(env, licence.identifier)[1].status.value == "VALID"
+    with env.engine.begin() as connection:
+        leaf = bytes(
+            connection.execute(
+                text("SELECT leaf FROM log_entry WHERE identifier = :id"), {"id": licence.identifier}
+            ).scalar_one()
+        )
+        connection.execute(
+            text("UPDATE log_entry SET leaf = :leaf WHERE identifier = :id"),
+            {"leaf": leaf[:-1] + bytes([leaf[-1] ^ 1]), "id": licence.identifier},
+        )
+    assert _log_check(env, licence.identifier)[1].status.value == "VALID"
+    clock[0] += LIFETIME
+    _, check = _log_check(env, licence.identifier)
+    assert (check.status.value, check.reason) == ("INVALID", "log_mismatch")
+
+
+def test_a_record_edited_after_a_remembered_check_is_caught(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    licence = issue_example(env, FOOD_TYPE).licence
+    env.services.log.integrate()
+    assert _log_check(env, licence.identifier)[1].status.value == "VALID"
+    with env.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE licence SET valid_until = NULL WHERE identifier = :id"), {"id": licence.identifier}
+        )
+    report, check = _log_check(env, licence.identifier)
+    assert (check.status.value, check.reason) == ("INVALID", "log_mismatch")
+    assert report.result.value == "INVALID"
