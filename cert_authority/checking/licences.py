@@ -264,13 +264,14 @@ class VerificationService:
 
     def _log_check(self, key: tuple[Any, ...], stored: Row[Any], row: LicenceRow, now: dt.datetime) -> Check:
         """The log check, remembered while VALID under the stored row and the log's state for it as
-        read with the row (`log_state_of`): a new event, head or edited head is a new key."""
-        logged_key = (key, *(stored._mapping[name] for name in _LOG_STATE))
-        logged = self._logged.get(logged_key)
+        read with the row (`log_state_of`): a new event, head or edited head is a new key. Kept only
+        if the check read that same state: the log may change between the two reads."""
+        state = tuple(stored._mapping[name] for name in _LOG_STATE)
+        logged = self._logged.get((key, state))
         if logged is None:
-            logged = log_check(self.log, row, now, self.personal)
-            if logged.status is Status.VALID:
-                self._logged.put(logged_key, logged)
+            logged, read = log_check(self.log, row, now, self.personal)
+            if logged.status is Status.VALID and read == state:
+                self._logged.put((key, state), logged)
         return logged
 
 

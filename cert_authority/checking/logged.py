@@ -16,11 +16,12 @@ the same record.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from cert_authority.issuing.log_leaves import ENDING_EVENTS, creation_event, licence_leaf
 from cert_authority.store.models import LicenceRow
 from cert_authority.store.personal import PersonalData
-from cert_authority.transparency.log import Inclusion, LoggedEntry, TransparencyLog
+from cert_authority.transparency.log import Inclusion, LoggedEntry, TransparencyLog, log_state
 from cert_authority.transparency.tiles import TileError
 from verification.merkle import verify_inclusion
 from verification.report import Check
@@ -34,14 +35,29 @@ def _rebuilt(row: LicenceRow, event: str, at: dt.datetime, personal: PersonalDat
     return licence_leaf(row, event, at, personal, logged[0] if logged else COMMITTED_FORMAT).encode()
 
 
-def log_check(log: TransparencyLog, row: LicenceRow, now: dt.datetime, personal: PersonalData) -> Check:
+def log_check(
+    log: TransparencyLog, row: LicenceRow, now: dt.datetime, personal: PersonalData
+) -> tuple[Check, tuple[Any, ...] | None]:
+    """The check, and the log's state it was worked out from (`log_state`: what a caller keys a
+    remembered check on must be what the check itself read, not an earlier read)."""
     try:
         entries, proofs = log.proofs_of(row.identifier)
         if any(entry.leaf_index is None for entry in entries):
             log.integrate(now)  # queued since the last batch: sequence it now rather than say "not yet"
             entries, proofs = log.proofs_of(row.identifier)
     except TileError as exc:
-        return Check.invalid("log", "log_proof_failed", f"透明日志的树不完整（{exc}）：日志可能被篡改")
+        return Check.invalid("log", "log_proof_failed", f"透明日志的树不完整（{exc}）：日志可能被篡改"), None
+    return _judged(log, row, now, personal, entries, proofs), log_state(entries, proofs[0][1].head if proofs else None)
+
+
+def _judged(
+    log: TransparencyLog,
+    row: LicenceRow,
+    now: dt.datetime,
+    personal: PersonalData,
+    entries: list[LoggedEntry],
+    proofs: list[tuple[str, Inclusion]],
+) -> Check:
     created = [entry for entry in entries if entry.event in ("issue", "change")]
     if not created:
         return Check.unknown("log", "not_logged", _NOT_LOGGED)

@@ -57,7 +57,7 @@ _SET_INDICES_PG = text(
 )
 # A licence's leaves and the latest head, in one round trip (a proof's only query once tiles are cached).
 _ENTRIES_AND_HEAD = text(
-    "SELECT e.event, e.leaf, e.leaf_index, h.tree_size, h.root_hash, h.timestamp, h.origin, h.signature"
+    "SELECT e.id, e.event, e.leaf, e.leaf_index, h.tree_size, h.root_hash, h.timestamp, h.origin, h.signature"
     " FROM log_entry e LEFT JOIN (SELECT * FROM log_head ORDER BY tree_size DESC LIMIT 1) h ON true"
     " WHERE e.identifier = :identifier ORDER BY e.id"
 )
@@ -78,6 +78,17 @@ def log_state_of(identifier: ColumnElement[str]) -> tuple[Label[Any], ...]:
         select(func.count(_ENTRIES.c.leaf_index)).where(mine).scalar_subquery().label("log_sequenced"),
         select(func.max(_ENTRIES.c.id)).where(mine).scalar_subquery().label("log_newest"),
         *(column.label(f"log_head_{column.name}") for column in LATEST_HEAD.c),
+    )
+
+
+def log_state(entries: Sequence[LoggedEntry], head: SignedTreeHead | None) -> tuple[Any, ...]:
+    """`log_state_of` as worked out from what `proofs_of` read: equal to the columns read with a
+    licence row only if both reads saw the same entries and head."""
+    return (
+        len(entries),
+        sum(entry.leaf_index is not None for entry in entries),
+        max((entry.entry_id for entry in entries), default=None),
+        *(getattr(head, column.name) if head is not None else None for column in LATEST_HEAD.c),
     )
 
 
@@ -125,6 +136,7 @@ class Inclusion:
 
 @dataclass(frozen=True)
 class LoggedEntry:
+    entry_id: int
     event: str
     leaf: bytes
     leaf_index: int | None  # None: queued, not yet sequenced
@@ -329,7 +341,7 @@ class TransparencyLog:
         one query (and the tiles not yet cached)."""
         with self._reads.connect() as connection:
             rows = connection.execute(_ENTRIES_AND_HEAD, {"identifier": identifier}).all()
-            entries = [LoggedEntry(row.event, bytes(row.leaf), row.leaf_index) for row in rows]
+            entries = [LoggedEntry(row.id, row.event, bytes(row.leaf), row.leaf_index) for row in rows]
             if not rows or rows[0].tree_size is None:
                 return entries, []
             head = _head(rows[0])

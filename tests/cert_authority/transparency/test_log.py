@@ -335,3 +335,43 @@ def test_a_record_edited_after_a_remembered_check_is_caught(licence_env: Licence
     report, check = _log_check(env, licence.identifier)
     assert (check.status.value, check.reason) == ("INVALID", "log_mismatch")
     assert report.result.value == "INVALID"
+
+
+def test_a_log_check_is_remembered_only_for_the_state_it_read(licence_env: LicenceEnv) -> None:
+    """The log's state is read with the row, the log again by the check: whoever changes the log
+    between the two reads (here: hides the revocation of a licence un-revoked in the database, then
+    puts it back) must not get the check's answer remembered under the state read first."""
+    env = licence_env
+    licence = issue_example(env, FOOD_TYPE).licence
+    env.services.lifecycle.revoke(CLI_ACTOR, licence.identifier, "违法经营")
+    env.services.log.integrate()
+    with env.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE licence SET status = 'issued', status_reason = NULL WHERE identifier = :id"),
+            {"id": licence.identifier},
+        )
+    log = env.services.log
+    read_log = log.proofs_of
+
+    def relabel(old: str, new: str) -> None:
+        with env.engine.begin() as connection:
+            connection.execute(
+                text("UPDATE log_entry SET identifier = :new WHERE identifier = :old AND event = 'revoke'"),
+                {"old": old, "new": new},
+            )
+
+    def read_while_hidden(identifier: str):  # type: ignore[no-untyped-def]
+        relabel(licence.identifier, "hidden")
+        try:
+            return read_log(identifier)
+        finally:
+            relabel("hidden", licence.identifier)
+
+    log.proofs_of = read_while_hidden  # type: ignore[method-assign]
+    try:
+        _log_check(env, licence.identifier)  # what it says here is the log's own weakness, not ours
+    finally:
+        del log.proofs_of
+    report, check = _log_check(env, licence.identifier)
+    assert (check.status.value, check.reason) == ("INVALID", "log_status_mismatch")
+    assert report.result.value == "INVALID"
