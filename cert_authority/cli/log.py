@@ -26,11 +26,11 @@ from sqlalchemy import text
 from cert_authority.cli.support import UsageError, friendly_errors, now, settings_from
 from cert_authority.issuing.log_leaves import backfill_log
 from cert_authority.services import LicenceServices, licence_services
-from cert_authority.transparency.log import export_tiles
+from cert_authority.transparency.log import export_tiles, leaf_labels
 from keys.errors import InvalidCertificateError
 from keys.x509 import Certificate
 from verification.merkle import SM3_TREE, verify_consistency
-from verification.transparency import LeafFormatError, SignedTreeHead, decode_hashes
+from verification.transparency import LeafFormatError, SignedTreeHead, decode_hashes, decode_leaf
 
 log_app = typer.Typer(help="透明日志：签名树头、补记、见证核验", no_args_is_help=True)
 
@@ -174,18 +174,32 @@ def _consistency(
 
 def _audit_leaves(services: LicenceServices, head: SignedTreeHead) -> list[str]:
     """The database's leaves, read afresh, must rebuild the head's root: a leaf removed, added
-    out of turn or edited in `log_entry` changes it."""
+    out of turn or edited in `log_entry` changes it. And each must be filed under the identifier
+    and event it holds: a verification finds a licence's leaves by those columns, so a revocation
+    refiled under another identifier would go unseen there."""
     with services.log.engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT leaf_index, leaf FROM log_entry WHERE leaf_index < :size ORDER BY leaf_index"),
+            text(
+                "SELECT leaf_index, leaf, identifier, event FROM log_entry WHERE leaf_index < :size ORDER BY leaf_index"
+            ),
             {"size": head.tree_size},
         ).all()
-    indices = [index for index, _ in rows]
+    indices = [row.leaf_index for row in rows]
     if indices != list(range(head.tree_size)):
         missing = sorted(set(range(head.tree_size)) - set(indices))[:5]
         return [f"数据库中的日志记录不全：树有 {head.tree_size} 条，库中 {len(rows)} 条（缺第 {missing} 条等）"]
-    root = SM3_TREE.root([SM3_TREE.leaf(bytes(leaf)) for _, leaf in rows])
+    root = SM3_TREE.root([SM3_TREE.leaf(bytes(row.leaf)) for row in rows])
     if root != head.root_hash:
         return ["数据库中的日志记录重算出的树根与 --to 树头不符：日志记录被改动"]
     typer.echo(f"✓ 数据库中的 {head.tree_size} 条日志记录重算出 --to 树头的树根")
+    refiled = [row.leaf_index for row in rows if _filed_as(bytes(row.leaf)) != (row.identifier, row.event)]
+    if refiled:
+        return [f"数据库中第 {refiled[:5]} 条日志记录登记的证照标识或事件与记录内容不符：可能借此隐藏吊销或注销"]
     return []
+
+
+def _filed_as(leaf: bytes) -> tuple[str, str] | None:
+    try:
+        return leaf_labels(decode_leaf(leaf))
+    except LeafFormatError:
+        return None

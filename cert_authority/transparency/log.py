@@ -96,6 +96,12 @@ ANCHOR_IDENTIFIER = "audit-chain"  # log_entry.identifier and .event of chain-an
 ANCHOR_EVENT = "anchor"
 
 
+def leaf_labels(leaf: LogLeaf | AnchorLeaf) -> tuple[str, str]:
+    """The identifier and event a leaf is filed under in `log_entry` (what a licence's leaves are
+    found by), as its own content says."""
+    return (leaf.identifier, leaf.event) if isinstance(leaf, LogLeaf) else (ANCHOR_IDENTIFIER, ANCHOR_EVENT)
+
+
 def queue_leaves(connection: Connection, leaves: Sequence[LogLeaf | AnchorLeaf], now: dt.datetime) -> None:
     """Queue the leaves of events recorded in the caller's transaction (they are logged with it,
     or not at all); the sequencer gives them their places."""
@@ -104,8 +110,7 @@ def queue_leaves(connection: Connection, leaves: Sequence[LogLeaf | AnchorLeaf],
             insert(_ENTRIES),
             [
                 {
-                    "identifier": leaf.identifier if isinstance(leaf, LogLeaf) else ANCHOR_IDENTIFIER,
-                    "event": leaf.event if isinstance(leaf, LogLeaf) else ANCHOR_EVENT,
+                    **dict(zip(("identifier", "event"), leaf_labels(leaf), strict=True)),
                     "leaf": leaf.encode(),
                     "created_at": now,
                 }

@@ -145,3 +145,24 @@ def test_witness_over_http_against_two_workers(cli: LicenceEnv, tmp_path: Path) 
             "--certificate", str(tmp_path / "service.pem"), "--url", base,
         )
         assert "一致性证明成立：1 → 5" in out and "重算" not in out  # no database audit over HTTP
+
+
+def test_witness_catches_a_leaf_refiled_under_another_licence(cli: LicenceEnv, tmp_path: Path) -> None:
+    """A verification finds a licence's leaves by the identifier they are filed under: whoever
+    refiles a revocation under another identifier (and un-revokes the licence in the registry)
+    hides it there. The leaf is unchanged, so the root still checks; the witness reads the leaf."""
+    issue_example(cli, FOOD_TYPE)
+    old = tmp_path / "old.json"
+    ok("log", "head", "-o", str(old))
+    revoked = issue_example(cli, FOOD_TYPE).licence
+    cli.services.lifecycle.revoke(CLI_ACTOR, revoked.identifier, "违法经营")
+    new = tmp_path / "new.json"
+    ok("log", "head", "-o", str(new))
+    assert "日志记录重算出" in ok("log", "verify", "--from", str(old), "--to", str(new))
+    with cli.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE log_entry SET identifier = 'elsewhere' WHERE identifier = :id AND event = 'revoke'"),
+            {"id": revoked.identifier},
+        )
+    code, out = ecas("log", "verify", "--from", str(old), "--to", str(new))
+    assert code == 1 and "重算出 --to 树头的树根" in out and "证照标识或事件与记录内容不符" in out and "[2]" in out
