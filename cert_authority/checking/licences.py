@@ -263,15 +263,15 @@ class VerificationService:
         return verified
 
     def _log_check(self, key: tuple[Any, ...], stored: Row[Any], row: LicenceRow, now: dt.datetime) -> Check:
-        """The log check, remembered while VALID under the stored row and the log's state for it as
-        read with the row (`log_state_of`): a new event, head or edited head is a new key. Kept only
-        if the check read that same state: the log may change between the two reads."""
-        state = tuple(stored._mapping[name] for name in _LOG_STATE)
-        logged = self._logged.get((key, state))
+        """The log check, remembered while VALID under the stored row and the log's state for it
+        (`log_state_of`, read with the row): a new event, head or edited head is a new key. Kept
+        under the state the check itself read, not the one read with the row: the log may change
+        between the two reads (and the check may sequence the licence's queued leaves)."""
+        logged = self._logged.get((key, tuple(stored._mapping[name] for name in _LOG_STATE)))
         if logged is None:
             logged, read = log_check(self.log, row, now, self.personal)
-            if logged.status is Status.VALID and read == state:
-                self._logged.put((key, state), logged)
+            if logged.status is Status.VALID:
+                self._logged.put((key, read), logged)
         return logged
 
 

@@ -13,7 +13,7 @@ damaged or replaced file is caught at once), and so is the record-against-OFD bi
 comparison remembered by issuing.binding per record content). The transparency-log check is keyed
 on the stored row and the log's state for the licence, read with the row (its entries: how many,
 how many sequenced, the newest; the latest head, every column): an event logged for the licence, a
-new head or an edited head is a new key, and a check is kept only if it read that same state (the
+new head or an edited head is a new key, and a check is kept under the state it read itself (the
 log may change between the two reads). A leaf or tile edited in place is in no key: it is found
 when the lifetime ends. The lifetime otherwise only bounds memory and anything missed here.
 

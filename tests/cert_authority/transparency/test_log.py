@@ -375,3 +375,25 @@ def test_a_log_check_is_remembered_only_for_the_state_it_read(licence_env: Licen
     report, check = _log_check(env, licence.identifier)
     assert (check.status.value, check.reason) == ("INVALID", "log_status_mismatch")
     assert report.result.value == "INVALID"
+
+
+def test_the_first_check_of_a_new_licence_is_remembered(licence_env: LicenceEnv) -> None:
+    """The first check sequences the new licence's queued leaf (a new head) and is kept under
+    what it read then: the next check reads that same state with the row, and the log not again."""
+    env = licence_env
+    licence = issue_example(env, FOOD_TYPE).licence  # its leaf queued, not yet sequenced
+    log = env.services.log
+    read_log, reads = log.proofs_of, []
+
+    def counted(identifier: str):  # type: ignore[no-untyped-def]
+        reads.append(identifier)
+        return read_log(identifier)
+
+    log.proofs_of = counted  # type: ignore[method-assign]
+    try:
+        assert _log_check(env, licence.identifier)[1].status.value == "VALID"
+        assert len(reads) == 2  # before and after sequencing
+        assert _log_check(env, licence.identifier)[1].status.value == "VALID"
+        assert len(reads) == 2
+    finally:
+        del log.proofs_of
