@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine, Row
 from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor
-from cert_authority.checking.logged import log_check
+from cert_authority.checking.logged import ENDINGS, log_check
 from cert_authority.checking.verdicts import Remembered
 from cert_authority.errors import SealedDataError, StoredFileError
 from cert_authority.issuing.binding import RecordBinding
@@ -285,13 +285,13 @@ _STORED_ROW: Select[Any] = sql_select(
     _PDF_PACKED.c.manifest_sm3.label("pdf_manifest"),
     _OFD_PACKED.c.manifest_sm3.label("ofd_manifest"),
     *CRL_NUMBERS,
-    *log_state_of(_LICENCE.c.identifier),
+    *log_state_of(_LICENCE.c.identifier, ENDINGS),
 ).select_from(
     _LICENCE.outerjoin(_PDF_PACKED, _PDF_PACKED.c.sm3 == _LICENCE.c.pdf_sm3)
     .outerjoin(_OFD_PACKED, _OFD_PACKED.c.sm3 == _LICENCE.c.ofd_sm3)
     .outerjoin(LATEST_HEAD, true())
 )
-_LOG_STATE = tuple(column.name for column in log_state_of(_LICENCE.c.identifier))
+_LOG_STATE = tuple(column.name for column in log_state_of(_LICENCE.c.identifier, ENDINGS))
 
 # Built once with bound parameters: a statement built per call paid for its expressions and for
 # walking it to find its cache key, on every verification.

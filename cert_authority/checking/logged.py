@@ -27,6 +27,7 @@ from verification.merkle import verify_inclusion
 from verification.report import Check
 from verification.transparency import COMMITTED_FORMAT
 
+ENDINGS = tuple(ENDING_EVENTS.values())  # the events whose leaves say a licence has ended
 _NOT_LOGGED = "证照未记入透明日志（可能在日志启用前颁发且未补记，或登记记录未经正常颁证流程写入）"
 
 
@@ -38,8 +39,9 @@ def _rebuilt(row: LicenceRow, event: str, at: dt.datetime, personal: PersonalDat
 def log_check(
     log: TransparencyLog, row: LicenceRow, now: dt.datetime, personal: PersonalData
 ) -> tuple[Check, tuple[Any, ...] | None]:
-    """The check, and the log's state it was worked out from (`log_state`: what a caller keys a
-    remembered check on must be what the check itself read, not an earlier read)."""
+    """The check, and the log's state it was worked out from (`log_state`, counting the ending
+    events the check decides on: what a caller keys a remembered check on must be what the check
+    itself read, not an earlier read)."""
     try:
         entries, proofs = log.proofs_of(row.identifier)
         if any(entry.leaf_index is None for entry in entries):
@@ -47,7 +49,8 @@ def log_check(
             entries, proofs = log.proofs_of(row.identifier)
     except TileError as exc:
         return Check.invalid("log", "log_proof_failed", f"透明日志的树不完整（{exc}）：日志可能被篡改"), None
-    return _judged(log, row, now, personal, entries, proofs), log_state(entries, proofs[0][1].head if proofs else None)
+    head = proofs[0][1].head if proofs else None
+    return _judged(log, row, now, personal, entries, proofs), log_state(entries, head, ENDINGS)
 
 
 def _judged(
@@ -64,7 +67,7 @@ def _judged(
     needed = [created[0]]
     if created[0].leaf != _rebuilt(row, creation_event(row), row.created_at, personal, created[0].leaf):
         return Check.invalid("log", "log_mismatch", "登记记录与透明日志记载的颁证记录不一致：登记记录可能被篡改")
-    ended = [entry for entry in entries if entry.event in ENDING_EVENTS.values()]
+    ended = [entry for entry in entries if entry.event in ENDINGS]
     if row.status in ENDING_EVENTS:
         event, at = ENDING_EVENTS[row.status], row.status_changed_at
         matching = [entry for entry in ended if entry.leaf == _rebuilt(row, event, at, personal, entry.leaf)]

@@ -12,10 +12,11 @@ manifest read and checked, and rebuilt whole when this process has not rebuilt t
 damaged or replaced file is caught at once), and so is the record-against-OFD binding (its
 comparison remembered by issuing.binding per record content). The transparency-log check is keyed
 on the stored row and the log's state for the licence, read with the row (its entries: how many,
-how many sequenced, the newest; the latest head, every column): an event logged for the licence, a
-new head or an edited head is a new key, and a check is kept under the state it read itself (the
-log may change between the two reads). A leaf or tile edited in place is in no key: it is found
-when the lifetime ends. The lifetime otherwise only bounds memory and anything missed here.
+how many revocations or cancellations, how many sequenced, the newest; the latest head, every
+column): an event logged for the licence, a leaf refiled under another identifier or event, a new
+head or an edited head is a new key, and a check is kept under the state it read itself (the log
+may change between the two reads). A leaf or tile edited in place is in no key: it is found when
+the lifetime ends. The lifetime otherwise only bounds memory and anything missed here.
 
 Only VALID parts are kept: a failure is cheap to find again, and "could not check" must not stick.
 Per process and in memory: several workers each keep their own, all keyed on the shared database.

@@ -66,26 +66,33 @@ BATCH_LIMIT = 50_000
 LATEST_HEAD = select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(1).subquery("latest_head")
 
 
-def log_state_of(identifier: ColumnElement[str]) -> tuple[Label[Any], ...]:
+def log_state_of(identifier: ColumnElement[str], counted: Sequence[str]) -> tuple[Label[Any], ...]:
     """What a caller reads with a licence row (its `identifier` column) to know whether the log's
     answer for that licence can have changed since it last worked it out (`checking.logged`): the
-    licence's entries (how many, how many sequenced, the newest) and the latest head, every column.
-    An event recorded for the licence, its sequencing, a new head and an edited head each change it;
-    an entry or tile edited in place does not (the caller bounds how long it trusts its answer)."""
+    licence's entries (how many, how many of the `counted` events, how many sequenced, the newest)
+    and the latest head, every column. An event recorded for the licence, its sequencing, a new
+    head, an edited head and an entry refiled under another identifier or event each change it; a
+    leaf or tile edited in place does not (the caller bounds how long it trusts its answer)."""
     mine = _ENTRIES.c.identifier == identifier
     return (
         select(func.count()).select_from(_ENTRIES).where(mine).scalar_subquery().label("log_entries"),
+        select(func.count())
+        .select_from(_ENTRIES)
+        .where(mine, _ENTRIES.c.event.in_(counted))
+        .scalar_subquery()
+        .label("log_counted"),
         select(func.count(_ENTRIES.c.leaf_index)).where(mine).scalar_subquery().label("log_sequenced"),
         select(func.max(_ENTRIES.c.id)).where(mine).scalar_subquery().label("log_newest"),
         *(column.label(f"log_head_{column.name}") for column in LATEST_HEAD.c),
     )
 
 
-def log_state(entries: Sequence[LoggedEntry], head: SignedTreeHead | None) -> tuple[Any, ...]:
+def log_state(entries: Sequence[LoggedEntry], head: SignedTreeHead | None, counted: Sequence[str]) -> tuple[Any, ...]:
     """`log_state_of` as worked out from what `proofs_of` read: equal to the columns read with a
     licence row only if both reads saw the same entries and head."""
     return (
         len(entries),
+        sum(entry.event in counted for entry in entries),
         sum(entry.leaf_index is not None for entry in entries),
         max((entry.entry_id for entry in entries), default=None),
         *(getattr(head, column.name) if head is not None else None for column in LATEST_HEAD.c),

@@ -9,6 +9,7 @@ import base64
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
@@ -337,10 +338,12 @@ def test_a_record_edited_after_a_remembered_check_is_caught(licence_env: Licence
     assert report.result.value == "INVALID"
 
 
-def test_a_log_check_is_remembered_only_for_the_state_it_read(licence_env: LicenceEnv) -> None:
+@pytest.mark.parametrize("column", ["identifier", "event"])
+def test_a_log_check_is_remembered_only_for_the_state_it_read(licence_env: LicenceEnv, column: str) -> None:
     """The log's state is read with the row, the log again by the check: whoever changes the log
-    between the two reads (here: hides the revocation of a licence un-revoked in the database, then
-    puts it back) must not get the check's answer remembered under the state read first."""
+    between the two reads (here: hides the revocation of a licence un-revoked in the database,
+    refiling its leaf under another identifier or event, then puts it back) must not get the
+    check's answer remembered under the state read first."""
     env = licence_env
     licence = issue_example(env, FOOD_TYPE).licence
     env.services.lifecycle.revoke(CLI_ACTOR, licence.identifier, "违法经营")
@@ -353,19 +356,21 @@ def test_a_log_check_is_remembered_only_for_the_state_it_read(licence_env: Licen
     log = env.services.log
     read_log = log.proofs_of
 
-    def relabel(old: str, new: str) -> None:
+    revoke_entry = {"identifier": licence.identifier, "event": "revoke"}
+
+    def relabel(value: str) -> None:
         with env.engine.begin() as connection:
             connection.execute(
-                text("UPDATE log_entry SET identifier = :new WHERE identifier = :old AND event = 'revoke'"),
-                {"old": old, "new": new},
+                text(f"UPDATE log_entry SET {column} = :value WHERE event IN ('revoke', 'hidden')"),  # noqa: S608
+                {"value": value},
             )
 
     def read_while_hidden(identifier: str):  # type: ignore[no-untyped-def]
-        relabel(licence.identifier, "hidden")
+        relabel("hidden")
         try:
             return read_log(identifier)
         finally:
-            relabel("hidden", licence.identifier)
+            relabel(revoke_entry[column])
 
     log.proofs_of = read_while_hidden  # type: ignore[method-assign]
     try:
