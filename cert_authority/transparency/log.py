@@ -71,8 +71,9 @@ def log_state_of(identifier: ColumnElement[str], counted: Sequence[str]) -> tupl
     answer for that licence can have changed since it last worked it out (`checking.logged`): the
     licence's entries (how many, how many of the `counted` events, how many sequenced, the newest)
     and the latest head, every column. An event recorded for the licence, its sequencing, a new
-    head, an edited head and an entry refiled under another identifier or event each change it; a
-    leaf or tile edited in place does not (the caller bounds how long it trusts its answer)."""
+    head, an edited head, and an entry refiled under another identifier or into or out of the
+    counted events each change it; a leaf or tile edited in place does not (the caller bounds how
+    long it trusts its answer)."""
     mine = _ENTRIES.c.identifier == identifier
     return (
         select(func.count()).select_from(_ENTRIES).where(mine).scalar_subquery().label("log_entries"),
