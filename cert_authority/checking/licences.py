@@ -280,18 +280,19 @@ _LICENCE_COLUMNS = tuple(column.name for column in _LICENCE.columns)
 _KEYED_COLUMNS = len(_LICENCE_COLUMNS) + 2  # with the manifest names; not the CRL's numbers or the log's state
 _PDF_PACKED = PackedFileRow.__table__.alias("pdf_packed")  # type: ignore[attr-defined]
 _OFD_PACKED = PackedFileRow.__table__.alias("ofd_packed")  # type: ignore[attr-defined]
+_LOG_STATE_COLUMNS = log_state_of(_LICENCE.c.identifier, ENDINGS)
+_LOG_STATE = tuple(column.name for column in _LOG_STATE_COLUMNS)
 _STORED_ROW: Select[Any] = sql_select(
     _LICENCE,
     _PDF_PACKED.c.manifest_sm3.label("pdf_manifest"),
     _OFD_PACKED.c.manifest_sm3.label("ofd_manifest"),
     *CRL_NUMBERS,
-    *log_state_of(_LICENCE.c.identifier, ENDINGS),
+    *_LOG_STATE_COLUMNS,
 ).select_from(
     _LICENCE.outerjoin(_PDF_PACKED, _PDF_PACKED.c.sm3 == _LICENCE.c.pdf_sm3)
     .outerjoin(_OFD_PACKED, _OFD_PACKED.c.sm3 == _LICENCE.c.ofd_sm3)
     .outerjoin(LATEST_HEAD, true())
 )
-_LOG_STATE = tuple(column.name for column in log_state_of(_LICENCE.c.identifier, ENDINGS))
 
 # Built once with bound parameters: a statement built per call paid for its expressions and for
 # walking it to find its cache key, on every verification.

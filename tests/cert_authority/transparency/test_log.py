@@ -18,6 +18,7 @@ from cert_authority.issuing.binding import record_digest
 from cert_authority.issuing.issuance import IssueRequest
 from cert_authority.issuing.log_leaves import backfill_log
 from cert_authority.issuing.personal import open_licence
+from cert_authority.issuing.schemas import LicencePublic
 from cert_authority.store.models import LicenceRow
 from tests.conftest import FOOD_TYPE, ISSUER_USCC, LicenceEnv, example_data, gmssl_verify, issue_example, openssl
 from tests.verification import rfc9162_verifier as rfc
@@ -215,8 +216,8 @@ def test_a_removed_leaf_is_indeterminate_until_backfilled(licence_env: LicenceEn
     assert check.status.value == "VALID"
 
 
-def test_a_licence_un_revoked_in_the_database_contradicts_the_log(licence_env: LicenceEnv) -> None:
-    env = licence_env
+def _un_revoked(env: LicenceEnv) -> LicencePublic:
+    """A licence revoked (its revocation logged), then set back to issued in the database."""
     licence = issue_example(env, FOOD_TYPE).licence
     env.services.lifecycle.revoke(CLI_ACTOR, licence.identifier, "违法经营")
     env.services.log.integrate()
@@ -225,6 +226,12 @@ def test_a_licence_un_revoked_in_the_database_contradicts_the_log(licence_env: L
             text("UPDATE licence SET status = 'issued', status_reason = NULL WHERE identifier = :id"),
             {"id": licence.identifier},
         )
+    return licence
+
+
+def test_a_licence_un_revoked_in_the_database_contradicts_the_log(licence_env: LicenceEnv) -> None:
+    env = licence_env
+    licence = _un_revoked(env)
     report, check = _log_check(env, licence.identifier)
     assert (check.status.value, check.reason) == ("INVALID", "log_status_mismatch")
     assert report.result.value == "INVALID"
@@ -345,14 +352,7 @@ def test_a_log_check_is_remembered_only_for_the_state_it_read(licence_env: Licen
     refiling its leaf under another identifier or event, then puts it back) must not get the
     check's answer remembered under the state read first."""
     env = licence_env
-    licence = issue_example(env, FOOD_TYPE).licence
-    env.services.lifecycle.revoke(CLI_ACTOR, licence.identifier, "违法经营")
-    env.services.log.integrate()
-    with env.engine.begin() as connection:
-        connection.execute(
-            text("UPDATE licence SET status = 'issued', status_reason = NULL WHERE identifier = :id"),
-            {"id": licence.identifier},
-        )
+    licence = _un_revoked(env)
     log = env.services.log
     read_log = log.proofs_of
 
