@@ -14,6 +14,8 @@ concurrent connections:
 
 and first, as the baseline, GET /healthz: what this server and this client manage with no work at
 all (the machines are shared and noisy: figures mean most beside a baseline from the same run).
+Beside the rates, the CPU each request cost the service, the database and the load driver
+(`bench.cpu`): the figure other work on the machine changes least.
 
 An error is any other answer (status or verdict) or a failed request: there should be none.
 """
@@ -48,6 +50,7 @@ from sqlalchemy.engine import make_url
 
 from cert_authority.access.apikeys import ApiKeyService
 from cert_authority.actors import CLI_ACTOR
+from cert_authority.bench.cpu import cpu_sample, cpu_seconds_between
 from cert_authority.demo import (
     DEMO_CASE_MATTER,
     DEPARTMENTS,
@@ -95,6 +98,7 @@ class Plan:
     pdf: bytes
     issue_data: list[dict[str, Any]] = field(default_factory=list)
     case: dict[str, str] = field(default_factory=dict)  # the matter and applicant of the case scenario
+    service_group: int = 0  # the process group of the service and its workers, for their CPU time
 
 
 @dataclass
@@ -104,8 +108,9 @@ class Result:
     seconds: float
     latencies_ms: list[float]
     first_error: str | None = None
+    cpu_seconds: dict[str, float] | None = None  # service, database, load: None without /proc
 
-    def summary(self) -> dict[str, float | int | str | None]:
+    def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies_ms) or [0.0]
         return {
             "rps": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
@@ -114,6 +119,9 @@ class Result:
             "errors": self.errors,
             "requests": self.requests,
             "first_error": self.first_error,
+            "cpu_ms_per_request": None
+            if self.cpu_seconds is None or not self.requests
+            else {who: round(s * 1000 / self.requests, 2) for who, s in self.cpu_seconds.items()},
         }
 
 
@@ -188,8 +196,14 @@ def prepare(settings: Settings, seconds: float, tokens: int, issues: int) -> tup
     return plan, environment
 
 
+@dataclass(frozen=True)
+class Running:
+    base_url: str
+    process_group: int  # the service's and its workers'
+
+
 @contextmanager
-def running_service(environment: dict[str, str], workers: int) -> Iterator[str]:
+def running_service(environment: dict[str, str], workers: int) -> Iterator[Running]:
     """`ecas serve --workers N` on a free local port, until the block ends."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -215,7 +229,7 @@ def running_service(environment: dict[str, str], workers: int) -> Iterator[str]:
             start_new_session=True,  # its own process group: the workers stop with it
         )
         try:
-            yield _wait_until_serving(f"http://127.0.0.1:{port}", process, log_file)
+            yield Running(_wait_until_serving(f"http://127.0.0.1:{port}", process, log_file), process.pid)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -260,6 +274,11 @@ async def _drive(plan: Plan, scenario: str) -> Result:
         warm_until = time.perf_counter() + WARM_UP_SECONDS
         started = warm_until
         deadline = started + plan.seconds
+        counted: list[tuple[Any, float]] = []  # the CPU samples where the counted requests begin
+
+        async def sample_when_warm() -> None:
+            await asyncio.sleep(warm_until - time.perf_counter())
+            counted.append((cpu_sample(plan.service_group), time.process_time()))
 
         async def one_client() -> None:
             while time.perf_counter() < deadline:
@@ -276,9 +295,14 @@ async def _drive(plan: Plan, scenario: str) -> Result:
                 if problem:
                     errors.append(problem)
 
-        await asyncio.gather(*(one_client() for _ in range(plan.concurrency)))
+        await asyncio.gather(sample_when_warm(), *(one_client() for _ in range(plan.concurrency)))
         elapsed = time.perf_counter() - started
-    return Result(len(latencies), len(errors), elapsed, latencies, errors[0] if errors else None)
+        (before, load_before), after = counted[0], cpu_sample(plan.service_group)
+        cpu = None
+        if before is not None and after is not None:
+            service, database = cpu_seconds_between(before, after)
+            cpu = {"service": service, "database": database, "load": time.process_time() - load_before}
+    return Result(len(latencies), len(errors), elapsed, latencies, errors[0] if errors else None, cpu)
 
 
 async def _request(client: aiohttp.ClientSession, plan: Plan, scenario: str, n: int) -> str | None:
@@ -362,8 +386,8 @@ def serve_benchmark(
             )
             plan.concurrency = concurrency
             results: dict[str, Any] = {}
-            with running_service(environment, workers) as base:
-                plan.base_url = base
+            with running_service(environment, workers) as service:
+                plan.base_url, plan.service_group = service.base_url, service.process_group
                 with ProcessPoolExecutor(1, get_context("spawn")) as load:
                     for scenario in (BASELINE, *scenarios):
                         results[scenario] = load.submit(drive, plan, scenario).result()

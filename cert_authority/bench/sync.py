@@ -62,8 +62,11 @@ def sync_benchmark(licences: int, seconds: float, database_url: str, batch_event
         environment = {"ECAS_DATA_DIR": str(province_settings.data_dir.resolve())}
         if province_url:
             environment["ECAS_DATABASE_URL"] = province_url
-        with running_service(environment, workers=1) as base, httpx.Client(base_url=base, timeout=60) as client:
-            city_settings.province_url = base
+        with (
+            running_service(environment, workers=1) as province,
+            httpx.Client(base_url=province.base_url, timeout=60) as client,
+        ):
+            city_settings.province_url = province.base_url
             pusher = _TimedPusher(
                 services.issuance.engine, services.issuance.filestore, pki, client, batch_events=batch_events
             )

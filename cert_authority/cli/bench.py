@@ -48,7 +48,8 @@ def bench_serve(
         "postgresql+psycopg://127.0.0.1:5432/test"
     ),
     as_json: Annotated[
-        bool, typer.Option("--json", help="输出 JSON：按场景给出 rps、p50_ms、p99_ms、errors、vs_baseline")
+        bool,
+        typer.Option("--json", help="输出 JSON：按场景的 rps、p50_ms、p99_ms、errors、vs_baseline、cpu_ms_per_request"),
     ] = False,
 ) -> None:
     """负载下的服务：在 PostgreSQL 上运行 `ecas serve --workers N`，由另一进程施压。"""
@@ -64,12 +65,18 @@ def bench_serve(
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
-    typer.echo(f"{'场景':18} {'请求数':>8} {'次/秒':>8} {'×基线':>7} {'p50 ms':>8} {'p99 ms':>8} {'错误':>6}  目标")
+    typer.echo(
+        f"{'场景':18} {'请求数':>8} {'次/秒':>8} {'×基线':>7} {'p50 ms':>8} {'p99 ms':>8} {'错误':>6}"
+        f"  {'CPU ms/次（服务+数据库+压测）':<22}  目标"
+    )
     for name in (BASELINE, *chosen):
         r = result[name]
         ratio = f"{r.get('vs_baseline', 1.0):.3f}"
         figures = f"{r['requests']:>8} {r['rps']:>9} {ratio:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>6}"
-        typer.echo(f"{name:20} {figures}  {TARGETS.get(name, '（基线：空请求）' if name == BASELINE else '')}")
+        cpu = r["cpu_ms_per_request"]
+        spent = "—" if cpu is None else f"{cpu['service']:.2f}+{cpu['database']:.2f}+{cpu['load']:.2f}"
+        target = TARGETS.get(name, "（基线：空请求）" if name == BASELINE else "")
+        typer.echo(f"{name:20} {figures}  {spent:<32}  {target}")
         if r["first_error"]:
             typer.echo(f"  首个错误：{r['first_error']}")
 

@@ -51,6 +51,11 @@ def test_bench_serve_runs_a_case_end_to_end(postgres_server: str) -> None:
     assert result["case"]["requests"] > 0 and result["case"]["errors"] == 0, result["case"]
     assert result["case"]["vs_baseline"] == round(result["case"]["rps"] / result["healthz"]["rps"], 3)
     assert result["healthz"]["errors"] == 0
+    # What each case cost, by who spent it (Linux /proc): a case makes the workers sign a receipt and
+    # PostgreSQL run its statements, so neither can be zero; a health check asks nothing of the database.
+    cpu = result["case"]["cpu_ms_per_request"]
+    assert cpu["service"] > 0 and cpu["database"] > 0 and cpu["load"] > 0
+    assert result["healthz"]["cpu_ms_per_request"]["service"] < cpu["service"]
 
 
 def test_bench_log_appends_and_proves(postgres_server: str, tmp_data_dir: Path) -> None:
