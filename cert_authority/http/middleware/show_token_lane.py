@@ -37,6 +37,8 @@ class ShowTokenLane:
         headers = Headers(scope=scope)
         key = api_key_of(headers)
         actor = self.service.state.api_keys.remembered(key) if key else None
+        if actor is not None and actor.role == "exchange":
+            actor = None  # the route refuses it
         is_json = headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
         messages, body = await _read_small_body(receive) if actor is not None and is_json else ([], None)
         check = _parse(body)

@@ -21,7 +21,7 @@ from cert_authority.errors import SequenceGapError
 from cert_authority.exchange.feed import ChangeFeed
 from cert_authority.exchange.province import ProvinceLibrary
 from cert_authority.exchange.signing import SIGNATURE_HEADER
-from cert_authority.http.auth import current_actor, require
+from cert_authority.http.auth import require
 from cert_authority.store.outbox import FEED_LIMIT
 
 feed_router = APIRouter(
@@ -75,7 +75,11 @@ async def feed(
 province_files_router = APIRouter(
     prefix="/api/v1/province/licences",
     tags=["exchange"],
-    responses={401: {"model": ErrorPublic}, 404: {"model": ErrorPublic, "description": "省级库没有该证照"}},
+    responses={
+        401: {"model": ErrorPublic},
+        403: {"model": ErrorPublic, "description": "仅限省级库的管理员与审计"},
+        404: {"model": ErrorPublic, "description": "省级库没有该证照"},
+    },
 )
 
 
@@ -84,9 +88,10 @@ async def province_licence_file(
     identifier: str,
     kind: Literal["pdf", "ofd"],
     request: Request,
-    _caller: Annotated[Actor, Depends(current_actor)],
+    _caller: Annotated[Actor, Depends(require("admin", "auditor"))],
 ) -> Response:
-    """省级库：下载城市报送的盖章文件（PDF 或 OFD）。"""
+    """省级库：下载城市报送的盖章文件（PDF 或 OFD）。文件含全部照面信息（持证人证件号码、照片），
+    与按标识核验时的照面信息一样，仅限省级库的管理员与审计。"""
     data = await run_in_threadpool(_library(request).licence_file, identifier, kind)
     media = "application/pdf" if kind == "pdf" else "application/ofd"
     return Response(data, media_type=media)

@@ -18,7 +18,9 @@ from cert_authority.http.app import create_app
 from cert_authority.issuing.binding import record_digest
 from cert_authority.issuing.personal import open_licence
 from cert_authority.store.models import ExchangeEventRow, LicenceRow
-from tests.conftest import DRAINAGE_TYPE, FOOD_TYPE, ISSUER_USCC, LicenceEnv, issue_example
+from cert_authority.timeutil import utc_now
+from tests.conftest import DRAINAGE_TYPE, FOOD_TYPE, ISSUER_USCC, USER_USCC, LicenceEnv, issue_example
+from verification.show_token import make_token
 
 
 def all_events(env: LicenceEnv) -> list:
@@ -146,6 +148,34 @@ def test_feed_over_http_needs_an_exchange_key(licence_env: LicenceEnv) -> None:
         assert body["next_after"] == 5 and body["latest"] >= 5
         bad = client.get("/api/v1/feed?limit=0", headers={"Authorization": f"Bearer {exchange}"})
         assert bad.status_code == 422
+
+
+def test_an_exchange_key_reads_the_feed_and_nothing_else(licence_env: LicenceEnv) -> None:
+    """A key for the province link (no department) is refused by every other route: it must not
+    check (and so spend) a holder's show token at the counter's expense, nor read verdicts or lists."""
+    from cert_authority.access.apikeys import ApiKeyService
+
+    food = issue_example(licence_env, FOOD_TYPE).licence
+    signer = licence_env.pki.service_signer(utc_now())
+    token, _ = make_token(signer, food.identifier, {"name": food.name}, utc_now(), dt.timedelta(minutes=5))
+    exchange = {"Authorization": f"Bearer {ApiKeyService(licence_env.engine).create('exchange', None).key}"}
+    with TestClient(create_app(licence_env.settings)) as client:
+        assert client.get("/api/v1/feed", headers=exchange).status_code == 200  # remembered from here on
+        for _ in range(2):  # the second time through the show-token lane's remembered key
+            refused = client.post("/api/v1/show-tokens/verify", json={"token": token}, headers=exchange)
+            assert refused.status_code == 403 and "数据交换密钥" in refused.json()["message"], refused.text
+        for path in (
+            "/api/v1/departments",
+            "/api/v1/licence-types",
+            "/api/v1/matters",
+            f"/api/v1/verify/{food.identifier}",
+        ):
+            assert client.get(path, headers=exchange).status_code == 403, path
+        user = ApiKeyService(licence_env.engine).create("user", USER_USCC).key
+        first = client.post(
+            "/api/v1/show-tokens/verify", json={"token": token}, headers={"Authorization": f"Bearer {user}"}
+        )
+        assert first.json()["result"] == "VALID", first.text  # the refused checks spent nothing
 
 
 def test_licence_payloads_are_sealed_at_rest_and_bound_to_their_event(licence_env: LicenceEnv) -> None:

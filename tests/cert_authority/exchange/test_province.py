@@ -7,6 +7,7 @@ import base64
 
 import pytest
 from sqlalchemy import text
+from sqlmodel import Session
 
 from cert_authority.actors import CLI_ACTOR, Actor
 from cert_authority.exchange.feed import ChangeFeed
@@ -15,6 +16,7 @@ from cert_authority.exchange.pusher import BATCHES_PATH, PushError, backoff_dela
 from cert_authority.exchange.reconcile import reconcile
 from cert_authority.exchange.signing import SIGNATURE_HEADER, sign_body
 from cert_authority.exchange.wire import encode_batch
+from cert_authority.store.models import DepartmentRow
 from cert_authority.store.packing import PackedFiles
 from cert_authority.timeutil import utc_now
 from keys.sm2 import sm3
@@ -26,6 +28,19 @@ PROVINCE_TABLES = ("province_event", "province_licence")
 
 def counts(province: Province) -> dict[str, int]:
     return {table: province.count(table) for table in PROVINCE_TABLES}
+
+
+def province_department(province: Province) -> str:
+    """A department of the province's own, with the role of a using department."""
+    uscc = "11350100MB00000302"
+    with Session(province.engine) as session:
+        session.add(
+            DepartmentRow(
+                name="省某厅", uscc=uscc, area_code="350000", level="province", roles="user", created_at=utc_now()
+            )
+        )
+        session.commit()
+    return uscc
 
 
 def test_push_then_the_province_verifies_and_hears_the_revocation(licence_env: LicenceEnv, province: Province) -> None:
@@ -50,12 +65,20 @@ def test_push_then_the_province_verifies_and_hears_the_revocation(licence_env: L
     revoked = province.library.verify_identifier(CLI_ACTOR, food.identifier)
     assert revoked is not None and revoked.result.value == "INVALID" and revoked.reason == "revoked"
     assert "以欺骗手段取得" in revoked.message
-    # and the sealed file can be had from the province, with any of its API keys
+    # and the sealed file can be had from the province by its administrators and auditors: it
+    # carries every face field, which the province's other keys do not get from a verification
     from cert_authority.access.apikeys import ApiKeyService
 
-    key = ApiKeyService(province.engine).create("admin", None).key
+    keys = ApiKeyService(province.engine)
     path = f"/api/v1/province/licences/{person.identifier}/files/pdf"
     assert province.client.get(path).status_code == 401
+    department = province_department(province)
+    for key in (keys.create("exchange", None).key, keys.create("user", department).key):
+        refused = province.client.get(path, headers={"Authorization": f"Bearer {key}"})
+        assert refused.status_code == 403, refused.text
+    auditor = keys.create("auditor", department).key
+    assert province.client.get(path, headers={"Authorization": f"Bearer {auditor}"}).status_code == 200
+    key = keys.create("admin", None).key
     download = province.client.get(path, headers={"Authorization": f"Bearer {key}"})
     assert download.status_code == 200 and download.content.startswith(b"%PDF")
     assert (
