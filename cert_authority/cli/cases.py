@@ -190,7 +190,7 @@ def cases_reuse(
     services = _services(ctx)
     reuse = services.cases.reuse(CLI_ACTOR, case_id, identifier, use_code, show_token)
     use = reuse.use
-    if copy is not None:
+    if copy is not None and use.copy_token is not None:
         copy.write_bytes(services.sharing.shared_file(use.copy_token))
     base = services.cases.pki.settings.base_url
     if as_json:
@@ -202,8 +202,8 @@ def cases_reuse(
             "basis": reuse.basis,
             "consent": reuse.consent,
             "face_data": use.face_data,
-            "copy_url": f"{base}/api/v1/shared/{use.copy_token}",
-            "copy_expires_at": use.copy_expires_at.isoformat(),
+            "copy_url": None if use.copy_token is None else f"{base}/api/v1/shared/{use.copy_token}",
+            "copy_expires_at": None if use.copy_expires_at is None else use.copy_expires_at.isoformat(),
         }
         typer.echo(json.dumps(data, ensure_ascii=False))
         return
@@ -211,7 +211,8 @@ def cases_reuse(
     for key, value in use.face_data.items():
         typer.echo(f"    {key}: {value}")
     if copy is not None:
-        typer.echo(f"加注件已写入 {copy}")
+        limited = "亮证码只出示了部分照面信息：没有加注件（加注件含全部照面信息）"
+        typer.echo(f"加注件已写入 {copy}" if use.copy_token is not None else limited)
 
 
 @cases_app.command("close")

@@ -35,7 +35,7 @@ _AUDIT: Table = AuditEventRow.__table__  # type: ignore[attr-defined]
 _SHARED: Table = SharedFileRow.__table__  # type: ignore[attr-defined]
 _OPEN: ColumnElement[str] = literal_column("'open'")  # literals in the SQL: a CTE's anonymous parameters get no values
 _NEXT_ID = text("SELECT nextval(pg_get_serial_sequence('service_case', 'id'))")
-CLAIM_COLUMNS = ("identifier", "licence_version", "licence_sm3", "basis", "reused_at", "reused_by")
+CLAIM_COLUMNS = ("identifier", "licence_version", "licence_sm3", "basis", "reused_at", "reused_by", "disclosed_fields")
 
 
 def reuse_at_once(

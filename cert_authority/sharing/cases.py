@@ -18,6 +18,7 @@ close). A material is claimed by an UPDATE … WHERE identifier IS NULL: one lic
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ class Reused:
     licence_sm3: str
     basis: str  # duty_rule, use_code, authorisation
     at: dt.datetime
+    fields: tuple[str, ...] | None = None  # the face fields a show token disclosed; None: another basis, every one
 
 
 @dataclass(frozen=True)
@@ -472,6 +474,9 @@ class CaseService:
                 )
             basis = standing
         cause = f"{matter.name}（办件号 {case.case_number or case_id}）"
+        # A show token gives what the holder chose to show on it, no more (its fields).
+        disclosed = sorted(shown.fields) if shown is not None else None
+        disclosed_json = None if disclosed is None else json.dumps(disclosed, ensure_ascii=False)
         detail = {
             "matter": matter.code,
             "matter_name": matter.name,
@@ -502,6 +507,7 @@ class CaseService:
                     basis=basis,
                     reused_at=now,
                     reused_by=actor.label,
+                    disclosed_fields=disclosed_json,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -520,6 +526,7 @@ class CaseService:
                 "basis": basis,
                 "reused_at": now,
                 "reused_by": actor.label,
+                "disclosed_fields": disclosed_json,
             }
             still_open, claimed = reuse_at_once(connection, case_id, position, claim, shared, audit)
             if not still_open:
@@ -537,6 +544,7 @@ class CaseService:
             record=record,
             refund=refund,
             write=write if self._postgresql else None,
+            fields=disclosed,
         )
         return CaseReuse(case_id, material.name, *split_basis(basis), use)
 
@@ -720,7 +728,8 @@ def _reused(row: CaseMaterialRow) -> Reused | None:
     if row.identifier is None:
         return None
     assert row.licence_version is not None and row.licence_sm3 and row.basis and row.reused_at
-    return Reused(row.identifier, row.licence_version, row.licence_sm3, row.basis, aware(row.reused_at))
+    fields = None if row.disclosed_fields is None else tuple(json.loads(row.disclosed_fields))
+    return Reused(row.identifier, row.licence_version, row.licence_sm3, row.basis, aware(row.reused_at), fields)
 
 
 def _meets(licence: StatusFields, material: MaterialSpec, today: dt.date) -> bool:

@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -87,8 +87,8 @@ class LicenceUse:
     identifier: str
     name: str
     face_data: dict[str, str]
-    copy_token: str  # the annotated copy: GET /api/v1/shared/{copy_token}
-    copy_expires_at: dt.datetime
+    copy_token: str | None  # the annotated copy: GET /api/v1/shared/{copy_token}; None: face data limited
+    copy_expires_at: dt.datetime | None
     basis: str  # "use_code" or "duty"
 
 
@@ -308,6 +308,7 @@ class SharingService:
         record: Callable[[Session], None] | None = None,
         refund: Callable[[], None] | None = None,
         write: Callable[[Connection, dict[str, Any], dict[str, Any]], bool] | None = None,
+        fields: Collection[str] | None = None,
     ) -> LicenceUse:
         """Give `actor`'s department the face data and the link to an annotated copy of `row`, and
         record the use (with `detail`, and whatever `record` writes, in the same transaction). If
@@ -316,21 +317,28 @@ class SharingService:
 
         `write`, if given, is tried first: it writes the link's row and the audit row (given as
         column values) with whatever `record` would, in one statement of its own on an autocommit
-        connection, and says whether it did; if not, the transaction above runs as usual."""
+        connection, and says whether it did; if not, the transaction above runs as usual.
+
+        `fields`: the face fields the holder disclosed (a show token), if not every one: only those
+        are given, and no annotated copy (it shows them all)."""
         face: dict[str, str] = json.loads(row.face_json)
+        limited = fields is not None and not set(face) <= set(fields)
+        if limited:
+            face = {key: value for key, value in face.items() if key in set(fields or ())}
         try:
-            token, expires, shared = self._annotated_copy(actor, row, cause, now)
-            recorded = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": True, **(detail or {})}
+            token, expires, shared = (None, None, None) if limited else self._annotated_copy(actor, row, cause, now)
+            recorded = {"cause": cause, "basis": basis, "fields": sorted(face), "copy": not limited, **(detail or {})}
             audit = audit_row(actor, "use", row.identifier, now, holder_code=row.holder_code, detail=recorded)
             written = False
-            if write is not None:
+            if write is not None and shared is not None:
                 with reader(self.engine).connect() as connection:
                     written = write(connection, shared.model_dump(), audit.model_dump(exclude={"id"}))
             if not written:
                 with Session(self.engine) as session:
                     if record is not None:
                         record(session)
-                    session.add(shared)  # the copy's link, committed with the use it belongs to
+                    if shared is not None:
+                        session.add(shared)  # the copy's link, committed with the use it belongs to
                     session.add(audit)
                     session.commit()
         except BaseException:

@@ -568,6 +568,8 @@ class CaseMaterialRow(SQLModel, table=True):
     basis: str | None = Field(default=None, max_length=20)  # duty_rule, use_code, authorisation
     reused_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     reused_by: str | None = Field(default=None, max_length=40)
+    # JSON list of the face fields a show token disclosed; None: every field (the other bases)
+    disclosed_fields: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 # --- the provincial link (归集): the city's outbox, and the province's copy of every city's ----------

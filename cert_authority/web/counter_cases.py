@@ -156,7 +156,7 @@ def _reused_message(done: CaseReuse) -> str:
 @router.get("/counter/cases/{case_id}")
 def case_page(case_id: RowId, request: Request, staff: Staff) -> Response:
     case = _cases(request).get(staff.actor(), case_id)
-    faces = {m.position: _face(request, m.reused.identifier) for m in case.materials if m.reused}
+    faces = {m.position: _face(request, m.reused.identifier, m.reused.fields) for m in case.materials if m.reused}
     reused = sum(1 for m in case.materials if m.reused)
     return _page(
         request, "counter/case.html", staff=staff, case=case, faces=faces, reused=reused,
@@ -228,16 +228,17 @@ def receipt(case_id: RowId, request: Request, staff: Staff) -> Response:
     return Response(found.pdf, media_type="application/pdf", headers=headers)
 
 
-def _face(request: Request, identifier: str) -> list[tuple[str, str]]:
-    """The face data of a licence reused in the department's own case, labelled as on the licence."""
+def _face(request: Request, identifier: str, fields: tuple[str, ...] | None) -> list[tuple[str, str]]:
+    """The face data of a licence reused in the department's own case, labelled as on the licence:
+    those fields the holder disclosed on a show token, or every one (`fields` None)."""
     row = _sharing(request).find_licence(identifier)
-    return _labelled(request, row) if row is not None else []
+    return _labelled(request, row, fields) if row is not None else []
 
 
-def _labelled(request: Request, row: LicenceRow) -> list[tuple[str, str]]:
+def _labelled(request: Request, row: LicenceRow, fields: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
     face: dict[str, str] = json.loads(row.face_json)
     spec = _registry(request).type_spec(row.type_code)
-    return [(f.label, str(face[f.key])) for f in spec.fields if f.key in face]
+    return [(f.label, str(face[f.key])) for f in spec.fields if f.key in face and (fields is None or f.key in fields)]
 
 
 # --- a use code at the scan field ------------------------------------------------------------------

@@ -114,6 +114,9 @@ class ReusedPublic(BaseModel):
         Field(description="持证人同意的方式：use_code 用证码，show_token 当面出示的亮证码，authorisation 授权用证"),
     ]
     at: dt.datetime
+    fields: Annotated[
+        list[str] | None, Field(description="以亮证码为依据时持证人出示的照面字段；null：其他依据，全部照面信息")
+    ] = None
 
 
 class CaseMaterialPublic(BaseModel):
@@ -159,8 +162,14 @@ class CaseReusePublic(BaseModel):
     basis: BasisName
     consent: ConsentKind | None
     face_data: dict[str, str]
-    copy_url: Annotated[str, Field(description=f"加注件 PDF 的临时链接（{LINK_MINUTES} 分钟内有效，无需密钥）")]
-    copy_expires_at: str
+    copy_url: Annotated[
+        str | None,
+        Field(
+            description=f"加注件 PDF 的临时链接（{LINK_MINUTES} 分钟内有效，无需密钥）；"
+            "持证人以亮证码只出示部分照面信息时为 null（加注件含全部照面信息）"
+        ),
+    ]
+    copy_expires_at: str | None
 
 
 def case_public(case: Case) -> CasePublic:
@@ -199,7 +208,12 @@ def _reused(reused: Reused) -> ReusedPublic:
         basis=basis,
         consent=consent,
         at=reused.at,
+        fields=None if reused.fields is None else list(reused.fields),
     )
+
+
+def _copy_url(request: Request, token: str) -> str:
+    return f"{str(request.base_url).rstrip('/')}/api/v1/shared/{token}"
 
 
 def _pdf(data: bytes, case_id: int, sm3: str) -> Response:
@@ -274,8 +288,8 @@ def reuse_licence(case_id: RowId, body: CaseReuseRequest, request: Request, acto
         basis=reuse.basis,
         consent=reuse.consent,
         face_data=use.face_data,
-        copy_url=f"{str(request.base_url).rstrip('/')}/api/v1/shared/{use.copy_token}",
-        copy_expires_at=use.copy_expires_at.isoformat(),
+        copy_url=None if use.copy_token is None else _copy_url(request, use.copy_token),
+        copy_expires_at=None if use.copy_expires_at is None else use.copy_expires_at.isoformat(),
     )
 
 

@@ -99,6 +99,7 @@ def _sharing(request: Request) -> SharingService:
 def use_licence(identifier: str, body: LicenceUseRequest, request: Request, actor: Caller) -> LicenceUsePublic:
     """Use a licence: face data and an annotated copy, with a cause, on a use code or a duty rule."""
     use = _sharing(request).use_licence(actor, identifier, body.cause, body.use_code)
+    assert use.copy_token is not None and use.copy_expires_at is not None  # every field is given here
     return LicenceUsePublic(
         identifier=use.identifier,
         name=use.name,

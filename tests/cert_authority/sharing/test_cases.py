@@ -865,6 +865,46 @@ def test_a_show_token_is_the_holders_consent_once_for_the_licence_it_shows(env: 
         assert services.verification.verify_file(receipt.pdf).result is Status.VALID
 
 
+def test_a_show_token_disclosing_some_fields_gives_the_case_those_fields_only(env: LicenceEnv) -> None:
+    """Found by an attacker review: a token on which the holder showed one field handed the case every
+    face field and a sealed copy of the whole licence. The department gets what was shown, then and
+    on the case's record, and no copy; a token showing every field still gives both."""
+    food = issue_food(env)
+    full_face = set(json.loads(env.services.sharing.find_licence(food).face_json))
+    app = create_app(env.settings)
+    counter = {"Authorization": f"Bearer {app.state.api_keys.create('user', USER_USCC).key}"}
+    with TestClient(app) as client:
+        session = client.post("/api/v1/holder/login", json={"holder_code": HOLDER, "password": PASSWORD}).json()
+        holder = {"Authorization": f"Bearer {session['session_token']}"}
+
+        def shown(fields: list[str] | None) -> tuple[str, set[str]]:
+            body = {} if fields is None else {"fields": fields}
+            made = client.post(f"/api/v1/holder/licences/{food}/show-token", json=body, headers=holder).json()
+            return made["token"], set(made["fields"])
+
+        def reuse_in_new_case(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+            opened = client.post("/api/v1/cases", json={"matter": CATERING, "applicant": HOLDER}, headers=counter)
+            case = opened.json()["case"]
+            done = client.post(f"/api/v1/cases/{case}/reuse", json={"show_token": token}, headers=counter)
+            assert done.status_code == 200, done.text
+            return done.json(), client.get(f"/api/v1/cases/{case}", headers=counter).json()
+
+        token, disclosed = shown(["operator_name"])
+        assert disclosed < full_face
+        done, case = reuse_in_new_case(token)
+        assert set(done["face_data"]) == disclosed and done["copy_url"] is None
+        reused = next(m["reused"] for m in case["materials"] if m["reused"])
+        assert set(reused["fields"]) == disclosed
+
+        token, disclosed = shown(None)  # every field
+        assert disclosed == full_face
+        done, case = reuse_in_new_case(token)
+        assert set(done["face_data"]) == full_face and done["copy_url"] is not None
+        assert set(next(m["reused"] for m in case["materials"] if m["reused"])["fields"]) == full_face
+        copy = client.get(done["copy_url"].split("testserver", 1)[-1])
+        assert copy.status_code == 200 and copy.content.startswith(b"%PDF")
+
+
 def test_a_failed_reuse_gives_the_show_token_back_and_two_counters_get_it_once(
     env: LicenceEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
