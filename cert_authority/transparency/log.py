@@ -169,11 +169,20 @@ class TransparencyLog:
         # grows, so a kept copy is good for any width up to its own; a longer one is read again.
         self._edges: dict[tuple[int, int], bytes] = {}
         self._signed_heads: set[tuple[bytes, bytes]] = set()  # heads whose signature checked, this process
+        self._origin: str | None = None  # the log's name, once its first head is read
 
     @property
     def origin(self) -> str:
-        """The log's name in its heads: the service address without its scheme, and /log."""
-        return self.pki.settings.base_url.split("://", 1)[1] + "/log"
+        """The log's name in its heads, fixed by its first head: the service address at that time
+        without its scheme, and /log. Witnesses tell logs apart by it, so it stays when the address
+        in the settings changes (a command run without the server's ECAS_BASE_URL, a moved host)."""
+        if self._origin is None:
+            with self._reads.connect() as connection:
+                first = connection.execute(select(_HEADS.c.origin).order_by(_HEADS.c.tree_size).limit(1)).scalar()
+            if first is None:
+                return self.pki.settings.base_url.split("://", 1)[1] + "/log"
+            self._origin = str(first)
+        return self._origin
 
     # --- sequencing ------------------------------------------------------------------------------
     def integrate(

@@ -19,7 +19,9 @@ from cert_authority.issuing.issuance import IssueRequest
 from cert_authority.issuing.log_leaves import backfill_log
 from cert_authority.issuing.personal import open_licence
 from cert_authority.issuing.schemas import LicencePublic
+from cert_authority.pki.service import PkiService
 from cert_authority.store.models import LicenceRow
+from cert_authority.transparency.log import TransparencyLog
 from tests.conftest import FOOD_TYPE, ISSUER_USCC, LicenceEnv, example_data, gmssl_verify, issue_example, openssl
 from tests.verification import rfc9162_verifier as rfc
 from verification.transparency import LogLeaf, record_commitment
@@ -94,6 +96,21 @@ def test_every_event_is_a_leaf_proved_under_a_signed_head(licence_env: LicenceEn
     assert check.status.value == "VALID" and f"logged at index 0 under head {head.label}" in check.message
     _, revoked = _log_check(env, third.identifier)
     assert revoked.status.value == "VALID" and "logged at index 2" in revoked.message
+
+
+def test_the_log_keeps_its_name_when_the_service_address_changes(licence_env: LicenceEnv) -> None:
+    """Found trying the demo as a user: `ecas audit anchor` run without the server's ECAS_BASE_URL
+    signed the next head under another name, and every witness then saw two logs."""
+    env = licence_env
+    issue_example(env, FOOD_TYPE)
+    first = env.services.log.integrate()
+    assert first is not None
+    moved = env.services.log.pki.settings.model_copy(update={"base_url": "https://elsewhere.example:9443"})
+    log = TransparencyLog(env.engine, PkiService(moved, env.engine))
+    issue_example(env, FOOD_TYPE, {**example_data(FOOD_TYPE), "operator_name": "演示餐饮另一号店"})
+    second = log.integrate()
+    assert second is not None and second.tree_size > first.tree_size
+    assert second.origin == first.origin and "elsewhere" not in second.origin
 
 
 def test_head_signature_checks_with_openssl_and_gmssl(licence_env: LicenceEnv, tmp_path: Path) -> None:
