@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cert_authority.actors import CLI_ACTOR, Actor
-from cert_authority.errors import LicenceDataError, PermissionDeniedError
+from cert_authority.errors import InvalidRequestError, LicenceDataError, PermissionDeniedError
 from cert_authority.issuing.face_data import PHOTO_MAX_BYTES, photo_field
 from cert_authority.issuing.issuance import IssuanceService, IssueRequest
 from cert_authority.issuing.origin import original_licence
@@ -91,6 +91,8 @@ class BatchSummary:
 
 
 # --- reading ------------------------------------------------------------------------------------
+class BatchFileError(InvalidRequestError, ValueError):
+    """The batch file as a whole cannot be read (its type, encoding, header): nothing is issued."""
 
 
 def read_rows(path: Path) -> Iterator[BatchRow | RowResult]:
@@ -100,19 +102,24 @@ def read_rows(path: Path) -> Iterator[BatchRow | RowResult]:
     elif path.suffix.lower() == ".csv":
         yield from _csv_rows(path)
     else:
-        raise ValueError(f"批量文件 {path.name} 应为 .csv 或 .jsonl（JSON Lines）文件")
+        raise BatchFileError(f"批量文件 {path.name} 应为 .csv 或 .jsonl（JSON Lines）文件")
 
 
 def _csv_rows(path: Path) -> Iterator[BatchRow | RowResult]:
     with path.open(encoding="utf-8-sig", newline="") as handle:  # Excel writes a BOM
         reader = csv.reader(handle)
-        header = next(reader, None)
+        line = 1
+        try:
+            header = next(reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise _unreadable(path, line, exc) from None
         if not header:
-            raise ValueError(f"批量文件 {path.name} 是空的：第一行应为字段 key")
+            raise BatchFileError(f"批量文件 {path.name} 是空的：第一行应为字段 key")
         header = [h.strip() for h in header]
         duplicates = sorted({h for h in header if header.count(h) > 1})
         if duplicates or "" in header:
-            raise ValueError(f"批量文件 {path.name} 的表头有重复或空的列名：{'、'.join(duplicates) or '（空列名）'}")
+            names = "、".join(duplicates) or "（空列名）"
+            raise BatchFileError(f"批量文件 {path.name} 的表头有重复或空的列名：{names}")
         line = reader.line_num + 1
         try:
             for cells in reader:
@@ -126,7 +133,16 @@ def _csv_rows(path: Path) -> Iterator[BatchRow | RowResult]:
                         yield BatchRow(line, values)
                 line = reader.line_num + 1
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise ValueError(f"批量文件 {path.name} 第 {line} 行无法读取：{exc}") from None
+            raise _unreadable(path, line, exc) from None
+
+
+def _unreadable(path: Path, line: int, exc: Exception) -> BatchFileError:
+    if isinstance(exc, UnicodeDecodeError):  # Excel on a Chinese Windows saves CSV as GBK
+        # (no line number: the text is decoded in blocks, ahead of the line being read)
+        return BatchFileError(
+            f"批量文件 {path.name} 不是 UTF-8 编码：请在 Excel 中“另存为 CSV UTF-8（逗号分隔）”后重新上传"
+        )
+    return BatchFileError(f"批量文件 {path.name} 第 {line} 行无法读取：{exc}")
 
 
 def _jsonl_rows(path: Path) -> Iterator[BatchRow | RowResult]:

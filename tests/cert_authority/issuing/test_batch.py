@@ -170,6 +170,21 @@ def test_two_runs_at_once_issue_each_row_once(batch_env: LicenceEnv, tmp_path: P
     assert len(rows) == 120 and len({r.identifier for r in rows}) == 120
 
 
+def test_an_unreadable_batch_file_is_one_clear_line_and_issues_nothing(batch_env: LicenceEnv, tmp_path: Path) -> None:
+    """Found trying the CLI as a user: a GBK file (Excel's CSV on a Chinese Windows), an empty one or
+    another kind of file printed a Python traceback."""
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("operator_name,premises\n演示餐饮,鼓楼区\n".encode("gbk"))
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "rows.txt").write_text("a\n", encoding="utf-8")
+    expected = {"gbk.csv": "不是 UTF-8 编码", "empty.csv": "是空的", "rows.txt": "应为 .csv 或 .jsonl"}
+    before = licence_count(batch_env)
+    for name, message in expected.items():
+        code, out = ecas("issue-batch", "--type", FOOD_TYPE, "--issuer", ISSUER_USCC, str(tmp_path / name))
+        assert code == 1 and message in out and "Traceback" not in out, out
+    assert licence_count(batch_env) == before
+
+
 def test_reading_batch_files(tmp_path: Path) -> None:
     path = tmp_path / "rows.csv"
     path.write_text("\ufeffa,b,_note\n1,2,x\n\n3,,y\n", encoding="utf-8")
