@@ -11,7 +11,7 @@ from typing import Annotated, Any, cast
 import typer
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from, writable_file
 from cert_authority.http.routes.cases import case_public
 from cert_authority.http.routes.sharing import duty_rule_public
 from cert_authority.registry.spec_input import MAX_DEFINITION_BYTES, load_definition
@@ -183,7 +183,7 @@ def cases_reuse(
     ] = None,
     use_code: Annotated[str | None, typer.Option(help="持证人给办理部门的用证码")] = None,
     show_token: Annotated[str | None, typer.Option(help="持证人当面出示的亮证码（ECT1.…），只能用一次")] = None,
-    copy: Annotated[Path | None, typer.Option(help="把加注件 PDF 写入此文件")] = None,
+    copy: Annotated[Path | None, typer.Option(help="把加注件 PDF 写入此文件", callback=writable_file)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """复用申请人的证照：取得照面信息与加注件，记入用证记录。"""
@@ -220,7 +220,7 @@ def cases_reuse(
 def cases_close(
     ctx: typer.Context,
     case_id: Annotated[int, typer.Argument(help="办件编号", min=1)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="材料复用清单 PDF 写入此文件")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="材料复用清单 PDF 写入此文件", callback=writable_file)],
 ) -> None:
     """办结办件：出具加盖电子印章的材料复用清单（再次办结得到同一份清单）。"""
     receipt = _services(ctx).cases.close(CLI_ACTOR, case_id)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from, writable_file
 from cert_authority.issuing.face_data import PHOTO_MAX_BYTES
 from cert_authority.issuing.origin import ORIGIN_NAMES
 from cert_authority.issuing.schemas import FILE_FORMATS, LICENCE_STATUSES, STATUS_NAMES, LicencePublic, LicenceSummary
@@ -179,7 +179,7 @@ def _echo_items(items: list[LicenceSummary]) -> None:
 def licence_export(
     ctx: typer.Context,
     identifier: Annotated[str, typer.Argument(help="证照标识")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="输出文件")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="输出文件", callback=writable_file)],
     fmt: Annotated[str, typer.Option("--format", help="格式：" + "、".join(FILE_FORMATS))] = "pdf",
 ) -> None:
     """导出证照文件：盖章的 PDF 或 OFD，或手机展示用 PNG（SM3 校验后写出）。"""

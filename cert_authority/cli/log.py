@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import text
 
-from cert_authority.cli.support import UsageError, friendly_errors, now, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, now, settings_from, writable_file
 from cert_authority.issuing.log_leaves import backfill_log
 from cert_authority.services import LicenceServices, licence_services
 from cert_authority.transparency.log import export_tiles, leaf_labels
@@ -49,7 +49,9 @@ def _head_file(path: Path) -> tuple[SignedTreeHead, dict[str, Any]]:
 @friendly_errors
 def head(
     ctx: typer.Context,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="写入文件（见证时作为 --from/--to）")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="写入文件（见证时作为 --from/--to）", callback=writable_file)
+    ] = None,
     size: Annotated[int | None, typer.Option(min=1, help="取保存的、树大小为 N 的签名树头")] = None,
 ) -> None:
     """签入排队的日志记录，输出最新（或指定大小）的签名树头（JSON）。"""

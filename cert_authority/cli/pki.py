@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cert_authority.cli.support import UsageError, friendly_errors, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, settings_from, writable_file
 from cert_authority.cli.support import now as _now
 from cert_authority.pki.service import CaNames, PkiService
 from cert_authority.services import migrated_engine
@@ -54,7 +54,9 @@ def pki_init(
 @friendly_errors
 def pki_csr(
     ctx: typer.Context,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="写入文件（默认打印）")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="写入文件（默认打印）", callback=writable_file)
+    ] = None,
     branch_name: Annotated[str, typer.Option(help="分中心CA名称")] = CaNames.branch,
 ) -> None:
     """为已有的省级根CA生成分中心CA的证书请求（CSR）。"""
@@ -111,7 +113,9 @@ def pki_revoke(
 @friendly_errors
 def pki_crl(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("-o", "--output", help="写入 DER 文件")] = Path("crl.der"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="写入 DER 文件", callback=writable_file)] = Path(
+        "crl.der"
+    ),
 ) -> None:
     """导出分中心CA当前的 CRL（DER）。"""
     pki = _pki(_settings(ctx))

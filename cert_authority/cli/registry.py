@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from cert_authority.access.apikeys import ApiKeyService
 from cert_authority.actors import CLI_ACTOR, ROLES
-from cert_authority.cli.support import UsageError, friendly_errors, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, settings_from, writable_file
 from cert_authority.registry.catalogue import claim_type, load_catalogue
 from cert_authority.registry.schemas import DepartmentCreate
 from cert_authority.registry.service import RegistryService, registry_for
@@ -237,7 +237,7 @@ def types_add_template(
 def types_preview(
     ctx: typer.Context,
     code: Annotated[str, typer.Argument(help="证照类型代码")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="输出文件")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="输出文件", callback=writable_file)],
     fmt: Annotated[str, typer.Option("--format", help="格式：" + "、".join(FORMATS))] = "png",
     version: Annotated[int | None, typer.Option(help="模板版本（默认最新）")] = None,
     worst_case: Annotated[bool, typer.Option("--worst-case", help="用字段允许的最长值预览")] = False,

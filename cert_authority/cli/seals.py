@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from, writable_file
 from cert_authority.eseals.schemas import SealCreate, SealImport, SealPublic
 from cert_authority.http.middleware.body_limit import DOCUMENT_LIMIT
 from cert_authority.pki.service import write_atomically
@@ -256,7 +256,7 @@ def seals_sign(
     document: Annotated[Path, typer.Argument(help="要盖章的 PDF 或 OFD 文件")],
     x: Annotated[float, typer.Option(help="印章左上角距页面左边缘（mm）")],
     y: Annotated[float, typer.Option(help="印章左上角距页面上边缘（mm）")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="输出文件")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="输出文件", callback=writable_file)],
     page: Annotated[int, typer.Option(min=0, help="页码，从 0 起")] = 0,
     size: Annotated[float | None, typer.Option(help="印章宽度（mm），默认为印章本身尺寸")] = None,
 ) -> None:

@@ -4,10 +4,12 @@ the global options, and the services built on them."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -36,11 +38,48 @@ def friendly_errors(command: F) -> F:
         except BrokenPipeError:
             quiet_closed_pipe()
             raise typer.Exit(0) from None
-        except (ServiceError, KeysError, SealError, TemplateError, UsageError, OSError) as exc:
+        except OSError as exc:
+            typer.secho(f"错误：{os_error_text(exc)}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        except (ServiceError, KeysError, SealError, TemplateError, UsageError) as exc:
             typer.secho(f"错误：{exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+_OS_ERRORS = {
+    errno.ENOENT: "文件或目录不存在",
+    errno.EACCES: "没有访问权限",
+    errno.EPERM: "没有访问权限",
+    errno.EISDIR: "这是一个目录，不是文件",
+    errno.ENOTDIR: "路径中有一段不是目录",
+    errno.ENOSPC: "磁盘空间不足",
+    errno.EROFS: "文件系统只读",
+}
+
+
+def os_error_text(exc: OSError) -> str:
+    """An operating system's error in the user's language, naming the file (not Python's English)."""
+    what = _OS_ERRORS.get(exc.errno or 0)
+    if what is None or exc.filename is None:
+        return str(exc)
+    return f"{what}：{exc.filename}"
+
+
+def writable_file(path: Path | None) -> Path | None:
+    """A typer callback for output files: refused before the command does anything (a case closed,
+    a use code spent) when the file could not be written afterwards."""
+    if path is None:
+        return None
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} 是一个目录，请给出文件名")
+    if not folder.is_dir():
+        raise typer.BadParameter(f"目录 {folder} 不存在")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise typer.BadParameter(f"没有写入 {path} 的权限")
+    return path
 
 
 def quiet_closed_pipe() -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, option_date, settings_from, writable_file
 from cert_authority.cli.support import now as _now
 from cert_authority.exchange.province import ProvinceLibrary
 from cert_authority.exchange.pusher import BATCH_EVENTS, Pusher, PushError
@@ -115,7 +115,7 @@ def sync_reconcile(
 @friendly_errors
 def sync_certificate(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("-o", "--output", help="写入的 PEM 文件")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="写入的 PEM 文件", callback=writable_file)],
 ) -> None:
     """导出本市服务证书与分中心CA证书（PEM），供省级库登记（ecas cities add）。"""
     settings = settings_from(ctx)

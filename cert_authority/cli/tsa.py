@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cert_authority.actors import CLI_ACTOR
-from cert_authority.cli.support import UsageError, friendly_errors, now, settings_from
+from cert_authority.cli.support import UsageError, friendly_errors, now, settings_from, writable_file
 from cert_authority.pki.service import PkiService
 from cert_authority.services import migrated_engine
 from cert_authority.timestamping.authority import TimeStampAuthority
@@ -30,7 +30,9 @@ def _authority(ctx: typer.Context) -> TimeStampAuthority:
 def tsa_stamp(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="要加盖时间戳的文件")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="时间戳应答（DER TimeStampResp，.tsr）")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="时间戳应答（DER TimeStampResp，.tsr）", callback=writable_file)
+    ],
     digest: Annotated[str, typer.Option("--digest", help="sm3 或 sha256")] = "sm3",
 ) -> None:
     """为文件的摘要加盖时间戳，写出时间戳应答（可用 `openssl ts -reply -in 文件.tsr -text` 查看）。"""
@@ -51,7 +53,7 @@ def tsa_stamp(
 @friendly_errors
 def tsa_certificate(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("-o", "--output", help="写出 PEM 证书")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="写出 PEM 证书", callback=writable_file)],
 ) -> None:
     """写出时间戳服务的证书（PEM；首次使用时由分中心CA签发）。"""
     output.write_bytes(_authority(ctx).certificate(now()).pem)

@@ -54,6 +54,14 @@ def test_a_case_on_the_demo_from_the_command_line(demo: Path, tmp_path: Path) ->
     assert (by_duty["basis"], by_consent["basis"]) == ("duty_rule", "consent")
     case = str(checklist["case"])
 
+    # An output file that cannot be written is refused before anything is done (found trying the
+    # CLI as a user: the reuse was recorded, or the case closed, and then the write failed).
+    code, out = ecas("cases", "reuse", case, "--identifier", by_duty["identifier"], "--copy", "/nonexistent/c.pdf")
+    assert code == 2 and "/nonexistent" in out, out
+    code, out = ecas("cases", "close", case, "-o", str(tmp_path))
+    assert code == 2 and "是一个目录" in out, out
+    assert all(m["reused"] is None for m in json.loads(ok("cases", "show", case, "--json"))["materials"])
+
     reused = json.loads(ok("cases", "reuse", case, "--identifier", by_duty["identifier"], "--json",
                            "--copy", str(tmp_path / "copy.pdf")))
     assert reused["basis"] == "duty_rule" and reused["face_data"]["uscc"] == applicant
@@ -64,6 +72,8 @@ def test_a_case_on_the_demo_from_the_command_line(demo: Path, tmp_path: Path) ->
     assert json.loads(ok("cases", "show", case, "--json"))["materials"][2]["reused"] is None
 
     receipt = tmp_path / "receipt.pdf"
+    assert ecas("cases", "close", case, "-o", "/nonexistent/receipt.pdf")[0] == 2
+    assert json.loads(ok("cases", "show", case, "--json"))["status"] == "open"
     assert "已办结" in ok("cases", "close", case, "-o", str(receipt))
     again = tmp_path / "again.pdf"
     ok("cases", "close", case, "-o", str(again))
@@ -75,6 +85,7 @@ def test_a_case_on_the_demo_from_the_command_line(demo: Path, tmp_path: Path) ->
     assert report["subject"]["kind"] == "reuse_receipt"
     assert "已办结" in fails("cases", "reuse", case, "--identifier", by_duty["identifier"])
 
+    assert "文件或目录不存在：/nonexistent/s.xlsx" in fails("stats", "--xlsx", "/nonexistent/s.xlsx")  # not Errno 2
     stats = json.loads(ok("stats", "--json"))
     assert stats["totals"]["cases"] == 1 and stats["totals"]["materials_reused"] == 2
     assert stats["totals"]["licences_issued"] == 40 and stats["totals"]["reuse_rate"] == 0.6667

@@ -78,7 +78,7 @@ def test_departments_and_api_keys(cli_db: Path) -> None:
         (("apikey", "revoke", "ecas_nothere"), "没有前缀为"),
         (("types", "show", TYPE_CODE), "尚未登记"),
         (("types", "preview", TYPE_CODE, "-o", "x.png"), "尚未登记"),
-        (("types", "register", "/nonexistent/type.yaml"), "No such file"),
+        (("types", "register", "/nonexistent/type.yaml"), "文件或目录不存在：/nonexistent/type.yaml"),
     ],
 )
 def test_bad_input_gets_one_clear_line(cli_db: Path, args: tuple[str, ...], message: str) -> None:

@@ -134,7 +134,7 @@ def test_cli_errors_are_one_line(cli_env: Path, tmp_path: Path) -> None:
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({**example_data(FOOD_TYPE), "colour": "red"}), encoding="utf-8")
     assert "未知字段：colour" in fails(*base, "--data", str(unknown))
-    assert "No such file" in fails(*base, "--data", str(tmp_path / "missing.json"))
+    assert "文件或目录不存在" in fails(*base, "--data", str(tmp_path / "missing.json"))
     assert "应为 YYYY-MM-DD" in fails(*base, "--data", str(cli_env), "--valid-from", "tomorrow")
     assert "由类型规定" in fails(*base, "--data", str(cli_env), "--valid-from", "2026-01-01")
     assert "证照标识应为" in fails("licence", "show", "1.2.156.3005.2.bogus")
