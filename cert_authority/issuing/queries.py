@@ -37,6 +37,7 @@ from cert_authority.store.personal import PersonalData
 from cert_authority.timeutil import BEIJING, aware, local_date, utc_now
 
 MAX_PAGE_SIZE = 200
+MAX_TEXT = 120  # characters of a search's text: a whole identifier fits (the column's length)
 
 
 class LicenceQueryService:
@@ -104,7 +105,7 @@ class LicenceQueryService:
         if status is not None:
             conditions.append(_status_condition(status, today))
         if text and text.strip():
-            conditions.append(_text_condition(text.strip()[:60], self.personal.index(text.strip().upper())))
+            conditions.append(_text_condition(text.strip()[:MAX_TEXT], self.personal.index(text.strip().upper())))
         newest_first = (col(LicenceRow.created_at).desc(), col(LicenceRow.id).desc())
         query = select(LicenceRow).where(*conditions)
         if cursor is not None:

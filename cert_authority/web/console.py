@@ -31,6 +31,8 @@ from cert_authority.web.staff_pages import Staff
 from templates.render import MEDIA_TYPES
 from templates.spec import FieldType, LicenceTypeSpec
 
+MAX_QUERY = 120  # characters of the search box: a whole identifier (72 and more) fits
+
 router = APIRouter(prefix="/console", include_in_schema=False)
 Posted = Depends(same_origin)
 PAGE_SIZE = 20
@@ -76,14 +78,14 @@ def console_home(
             type_code=type_code or None,
             status=status if status in LICENCE_STATUSES else None,
             holder_code=holder_code or None,
-            text=q[:60] or None,
+            text=q[:MAX_QUERY] or None,
             page_size=PAGE_SIZE,
             cursor=cursor[:200] or None,
             before=None if cursor else before[:200] or None,
         )
     if scan_at is not None or (results.total == 0 and q.strip() and not holder_code):
         results, scan_stopped = holder_scan(
-            queries, staff.actor(), q[:60], type_code=type_code or None,
+            queries, staff.actor(), q[:MAX_QUERY], type_code=type_code or None,
             status=status if status in LICENCE_STATUSES else None, offset=scan_at or 0, page_size=PAGE_SIZE,
         )
         by_holder = True
@@ -91,7 +93,7 @@ def console_home(
     page_ = render(
         request, "console/home.html", staff=staff, results=results, types=types, statuses=LICENCE_STATUSES,
         by_holder=by_holder, scan_stopped=scan_stopped, scan_limit=SCAN_LIMIT,
-        query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:60]},
+        query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:MAX_QUERY]},
         flash=take_flash(request),
     )
     return forget_flash(page_, request)

@@ -311,6 +311,11 @@ def test_console_search_by_code_number_name_or_part_of_them(site: Site) -> None:
         page = market.get("/console", params={"q": part}).text
         assert f"/console/licences/{mine.identifier}" in page, part
         assert HOLDER not in page.replace(f'value="{part}"', "")  # codes stay masked in the list
+    # A whole identifier finds that licence only (it was cut to its first 60 characters, which every
+    # licence of the type and issuer shares).
+    another = issue_example(site.env, FOOD_TYPE).licence
+    page = market.get("/console", params={"q": mine.identifier}).text
+    assert f"/console/licences/{mine.identifier}" in page and f"/console/licences/{another.identifier}" not in page
     # Holders' codes and names are sealed at rest and indexed whole only (docs/personal-data.md): a
     # name or part of a code is found by opening the department's newest versions in memory.
     for part in (HOLDER[6:12], "好味道"):
