@@ -37,6 +37,8 @@ def keep_units(text: object) -> Markup:
     """Text for a page with each number and its unit, and each short parenthesis (a label's unit),
     kept on one line: "≤45 mg/L" and "（立方米/日）" never break inside (templates.units)."""
     value = str(text)
+    if len(value) >= 20 and not any(c.isspace() for c in value):
+        return escape(value)  # a code (identifier, licence number): no units in it, and it must wrap on a phone
     parts, at = [], 0
     for start, end in unbreakable_spans(value):
         parts += [escape(value[at:start]), Markup('<span class="nowrap">%s</span>') % value[start:end]]

@@ -223,7 +223,7 @@ def test_staff_pages_fit_a_320_px_phone(
     page.click("button[type=submit]")
     page.wait_for_url(f"{server}/console")
     for path in ("/console", f"/console/licences/{food}", "/console/batch", f"/console/issue/{FOOD_TYPE}",
-                 "/console/types/new", "/counter"):
+                 "/console/types/new", "/counter", f"/v/{food}"):  # /v/: where every licence's QR code leads
         page.goto(f"{server}{path}")
         page.wait_for_load_state("networkidle")
         name = path.strip("/").replace("/", "-")[:40]
