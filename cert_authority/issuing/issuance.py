@@ -516,6 +516,12 @@ class IssuanceService:
         if problems:
             raise LicenceDataError(problems)
         assert face is not None and validity is not None
+        if (
+            dict(face.values) == json.loads(old.face_json)
+            and photo is None
+            and (validity.valid_from, validity.valid_until) == (old.valid_from, old.valid_until)
+        ):  # a new version that says what the current one says would only supersede it
+            raise LicenceDataError(["变更内容与现有照面信息、有效期相同：没有需要变更的内容，未生成新版本"])
         new_identifier = LicenceIdentifier.parse(old.identifier).next_version()
         seal = self.seals.active_seal(old.issuer_code, now)
         # A new version is issued today by the department (a converted licence keeps its origin).

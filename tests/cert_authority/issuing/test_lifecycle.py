@@ -99,6 +99,10 @@ def test_bad_changes_store_nothing(shared_licence_env: LicenceEnv) -> None:
         env.services.issuance.change_licence(CLI_ACTOR, licence.identifier, {}, valid_until=dt.date(2040, 1, 1))
     with pytest.raises(PermissionDeniedError):
         env.services.issuance.change_licence(ISSUER, licence.identifier, {"grade": "二级/技师"})
+    # Nothing to change (found trying the CLI as a user: it made version 002 superseding 001).
+    for same in ({}, {"grade": licence.data["grade"]}):
+        with pytest.raises(LicenceDataError, match="没有需要变更的内容"):
+            env.services.issuance.change_licence(CLI_ACTOR, licence.identifier, same)
     assert table_counts(env.engine) == counts
     # The photo is kept when none is given.
     changed = env.services.issuance.change_licence(CLI_ACTOR, licence.identifier, {"grade": "二级/技师"})
