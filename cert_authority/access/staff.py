@@ -242,6 +242,10 @@ def _department(session: Session, role: str, uscc: str | None) -> DepartmentRow 
     department = session.exec(select(DepartmentRow).where(col(DepartmentRow.uscc) == uscc)).first()
     if department is None:
         raise NotFoundError(f"部门 {uscc} 尚未登记（先用 ecas departments add 登记）")
+    if role in ("issuer", "user") and role not in department.roles.split(","):  # as for API keys
+        raise InvalidRequestError(
+            f"部门 {department.name}（{uscc}）没有{ROLE_NAMES[role]}角色，不能为其设{ROLE_NAMES[role]}人员"
+        )
     return department
 
 

@@ -167,3 +167,22 @@ def test_a_key_serves_one_account_and_can_be_revoked(licence_env: LicenceEnv, tm
     keys.revoke(CLI_ACTOR, "root", fingerprint)
     with pytest.raises(AuthenticationError, match="尚未登记密钥"):
         staff.login("root", PASSWORD)
+
+
+def test_staff_get_only_the_roles_their_department_has(licence_env: LicenceEnv) -> None:
+    """As for API keys: a department registered to issue only gets no counter (user) staff, by
+    creation or by a role change (found by an attacker review; an administrator's mistake, but the
+    two paths to the same power should refuse alike)."""
+    from cert_authority.errors import InvalidRequestError
+    from cert_authority.registry.schemas import DepartmentCreate
+
+    issue_only = "11350100MB00000403"
+    licence_env.registry.create_department(
+        DepartmentCreate(name="仅颁证局", uscc=issue_only, area_code="350100", level="city", roles=["issuer"])
+    )
+    staff = StaffAccounts(licence_env.engine)
+    with pytest.raises(InvalidRequestError, match="没有用证部门角色"):
+        staff.create("only.user", "某人", "user", issue_only, "pw-long-enough-1")
+    staff.create("only.issuer", "某人", "issuer", issue_only, "pw-long-enough-1")
+    with pytest.raises(InvalidRequestError, match="没有用证部门角色"):
+        staff.change_role(CLI_ACTOR, "only.issuer", "user", issue_only)
