@@ -133,9 +133,13 @@ def cities_add(
     name: Annotated[str, typer.Option(help="城市名称")],
     certificate: Annotated[Path, typer.Option(help="城市的服务证书与分中心CA证书（PEM，ecas sync certificate 导出）")],
     root: Annotated[Path | None, typer.Option(help="省级根CA证书（默认 ECAS_PROVINCE_ROOT）")] = None,
+    issuer_area: Annotated[
+        list[str] | None,
+        typer.Option(help="城市可报送其证照的颁证单位所在行政区划代码前缀（可重复；默认城市代码中的前 4 位）"),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """登记城市：其证书须链接到省级根证书；此后接收其签名的批次。"""
+    """登记城市：其证书须链接到省级根证书；此后接收其签名的批次，只收其行政区划内颁证单位的证照。"""
     settings = settings_from(ctx)
     root_path = root or settings.province_root
     if root_path is None:
@@ -146,7 +150,7 @@ def cities_add(
         raise UsageError(f"省级根证书 {root_path} 无法读取：{exc}") from None
     engine = migrated_engine(settings)
     city = ProvinceLibrary(engine, file_store_for(settings, engine)).register_city(
-        uscc, name, certificate.read_bytes(), root_certificate
+        uscc, name, certificate.read_bytes(), root_certificate, issuer_area or ()
     )
     if as_json:
         _echo_json(city.to_dict())
@@ -166,4 +170,5 @@ def cities_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     for city in cities:
         last = f"{city.last_batch_at:%Y-%m-%d %H:%M}" if city.last_batch_at else "—"
-        typer.echo(f"{city.uscc}  {city.name}  已确认 {city.acked_seq}  最近批次 {last}")
+        areas = "、".join(city.issuer_areas)
+        typer.echo(f"{city.uscc}  {city.name}  行政区划 {areas}  已确认 {city.acked_seq}  最近批次 {last}")

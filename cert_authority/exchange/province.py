@@ -30,7 +30,7 @@ import binascii
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,11 +102,13 @@ class CityPublic:
     acked_seq: int
     registered_at: dt.datetime
     last_batch_at: dt.datetime | None
+    issuer_areas: tuple[str, ...]  # the area-code prefixes of the issuers it may push licences for
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "uscc": self.uscc,
             "name": self.name,
+            "issuer_areas": list(self.issuer_areas),
             "certificate_serial": self.certificate_serial,
             "certificate_subject": self.certificate_subject,
             "acked_seq": self.acked_seq,
@@ -152,10 +154,18 @@ class ProvinceLibrary:
         return self._personal_codec
 
     # --- cities ---------------------------------------------------------------------------------
-    def register_city(self, uscc: str, name: str, chain_pem: bytes, root: Certificate) -> CityPublic:
+    def register_city(
+        self, uscc: str, name: str, chain_pem: bytes, root: Certificate, issuer_areas: Sequence[str] = ()
+    ) -> CityPublic:
         """`ecas cities add`: the city authority's service certificate and its branch CA (PEM, in
-        one file), checked against the pinned provincial root and the city's code."""
+        one file), checked against the pinned provincial root and the city's code; `issuer_areas`:
+        the area-code prefixes of the departments whose licences it may push (default: its own
+        code's first four digits, the prefecture-level city)."""
         now = self.clock()
+        areas = [area.strip() for area in issuer_areas if area.strip()]
+        for area in areas:
+            if not (area.isdigit() and len(area) in (2, 4, 6)):
+                raise InvalidRequestError(f"行政区划代码前缀应为 2、4 或 6 位数字（省、市、县），收到 {area!r}")
         try:
             certificates = Certificate.load_all(chain_pem)
         except KeysError as exc:
@@ -175,6 +185,7 @@ class ProvinceLibrary:
             branch_der=branch.der,
             root_der=root.der,
             registered_at=now,
+            issuer_areas=",".join(areas) or None,
         )
         with Session(self.engine) as session:
             if session.get(ProvinceCityRow, uscc) is not None:
@@ -220,7 +231,7 @@ class ProvinceLibrary:
             raise InvalidRequestError(str(exc)) from None
         crl = self._checked_crl(batch, city)
         fresh, duplicates = self._split(batch, city)
-        states = _licence_states(city.uscc, fresh)
+        states = _licence_states(city.uscc, fresh, issuer_areas(city))
         # Files first: an unreferenced file is harmless, a record without its file is not.
         if batch.files:
             self.filestore.put_many([(data, None) for data in batch.files.values()])
@@ -508,6 +519,7 @@ def _city_public(row: ProvinceCityRow) -> CityPublic:
         row.acked_seq,
         aware(row.registered_at),
         aware(row.last_batch_at) if row.last_batch_at else None,
+        issuer_areas(row),
     )
 
 
@@ -534,9 +546,20 @@ def _event_row(personal: PersonalData, city: str, event: Any, now: dt.datetime) 
     }
 
 
-def _licence_states(city: str, events: list[Any]) -> dict[str, dict[str, Any]]:
+def issuer_areas(city: ProvinceCityRow) -> tuple[str, ...]:
+    """The area-code prefixes the city's licence issuers must be registered in."""
+    return tuple(city.issuer_areas.split(",")) if city.issuer_areas else (city.uscc[2:6],)
+
+
+def _issuer_area(issuer_code: str) -> str:
+    """Where an issuer is registered: digits 3-8 of its USCC, or the area code an issuer has instead."""
+    return issuer_code if len(issuer_code) == 6 else issuer_code[2:8]
+
+
+def _licence_states(city: str, events: list[Any], areas: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Per licence version the state its latest licence event in `events` describes (checked here,
-    before anything is stored: an incomplete event refuses the whole batch)."""
+    before anything is stored: an incomplete event, or one for an issuer outside the city's areas,
+    refuses the whole batch)."""
     states: dict[str, dict[str, Any]] = {}
     for event in events:
         if event.kind not in KINDS:
@@ -545,7 +568,7 @@ def _licence_states(city: str, events: list[Any]) -> dict[str, dict[str, Any]]:
         try:
             metadata = payload["metadata"]
             identifier = metadata["ZZBS"]
-            LicenceIdentifier.parse(identifier)
+            issuer = LicenceIdentifier.parse(identifier).issuer_code
             values = {
                 "city_uscc": city,
                 "type_code": metadata["ZZLXDM"],
@@ -565,6 +588,13 @@ def _licence_states(city: str, events: list[Any]) -> dict[str, dict[str, Any]]:
             raise InvalidRequestError(message) from None
         if identifier != event.subject:
             raise InvalidRequestError(f"事件 {event.seq} 的 subject 与证照标识不符")
+        if values["issuer_code"] != issuer:
+            raise InvalidRequestError(f"事件 {event.seq}：颁证单位代码 ZZBFJGDM 与证照标识中的颁证单位不符")
+        if not _issuer_area(issuer).startswith(areas):
+            raise InvalidRequestError(
+                f"事件 {event.seq}：证照 {identifier} 的颁证单位 {issuer} 不在城市 {city} 登记的行政区划"
+                f"（{'、'.join(areas)}）内，拒收"
+            )
         if identifier not in states or states[identifier]["updated_seq"] < event.seq:
             states[identifier] = values
     return states

@@ -622,6 +622,9 @@ class ProvinceCityRow(SQLModel, table=True):
     acked_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     registered_at: dt.datetime = Field(sa_column=_utc_column())
     last_batch_at: dt.datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    # Comma-separated area-code prefixes its licences' issuers must be registered in (the digits 3-8
+    # of a USCC); None: the first four of the city authority's own (exchange.province.issuer_areas).
+    issuer_areas: str | None = Field(default=None, max_length=200)
 
 
 class ProvinceEventRow(SQLModel, table=True):

@@ -311,3 +311,42 @@ def signed_batch(city: LicenceEnv, events: list) -> tuple[bytes, str]:
 def post(province: Province, body: bytes, signature: str | None):  # type: ignore[no-untyped-def]
     headers = {"Content-Type": "application/json"} | ({SIGNATURE_HEADER: signature} if signature else {})
     return province.client.post(BATCHES_PATH, content=body, headers=headers)
+
+
+def test_a_city_cannot_file_another_citys_licences_first(licence_env: LicenceEnv, province: Province) -> None:
+    """Found by an attacker review: identifiers are predictable (issuer code and a counter), and a
+    registered city could push another city's next licence under itself first, with any status;
+    the real city's every later batch was then refused. A city now pushes licences of issuers in
+    its own areas only (its code's prefecture by default, or `issuer_areas`), and an event's issuer
+    code must be the identifier's."""
+    import copy
+
+    from tests.conftest import DEPT_USCC, make_test_pki
+
+    register(licence_env, province)  # the city whose licences these are: area 3501, by default
+    attacker = make_test_pki()  # another city, its departments in 3502
+    province.library.register_city(
+        DEPT_USCC, "另一市", attacker.seal.pem + attacker.branch.pem, attacker.root, issuer_areas=["3502"]
+    )
+    assert province.library.list_cities()[0].issuer_areas == ("3501",)
+    food = issue_example(licence_env, FOOD_TYPE).licence  # not yet pushed
+    events = ChangeFeed(licence_env.engine, licence_env.services.personal).events(0, 1000)
+    forged = copy.deepcopy(next(e for e in events if e.kind == "licence.issued" and e.subject == food.identifier))
+    forged.payload["status"], forged.payload["status_reason"] = "revoked", "伪造"
+    object.__setattr__(forged, "seq", 1)
+    object.__setattr__(forged, "event_id", "attacker-1")
+    before = counts(province)
+    now = utc_now()
+    body = encode_batch(DEPT_USCC, now, [forged], {}, b"")
+    refused = post(province, body, sign_body(attacker.seal_signer, body, now))
+    assert refused.status_code == 422 and "不在城市" in refused.json()["message"], refused.text
+    assert counts(province) == before and province.library.find(food.identifier) is None
+    # An issuer code in the metadata that is not the identifier's is refused as well.
+    forged.payload["metadata"]["ZZBFJGDM"] = "11350200MB0000010X"
+    body = encode_batch(DEPT_USCC, now, [forged], {}, b"")
+    refused = post(province, body, sign_body(attacker.seal_signer, body, now))
+    assert refused.status_code == 422 and "ZZBFJGDM" in refused.json()["message"], refused.text
+    # The city the licence belongs to pushes it as usual.
+    assert pusher_for(licence_env, province).push_once().pending == 0
+    row, city = province.library.find(food.identifier)  # type: ignore[misc]
+    assert city.uscc == licence_env.settings.authority_uscc and row.status == "issued"
