@@ -91,6 +91,12 @@ class DutyRules:
         for code in chosen or ():
             if not self.matters.exists(code):
                 raise InvalidRequestError(f"事项 {code} 尚未登记")
+            # A rule that could never apply is an administrator's slip: say so instead of granting it.
+            matter = self.matters.spec(code)
+            if department_uscc not in matter.departments:
+                raise InvalidRequestError(f"部门 {department_uscc} 不办理事项「{matter.name}」（{code}）：规则不会生效")
+            if type_code not in {m.licence_type for m in matter.materials}:
+                raise InvalidRequestError(f"事项「{matter.name}」（{code}）不需要证照类型 {type_code}，此规则不会生效")
         now = self.clock()
         if valid_until is not None and valid_until < local_date(now):
             raise InvalidRequestError(f"截止日期 {valid_until} 已过")

@@ -587,6 +587,13 @@ def test_duty_rules_are_listed_expired_and_withdrawn_by_admins(env: LicenceEnv) 
         tied = client.post("/api/v1/duty-rules", json={**rule, "matters": [CATERING]}, headers=admin).json()
         assert tied["matters"] == [CATERING] and tied["id"] != rule_id
         assert client.post("/api/v1/duty-rules", json={**rule, "matters": ["nope"]}, headers=admin).status_code == 422
+        # Rules that could never apply (found trying the CLI as a user: both were granted, active).
+        for never, why in (
+            ({**rule, "type_code": DRAINAGE_TYPE, "matters": [CATERING]}, "不需要证照类型"),
+            ({**rule, "department_uscc": ISSUER_USCC, "matters": [CATERING]}, "不办理事项"),
+        ):
+            refused = client.post("/api/v1/duty-rules", json=never, headers=admin)
+            assert refused.status_code == 422 and why in refused.json()["message"], refused.text
         past = client.post("/api/v1/duty-rules", json={**rule, "valid_until": "2020-01-01"}, headers=admin)
         assert past.status_code == 422
         assert client.post("/api/v1/duty-rules", json={**rule, "type_code": "x"}, headers=admin).status_code == 404
