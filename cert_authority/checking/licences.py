@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy import Select, bindparam, or_, true
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine, Row
-from sqlmodel import Session, col, select
 
 from cert_authority.actors import Actor
+from cert_authority.checking.issued_documents import annotated_copy, reuse_receipt
 from cert_authority.checking.logged import ENDINGS, log_check
 from cert_authority.checking.verdicts import Remembered
 from cert_authority.errors import SealedDataError, StoredFileError
@@ -40,11 +40,11 @@ from cert_authority.issuing.records import StatusFields, effective_status
 from cert_authority.pki.certificates import CRL_NUMBERS
 from cert_authority.pki.service import PkiService
 from cert_authority.store.filestore import FileStore
-from cert_authority.store.models import CaseRow, LicenceRow, PackedFileRow
+from cert_authority.store.models import LicenceRow, PackedFileRow
 from cert_authority.store.packing import PackedFiles
 from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
-from cert_authority.timeutil import aware, local_date, utc_now
+from cert_authority.timeutil import local_date, utc_now
 from cert_authority.transparency.log import LATEST_HEAD, TransparencyLog, log_state_of
 from keys.ca import CrlNumbers
 from keys.crl import Crl
@@ -152,9 +152,18 @@ class VerificationService:
         if report.result is Status.INVALID:
             return report
         if row is None:
-            receipt = self._receipt(digest)
+            receipt = reuse_receipt(self.engine, digest)
             if receipt is not None:
                 return report.with_checks([receipt[0]], subject=receipt[1])
+            copy = annotated_copy(self.engine, digest)
+            if copy is not None:
+                check, subject, licence = copy
+                status = (
+                    Check.invalid("status", "not_found", f"本机构已没有证照 {subject['identifier']}")
+                    if licence is None
+                    else licence_status_check(licence, now)
+                )
+                return report.with_checks([check, status], subject=subject)
             unknown = Check.unknown(
                 "status",
                 "not_in_registry",
@@ -162,23 +171,6 @@ class VerificationService:
             )
             return report.with_checks([unknown])
         return self._with_record(report, row, now, show_face=True, intact=self._intact(row, [row.ofd_sm3]))
-
-    def _receipt(self, digest: str) -> tuple[Check, dict[str, Any]] | None:
-        """A reuse receipt (材料复用清单) this authority sealed when it closed a case: the case keeps
-        the receipt's SM3, so the same bytes are the receipt it issued."""
-        with Session(reader(self.engine)) as session:
-            case = session.exec(select(CaseRow).where(col(CaseRow.receipt_sm3) == digest)).first()
-        if case is None or case.closed_at is None:
-            return None
-        subject: dict[str, Any] = {
-            "kind": "reuse_receipt",
-            "case": case.id,
-            "matter": case.matter_code,
-            "department": case.department_uscc,
-            "case_number": case.case_number,
-            "closed_at": aware(case.closed_at).isoformat(),
-        }
-        return Check.ok("status", f"本机构出具的材料复用清单（办件 {case.id}，事项 {case.matter_code}）"), subject
 
     # --- an identifier ------------------------------------------------------------------------
     def verify_identifier(self, actor: Actor, text: str) -> Report:

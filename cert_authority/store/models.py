@@ -399,7 +399,7 @@ class SharedFileRow(SQLModel, table=True):
     __tablename__ = "shared_file"
 
     token_sha256: str = Field(primary_key=True, max_length=64)
-    file_sm3: str | None = Field(default=None, max_length=64)
+    file_sm3: str | None = Field(default=None, max_length=64, index=True)  # found by a file's verification
     identifier: str = Field(max_length=120)
     expires_at: dt.datetime = Field(sa_column=_utc_column())
     department_uscc: str | None = Field(default=None, max_length=18)

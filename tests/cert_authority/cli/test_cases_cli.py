@@ -66,6 +66,10 @@ def test_a_case_on_the_demo_from_the_command_line(demo: Path, tmp_path: Path) ->
                            "--copy", str(tmp_path / "copy.pdf")))
     assert reused["basis"] == "duty_rule" and reused["face_data"]["uscc"] == applicant
     assert (tmp_path / "copy.pdf").read_bytes().startswith(b"%PDF")
+    # The copy is this authority's too (found trying the CLI as a user: INDETERMINATE, "可能…重新盖章").
+    copy = json.loads(ecas("verify", str(tmp_path / "copy.pdf"), "--json")[1])
+    assert copy["result"] == "VALID" and copy["subject"]["kind"] == "annotated_copy", copy
+    assert copy["subject"]["identifier"] == by_duty["identifier"] and "CG-2026-0042" in copy["subject"]["cause"]
     consent = json.loads(ok("cases", "reuse", case, "--identifier", by_consent["identifier"], "--json"))
     assert (consent["basis"], consent["consent"]) == ("consent", "authorisation")
     assert "已复用" in ok("cases", "show", case)
@@ -87,6 +91,10 @@ def test_a_case_on_the_demo_from_the_command_line(demo: Path, tmp_path: Path) ->
 
     assert "文件或目录不存在：/nonexistent/s.xlsx" in fails("stats", "--xlsx", "/nonexistent/s.xlsx")  # not Errno 2
     stats = json.loads(ok("stats", "--json"))
+    # A copy is relied on as the licence: once that is revoked, so is the copy's verdict.
+    ok("licence", "revoke", by_duty["identifier"], "--reason", "以欺骗手段取得")
+    copy = json.loads(ecas("verify", str(tmp_path / "copy.pdf"), "--json")[1])
+    assert (copy["result"], copy["reason"]) == ("INVALID", "revoked"), copy
     assert stats["totals"]["cases"] == 1 and stats["totals"]["materials_reused"] == 2
     assert stats["totals"]["licences_issued"] == 40 and stats["totals"]["reuse_rate"] == 0.6667
     by_matter = json.loads(ok("stats", "--by", "matter", "--json"))

@@ -84,7 +84,8 @@ def test_use_codes_duty_rules_and_annotated_copies(shared_licence_env: LicenceEn
         report = env.services.verification.verify_file(copy.content)
         valid = {c.name for c in report.checks if c.status is Status.VALID}
         assert valid >= {"integrity", "signature", "timestamp", "chain"}  # timestamped, as every seal
-        assert report.reason == "not_in_registry"  # a copy, not the licence itself
+        assert report.result is Status.VALID and report.subject["kind"] == "annotated_copy"  # a copy, known as one
+        assert report.subject["department"] == USER_USCC and "办理食品经营许可变更" in report.subject["cause"]
         # Made on the first download: every download after is that same file.
         assert client.get(body["copy_url"].split("testserver", 1)[-1]).content == copy.content
 
