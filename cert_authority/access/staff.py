@@ -214,9 +214,12 @@ class StaffAccounts:
             session.commit()
 
 
+STAFF_ROLES = tuple(role for role in ROLES if role != "exchange")  # exchange: a key for the feed only
+
+
 def _check_role(role: str) -> None:
-    if role not in ROLES:
-        raise InvalidRequestError(f"未知角色 {role!r}，可选：{'、'.join(ROLES)}")
+    if role not in STAFF_ROLES:
+        raise InvalidRequestError(f"工作人员的角色应为 {'、'.join(STAFF_ROLES)}，收到 {role!r}")
 
 
 def _account(session: Session, username: str) -> tuple[StaffAccountRow, DepartmentRow | None]:

@@ -236,8 +236,9 @@ class SharingService:
         return row.identifier if row is not None else None
 
     def recent_use(self, actor: Actor, identifier: str) -> tuple[LicenceRow, dict[str, str], str | None] | None:
-        """The licence, its face data and the cause, if `actor` itself used it in the last
-        LINK_MINUTES minutes (what the counter page shows after a use, on the GET that follows)."""
+        """The licence, the face data that use gave and its cause, if `actor` itself used it in the
+        last LINK_MINUTES minutes (what the counter page shows after a use, on the GET that follows):
+        the fields the use recorded, no more (a show token may have disclosed only some)."""
         since = self.clock() - dt.timedelta(minutes=LINK_MINUTES)
         with Session(self.engine) as session:
             event = session.exec(
@@ -252,7 +253,8 @@ class SharingService:
         if event is None or row is None:
             return None
         detail = json.loads(event.detail_json) if event.detail_json else {}
-        face: dict[str, str] = json.loads(row.face_json)
+        given = set(detail.get("fields") or ())
+        face: dict[str, str] = {key: value for key, value in json.loads(row.face_json).items() if key in given}
         return row, face, detail.get("cause")
 
     # --- departments: rules and uses -----------------------------------------------------------

@@ -288,7 +288,6 @@ def used_page(identifier: str, request: Request, staff: Staff) -> Response:
     found = _sharing(request).recent_use(staff.actor(), identifier)
     if found is None:
         raise NotFoundError("没有找到您刚才的用证记录（调取结果只在用证后 10 分钟内显示）")
-    row, _face_data, cause = found
-    return _page(
-        request, "counter/used.html", staff=staff, licence=row, face=_labelled(request, row), cause=cause, tab="scan"
-    )
+    row, face_data, cause = found
+    face = _labelled(request, row, tuple(face_data))  # what that use gave
+    return _page(request, "counter/used.html", staff=staff, licence=row, face=face, cause=cause, tab="scan")

@@ -257,3 +257,33 @@ def test_the_counter_lists_its_departments_open_cases(site: Counter) -> None:
     assert f'href="/counter/cases/{mine}"' not in market.get("/counter").text
     posted(counter, f"/counter/cases/{mine}/close")
     assert f'href="/counter/cases/{mine}"' not in counter.get("/counter").text
+
+
+def test_a_partial_show_token_shows_the_counter_its_fields_only_on_every_page(site: Counter) -> None:
+    """Found by an attacker review of the fix that limits a case to the fields a show token
+    disclosed: the page that shows a use's face data afterwards (/counter/used/...) showed them all."""
+    import json
+
+    services = site.env.services
+    face = json.loads(services.sharing.find_licence(site.food).face_json)
+    token, shown = services.holders.show_token(services.accounts.holder(HOLDER), site.food, ["operator_name"])
+    hidden = {key: str(value) for key, value in face.items() if key not in shown.fields}
+    assert hidden and "operator_code" in hidden
+    counter = staff_client(site.app, "counter")
+    case_id, _ = open_case(counter)
+    assert "已复用「食品经营许可证」" in flash(posted(counter, f"/counter/cases/{case_id}/scan", {"code": token}))
+    for path in (f"/counter/cases/{case_id}", f"/counter/used/{site.food}"):
+        page = counter.get(path)
+        assert page.status_code == 200 and face["operator_name"] in page.text, path
+        assert [key for key, value in hidden.items() if value in page.text] == [], path
+
+
+def test_staff_accounts_have_no_exchange_role(site: Counter) -> None:
+    """An exchange credential reads the change feed and nothing else: a staff account with it
+    could check (and spend) holders' show tokens at the counter page."""
+    from cert_authority.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="工作人员的角色"):
+        site.app.state.staff.create("xchg", "交换", "exchange", USER_USCC, PASSWORD)
+    with pytest.raises(InvalidRequestError, match="工作人员的角色"):
+        site.app.state.staff.change_role(CLI_ACTOR, "counter", "exchange", None)
