@@ -88,7 +88,7 @@ class Pusher:
     ) -> None:
         settings = pki.settings
         if not settings.province_url:
-            raise ConfigError("未设置省级电子证照库地址 ECAS_PROVINCE_URL，无法推送")
+            raise ConfigError("未设置省级电子证照库地址 ECAS_PROVINCE_URL：推送、核对和推送状态都按此地址进行")
         self.engine = engine
         self.filestore = filestore
         self.packed = PackedFiles(filestore, engine)  # licence files may be stored packed

@@ -70,9 +70,11 @@ from cert_authority.store.packing import NOT_READ, NotRead
 from cert_authority.store.personal import PersonalData
 from cert_authority.store.reading import reader
 from cert_authority.timeutil import aware, local_date, utc_now
+from keys.errors import InvalidCodeError
 from keys.signer import Signer
+from keys.uscc import validate_uscc
 from seals.picture import generate_round_seal
-from templates.identifier import mask_holder_code
+from templates.identifier import LicenceIdentifier, mask_holder_code
 
 log = logging.getLogger("ecas.cases")
 
@@ -427,6 +429,11 @@ class CaseService:
         if use_code and show_token:
             raise InvalidRequestError("用证码和亮证码只需提供一个")
         named = identifier.strip() if identifier and not show_token else None
+        if named:
+            try:
+                LicenceIdentifier.parse(named)
+            except InvalidCodeError as exc:  # say so, rather than that the applicant holds no such licence
+                raise InvalidRequestError(f"证照标识有误：{exc}") from None
         manifest: str | NotRead | None = NOT_READ
         if named:  # the licence is known already: read with the case (and its OFD's manifest name)
             case, materials, stored, manifest = self._case_and_licence(case_id, named)
@@ -759,7 +766,10 @@ def _acting_department(actor: Actor, requested: str | None) -> str:
     if actor.is_admin:
         if not requested:
             raise InvalidRequestError("管理员代为办件须指明办理部门（department_uscc / --department）")
-        return requested
+        try:
+            return validate_uscc(requested.strip().upper())
+        except InvalidCodeError as exc:  # say what is wrong with it, not that it handles no matter
+            raise InvalidRequestError(f"办理部门的统一社会信用代码有误：{exc}") from None
     assert actor.department_uscc is not None
     if requested and requested != actor.department_uscc:
         raise PermissionDeniedError(

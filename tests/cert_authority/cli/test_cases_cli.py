@@ -128,6 +128,14 @@ def test_duty_rules_and_bad_input_from_the_command_line(demo: Path, tmp_path: Pa
     assert "校验位错误" in fails(*base, "--applicant", applicant[:-1] + "0")
     assert "不办理事项" in fails("cases", "open", "--department", DEPARTMENTS[0].uscc, "--matter", DEMO_CASE_MATTER,
                              "--applicant", applicant)
+    # A malformed code or identifier is named as such (found trying the CLI as a user: "handles no
+    # matter" for a department code one character short, "holds no such licence" for a bad check).
+    assert "应为18位" in fails("cases", "open", "--department", COUNTER_USCC[:-1], "--matter", DEMO_CASE_MATTER,
+                             "--applicant", applicant)
+    case = str(json.loads(ok(*base, "--applicant", applicant, "--json"))["case"])
+    [business] = json.loads(ok("cases", "show", case, "--json"))["materials"][0]["candidates"]
+    wrong = business["identifier"][:-1] + ("A" if business["identifier"][-1] != "A" else "B")
+    assert "证照标识有误" in fails("cases", "reuse", case, "--identifier", wrong)
     assert "没有编号为 999 的办件" in fails("cases", "close", "999", "-o", str(tmp_path / "x.pdf"))
     assert "已登记" in fails("matters", "register", str(EXAMPLE_MATTERS / "skills-subsidy.yaml"))
     bad = tmp_path / "bad.yaml"
