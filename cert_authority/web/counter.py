@@ -121,7 +121,7 @@ def _check_text(request: Request, actor: Actor, text: str) -> Report:
 @router.get("/counter/result")
 def result_page(request: Request, staff: Staff) -> Response:
     """The last check's verdict (a reload shows it again instead of checking the code twice)."""
-    found = recall(request)
+    found = recall(request, staff)
     if found is None:
         return redirect("/counter")
     return render(request, "counter/scan.html", staff=staff, verdict=found, matters=department_matters(request, staff))
@@ -131,7 +131,7 @@ def result_page(request: Request, staff: Staff) -> Response:
 def result_photo(sm3: str, request: Request, staff: Staff) -> Response:
     """The holder's photo beside the last accepted show code's verdict, and nothing else: the digest
     must be the one in this counter's signed verdict cookie (set when the code was accepted)."""
-    found = recall(request)
+    found = recall(request, staff)
     if found is None or found.result != "VALID" or not found.photo or not hmac.compare_digest(found.photo, sm3):
         raise NotFoundError("没有可显示的持证人照片")
     data = _registry(request).filestore.get(found.photo)
@@ -154,7 +154,7 @@ def _shown_licence(request: Request, report: Report) -> LicencePublic | None:
 def _result(request: Request, staff: StaffMember, report: Report) -> Response:
     found = with_licence(verdict(report, _registry(request), zone_of(request)), _shown_licence(request, report))
     response = redirect("/counter/result")
-    if remember(request, response, found):
+    if remember(request, response, found, staff):
         return response
     page = render(request, "counter/scan.html", staff=staff, verdict=found, matters=department_matters(request, staff))
     page.delete_cookie(RESULT_COOKIE, path=RESULT_PATH)  # the verdict before this one is not this one

@@ -369,6 +369,17 @@ def test_counter_check_redirects_and_a_reload_does_not_check_again(site: Site) -
     forged.cookies.set("ecas_verdict", cookie[:-8] + ("A" * 8 if not cookie.endswith("A" * 8) else "B" * 8),
                        path="/counter")
     assert forged.get("/counter/result", follow_redirects=False).headers["location"] == "/counter"
+    # The genuine cookie, copied to another staff member's browser, or kept past its ten minutes,
+    # shows nothing either (an attacker review: only the browser's max-age limited it).
+    site.app.state.staff.create("counter3", "王芳", "user", USER_USCC, PASSWORD)
+    other = staff_client(site.app, "counter3")
+    other.cookies.set("ecas_verdict", cookie, path="/counter")
+    assert other.get("/counter/result", follow_redirects=False).headers["location"] == "/counter"
+    later = time.time() + 601
+    with pytest.MonkeyPatch.context() as clock:
+        clock.setattr("cert_authority.web.counter_results.time.time", lambda: later)
+        assert counter.get("/counter/result", follow_redirects=False).headers["location"] == "/counter"
+    assert verdict_of(counter.get("/counter/result").text) == "VALID"  # within its minutes, still shown
     # Logging out takes the last verdict off this desk.
     counter.post("/staff/logout")
     assert "ecas_verdict" not in counter.cookies
