@@ -19,6 +19,7 @@ from cert_authority.actors import ensure_role
 from cert_authority.boundary import RowId, classify
 from cert_authority.errors import InvalidRequestError, ServiceError
 from cert_authority.issuing.batch_jobs import BatchJobs
+from cert_authority.issuing.dates import describe
 from cert_authority.issuing.issuance import IssuanceService
 from cert_authority.issuing.lifecycle import LifecycleService
 from cert_authority.issuing.queries import LicenceQueryService
@@ -342,6 +343,7 @@ def _form(
         idempotency_key=str(form.get("idempotency_key")) if form else f"web:{uuid.uuid4()}",
         valid_from=str(form.get("valid_from") or "") if form else "",
         valid_until=str(form.get("valid_until") or "") if form else "",
+        validity=describe(spec.validity),
     )
 
 

@@ -244,6 +244,13 @@ def test_revoke_and_cancel_are_separate_confirmed_and_need_a_listed_reason(site:
 def test_issuing_says_so_with_a_link(site: Site) -> None:
     market = staff_client(site.app, "market")
     form = market.get(f"/console/issue/{FOOD_TYPE}").text
+    # A type that fixes the period offers no dates (found trying the console as a user: it offered
+    # them and refused any typed in); one whose dates are given at issue requires both.
+    assert 'name="valid_until"' not in form and "有效期由证照类型规定：5年，自颁证之日起算" in form
+    site.app.state.staff.create("drainage", "吴刚", "issuer", USER_USCC, PASSWORD)
+    drainage = staff_client(site.app, "drainage").get(f"/console/issue/{DRAINAGE_TYPE}").text
+    assert re.search(r'name="valid_from" value="" required', drainage)
+    assert re.search(r'name="valid_until" value="" required', drainage)
     key = re.search(r'name="idempotency_key" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
     data = {f"f_{k}": v for k, v in example_data(FOOD_TYPE).items()} | {"idempotency_key": key}
     done = market.post(f"/console/issue/{FOOD_TYPE}", data=data, follow_redirects=False)
