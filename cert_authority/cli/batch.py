@@ -107,9 +107,10 @@ def issue_batch(
             )
         )
     else:
+        speed = f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}"  # a small file is not "0 份/秒"
         typer.echo(
             f"共 {summary.rows} 行：颁发 {summary.issued} 份，跳过 {summary.skipped} 份（此前已颁发），"
-            f"拒绝 {summary.rejected} 行；用时 {summary.seconds:.1f} 秒，{rate:.0f} 份/秒（{workers} 个工作进程）"
+            f"拒绝 {summary.rejected} 行；用时 {summary.seconds:.1f} 秒，{speed} 份/秒（{workers} 个工作进程）"
         )
         if summary.rejected:
             typer.secho(f"被拒绝的行及原因见 {rejects_path}；改正后可直接用该文件再次运行", fg=typer.colors.YELLOW)
