@@ -43,13 +43,9 @@ async def authenticated(
 
 async def current_actor(actor: Annotated[Actor, Depends(authenticated)]) -> Actor:
     """The caller of a valid API key of any role but `exchange` (403)."""
-    ensure_not_exchange(actor)
-    return actor
-
-
-def ensure_not_exchange(actor: Actor) -> None:
     if actor.role == "exchange":
         raise PermissionDeniedError("数据交换密钥只能读取变更事件流（/api/v1/feed），不能调用其他接口")
+    return actor
 
 
 def require(*roles: str) -> Callable[[Actor], Awaitable[Actor]]:
