@@ -336,25 +336,48 @@ def parse_model(model: type[M], data: Any) -> M:
         raise SpecError([_describe(err) for err in exc.errors()]) from None
 
 
-_MESSAGES = {
+_MESSAGES = {  # pydantic's problems in the user's language, with what its context says
     "extra_forbidden": "未知的键",
     "missing": "缺少必填项",
-    "string_too_short": "太短",
-    "string_too_long": "太长",
-    "too_short": "项数太少",
-    "too_long": "项数太多",
+    "string_too_short": "太短（至少 {min_length} 个字符）",
+    "string_too_long": "太长（至多 {max_length} 个字符）",
+    "too_short": "项数太少（至少 {min_length} 项）",
+    "too_long": "项数太多（至多 {max_length} 项）",
+    "string_pattern_mismatch": "格式不对（应符合 {pattern}）",
+    "string_type": "应为文本",
+    "int_parsing": "应为整数",
+    "int_type": "应为整数",
+    "int_from_float": "应为整数",
+    "float_parsing": "应为数字",
+    "bool_parsing": "应为 true 或 false",
+    "date_parsing": "应为日期（YYYY-MM-DD）",
+    "date_from_datetime_parsing": "应为日期（YYYY-MM-DD）",
+    "date_type": "应为日期（YYYY-MM-DD）",
+    "greater_than_equal": "应不小于 {ge}",
+    "less_than_equal": "应不大于 {le}",
+    "greater_than": "应大于 {gt}",
+    "less_than": "应小于 {lt}",
+    "json_invalid": "不是有效的 JSON",
+    "dict_type": "应为 JSON 对象",
+    "model_type": "应为 JSON 对象",
+    "list_type": "应为列表",
 }
+
+
+def problem_text(error: Any) -> str:
+    """One pydantic problem (an item of `ValidationError.errors()`) as the user reads it: our own
+    validators' text, else the common kinds in Chinese, else pydantic's English."""
+    kind, context = error["type"], error.get("ctx") or {}
+    if kind == "value_error":
+        return str(context.get("error", error["msg"]))
+    if kind in {"literal_error", "enum"}:
+        return f"取值无效，可选：{context.get('expected', error['msg'])}"
+    try:
+        return _MESSAGES[kind].format(**context)
+    except (KeyError, IndexError):
+        return str(error["msg"])
 
 
 def _describe(error: Any) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(根)"
-    kind = error["type"]
-    if kind == "value_error":
-        message = str(error.get("ctx", {}).get("error", error["msg"]))
-    elif kind in _MESSAGES:
-        message = _MESSAGES[kind]
-    elif kind in {"literal_error", "enum"}:
-        message = f"取值无效（{error['msg']}）"
-    else:
-        message = error["msg"]
-    return f"{where}：{message}"
+    return f"{where}：{problem_text(error)}"

@@ -55,6 +55,7 @@ from cert_authority.web.routing import add_routes
 from keys.errors import KeysError
 from seals.errors import SealError
 from templates.errors import TemplateError
+from templates.spec import problem_text
 
 log = logging.getLogger("ecas")
 # What callers hear of a server-side failure (the details go to the log).
@@ -222,8 +223,7 @@ def _describe(error: dict[str, Any]) -> str:
     """One validation problem as `where：what` (pydantic puts our validators' text in ctx.error)."""
     location: Sequence[Any] = error.get("loc", ())
     where = ".".join(str(part) for part in location if part not in ("body", "query", "path")) or "请求体"
-    what = error.get("ctx", {}).get("error") if error.get("type") == "value_error" else None
-    return f"{where}：{what or error.get('msg', '无效')}"
+    return f"{where}：{problem_text(error)}"
 
 
 def _document_definitions(app: FastAPI) -> None:

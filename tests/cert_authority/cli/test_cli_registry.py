@@ -68,7 +68,9 @@ def test_departments_and_api_keys(cli_db: Path) -> None:
         (("departments", "add", "--name", "某局", "--uscc", ISSUER_USCC, "--area-code", "350100",
           "--level", "city", "--roles", "issuer"), "已登记"),
         (("departments", "add", "--name", "某局", "--uscc", "11350100MB00000403", "--area-code", "3501",
-          "--level", "city", "--roles", "issuer"), "area_code"),
+          "--level", "city", "--roles", "issuer"), "area_code：格式不对"),  # not pydantic's English
+        (("departments", "add", "--name", "某局", "--uscc", "11350100MB00000403", "--area-code", "350100",
+          "--level", "town", "--roles", "issuer"), "level：取值无效，可选："),
         (("apikey", "create", "--uscc", USER_USCC, "--role", "issuer"), "没有颁证部门角色"),
         (("apikey", "create", "--uscc", "11350100MB00000403", "--role", "user"), "尚未登记"),
         (("apikey", "create", "--role", "issuer"), "须属于一个部门"),
