@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Check", "Report", "Status"]
+__all__ = ["Check", "Report", "Status", "shown_time"]
+
+CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # one zone for the whole country
+
+
+def shown_time(when: dt.datetime, seconds: bool = True) -> str:
+    """A time in a message for people: Beijing time, to the second (a clerk read 19:31Z as wrong)."""
+    return when.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 class Status(StrEnum):

@@ -27,7 +27,7 @@ from typing import Any
 
 from keys.signer import Signer
 from keys.x509 import Certificate
-from verification.report import Check
+from verification.report import Check, shown_time
 
 __all__ = ["MAX_TOKEN_CHARS", "PREFIX", "ShowToken", "make_token", "read_token"]
 
@@ -92,10 +92,10 @@ def read_token(text: str, service_certificates: list[Certificate], now: dt.datet
     if not key.public_key.verify(signature, f"{PREFIX}.{payload_part}".encode()):
         return token, Check.invalid("token", "bad_signature", "亮证码签名无效：内容被改动或伪造")
     if now > token.expires_at:
-        return token, Check.invalid("token", "expired", f"亮证码已于 {token.expires_at:%H:%M:%S}Z 过期，请持证人刷新")
+        return token, Check.invalid("token", "expired", f"亮证码已于 {shown_time(token.expires_at)} 过期，请持证人刷新")
     if token.issued_at > now + CLOCK_SKEW:
         return token, Check.invalid("token", "not_yet_valid", "亮证码的签发时间晚于当前时间")
-    return token, Check.ok("token", f"亮证码签名有效，{token.expires_at:%H:%M:%S}Z 前有效")
+    return token, Check.ok("token", f"亮证码签名有效，{shown_time(token.expires_at)} 前有效")
 
 
 def _token(payload: Any) -> ShowToken:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from keys.errors import KeysError
 from seals.errors import SealInputError
 from seals.timestamp import TimeStampToken, parse_token
-from verification.report import Check
+from verification.report import Check, shown_time
 from verification.trust import TrustAnchors, issuer_of
 
 __all__ = ["TIME_STAMPING", "check_timestamp"]
@@ -57,8 +57,8 @@ def check_timestamp(
     entry = crl.entry(tsa.serial) if crl is not None and crl.signature_valid(branch.public_key) else None
     if entry is not None and entry.revoked_at <= when:
         return Check.invalid(
-            "timestamp", "tsa_revoked", f"时间戳服务证书在 {entry.revoked_at:%Y-%m-%d %H:%M:%S}Z 已被吊销，时间戳不可信"
+            "timestamp", "tsa_revoked", f"时间戳服务证书在 {shown_time(entry.revoked_at)} 已被吊销，时间戳不可信"
         ), None
     return Check.ok(
-        "timestamp", f"可信时间戳：{when:%Y-%m-%d %H:%M:%S}Z（{tsa.common_name}，序列号 {token.serial:X}）"
+        "timestamp", f"可信时间戳：{shown_time(when)}（{tsa.common_name}，序列号 {token.serial:X}）"
     ), token

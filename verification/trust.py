@@ -14,7 +14,7 @@ from keys.errors import KeysError
 from keys.ocsp import parse_ocsp_response
 from keys.oids import SM2_SIGN, SM2_WITH_SM3
 from keys.x509 import Certificate
-from verification.report import Check
+from verification.report import Check, shown_time
 
 __all__ = ["TrustAnchors"]
 
@@ -80,8 +80,8 @@ def check_revocation(
         return Check.unknown("revocation", "crl_expired", "CRL 已过期，无法确认吊销状态")
     entry = crl.entry(signer.serial)
     if entry is None:
-        return Check.ok("revocation", f"签章人证书未被吊销（CRL {crl.this_update:%Y-%m-%d %H:%M}Z）")
-    when = f"{entry.revoked_at:%Y-%m-%d %H:%M:%S}Z（{reason_text(entry.reason)}）"
+        return Check.ok("revocation", f"签章人证书未被吊销（CRL {shown_time(crl.this_update, seconds=False)}）")
+    when = f"{shown_time(entry.revoked_at)}（{reason_text(entry.reason)}）"
     if entry.revoked_at <= signing_time:
         before = "时间戳时间" if timestamped else "签章"
         return Check.invalid("revocation", "certificate_revoked", f"签章人证书在{before}前已被吊销：{when}")
@@ -120,7 +120,7 @@ def check_embedded_revocation(
             or not issuer.public_key.verify(result.signature, result.tbs_response_data)
         ):
             continue
-        taken = f"{result.this_update:%Y-%m-%d %H:%M:%S}Z"
+        taken = shown_time(result.this_update)
         if status.state == "revoked" and status.revoked_at is not None and status.revoked_at <= when:
             return Check.invalid(
                 "revocation", "certificate_revoked", f"文件内嵌的 OCSP 应答（{taken}）表明证书在签章前已被吊销"

@@ -32,7 +32,7 @@ from templates.layout import build_layout, sample_face
 from templates.spec import LicenceTypeSpec, parse_model
 from tests.conftest import NOW, PkiHierarchy, gmssl_verify, openssl
 from tests.seals import ses_asn1
-from verification.report import Status
+from verification.report import Status, shown_time
 from verification.sealed_file import verify_sealed_file
 from verification.trust import TrustAnchors
 
@@ -130,7 +130,9 @@ def test_timestamped_seal_verifies_at_the_timestamp(setup: Setup, stamped: Seale
     report, _ = verify_sealed_file(getattr(stamped, fmt), setup.anchors(), LATER)
     assert report.result is Status.VALID, report.to_dict()
     [timestamp] = [c for c in report.checks if c.name == "timestamp"]
-    assert "可信时间戳" in timestamp.message and f"{STAMPED:%Y-%m-%d %H:%M:%S}Z" in timestamp.message
+    assert "可信时间戳" in timestamp.message and shown_time(STAMPED) in timestamp.message
+    beijing = dt.timezone(dt.timedelta(hours=8))
+    assert f"{STAMPED.astimezone(beijing):%Y-%m-%d %H:%M}" in timestamp.message  # as clerks read it
     assert report.subject["signatures"][0]["timestamped"]
 
 
@@ -154,7 +156,7 @@ def test_a_page_written_already_sealed_carries_its_timestamp(setup: Setup) -> No
     report, _ = verify_sealed_file(pdf, setup.anchors(STAMPED + dt.timedelta(hours=1)), LATER)
     assert report.result is Status.VALID, report.to_dict()
     [timestamp] = [c for c in report.checks if c.name == "timestamp"]
-    assert timestamp.status is Status.VALID and f"{STAMPED:%Y-%m-%d %H:%M:%S}Z" in timestamp.message
+    assert timestamp.status is Status.VALID and shown_time(STAMPED) in timestamp.message
     # Revoked before the stamp: the timestamp does not save it.
     report, _ = verify_sealed_file(pdf, setup.anchors(NOW - dt.timedelta(hours=1)), LATER)
     assert report.result is Status.INVALID, report.to_dict()
