@@ -30,6 +30,7 @@ __all__ = [
     "check_template",
     "chinese_date",
     "parse_model",
+    "problem_text",
     "validate_type_code",
 ]
 

@@ -308,7 +308,8 @@ def test_a_case_at_the_counter_over_the_api(env: LicenceEnv, tmp_path: Path) -> 
 
         # Not the applicant's, not needed by the matter, another department's case.
         assert client.post(reuse, json={"identifier": other_food}, headers=counter).status_code == 404
-        assert client.post(reuse, json={"identifier": "1.2.156.3005.2.nope"}, headers=counter).status_code == 404
+        malformed = client.post(reuse, json={"identifier": "1.2.156.3005.2.nope"}, headers=counter)
+        assert malformed.status_code == 422 and "证照标识有误" in malformed.json()["message"]  # named as such
         services.duty_rules.add(CLI_ACTOR, USER_USCC, BUSINESS_TYPE, [CATERING])
         assert client.post(reuse, json={"identifier": business}, headers=market).status_code == 403
 
