@@ -118,7 +118,7 @@ def demo(
     base = settings.base_url
     typer.echo(f"数据目录：{settings.data_dir.resolve()}")
     typer.echo(f"对外地址（写入证书与证照二维码）：{base}")
-    if os.environ.get("ECAS_BASE_URL") != base:
+    if base != os.environ.get("ECAS_BASE_URL", Settings.model_fields["base_url"].default):
         # Commands run beside it take their address from the environment, not from this option.
         typer.echo(f"  另一终端运行 ecas 命令前请先 export ECAS_BASE_URL={base}（命令生成的二维码与链接才指向本服务）")
     typer.echo(f"省级电子证照库（另一实例）：ecas serve --data-dir {province_dir} --port {port + 1}")

@@ -72,12 +72,11 @@ def writable_file(path: Path | None) -> Path | None:
     a use code spent) when the file could not be written afterwards."""
     if path is None:
         return None
-    folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise typer.BadParameter(f"{path} 是一个目录，请给出文件名")
-    if not folder.is_dir():
-        raise typer.BadParameter(f"目录 {folder} 不存在")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if not path.parent.is_dir():
+        raise typer.BadParameter(f"目录 {path.parent} 不存在")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise typer.BadParameter(f"没有写入 {path} 的权限")
     return path
 

@@ -108,11 +108,10 @@ def read_rows(path: Path) -> Iterator[BatchRow | RowResult]:
 def _csv_rows(path: Path) -> Iterator[BatchRow | RowResult]:
     with path.open(encoding="utf-8-sig", newline="") as handle:  # Excel writes a BOM
         reader = csv.reader(handle)
-        line = 1
         try:
             header = next(reader, None)
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise _unreadable(path, line, exc) from None
+            raise _unreadable(path, 1, exc) from None
         if not header:
             raise BatchFileError(f"批量文件 {path.name} 是空的：第一行应为字段 key")
         header = [h.strip() for h in header]

@@ -22,7 +22,7 @@ from cert_authority.issuing.batch_jobs import BatchJobs
 from cert_authority.issuing.dates import describe
 from cert_authority.issuing.issuance import IssuanceService
 from cert_authority.issuing.lifecycle import LifecycleService
-from cert_authority.issuing.queries import LicenceQueryService
+from cert_authority.issuing.queries import MAX_TEXT, LicenceQueryService
 from cert_authority.issuing.schemas import LICENCE_STATUSES, LicencePublic
 from cert_authority.registry.service import RegistryService
 from cert_authority.web.common import flash, forget_flash, redirect, render, same_origin, take_flash
@@ -31,8 +31,6 @@ from cert_authority.web.licence_images import pictures_for
 from cert_authority.web.staff_pages import Staff
 from templates.render import MEDIA_TYPES
 from templates.spec import FieldType, LicenceTypeSpec
-
-MAX_QUERY = 120  # characters of the search box: a whole identifier (72 and more) fits
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 Posted = Depends(same_origin)
@@ -79,14 +77,14 @@ def console_home(
             type_code=type_code or None,
             status=status if status in LICENCE_STATUSES else None,
             holder_code=holder_code or None,
-            text=q[:MAX_QUERY] or None,
+            text=q[:MAX_TEXT] or None,
             page_size=PAGE_SIZE,
             cursor=cursor[:200] or None,
             before=None if cursor else before[:200] or None,
         )
     if scan_at is not None or (results.total == 0 and q.strip() and not holder_code):
         results, scan_stopped = holder_scan(
-            queries, staff.actor(), q[:MAX_QUERY], type_code=type_code or None,
+            queries, staff.actor(), q[:MAX_TEXT], type_code=type_code or None,
             status=status if status in LICENCE_STATUSES else None, offset=scan_at or 0, page_size=PAGE_SIZE,
         )
         by_holder = True
@@ -94,8 +92,8 @@ def console_home(
     page_ = render(
         request, "console/home.html", staff=staff, results=results, types=types, statuses=LICENCE_STATUSES,
         by_holder=by_holder, scan_stopped=scan_stopped, scan_limit=SCAN_LIMIT,
-        query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:MAX_QUERY]},
-        flash=take_flash(request),
+        query={"type_code": type_code, "status": status, "holder_code": holder_code, "q": q[:MAX_TEXT]},
+        max_query=MAX_TEXT, flash=take_flash(request),
     )
     return forget_flash(page_, request)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from cert_authority.http.app import create_app
+from tests.cert_authority.web.web_pages import PASSWORD, staff_client
 from tests.conftest import USER_USCC, LicenceEnv
 
 
@@ -18,5 +19,7 @@ def test_validation_errors_are_in_chinese(licence_env: LicenceEnv) -> None:
         assert "holder_code：缺少必填项" in missing.json()["message"], missing.text
         not_a_number = client.get("/api/v1/cases/abc", headers=user)
         assert not_a_number.status_code == 422 and "应为整数" in not_a_number.json()["message"], not_a_number.text
-        page = client.get("/counter/cases/abc")  # a page: the error page, also in Chinese
-        assert "Input should" not in page.text
+    app.state.staff.create("counter", "李娜", "user", USER_USCC, PASSWORD)
+    page = staff_client(app, "counter").get("/counter/cases/abc")  # a page: the error page, also in Chinese
+    assert page.status_code == 422 and "应为整数" in page.text
+    assert "Input should" not in page.text
